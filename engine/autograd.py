@@ -1,0 +1,380 @@
+"""The eager autograd tape: `Function`, grad mode, and the backward walk.
+
+Every differentiable op is a `Function`: `forward` gets raw arrays (NumPy or CuPy) and returns raw
+arrays; `backward` gets the output gradients as Tensors and returns input gradients as Tensors,
+written in engine ops, so with `create_graph=True` the backward pass is itself recorded (double
+backward for gradient penalties).
+
+The graph is recorded only when grad mode is on and an input requires grad. Outputs are held
+weakly by their creator (Chainer's design), inputs strongly; `backward` walks functions in reverse
+generation order with a heap (no recursion), pops each gradient as soon as it is consumed and frees
+the graph unless `retain_graph=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import threading
+import weakref
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "Function",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "detect_anomaly",
+    "grad",
+    "backward",
+]
+
+
+class _Mode(threading.local):
+    grad_enabled = True
+    anomaly = False
+
+
+_mode = _Mode()
+
+
+def is_grad_enabled() -> bool:
+    return _mode.grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that sets grad mode on or off."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self.prev: list[bool] = []
+
+    def __enter__(self):
+        self.prev.append(_mode.grad_enabled)
+        _mode.grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        _mode.grad_enabled = self.prev.pop()
+        return False
+
+
+class no_grad(set_grad_enabled):
+    """`with engine.no_grad():` (or `@engine.no_grad()`): record no graph."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """`with engine.enable_grad():` record the graph even inside `no_grad`."""
+
+    def __init__(self):
+        super().__init__(True)
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Inside this context the first op whose forward or backward yields NaN/Inf raises."""
+
+    def __enter__(self):
+        self.prev = _mode.anomaly
+        _mode.anomaly = True
+
+    def __exit__(self, *exc):
+        _mode.anomaly = self.prev
+        return False
+
+
+def _check_finite(fn_name: str, phase: str, arrays: Iterable[Any]) -> None:
+    for a in arrays:
+        if a is None or a.dtype.kind not in "fc":
+            continue
+        xp = _xp_of(a)
+        if not bool(xp.isfinite(a).all()):
+            raise RuntimeError(f"Function '{fn_name}' returned NaN or Inf values in its {phase}")
+
+
+def _xp_of(array):
+    import numpy
+
+    if isinstance(array, numpy.ndarray) and type(array) is numpy.ndarray:
+        return numpy
+    from .device import cupy
+
+    return cupy()
+
+
+class Function:
+    """Base class of every differentiable op.
+
+    Subclasses set hyper-parameters in `__init__`, implement `forward(*arrays)` and
+    `backward(*grad_outputs)`. Set `saves_inputs = False` on ops whose backward never reads their
+    inputs' values (add, reshape, ...), so in-place changes to those inputs are not flagged.
+    """
+
+    saves_inputs = True
+    differentiable = True
+
+    inputs: tuple
+    generation: int = 0
+
+    def __call__(self, *inputs):
+        from .tensor import Tensor, as_tensor
+
+        tensors = []
+        dev = None
+        for x in inputs:
+            if isinstance(x, Tensor):
+                if dev is None:
+                    dev = x.device
+                elif x.device != dev:
+                    raise RuntimeError(
+                        f"{type(self).__name__}: expected all tensors on the same device, "
+                        f"found {dev} and {x.device}"
+                    )
+        ref = next((x for x in inputs if isinstance(x, Tensor)), None)
+        for x in inputs:
+            tensors.append(x if isinstance(x, Tensor) else as_tensor(x, like=ref))
+        self.device = tensors[0].device
+        self.xp = self.device.xp
+        ys = self.forward(*[t.array for t in tensors])
+        single = not isinstance(ys, tuple)
+        if single:
+            ys = (ys,)
+        if _mode.anomaly:
+            _check_finite(type(self).__name__, "forward", ys)
+        record = (
+            _mode.grad_enabled
+            and self.differentiable
+            and any(t.requires_grad for t in tensors)
+        )
+        outputs = [Tensor._wrap(y, self.device, record, self if record else None) for y in ys]
+        if record:
+            self.inputs = tuple(tensors)
+            self.generation = 1 + max(
+                (t.grad_fn.generation for t in tensors if t.grad_fn is not None), default=0
+            )
+            if self.saves_inputs:
+                self._versions = tuple(t._version[0] for t in tensors)
+            self._outputs = tuple(weakref.ref(o) for o in outputs)
+            if not single:  # shapes for the zero gradients of outputs nobody used
+                self._out_meta = tuple((y.shape, y.dtype) for y in ys)
+        return outputs[0] if single else tuple(outputs)
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, *gys):
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    # Helpers for backward implementations --------------------------------------------------
+    def output(self):
+        """The (single) output tensor; alive whenever backward reaches this function."""
+        return self._outputs[0]()
+
+    def outputs_alive(self):
+        return tuple(r() for r in self._outputs)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+    def _check_versions(self) -> None:
+        if not self.saves_inputs:
+            return
+        for i, (t, v) in enumerate(zip(self.inputs, self._versions)):
+            if t._version[0] != v:
+                raise RuntimeError(
+                    f"one of the tensors needed for gradient computation has been modified by an "
+                    f"in-place operation: input {i} of {self.name}, shape {t.shape}, is at version "
+                    f"{t._version[0]}; expected version {v}"
+                )
+
+    def _release(self) -> None:
+        self.__dict__.clear()
+        self._freed = True
+
+
+def _freed_error(fn) -> RuntimeError:
+    return RuntimeError(
+        f"Trying to backward through the graph a second time ({fn.name} was already freed); "
+        "specify retain_graph=True on the first backward if you need to backward twice"
+    )
+
+
+def _run_backward(
+    roots: Sequence,
+    root_grads: Sequence,
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: Sequence | None = None,
+    allow_unused: bool = False,
+):
+    """The walk shared by `Tensor.backward` and `engine.grad`.
+
+    With `inputs=None`, gradients are accumulated into the `.grad` of leaves (and of tensors that
+    called `retain_grad()`); otherwise they are returned for `inputs`, `.grad` untouched.
+    """
+    from .tensor import Tensor
+
+    grads: dict[int, tuple[Tensor, Tensor]] = {}
+    wanted: dict[int, Tensor | None] = {} if inputs is None else {id(t): None for t in inputs}
+    heap: list = []
+    seen: set[int] = set()
+    stored: set[int] = set()  # arrays already stored as some leaf's .grad during this walk
+    counter = 0
+
+    def push(fn):
+        nonlocal counter
+        if id(fn) not in seen:
+            if getattr(fn, "_freed", False):
+                raise _freed_error(fn)
+            seen.add(id(fn))
+            heapq.heappush(heap, (-fn.generation, counter, fn))
+            counter += 1
+
+    def accumulate(t, g):
+        key = id(t)
+        if key in wanted:
+            prev = wanted[key]
+            wanted[key] = g if prev is None else prev + g
+            if t.grad_fn is None:
+                return
+        elif t.grad_fn is None or t._retains_grad:
+            if inputs is None and t.requires_grad:
+                if create_graph:
+                    t.grad = g if t.grad is None else t.grad + g
+                elif t.grad is not None:
+                    t.grad = Tensor._wrap(t.grad.array + g.array, t.device)
+                else:
+                    # Backward may hand one array to several inputs (add): never let two
+                    # leaves share a .grad array, in-place clipping would scale it twice.
+                    array = g.array if id(g.array) not in stored else g.array.copy()
+                    stored.add(id(array))
+                    t.grad = Tensor._wrap(array, t.device)
+            if t.grad_fn is None:
+                return
+        prev = grads.get(key)
+        grads[key] = (t, g if prev is None else prev[1] + g)
+        push(t.grad_fn)
+
+    with set_grad_enabled(create_graph):
+        for t, g in zip(roots, root_grads):
+            if not t.requires_grad:
+                raise RuntimeError(
+                    "element 0 of tensors does not require grad and does not have a grad_fn"
+                )
+            accumulate(t, g)
+        while heap:
+            fn = heapq.heappop(heap)[2]
+            outs = fn.outputs_alive()
+            gys = []
+            for o in outs:
+                entry = grads.pop(id(o), None) if o is not None else None
+                gys.append(None if entry is None else entry[1])
+            if all(g is None for g in gys):
+                continue
+            if len(gys) > 1:
+                gys = [
+                    g if g is not None else Tensor._wrap(fn.xp.zeros(*meta), fn.device)
+                    for g, meta in zip(gys, fn._out_meta)
+                ]
+            fn._check_versions()
+            gxs = fn.backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            if _mode.anomaly:
+                _check_finite(fn.name, "backward", [g.array for g in gxs if g is not None])
+            for x, gx in zip(fn.inputs, gxs):
+                if gx is not None and x.requires_grad:
+                    if gx.shape != x.shape:
+                        raise RuntimeError(
+                            f"{fn.name}.backward returned a gradient of shape {gx.shape} "
+                            f"for an input of shape {x.shape}"
+                        )
+                    accumulate(x, gx)
+            if not retain_graph:
+                fn._release()
+
+    if inputs is None:
+        return None
+    result = []
+    for t in inputs:
+        g = wanted[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                "One of the differentiated tensors appears to not have been used in the graph; "
+                "set allow_unused=True if this is the desired behavior"
+            )
+        result.append(g)
+    return tuple(result)
+
+
+def _ones_grad(t):
+    from .tensor import Tensor
+
+    if t.array.size != 1:
+        raise RuntimeError(
+            f"grad can be implicitly created only for scalar outputs, got shape {t.shape}; "
+            "pass a gradient of the same shape"
+        )
+    return Tensor._wrap(t.device.xp.ones(t.shape, t.dtype), t.device)
+
+
+def _as_grad(t, g):
+    from .tensor import Tensor, as_tensor
+
+    if g is None:
+        return _ones_grad(t)
+    g = g if isinstance(g, Tensor) else as_tensor(g, like=t)
+    if g.shape != t.shape:
+        raise RuntimeError(f"gradient of shape {g.shape} given for a tensor of shape {t.shape}")
+    return g
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False) -> None:
+    """`engine.autograd.backward`: accumulate gradients of `tensors` into the leaves' `.grad`."""
+    from .tensor import Tensor
+
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
+    gs = [_as_grad(t, g) for t, g in zip(tensors, grad_tensors)]
+    retain = create_graph if retain_graph is None else retain_graph
+    _run_backward(tensors, gs, retain, create_graph)
+
+
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+):
+    """Gradients of `outputs` with respect to `inputs` (a tuple), leaving `.grad` untouched."""
+    from .tensor import Tensor
+
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single_input = isinstance(inputs, Tensor)
+    inputs = [inputs] if single_input else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    gs = [_as_grad(t, g) for t, g in zip(outputs, grad_outputs)]
+    retain = create_graph if retain_graph is None else retain_graph
+    return _run_backward(outputs, gs, retain, create_graph, inputs, allow_unused)
+
+
+def once_differentiable(fn):
+    """Mark a backward that is not itself differentiable (computed on raw arrays)."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *gys):
+        with set_grad_enabled(False):
+            return fn(self, *gys)
+
+    return wrapper

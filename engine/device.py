@@ -1,0 +1,130 @@
+"""Devices: where a tensor's array lives, and which array module (`xp`) computes on it.
+
+CuPy is optional and imported lazily, only through `cupy()`, so `import engine` works without it
+and tests can put a CuPy stand-in into `sys.modules` before the first CUDA call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy
+
+__all__ = ["Device", "device", "cupy", "cuda"]
+
+
+def cupy():
+    """The CuPy module (imported on first use)."""
+    return importlib.import_module("cupy")
+
+
+class Device:
+    """A device: `Device("cpu")`, `Device("cuda")`, `Device("cuda:1")`.
+
+    Compares equal to its string form, so `x.device == "cpu"` works as in PyTorch.
+    """
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec: str | Device = "cpu", index: int | None = None):
+        if isinstance(spec, Device):
+            spec, index = spec.type, spec.index
+        kind, _, idx = str(spec).partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+        if idx:
+            if not idx.isdigit():
+                raise ValueError(f"bad device index in {spec!r}")
+            index = int(idx)
+        if kind == "cuda" and index is None:
+            index = 0
+        self.type = kind
+        self.index = index if kind == "cuda" else None
+
+    @property
+    def xp(self):
+        """The array module computing on this device: numpy or cupy."""
+        return numpy if self.type == "cpu" else cupy()
+
+    def __str__(self) -> str:
+        return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}'" + (")" if self.index is None else f", index={self.index})")
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, str):
+            try:
+                other = Device(other)
+            except ValueError:
+                return False
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+
+CPU = Device("cpu")
+_cache: dict[Any, Device] = {None: CPU, "cpu": CPU}
+
+
+def device(spec: str | Device | None = None) -> Device:
+    """Normalise a device spec; asking for CUDA without a usable GPU raises a clear error."""
+    if isinstance(spec, Device):
+        return spec
+    dev = _cache.get(spec)
+    if dev is None:
+        dev = Device(spec)
+        if dev.type == "cuda":
+            cuda.require(dev.index)
+        _cache[spec] = dev
+    return dev
+
+
+class _Cuda:
+    """`engine.cuda`: availability of CUDA through CuPy."""
+
+    _available: bool | None = None
+
+    def is_available(self) -> bool:
+        """True when CuPy imports *and* a GPU answers (CuPy imports fine without a driver)."""
+        if self._available is None:
+            try:
+                self._available = cupy().cuda.runtime.getDeviceCount() > 0
+            except Exception:
+                self._available = False
+        return self._available
+
+    def device_count(self) -> int:
+        return cupy().cuda.runtime.getDeviceCount() if self.is_available() else 0
+
+    def require(self, index: int = 0) -> None:
+        if not self.is_available():
+            raise RuntimeError(
+                "CUDA device requested but not available: install CuPy "
+                "(pip install 'tensortape[cuda12]') on a machine with an NVIDIA GPU and driver"
+            )
+        count = self.device_count()
+        if index >= count:
+            raise RuntimeError(f"CUDA device cuda:{index} requested but only {count} present")
+
+    def reset(self) -> None:
+        """Forget the cached availability (tests swap CuPy implementations)."""
+        self._available = None
+        for key in [k for k, d in _cache.items() if d.type == "cuda"]:
+            del _cache[key]
+
+    def synchronize(self) -> None:
+        if self.is_available():
+            cupy().cuda.Device().synchronize()
+
+
+cuda = _Cuda()
+
+
+def array_device(array) -> Device:
+    """The device of a raw array (numpy -> cpu, anything else is a CuPy array)."""
+    if isinstance(array, numpy.ndarray) or numpy.isscalar(array):
+        return CPU
+    return device(f"cuda:{array.device.id}")

@@ -1,0 +1,390 @@
+"""`engine.functional` (import as `F`): activations, softmax family, losses, linear, dropout.
+
+PyTorch's names, argument orders and `reduction="mean"|"sum"|"none"`. Convolution and pooling ops
+live in `engine.ops.conv` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from . import random
+from .autograd import Function
+from .ops import (
+    abs, clip, exp, linear, log, logsumexp, matmul, maximum, mean, pad, relu, sigmoid, sqrt, sum,
+    tanh, where,
+)
+from .tensor import Tensor, as_tensor
+
+__all__ = [
+    "relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax",
+    "log_softmax", "logsumexp", "linear", "dropout", "dropout2d", "mse_loss", "l1_loss",
+    "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+    "nll_loss", "one_hot", "pad", "normalize", "kl_div", "matmul", "hardtanh", "relu6",
+    "gaussian_nll_loss", "embedding", "cosine_similarity",
+]
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _same_shape(name: str, input: Tensor, target: Tensor) -> None:
+    if input.shape != target.shape:
+        raise ValueError(
+            f"{name}: target shape {target.shape} must match input shape {input.shape}"
+        )
+
+
+# Activations -------------------------------------------------------------------------------
+class LeakyReLU(Function):
+    saves_inputs = False
+
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        self.mask = x > 0
+        return self.xp.where(self.mask, x, x * self.slope)
+
+    def backward(self, gy):
+        scale = self.xp.where(self.mask, 1.0, self.slope).astype(gy.dtype)
+        return gy * Tensor._wrap(scale, gy.device)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return LeakyReLU(negative_slope)(x)
+
+
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    neg = (exp(clip(x, None, 0.0)) - 1.0) * alpha
+    return where(x > 0, x, neg)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x); `approximate="tanh"` uses the tanh form."""
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        return 0.5 * x * (1.0 + tanh(c * (x + 0.044715 * x * x * x)))
+    if approximate != "none":
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * x * (1.0 + (x * (1.0 / math.sqrt(2.0))).erf())
+
+
+def silu(x: Tensor) -> Tensor:
+    return x * sigmoid(x)
+
+
+def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return clip(x, min_val, max_val)
+
+
+def relu6(x: Tensor) -> Tensor:
+    return clip(x, 0.0, 6.0)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, linear above `threshold` (PyTorch's rule)."""
+    bx = x * beta if beta != 1.0 else x
+    # log1p(exp(-|bx|)) + max(bx, 0) never overflows.
+    soft = (exp(-abs(bx)).log1p() + relu(bx)) * (1.0 / beta)
+    return where(bx > threshold, x, soft)
+
+
+class Softmax(Function):
+    saves_inputs = False
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        z = x - x.max(axis=self.axis, keepdims=True)
+        e = self.xp.exp(z)
+        e /= e.sum(axis=self.axis, keepdims=True)
+        return e
+
+    def backward(self, gy):
+        y = self.output()
+        return y * (gy - sum(gy * y, self.axis, keepdim=True))
+
+
+class LogSoftmax(Function):
+    saves_inputs = False
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        z = x - x.max(axis=self.axis, keepdims=True)
+        return z - self.xp.log(self.xp.exp(z).sum(axis=self.axis, keepdims=True))
+
+    def backward(self, gy):
+        y = self.output()
+        return gy - exp(y) * sum(gy, self.axis, keepdim=True)
+
+
+def _softmax_dim(x: Tensor, dim):
+    if dim is None:
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return dim % max(x.ndim, 1)
+
+
+def softmax(x: Tensor, dim: int | None = None) -> Tensor:
+    return Softmax(_softmax_dim(x, dim))(x)
+
+
+def log_softmax(x: Tensor, dim: int | None = None) -> Tensor:
+    return LogSoftmax(_softmax_dim(x, dim))(x)
+
+
+def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    n = x.norm(p, dim, keepdim=True)
+    return x / maximum(n, as_tensor(eps, like=x))
+
+
+def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    num = sum(a * b, dim)
+    den = maximum(a.norm(2, dim) * b.norm(2, dim), as_tensor(eps, like=a))
+    return num / den
+
+
+# Dropout -----------------------------------------------------------------------------------
+def _dropout_mask(x: Tensor, p: float, shape) -> Tensor:
+    keep = random.uniform(shape, numpy.float32, x.device) >= p
+    return Tensor._wrap((keep * (1.0 / (1.0 - p))).astype(x.dtype), x.device)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return x * _dropout_mask(x, p, x.shape)
+
+
+def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, H, W) (or (C, H, W)) inputs."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"dropout2d expects a 3-D or 4-D input, got shape {x.shape}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return x * _dropout_mask(x, p, x.shape[:-2] + (1, 1))
+
+
+# Losses ------------------------------------------------------------------------------------
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _same_shape("mse_loss", input, target)
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _same_shape("l1_loss", input, target)
+    return _reduce(abs(input - target), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0):
+    _same_shape("smooth_l1_loss", input, target)
+    d = abs(input - target)
+    return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight=None, reduction: str = "mean"):
+    """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 as in PyTorch."""
+    _same_shape("binary_cross_entropy", input, target)
+    lo = -100.0
+    loss = -(target * clip(log(input), lo, None) + (1.0 - target) * clip(log(1.0 - input), lo, None))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+class BCEWithLogits(Function):
+    """Elementwise max(x, 0) - x t + log1p(exp(-|x|)); gradient sigmoid(x) - t, exact at x = 0."""
+
+    def forward(self, x, t):
+        xp = self.xp
+        return xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, gy):
+        x, t = self.inputs
+        gx = gy * (sigmoid(x) - t) if x.requires_grad else None
+        gt = -gy * x if t.requires_grad else None
+        return gx, gt
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor, target: Tensor, weight=None, reduction: str = "mean", pos_weight=None
+) -> Tensor:
+    """BCE on logits: max(x, 0) - x t + log(1 + exp(-|x|)), finite for |x| = 1000."""
+    _same_shape("binary_cross_entropy_with_logits", input, target)
+    if pos_weight is None:
+        loss = BCEWithLogits()(input, target)
+    else:
+        softplus_neg_abs = exp(-abs(input)).log1p()
+        # (1 - t) x + (1 + (pw - 1) t) * softplus(-x)
+        log_weight = (pos_weight - 1.0) * target + 1.0
+        loss = (1.0 - target) * input + log_weight * (softplus_neg_abs + relu(-input))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def one_hot(target: Tensor, num_classes: int = -1) -> Tensor:
+    t = target.array
+    n = int(t.max()) + 1 if num_classes < 0 else num_classes
+    xp = target.xp
+    return Tensor._wrap((t[..., None] == xp.arange(n)).astype(numpy.int64), target.device)
+
+
+def _classes_last(input: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N * d1 * ..., C); (N, C) unchanged."""
+    if input.ndim <= 2:
+        return input
+    perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+    return input.permute(*perm).reshape(-1, input.shape[1])
+
+
+class NLLGather(Function):
+    """-logp[i, target[i]] weighted, as one gather (forward) and one scatter (backward)."""
+
+    saves_inputs = False
+
+    def __init__(self, target, weight):
+        self.target, self.weight = target, weight
+
+    def forward(self, logp):
+        xp = self.xp
+        self.shape = logp.shape
+        picked = xp.take_along_axis(logp, self.target[:, None], axis=1)[:, 0]
+        return -picked * self.weight
+
+    def backward(self, gy):
+        return NLLScatter(self.target, self.weight, self.shape)(gy)
+
+
+class NLLScatter(Function):
+    saves_inputs = False
+
+    def __init__(self, target, weight, shape):
+        self.target, self.weight, self.shape = target, weight, shape
+
+    def forward(self, gy):
+        xp = self.xp
+        g = xp.zeros(self.shape, dtype=gy.dtype)
+        xp.put_along_axis(g, self.target[:, None], (-gy * self.weight)[:, None], axis=1)
+        return g
+
+    def backward(self, ggx):
+        return NLLGather(self.target, self.weight)(ggx)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices given log-probabilities (N, C) or (N, C, d...)."""
+    if input.ndim < 1 or target.shape != (input.shape[:1] + input.shape[2:]):
+        raise ValueError(
+            f"nll_loss: expected target of shape {input.shape[:1] + input.shape[2:]} for input of "
+            f"shape {input.shape}, got {target.shape}"
+        )
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
+    logp = _classes_last(input)
+    t = target.array.reshape(-1)
+    xp = input.xp
+    valid = t != ignore_index
+    n_classes = logp.shape[1]
+    if bool(((t < 0) | (t >= n_classes))[valid].any()):
+        raise IndexError(
+            f"nll_loss: target values must be in [0, {n_classes}), "
+            f"got {int(t[valid].min())}..{int(t[valid].max())}"
+        )
+    safe_t = xp.where(valid, t, 0).astype(numpy.int64)
+    w = valid.astype(input.dtype)
+    if weight is not None:
+        w = w * weight.array[safe_t]
+    loss = NLLGather(safe_t, w)(logp)
+    if reduction == "mean":
+        return sum(loss) / Tensor._wrap(w.sum(), input.device)
+    if reduction == "none":
+        return loss.reshape(target.shape)
+    return _reduce(loss, reduction)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax + nll_loss; `target` holds class indices or class probabilities."""
+    logp = log_softmax(input, 1 if input.ndim > 1 else 0)
+    if target.dtype.kind == "f":
+        _same_shape("cross_entropy", input, target)
+        if label_smoothing:
+            target = target * (1.0 - label_smoothing) + label_smoothing / input.shape[1]
+        w = 1.0 if weight is None else weight.reshape((-1,) + (1,) * (input.ndim - 2))
+        return _reduce(-sum(logp * target * w, 1), reduction)
+    loss = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return loss
+    # PyTorch: (1 - eps) * nll + eps * mean over classes of -w_c log p_c, on non-ignored samples.
+    n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    shape = (-1,) + (1,) * (input.ndim - 2)
+    weighted = logp if weight is None else logp * weight.reshape(shape)
+    valid = Tensor._wrap((target.array != ignore_index).astype(input.dtype), input.device)
+    smooth = -sum(weighted, 1) * valid * (1.0 / n_classes)
+    if reduction == "mean":
+        t = input.xp.where(target.array != ignore_index, target.array, 0)
+        denom = valid.array.sum() if weight is None else (weight.array[t] * valid.array).sum()
+        smooth = sum(smooth) / Tensor._wrap(denom, input.device)
+    else:
+        smooth = _reduce(smooth, reduction)
+    return loss * (1.0 - label_smoothing) + smooth * label_smoothing
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False):
+    """KL(target || exp(input)) pointwise: target * (log target - input)."""
+    if log_target:
+        loss = exp(target) * (target - input)
+    else:
+        safe = where(target > 0, target, as_tensor(1.0, like=target))
+        loss = target * (log(safe) - input)
+    if reduction == "batchmean":
+        return sum(loss) / input.shape[0]
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    """PyTorch's Gaussian NLL: 0.5 (log max(var, eps) + (input - target)^2 / max(var, eps))."""
+    if var.shape != input.shape:
+        if var.shape == input.shape[:-1] or (var.ndim == input.ndim and var.shape[-1] == 1):
+            if var.shape == input.shape[:-1]:
+                var = var.unsqueeze(-1)
+        else:
+            raise ValueError(f"gaussian_nll_loss: var of shape {var.shape} does not broadcast "
+                             f"to input of shape {input.shape}")
+    if bool((var.array < 0).any()):
+        raise ValueError("gaussian_nll_loss: var has negative entries")
+    v = clip(var, eps, None)
+    loss = 0.5 * (log(v) + (input - target) ** 2 / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+def embedding(input: Tensor, weight: Tensor) -> Tensor:
+    return weight[input]

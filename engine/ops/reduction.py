@@ -1,0 +1,226 @@
+"""Reductions: sum, mean, var, std, max, min, prod, argmax, logsumexp."""
+
+from __future__ import annotations
+
+import numpy
+
+from ..autograd import Function
+from ..tensor import Tensor, ValuesIndices
+from .math import exp, log, sqrt
+from .shape import _norm_dim, broadcast_to, reshape
+
+
+def _axes(dim, ndim):
+    if dim is None:
+        return tuple(range(ndim))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    return tuple(sorted({_norm_dim(d, ndim) for d in dims}))
+
+
+def _keep_shape(shape, axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+class Sum(Function):
+    saves_inputs = False
+
+    def __init__(self, axes, keepdim):
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.sum(axis=self.axes, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        if not self.keepdim:
+            gy = reshape(gy, _keep_shape(self.in_shape, self.axes))
+        return broadcast_to(gy, self.in_shape)
+
+
+def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    if dtype is not None:
+        x = x.to(dtype)
+    elif x.dtype.kind in "bu" or x.dtype == numpy.int32:
+        x = x.to(numpy.int64)
+    return Sum(_axes(dim, x.ndim), keepdim)(x)
+
+
+def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    if x.dtype.kind not in "fc":
+        raise RuntimeError(f"mean(): could not infer output dtype; input dtype is {x.dtype}, "
+                           "use a floating point tensor")
+    axes = _axes(dim, x.ndim)
+    n = int(numpy.prod([x.shape[a] for a in axes], dtype=numpy.int64))
+    return sum(x, axes, keepdim) * (1.0 / n if n else float("nan"))
+
+
+def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False,
+        correction: int | None = None) -> Tensor:
+    """Variance with Bessel's correction by default (PyTorch's `correction=1`)."""
+    if correction is None:
+        correction = 1 if unbiased in (None, True) else 0
+    axes = _axes(dim, x.ndim)
+    n = int(numpy.prod([x.shape[a] for a in axes], dtype=numpy.int64))
+    d = x - mean(x, axes, keepdim=True)
+    return sum(d * d, axes, keepdim) * (1.0 / (n - correction) if n > correction else float("nan"))
+
+
+def std(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False,
+        correction: int | None = None) -> Tensor:
+    return sqrt(var(x, dim, unbiased, keepdim, correction))
+
+
+class _Extremum(Function):
+    """max/min over axes; the gradient goes to the selected element(s)."""
+
+    saves_inputs = False
+    pick = "max"
+
+    def __init__(self, axis, keepdim):
+        self.axis, self.keepdim = axis, keepdim
+
+    def forward(self, x):
+        xp = self.xp
+        self.in_shape = x.shape
+        if self.axis is None:
+            y = x.max() if self.pick == "max" else x.min()
+            # Ties share the gradient evenly (PyTorch's rule for full reductions).
+            mask = x == y
+            self.mask = mask / mask.sum()
+            return y
+        arg = x.argmax(axis=self.axis) if self.pick == "max" else x.argmin(axis=self.axis)
+        self.indices = arg
+        a = xp.expand_dims(arg, self.axis)
+        y = xp.take_along_axis(x, a, axis=self.axis)
+        shape = [1] * x.ndim
+        shape[self.axis] = x.shape[self.axis]
+        self.mask = xp.arange(x.shape[self.axis]).reshape(shape) == a
+        return y if self.keepdim else y.squeeze(self.axis)
+
+    def backward(self, gy):
+        if self.axis is not None and not self.keepdim:
+            gy = reshape(gy, _keep_shape(self.in_shape, (self.axis,)))
+        elif self.axis is None:
+            gy = reshape(gy, (1,) * len(self.in_shape))
+        return broadcast_to(gy, self.in_shape) * Tensor._wrap(self.mask.astype(gy.dtype), gy.device)
+
+
+class Max(_Extremum):
+    pick = "max"
+
+
+class Min(_Extremum):
+    pick = "min"
+
+
+def _extremum(cls, x, dim, keepdim, other):
+    if isinstance(other, Tensor) or (dim is not None and not isinstance(dim, int)):
+        from .math import maximum, minimum
+
+        return (maximum if cls is Max else minimum)(x, other if other is not None else dim)
+    if x.array.size == 0:
+        raise RuntimeError(f"{cls.pick}(): expected a non-empty tensor, got shape {x.shape}")
+    if dim is None:
+        return cls(None, False)(x)
+    fn = cls(_norm_dim(dim, x.ndim), keepdim)
+    values = fn(x)
+    idx = fn.indices if keepdim is False else fn.xp.expand_dims(fn.indices, fn.axis)
+    return ValuesIndices(values, Tensor._wrap(idx.astype(numpy.int64), x.device))
+
+
+def max(x: Tensor, dim=None, keepdim: bool = False, other=None):
+    """`x.max()` -> the maximum; `x.max(dim)` -> (values, indices); `max(x, other)` elementwise."""
+    return _extremum(Max, x, dim, keepdim, other)
+
+
+def min(x: Tensor, dim=None, keepdim: bool = False, other=None):
+    return _extremum(Min, x, dim, keepdim, other)
+
+
+def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    if dim is None or isinstance(dim, int):
+        r = max(x, dim, keepdim)
+        return r.values if isinstance(r, ValuesIndices) else r
+    for d in sorted(_axes(dim, x.ndim), reverse=True):
+        x = max(x, d, keepdim).values
+    return x
+
+
+def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return -amax(-x, dim, keepdim)
+
+
+def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    a = x.array.argmax() if dim is None else x.array.argmax(axis=_norm_dim(dim, x.ndim))
+    if keepdim and dim is not None:
+        a = x.xp.expand_dims(a, _norm_dim(dim, x.ndim))
+    return Tensor._wrap(x.xp.asarray(a, dtype=numpy.int64), x.device)
+
+
+def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    a = x.array.argmin() if dim is None else x.array.argmin(axis=_norm_dim(dim, x.ndim))
+    if keepdim and dim is not None:
+        a = x.xp.expand_dims(a, _norm_dim(dim, x.ndim))
+    return Tensor._wrap(x.xp.asarray(a, dtype=numpy.int64), x.device)
+
+
+class Prod(Function):
+    def __init__(self, axis, keepdim):
+        self.axis, self.keepdim = axis, keepdim
+
+    def forward(self, x):
+        return x.prod(axis=self.axis, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        # d prod / d x_i = product of the others: exclusive cumulative products from both sides,
+        # correct with zeros present (unlike prod / x_i).
+        x = self.inputs[0]
+        xp, a = self.xp, x.array
+        axis = self.axis
+        flat = a.reshape(-1) if axis is None else a
+        ax = 0 if axis is None else axis
+        ones = xp.ones_like(xp.take(flat, [0], axis=ax))
+        left = xp.cumprod(xp.concatenate([ones, xp.delete(flat, -1, axis=ax)], axis=ax), axis=ax)
+        right = xp.flip(
+            xp.cumprod(
+                xp.concatenate([ones, xp.delete(xp.flip(flat, ax), -1, axis=ax)], axis=ax), axis=ax
+            ),
+            ax,
+        )
+        others = Tensor._wrap((left * right).reshape(a.shape), x.device)
+        if axis is None:
+            gy = reshape(gy, (1,) * x.ndim)
+        elif not self.keepdim:
+            gy = reshape(gy, _keep_shape(x.shape, (axis,)))
+        return broadcast_to(gy, x.shape) * others
+
+
+def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return Prod(None if dim is None else _norm_dim(dim, x.ndim), keepdim)(x)
+
+
+def logsumexp(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x))) with the max shifted out, stable for large |x|."""
+    axes = _axes(dim, x.ndim)
+    if x.array.size:
+        m = x.array.max(axis=axes, keepdims=True)
+    else:
+        m = x.xp.zeros(_keep_shape(x.shape, axes), x.dtype)
+    m = x.xp.where(x.xp.isfinite(m), m, 0)
+    mt = Tensor._wrap(m, x.device)
+    out = log(sum(exp(x - mt), axes, keepdim=True)) + mt
+    return out if keepdim else reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
+
+
+def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
+    if p == 2:
+        return sqrt(sum(x * x, dim, keepdim))
+    if p == 1:
+        return sum(x.abs(), dim, keepdim)
+    return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)
+
+
+__all__ = [
+    "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "prod",
+    "logsumexp", "norm",
+]
