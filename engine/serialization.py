@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from .device import cuda, device
+from .device import array_device, cuda, device
 from .tensor import Tensor, tensor
 
 __all__ = ["save", "load"]
@@ -30,7 +31,8 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def _is_raw_cuda_array(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "cupy" and hasattr(x, "get")
+    cp = sys.modules.get("cupy")  # never import CuPy here: only arrays it made can be CuPy's
+    return cp is not None and isinstance(x, cp.ndarray)
 
 
 def _host_array(array, where: str) -> numpy.ndarray:
@@ -70,7 +72,7 @@ class _Encoder:
                 "requires_grad": bool(obj.requires_grad),
             }
         if isinstance(obj, numpy.ndarray) or _is_raw_cuda_array(obj):
-            where_from = "cpu" if isinstance(obj, numpy.ndarray) else f"cuda:{obj.device.id}"
+            where_from = str(array_device(obj))
             return {
                 "t": "ndarray",
                 "array": self._add(_host_array(obj, where)),
