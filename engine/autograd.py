@@ -105,6 +105,10 @@ def _xp_of(array):
     return cupy()
 
 
+_Tensor = None  # engine.tensor.Tensor, injected by engine.tensor (which imports this module)
+_as_tensor = None
+
+
 class Function:
     """Base class of every differentiable op.
 
@@ -120,47 +124,56 @@ class Function:
     generation: int = 0
 
     def __call__(self, *inputs):
-        from .tensor import Tensor, as_tensor
-
-        tensors = []
-        dev = None
+        # The hot path of the whole engine: kept flat, no imports, no per-call closures.
+        ref = None
+        convert = False
         for x in inputs:
-            if isinstance(x, Tensor):
-                if dev is None:
-                    dev = x.device
-                elif x.device != dev:
+            if isinstance(x, _Tensor):
+                if ref is None:
+                    ref = x
+                elif x._device is not ref._device and x._device != ref._device:
                     raise RuntimeError(
                         f"{type(self).__name__}: expected all tensors on the same device, "
-                        f"found {dev} and {x.device}"
+                        f"found {ref._device} and {x._device}"
                     )
-        ref = next((x for x in inputs if isinstance(x, Tensor)), None)
-        for x in inputs:
-            tensors.append(x if isinstance(x, Tensor) else as_tensor(x, like=ref))
-        self.device = tensors[0].device
-        self.xp = self.device.xp
-        ys = self.forward(*[t.array for t in tensors])
-        single = not isinstance(ys, tuple)
+            else:
+                convert = True
+        if convert:
+            inputs = tuple(x if isinstance(x, _Tensor) else _as_tensor(x, like=ref) for x in inputs)
+        dev = ref._device
+        self.device = dev
+        self.xp = dev.xp
+        ys = self.forward(*[t.array for t in inputs])
+        single = type(ys) is not tuple
         if single:
             ys = (ys,)
         if _mode.anomaly:
             _check_finite(type(self).__name__, "forward", ys)
-        record = (
-            _mode.grad_enabled
-            and self.differentiable
-            and any(t.requires_grad for t in tensors)
-        )
-        outputs = [Tensor._wrap(y, self.device, record, self if record else None) for y in ys]
-        if record:
-            self.inputs = tuple(tensors)
-            self.generation = 1 + max(
-                (t.grad_fn.generation for t in tensors if t.grad_fn is not None), default=0
-            )
-            if self.saves_inputs:
-                self._versions = tuple(t._version[0] for t in tensors)
-            self._outputs = tuple(weakref.ref(o) for o in outputs)
-            if not single:  # shapes for the zero gradients of outputs nobody used
-                self._out_meta = tuple((y.shape, y.dtype) for y in ys)
-        return outputs[0] if single else tuple(outputs)
+        record = False
+        if _mode.grad_enabled and self.differentiable:
+            for t in inputs:
+                if t.requires_grad:
+                    record = True
+                    break
+        wrap = _Tensor._wrap
+        if not record:
+            return wrap(ys[0], dev) if single else tuple(wrap(y, dev) for y in ys)
+        outputs = [wrap(y, dev, True, self) for y in ys]
+        self.inputs = inputs
+        gen = 0
+        for t in inputs:
+            fn = t.grad_fn
+            if fn is not None and fn.generation > gen:
+                gen = fn.generation
+        self.generation = gen + 1
+        if self.saves_inputs:
+            self._versions = [t._version[0] for t in inputs]
+        if single:
+            self._outputs = (weakref.ref(outputs[0]),)
+            return outputs[0]
+        self._outputs = tuple(weakref.ref(o) for o in outputs)
+        self._out_meta = tuple((y.shape, y.dtype) for y in ys)  # zero grads for unused outputs
+        return tuple(outputs)
 
     def forward(self, *xs):
         raise NotImplementedError

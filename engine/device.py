@@ -25,7 +25,7 @@ class Device:
     Compares equal to its string form, so `x.device == "cpu"` works as in PyTorch.
     """
 
-    __slots__ = ("type", "index")
+    __slots__ = ("type", "index", "_xp")
 
     def __init__(self, spec: str | Device = "cpu", index: int | None = None):
         if isinstance(spec, Device):
@@ -41,11 +41,12 @@ class Device:
             index = 0
         self.type = kind
         self.index = index if kind == "cuda" else None
+        self._xp = numpy if kind == "cpu" else None
 
     @property
     def xp(self):
         """The array module computing on this device: numpy or cupy."""
-        return numpy if self.type == "cpu" else cupy()
+        return self._xp or cupy()
 
     def __str__(self) -> str:
         return "cpu" if self.type == "cpu" else f"cuda:{self.index}"

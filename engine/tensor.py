@@ -532,6 +532,9 @@ def as_tensor(data, dtype=None, device=None, like: Tensor | None = None) -> Tens
     return tensor(data, dtype=dtype, device=dev)
 
 
+autograd._Tensor, autograd._as_tensor = Tensor, as_tensor
+
+
 def from_numpy(array: numpy.ndarray) -> Tensor:
     """A cpu tensor sharing memory with `array`."""
     if not isinstance(array, numpy.ndarray):

@@ -32,7 +32,9 @@ class Sum(Function):
         return x.sum(axis=self.axes, keepdims=self.keepdim)
 
     def backward(self, gy):
-        if not self.keepdim:
+        if self.axes is None:
+            gy = reshape(gy, (1,) * len(self.in_shape))
+        elif not self.keepdim:
             gy = reshape(gy, _keep_shape(self.in_shape, self.axes))
         return broadcast_to(gy, self.in_shape)
 
@@ -40,8 +42,10 @@ class Sum(Function):
 def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     if dtype is not None:
         x = x.to(dtype)
-    elif x.dtype.kind in "bu" or x.dtype == numpy.int32:
+    elif x.array.dtype.kind in "biu" and x.array.dtype != numpy.int64:
         x = x.to(numpy.int64)
+    if dim is None and not keepdim:
+        return Sum(None, False)(x)
     return Sum(_axes(dim, x.ndim), keepdim)(x)
 
 
