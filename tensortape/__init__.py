@@ -1,0 +1,1 @@
+"""The `tensortape` command line (see `tensortape.cli`)."""
