@@ -21,6 +21,8 @@ int32, int64, uint8, bool = "int32", "int64", "uint8", "bool"  # noqa: A001
 half, float, double, long = float16, float32, float64, int64
 
 from . import functional  # noqa: E402  (after ops, which functional builds on)
+from . import data, utils  # noqa: E402
+from .serialization import load, save  # noqa: E402
 
 __all__ = [
     "Tensor", "tensor", "as_tensor", "from_numpy", "from_dlpack", "Device", "device", "cuda",
@@ -28,5 +30,5 @@ __all__ = [
     "is_grad_enabled", "detect_anomaly", "gradcheck", "manual_seed", "seed", "random",
     "functional", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
     "randint", "randperm", "normal", "zeros_like", "ones_like", "full_like", "empty_like",
-    "rand_like", "randn_like",
+    "rand_like", "randn_like", "data", "utils", "save", "load",
 ] + list(_ops_all)
