@@ -1,0 +1,322 @@
+"""CUDA kernels for convolution and pooling: raw ``cupy.ndarray`` in, raw arrays out.
+
+Same functions and signatures as :mod:`kernels.cpu`. The hand-written kernels live in
+``kernels/cuda/*.cu``, compiled once per source through ``cupy.RawModule`` (float and double
+instantiated by ``name_expressions``) and cached; the GEMMs are ``cupy.matmul`` (cuBLAS).
+CuPy is imported inside the functions only, so ``import kernels.gpu`` works without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy
+
+from kernels._shared import (
+    ConvGemm,
+    Pair,
+    check_4d,
+    check_float,
+    check_pool_padding,
+    flat_indices,
+    output_hw,
+)
+
+CUDA_DIR = Path(__file__).resolve().parent / "cuda"
+CTYPES = {"float32": "float", "float64": "double"}
+FLOAT_DTYPES = tuple(CTYPES)
+# Kernel templates per source file; each is instantiated for every type in CTYPES.
+KERNELS = {
+    "conv.cu": ("im2col", "col2im"),
+    "pool.cu": (
+        "max_pool2d_forward",
+        "max_pool2d_backward",
+        "avg_pool2d_forward",
+        "avg_pool2d_backward",
+    ),
+}
+THREADS = 256
+MAX_BLOCKS = 65535 * 8
+
+# (id of the cupy module, source file[, name expression]) -> RawModule / kernel. Keyed by the
+# module so that a CuPy stand-in swapped in by the tests never gets a kernel built by another.
+_modules: dict[tuple[int, str], Any] = {}
+_functions: dict[tuple[int, str, str], Any] = {}
+
+
+def _cupy() -> Any:
+    import cupy
+
+    return cupy
+
+
+def name_expressions(source: str) -> list[str]:
+    """The template instantiations compiled for one ``kernels/cuda`` source file."""
+    return [f"{k}<{t}>" for k in KERNELS[source] for t in CTYPES.values()]
+
+
+def _module(source: str) -> Any:
+    cupy = _cupy()
+    key = (id(cupy), source)
+    mod = _modules.get(key)
+    if mod is None:
+        code = (CUDA_DIR / source).read_text()
+        mod = cupy.RawModule(
+            code=code, options=("--std=c++14",), name_expressions=name_expressions(source)
+        )
+        _modules[key] = mod
+    return mod
+
+
+def _kernel(source: str, name: str, dtype: Any) -> Any:
+    expr = f"{name}<{CTYPES[numpy.dtype(dtype).name]}>"
+    key = (id(_cupy()), source, expr)
+    fn = _functions.get(key)
+    if fn is None:
+        fn = _functions[key] = _module(source).get_function(expr)
+    return fn
+
+
+def _launch(
+    source: str, name: str, arrays: Sequence[Any], total: int, ints: Sequence[int]
+) -> None:
+    """Grid-stride launch of ``name<T>`` (T from the first array) over ``total`` elements.
+
+    Every kernel's signature is (pointers..., long long total, int...).
+    """
+    if total <= 0:
+        return
+    kernel = _kernel(source, name, arrays[0].dtype)
+    blocks = min((total + THREADS - 1) // THREADS, MAX_BLOCKS)
+    args = (*arrays, numpy.int64(total), *(numpy.int32(v) for v in ints))
+    kernel((blocks,), (THREADS,), args)
+
+
+def _input(x: Any, name: str) -> tuple[Any, tuple[int, int, int, int]]:
+    shape = check_4d(x, name)
+    check_float(x, name, FLOAT_DTYPES)
+    return _cupy().ascontiguousarray(x), shape
+
+
+def im2col(
+    x: Any,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int = 1,
+    dx: int = 1,
+) -> Any:
+    """x (N, C, H, W) -> col (N, C, kh, kw, OH, OW), zero padding (a new contiguous array)."""
+    x, (N, C, H, W) = _input(x, "im2col input")
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
+    col = _cupy().empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
+    ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
+    _launch("conv.cu", "im2col", (x, col), col.size, ints)
+    return col
+
+
+def col2im(
+    col: Any,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    H: int,
+    W: int,
+    dy: int = 1,
+    dx: int = 1,
+) -> Any:
+    """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
+    if col.ndim != 6:
+        raise ValueError(f"col2im expects col (N, C, kh, kw, OH, OW), got shape {col.shape}")
+    check_float(col, "col2im input", FLOAT_DTYPES)
+    N, C, kh, kw, OH, OW = col.shape
+    if output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx) != (OH, OW):
+        raise ValueError(
+            f"col2im: col {col.shape} does not match an image of (H, W)=({H}, {W}) with "
+            f"stride=({sy}, {sx}) padding=({ph}, {pw}) dilation=({dy}, {dx})"
+        )
+    cupy = _cupy()
+    col = cupy.ascontiguousarray(col)
+    x = cupy.empty((N, C, H, W), dtype=col.dtype)
+    ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
+    _launch("conv.cu", "col2im", (col, x), x.size, ints)
+    return x
+
+
+def _cols(
+    x: Any, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int,
+    batch_last: bool,
+) -> Any:
+    col = im2col(x, kh, kw, sy, sx, ph, pw, dy, dx)
+    if batch_last:
+        col = _cupy().ascontiguousarray(col.transpose(1, 2, 3, 0, 4, 5))
+    return col
+
+
+def _gemm() -> ConvGemm:
+    # The input gradient goes through col2im on the GPU (a gather, no atomics).
+    return ConvGemm(_cupy(), _cols, col2im, stride1_input_grad_by_conv=False)
+
+
+def conv2d_forward(
+    x: Any,
+    w: Any,
+    b: Any | None = None,
+    stride: Pair = 1,
+    padding: Pair = 0,
+    dilation: Pair = 1,
+    groups: int = 1,
+) -> Any:
+    """conv2d (cross-correlation, PyTorch semantics): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
+    return _gemm().forward(x, w, b, stride, padding, dilation, groups)
+
+
+def conv2d_backward_input(
+    gy: Any,
+    w: Any,
+    x_shape: Sequence[int],
+    stride: Pair = 1,
+    padding: Pair = 0,
+    dilation: Pair = 1,
+    groups: int = 1,
+) -> Any:
+    """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
+    return _gemm().backward_input(gy, w, x_shape, stride, padding, dilation, groups)
+
+
+def conv2d_backward_weight(
+    gy: Any,
+    x: Any,
+    w_shape: Sequence[int],
+    stride: Pair = 1,
+    padding: Pair = 0,
+    dilation: Pair = 1,
+    groups: int = 1,
+) -> Any:
+    """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
+    return _gemm().backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
+
+
+def max_pool2d_forward(
+    x: Any,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int = 1,
+    dx: int = 1,
+    ceil_mode: bool = False,
+) -> tuple[Any, Any]:
+    """Max pooling with -inf padding -> (y, argmax int32 offset ``ky*kw + kx`` in the window)."""
+    x, (N, C, H, W) = _input(x, "max_pool2d input")
+    check_pool_padding(kh, kw, ph, pw, dy, dx)
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx, ceil_mode)
+    cupy = _cupy()
+    y = cupy.empty((N, C, OH, OW), dtype=x.dtype)
+    argmax = cupy.empty((N, C, OH, OW), dtype=numpy.int32)
+    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
+    _launch("pool.cu", "max_pool2d_forward", (x, y, argmax), y.size, ints)
+    return y, argmax
+
+
+def max_pool2d_backward(
+    gy: Any,
+    argmax: Any,
+    x_shape: Sequence[int],
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int = 1,
+    dx: int = 1,
+) -> Any:
+    """dL/dx of max pooling: each input sums gy over the windows whose argmax it is."""
+    N, C, H, W = (int(v) for v in x_shape)
+    if gy.shape != argmax.shape or gy.shape[:2] != (N, C):
+        raise ValueError(
+            f"max_pool2d_backward: gy {gy.shape} and argmax {argmax.shape} must both be "
+            f"(N, C, OH, OW) for x {tuple(x_shape)}"
+        )
+    if argmax.dtype != numpy.int32:
+        raise TypeError(f"max_pool2d_backward: argmax must be int32, got {argmax.dtype.name}")
+    check_float(gy, "max_pool2d_backward gy", FLOAT_DTYPES)
+    OH, OW = gy.shape[2:]
+    cupy = _cupy()
+    gy = cupy.ascontiguousarray(gy)
+    argmax = cupy.ascontiguousarray(argmax)
+    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
+    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
+    _launch("pool.cu", "max_pool2d_backward", (gy, argmax, gx), gx.size, ints)
+    return gx
+
+
+def max_pool2d_indices(
+    argmax: Any,
+    x_shape: Sequence[int],
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int = 1,
+    dx: int = 1,
+) -> Any:
+    """argmax offsets -> PyTorch's ``return_indices`` (int64 flat index into H*W; -1 if none)."""
+    return flat_indices(_cupy(), argmax, x_shape, kw, sy, sx, ph, pw, dy, dx)
+
+
+def avg_pool2d_forward(
+    x: Any,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    count_include_pad: bool = True,
+) -> Any:
+    """Average pooling with zero padding (PyTorch semantics, floor mode)."""
+    x, (N, C, H, W) = _input(x, "avg_pool2d input")
+    check_pool_padding(kh, kw, ph, pw)
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
+    y = _cupy().empty((N, C, OH, OW), dtype=x.dtype)
+    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)))
+    _launch("pool.cu", "avg_pool2d_forward", (x, y), y.size, ints)
+    return y
+
+
+def avg_pool2d_backward(
+    gy: Any,
+    x_shape: Sequence[int],
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    count_include_pad: bool = True,
+) -> Any:
+    """dL/dx of average pooling: gy / divisor spread over each window."""
+    N, C, H, W = (int(v) for v in x_shape)
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
+    if tuple(gy.shape) != (N, C, OH, OW):
+        raise ValueError(
+            f"avg_pool2d_backward: gy has shape {tuple(gy.shape)}, expected {(N, C, OH, OW)}"
+        )
+    check_float(gy, "avg_pool2d_backward gy", FLOAT_DTYPES)
+    cupy = _cupy()
+    gy = cupy.ascontiguousarray(gy)
+    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
+    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)))
+    _launch("pool.cu", "avg_pool2d_backward", (gy, gx), gx.size, ints)
+    return gx
