@@ -73,6 +73,8 @@ class PowScalar(Function):
     def backward(self, gy):
         (x,) = self.inputs
         c = self.exponent
+        if c == 0:  # d/dx x**0 is 0 everywhere, also at x = 0 (where x**-1 is inf)
+            return gy * 0.0
         if c == 2:
             return gy * x * 2.0
         return gy * c * x ** (c - 1)
@@ -95,10 +97,19 @@ class Pow(Function):
 
 def _binary_operands(a, b):
     if not isinstance(a, Tensor):
+        b = _float_for_python_float(b, a)
         a = as_tensor(a, like=b)
     elif not isinstance(b, Tensor):
+        a = _float_for_python_float(a, b)
         b = as_tensor(b, like=a)
     return a, b
+
+
+def _float_for_python_float(x: Tensor, scalar) -> Tensor:
+    """An integer tensor meeting a Python float computes in float32, as in PyTorch."""
+    if isinstance(scalar, float) and x.dtype.kind in "iub":
+        return x.to(numpy.float32)
+    return x
 
 
 def add(a, b, alpha=1) -> Tensor:
@@ -122,7 +133,7 @@ def mul(a, b) -> Tensor:
 def div(a, b) -> Tensor:
     a, b = _binary_operands(a, b)
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
-        a = a.to(numpy.float32)
+        a, b = a.to(numpy.float32), b.to(numpy.float32)
     return Div()(a, b)
 
 

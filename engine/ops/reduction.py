@@ -118,10 +118,12 @@ class Min(_Extremum):
 
 
 def _extremum(cls, x, dim, keepdim, other):
-    if isinstance(other, Tensor) or (dim is not None and not isinstance(dim, int)):
+    if isinstance(dim, Tensor) or isinstance(other, Tensor):
         from .math import maximum, minimum
 
         return (maximum if cls is Max else minimum)(x, other if other is not None else dim)
+    if isinstance(dim, (tuple, list)):  # several dims: values only, as amax/amin
+        return (amax if cls is Max else amin)(x, dim, keepdim)
     if x.array.size == 0:
         raise RuntimeError(f"{cls.pick}(): expected a non-empty tensor, got shape {x.shape}")
     if dim is None:
@@ -142,9 +144,11 @@ def min(x: Tensor, dim=None, keepdim: bool = False, other=None):
 
 
 def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    if dim is None or isinstance(dim, int):
-        r = max(x, dim, keepdim)
-        return r.values if isinstance(r, ValuesIndices) else r
+    if dim is None:
+        r = max(x)
+        return reshape(r, (1,) * x.ndim) if keepdim else r
+    if isinstance(dim, int):
+        return max(x, dim, keepdim).values
     for d in sorted(_axes(dim, x.ndim), reverse=True):
         x = max(x, d, keepdim).values
     return x
@@ -200,6 +204,11 @@ class Prod(Function):
 
 
 def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Product of elements, over all of them, one dim or a tuple of dims."""
+    if isinstance(dim, (tuple, list)):
+        for d in sorted(_axes(dim, x.ndim), reverse=True):
+            x = Prod(d, keepdim)(x)
+        return x
     return Prod(None if dim is None else _norm_dim(dim, x.ndim), keepdim)(x)
 
 

@@ -1,0 +1,130 @@
+"""Shared test helpers: compare engine ops with PyTorch, and gradients with float64 differences.
+
+`helper_test_op(shapes, torch_fn, our_fn, device=...)` (tinygrad's pattern) builds the same random
+inputs for both libraries, compares the forward values and the gradients of a random cotangent,
+and first checks our gradients against central differences in float64 (`check_gradients`), so
+the gradient check runs even where PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+import engine
+
+try:
+    import torch
+except ImportError:  # the oracle is optional
+    torch = None
+
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the oracle) is not installed")
+
+
+def random_inputs(shapes: Sequence[tuple], low: float = -2.0, high: float = 2.0, seed: int = 0):
+    """float64 host arrays drawn uniformly in [low, high), one per shape."""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(low, high, size=s) for s in shapes]
+
+
+def as_engine(arrays, device, dtype=np.float32, requires_grad: bool = True):
+    return [
+        engine.tensor(a.astype(dtype), device=device, requires_grad=requires_grad and a.dtype.kind == "f")
+        for a in arrays
+    ]
+
+
+def _outputs(out) -> list:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def check_gradients(fn: Callable, arrays, device="cpu", eps: float = 1e-6, atol: float = 1e-5,
+                    rtol: float = 1e-3) -> None:
+    """`engine.gradcheck` of `fn` at float64 copies of `arrays` on `device` (float arrays only)."""
+    inputs = as_engine(arrays, device, np.float64)
+
+    def single(*xs):
+        outs = [o for o in _outputs(fn(*xs)) if o.dtype.kind == "f"]
+        if len(outs) == 1:
+            return outs[0]
+        return engine.cat([o.reshape(-1) for o in outs])
+
+    assert engine.gradcheck(single, inputs, eps=eps, atol=atol, rtol=rtol)
+
+
+def assert_close(ours, expected, atol: float = 1e-5, rtol: float = 1e-4, what: str = "values"):
+    """Compare an engine Tensor (or array) with a torch tensor / array, shapes included."""
+    a = ours.numpy() if isinstance(ours, engine.Tensor) else np.asarray(ours)
+    if torch is not None and isinstance(expected, torch.Tensor):
+        expected = expected.detach().cpu().numpy()
+    b = np.asarray(expected)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != expected {b.shape}"
+    np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, err_msg=what)
+
+
+def helper_test_op(
+    shapes: Sequence[tuple],
+    torch_fn: Callable,
+    our_fn: Callable | None = None,
+    *,
+    device="cpu",
+    low: float = -2.0,
+    high: float = 2.0,
+    inputs: Sequence[np.ndarray] | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    grad_atol: float | None = None,
+    grad: bool = True,
+    gradcheck: bool = True,
+    seed: int = 0,
+) -> None:
+    """Forward values and input gradients of `our_fn` equal those of `torch_fn` (float32).
+
+    `inputs` overrides the random arrays (integer arrays are passed without grad). With
+    `gradcheck`, the gradients are also checked in float64 against central differences.
+    """
+    our_fn = our_fn or torch_fn
+    arrays = list(inputs) if inputs is not None else random_inputs(shapes, low, high, seed)
+    grad = grad and any(a.dtype.kind == "f" for a in arrays)
+    if grad and gradcheck:
+        check_gradients(our_fn, arrays, device)
+    if torch is None:
+        pytest.skip("PyTorch (the oracle) is not installed; gradients checked numerically only")
+
+    ours_in = as_engine(arrays, device, requires_grad=grad)
+    theirs_in = [
+        torch.tensor(a.astype(np.float32) if a.dtype.kind == "f" else a,
+                     requires_grad=grad and a.dtype.kind == "f")
+        for a in arrays
+    ]
+    ours_out, theirs_out = _outputs(our_fn(*ours_in)), _outputs(torch_fn(*theirs_in))
+    assert len(ours_out) == len(theirs_out), f"{len(ours_out)} outputs, torch has {len(theirs_out)}"
+    for i, (o, t) in enumerate(zip(ours_out, theirs_out)):
+        assert o.device == device, f"output {i} on {o.device}, expected {device}"
+        assert o.dtype == np.dtype(str(t.dtype).replace("torch.", "")), (
+            f"output {i}: dtype {o.dtype}, torch gives {t.dtype}"
+        )
+        assert_close(o, t, atol, rtol, f"forward output {i}")
+    if not grad:
+        return
+
+    rng = np.random.default_rng(seed + 1)
+    pairs = [(o, t) for o, t in zip(ours_out, theirs_out) if t.dtype.is_floating_point]
+    cotangents = [rng.standard_normal(t.shape).astype(np.float32) for _, t in pairs]
+    torch.autograd.backward(
+        [t for _, t in pairs], [torch.from_numpy(v) for v in cotangents]
+    )
+    engine.autograd.backward(
+        [o for o, _ in pairs], [engine.tensor(v, device=device) for v in cotangents]
+    )
+    for i, (x, tx) in enumerate(zip(ours_in, theirs_in)):
+        if not tx.requires_grad:
+            continue
+        if tx.grad is None:
+            assert x.grad is None or not np.any(x.grad.numpy()), f"input {i}: torch has no grad"
+            continue
+        assert x.grad is not None, f"input {i}: no gradient, torch has one"
+        assert x.grad.device == device
+        assert_close(x.grad, tx.grad, grad_atol or atol * 10, rtol * 10, f"gradient of input {i}")
