@@ -65,6 +65,10 @@ class Device:
     def __hash__(self) -> int:
         return hash((self.type, self.index))
 
+    def __reduce__(self):
+        # By name: the cached `_xp` module cannot be pickled or deep-copied (copy.deepcopy(model)).
+        return (Device, (str(self),))
+
 
 CPU = Device("cpu")
 _cache: dict[Any, Device] = {None: CPU, "cpu": CPU}
