@@ -1,0 +1,171 @@
+"""Convolution layers over `engine.functional.conv2d` / `conv_transpose2d`."""
+
+from __future__ import annotations
+
+import math
+
+import engine
+import engine.functional as F
+from engine import Tensor
+
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["Conv2d", "ConvTranspose2d"]
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return value
+
+
+class _ConvNd(Module):
+    """Shared state: weight, bias and the PyTorch default initialisation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride, padding,
+                 dilation, transposed: bool, output_padding, groups: int, bias: bool,
+                 padding_mode: str, device, dtype) -> None:
+        super().__init__()
+        if groups <= 0:
+            raise ValueError(f"groups must be a positive integer, got {groups}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                f"divisible by groups ({groups})"
+            )
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self.transposed, self.output_padding = transposed, _pair(output_padding, "output_padding")
+        self.groups, self.padding_mode = groups, padding_mode
+        if transposed:
+            shape = (in_channels, out_channels // groups) + self.kernel_size
+        else:
+            shape = (out_channels, in_channels // groups) + self.kernel_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight = Parameter(engine.empty(*shape, **kw))
+        self.bias = Parameter(engine.empty(out_channels, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """kaiming_uniform(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias, as in PyTorch."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else \
+                f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution (cross-correlation) of (N, C_in, H, W) into (N, C_out, H', W').
+
+    `padding` is an int, a pair, "valid" or "same" (stride 1); `padding_mode` is "zeros",
+    "reflect", "replicate" or "circular".
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device=None, dtype=None) -> None:
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Invalid padding string {padding!r}, should be 'same' or 'valid'")
+            if padding == "same" and _pair(stride, "stride") != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         False, 0, groups, bias, padding_mode, device, dtype)
+        self._pad_lr = self._explicit_padding()
+
+    def _explicit_padding(self) -> tuple[int, ...]:
+        """(left, right, top, bottom) as F.pad wants it; 'same' puts the odd pixel on the right."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            pads = []
+            for d, k in zip(reversed(self.dilation), reversed(self.kernel_size)):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        ph, pw = self.padding
+        return (pw, pw, ph, ph)
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        left, right, top, bottom = self._pad_lr
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._pad_lr, mode=self.padding_mode)
+            padding = (0, 0)
+        elif left == right and top == bottom:
+            padding = (top, left)
+        else:
+            input = F.pad(input, self._pad_lr)
+            padding = (0, 0)
+        return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return self._conv_forward(input, self.weight, self.bias)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed 2-D convolution (the gradient of Conv2d w.r.t. its input), weight
+    (C_in, C_out / groups, kh, kw); `output_size` in forward picks the output_padding."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None) -> None:
+        if padding_mode != "zeros":
+            raise ValueError(f"Only 'zeros' padding mode is supported for ConvTranspose2d, "
+                             f"got {padding_mode!r}")
+        if isinstance(padding, str):
+            raise ValueError("ConvTranspose2d does not accept string padding")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         True, output_padding, groups, bias, padding_mode, device, dtype)
+
+    def _output_padding(self, input: Tensor, output_size) -> tuple[int, int]:
+        if output_size is None:
+            return self.output_padding
+        size = tuple(output_size)[-2:]
+        pads = []
+        for i, want in enumerate(size):
+            n = input.shape[-2 + i]
+            s, p, d, k = self.stride[i], self.padding[i], self.dilation[i], self.kernel_size[i]
+            smallest = (n - 1) * s - 2 * p + d * (k - 1) + 1
+            if not smallest <= want < smallest + s:
+                raise ValueError(
+                    f"requested an output size of {size}, but valid sizes range from "
+                    f"{smallest} to {smallest + s - 1} (for an input of {tuple(input.shape[-2:])})"
+                )
+            pads.append(want - smallest)
+        return tuple(pads)
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                  self._output_padding(input, output_size), self.groups,
+                                  self.dilation)

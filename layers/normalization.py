@@ -1,0 +1,294 @@
+"""Normalisation layers: `BatchNorm1d/2d`, `LayerNorm`, `GroupNorm`, `InstanceNorm2d`.
+
+All are written in engine ops, so their gradients (and second derivatives, for gradient
+penalties) come from the tape. Per-channel quantities are folded into one scale and one shift
+before touching the full-size tensor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import engine
+from engine import Tensor
+
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+           "GroupNorm", "InstanceNorm2d"]
+
+
+def _channel_shape(input: Tensor) -> tuple[int, ...]:
+    return (1, input.shape[1]) + (1,) * (input.ndim - 2)
+
+
+def _update_running(running: Tensor, batch_value: Tensor, factor: float, scale: float = 1.0):
+    """running <- (1 - factor) running + factor scale batch_value, outside the graph."""
+    new = batch_value.array.reshape(running.shape).astype(running.dtype, copy=False)
+    running.mul_(1.0 - factor).add_(new, alpha=factor * scale)
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """PyTorch's `F.batch_norm` over dim 1 of (N, C, ...).
+
+    Training normalises by the batch mean and biased variance and moves the running statistics
+    toward the batch mean and the *unbiased* variance; otherwise it uses the running statistics.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm expects an input of shape (N, C, ...), got {input.shape}")
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (channels,):
+            raise ValueError(f"batch_norm: {name} of shape {t.shape} does not match the "
+                             f"{channels} channels of input {input.shape}")
+    shape = _channel_shape(input)
+    if training:
+        axes = (0,) + tuple(range(2, input.ndim))
+        n = input.numel() // channels
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, "
+                             f"got input size {input.shape}")
+        mean = input.mean(axes, keepdim=True)
+        centred = input - mean
+        var = (centred * centred).mean(axes, keepdim=True)
+        if running_mean is not None:
+            _update_running(running_mean, mean, momentum)
+        if running_var is not None:
+            _update_running(running_var, var, momentum, n / (n - 1))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed in eval mode")
+        centred = input - running_mean.reshape(shape)
+        var = running_var.reshape(shape)
+    scale = (var + eps).rsqrt()
+    if weight is not None:
+        scale = scale * weight.reshape(shape)
+    out = centred * scale
+    return out + bias.reshape(shape) if bias is not None else out
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing `normalized_shape` dims (biased variance)."""
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(input.shape[input.ndim - k:]) != normalized_shape:
+        raise ValueError(f"layer_norm: input of shape {input.shape} does not end with "
+                         f"normalized_shape {normalized_shape}")
+    axes = tuple(range(input.ndim - k, input.ndim))
+    mean = input.mean(axes, keepdim=True)
+    centred = input - mean
+    var = (centred * centred).mean(axes, keepdim=True)
+    out = centred * (var + eps).rsqrt()
+    if weight is not None:
+        out = out * weight
+    return out + bias if bias is not None else out
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise each sample over groups of channels (and all spatial positions)."""
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise ValueError(f"group_norm: {c} channels are not divisible by {num_groups} groups")
+    grouped = input.reshape(n, num_groups, -1)
+    mean = grouped.mean(2, keepdim=True)
+    centred = grouped - mean
+    var = (centred * centred).mean(2, keepdim=True)
+    out = (centred * (var + eps).rsqrt()).reshape(input.shape)
+    shape = _channel_shape(input)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    return out + bias.reshape(shape) if bias is not None else out
+
+
+class _BatchNorm(Module):
+    _dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        kw = {"device": device, "dtype": dtype}
+        if affine:
+            self.weight = Parameter(engine.ones(num_features, **kw))
+            self.bias = Parameter(engine.zeros(num_features, **kw))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", engine.zeros(num_features, **kw))
+            self.register_buffer("running_var", engine.ones(num_features, **kw))
+            self.register_buffer("num_batches_tracked",
+                                 engine.zeros((), dtype="int64", device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim not in self._dims:
+            raise ValueError(f"{type(self).__name__}: expected {' or '.join(map(str, self._dims))}"
+                             f"-D input, got shape {input.shape}")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}): input of shape "
+                             f"{input.shape} has {input.shape[1]} channels")
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked.item())
+        use_batch = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        return batch_norm(input, self.running_mean if track else None,
+                          self.running_var if track else None, self.weight, self.bias,
+                          use_batch, factor, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs per channel."""
+
+    _dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) inputs per channel."""
+
+    _dims = (4,)
+
+
+class InstanceNorm2d(_BatchNorm):
+    """Normalise each (sample, channel) plane of (N, C, H, W) over H, W (CycleGAN's norm).
+
+    PyTorch's defaults: no affine parameters and no running statistics.
+    """
+
+    _dims = (3, 4)
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = False, track_running_stats: bool = False,
+                 device=None, dtype=None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim not in self._dims:
+            raise ValueError(f"InstanceNorm2d: expected 3-D or 4-D input, got shape {input.shape}")
+        if self.affine and input.shape[-3] != self.num_features:
+            raise ValueError(f"InstanceNorm2d({self.num_features}): input of shape {input.shape} "
+                             f"has {input.shape[-3]} channels")
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        if input.ndim == 3:
+            return self.forward(input.unsqueeze(0)).squeeze(0)
+        n, c = input.shape[:2]
+        use_running = not self.training and self.track_running_stats
+        # Instance norm is batch norm of a (1, N*C, H, W) view; running stats average over N.
+        flat = input.reshape(1, n * c, *input.shape[2:])
+        if use_running:
+            mean = self.running_mean.reshape(1, c, 1, 1)
+            var = self.running_var.reshape(1, c, 1, 1)
+            out = (input - mean) * (var + self.eps).rsqrt()
+        else:
+            out = batch_norm(flat, None, None, training=True, eps=self.eps).reshape(input.shape)
+            if self.training and self.track_running_stats:
+                self._track(input)
+        if self.affine:
+            out = out * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
+        return out
+
+    def _track(self, input: Tensor) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = self.momentum
+        if factor is None:
+            factor = 1.0 / float(self.num_batches_tracked.item())
+        axes = (2, 3)
+        m = math.prod(input.shape[2:])
+        with engine.no_grad():
+            mean = input.mean(axes).mean(0)
+            var = input.var(axes, unbiased=False).mean(0) * (m / max(m - 1, 1))
+        _update_running(self.running_mean, mean, factor)
+        _update_running(self.running_var, var, factor)
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing `normalized_shape` dims, with elementwise affine."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        kw = {"device": device, "dtype": dtype}
+        if elementwise_affine:
+            self.weight = Parameter(engine.ones(*self.normalized_shape, **kw))
+            self.bias = Parameter(engine.zeros(*self.normalized_shape, **kw)) if bias else None
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class GroupNorm(Module):
+    """Normalise over groups of channels per sample, with per-channel affine."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups "
+                             f"({num_groups})")
+        self.num_groups, self.num_channels = num_groups, num_channels
+        self.eps, self.affine = eps, affine
+        kw = {"device": device, "dtype": dtype}
+        if affine:
+            self.weight = Parameter(engine.ones(num_channels, **kw))
+            self.bias = Parameter(engine.zeros(num_channels, **kw))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
