@@ -1,0 +1,232 @@
+"""Fused optimizer updates on NumPy arrays, in place.
+
+Each function updates the parameter ``p`` and its state arrays in place from the gradient ``g``
+(never written), with the same arguments as :mod:`kernels.optim_gpu` and the same formulas as
+``kernels/cuda/optim.cu``. Work happens in ``out=`` ufunc calls on one or two scratch arrays;
+scalars are cast to the parameter's dtype first, so float32 stays float32 (a NumPy float64
+scalar would upcast every temporary).
+
+Optional state is ``None`` when the rule does not use it (SGD without momentum, Adam without
+AMSGrad, RMSprop uncentered or without momentum).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "sgd_update",
+    "momentum_update",
+    "adam_update",
+    "rmsprop_update",
+    "adagrad_update",
+    "adadelta_update",
+]
+
+
+def _direction(p: np.ndarray, g: np.ndarray, weight_decay: float, maximize: bool) -> np.ndarray:
+    """d = (-g if maximize else g) + weight_decay * p; ``g`` itself when both are off."""
+    if weight_decay == 0:
+        return np.negative(g) if maximize else g
+    d = np.multiply(p, p.dtype.type(weight_decay))
+    if maximize:
+        d -= g
+    else:
+        d += g
+    return d
+
+
+def sgd_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    buf: np.ndarray | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    first: bool,
+) -> None:
+    """torch.optim.SGD; ``buf`` is the momentum buffer (None when momentum is 0)."""
+    t = p.dtype.type
+    d = _direction(p, g, weight_decay, maximize)
+    if momentum != 0:
+        if first:
+            np.copyto(buf, d)
+        else:
+            buf *= t(momentum)
+            if dampening != 0:
+                buf += np.multiply(d, t(1) - t(dampening))
+            else:
+                buf += d
+        if nesterov:
+            ahead = np.multiply(buf, t(momentum))
+            ahead += d
+            d = ahead
+        else:
+            d = buf
+    p -= np.multiply(d, t(lr))
+
+
+def momentum_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    v: np.ndarray,
+    *,
+    lr: float,
+    mu: float,
+    weight_decay: float,
+    nesterov: bool,
+) -> None:
+    """v = mu v - lr d; p += v (textbook) or p += mu v - lr d (Nesterov, look-ahead form)."""
+    t = p.dtype.type
+    d = _direction(p, g, weight_decay, False)
+    step = np.multiply(d, t(lr))
+    v *= t(mu)
+    v -= step
+    if nesterov:
+        ahead = np.multiply(v, t(mu))
+        ahead -= step
+        p += ahead
+    else:
+        p += v
+
+
+def adam_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    vmax: np.ndarray | None,
+    *,
+    step_size: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: float,
+    maximize: bool,
+) -> None:
+    """Adam/AdamW/AMSGrad with bias corrections folded in by the caller.
+
+    p = p * decay - step_size * m / (sqrt(v) + eps), where step_size = lr sqrt(c2) / c1 and
+    eps = eps sqrt(c2) (c_i = 1 - beta_i^t); ``vmax`` not None means AMSGrad.
+    """
+    t = p.dtype.type
+    d = _direction(p, g, weight_decay, maximize)
+    if decay != 1:
+        p *= t(decay)
+    tmp = np.subtract(d, m)
+    tmp *= t(1) - t(beta1)
+    m += tmp
+    v *= t(beta2)
+    np.multiply(d, t(1) - t(beta2), out=tmp)
+    tmp *= d
+    v += tmp
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+    np.sqrt(v if vmax is None else vmax, out=tmp)
+    tmp += t(eps)
+    np.divide(m, tmp, out=tmp)
+    tmp *= t(step_size)
+    p -= tmp
+
+
+def rmsprop_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    sq: np.ndarray,
+    gavg: np.ndarray | None,
+    buf: np.ndarray | None,
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    maximize: bool,
+) -> None:
+    """torch.optim.RMSprop; ``gavg`` not None means centered, ``buf`` the momentum buffer."""
+    t = p.dtype.type
+    d = _direction(p, g, weight_decay, maximize)
+    one_minus_alpha = t(1) - t(alpha)
+    sq *= t(alpha)
+    tmp = np.multiply(d, one_minus_alpha)
+    tmp *= d
+    sq += tmp
+    if gavg is not None:
+        np.subtract(d, gavg, out=tmp)
+        tmp *= one_minus_alpha
+        gavg += tmp
+        np.multiply(gavg, gavg, out=tmp)
+        np.subtract(sq, tmp, out=tmp)
+        np.sqrt(tmp, out=tmp)
+    else:
+        np.sqrt(sq, out=tmp)
+    tmp += t(eps)
+    np.divide(d, tmp, out=tmp)
+    if momentum > 0:
+        buf *= t(momentum)
+        buf += tmp
+        np.multiply(buf, t(lr), out=tmp)
+    else:
+        tmp *= t(lr)
+    p -= tmp
+
+
+def adagrad_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    acc: np.ndarray,
+    *,
+    clr: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """torch.optim.Adagrad: acc += d^2; p -= clr d / (sqrt(acc) + eps)."""
+    t = p.dtype.type
+    d = _direction(p, g, weight_decay, maximize)
+    tmp = np.multiply(d, d)
+    acc += tmp
+    np.sqrt(acc, out=tmp)
+    tmp += t(eps)
+    np.divide(d, tmp, out=tmp)
+    tmp *= t(clr)
+    p -= tmp
+
+
+def adadelta_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    sq: np.ndarray,
+    acc: np.ndarray,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """torch.optim.Adadelta: delta = sqrt(acc + eps) / sqrt(sq + eps) d; p -= lr delta."""
+    t = p.dtype.type
+    d = _direction(p, g, weight_decay, maximize)
+    one_minus_rho = t(1) - t(rho)
+    sq *= t(rho)
+    tmp = np.multiply(d, one_minus_rho)
+    tmp *= d
+    sq += tmp
+    delta = np.add(acc, t(eps))
+    np.sqrt(delta, out=delta)
+    np.add(sq, t(eps), out=tmp)
+    np.sqrt(tmp, out=tmp)
+    delta /= tmp
+    delta *= d
+    acc *= t(rho)
+    np.multiply(delta, one_minus_rho, out=tmp)
+    tmp *= delta
+    acc += tmp
+    delta *= t(lr)
+    p -= delta

@@ -1,0 +1,244 @@
+"""Fused optimizer updates on CuPy arrays: one RawKernel launch per parameter update.
+
+Same functions and arguments as :mod:`kernels.optim_cpu`; the kernels are in
+``kernels/cuda/optim.cu``, compiled once per CuPy module for float and double through
+``name_expressions`` and cached. Scalars go in as the parameter's dtype (``T`` in the kernel),
+flags as ``numpy.int32`` and the length as ``numpy.int64``, so nothing depends on how CuPy
+passes Python numbers. CuPy is imported lazily, only when a launch happens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "sgd_update",
+    "momentum_update",
+    "adam_update",
+    "rmsprop_update",
+    "adagrad_update",
+    "adadelta_update",
+    "SOURCE_PATH",
+    "KERNELS",
+    "NAME_EXPRESSIONS",
+]
+
+SOURCE_PATH = Path(__file__).with_name("cuda") / "optim.cu"
+KERNELS = (
+    "sgd_update",
+    "momentum_update",
+    "adam_update",
+    "rmsprop_update",
+    "adagrad_update",
+    "adadelta_update",
+)
+C_TYPES = {"float32": "float", "float64": "double"}
+NAME_EXPRESSIONS = tuple(f"{k}<{c}>" for k in KERNELS for c in C_TYPES.values())
+BLOCK = 256
+MAX_BLOCKS = 4096  # grid-stride loops cover the rest
+
+_modules: dict[Any, Any] = {}
+_lock = threading.Lock()
+
+
+def _cupy():
+    return importlib.import_module("cupy")
+
+
+def _module(cp: Any) -> Any:
+    """The compiled RawModule for this CuPy (the real one or a test stand-in), built once."""
+    mod = _modules.get(cp)
+    if mod is None:
+        with _lock:
+            mod = _modules.get(cp)
+            if mod is None:
+                mod = cp.RawModule(
+                    code=SOURCE_PATH.read_text(), name_expressions=NAME_EXPRESSIONS
+                )
+                _modules[cp] = mod
+    return mod
+
+
+def _c_type(p: Any) -> str:
+    ctype = C_TYPES.get(p.dtype.name)
+    if ctype is None:
+        raise TypeError(
+            f"fused CUDA optimizer updates support float32 and float64 parameters, "
+            f"got {p.dtype.name} of shape {tuple(p.shape)}"
+        )
+    return ctype
+
+
+def _check_shapes(p: Any, arrays: Sequence[Any]) -> None:
+    for a in arrays:
+        if a is not None and (a.shape != p.shape or a.dtype != p.dtype):
+            raise ValueError(
+                f"optimizer update: array {a.dtype.name}{tuple(a.shape)} does not match the "
+                f"parameter {p.dtype.name}{tuple(p.shape)}"
+            )
+
+
+def _launch(
+    name: str,
+    p: Any,
+    g: Any,
+    state: Sequence[Any],
+    scalars: Sequence[float],
+    flags: Sequence[bool],
+) -> None:
+    """Run ``name<T>(p, g, *state, n, *scalars, *flags)`` over every element of ``p``."""
+    cp = _cupy()
+    ctype = _c_type(p)
+    _check_shapes(p, (g, *state))
+    for s in state:
+        if s is not None and not s.flags.c_contiguous:
+            raise ValueError(f"{name}: optimizer state must be C-contiguous, got strides {s.strides}")
+    g = cp.ascontiguousarray(g)
+    # A kernel ignores strides: update a contiguous copy of a strided parameter, then write back.
+    pc = p if p.flags.c_contiguous else cp.ascontiguousarray(p)
+    n = int(p.size)
+    t = p.dtype.type
+    args = (
+        pc,
+        g,
+        *state,
+        np.int64(n),
+        *(t(s) for s in scalars),
+        *(np.int32(bool(f)) for f in flags),
+    )
+    blocks = min(max(1, -(-n // BLOCK)), MAX_BLOCKS)
+    kernel = _module(cp).get_function(f"{name}<{ctype}>")
+    with p.device:
+        kernel((blocks,), (BLOCK,), args)
+    if pc is not p:
+        p[...] = pc
+
+
+def sgd_update(
+    p: Any,
+    g: Any,
+    buf: Any | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    first: bool,
+) -> None:
+    """torch.optim.SGD; ``buf`` is the momentum buffer (None when momentum is 0)."""
+    if momentum != 0 and buf is None:
+        raise ValueError("sgd_update: momentum != 0 needs a momentum buffer")
+    _launch(
+        "sgd_update",
+        p,
+        g,
+        (buf,),
+        (lr, momentum, dampening, weight_decay),
+        (nesterov, maximize, first),
+    )
+
+
+def momentum_update(
+    p: Any,
+    g: Any,
+    v: Any,
+    *,
+    lr: float,
+    mu: float,
+    weight_decay: float,
+    nesterov: bool,
+) -> None:
+    """v = mu v - lr d; p += v (textbook) or p += mu v - lr d (Nesterov, look-ahead form)."""
+    _launch("momentum_update", p, g, (v,), (lr, mu, weight_decay), (nesterov,))
+
+
+def adam_update(
+    p: Any,
+    g: Any,
+    m: Any,
+    v: Any,
+    vmax: Any | None,
+    *,
+    step_size: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: float,
+    maximize: bool,
+) -> None:
+    """Adam/AdamW/AMSGrad, bias corrections folded into ``step_size`` and ``eps`` by the caller."""
+    _launch(
+        "adam_update",
+        p,
+        g,
+        (m, v, vmax),
+        (step_size, beta1, beta2, eps, weight_decay, decay),
+        (vmax is not None, maximize),
+    )
+
+
+def rmsprop_update(
+    p: Any,
+    g: Any,
+    sq: Any,
+    gavg: Any | None,
+    buf: Any | None,
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    maximize: bool,
+) -> None:
+    """torch.optim.RMSprop; ``gavg`` not None means centered, ``buf`` the momentum buffer."""
+    if momentum > 0 and buf is None:
+        raise ValueError("rmsprop_update: momentum > 0 needs a momentum buffer")
+    _launch(
+        "rmsprop_update",
+        p,
+        g,
+        (sq, gavg, buf),
+        (lr, alpha, eps, weight_decay, momentum),
+        (gavg is not None, maximize),
+    )
+
+
+def adagrad_update(
+    p: Any,
+    g: Any,
+    acc: Any,
+    *,
+    clr: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """torch.optim.Adagrad: acc += d^2; p -= clr d / (sqrt(acc) + eps)."""
+    _launch("adagrad_update", p, g, (acc,), (clr, eps, weight_decay), (maximize,))
+
+
+def adadelta_update(
+    p: Any,
+    g: Any,
+    sq: Any,
+    acc: Any,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """torch.optim.Adadelta: delta = sqrt(acc + eps) / sqrt(sq + eps) d; p -= lr delta."""
+    _launch(
+        "adadelta_update", p, g, (sq, acc), (lr, rho, eps, weight_decay), (maximize,)
+    )
