@@ -1,0 +1,120 @@
+"""Stochastic gradient descent: PyTorch's `SGD`, and the textbook `Momentum` and `Nesterov`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import Tensor
+
+from .optimizer import Optimizer, ParamsT, _backend, check_number
+
+__all__ = ["SGD", "Momentum", "Nesterov"]
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD, same formulas and defaults.
+
+    With d = g + weight_decay * p (``-g`` when maximizing):
+    ``buf = momentum * buf + (1 - dampening) * d`` (``buf = d`` on the first step),
+    ``d = d + momentum * buf`` if nesterov else ``buf``; ``p -= lr * d``.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        check_number("learning rate", group["lr"])
+        check_number("momentum", group["momentum"])
+        check_number("dampening", group["dampening"], high=1.0)
+        check_number("weight_decay", group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening, got "
+                f"momentum={group['momentum']} dampening={group['dampening']}"
+            )
+
+    def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        momentum = group["momentum"]
+        buf = None
+        first = False
+        if momentum != 0:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = self._zeros(p)
+                first = True
+            buf = state["momentum_buffer"].array
+        _backend(p).sgd_update(
+            p.array,
+            grad,
+            buf,
+            lr=group["lr"],
+            momentum=momentum,
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            first=first,
+        )
+
+
+class Momentum(Optimizer):
+    """Classical momentum: ``v <- mu v - lr g; w <- w + v`` (velocity starts at zero).
+
+    ``weight_decay`` adds ``weight_decay * w`` to the gradient (coupled L2).
+    """
+
+    _nesterov = False
+
+    def __init__(
+        self, params: ParamsT, lr: float, mu: float = 0.9, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(params, dict(lr=lr, mu=mu, weight_decay=weight_decay))
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        check_number("learning rate", group["lr"])
+        check_number("mu", group["mu"], high=1.0, high_open=True)
+        check_number("weight_decay", group["weight_decay"])
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        return {"velocity": self._zeros(p)}
+
+    def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        _backend(p).momentum_update(
+            p.array,
+            grad,
+            state["velocity"].array,
+            lr=group["lr"],
+            mu=group["mu"],
+            weight_decay=group["weight_decay"],
+            nesterov=self._nesterov,
+        )
+
+
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient, with the gradient taken after the momentum step.
+
+    Sutskever et al. (2013) write it as ``v <- mu v - lr grad f(w + mu v); w <- w + v``. Following
+    Bengio et al. (2012), the stored parameter is the look-ahead point ``W = w + mu v``, so the
+    gradient the model computes at its current weights is exactly ``grad f(w + mu v)``, and the
+    update becomes ``v <- mu v - lr g; W <- W + mu v - lr g`` (with the new ``v``). At the start
+    ``v = 0`` so ``W = w``; at any time the textbook iterate is ``w = W - mu v``.
+    """
+
+    _nesterov = True
