@@ -84,14 +84,12 @@ def output_hw(
     return OH, OW
 
 
-def check_pool_padding(
-    kh: int, kw: int, ph: int, pw: int, dy: int = 1, dx: int = 1
-) -> None:
-    """PyTorch's rule: padding at most half of the effective kernel size."""
-    if ph > (dy * (kh - 1) + 1) // 2 or pw > (dx * (kw - 1) + 1) // 2:
+def check_pool_padding(kh: int, kw: int, ph: int, pw: int) -> None:
+    """PyTorch's rule for pooling: padding at most half of the kernel size (dilation aside)."""
+    if ph > kh // 2 or pw > kw // 2:
         raise ValueError(
-            f"pad should be at most half of effective kernel size, but got pad=({ph}, {pw}), "
-            f"kernel_size=({kh}, {kw}) and dilation=({dy}, {dx})"
+            f"pad should be at most half of kernel size, but got pad=({ph}, {pw}) and "
+            f"kernel_size=({kh}, {kw})"
         )
 
 

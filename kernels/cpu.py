@@ -216,7 +216,7 @@ def max_pool2d_forward(
     """
     N, C, H, W = check_4d(x, "max_pool2d input")
     check_float(x, "max_pool2d input", FLOAT_DTYPES)
-    check_pool_padding(kh, kw, ph, pw, dy, dx)
+    check_pool_padding(kh, kw, ph, pw)
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx, ceil_mode)
     xp_ = _padded_for(x, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx, -np.inf)
     fy = _first_valid(OH, H, sy, ph, dy, kh)

@@ -216,7 +216,7 @@ def max_pool2d_forward(
 ) -> tuple[Any, Any]:
     """Max pooling with -inf padding -> (y, argmax int32 offset ``ky*kw + kx`` in the window)."""
     x, (N, C, H, W) = _input(x, "max_pool2d input")
-    check_pool_padding(kh, kw, ph, pw, dy, dx)
+    check_pool_padding(kh, kw, ph, pw)
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx, ceil_mode)
     cupy = _cupy()
     y = cupy.empty((N, C, OH, OW), dtype=x.dtype)

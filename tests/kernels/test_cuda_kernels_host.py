@@ -1,0 +1,259 @@
+"""The CUDA kernels of ``kernels/cuda/conv.cu`` and ``pool.cu`` run on the CPU, element by element
+against ``kernels.cpu``.
+
+Part 1 builds each source with ``cuda_sim.hostbuild`` for the name expressions ``kernels.gpu``
+compiles and launches every kernel directly, over several grids (one thread, a few small blocks
+that make the grid-stride loop wrap, and the production launch), on random shapes: odd sizes,
+stride > kernel, padding, dilation, ceil mode. Part 2 runs ``kernels.gpu`` itself (conv GEMMs,
+groups, pooling) through whatever ``cupy`` the suite has: the stand-in, or a real GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cuda_sim import cupy as sim
+from cuda_sim import hostbuild
+
+from kernels import cpu, gpu
+
+CUDA_DIR = Path(gpu.__file__).resolve().parent / "cuda"
+# (blocks, threads): sequential, wrapping grid-stride loops, and what kernels.gpu launches.
+GRIDS = [(1, 1), (3, 32), (None, gpu.THREADS)]
+CTYPE = {np.float32: "float", np.float64: "double"}
+
+
+@pytest.fixture(scope="module")
+def modules():
+    return {
+        src: hostbuild.build(CUDA_DIR / src, gpu.name_expressions(src)) for src in gpu.KERNELS
+    }
+
+
+def launch(modules, source, name, dtype, arrays, total, ints, grid):
+    """Launch ``name<T>`` on stand-in copies of ``arrays``; returns them as host arrays."""
+    fn = modules[source].get_function(f"{name}<{CTYPE[dtype]}>")
+    dev = [sim.asarray(a) for a in arrays]
+    blocks, threads = grid
+    if blocks is None:
+        blocks = min(-(-total // threads), gpu.MAX_BLOCKS)
+    fn((blocks,), (threads,), (*dev, np.int64(total), *(np.int32(v) for v in ints)))
+    return [d.get() for d in dev]
+
+
+def random_configs(count, seed, pool=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        p_hi = (k[0] // 2 + 1, k[1] // 2 + 1) if pool else (3, 3)
+        cfg = dict(
+            shape=(int(rng.integers(1, 3)), int(rng.integers(1, 4)),
+                   int(rng.integers(3, 10)), int(rng.integers(3, 10))),
+            k=k,
+            s=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+            p=(int(rng.integers(0, p_hi[0])), int(rng.integers(0, p_hi[1]))),
+            d=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+            ceil_mode=bool(rng.integers(0, 2)),
+        )
+        H, W = cfg["shape"][2:]
+        if all(size + 2 * cfg["p"][i] >= cfg["d"][i] * (cfg["k"][i] - 1) + 1
+               for i, size in enumerate((H, W))):
+            out.append(cfg)
+    return out
+
+
+def wargs(cfg):
+    (kh, kw), (sy, sx), (ph, pw), (dy, dx) = cfg["k"], cfg["s"], cfg["p"], cfg["d"]
+    return kh, kw, sy, sx, ph, pw, dy, dx
+
+
+CONV_CFGS = random_configs(10, seed=11)
+POOL_CFGS = random_configs(10, seed=12, pool=True)
+DTYPES = [np.float32, np.float64]
+
+
+# ---------------------------------------------------------------- part 1: kernels on the host
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float", "double"])
+@pytest.mark.parametrize("cfg", CONV_CFGS)
+def test_im2col_and_col2im_kernels(modules, cfg, dtype, grid):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(cfg["shape"]).astype(dtype)
+    kh, kw, sy, sx, ph, pw, dy, dx = wargs(cfg)
+    expected = np.ascontiguousarray(cpu.im2col(x, *wargs(cfg)))
+    N, C, H, W = x.shape
+    OH, OW = expected.shape[4:]
+    ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
+
+    col = np.full(expected.shape, np.nan, dtype=dtype)
+    _, col = launch(modules, "conv.cu", "im2col", dtype, (x, col), col.size, ints, grid)
+    np.testing.assert_array_equal(col, expected)
+
+    c = rng.standard_normal(expected.shape).astype(dtype)
+    img = np.full(x.shape, np.nan, dtype=dtype)
+    _, img = launch(modules, "conv.cu", "col2im", dtype, (c, img), img.size, ints, grid)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(img, cpu.col2im(c, sy, sx, ph, pw, H, W, dy, dx), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float", "double"])
+@pytest.mark.parametrize("cfg", POOL_CFGS)
+def test_max_pool_kernels(modules, cfg, dtype, grid):
+    rng = np.random.default_rng(1)
+    # Small integers: plenty of ties, which must resolve to the first maximum as on the CPU.
+    x = rng.integers(-3, 4, size=cfg["shape"]).astype(dtype)
+    x.reshape(-1)[:: 7] = np.nan
+    y_ref, am_ref = cpu.max_pool2d_forward(x, *wargs(cfg), ceil_mode=cfg["ceil_mode"])
+    N, C, H, W = x.shape
+    OH, OW = y_ref.shape[2:]
+    kh, kw, sy, sx, ph, pw, dy, dx = wargs(cfg)
+    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
+
+    y = np.zeros(y_ref.shape, dtype=dtype)
+    am = np.full(y_ref.shape, -7, dtype=np.int32)
+    _, y, am = launch(modules, "pool.cu", "max_pool2d_forward", dtype, (x, y, am), y.size,
+                      ints, grid)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(am, am_ref)
+
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = np.full(x.shape, np.nan, dtype=dtype)
+    _, _, gx = launch(modules, "pool.cu", "max_pool2d_backward", dtype, (gy, am, gx), gx.size,
+                      ints, grid)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    expected = cpu.max_pool2d_backward(gy, am_ref, x.shape, *wargs(cfg))
+    np.testing.assert_allclose(gx, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("count_include_pad", [1, 0])
+@pytest.mark.parametrize("cfg", POOL_CFGS)
+def test_avg_pool_kernels(modules, cfg, count_include_pad, grid):
+    dtype = np.float64
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(cfg["shape"])
+    kh, kw, sy, sx, ph, pw, _, _ = wargs(cfg)
+    y_ref = cpu.avg_pool2d_forward(x, kh, kw, sy, sx, ph, pw, bool(count_include_pad))
+    N, C, H, W = x.shape
+    OH, OW = y_ref.shape[2:]
+    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
+
+    y = np.full(y_ref.shape, np.nan)
+    _, y = launch(modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), y.size, ints, grid)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+
+    gy = rng.standard_normal(y.shape)
+    gx = np.full(x.shape, np.nan)
+    _, gx = launch(modules, "pool.cu", "avg_pool2d_backward", dtype, (gy, gx), gx.size, ints, grid)
+    expected = cpu.avg_pool2d_backward(gy, x.shape, kh, kw, sy, sx, ph, pw, bool(count_include_pad))
+    np.testing.assert_allclose(gx, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_kernel_window_in_padding(modules):
+    # No pixel in the window: -inf and argmax -1, as kernels.cpu gives.
+    x = np.ones((1, 1, 3, 3), np.float32)
+    y = np.zeros((1, 1, 1, 1), np.float32)
+    am = np.zeros((1, 1, 1, 1), np.int32)
+    ints = (3, 3, 1, 1, 2, 2, 1, 1, 1, 1, 4, 4)
+    _, y, am = launch(modules, "pool.cu", "max_pool2d_forward", np.float32, (x, y, am), 1, ints,
+                      (1, 32))
+    assert y[0, 0, 0, 0] == -np.inf and am[0, 0, 0, 0] == -1
+
+
+def test_every_kernel_is_covered(modules):
+    # A kernel added to a .cu file must be added to kernels.gpu.KERNELS (and tested here).
+    for src in gpu.KERNELS:
+        found = set(hostbuild.find_kernels((CUDA_DIR / src).read_text()))
+        assert found == set(gpu.KERNELS[src]), src
+    tested = {"im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
+              "avg_pool2d_forward", "avg_pool2d_backward"}
+    assert tested == {k for names in gpu.KERNELS.values() for k in names}
+
+
+# ---------------------------------------------------------------- part 2: kernels.gpu end to end
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    """The suite's cupy: the stand-in (installed by conftest) or real CuPy on a GPU."""
+    cp = pytest.importorskip("cupy")
+    if not getattr(cp, "IS_CUDA_SIM", False):
+        try:
+            if cp.cuda.runtime.getDeviceCount() < 1:
+                pytest.skip("CuPy sees no GPU")
+        except Exception as exc:  # no driver
+            pytest.skip(f"CuPy is not usable: {exc}")
+    return cp
+
+
+GROUP_CFGS = [
+    dict(x=(2, 4, 7, 6), w=(6, 2, 3, 3), s=1, p=1, d=1, g=2),
+    dict(x=(1, 3, 9, 8), w=(3, 1, 2, 3), s=(2, 3), p=(0, 2), d=(2, 1), g=3),
+    dict(x=(2, 2, 5, 5), w=(4, 2, 1, 1), s=2, p=0, d=1, g=1),
+    dict(x=(2, 3, 6, 7), w=(5, 3, 3, 2), s=1, p=(2, 0), d=(1, 2), g=1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cfg", GROUP_CFGS)
+def test_gpu_conv2d_matches_cpu(cupy, cfg, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(cfg["x"]).astype(dtype)
+    w = rng.standard_normal(cfg["w"]).astype(dtype)
+    b = rng.standard_normal(cfg["w"][0]).astype(dtype)
+    args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
+    y = cpu.conv2d_forward(x, w, b, *args)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    X, Wd, B, GY = (cupy.asarray(a) for a in (x, w, b, gy))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    Y = gpu.conv2d_forward(X, Wd, B, *args)
+    assert isinstance(Y, cupy.ndarray) and Y.dtype == dtype
+    np.testing.assert_allclose(cupy.asnumpy(Y), y, **tol)
+    np.testing.assert_allclose(
+        cupy.asnumpy(gpu.conv2d_backward_input(GY, Wd, x.shape, *args)),
+        cpu.conv2d_backward_input(gy, w, x.shape, *args), **tol)
+    np.testing.assert_allclose(
+        cupy.asnumpy(gpu.conv2d_backward_weight(GY, X, w.shape, *args)),
+        cpu.conv2d_backward_weight(gy, x, w.shape, *args), **tol)
+
+
+@pytest.mark.parametrize("cfg", POOL_CFGS[:5])
+def test_gpu_pooling_matches_cpu(cupy, cfg):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(cfg["shape"]).astype(np.float32)
+    X = cupy.asarray(x)[:, :, ::-1]  # non-contiguous input: kernels.gpu must copy it
+    x = np.ascontiguousarray(x[:, :, ::-1])
+    wa = wargs(cfg)
+    y, am = cpu.max_pool2d_forward(x, *wa, ceil_mode=cfg["ceil_mode"])
+    Y, AM = gpu.max_pool2d_forward(X, *wa, ceil_mode=cfg["ceil_mode"])
+    np.testing.assert_array_equal(cupy.asnumpy(Y), y)
+    np.testing.assert_array_equal(cupy.asnumpy(AM), am)
+    np.testing.assert_array_equal(cupy.asnumpy(gpu.max_pool2d_indices(AM, x.shape, *wa)),
+                                  cpu.max_pool2d_indices(am, x.shape, *wa))
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(
+        cupy.asnumpy(gpu.max_pool2d_backward(cupy.asarray(gy), AM, x.shape, *wa)),
+        cpu.max_pool2d_backward(gy, am, x.shape, *wa), rtol=1e-5, atol=1e-6)
+    kh, kw, sy, sx, ph, pw, _, _ = wa
+    for cip in (True, False):
+        ya = cpu.avg_pool2d_forward(x, kh, kw, sy, sx, ph, pw, cip)
+        np.testing.assert_allclose(
+            cupy.asnumpy(gpu.avg_pool2d_forward(X, kh, kw, sy, sx, ph, pw, cip)), ya, rtol=1e-5,
+            atol=1e-6)
+        ga = rng.standard_normal(ya.shape).astype(np.float32)
+        np.testing.assert_allclose(
+            cupy.asnumpy(gpu.avg_pool2d_backward(cupy.asarray(ga), x.shape, kh, kw, sy, sx, ph, pw,
+                                                 cip)),
+            cpu.avg_pool2d_backward(ga, x.shape, kh, kw, sy, sx, ph, pw, cip), rtol=1e-5,
+            atol=1e-6)
+
+
+def test_gpu_rejects_unsupported_dtype(cupy):
+    with pytest.raises(TypeError, match="float16"):
+        gpu.max_pool2d_forward(cupy.zeros((1, 1, 4, 4), dtype=np.float16), 2, 2, 2, 2, 0, 0)
