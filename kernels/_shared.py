@@ -20,9 +20,7 @@ def pair(value: Pair, name: str) -> tuple[int, int]:
     return int(value), int(value)
 
 
-def out_size(
-    size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False
-) -> int:
+def out_size(size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False) -> int:
     """Output length of a window sweep, PyTorch's formula (``ceil_mode`` as in pooling)."""
     span = size + 2 * p - d * (k - 1) - 1
     if span < 0:
@@ -128,9 +126,7 @@ def _check_same_dtype(a: Any, b: Any, what: str) -> None:
 
 def _check_gy(gy: Any, N: int, Co: int, OH: int, OW: int) -> None:
     if tuple(gy.shape) != (N, Co, OH, OW):
-        raise ValueError(
-            f"conv2d gradient has shape {tuple(gy.shape)}, expected {(N, Co, OH, OW)}"
-        )
+        raise ValueError(f"conv2d gradient has shape {tuple(gy.shape)}, expected {(N, Co, OH, OW)}")
 
 
 def flat_indices(

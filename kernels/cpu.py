@@ -50,8 +50,18 @@ def _window(
 
 
 def _padded_for(
-    x: np.ndarray, OH: int, OW: int, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int,
-    dy: int, dx: int, value: float,
+    x: np.ndarray,
+    OH: int,
+    OW: int,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int,
+    dx: int,
+    value: float,
 ) -> np.ndarray:
     """x padded so that every window of the sweep lies inside (ceil_mode may need extra)."""
     H, W = x.shape[2:]
@@ -135,7 +145,15 @@ def release_workspace() -> None:
 
 
 def _cols(
-    x: np.ndarray, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int,
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int,
+    dx: int,
     batch_last: bool,
 ) -> np.ndarray:
     """Contiguous im2col columns in the workspace: (N, C, kh, kw, OH, OW) or (C, kh, kw, N, ...)."""
@@ -159,7 +177,7 @@ def conv2d_forward(
     dilation: Pair = 1,
     groups: int = 1,
 ) -> np.ndarray:
-    """conv2d (cross-correlation, PyTorch semantics): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
+    """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
     return _gemm.forward(x, w, b, stride, padding, dilation, groups)
 
 
@@ -245,8 +263,16 @@ def max_pool2d_forward(
 
 
 def _max_pool_nan_argmax(
-    xp_: np.ndarray, argmax: np.ndarray, kh: int, kw: int, OH: int, OW: int,
-    sy: int, sx: int, dy: int, dx: int,
+    xp_: np.ndarray,
+    argmax: np.ndarray,
+    kh: int,
+    kw: int,
+    OH: int,
+    OW: int,
+    sy: int,
+    sx: int,
+    dy: int,
+    dx: int,
 ) -> None:
     """In windows holding NaN, PyTorch's argmax is the last NaN (y is NaN already)."""
     for k in range(kh * kw):
@@ -321,7 +347,16 @@ def max_pool2d_indices(
 
 
 def _avg_divisor(
-    H: int, W: int, OH: int, OW: int, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int,
+    H: int,
+    W: int,
+    OH: int,
+    OW: int,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
     count_include_pad: bool,
 ) -> np.ndarray | int:
     """kh*kw, or the (OH, OW) count of window cells inside the image."""
@@ -374,9 +409,7 @@ def avg_pool2d_backward(
     N, C, H, W = x_shape
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
     if gy.shape != (N, C, OH, OW):
-        raise ValueError(
-            f"avg_pool2d_backward: gy has shape {gy.shape}, expected {(N, C, OH, OW)}"
-        )
+        raise ValueError(f"avg_pool2d_backward: gy has shape {gy.shape}, expected {(N, C, OH, OW)}")
     div = _avg_divisor(H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
     g = gy / np.asarray(div, dtype=gy.dtype)
     gx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=gy.dtype)

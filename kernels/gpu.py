@@ -78,9 +78,7 @@ def _kernel(source: str, name: str, dtype: Any) -> Any:
     return fn
 
 
-def _launch(
-    source: str, name: str, arrays: Sequence[Any], total: int, ints: Sequence[int]
-) -> None:
+def _launch(source: str, name: str, arrays: Sequence[Any], total: int, ints: Sequence[int]) -> None:
     """Grid-stride launch of ``name<T>`` (T from the first array) over ``total`` elements.
 
     Every kernel's signature is (pointers..., long long total, int...).
@@ -149,7 +147,15 @@ def col2im(
 
 
 def _cols(
-    x: Any, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int,
+    x: Any,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int,
+    dx: int,
     batch_last: bool,
 ) -> Any:
     col = im2col(x, kh, kw, sy, sx, ph, pw, dy, dx)
@@ -172,7 +178,7 @@ def conv2d_forward(
     dilation: Pair = 1,
     groups: int = 1,
 ) -> Any:
-    """conv2d (cross-correlation, PyTorch semantics): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
+    """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
     return _gemm().forward(x, w, b, stride, padding, dilation, groups)
 
 

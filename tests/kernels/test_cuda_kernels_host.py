@@ -27,9 +27,7 @@ CTYPE = {np.float32: "float", np.float64: "double"}
 
 @pytest.fixture(scope="module")
 def modules():
-    return {
-        src: hostbuild.build(CUDA_DIR / src, gpu.name_expressions(src)) for src in gpu.KERNELS
-    }
+    return {src: hostbuild.build(CUDA_DIR / src, gpu.name_expressions(src)) for src in gpu.KERNELS}
 
 
 def launch(modules, source, name, dtype, arrays, total, ints, grid):
@@ -50,8 +48,12 @@ def random_configs(count, seed, pool=False):
         k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
         p_hi = (k[0] // 2 + 1, k[1] // 2 + 1) if pool else (3, 3)
         cfg = dict(
-            shape=(int(rng.integers(1, 3)), int(rng.integers(1, 4)),
-                   int(rng.integers(3, 10)), int(rng.integers(3, 10))),
+            shape=(
+                int(rng.integers(1, 3)),
+                int(rng.integers(1, 4)),
+                int(rng.integers(3, 10)),
+                int(rng.integers(3, 10)),
+            ),
             k=k,
             s=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
             p=(int(rng.integers(0, p_hi[0])), int(rng.integers(0, p_hi[1]))),
@@ -59,8 +61,10 @@ def random_configs(count, seed, pool=False):
             ceil_mode=bool(rng.integers(0, 2)),
         )
         H, W = cfg["shape"][2:]
-        if all(size + 2 * cfg["p"][i] >= cfg["d"][i] * (cfg["k"][i] - 1) + 1
-               for i, size in enumerate((H, W))):
+        if all(
+            size + 2 * cfg["p"][i] >= cfg["d"][i] * (cfg["k"][i] - 1) + 1
+            for i, size in enumerate((H, W))
+        ):
             out.append(cfg)
     return out
 
@@ -108,7 +112,7 @@ def test_max_pool_kernels(modules, cfg, dtype, grid):
     rng = np.random.default_rng(1)
     # Small integers: plenty of ties, which must resolve to the first maximum as on the CPU.
     x = rng.integers(-3, 4, size=cfg["shape"]).astype(dtype)
-    x.reshape(-1)[:: 7] = np.nan
+    x.reshape(-1)[::7] = np.nan
     y_ref, am_ref = cpu.max_pool2d_forward(x, *wargs(cfg), ceil_mode=cfg["ceil_mode"])
     N, C, H, W = x.shape
     OH, OW = y_ref.shape[2:]
@@ -117,15 +121,17 @@ def test_max_pool_kernels(modules, cfg, dtype, grid):
 
     y = np.zeros(y_ref.shape, dtype=dtype)
     am = np.full(y_ref.shape, -7, dtype=np.int32)
-    _, y, am = launch(modules, "pool.cu", "max_pool2d_forward", dtype, (x, y, am), y.size,
-                      ints, grid)
+    _, y, am = launch(
+        modules, "pool.cu", "max_pool2d_forward", dtype, (x, y, am), y.size, ints, grid
+    )
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(am, am_ref)
 
     gy = rng.standard_normal(y.shape).astype(dtype)
     gx = np.full(x.shape, np.nan, dtype=dtype)
-    _, _, gx = launch(modules, "pool.cu", "max_pool2d_backward", dtype, (gy, am, gx), gx.size,
-                      ints, grid)
+    _, _, gx = launch(
+        modules, "pool.cu", "max_pool2d_backward", dtype, (gy, am, gx), gx.size, ints, grid
+    )
     tol = 1e-5 if dtype == np.float32 else 1e-12
     expected = cpu.max_pool2d_backward(gy, am_ref, x.shape, *wargs(cfg))
     np.testing.assert_allclose(gx, expected, rtol=tol, atol=tol)
@@ -161,8 +167,9 @@ def test_max_pool_kernel_window_in_padding(modules):
     y = np.zeros((1, 1, 1, 1), np.float32)
     am = np.zeros((1, 1, 1, 1), np.int32)
     ints = (3, 3, 1, 1, 2, 2, 1, 1, 1, 1, 4, 4)
-    _, y, am = launch(modules, "pool.cu", "max_pool2d_forward", np.float32, (x, y, am), 1, ints,
-                      (1, 32))
+    _, y, am = launch(
+        modules, "pool.cu", "max_pool2d_forward", np.float32, (x, y, am), 1, ints, (1, 32)
+    )
     assert y[0, 0, 0, 0] == -np.inf and am[0, 0, 0, 0] == -1
 
 
@@ -171,8 +178,14 @@ def test_every_kernel_is_covered(modules):
     for src in gpu.KERNELS:
         found = set(hostbuild.find_kernels((CUDA_DIR / src).read_text()))
         assert found == set(gpu.KERNELS[src]), src
-    tested = {"im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
-              "avg_pool2d_forward", "avg_pool2d_backward"}
+    tested = {
+        "im2col",
+        "col2im",
+        "max_pool2d_forward",
+        "max_pool2d_backward",
+        "avg_pool2d_forward",
+        "avg_pool2d_backward",
+    }
     assert tested == {k for names in gpu.KERNELS.values() for k in names}
 
 
@@ -217,10 +230,14 @@ def test_gpu_conv2d_matches_cpu(cupy, cfg, dtype):
     np.testing.assert_allclose(cupy.asnumpy(Y), y, **tol)
     np.testing.assert_allclose(
         cupy.asnumpy(gpu.conv2d_backward_input(GY, Wd, x.shape, *args)),
-        cpu.conv2d_backward_input(gy, w, x.shape, *args), **tol)
+        cpu.conv2d_backward_input(gy, w, x.shape, *args),
+        **tol,
+    )
     np.testing.assert_allclose(
         cupy.asnumpy(gpu.conv2d_backward_weight(GY, X, w.shape, *args)),
-        cpu.conv2d_backward_weight(gy, x, w.shape, *args), **tol)
+        cpu.conv2d_backward_weight(gy, x, w.shape, *args),
+        **tol,
+    )
 
 
 @pytest.mark.parametrize("cfg", POOL_CFGS[:5])
@@ -234,24 +251,35 @@ def test_gpu_pooling_matches_cpu(cupy, cfg):
     Y, AM = gpu.max_pool2d_forward(X, *wa, ceil_mode=cfg["ceil_mode"])
     np.testing.assert_array_equal(cupy.asnumpy(Y), y)
     np.testing.assert_array_equal(cupy.asnumpy(AM), am)
-    np.testing.assert_array_equal(cupy.asnumpy(gpu.max_pool2d_indices(AM, x.shape, *wa)),
-                                  cpu.max_pool2d_indices(am, x.shape, *wa))
+    np.testing.assert_array_equal(
+        cupy.asnumpy(gpu.max_pool2d_indices(AM, x.shape, *wa)),
+        cpu.max_pool2d_indices(am, x.shape, *wa),
+    )
     gy = rng.standard_normal(y.shape).astype(np.float32)
     np.testing.assert_allclose(
         cupy.asnumpy(gpu.max_pool2d_backward(cupy.asarray(gy), AM, x.shape, *wa)),
-        cpu.max_pool2d_backward(gy, am, x.shape, *wa), rtol=1e-5, atol=1e-6)
+        cpu.max_pool2d_backward(gy, am, x.shape, *wa),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     kh, kw, sy, sx, ph, pw, _, _ = wa
     for cip in (True, False):
         ya = cpu.avg_pool2d_forward(x, kh, kw, sy, sx, ph, pw, cip)
         np.testing.assert_allclose(
-            cupy.asnumpy(gpu.avg_pool2d_forward(X, kh, kw, sy, sx, ph, pw, cip)), ya, rtol=1e-5,
-            atol=1e-6)
+            cupy.asnumpy(gpu.avg_pool2d_forward(X, kh, kw, sy, sx, ph, pw, cip)),
+            ya,
+            rtol=1e-5,
+            atol=1e-6,
+        )
         ga = rng.standard_normal(ya.shape).astype(np.float32)
         np.testing.assert_allclose(
-            cupy.asnumpy(gpu.avg_pool2d_backward(cupy.asarray(ga), x.shape, kh, kw, sy, sx, ph, pw,
-                                                 cip)),
-            cpu.avg_pool2d_backward(ga, x.shape, kh, kw, sy, sx, ph, pw, cip), rtol=1e-5,
-            atol=1e-6)
+            cupy.asnumpy(
+                gpu.avg_pool2d_backward(cupy.asarray(ga), x.shape, kh, kw, sy, sx, ph, pw, cip)
+            ),
+            cpu.avg_pool2d_backward(ga, x.shape, kh, kw, sy, sx, ph, pw, cip),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_gpu_rejects_unsupported_dtype(cupy):
