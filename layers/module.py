@@ -298,6 +298,13 @@ class Module:
             raise AttributeError(f"{type(module).__name__} has no parameter '{name}'")
         return module._parameters[name]
 
+    def get_buffer(self, target: str) -> Tensor:
+        mod_path, _, name = target.rpartition(".")
+        module = self.get_submodule(mod_path)
+        if name not in module._buffers:
+            raise AttributeError(f"{type(module).__name__} has no buffer '{name}'")
+        return module._buffers[name]
+
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call `fn` on every sub-module (children first) and then on self (custom init)."""
         for child in self.children():

@@ -223,10 +223,8 @@ class InstanceNorm2d(_BatchNorm):
         return out
 
     def _track(self, input: Tensor) -> None:
-        self.num_batches_tracked.add_(1)
-        factor = self.momentum
-        if factor is None:
-            factor = 1.0 / float(self.num_batches_tracked.item())
+        # As PyTorch's F.instance_norm: num_batches_tracked stays put, momentum=None means 0.1.
+        factor = 0.1 if self.momentum is None else self.momentum
         axes = (2, 3)
         m = math.prod(input.shape[2:])
         with engine.no_grad():
