@@ -387,3 +387,18 @@ def test_loader_moves_batches_to_device():
     assert x.device == "cpu"
     with pytest.raises(ValueError, match="unknown device"):
         DataLoader(_dataset(), device="tpu")
+
+
+def test_loader_batches_land_on_the_device(device):
+    ds = _dataset(10)
+    for source in ("cpu", device):
+        on_source = TensorDataset(*(t.to(source) for t in ds.tensors))
+        loader = DataLoader(on_source, batch_size=4, shuffle=True, seed=1, device=device)
+        batches = list(loader)
+        assert all(x.device == device and y.device == device for x, y in batches)
+        ys = np.concatenate([y.numpy() for _, y in batches])
+        np.testing.assert_array_equal(
+            ys, _epoch(DataLoader(ds, batch_size=4, shuffle=True, seed=1))
+        )
+        x, y = batches[0]
+        np.testing.assert_array_equal(x.numpy()[:, 0], y.numpy() * 3)

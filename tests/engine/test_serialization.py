@@ -215,3 +215,19 @@ def test_checkpoint_with_rng_and_loader_state_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(
         engine.random.generator(engine.device("cpu")).random(4), expected_draw
     )
+
+
+def test_round_trip_on_device(tmp_path, device):
+    xp = engine.device(device).xp
+    w = engine.tensor(
+        np.arange(6, dtype=np.float32).reshape(2, 3), device=device, requires_grad=True
+    )
+    raw = xp.asarray(np.array([1.5, -2.0]))
+    save({"w": w, "m": raw}, tmp_path / "d.npz")
+    out = load(tmp_path / "d.npz")
+    _tensor_equal(w, out["w"])
+    assert isinstance(out["m"], type(raw))
+    np.testing.assert_array_equal(engine.tensor(out["m"]).numpy(), [1.5, -2.0])
+    on_cpu = load(tmp_path / "d.npz", map_location="cpu")
+    assert on_cpu["w"].device == "cpu" and isinstance(on_cpu["m"], np.ndarray)
+    np.testing.assert_array_equal(on_cpu["w"].numpy(), w.numpy())

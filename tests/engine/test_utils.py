@@ -180,3 +180,14 @@ def test_plot_curves_errors(tmp_path):
     with pytest.raises(ValueError, match="panel 'loss' has no finite values"):
         plot_curves(tmp_path / "a.png", {"loss": [math.nan]})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_image_from_device(tmp_path, device):
+    x = engine.tensor(
+        np.linspace(0, 1, 2 * 3 * 3, dtype=np.float32).reshape(2, 1, 3, 3), device=device
+    )
+    save_image(x, tmp_path / "d.png", padding=1)
+    img = np.asarray(Image.open(tmp_path / "d.png"))
+    expected = np.clip(make_grid(x.cpu(), padding=1).numpy() * 255 + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(img, expected.transpose(1, 2, 0))
+    assert make_grid(x).device == "cpu"
