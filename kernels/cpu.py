@@ -257,7 +257,7 @@ def max_pool2d_forward(
         np.maximum(argmax, better * np.int32(k), out=argmax)
     if first is not None and (first < 0).any():
         argmax[:, :, first < 0] = -1
-    if np.isnan(y.min()):
+    if y.size and np.isnan(y.min()):
         _max_pool_nan_argmax(xp_, argmax, kh, kw, OH, OW, sy, sx, dy, dx)
     return y, argmax
 

@@ -422,3 +422,15 @@ def test_avg_pool2d_known_values():
     # Corner window with padding 1: one real pixel (0) of four when padding counts.
     y = cpu.avg_pool2d_forward(x, 2, 2, 2, 2, 1, 1, count_include_pad=False)
     assert y[0, 0, 0, 0] == 0.0 and y[0, 0, 0, 1] == 1.5
+
+
+def test_empty_batch():
+    x, w = np.zeros((0, 4, 6, 6)), np.zeros((4, 2, 3, 3))
+    y = cpu.conv2d_forward(x, w, None, 1, 1, 1, 2)
+    assert y.shape == (0, 4, 6, 6)
+    assert cpu.conv2d_backward_input(y, w, x.shape, 1, 1, 1, 2).shape == x.shape
+    gw = cpu.conv2d_backward_weight(y, x, w.shape, 1, 1, 1, 2)
+    assert gw.shape == w.shape and not gw.any()
+    y, am = cpu.max_pool2d_forward(x, 2, 2, 2, 2, 1, 1)
+    assert y.shape == (0, 4, 4, 4)
+    assert cpu.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 2, 1, 1).shape == x.shape
