@@ -15,6 +15,7 @@ work (WGAN-GP, R1):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -103,6 +104,7 @@ def _check_out(name: str, out: tuple[int, int], x: Tensor, **params) -> None:
 def _unbatched(fn):
     """Accept (C, H, W) inputs as PyTorch does: add and remove a batch dimension."""
 
+    @functools.wraps(fn)
     def wrapper(x: Tensor, *args, **kwargs):
         if x.ndim != 3:
             return fn(x, *args, **kwargs)
@@ -111,8 +113,6 @@ def _unbatched(fn):
             return tuple(squeeze(o, 0) for o in out)
         return squeeze(out, 0)
 
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-    wrapper.__wrapped__ = fn
     return wrapper
 
 
@@ -206,7 +206,9 @@ def conv2d(
     name = "conv2d"
     _check_4d(name, input)
     if weight.ndim != 4:
-        raise RuntimeError(f"{name}: expected a 4-D weight (C_out, C/groups, kh, kw), got {weight.shape}")
+        raise RuntimeError(
+            f"{name}: expected a 4-D weight (C_out, C/groups, kh, kw), got {weight.shape}"
+        )
     _check_float(name, input, weight, bias)
     p = _conv_params(stride, padding, dilation, groups)
     N, C, H, W = input.shape
@@ -220,10 +222,11 @@ def conv2d(
     _check_bias(name, bias, Co)
     out = tuple(
         _conv_out(n, k, s, q, d)
-        for n, k, s, q, d in zip((H, W), (kh, kw), p.stride, p.padding, p.dilation)
+        for n, k, s, q, d in zip((H, W), (kh, kw), p.stride, p.padding, p.dilation, strict=True)
     )
-    _check_out(name, out, input, kernel=(kh, kw), stride=p.stride, padding=p.padding,
-               dilation=p.dilation)
+    _check_out(
+        name, out, input, kernel=(kh, kw), stride=p.stride, padding=p.padding, dilation=p.dilation
+    )
     fn = Conv2d(p)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
 
@@ -258,7 +261,9 @@ def conv_transpose2d(
     name = "conv_transpose2d"
     _check_4d(name, input)
     if weight.ndim != 4:
-        raise RuntimeError(f"{name}: expected a 4-D weight (C, C_out/groups, kh, kw), got {weight.shape}")
+        raise RuntimeError(
+            f"{name}: expected a 4-D weight (C, C_out/groups, kh, kw), got {weight.shape}"
+        )
     _check_float(name, input, weight, bias)
     p = _conv_params(stride, padding, dilation, groups)
     op = _pair(output_padding, "output_padding", 0)
@@ -269,7 +274,7 @@ def conv_transpose2d(
             f"{name}: input of shape {input.shape} has {C} channels, weight of shape "
             f"{weight.shape} expects {Ci}; the channel count must be divisible by groups={groups}"
         )
-    for o, s, d in zip(op, p.stride, p.dilation):
+    for o, s, d in zip(op, p.stride, p.dilation, strict=True):
         if o >= s and o >= d:
             raise ValueError(
                 f"{name}: output_padding {op} must be smaller than either stride {p.stride} "
@@ -279,15 +284,25 @@ def conv_transpose2d(
     _check_bias(name, bias, Co)
     out = tuple(
         (n - 1) * s - 2 * q + d * (k - 1) + o + 1
-        for n, k, s, q, d, o in zip((H, W), (kh, kw), p.stride, p.padding, p.dilation, op)
+        for n, k, s, q, d, o in zip(
+            (H, W), (kh, kw), p.stride, p.padding, p.dilation, op, strict=True
+        )
     )
-    _check_out(name, out, input, kernel=(kh, kw), stride=p.stride, padding=p.padding,
-               dilation=p.dilation, output_padding=op)
+    _check_out(
+        name,
+        out,
+        input,
+        kernel=(kh, kw),
+        stride=p.stride,
+        padding=p.padding,
+        dilation=p.dilation,
+        output_padding=op,
+    )
     # With output_padding >= stride (allowed when dilation is larger) the matching conv of the
     # output has more rows than the input: those rows get zero gradient-input, i.e. zero padding.
     conv_hw = tuple(
         _conv_out(n, k, s, q, d)
-        for n, k, s, q, d in zip(out, (kh, kw), p.stride, p.padding, p.dilation)
+        for n, k, s, q, d in zip(out, (kh, kw), p.stride, p.padding, p.dilation, strict=True)
     )
     if conv_hw != (H, W):
         input = pad(input, (0, conv_hw[1] - W, 0, conv_hw[0] - H))
@@ -386,7 +401,7 @@ def _pool_window(kernel_size, stride, padding, dilation=1):
     stride = kernel if stride is None or stride == [] else _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
     dilation = _pair(dilation, "dilation", 1)
-    for k, q, d in zip(kernel, padding, dilation):
+    for k, q, d in zip(kernel, padding, dilation, strict=True):
         if q > (d * (k - 1) + 1) // 2:
             raise ValueError(
                 f"pad should be at most half of effective kernel size, but got pad={padding}, "
@@ -414,10 +429,11 @@ def max_pool2d(
     H, W = input.shape[2:]
     out = tuple(
         _pool_out(n, k, s, q, d, ceil_mode)
-        for n, k, s, q, d in zip((H, W), kernel, stride, padding, dilation)
+        for n, k, s, q, d in zip((H, W), kernel, stride, padding, dilation, strict=True)
     )
-    _check_out(name, out, input, kernel_size=kernel, stride=stride, padding=padding,
-               dilation=dilation)
+    _check_out(
+        name, out, input, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation
+    )
     geo = _PoolGeometry(input.shape, kernel, stride, padding, dilation, bool(ceil_mode))
     y = MaxPool2d(geo)(input)
     if not return_indices:
@@ -433,9 +449,7 @@ class AvgPool2d(Function):
         self.geo, self.count_include_pad = geo, count_include_pad
 
     def forward(self, x):
-        return _kernels(self.device).avg_pool2d_forward(
-            x, *self.geo.window, self.count_include_pad
-        )
+        return _kernels(self.device).avg_pool2d_forward(x, *self.geo.window, self.count_include_pad)
 
     def backward(self, gy):
         return AvgPool2dGrad(self.geo, self.count_include_pad)(gy)
@@ -469,7 +483,7 @@ def _avg_divisors(H, W, out, kernel, stride, padding, count_include_pad) -> nump
             start, end = numpy.maximum(start, 0), numpy.minimum(end, n)
         return end - start
 
-    args = zip(out, (H, W), kernel, stride, padding)
+    args = zip(out, (H, W), kernel, stride, padding, strict=True)
     rows, cols = (lengths(*a) for a in args)
     return numpy.outer(rows, cols)
 
@@ -492,7 +506,7 @@ def avg_pool2d(
     H, W = input.shape[2:]
     out = tuple(
         _pool_out(n, k, s, q, 1, ceil_mode)
-        for n, k, s, q in zip((H, W), kernel, stride, padding)
+        for n, k, s, q in zip((H, W), kernel, stride, padding, strict=True)
     )
     _check_out(name, out, input, kernel_size=kernel, stride=stride, padding=padding)
     if divisor_override is not None and divisor_override <= 0:
@@ -504,7 +518,7 @@ def avg_pool2d(
     # rescaled to PyTorch's divisor per window.
     extra = tuple(
         max((o - 1) * s + k - (n + 2 * q), 0)
-        for o, s, k, n, q in zip(out, stride, kernel, (H, W), padding)
+        for o, s, k, n, q in zip(out, stride, kernel, (H, W), padding, strict=True)
     )
     x = pad(input, (padding[1], padding[1] + extra[1], padding[0], padding[0] + extra[0]))
     geo = _PoolGeometry(x.shape, kernel, stride, (0, 0))
@@ -582,7 +596,7 @@ def _resize_sizes(x: Tensor, size, scale_factor) -> tuple[tuple[int, ...], tuple
                 f"interpolate: scale_factor {scale_factor} does not match input of shape {x.shape}"
             )
         scales = tuple(float(s) for s in scales)
-        sizes = tuple(int(math.floor(n * s)) for n, s in zip(spatial, scales))
+        sizes = tuple(int(math.floor(n * s)) for n, s in zip(spatial, scales, strict=True))
     if min(sizes) < 1:
         raise ValueError(f"interpolate: output size {sizes} is too small for input {x.shape}")
     return sizes, scales
@@ -617,12 +631,15 @@ def _linear_matrix(n_in: int, n_out: int, scale, align_corners: bool, dtype) -> 
 def _nearest(x: Tensor, sizes, scales, exact: bool) -> Tensor:
     N, C = x.shape[:2]
     spatial = x.shape[2:]
-    idx = [_nearest_index(n, o, s, exact) for n, o, s in zip(spatial, sizes, scales)]
-    reps = [o // n if o % n == 0 else 0 for n, o in zip(spatial, sizes)]
-    if all(r and numpy.array_equal(i, numpy.arange(o) // r) for i, r, o in zip(idx, reps, sizes)):
+    idx = [_nearest_index(n, o, s, exact) for n, o, s in zip(spatial, sizes, scales, strict=True)]
+    reps = [o // n if o % n == 0 else 0 for n, o in zip(spatial, sizes, strict=True)]
+    if all(
+        r and numpy.array_equal(i, numpy.arange(o) // r)
+        for i, r, o in zip(idx, reps, sizes, strict=True)
+    ):
         # Integer upscaling: a broadcast (gradient: a sum), much faster than a scatter-add.
         inter, target = [N, C], [N, C]
-        for n, r in zip(spatial, reps):
+        for n, r in zip(spatial, reps, strict=True):
             inter += [n, 1]
             target += [n, r]
         return reshape(broadcast_to(reshape(x, inter), target), (N, C) + tuple(sizes))
@@ -671,7 +688,12 @@ def interpolate(
     )
 
 
-def upsample(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
-             align_corners: bool | None = None) -> Tensor:
+def upsample(
+    input: Tensor,
+    size=None,
+    scale_factor=None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
     """Deprecated PyTorch alias of `interpolate`."""
     return interpolate(input, size, scale_factor, mode, align_corners)

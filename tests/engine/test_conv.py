@@ -48,7 +48,9 @@ def _torch(arrays, dtype=np.float64, grad=True):
 
 def _close(ours, theirs, atol, rtol=1e-4, what="values"):
     a = ours.numpy() if isinstance(ours, engine.Tensor) else np.asarray(ours)
-    b = theirs.detach().numpy() if torch is not None and isinstance(theirs, torch.Tensor) else theirs
+    if torch is not None and isinstance(theirs, torch.Tensor):
+        theirs = theirs.detach().numpy()
+    b = np.asarray(theirs)
     assert a.shape == b.shape, f"{what}: shape {a.shape}, expected {b.shape}"
     np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, err_msg=what)
 
@@ -62,7 +64,7 @@ def compare_with_torch(our_fn, torch_fn, arrays, device, dtype=np.float32, atol=
     v = _rng(99).standard_normal(ty.shape).astype(dtype)
     ty.backward(torch.from_numpy(v))
     y.backward(engine.tensor(v, device=device))
-    for i, (a, t) in enumerate(zip(ours, theirs)):
+    for i, (a, t) in enumerate(zip(ours, theirs, strict=True)):
         if a is not None:
             assert a.grad.device == device and a.grad.dtype == dtype
             _close(a.grad, t.grad, atol * 10, 1e-3, what=f"gradient of input {i}")
@@ -98,8 +100,9 @@ def _conv_configs(n, seed):
             groups=g,
             bias=bool(rng.integers(0, 2)),
         )
-        eff = [d * (k - 1) + 1 for d, k in zip(cfg["dilation"], cfg["k"])]
-        if cfg["H"] + 2 * cfg["padding"][0] >= eff[0] and cfg["W"] + 2 * cfg["padding"][1] >= eff[1]:
+        eff = [d * (k - 1) + 1 for d, k in zip(cfg["dilation"], cfg["k"], strict=True)]
+        padded = [n + 2 * p for n, p in zip((cfg["H"], cfg["W"]), cfg["padding"], strict=True)]
+        if padded[0] >= eff[0] and padded[1] >= eff[1]:
             out.append(cfg)
     return out
 
@@ -113,17 +116,51 @@ def _conv_arrays(c, seed=0):
 
 
 def _conv_kw(c):
-    return dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"])
+    keys = ("stride", "padding", "dilation", "groups")
+    return {k: c[k] for k in keys}
 
 
 CONV_CONFIGS = _conv_configs(8, seed=1) + [
     # stride larger than the kernel, 1x1 kernel, depthwise: named explicitly.
-    dict(N=2, C=2, Co=3, H=7, W=5, k=(2, 2), stride=(3, 3), padding=(0, 0), dilation=(1, 1),
-         groups=1, bias=True),
-    dict(N=1, C=3, Co=2, H=5, W=4, k=(1, 1), stride=(1, 2), padding=(1, 0), dilation=(1, 1),
-         groups=1, bias=False),
-    dict(N=2, C=4, Co=4, H=6, W=6, k=(3, 3), stride=(1, 1), padding=(2, 2), dilation=(2, 2),
-         groups=4, bias=True),
+    dict(
+        N=2,
+        C=2,
+        Co=3,
+        H=7,
+        W=5,
+        k=(2, 2),
+        stride=(3, 3),
+        padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+        bias=True,
+    ),
+    dict(
+        N=1,
+        C=3,
+        Co=2,
+        H=5,
+        W=4,
+        k=(1, 1),
+        stride=(1, 2),
+        padding=(1, 0),
+        dilation=(1, 1),
+        groups=1,
+        bias=False,
+    ),
+    dict(
+        N=2,
+        C=4,
+        Co=4,
+        H=6,
+        W=6,
+        k=(3, 3),
+        stride=(1, 1),
+        padding=(2, 2),
+        dilation=(2, 2),
+        groups=4,
+        bias=True,
+    ),
 ]
 
 
@@ -184,7 +221,7 @@ def test_conv2d_double_backward_matches_torch(device, cfg):
     _close(p, tp, 1e-8, 1e-8, "penalty")
     p.backward()
     tp.backward()
-    for a, t, name in zip(ours, theirs, "xwb"):
+    for a, t, name in zip(ours, theirs, "xwb", strict=True):
         _close(a.grad, t.grad, 1e-8, 1e-6, f"second-order gradient of {name}")
 
 
@@ -285,8 +322,9 @@ def test_max_pool2d_matches_torch(device, cfg):
     shape, k, s, p, d, ceil = cfg
     x = _distinct(shape, seed=1)
     kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
-    compare_with_torch(lambda x: F.max_pool2d(x, **kw), lambda x: TF.max_pool2d(x, **kw), [x],
-                       device)
+    compare_with_torch(
+        lambda x: F.max_pool2d(x, **kw), lambda x: TF.max_pool2d(x, **kw), [x], device
+    )
     y, idx = F.max_pool2d(*_ours([x], device, grad=False), **kw, return_indices=True)
     ty, tidx = TF.max_pool2d(*_torch([x], grad=False), **kw, return_indices=True)
     assert idx.dtype == np.int64 and idx.device == device
@@ -314,8 +352,11 @@ def test_max_pool2d_gradient_penalty_matches_torch(device):
     (ours,), (theirs,) = _ours([x], device), _torch([x])
     kw = dict(kernel_size=3, stride=2, padding=1)
     v = _rng(2).standard_normal((2, 2, 6, 7))
-    for a, fn, vv, lib in ((ours, F, engine.tensor(v, device=device), engine), (theirs, TF,
-                                                                                 torch.tensor(v), torch)):
+    cases = (
+        (ours, F, engine.tensor(v, device=device), engine),
+        (theirs, TF, torch.tensor(v), torch),
+    )
+    for a, fn, vv, lib in cases:
         y = fn.max_pool2d(a, **kw)
         (g,) = lib.autograd.grad((y * y * y).sum(), a, create_graph=True)
         ((g * vv).sum() + (g * g).sum()).backward()
@@ -339,11 +380,18 @@ AVG_CONFIGS = [
 @pytest.mark.parametrize("cfg", AVG_CONFIGS)
 def test_avg_pool2d_matches_torch_and_gradcheck(device, cfg):
     shape, k, s, p, ceil, cip, div = cfg
-    kw = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip,
-              divisor_override=div)
+    kw = dict(
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        ceil_mode=ceil,
+        count_include_pad=cip,
+        divisor_override=div,
+    )
     x = _rng(0).standard_normal(shape)
-    compare_with_torch(lambda x: F.avg_pool2d(x, **kw), lambda x: TF.avg_pool2d(x, **kw), [x],
-                       device)
+    compare_with_torch(
+        lambda x: F.avg_pool2d(x, **kw), lambda x: TF.avg_pool2d(x, **kw), [x], device
+    )
     gradcheck(lambda x: F.avg_pool2d(x, **kw), [x[:1]], device)
 
 
@@ -358,12 +406,18 @@ def test_avg_pool2d_double_backward(device):
 
 
 @requires_torch
-@pytest.mark.parametrize("shape, size", [((2, 3, 8, 6), (4, 3)), ((1, 2, 7, 5), (3, 2)),
-                                         ((1, 2, 6, 6), 1), ((1, 1, 5, 4), (None, 3))])
+@pytest.mark.parametrize(
+    "shape, size",
+    [((2, 3, 8, 6), (4, 3)), ((1, 2, 7, 5), (3, 2)), ((1, 2, 6, 6), 1), ((1, 1, 5, 4), (None, 3))],
+)
 def test_adaptive_avg_pool2d(device, shape, size):
     x = _rng(2).standard_normal(shape)
-    compare_with_torch(lambda x: F.adaptive_avg_pool2d(x, size),
-                       lambda x: TF.adaptive_avg_pool2d(x, size), [x], device)
+    compare_with_torch(
+        lambda x: F.adaptive_avg_pool2d(x, size),
+        lambda x: TF.adaptive_avg_pool2d(x, size),
+        [x],
+        device,
+    )
     gradcheck(lambda x: F.adaptive_avg_pool2d(x, size), [x[:1]], device)
 
 
@@ -385,16 +439,23 @@ INTERP_CASES = [
 @pytest.mark.parametrize("shape, kw", INTERP_CASES)
 def test_interpolate_matches_torch_and_gradcheck(device, shape, kw):
     x = _rng(3).standard_normal(shape)
-    compare_with_torch(lambda x: F.interpolate(x, **kw), lambda x: TF.interpolate(x, **kw), [x],
-                       device)
+    compare_with_torch(
+        lambda x: F.interpolate(x, **kw), lambda x: TF.interpolate(x, **kw), [x], device
+    )
     gradcheck(lambda x: F.interpolate(x, **kw), [x], device)
 
 
 @requires_torch
-@pytest.mark.parametrize("mode, pads", [
-    ("constant", (1, 2, 0, 1)), ("constant", (-1, 2, 1, -1)), ("reflect", (2, 1, 1, 2)),
-    ("replicate", (3, 0, 1, 2)), ("circular", (1, 2, 2, 1)),
-])
+@pytest.mark.parametrize(
+    "mode, pads",
+    [
+        ("constant", (1, 2, 0, 1)),
+        ("constant", (-1, 2, 1, -1)),
+        ("reflect", (2, 1, 1, 2)),
+        ("replicate", (3, 0, 1, 2)),
+        ("circular", (1, 2, 2, 1)),
+    ],
+)
 def test_pad_4d_nchw(device, mode, pads):
     x = _rng(4).standard_normal((2, 2, 4, 5))
     kw = dict(mode=mode, value=0.5) if mode == "constant" else dict(mode=mode)
