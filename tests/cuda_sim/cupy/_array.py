@@ -1,0 +1,348 @@
+"""The stand-in ``cupy.ndarray``: a NumPy array playing device memory.
+
+It is a distinct type, so code that hands a host ``numpy.ndarray`` where a device array is needed
+(or the reverse) fails here as it fails under CuPy: ``numpy.asarray(device_array)`` raises
+``TypeError`` (use ``.get()``/``cupy.asnumpy``), and mixing host arrays into device operations
+raises ``TypeError``. Operations run NumPy on the wrapped array and wrap the result; reductions
+give 0-d device arrays, as CuPy does, never NumPy scalars.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+_IMPLICIT = (
+    "Implicit conversion to a NumPy array is not allowed. "
+    "Please use `.get()` to construct a NumPy array explicitly."
+)
+# Bytes that `cupy.empty` memory starts with: NaN for floats, so reading it before writing shows.
+_EMPTY_BYTE = 0xFF
+
+
+class _MemoryPointer:
+    """What ``ndarray.data`` gives: ``.ptr`` is the address, as with CuPy."""
+
+    __slots__ = ("ptr", "device_id")
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+        self.device_id = 0
+
+
+class ndarray:  # noqa: N801 (CuPy's name)
+    """Device array of the stand-in; ``._host`` is the NumPy array holding its memory."""
+
+    __slots__ = ("_host",)
+    __cuda_sim_device_array__ = True  # recognised by hostbuild without importing this module
+    __array_priority__ = 100.0
+
+    def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        if memptr is not None or strides is not None:
+            raise NotImplementedError("the CuPy stand-in has no raw memory pointers")
+        self._host = _empty(shape, dtype, order)
+
+    @classmethod
+    def _wrap(cls, host: np.ndarray) -> "ndarray":
+        obj = cls.__new__(cls)
+        obj._host = host
+        return obj
+
+    # ------------------------------------------------------------------ host transfers
+    def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
+        """Copy to a host ``numpy.ndarray``."""
+        if out is not None:
+            out[...] = self._host
+            return out
+        return np.array(self._host, order=order, copy=True)
+
+    def set(self, arr: np.ndarray, stream=None) -> None:
+        """Copy a host array of the same shape and dtype into this array."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"set() needs a numpy.ndarray, got {type(arr).__name__}")
+        if arr.shape != self.shape or arr.dtype != self.dtype:
+            raise ValueError(
+                f"set(): shape/dtype mismatch: device {self.shape} {self.dtype}, "
+                f"host {arr.shape} {arr.dtype}"
+            )
+        self._host[...] = arr
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(_IMPLICIT)
+
+    def tolist(self):
+        return self._host.tolist()
+
+    def item(self, *args):
+        return self._host.item(*args)
+
+    # ------------------------------------------------------------------ attributes
+    shape = property(lambda self: self._host.shape)
+    dtype = property(lambda self: self._host.dtype)
+    ndim = property(lambda self: self._host.ndim)
+    size = property(lambda self: self._host.size)
+    itemsize = property(lambda self: self._host.itemsize)
+    nbytes = property(lambda self: self._host.nbytes)
+    strides = property(lambda self: self._host.strides)
+    flags = property(lambda self: self._host.flags)
+
+    @property
+    def data(self) -> _MemoryPointer:
+        return _MemoryPointer(self._host.ctypes.data)
+
+    @property
+    def device(self):
+        from .cuda import Device
+
+        return Device(0)
+
+    @property
+    def T(self) -> "ndarray":  # noqa: N802
+        return ndarray._wrap(self._host.T)
+
+    @property
+    def base(self):
+        return None if self._host.base is None else ndarray._wrap(self._host.base)
+
+    def __getattr__(self, name: str):
+        # Everything else is numpy's method on the host array, wrapped; never a dunder or a
+        # private name, which would let numpy read the memory implicitly (__array_interface__).
+        if name.startswith("_") or name in ("ctypes", "tobytes", "tofile", "dump", "dumps"):
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+        value = getattr(self._host, name)
+        if callable(value):
+            return _wrap_callable(value, f"cupy.ndarray.{name}")
+        return wrap(value)
+
+    def __dir__(self):
+        return sorted(
+            set(object.__dir__(self)) | {n for n in dir(np.ndarray) if not n.startswith("_")}
+        )
+
+    # ------------------------------------------------------------------ interop protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return call_numpy(getattr(ufunc, method), inputs, kwargs, f"numpy.{ufunc.__name__}")
+
+    def __array_function__(self, func, types, args, kwargs):
+        return call_numpy(func, args, kwargs, f"numpy.{func.__name__}")
+
+    def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
+        # The capsule describes host memory (this is NumPy), but the array reports a CUDA device
+        # below, so numpy/torch refuse it as they refuse a real CuPy array on a CPU machine.
+        kwargs = {} if max_version is None else {"max_version": max_version}
+        return self._host.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return (2, 0)  # kDLCUDA, device 0
+
+    def __copy__(self):
+        return ndarray._wrap(self._host.copy())
+
+    def __deepcopy__(self, memo):
+        return ndarray._wrap(self._host.copy())
+
+    def __reduce__(self):
+        return (ndarray._wrap, (self._host.copy(),))
+
+    # ------------------------------------------------------------------ python protocol
+    def __repr__(self) -> str:
+        return repr(self._host)
+
+    def __str__(self) -> str:
+        return str(self._host)
+
+    def __len__(self) -> int:
+        return len(self._host)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        return (wrap(self._host[i]) for i in range(len(self._host)))
+
+    def __bool__(self) -> bool:
+        return bool(self._host)
+
+    def __int__(self) -> int:
+        return int(self._host)
+
+    def __float__(self) -> float:
+        return float(self._host)
+
+    def __complex__(self) -> complex:
+        return complex(self._host)
+
+    def __format__(self, spec: str) -> str:
+        return format(self._host, spec)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getitem__(self, key):
+        return wrap(self._host[_index(key)])
+
+    def __setitem__(self, key, value) -> None:
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            raise TypeError(
+                f"cannot assign a host numpy.ndarray {value.dtype} {value.shape} into a device "
+                "array; copy it first with cupy.asarray(...)"
+            )
+        self._host[_index(key)] = value._host if isinstance(value, ndarray) else value
+
+
+def _empty(shape, dtype, order="C") -> np.ndarray:
+    host = np.empty(shape, dtype=dtype, order=order)
+    if host.dtype.kind in "fciub":
+        host.view(np.uint8)[...] = _EMPTY_BYTE if host.dtype.kind != "b" else 0
+    return host
+
+
+# ---------------------------------------------------------------------- wrap / unwrap
+
+
+def wrap(x: Any) -> Any:
+    """NumPy results -> device arrays (scalars become 0-d arrays, as CuPy returns them)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "OSUV":
+            raise TypeError(f"CuPy does not support dtype {x.dtype}")
+        return ndarray._wrap(x)
+    if isinstance(x, np.generic):
+        return ndarray._wrap(np.asarray(x))
+    if isinstance(x, tuple):
+        return tuple(wrap(v) for v in x)
+    if isinstance(x, list):
+        return [wrap(v) for v in x]
+    return x
+
+
+def unwrap(x: Any, where: str) -> Any:
+    """Device arrays -> their host arrays; a host array with data is an error (as in CuPy)."""
+    if isinstance(x, ndarray):
+        return x._host
+    if isinstance(x, np.ndarray):
+        if x.ndim == 0:
+            return x
+        raise TypeError(
+            f"{where}: got a host numpy.ndarray {x.dtype} {x.shape} where a device array is "
+            "needed (CuPy: Unsupported type <class 'numpy.ndarray'>); use cupy.asarray(...)"
+        )
+    if isinstance(x, (list, tuple)):
+        return type(x)(unwrap(v, where) for v in x)
+    return x
+
+
+def _index(key: Any) -> Any:
+    """Index keys: device arrays unwrapped; host index arrays and lists allowed, as in CuPy."""
+    if isinstance(key, ndarray):
+        return key._host
+    if isinstance(key, tuple):
+        return tuple(_index(k) for k in key)
+    return key
+
+
+def call_numpy(func: Callable, args, kwargs, where: str) -> Any:
+    """Run a NumPy function on unwrapped arguments and wrap what it returns.
+
+    ``out=`` keeps its identity: the caller gets back the very device array it passed.
+    """
+    out = kwargs.get("out")
+    args = unwrap(tuple(args), where)
+    kwargs = {k: unwrap(v, where) for k, v in kwargs.items()}
+    result = func(*args, **kwargs)
+    if out is not None:
+        outs = out if isinstance(out, tuple) else (out,)
+        if isinstance(result, tuple):
+            pairs = zip(outs, result, strict=False)
+            return tuple(o if isinstance(o, ndarray) else wrap(r) for o, r in pairs)
+        if isinstance(outs[0], ndarray):
+            return outs[0]
+    return wrap(result)
+
+
+def _wrap_callable(func: Callable, where: str) -> Callable:
+    def method(*args, **kwargs):
+        return call_numpy(func, args, kwargs, where)
+
+    method.__name__ = getattr(func, "__name__", where)
+    method.__doc__ = getattr(func, "__doc__", None)
+    return method
+
+
+# ---------------------------------------------------------------------- operators
+
+
+def _operand(x: Any) -> Any:
+    if isinstance(x, ndarray):
+        return x._host
+    if isinstance(x, (numbers.Number, np.generic)):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.ndim == 0:
+            return x
+        raise TypeError(
+            f"operand is a host numpy.ndarray {x.dtype} {x.shape}; CuPy does not mix host and "
+            "device arrays (Unsupported type <class 'numpy.ndarray'>): use cupy.asarray(...)"
+        )
+    return NotImplemented
+
+
+def _binary(op: Callable, reflected: bool = False):
+    def method(self, other):
+        o = _operand(other)
+        if o is NotImplemented:
+            return NotImplemented
+        return wrap(op(o, self._host) if reflected else op(self._host, o))
+
+    return method
+
+
+def _inplace(op: Callable):
+    def method(self, other):
+        o = _operand(other)
+        if o is NotImplemented:
+            return NotImplemented
+        op(self._host, o, out=self._host)
+        return self
+
+    return method
+
+
+def _unary(op: Callable):
+    return lambda self: wrap(op(self._host))
+
+
+_BINARY = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "truediv": np.true_divide,
+    "floordiv": np.floor_divide,
+    "mod": np.remainder,
+    "pow": np.power,
+    "matmul": np.matmul,
+    "and": np.bitwise_and,
+    "or": np.bitwise_or,
+    "xor": np.bitwise_xor,
+    "lshift": np.left_shift,
+    "rshift": np.right_shift,
+}
+for _name, _op in _BINARY.items():
+    setattr(ndarray, f"__{_name}__", _binary(_op))
+    setattr(ndarray, f"__r{_name}__", _binary(_op, reflected=True))
+    setattr(ndarray, f"__i{_name}__", _inplace(_op))
+for _name, _op in {
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "eq": np.equal,
+    "ne": np.not_equal,
+}.items():
+    setattr(ndarray, f"__{_name}__", _binary(_op))
+for _name, _op in {
+    "neg": np.negative,
+    "pos": np.positive,
+    "abs": np.absolute,
+    "invert": np.invert,
+}.items():
+    setattr(ndarray, f"__{_name}__", _unary(_op))

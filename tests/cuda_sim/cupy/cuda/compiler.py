@@ -1,0 +1,5 @@
+"""``cupy.cuda.compiler`` of the stand-in: its error type."""
+
+
+class CompileException(Exception):
+    """As ``cupy.cuda.compiler.CompileException``."""

@@ -1,0 +1,56 @@
+"""``cupy.cuda.runtime`` of the stand-in: one device, as on a one-GPU machine."""
+
+from __future__ import annotations
+
+is_hip = False
+_device_count = 1
+_current = 0
+
+
+class CUDARuntimeError(RuntimeError):
+    """As ``cupy_backends.cuda.api.runtime.CUDARuntimeError``."""
+
+
+def getDeviceCount() -> int:  # noqa: N802 (CuPy's names)
+    return _device_count
+
+
+def getDevice() -> int:  # noqa: N802
+    return _current
+
+
+def setDevice(device: int) -> None:  # noqa: N802
+    global _current
+    if not 0 <= int(device) < _device_count:
+        raise CUDARuntimeError(f"cudaErrorInvalidDevice: invalid device ordinal {device}")
+    _current = int(device)
+
+
+def deviceSynchronize() -> None:  # noqa: N802
+    pass
+
+
+def runtimeGetVersion() -> int:  # noqa: N802
+    return 13000
+
+
+def driverGetVersion() -> int:  # noqa: N802
+    return 13000
+
+
+def memGetInfo() -> tuple[int, int]:  # noqa: N802
+    return (16 << 30, 16 << 30)
+
+
+def getDeviceProperties(device: int) -> dict:  # noqa: N802
+    setDevice(device)  # validates the ordinal
+    setDevice(_current)
+    return {
+        "name": b"CuPy stand-in (NumPy + host-built kernels)",
+        "totalGlobalMem": 16 << 30,
+        "major": 8,
+        "minor": 0,
+        "multiProcessorCount": 1,
+        "maxThreadsPerBlock": 1024,
+        "warpSize": 32,
+    }

@@ -1,0 +1,3 @@
+"""``cupyx.scipy`` of the stand-in (only ``special``)."""
+
+from . import special  # noqa: F401

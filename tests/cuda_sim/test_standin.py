@@ -1,0 +1,201 @@
+"""The CuPy stand-in behaves like CuPy where real CuPy bites: host and device arrays do not mix,
+reductions stay on the device, RawModule checks launches, and only CuPy's API is offered."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import cuda_sim
+from cuda_sim import cupy as cp
+from cuda_sim import cupyx
+
+# ---------------------------------------------------------------- host <-> device
+
+
+def test_device_array_is_not_a_numpy_array() -> None:
+    d = cp.asarray(np.arange(6.0).reshape(2, 3))
+    assert isinstance(d, cp.ndarray) and not isinstance(d, np.ndarray)
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array"):
+        np.asarray(d)
+    np.testing.assert_array_equal(d.get(), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(cp.asnumpy(d), d.get())
+
+
+def test_asarray_copies_host_data_and_keeps_device_arrays() -> None:
+    host = np.ones(3, dtype=np.float32)
+    d = cp.asarray(host)
+    host[0] = 5
+    assert d.get()[0] == 1
+    assert cp.asarray(d) is d
+    assert cp.asarray(d, dtype=cp.float64).dtype == np.float64
+
+
+def test_host_arrays_do_not_mix_with_device_arrays() -> None:
+    d, host = cp.ones(3), np.ones(3)
+    for mixed in (lambda: d + host, lambda: host + d, lambda: cp.maximum(d, host)):
+        with pytest.raises(TypeError, match="host numpy.ndarray"):
+            mixed()
+    with pytest.raises(TypeError, match="host numpy.ndarray"):
+        d[...] = host
+    d[...] = np.float32(2)  # scalars are fine
+    assert float((d * np.float64(2) + 1).sum()) == 15.0
+
+
+def test_results_are_device_arrays_and_reductions_are_0d() -> None:
+    d = cp.arange(12, dtype=cp.float32).reshape(3, 4)
+    total = d.sum()
+    assert isinstance(total, cp.ndarray) and total.shape == () and float(total) == 66.0
+    assert isinstance(cp.exp(d), cp.ndarray) and isinstance(np.exp(d), cp.ndarray)
+    assert isinstance(d.max(axis=1, keepdims=True), cp.ndarray)
+    assert isinstance(d[0], cp.ndarray) and isinstance(d.T, cp.ndarray)
+    assert isinstance(np.concatenate([d, d]), cp.ndarray)  # __array_function__ dispatch
+    assert d.argmax().item() == 11
+
+
+def test_out_argument_returns_the_same_device_array() -> None:
+    a, out = cp.ones(4), cp.zeros(4)
+    assert cp.add(a, a, out=out) is out
+    assert out.get().tolist() == [2.0] * 4
+    out += a
+    assert out.get().tolist() == [3.0] * 4
+
+
+def test_scatter_add_and_ufunc_at() -> None:
+    a = cp.zeros(4, dtype=cp.float32)
+    idx = cp.asarray(np.array([0, 1, 1, 3]))
+    cupyx.scatter_add(a, idx, cp.ones(4, dtype=cp.float32))
+    cp.add.at(a, idx, 1.0)
+    assert a.get().tolist() == [2.0, 4.0, 0.0, 2.0]
+
+
+def test_ascontiguousarray_and_empty() -> None:
+    d = cp.arange(10.0)
+    assert cp.ascontiguousarray(d) is d
+    strided = d[::2]
+    assert not strided.flags.c_contiguous
+    assert cp.ascontiguousarray(strided).flags.c_contiguous
+    with pytest.raises(TypeError, match="needs a cupy.ndarray"):
+        cp.ascontiguousarray(np.arange(3))
+    assert np.isnan(cp.empty(3, dtype=cp.float32).get()).all()  # uninitialised reads show up
+
+
+def test_get_array_module() -> None:
+    assert cp.get_array_module(cp.ones(1), 1.0) is cp
+    assert cp.get_array_module(np.ones(1)) is np
+
+
+def test_dlpack_shares_device_memory_and_refuses_host_memory() -> None:
+    d = cp.arange(4.0)
+    shared = cp.from_dlpack(d)
+    shared[0] = 7.0
+    assert d.get()[0] == 7.0
+    assert d.__dlpack_device__() == (2, 0)
+    with pytest.raises(TypeError, match="not CUDA"):
+        cp.from_dlpack(np.arange(3.0))
+
+
+# ---------------------------------------------------------------- random
+
+
+def test_generator_is_seeded_and_has_cupys_dtypes() -> None:
+    a = cp.random.default_rng(3).standard_normal((2, 3), dtype=cp.float32)
+    b = cp.random.default_rng(3).standard_normal((2, 3), dtype=cp.float32)
+    assert isinstance(a, cp.ndarray) and a.dtype == np.float32
+    np.testing.assert_array_equal(a.get(), b.get())
+    gen = cp.random.default_rng(0)
+    assert gen.random(size=None).shape == ()  # 0-d device array, never a Python float
+    ints = gen.integers(2, 5, size=1000).get()
+    assert ints.min() == 2 and ints.max() == 4
+    with pytest.raises(TypeError, match="Unsupported dtype"):
+        gen.standard_normal(3, dtype=cp.int32)
+
+
+def test_generator_offers_only_what_cupy_has() -> None:
+    gen = cp.random.default_rng(0)
+    for missing in ("normal", "permutation", "choice", "shuffle"):
+        assert not hasattr(gen, missing), missing
+    assert cp.random.permutation(5).get().tolist() != []  # the legacy API has permutation
+
+
+# ---------------------------------------------------------------- cuda runtime
+
+
+def test_one_simulated_device() -> None:
+    assert cp.cuda.runtime.getDeviceCount() == 1
+    with cp.cuda.Device(0) as dev:
+        assert dev.id == 0 and cp.cuda.runtime.getDevice() == 0
+    with pytest.raises(cp.cuda.runtime.CUDARuntimeError, match="invalid device ordinal"):
+        cp.cuda.Device(1)
+    assert cp.ones(1).device.id == 0
+
+
+def test_events_time_in_milliseconds() -> None:
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    cp.ones(1000).sum()
+    end.record()
+    end.synchronize()
+    assert cp.cuda.get_elapsed_time(start, end) >= 0.0
+
+
+def test_elementwise_kernel_is_not_offered() -> None:
+    with pytest.raises(AttributeError, match="kernels/cuda"):
+        cp.ElementwiseKernel  # noqa: B018
+
+
+# ---------------------------------------------------------------- RawModule
+
+CODE = r"""
+template <typename T>
+__global__ void scale(T* y, const T* x, T a, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
+        y[i] = a * x[i];
+}
+extern "C" __global__ void iota(int* out, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
+        out[i] = i;
+}
+"""
+
+
+def test_raw_module_runs_template_and_extern_c_kernels() -> None:
+    mod = cp.RawModule(code=CODE, options=("--std=c++17",), name_expressions=["scale<double>"])
+    x, y = cp.arange(5.0), cp.zeros(5)
+    mod.get_function("scale<double>")((1,), (4,), (y, x, 2.0, np.int32(5)))
+    assert y.get().tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+    out = cp.zeros(7, dtype=cp.int32)
+    cp.RawModule(code=CODE).get_function("iota")((2,), (2,), (out, np.int32(7)))
+    assert out.get().tolist() == list(range(7))
+
+
+def test_raw_module_errors_like_cupy() -> None:
+    with pytest.raises(TypeError, match="expected tuple, got list"):
+        cp.RawModule(code=CODE, options=["--std=c++17"])
+    mod = cp.RawModule(code=CODE, name_expressions=["scale<double>"])
+    with pytest.raises(cp.cuda.driver.CUDADriverError, match="named symbol not found"):
+        mod.get_function("scale<float>")  # not in name_expressions
+    f = mod.get_function("scale<double>")
+    with pytest.raises(TypeError, match=r"parameter 3 'n'.*numpy\.int32"):
+        f((1,), (4,), (cp.zeros(5), cp.zeros(5), 2.0, 5))
+
+
+# ---------------------------------------------------------------- installation
+
+
+def test_install_makes_import_cupy_give_the_stand_in(monkeypatch) -> None:
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in ("cupy", "cupyx")}
+    try:
+        cuda_sim.install()
+        import cupy
+        import cupy.cuda.runtime
+        import cupyx.scipy.special
+
+        assert cuda_sim.is_installed() and cupy is cp
+        assert cupy.cuda.runtime.getDeviceCount() == 1
+        assert abs(float(cupyx.scipy.special.erf(cupy.asarray(0.5))) - 0.5204998778) < 1e-9
+    finally:
+        cuda_sim.uninstall()
+        sys.modules.update(saved)
