@@ -1,0 +1,167 @@
+"""Every ``kernels/cuda/*.cu`` compiles for the GPU: ``nvcc --ptx`` for sm_80 and sm_90.
+
+CuPy compiles these sources with NVRTC at run time, instantiating templates from the name
+expressions; here a generated translation unit includes the source and instantiates each template
+kernel for ``float`` and ``double`` (plus any literal ``kernel<...>`` name expression found in the
+project's Python), so template bodies are type-checked without a GPU. ``nvcc`` implicitly includes
+host headers that NVRTC lacks (``INFINITY``, ``M_PI``, ``std::``), so the kernel conventions are
+checked as well. Skips when ``nvcc`` is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cuda_sim import hostbuild
+
+ROOT = Path(__file__).resolve().parents[2]
+CU_FILES = sorted((ROOT / "kernels" / "cuda").glob("*.cu"))
+ARCHS = ("sm_80", "sm_90")
+NVCC = shutil.which("nvcc")
+FLOAT_TYPES = ("float", "double")
+
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+
+
+def _literal_name_expressions(kernel_names: set[str]) -> set[str]:
+    """``"name<...>"`` string literals in the project's Python that name one of these kernels."""
+    found = set()
+    for folder in ("kernels", "engine", "optimizers", "layers"):
+        for py in (ROOT / folder).rglob("*.py"):
+            for expr in re.findall(r"[\"']([A-Za-z_]\w*<[^<>\"'{}]+>)[\"']", py.read_text()):
+                if expr.split("<")[0] in kernel_names:
+                    found.add(expr)
+    return found
+
+
+def instantiations(source: str) -> list[str]:
+    """The name expressions to instantiate: every template kernel for float and double."""
+    kernels = hostbuild.find_kernels(source)
+    exprs = set()
+    for kdef in kernels.values():
+        if not kdef.tparams:
+            continue
+        if len(kdef.tparams) != 1:
+            raise hostbuild.KernelConventionError(
+                f"kernel {kdef.name!r} has template parameters {kdef.tparams}; the convention is "
+                "one `template <typename T>`"
+            )
+        exprs.update(f"{kdef.name}<{t}>" for t in FLOAT_TYPES)
+    exprs |= _literal_name_expressions({k.name for k in kernels.values() if k.tparams})
+    return sorted(exprs)
+
+
+def wrapper_source(cu_path: Path, exprs: list[str]) -> str:
+    lines = [f'#include "{cu_path}"']
+    lines += [f"template __global__ decltype({e}) {e};" for e in exprs]
+    return "\n".join(lines) + "\n"
+
+
+def _nvcc_version() -> str:
+    return subprocess.run([NVCC, "--version"], capture_output=True, text=True).stdout
+
+
+def compile_ptx(cu_path: Path, tmp_path: Path, archs: tuple[str, ...] = ARCHS) -> dict[str, str]:
+    """PTX of ``cu_path`` per arch (one nvcc per arch, run concurrently; cached by content)."""
+    source = cu_path.read_text()
+    hostbuild.check_conventions(source, str(cu_path))
+    exprs = instantiations(source)
+    for expr in exprs:  # the host build must be able to parse every signature too
+        hostbuild.signature(source, expr)
+    wrapper = tmp_path / f"{cu_path.stem}_instantiate.cu"
+    wrapper.write_text(wrapper_source(cu_path, exprs))
+    key = hashlib.sha256("\0".join([_nvcc_version(), source, *exprs]).encode()).hexdigest()[:24]
+    cache = {arch: hostbuild.cache_dir().parent / "ptx" / f"{key}.{arch}.ptx" for arch in archs}
+    procs = {
+        arch: subprocess.Popen(
+            [
+                NVCC,
+                "--ptx",
+                f"-arch={arch}",
+                "--std=c++17",
+                str(wrapper),
+                "-o",
+                str(tmp_path / f"{cu_path.stem}.{arch}.ptx"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for arch in archs
+        if not cache[arch].exists()
+    }
+    failures = []
+    for arch, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            failures.append(f"--- nvcc -arch={arch} {cu_path.name}:\n{out.strip()}")
+            continue
+        cache[arch].parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{cu_path.stem}.{arch}.ptx").replace(cache[arch])
+    assert not failures, "\n".join(failures)
+    ptx = {arch: cache[arch].read_text() for arch in archs}
+    for arch, text in ptx.items():
+        assert text.count(".entry") >= len(exprs), f"{cu_path.name}: missing kernels in {arch} PTX"
+    return ptx
+
+
+@needs_nvcc
+@pytest.mark.parametrize("cu_path", CU_FILES, ids=[p.name for p in CU_FILES])
+def test_cuda_source_compiles_to_ptx(cu_path: Path, tmp_path: Path) -> None:
+    compile_ptx(cu_path, tmp_path)
+
+
+def test_there_are_cuda_sources() -> None:
+    if not CU_FILES:
+        pytest.skip("no kernels/cuda/*.cu yet")
+    assert all(p.stat().st_size > 0 for p in CU_FILES)
+
+
+# ---------------------------------------------------------------- the harness itself
+
+GOOD = """
+template <typename T>
+__global__ void scale(T* __restrict__ y, const T* __restrict__ x, T a, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        y[i] = a * x[i];
+    }
+}
+extern "C" __global__ void count(int* out, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
+        out[i] = min(i, n - 1);
+}
+"""
+
+
+@needs_nvcc
+def test_harness_compiles_a_template_kernel(tmp_path: Path) -> None:
+    cu = tmp_path / "good.cu"
+    cu.write_text(GOOD)
+    assert instantiations(GOOD) == ["scale<double>", "scale<float>"]
+    ptx = compile_ptx(cu, tmp_path, archs=("sm_80",))["sm_80"]
+    assert "_Z5scaleIfEvPT_PKS0_S0_x" in ptx and ".entry count(" in ptx
+
+
+@needs_nvcc
+def test_harness_reports_a_template_body_error(tmp_path: Path) -> None:
+    # The body only fails once instantiated: nvcc alone (no instantiation) would accept it.
+    bad = GOOD.replace("y[i] = a * x[i];", "y[i] = a * x[i].missing;")
+    cu = tmp_path / "bad.cu"
+    cu.write_text(bad)
+    with pytest.raises(AssertionError, match="missing"):
+        compile_ptx(cu, tmp_path, archs=("sm_80",))
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    ["y[i] = -INFINITY;", "y[i] = std::max(a, x[i]);", "atomicAdd(y, x[i]);", "__syncthreads();"],
+)
+def test_harness_rejects_what_nvrtc_or_the_host_build_cannot_take(snippet: str) -> None:
+    with pytest.raises(hostbuild.KernelConventionError):
+        hostbuild.check_conventions(GOOD.replace("y[i] = a * x[i];", snippet), "snippet.cu")
