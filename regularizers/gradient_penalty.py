@@ -22,17 +22,17 @@ __all__ = ["gradient_penalty", "r1_penalty"]
 
 def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """d sum(critic(x)) / dx, recorded so it can be differentiated again; shape (N, -1)."""
-    with engine.enable_grad():
-        out = critic(x)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"the critic must return a Tensor, got {type(out).__name__}")
-        if out.ndim == 0 or out.shape[0] != x.shape[0]:
-            raise ValueError(f"the critic must return one score per sample (leading dim "
-                             f"{x.shape[0]}), got shape {out.shape}")
-        (grad,) = engine.grad(out.sum(), (x,), create_graph=True)
+    out = critic(x)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the critic must return a Tensor, got {type(out).__name__}")
+    if out.ndim == 0 or out.shape[0] != x.shape[0]:
+        raise ValueError(f"the critic must return one score per sample (leading dim "
+                         f"{x.shape[0]}), got shape {out.shape}")
+    (grad,) = engine.grad(out.sum(), (x,), create_graph=True)
     return grad.reshape(x.shape[0], -1)
 
 
+@engine.enable_grad()  # a penalty is for training: it records its graph even under no_grad
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
                      lambda_gp: float = 10.0, alpha: Tensor | None = None) -> Tensor:
     """WGAN-GP: lambda_gp * mean((||grad D(x_hat)||_2 - 1)^2), x_hat = a real + (1 - a) fake.
@@ -58,6 +58,7 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     return ((norm - 1.0) ** 2).mean() * lambda_gp
 
 
+@engine.enable_grad()
 def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor,
                gamma: float = 10.0) -> Tensor:
     """R1: gamma / 2 * mean(||grad D(x)||^2) over real samples x (no square root needed)."""
