@@ -97,7 +97,9 @@ def _launch(
     _check_shapes(p, (g, *state))
     for s in state:
         if s is not None and not s.flags.c_contiguous:
-            raise ValueError(f"{name}: optimizer state must be C-contiguous, got strides {s.strides}")
+            raise ValueError(
+                f"{name}: optimizer state must be C-contiguous, got strides {s.strides}"
+            )
     g = cp.ascontiguousarray(g)
     # A kernel ignores strides: update a contiguous copy of a strided parameter, then write back.
     pc = p if p.flags.c_contiguous else cp.ascontiguousarray(p)

@@ -71,7 +71,7 @@ class LRScheduler:
             self.last_epoch = int(epoch)
             closed = getattr(self, "_closed_form_lr", None)
             values = closed() if closed is not None else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             group["lr"] = lr
         self._last_lr = self._lrs()
 
@@ -102,7 +102,7 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        return [b * f(self.last_epoch) for f, b in zip(self.lr_lambdas, self.base_lrs)]
+        return [b * f(self.last_epoch) for f, b in zip(self.lr_lambdas, self.base_lrs, strict=True)]
 
     def state_dict(self) -> dict[str, Any]:
         """As the base, with callable objects' attributes (plain functions are not saved)."""
@@ -117,7 +117,7 @@ class LambdaLR(LRScheduler):
         state = dict(state_dict)
         lambdas = state.pop("lr_lambdas", [None] * len(self.lr_lambdas))
         self.__dict__.update(state)
-        for f, saved in zip(self.lr_lambdas, lambdas):
+        for f, saved in zip(self.lr_lambdas, lambdas, strict=False):
             if saved is not None:
                 f.__dict__.update(saved)
 
@@ -212,7 +212,7 @@ class CosineAnnealingLR(LRScheduler):
         if (e - 1 - T) % (2 * T) == 0:
             return [
                 lr + (b - lo) * (1 - math.cos(math.pi / T)) / 2
-                for b, lr in zip(self.base_lrs, self._lrs())
+                for b, lr in zip(self.base_lrs, self._lrs(), strict=True)
             ]
         ratio = (1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))
         return [ratio * (lr - lo) + lo for lr in self._lrs()]

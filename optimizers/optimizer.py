@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import sys
 import warnings
 from typing import Any, Callable, Iterable
 
@@ -51,8 +52,9 @@ def _backend(p: Tensor) -> Any:
     return optim_cpu
 
 
-def check_number(name: str, value: Any, low: float = 0.0, high: float | None = None,
-                 high_open: bool = False) -> None:
+def check_number(
+    name: str, value: Any, low: float = 0.0, high: float | None = None, high_open: bool = False
+) -> None:
     """ValueError naming ``name`` unless ``low <= value`` (and ``value <(=) high``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"Invalid {name} value: {value!r} (expected a real number)")
@@ -244,13 +246,14 @@ class Optimizer:
                 f"has {len(self.param_groups)}"
             )
         by_index: dict[int, Tensor] = {}
-        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(
                     f"loaded state dict's parameter group {i} has {len(saved['params'])} "
                     f"parameters, the optimizer's has {len(group['params'])}"
                 )
-            by_index.update({int(k): p for k, p in zip(saved["params"], group["params"])})
+            pairs = zip(saved["params"], group["params"], strict=True)
+            by_index.update({int(k): p for k, p in pairs})
         state: dict[Tensor, dict[str, Any]] = {}
         for key, values in state_dict["state"].items():
             if int(key) not in by_index:
@@ -258,7 +261,7 @@ class Optimizer:
             p = by_index[int(key)]
             state[p] = {name: _restore(p, name, v, key) for name, v in values.items()}
         groups = []
-        for saved, group in zip(saved_groups, self.param_groups):
+        for saved, group in zip(saved_groups, self.param_groups, strict=True):
             new = {k: _plain(v) for k, v in saved.items() if k != "params"}
             new["params"] = group["params"]
             self._check_group(new)
@@ -267,12 +270,17 @@ class Optimizer:
         self.state = state
 
 
+def _is_cupy_array(value: Any) -> bool:
+    cp = sys.modules.get("cupy")  # never import CuPy here: only arrays it made can be CuPy's
+    return cp is not None and isinstance(value, cp.ndarray)
+
+
 def _to_host(value: Any) -> Any:
     if isinstance(value, Tensor):
         return numpy.array(value.numpy(), copy=True)
     if isinstance(value, numpy.ndarray):
         return value.copy()
-    if hasattr(value, "__cuda_array_interface__"):
+    if _is_cupy_array(value):
         return value.get()
     return copy.deepcopy(value)
 
@@ -292,7 +300,7 @@ def _restore(p: Tensor, name: str, value: Any, key: Any) -> Any:
     """A saved state entry as live state for ``p``: arrays as Tensors on p's device."""
     if isinstance(value, Tensor):
         value = value.numpy()
-    elif hasattr(value, "__cuda_array_interface__"):
+    elif _is_cupy_array(value):
         value = value.get()
     if isinstance(value, numpy.generic) or (
         isinstance(value, numpy.ndarray) and value.ndim == 0 and p.ndim != 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine import Tensor
 
-from .optimizer import Optimizer, ParamsT, _backend, check_number
+from .optimizer import Optimizer, ParamsT, _backend, check_number, required
 
 __all__ = ["SGD", "Momentum", "Nesterov"]
 
@@ -77,13 +77,15 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Classical momentum: ``v <- mu v - lr g; w <- w + v`` (velocity starts at zero).
 
+    ``lr`` has no default; it may come from each param group instead.
+
     ``weight_decay`` adds ``weight_decay * w`` to the gradient (coupled L2).
     """
 
     _nesterov = False
 
     def __init__(
-        self, params: ParamsT, lr: float, mu: float = 0.9, weight_decay: float = 0.0
+        self, params: ParamsT, lr: float = required, mu: float = 0.9, weight_decay: float = 0.0
     ) -> None:
         super().__init__(params, dict(lr=lr, mu=mu, weight_decay=weight_decay))
 

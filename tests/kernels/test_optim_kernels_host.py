@@ -1,0 +1,236 @@
+"""The fused optimizer kernels of ``kernels/cuda/optim.cu`` run on the CPU against
+``kernels.optim_cpu``, for float and double and every flag combination.
+
+Part 1 builds the source with ``cuda_sim.hostbuild`` for the name expressions ``kernels.optim_gpu``
+compiles and launches each kernel directly, with the argument order written out here from the C
+signatures (so a swapped argument in ``optim_gpu`` cannot hide behind a matching one here), over
+grids that run one thread, wrap the grid-stride loop, and match the production launch. Part 2
+runs ``kernels.optim_gpu`` itself through whatever ``cupy`` the suite has (stand-in or real GPU),
+including a strided parameter.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from cuda_sim import cupy as sim
+from cuda_sim import hostbuild
+
+from kernels import optim_cpu, optim_gpu
+
+CTYPE = {np.float32: "float", np.float64: "double"}
+TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-14, atol=1e-15)}
+# (blocks, threads): sequential, wrapping grid-stride loops, what optim_gpu launches.
+GRIDS = [(1, 1), (3, 32), (None, optim_gpu.BLOCK)]
+SIZES = [0, 1, 257, 1000]
+
+
+@pytest.fixture(scope="module")
+def module():
+    return hostbuild.build(optim_gpu.SOURCE_PATH, optim_gpu.NAME_EXPRESSIONS)
+
+
+def i32(flag) -> np.int32:
+    return np.int32(bool(flag))
+
+
+# Per kernel: the state arrays after p and g (None: an optional one left out, a null pointer),
+# then the scalar and flag names in C argument order after n. ``kw`` holds the keyword arguments
+# of the kernels.optim_* functions, plus the kernel-only flags amsgrad and centered.
+def sgd_case(kw):
+    states = ("buf",) if kw["momentum"] != 0 else (None,)
+    scalars = ("lr", "momentum", "dampening", "weight_decay")
+    return states, scalars, ("nesterov", "maximize", "first")
+
+
+def momentum_case(kw):
+    return ("v",), ("lr", "mu", "weight_decay"), ("nesterov",)
+
+
+def adam_case(kw):
+    states = ("m", "v", "vmax" if kw["amsgrad"] else None)
+    scalars = ("step_size", "beta1", "beta2", "eps", "weight_decay", "decay")
+    return states, scalars, ("amsgrad", "maximize")
+
+
+def rmsprop_case(kw):
+    states = ("sq", "gavg" if kw["centered"] else None, "buf" if kw["momentum"] > 0 else None)
+    return states, ("lr", "alpha", "eps", "weight_decay", "momentum"), ("centered", "maximize")
+
+
+def adagrad_case(kw):
+    return ("acc",), ("clr", "eps", "weight_decay"), ("maximize",)
+
+
+def adadelta_case(kw):
+    return ("sq", "acc"), ("lr", "rho", "eps", "weight_decay"), ("maximize",)
+
+
+def grid_of(**axes):
+    keys = list(axes)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+KERNELS = {
+    "sgd_update": (
+        sgd_case,
+        grid_of(
+            lr=[0.1], momentum=[0.0, 0.9], dampening=[0.0, 0.25], weight_decay=[0.0, 0.1],
+            nesterov=[False, True], maximize=[False, True], first=[False, True],
+        ),
+    ),
+    "momentum_update": (
+        momentum_case,
+        grid_of(lr=[0.05], mu=[0.9], weight_decay=[0.0, 0.1], nesterov=[False, True]),
+    ),
+    "adam_update": (
+        adam_case,
+        grid_of(
+            step_size=[0.003], beta1=[0.9], beta2=[0.999], eps=[1e-8], weight_decay=[0.0, 0.1],
+            decay=[1.0, 0.99], amsgrad=[False, True], maximize=[False, True],
+        ),
+    ),
+    "rmsprop_update": (
+        rmsprop_case,
+        grid_of(
+            lr=[0.01], alpha=[0.99], eps=[1e-8], weight_decay=[0.0, 0.1], momentum=[0.0, 0.9],
+            centered=[False, True], maximize=[False, True],
+        ),
+    ),
+    "adagrad_update": (
+        adagrad_case,
+        grid_of(clr=[0.1], eps=[1e-10], weight_decay=[0.0, 0.1], maximize=[False, True]),
+    ),
+    "adadelta_update": (
+        adadelta_case,
+        grid_of(lr=[1.0], rho=[0.9], eps=[1e-6], weight_decay=[0.0, 0.1], maximize=[False, True]),
+    ),
+}
+CASES = [(name, i) for name, (_, configs) in KERNELS.items() for i in range(len(configs))]
+NONNEGATIVE = {"v", "vmax", "sq", "acc"}
+
+
+def random_state(names, n, dtype, seed):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "p": rng.standard_normal(n),
+        "g": rng.standard_normal(n),
+    }
+    for name in names:
+        if name is None:
+            continue
+        if name in NONNEGATIVE:
+            arrays[name] = rng.uniform(0.5, 2.0, n)  # also keeps sq - gavg^2 > 0
+        else:
+            arrays[name] = rng.uniform(-0.5, 0.5, n)
+    return {k: v.astype(dtype) for k, v in arrays.items()}
+
+
+def run_cpu(name, states, arrays, kw):
+    out = {k: v.copy() for k, v in arrays.items()}
+    fn = getattr(optim_cpu, name)
+    fn(out["p"], out["g"], *[out.get(s) if s else None for s in states], **kw)
+    return out
+
+
+def run_kernel(module, name, dtype, states, scalars, flags, arrays, kw, grid):
+    dev = {k: sim.asarray(v) for k, v in arrays.items()}
+    n = arrays["p"].size
+    blocks, threads = grid
+    if blocks is None:
+        blocks = min(max(1, -(-n // threads)), optim_gpu.MAX_BLOCKS)
+    t = np.dtype(dtype).type
+    args = (
+        dev["p"],
+        dev["g"],
+        *[dev[s] if s else None for s in states],
+        np.int64(n),
+        *[t(kw[s]) for s in scalars],
+        *[i32(kw[f]) for f in flags],
+    )
+    module.get_function(f"{name}<{CTYPE[dtype]}>")((blocks,), (threads,), args)
+    return {k: v.get() for k, v in dev.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float", "double"])
+@pytest.mark.parametrize("name, index", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_kernel_matches_cpu_update(module, name, index, dtype):
+    make_case, configs = KERNELS[name]
+    kw = dict(configs[index])
+    states, scalars, flags = make_case(kw)
+    cpu_kw = {k: v for k, v in kw.items() if k not in ("amsgrad", "centered")}
+    for size, grid in zip(SIZES, itertools.cycle(GRIDS)):
+        arrays = random_state(states, size, dtype, seed=index * 7 + size)
+        want = run_cpu(name, states, arrays, cpu_kw)
+        got = run_kernel(module, name, dtype, states, scalars, flags, arrays, kw, grid)
+        for key in arrays:
+            assert got[key].dtype == dtype
+            np.testing.assert_allclose(
+                got[key], want[key], err_msg=f"{name} {kw} n={size} grid={grid}: {key}",
+                **TOL[dtype],
+            )
+        if size:
+            assert not np.array_equal(got["p"], arrays["p"]), "the kernel did not update p"
+        np.testing.assert_array_equal(got["g"], arrays["g"])  # the gradient is read-only
+
+
+def test_every_kernel_is_covered():
+    assert {n.split("<")[0] for n in optim_gpu.NAME_EXPRESSIONS} == set(KERNELS)
+    assert set(KERNELS) == set(optim_cpu.__all__)
+
+
+def test_every_kernel_checks_its_arguments(module):
+    """A Python float where the kernel reads float is refused (CuPy would send a double)."""
+    p = sim.asarray(np.zeros(4, np.float32))
+    fn = module.get_function("adagrad_update<float>")
+    with pytest.raises(hostbuild.KernelArgumentError, match="clr"):
+        fn((1,), (32,), (p, p, p, np.int64(4), 0.1, np.float32(1e-10), np.float32(0), i32(0)))
+
+
+# ---------------------------------------------------------------- Part 2: kernels.optim_gpu --
+
+
+def test_optim_gpu_functions_match_cpu():
+    """The wrappers pass arguments in kernel order: every rule through the stand-in."""
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(5)
+    base = {k: rng.uniform(0.5, 1.5, (7, 9)).astype(np.float32) for k in ("p", "g", "a", "b", "c")}
+    base["s"] = rng.uniform(-0.1, 0.1, (7, 9)).astype(np.float32)  # RMSprop's centered mean
+    calls = {
+        "sgd_update": (("a",), dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01,
+                                     nesterov=False, maximize=True, first=False)),
+        "momentum_update": (("a",), dict(lr=0.1, mu=0.9, weight_decay=0.01, nesterov=True)),
+        "adam_update": (("a", "b", "c"), dict(step_size=0.01, beta1=0.8, beta2=0.9, eps=1e-3,
+                                              weight_decay=0.1, decay=0.99, maximize=False)),
+        "rmsprop_update": (("b", "s", "c"), dict(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1,
+                                                 momentum=0.5, maximize=True)),
+        "adagrad_update": (("a",), dict(clr=0.1, eps=1e-3, weight_decay=0.1, maximize=False)),
+        "adadelta_update": (("a", "b"), dict(lr=0.5, rho=0.8, eps=1e-3, weight_decay=0.1,
+                                             maximize=True)),
+    }
+    for name, (states, kw) in calls.items():
+        host = {k: v.copy() for k, v in base.items()}
+        getattr(optim_cpu, name)(host["p"], host["g"], *[host[s] for s in states], **kw)
+        dev = {k: cupy.asarray(v) for k, v in base.items()}
+        # A transposed (strided) parameter: the wrapper updates a contiguous copy and writes back.
+        p_t = cupy.ascontiguousarray(dev["p"].T).T
+        getattr(optim_gpu, name)(p_t, dev["g"], *[dev[s] for s in states], **kw)
+        assert np.isfinite(host["p"]).all()
+        np.testing.assert_allclose(cupy.asnumpy(p_t), host["p"], rtol=2e-6, err_msg=name)
+        for s in states:
+            np.testing.assert_allclose(cupy.asnumpy(dev[s]), host[s], rtol=2e-6, err_msg=name)
+
+
+def test_optim_gpu_rejects_unsupported_dtype_and_shape():
+    cupy = pytest.importorskip("cupy")
+    p = cupy.zeros(3, dtype=cupy.float16)
+    with pytest.raises(TypeError, match="float16"):
+        optim_gpu.adagrad_update(p, p, p, clr=0.1, eps=1e-10, weight_decay=0.0, maximize=False)
+    p = cupy.zeros(3, dtype=cupy.float32)
+    with pytest.raises(ValueError, match=r"\(4,\)"):
+        optim_gpu.adagrad_update(
+            p, cupy.zeros(4, dtype=cupy.float32), p, clr=0.1, eps=1e-10, weight_decay=0.0,
+            maximize=False,
+        )
