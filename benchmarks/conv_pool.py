@@ -6,8 +6,11 @@ alternating call by call, so machine noise hits both alike; the table shows medi
 ratio ours / torch (lower is better, the target is <= 1.5 on CPU and <= 2 on CUDA).
 
     python benchmarks/conv_pool.py [--device cpu|cuda] [--repeat 20] [--dtype float32]
+                                   [--threads N] [--cpu-time]
 
-On CUDA the times come from CUDA events (CuPy's for ours, torch's for PyTorch).
+On CUDA the times come from CUDA events (CuPy's for ours, torch's for PyTorch). `--threads`
+caps both BLAS (through threadpoolctl) and PyTorch's intra-op pool; `--cpu-time` measures
+process CPU time instead of wall time, steadier on a busy machine (use it with --threads 1).
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import engine.functional as F
 SHAPE = (32, 64, 32, 32)
 
 
+CLOCK = time.perf_counter
+
+
 def _timer(device: str) -> Callable[[Callable[[], None]], float]:
     """Seconds taken by one call of fn: host clock on cpu, CUDA events on cuda."""
     if device == "cpu":
 
         def cpu_time(fn):
-            start = time.perf_counter()
+            start = CLOCK()
             fn()
-            return time.perf_counter() - start
+            return CLOCK() - start
 
         return cpu_time
     import cupy
@@ -141,14 +147,37 @@ def run(device: str = "cpu", repeat: int = 20, dtype: str = "float32", warmup: i
     return rows
 
 
+def _limit_threads(n: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--threads", type=int, default=None, help="BLAS and torch threads")
+    p.add_argument("--cpu-time", action="store_true", help="process CPU time, not wall time")
     args = p.parse_args(argv)
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
+    if args.threads:
+        _limit_threads(args.threads)
     rows = run(args.device, args.repeat, args.dtype)
-    print(f"device={args.device} dtype={args.dtype} shape={SHAPE} repeat={args.repeat}")
+    clock = "cpu time" if args.cpu_time else "wall time"
+    print(
+        f"device={args.device} dtype={args.dtype} shape={SHAPE} repeat={args.repeat} "
+        f"threads={args.threads or 'default'} {clock}"
+    )
     print(f"{'case (fwd+bwd)':<16}{'ours ms':>10}{'torch ms':>10}{'ratio':>8}")
     for case, m, r, ratio in rows:
         ref = f"{r * 1e3:10.2f}" if r else f"{'-':>10}"

@@ -195,13 +195,14 @@ def conv2d(
     weight: Tensor,
     bias: Tensor | None = None,
     stride: IntPair = 1,
-    padding: IntPair = 0,
+    padding: IntPair | str = 0,
     dilation: IntPair = 1,
     groups: int = 1,
 ) -> Tensor:
     """2-D cross-correlation of input (N, C, H, W) with weight (C_out, C/groups, kh, kw).
 
     Output (N, C_out, OH, OW), OH = (H + 2 padding - dilation (kh - 1) - 1) // stride + 1.
+    `padding` may also be "valid" (no padding) or "same" (output size = input size, stride 1).
     """
     name = "conv2d"
     _check_4d(name, input)
@@ -210,6 +211,8 @@ def conv2d(
             f"{name}: expected a 4-D weight (C_out, C/groups, kh, kw), got {weight.shape}"
         )
     _check_float(name, input, weight, bias)
+    if isinstance(padding, str):
+        input, padding = _string_padding(input, weight, padding, stride, dilation)
     p = _conv_params(stride, padding, dilation, groups)
     N, C, H, W = input.shape
     Co, Cg, kh, kw = weight.shape
@@ -229,6 +232,22 @@ def conv2d(
     )
     fn = Conv2d(p)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
+
+
+def _string_padding(x: Tensor, weight: Tensor, mode: str, stride, dilation):
+    """PyTorch's padding="valid" | "same": (input, symmetric padding). An odd total padding
+    puts the extra row/column at the bottom/right, explicitly padded."""
+    if mode == "valid":
+        return x, 0
+    if mode != "same":
+        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {mode!r}")
+    if _pair(stride, "stride", 1) != (1, 1):
+        raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
+    dil = _pair(dilation, "dilation", 1)
+    total = [d * (k - 1) for d, k in zip(dil, weight.shape[2:], strict=True)]
+    if total[0] % 2 or total[1] % 2:
+        x = pad(x, (0, total[1] % 2, 0, total[0] % 2))
+    return x, (total[0] // 2, total[1] // 2)
 
 
 def _conv_params(stride, padding, dilation, groups) -> _ConvParams:

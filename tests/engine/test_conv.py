@@ -195,6 +195,23 @@ def test_conv2d_float64_and_unbatched_input(device):
     _close(y3, y.numpy()[0], 1e-10)
 
 
+@requires_torch
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize(
+    "padding, k, dilation", [("same", (3, 2), (1, 2)), ("same", (4, 3), 1), ("valid", (2, 3), 1)]
+)
+def test_conv2d_string_padding(device, padding, k, dilation):
+    x = _rng(1).standard_normal((1, 2, 6, 5))
+    w = _rng(2).standard_normal((3, 2) + k)
+    compare_with_torch(
+        lambda x, w: F.conv2d(x, w, padding=padding, dilation=dilation),
+        lambda x, w: TF.conv2d(x, w, padding=padding, dilation=dilation),
+        [x, w],
+        device,
+        atol=1e-4,
+    )
+
+
 def _conv_penalty(conv, x, w, b, v):
     """A gradient penalty: |d L / d x|^2 + <d L / d w, v_w> with L = sum(conv(x, w, b)^2 v)."""
     y = conv(x, w, b)
