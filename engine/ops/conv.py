@@ -685,15 +685,22 @@ def interpolate(
     scale_factor=None,
     mode: str = "nearest",
     align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
 ) -> Tensor:
     """Resize (N, C, H, W) (or (N, C, L) for the nearest modes) with PyTorch's index rules.
 
     Modes: "nearest" (src = floor(dst / scale)), "nearest-exact", and "bilinear" (4-D).
+    A given scale_factor is used for the source indices unless recompute_scale_factor.
     """
     if input.ndim not in (3, 4):
         raise ValueError(f"interpolate: expected a 3-D or 4-D input, got shape {input.shape}")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
     _check_float("interpolate", input)
     sizes, scales = _resize_sizes(input, size, scale_factor)
+    if recompute_scale_factor:
+        scales = (None,) * len(sizes)
     if mode in ("nearest", "nearest-exact"):
         if align_corners is not None:
             raise ValueError(f"align_corners only applies to linear modes, not {mode!r}")

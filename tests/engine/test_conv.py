@@ -425,7 +425,13 @@ def test_avg_pool2d_double_backward(device):
 @requires_torch
 @pytest.mark.parametrize(
     "shape, size",
-    [((2, 3, 8, 6), (4, 3)), ((1, 2, 7, 5), (3, 2)), ((1, 2, 6, 6), 1), ((1, 1, 5, 4), (None, 3))],
+    [
+        ((2, 3, 8, 6), (4, 3)),
+        ((1, 2, 7, 5), (3, 2)),
+        ((1, 2, 6, 6), 1),
+        ((1, 1, 5, 4), (None, 3)),
+        ((1, 1, 3, 4), (5, 6)),
+    ],
 )
 def test_adaptive_avg_pool2d(device, shape, size):
     x = _rng(2).standard_normal(shape)
@@ -449,6 +455,9 @@ INTERP_CASES = [
     ((1, 2, 4, 5), dict(size=(7, 3), mode="bilinear", align_corners=False)),
     ((1, 2, 3, 4), dict(scale_factor=2, mode="bilinear", align_corners=True)),
     ((1, 1, 4, 3), dict(scale_factor=1.5, mode="bilinear")),
+    ((1, 1, 5, 3), dict(scale_factor=1.7, mode="bilinear", recompute_scale_factor=True)),
+    ((1, 1, 5, 3), dict(scale_factor=1.7, mode="nearest", recompute_scale_factor=True)),
+    ((1, 1, 5, 3), dict(scale_factor=0.6, mode="nearest")),
 ]
 
 
