@@ -4,25 +4,47 @@
 `layers.init`; `Dropout`/`Dropout2d` come from `regularizers` and are re-exported here.
 """
 
+# Dropout lives in regularizers (it imports only layers.module, so either package may load first).
+from regularizers.dropout import Dropout, Dropout2d
+
 from . import init
 from .activation import (
-    ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus,
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
     Tanh,
 )
 from .conv import Conv2d, ConvTranspose2d
 from .linear import Embedding, Flatten, Identity, Linear, Unflatten
 from .loss import (
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, L1Loss, MSELoss,
-    NLLLoss, SmoothL1Loss,
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    GaussianNLLLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
 )
 from .module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
 from .pooling import (
-    AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    MaxPool2d,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
 )
-
-# Last: regularizers.dropout imports layers.module, which is loaded by now.
-from regularizers.dropout import Dropout, Dropout2d  # noqa: E402
 
 __all__ = [
     "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "IncompatibleKeys",

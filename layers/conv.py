@@ -110,7 +110,7 @@ class Conv2d(_ConvNd):
             return (0, 0, 0, 0)
         if self.padding == "same":
             pads = []
-            for d, k in zip(reversed(self.dilation), reversed(self.kernel_size)):
+            for d, k in zip(self.dilation[::-1], self.kernel_size[::-1], strict=True):
                 total = d * (k - 1)
                 pads += [total // 2, total - total // 2]
             return tuple(pads)

@@ -159,7 +159,9 @@ def kaiming_normal_(
 def orthogonal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     """A (semi-)orthogonal matrix from the QR of a Gaussian draw, rows flattened past dim 0."""
     if tensor.ndim < 2:
-        raise ValueError(f"Only tensors with 2 or more dimensions are supported, got {tensor.shape}")
+        raise ValueError(
+            f"Only tensors with 2 or more dimensions are supported, got {tensor.shape}"
+        )
     if tensor.numel() == 0:
         return tensor
     xp = tensor.xp

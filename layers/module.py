@@ -466,7 +466,7 @@ def _quoted(keys: list[str]) -> str:
 def _as_tensor_value(value: Any, key: str) -> Tensor:
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (numpy.ndarray, numpy.generic, int, float)) or hasattr(value, "__dlpack__"):
+    if isinstance(value, (numpy.ndarray, numpy.generic, int, float)):
         return engine.as_tensor(value)
     raise TypeError(f"state_dict entry '{key}' is a {type(value).__name__}, expected a Tensor")
 

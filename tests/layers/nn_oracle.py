@@ -23,8 +23,9 @@ def compare_module(ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol
     ours.to(device)
     if requires_grad is None:
         requires_grad = [a.dtype.kind == "f" for a in inputs]
-    our_in = [engine.tensor(a, device=device, requires_grad=g) for a, g in zip(inputs, requires_grad)]
-    their_in = [torch.tensor(a, requires_grad=g) for a, g in zip(inputs, requires_grad)]
+    flagged = list(zip(inputs, requires_grad, strict=True))
+    our_in = [engine.tensor(a, device=device, requires_grad=g) for a, g in flagged]
+    their_in = [torch.tensor(a, requires_grad=g) for a, g in flagged]
     out, ref = ours(*our_in), theirs(*their_in)
     assert out.device == device
     assert out.shape == tuple(ref.shape), f"shape {out.shape}, torch {tuple(ref.shape)}"
@@ -35,7 +36,7 @@ def compare_module(ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol
         ref.backward(torch.from_numpy(cot))
         out.backward(engine.tensor(cot, device=device))
         gatol = grad_atol if grad_atol is not None else atol * 10
-        for i, (x, tx) in enumerate(zip(our_in, their_in)):
+        for i, (x, tx) in enumerate(zip(our_in, their_in, strict=True)):
             if tx.grad is not None:
                 np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=gatol,
                                            rtol=rtol * 10, err_msg=f"grad of input {i}")

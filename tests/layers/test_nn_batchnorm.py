@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nn_oracle import copy_weights
 
 import engine
 import layers as nn
-from nn_oracle import copy_weights
 
 CONFIGS = {
     "bn1d": (lambda m: m.BatchNorm1d(3), (6, 3)),

@@ -22,7 +22,7 @@ def _deep_mlp_second_moments(width, depth, weight_init, activation, n=512):
     h = engine.randn(n, width)
     moments = []
     with engine.no_grad():
-        for i, lin in enumerate(net):
+        for lin in net:
             z = lin(h)
             moments.append(float((z * z).mean().item()))
             h = activation(z)

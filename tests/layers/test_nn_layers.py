@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from nn_oracle import compare_module
 
 import engine
 import layers as nn
-from nn_oracle import compare_module
+
 
 def _rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
@@ -278,7 +279,7 @@ def test_double_backward_through_norm_layers_matches_torch(device, torch):
     (eg,) = engine.grad(ours(ex).sum(), (ex,), create_graph=True)
     ((eg * eg).sum()).backward()
     np.testing.assert_allclose(eg.numpy(), tg.detach().numpy(), atol=1e-5, rtol=1e-4)
-    for (name, p), tp in zip(ours.named_parameters(), theirs.parameters()):
+    for (name, p), tp in zip(ours.named_parameters(), theirs.parameters(), strict=True):
         if tp.grad is None:  # the last bias does not reach the input gradient
             assert p.grad is None or not p.grad.numpy().any(), name
             continue

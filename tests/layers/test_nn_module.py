@@ -173,7 +173,7 @@ def test_state_dict_keys_values_and_round_trip(device):
     assert result == ([], []) and result.missing_keys == [] and result.unexpected_keys == []
     assert dst.block.fc.weight is weight and weight.requires_grad  # identity kept
     assert weight.array is not src.block.fc.weight.array  # values copied, not aliased
-    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
     x = engine.randn(4, 3, device=device)
     src.eval(), dst.eval()
@@ -196,7 +196,8 @@ def test_load_state_dict_strict_names_missing_unexpected_and_shapes():
     bad = Net().state_dict()
     bad["block.fc.weight"] = engine.zeros(5, 3)
     before = net.block.fc.bias.numpy().copy()
-    with pytest.raises(RuntimeError, match=r"size mismatch for block.fc.weight.*\(5, 3\).*\(4, 3\)"):
+    shapes = r"size mismatch for block.fc.weight.*\(5, 3\).*\(4, 3\)"
+    with pytest.raises(RuntimeError, match=shapes):
         net.load_state_dict(bad, strict=False)
     np.testing.assert_array_equal(net.block.fc.bias.numpy(), before)  # nothing half-loaded
 
@@ -214,7 +215,7 @@ def test_state_dict_survives_engine_save_and_load(tmp_path):
     engine.save(net.state_dict(), tmp_path / "net.npz")
     other = Net()
     other.load_state_dict(engine.load(tmp_path / "net.npz"))
-    for (k, a), b in zip(net.state_dict().items(), other.state_dict().values()):
+    for (k, a), b in zip(net.state_dict().items(), other.state_dict().values(), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
         assert a.dtype == b.dtype
 
@@ -255,7 +256,7 @@ def test_to_device_moves_params_buffers_and_grads_in_place(device):
     values = [p.numpy().copy() for p in params]
     net.to(device)
     assert [id(p) for p in net.parameters()] == [id(p) for p in params]
-    for p, v in zip(params, values):
+    for p, v in zip(params, values, strict=True):
         assert p.device == device and p.grad.device == device and p.requires_grad
         np.testing.assert_array_equal(p.numpy(), v)
     assert all(b.device == device for b in net.buffers())
@@ -321,3 +322,14 @@ def test_module_list_and_dict_register_their_members():
         "cls.weight", "cls.bias", "box.weight", "box.bias"]
     heads.pop("box")
     assert list(heads.keys()) == ["cls", "extra"]
+
+
+@pytest.mark.parametrize("first", ["layers", "regularizers", "regularizers.penalties"])
+def test_layers_and_regularizers_import_in_either_order(first):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"import {first}, layers, regularizers; assert layers.Dropout is regularizers.Dropout"
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)

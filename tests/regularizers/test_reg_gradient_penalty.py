@@ -27,7 +27,7 @@ def _copy(ours, theirs, device):
 def _assert_same_grads(ours, theirs):
     """Parameter gradients equal; a missing gradient on either side must be zero on the other
     (leaky_relu's second derivative is 0: torch returns zeros, our tape no path at all)."""
-    for (name, p), tp in zip(ours.named_parameters(), theirs.parameters()):
+    for (name, p), tp in zip(ours.named_parameters(), theirs.parameters(), strict=True):
         mine = np.zeros(p.shape) if p.grad is None else p.grad.numpy()
         ref = np.zeros(p.shape) if tp.grad is None else tp.grad.numpy()
         np.testing.assert_allclose(mine, ref, rtol=1e-3, atol=1e-5, err_msg=name)

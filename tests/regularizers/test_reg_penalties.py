@@ -67,7 +67,7 @@ def test_penalty_gradients_match_torch(torch):
     ours = L1(0.3)(model) + L2(0.2)(model)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
     ours.backward()
-    for p, t in zip(select_weights(model), tw):
+    for p, t in zip(select_weights(model), tw, strict=True):
         np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-5)
 
 
