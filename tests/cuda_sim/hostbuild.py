@@ -31,7 +31,7 @@ import numpy as np
 SHIM_PATH = Path(__file__).with_name("shim.h")
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ("-O1", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing")
-DEFAULT_STD = "c++17"
+DEFAULT_STD = "c++14"  # what cupy.RawModule uses when options name no -std (CuPy 13)
 # Bytes of canary placed before and after every pointer argument (see HostFunction).
 GUARD_BYTES = 1024
 
