@@ -60,18 +60,32 @@ class set_grad_enabled(contextlib.ContextDecorator):
         return False
 
 
-class no_grad(set_grad_enabled):
-    """`with engine.no_grad():` (or `@engine.no_grad()`): record no graph."""
+class _FixedMode(set_grad_enabled):
+    """A grad mode usable as `with m():`, `@m()` and bare `@m` (as PyTorch allows)."""
 
-    def __init__(self):
-        super().__init__(False)
+    _enabled = True
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        if func is not None:  # bare decorator: `@engine.no_grad`
+            self.__init__()
+            return self(func)
+        return self
+
+    def __init__(self, func=None):
+        super().__init__(self._enabled)
 
 
-class enable_grad(set_grad_enabled):
+class no_grad(_FixedMode):
+    """`with engine.no_grad():` (or `@engine.no_grad()` / `@engine.no_grad`): record no graph."""
+
+    _enabled = False
+
+
+class enable_grad(_FixedMode):
     """`with engine.enable_grad():` record the graph even inside `no_grad`."""
 
-    def __init__(self):
-        super().__init__(True)
+    _enabled = True
 
 
 class detect_anomaly(contextlib.ContextDecorator):
@@ -86,13 +100,31 @@ class detect_anomaly(contextlib.ContextDecorator):
         return False
 
 
+class AnomalyError(RuntimeError):
+    """Raised inside `detect_anomaly()` by the first op producing NaN or Inf."""
+
+
 def _check_finite(fn_name: str, phase: str, arrays: Iterable[Any]) -> None:
     for a in arrays:
         if a is None or a.dtype.kind not in "fc":
             continue
         xp = _xp_of(a)
         if not bool(xp.isfinite(a).all()):
-            raise RuntimeError(f"Function '{fn_name}' returned NaN or Inf values in its {phase}")
+            raise AnomalyError(f"Function '{fn_name}' returned NaN or Inf values in its {phase}")
+
+
+def _anomaly_backward(fn, gys):
+    """`fn.backward` under `detect_anomaly()`: a non-finite gradient names `fn`'s backward, also
+    when it appears inside one of the engine ops that the backward is written in."""
+    try:
+        gxs = fn.backward(*gys)
+    except AnomalyError as e:
+        raise AnomalyError(
+            f"Function '{fn.name}' returned NaN or Inf values in its backward ({e})"
+        ) from None
+    _check_finite(fn.name, "backward", [g.array for g in (gxs if isinstance(gxs, tuple) else (gxs,))
+                                        if g is not None])
+    return gxs
 
 
 def _xp_of(array):
@@ -183,8 +215,19 @@ class Function:
 
     # Helpers for backward implementations --------------------------------------------------
     def output(self):
-        """The (single) output tensor; alive whenever backward reaches this function."""
-        return self._outputs[0]()
+        """The (single) output tensor; alive whenever backward reaches this function.
+
+        Backwards that read their output's values get it here, so an in-place change to the
+        output since the forward (its version counter left 0) is caught here.
+        """
+        out = self._outputs[0]()
+        if out._version[0]:
+            raise RuntimeError(
+                f"one of the tensors needed for gradient computation has been modified by an "
+                f"in-place operation: output 0 of {self.name}, shape {out.shape}, is at version "
+                f"{out._version[0]}; expected version 0"
+            )
+        return out
 
     def outputs_alive(self):
         return tuple(r() for r in self._outputs)
@@ -264,9 +307,12 @@ def _run_backward(
                 elif t.grad is not None:
                     t.grad = Tensor._wrap(t.grad.array + g.array, t.device)
                 else:
-                    # Backward may hand one array to several inputs (add): never let two
-                    # leaves share a .grad array, in-place clipping would scale it twice.
-                    array = g.array if id(g.array) not in stored else g.array.copy()
+                    # Backward may hand one array to several inputs (add), or a view (a
+                    # read-only broadcast, a reshape of another leaf's gradient): each .grad
+                    # owns its array, so in-place clipping or scaling touches only that one.
+                    array = g.array
+                    if id(array) in stored or getattr(array, "base", None) is not None:
+                        array = array.copy()
                     stored.add(id(array))
                     t.grad = Tensor._wrap(array, t.device)
             if t.grad_fn is None:
@@ -275,6 +321,7 @@ def _run_backward(
         grads[key] = (t, g if prev is None else prev[1] + g)
         push(t.grad_fn)
 
+    stored.update(id(g.array) for g in root_grads)  # the caller's arrays: never alias them
     with set_grad_enabled(create_graph):
         for t, g in zip(roots, root_grads):
             if not t.requires_grad:
@@ -297,11 +344,12 @@ def _run_backward(
                     for g, meta in zip(gys, fn._out_meta)
                 ]
             fn._check_versions()
-            gxs = fn.backward(*gys)
+            if _mode.anomaly:
+                gxs = _anomaly_backward(fn, gys)
+            else:
+                gxs = fn.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
-            if _mode.anomaly:
-                _check_finite(fn.name, "backward", [g.array for g in gxs if g is not None])
             for x, gx in zip(fn.inputs, gxs):
                 if gx is not None and x.requires_grad:
                     if gx.shape != x.shape:

@@ -278,10 +278,17 @@ class Tensor:
 
     # In-place (raw updates, used for initialisation and optimizer steps) ------------------
     def _inplace(self, array) -> Tensor:
-        if self.requires_grad and self.is_leaf and autograd.is_grad_enabled():
+        if self.requires_grad and autograd.is_grad_enabled():
+            if self.grad_fn is None:
+                raise RuntimeError(
+                    "a leaf tensor that requires grad is being used in an in-place operation; "
+                    "wrap it in `with engine.no_grad():`"
+                )
+            # The tape does not record in-place ops: the gradient would silently ignore them.
             raise RuntimeError(
-                "a leaf tensor that requires grad is being used in an in-place operation; "
-                "wrap it in `with engine.no_grad():`"
+                f"in-place operation on a tensor of shape {self.shape} that is part of the graph "
+                f"(grad_fn=<{self.grad_fn.name}Backward>): in-place ops are not recorded, use "
+                "the out-of-place form (y = y * 2) instead"
             )
         if array is not None and array is not self.array:
             self.array[...] = array
