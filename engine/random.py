@@ -96,4 +96,7 @@ def integers(low: int, high: int, shape, dtype, device: Device):
 
 
 def permutation(n: int, device: Device = CPU):
-    return generator(device).permutation(n)
+    if device.type == "cpu":
+        return _cpu.permutation(n)
+    # cupy.random.Generator has no permutation: argsort of uniform draws is one.
+    return generator(device).random(n).argsort()
