@@ -296,7 +296,14 @@ class Tensor:
         return self
 
     def _raw(self, other):
-        return other.array if isinstance(other, Tensor) else other
+        """The array of `other` for a raw op with this tensor (same device required)."""
+        if not isinstance(other, Tensor):
+            return other
+        if other._device != self._device:
+            raise RuntimeError(
+                f"expected all tensors on the same device, found {self._device} and {other._device}"
+            )
+        return other.array
 
     def fill_(self, value) -> Tensor:
         self._inplace(None).array.fill(self._raw(value))
@@ -412,8 +419,7 @@ class Tensor:
         return self.div_(other) if not self.requires_grad else self / other
 
     def _compare(self, other, op):
-        o = other.array if isinstance(other, Tensor) else other
-        return Tensor._wrap(op(self.array, o), self._device)
+        return Tensor._wrap(op(self.array, self._raw(other)), self._device)
 
     def __lt__(self, other):
         return self._compare(other, lambda a, b: a < b)
@@ -450,7 +456,7 @@ class Tensor:
             index = index.array
         elif isinstance(index, tuple):
             index = tuple(i.array if isinstance(i, Tensor) else i for i in index)
-        v = value.array if isinstance(value, Tensor) else value
+        v = value.to(self._device).array if isinstance(value, Tensor) else value
         self._inplace(None)
         self.array[index] = v
 
