@@ -1,0 +1,27 @@
+"""Generative models on tensortape's autograd tape, all trained through `generative.Trainer`.
+
+- `Trainer` (generative.trainer): the shared base (train loop with tqdm, sample grids,
+  metrics.json, checkpoint/resume, device, seed); subclasses implement `train_step` and `sample`.
+- `GAN`, `ConditionalGAN`: adversarial training with BCE, hinge or WGAN-GP losses.
+- `models`: default generator/discriminator recipes (`build_gan`, `build_cgan`).
+- `judge`: the digits classifier that scores generated digits (`load_judge`).
+"""
+
+from .cgan import ConditionalGAN
+from .gan import GAN
+from .judge import Judge, load_judge
+from .models import build_cgan, build_gan
+from .trainer import Trainer, evaluating, frozen, resolve_device
+
+__all__ = [
+    "Trainer",
+    "GAN",
+    "ConditionalGAN",
+    "Judge",
+    "load_judge",
+    "build_gan",
+    "build_cgan",
+    "frozen",
+    "evaluating",
+    "resolve_device",
+]

@@ -1,0 +1,193 @@
+"""The generative trainer base: train loop, outputs, histories, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy
+import pytest
+
+import engine
+import layers as nn
+import optimizers
+from engine.data import DataLoader, TensorDataset
+from generative.trainer import Trainer, evaluating, frozen, resolve_device
+
+
+class NoisyRegressor(Trainer):
+    """The smallest trainer: a linear map fit to targets with input noise (so RNG matters)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.net = nn.Linear(4, 4).to(self.device)
+        self.modules = {"net": self.net}
+        self.optimizers = {"net": optimizers.Adam(self.net.parameters(), lr=1e-2)}
+
+    def train_step(self, batch):
+        x, y = batch
+        noisy = x + 0.1 * engine.randn(*x.shape, device=self.device)
+        opt = self.optimizers["net"]
+        opt.zero_grad()
+        loss = ((self.net(noisy) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        out = {"loss": loss}  # a 0-d Tensor: the base turns it into a float
+        if self.global_step % 2 == 0:
+            out["sometimes"] = 1.0
+        return out
+
+    def sample(self, n):
+        with evaluating(self.net):
+            return self.net(engine.rand(n, 4, device=self.device)).sigmoid().reshape(n, 1, 2, 2)
+
+
+def _data(n=24, seed=0):
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((n, 4)).astype(numpy.float32)
+    return TensorDataset(x, (x @ rng.standard_normal((4, 4))).astype(numpy.float32))
+
+
+def _weights(trainer):
+    return {k: v.numpy().copy() for k, v in trainer.net.state_dict().items()}
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    expected = "cuda:0" if engine.cuda.is_available() else "cpu"
+    assert str(resolve_device("auto")) == expected
+    assert str(resolve_device(None)) == expected
+
+
+def test_frozen_restores_each_flag():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    net[1].bias.requires_grad_(False)  # frozen by the user: must stay frozen
+    with frozen(net):
+        assert not any(p.requires_grad for p in net.parameters())
+    flags = [p.requires_grad for p in net.parameters()]
+    assert flags == [True, True, True, False]
+
+
+def test_frozen_restores_flags_after_an_error():
+    net = nn.Linear(2, 2)
+    with pytest.raises(RuntimeError):
+        with frozen(net):
+            raise RuntimeError("boom")
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_evaluating_restores_modes_and_disables_grad():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    net[1].eval()  # mixed modes must come back as they were
+    with evaluating(net):
+        assert not net.training and not net[1].training
+        assert net(engine.ones(1, 2)).grad_fn is None
+    assert net.training and net[0].training and not net[1].training
+
+
+def test_train_records_histories_and_writes_outputs(tmp_path):
+    engine.manual_seed(0)
+    trainer = NoisyRegressor(device="cpu", out_dir=tmp_path, progress=False)
+    loader = DataLoader(_data(), batch_size=8, shuffle=True, seed=1)  # 3 batches per epoch
+    history = trainer.train(loader, 3)
+    assert trainer.epoch == 3 and trainer.global_step == 9
+    assert history["epoch"] == [1, 2, 3]
+    assert len(history["loss"]) == 3 and all(numpy.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["sometimes"] == [1.0, 1.0, 1.0]  # mean over the steps that reported it
+    assert len(history["seconds"]) == 3
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model"] == "NoisyRegressor" and metrics["epochs"] == 3
+    assert metrics["history"]["loss"] == pytest.approx(history["loss"])
+    for name in (
+        "samples.png",
+        "checkpoint.npz",
+        "samples/epoch_0001.png",
+        "samples/epoch_0003.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    assert trainer.train(loader, 3) is history and trainer.global_step == 9  # already there
+
+
+def test_history_pads_missing_keys_with_none():
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    trainer._record({"a": 1.0})
+    trainer._record({"b": 2.0, "c": float("nan")})
+    assert trainer.history == {
+        "epoch": [0, 0],
+        "a": [1.0, None],
+        "b": [None, 2.0],
+        "c": [None, None],
+    }
+
+
+def test_train_rejects_bad_epochs():
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="epochs"):
+            trainer.train([], bad)
+
+
+def test_base_class_names_what_is_missing():
+    trainer = Trainer(device="cpu")
+    with pytest.raises(NotImplementedError, match="train_step"):
+        trainer.train_step(())
+    with pytest.raises(NotImplementedError, match="sample"):
+        trainer.sample(1)
+
+
+def test_to_device_moves_every_field(device):
+    trainer = NoisyRegressor(device=device, progress=False)
+    x, y = trainer.to_device((engine.ones(2, 4), numpy.arange(2)))
+    assert x.device == device and y.device == device
+    assert trainer.net.weight.device == device
+
+
+def test_resume_continues_bit_exactly(tmp_path):
+    def run(epochs, resume_from=None, out_dir=None):
+        engine.manual_seed(7)  # same init and same seed as the interrupted run
+        trainer = NoisyRegressor(device="cpu", out_dir=out_dir, progress=False)
+        loader = DataLoader(_data(), batch_size=8, shuffle=True, seed=3)
+        if resume_from is not None:
+            engine.manual_seed(999)  # whatever happens in between is overwritten by the load
+            trainer.load_checkpoint(resume_from)
+        trainer.train(loader, epochs)
+        return trainer
+
+    straight = run(4)
+    run(2, out_dir=tmp_path)
+    resumed = run(4, resume_from=tmp_path / "checkpoint.npz")
+    assert resumed.epoch == 4 and resumed.global_step == straight.global_step
+    for k, w in _weights(straight).items():
+        numpy.testing.assert_array_equal(_weights(resumed)[k], w)
+    no_time = lambda h: {k: v for k, v in h.items() if k != "seconds"}  # noqa: E731
+    assert no_time(resumed.history) == no_time(straight.history)
+
+
+def test_checkpoint_round_trip_restores_optimizer_state(tmp_path):
+    engine.manual_seed(0)
+    a = NoisyRegressor(device="cpu", progress=False)
+    a.train(DataLoader(_data(), batch_size=8), 1)
+    a.save_checkpoint(tmp_path / "ckpt.npz")
+    b = NoisyRegressor(device="cpu", progress=False)
+    b.load_checkpoint(tmp_path / "ckpt.npz")
+    assert (b.epoch, b.global_step) == (1, 3)
+    for k, w in _weights(a).items():
+        numpy.testing.assert_array_equal(_weights(b)[k], w)
+    sa, sb = a.optimizers["net"].state_dict(), b.optimizers["net"].state_dict()
+    for i, state in sa["state"].items():
+        for name, value in state.items():
+            numpy.testing.assert_array_equal(sb["state"][i][name], value)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    class Other(NoisyRegressor):
+        pass
+
+    a = NoisyRegressor(device="cpu", progress=False)
+    a.save_checkpoint(tmp_path / "ckpt.npz")
+    with pytest.raises(ValueError, match="checkpoint is for a NoisyRegressor"):
+        Other(device="cpu").load_checkpoint(tmp_path / "ckpt.npz")
+    b = NoisyRegressor(device="cpu", progress=False)
+    b.modules = {"net": b.net, "extra": nn.Linear(1, 1)}
+    with pytest.raises(ValueError, match="modules"):
+        b.load_checkpoint(tmp_path / "ckpt.npz")
