@@ -54,7 +54,8 @@ class _ConvNd(Module):
             shape = (out_channels, in_channels // groups) + self.kernel_size
         kw = {"device": device, "dtype": dtype}
         self.weight = Parameter(engine.empty(*shape, **kw))
-        self.bias = Parameter(engine.empty(out_channels, **kw)) if bias else None
+        bias_param = Parameter(engine.empty(out_channels, **kw)) if bias else None
+        self.register_parameter("bias", bias_param)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -70,8 +71,7 @@ class _ConvNd(Module):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         if self.padding != (0, 0):
-            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else \
-                f", padding={self.padding}"
+            s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.output_padding != (0, 0):

@@ -37,7 +37,8 @@ class Linear(Module):
         self.in_features, self.out_features = in_features, out_features
         kw = _factory(device, dtype)
         self.weight = Parameter(engine.empty(out_features, in_features, **kw))
-        self.bias = Parameter(engine.empty(out_features, **kw)) if bias else None
+        bias_param = Parameter(engine.empty(out_features, **kw)) if bias else None
+        self.register_parameter("bias", bias_param)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

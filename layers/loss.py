@@ -38,9 +38,6 @@ class _Loss(Module):
                              f"got {reduction!r}")
         self.reduction = reduction
 
-    def extra_repr(self) -> str:
-        return "" if self.reduction == "mean" else f"reduction={self.reduction}"
-
 
 class _WeightedLoss(_Loss):
     def __init__(self, weight: Tensor | None = None, size_average=None, reduce=None,

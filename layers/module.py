@@ -384,7 +384,8 @@ class Module:
 
     # State --------------------------------------------------------------------------------
     def _state_items(self, keep_vars: bool) -> Iterator[tuple[str, Tensor]]:
-        for prefix, module in self.named_modules():
+        # Shared (tied) modules and tensors appear under every name, as in PyTorch.
+        for prefix, module in self.named_modules(remove_duplicate=False):
             dot = f"{prefix}." if prefix else ""
             for name, p in module._parameters.items():
                 if p is not None:

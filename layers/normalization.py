@@ -111,14 +111,17 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         kw = {"device": device, "dtype": dtype}
         if affine:
             self.weight = Parameter(engine.ones(num_features, **kw))
-            self.bias = Parameter(engine.zeros(num_features, **kw))
+            if bias:
+                self.bias = Parameter(engine.zeros(num_features, **kw))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -142,7 +145,8 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def _check_input_dim(self, input: Tensor) -> None:
         if input.ndim not in self._dims:
@@ -167,7 +171,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -192,8 +197,9 @@ class InstanceNorm2d(_BatchNorm):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False,
-                 device=None, dtype=None) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 device=None, dtype=None, *, bias: bool = True) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
 
     def _check_input_dim(self, input: Tensor) -> None:
         if input.ndim not in self._dims:
@@ -218,8 +224,10 @@ class InstanceNorm2d(_BatchNorm):
             out = batch_norm(flat, None, None, training=True, eps=self.eps).reshape(input.shape)
             if self.training and self.track_running_stats:
                 self._track(input)
-        if self.affine:
-            out = out * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
+        if self.weight is not None:
+            out = out * self.weight.reshape(1, c, 1, 1)
+        if self.bias is not None:
+            out = out + self.bias.reshape(1, c, 1, 1)
         return out
 
     def _track(self, input: Tensor) -> None:
@@ -247,7 +255,8 @@ class LayerNorm(Module):
         kw = {"device": device, "dtype": dtype}
         if elementwise_affine:
             self.weight = Parameter(engine.ones(*self.normalized_shape, **kw))
-            self.bias = Parameter(engine.zeros(*self.normalized_shape, **kw)) if bias else None
+            bias_param = Parameter(engine.zeros(*self.normalized_shape, **kw)) if bias else None
+            self.register_parameter("bias", bias_param)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -263,14 +272,14 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class GroupNorm(Module):
     """Normalise over groups of channels per sample, with per-channel affine."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None) -> None:
+                 affine: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups "
@@ -280,7 +289,8 @@ class GroupNorm(Module):
         kw = {"device": device, "dtype": dtype}
         if affine:
             self.weight = Parameter(engine.ones(num_channels, **kw))
-            self.bias = Parameter(engine.zeros(num_channels, **kw))
+            bias_param = Parameter(engine.zeros(num_channels, **kw)) if bias else None
+            self.register_parameter("bias", bias_param)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -289,4 +299,5 @@ class GroupNorm(Module):
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")

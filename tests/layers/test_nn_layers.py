@@ -94,6 +94,8 @@ LAYERS = {
     "batch_norm_1d_3d": (lambda m: m.BatchNorm1d(4, momentum=0.3), [(3, 4, 5)]),
     "batch_norm_2d": (lambda m: m.BatchNorm2d(3), [(4, 3, 3, 2)]),
     "batch_norm_2d_plain": (lambda m: m.BatchNorm2d(3, affine=False), [(4, 3, 3, 2)]),
+    "batch_norm_2d_nobias": (lambda m: m.BatchNorm2d(3, bias=False), [(4, 3, 3, 2)]),
+    "group_norm_nobias": (lambda m: m.GroupNorm(2, 4, bias=False), [(3, 4, 5)]),
 }
 
 

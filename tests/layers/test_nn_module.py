@@ -333,3 +333,26 @@ def test_layers_and_regularizers_import_in_either_order(first):
     code = f"import {first}, layers, regularizers; assert layers.Dropout is regularizers.Dropout"
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
+
+
+def test_repr_and_state_dict_keys_match_torch(torch):
+    def build(m):
+        return m.Sequential(
+            m.Conv2d(1, 4, 3, padding="same", bias=False), m.BatchNorm2d(4), m.LeakyReLU(0.2),
+            m.MaxPool2d(2), m.Dropout2d(0.1), m.ConvTranspose2d(4, 2, 4, 2, 1), m.GroupNorm(1, 2),
+            m.Upsample(scale_factor=2), m.AvgPool2d(2), m.Flatten(), m.Linear(32, 8),
+            m.LayerNorm(8), m.GELU(), m.Dropout(0.5), m.Unflatten(1, (2, 4)),
+            m.Softmax(dim=-1), m.ModuleList([m.Embedding(5, 3, padding_idx=0), m.Identity()]),
+            m.ModuleDict({"loss": m.CrossEntropyLoss(label_smoothing=0.1)}),
+            m.InstanceNorm2d(3), m.ELU(), m.Softplus(), m.Hardtanh(), m.Tanh(), m.Sigmoid(),
+        )
+
+    ours, theirs = build(nn), build(torch.nn)
+    assert repr(ours) == repr(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    tied, tied_torch = nn.Sequential(), torch.nn.Sequential()
+    for seq, m in ((tied, nn), (tied_torch, torch.nn)):
+        shared = m.Linear(2, 2)
+        seq.append(shared).append(m.ReLU()).append(shared)
+    assert list(tied.state_dict()) == list(tied_torch.state_dict())  # tied weights under each name
+    assert len(list(tied.parameters())) == 2
