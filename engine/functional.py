@@ -297,6 +297,9 @@ class NLLScatter(Function):
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices given log-probabilities (N, C) or (N, C, d...)."""
+    if input.ndim == 1 and target.ndim == 0:  # one unbatched sample (C,)
+        loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
+        return loss.reshape(()) if reduction == "none" else loss
     if input.ndim < 1 or target.shape != (input.shape[:1] + input.shape[2:]):
         raise ValueError(
             f"nll_loss: expected target of shape {input.shape[:1] + input.shape[2:]} for input of "
@@ -330,7 +333,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                   ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """log_softmax + nll_loss; `target` holds class indices or class probabilities."""
-    logp = log_softmax(input, 1 if input.ndim > 1 else 0)
+    if input.ndim == 1:  # one unbatched sample (C,): as a batch of one
+        loss = cross_entropy(input.unsqueeze(0), target.unsqueeze(0), weight, ignore_index,
+                             reduction, label_smoothing)
+        return loss.reshape(()) if reduction == "none" else loss
+    logp = log_softmax(input, 1)
     if target.dtype.kind == "f":
         _same_shape("cross_entropy", input, target)
         if label_smoothing:

@@ -1,0 +1,229 @@
+"""`engine.functional`: activations, softmax family, linear, dropout and losses vs PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import engine.functional as F
+from tests.helpers import helper_test_op, requires_torch, torch
+
+
+def Fof(x):
+    """The functional module of `x`'s library, so one lambda serves both."""
+    return F if isinstance(x, engine.Tensor) else torch.nn.functional
+
+
+def const(x, data):
+    """A constant (no grad) of `x`'s library, device and float dtype (or int64 for ints)."""
+    data = np.asarray(data)
+    if isinstance(x, engine.Tensor):
+        dtype = x.dtype if data.dtype.kind == "f" else np.int64
+        return engine.tensor(data.astype(dtype), device=x.device)
+    return torch.tensor(data, dtype=x.dtype if data.dtype.kind == "f" else torch.int64)
+
+
+RNG = np.random.default_rng(42)
+PROBS = RNG.uniform(0.05, 0.95, (3, 4))
+LABELS = np.array([0, 3, 1])
+LABELS_IGNORED = np.array([0, -100, 2])
+WEIGHT = np.array([0.5, 1.0, 2.0, 1.5])
+
+
+# Activations ----------------------------------------------------------------------------------
+ACTIVATIONS = {
+    "relu": lambda x: Fof(x).relu(x),
+    "leaky_relu": lambda x: Fof(x).leaky_relu(x, 0.1),
+    "elu": lambda x: Fof(x).elu(x, alpha=0.7),
+    "gelu": lambda x: Fof(x).gelu(x),
+    "gelu_tanh": lambda x: Fof(x).gelu(x, approximate="tanh"),
+    "silu": lambda x: Fof(x).silu(x),
+    "sigmoid": lambda x: Fof(x).sigmoid(x),
+    "tanh": lambda x: Fof(x).tanh(x),
+    "softplus": lambda x: Fof(x).softplus(x),
+    "softplus_beta_threshold": lambda x: Fof(x).softplus(x, beta=2.0, threshold=3.0),
+    "hardtanh": lambda x: Fof(x).hardtanh(x, -0.5, 0.5),
+    "relu6": lambda x: Fof(x).relu6(x * 4),
+    "softmax_last": lambda x: Fof(x).softmax(x, dim=-1),
+    "softmax_dim0": lambda x: Fof(x).softmax(x, dim=0),
+    "log_softmax": lambda x: Fof(x).log_softmax(x, dim=1),
+    "log_softmax_dim0": lambda x: Fof(x).log_softmax(x, dim=0),
+    "logsumexp": lambda x: torch.logsumexp(x, 1) if isinstance(x, torch.Tensor) else F.logsumexp(x, 1),
+    "normalize": lambda x: Fof(x).normalize(x, dim=1),
+}
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_activation(name, device):
+    helper_test_op([(3, 4)], ACTIVATIONS[name], device=device, low=-3.0, high=3.0)
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 1, 3)], ids=str)
+def test_softmax_other_ranks(shape, device):
+    helper_test_op([shape], lambda x: Fof(x).softmax(x, dim=-1), device=device)
+    helper_test_op([shape], lambda x: Fof(x).log_softmax(x, dim=0), device=device)
+
+
+def test_softmax_stable_for_large_inputs(device):
+    x = engine.tensor([[1000.0, 1000.0, -1000.0], [-1e4, 0.0, 1e4]], device=device)
+    assert F.softmax(x, 1).tolist() == [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+    ls = F.log_softmax(x, 1).numpy()
+    np.testing.assert_allclose(ls[0, :2], [-np.log(2)] * 2, rtol=1e-6)
+    assert np.isfinite(ls[1, 1:]).all()
+
+
+def test_logsumexp_stable(device):
+    x = engine.tensor([[1000.0, 1000.0], [-1000.0, -1000.0], [0.0, -np.inf]], device=device,
+                      requires_grad=True)
+    out = F.logsumexp(x, 1)
+    np.testing.assert_allclose(out.numpy(), [1000 + np.log(2), -1000 + np.log(2), 0.0], rtol=1e-6)
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
+    all_neg_inf = engine.tensor([-np.inf, -np.inf], device=device)
+    assert F.logsumexp(all_neg_inf, 0).item() == -np.inf
+
+
+# linear and dropout ---------------------------------------------------------------------------
+@pytest.mark.parametrize("x_shape", [(4, 3), (2, 4, 3), (3,)], ids=str)
+def test_linear(x_shape, device):
+    helper_test_op([x_shape, (5, 3), (5,)], lambda x, w, b: Fof(x).linear(x, w, b), device=device)
+    helper_test_op([x_shape, (5, 3)], lambda x, w: Fof(x).linear(x, w), device=device)
+
+
+def test_linear_shape_errors_name_shapes(device):
+    with pytest.raises(RuntimeError, match=r"\(4, 3\).*\(5, 2\)"):
+        F.linear(engine.ones(4, 3, device=device), engine.ones(5, 2, device=device))
+    with pytest.raises(RuntimeError, match=r"bias of shape \(4,\)"):
+        F.linear(engine.ones(4, 3, device=device), engine.ones(5, 3, device=device),
+                 engine.ones(4, device=device))
+
+
+def test_dropout_statistics_and_gradient(device):
+    engine.manual_seed(0)
+    x = engine.ones(20_000, device=device, requires_grad=True)
+    y = F.dropout(x, p=0.3)
+    kept = y.numpy() != 0
+    assert 0.68 < kept.mean() < 0.72
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), y.numpy())  # same mask, same scale
+
+
+def test_dropout_identity_and_edge_cases(device):
+    x = engine.randn(3, 4, device=device)
+    assert F.dropout(x, 0.5, training=False) is x and F.dropout(x, 0.0) is x
+    assert not F.dropout(x, 1.0).numpy().any()
+    with pytest.raises(ValueError, match="between 0 and 1.*1.5"):
+        F.dropout(x, 1.5)
+
+
+# Losses ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    "name",
+    ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits",
+     "binary_cross_entropy"],
+)
+def test_pointwise_losses(name, reduction, device):
+    def loss(x):
+        target = const(x, PROBS)
+        inp = Fof(x).sigmoid(x) if name == "binary_cross_entropy" else x
+        return getattr(Fof(x), name)(inp, target, reduction=reduction)
+
+    helper_test_op([(3, 4)], loss, device=device)
+
+
+def test_bce_weights(device):
+    helper_test_op(
+        [(3, 4)],
+        lambda x: Fof(x).binary_cross_entropy_with_logits(
+            x, const(x, PROBS), weight=const(x, WEIGHT), pos_weight=const(x, WEIGHT[::-1].copy())
+        ),
+        device=device,
+    )
+    helper_test_op(
+        [(3, 4)],
+        lambda x: Fof(x).binary_cross_entropy(Fof(x).sigmoid(x), const(x, PROBS),
+                                              weight=const(x, WEIGHT)),
+        device=device,
+    )
+
+
+def test_bce_with_logits_finite_at_1000(device):
+    x = engine.tensor([1000.0, -1000.0, 1000.0, -1000.0], device=device, requires_grad=True)
+    t = engine.tensor([1.0, 0.0, 0.0, 1.0], device=device)
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    np.testing.assert_allclose(loss.numpy(), [0.0, 0.0, 1000.0, 1000.0])
+    loss.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0, 1.0, -1.0])
+    pw = F.binary_cross_entropy_with_logits(x, t, pos_weight=engine.tensor(2.0, device=device))
+    assert np.isfinite(pw.item())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_and_nll(reduction, device):
+    helper_test_op([(3, 4)], lambda x: Fof(x).cross_entropy(x, const(x, LABELS),
+                                                            reduction=reduction), device=device)
+    helper_test_op(
+        [(3, 4)],
+        lambda x: Fof(x).nll_loss(Fof(x).log_softmax(x, 1), const(x, LABELS), reduction=reduction),
+        device=device,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"weight": WEIGHT},
+        {"ignore_index": -100},
+        {"weight": WEIGHT, "ignore_index": -100, "reduction": "sum"},
+        {"label_smoothing": 0.2},
+        {"label_smoothing": 0.1, "weight": WEIGHT, "ignore_index": -100},
+    ],
+    ids=["weight", "ignore", "weight_ignore_sum", "smoothing", "smoothing_weight_ignore"],
+)
+def test_cross_entropy_options(kwargs, device):
+    labels = LABELS_IGNORED if "ignore_index" in kwargs else LABELS
+
+    def loss(x):
+        kw = {k: const(x, v) if k == "weight" else v for k, v in kwargs.items()}
+        return Fof(x).cross_entropy(x, const(x, labels), **kw)
+
+    helper_test_op([(3, 4)], loss, device=device)
+
+
+def test_cross_entropy_spatial_probabilities_and_unbatched(device):
+    spatial = np.array([[[0, 2], [1, 1]], [[2, 0], [0, 1]]])
+    helper_test_op([(2, 3, 2, 2)], lambda x: Fof(x).cross_entropy(x, const(x, spatial)),
+                   device=device)
+    helper_test_op([(3, 4)], lambda x: Fof(x).cross_entropy(x, const(x, PROBS / PROBS.sum(1, keepdims=True))),
+                   device=device)
+    for reduction in ("mean", "none"):
+        helper_test_op([(4,)], lambda x: Fof(x).cross_entropy(x, const(x, np.array(2)),
+                                                              reduction=reduction), device=device)
+        helper_test_op([(4,)], lambda x: Fof(x).nll_loss(x, const(x, np.array(1)),
+                                                         reduction=reduction), device=device)
+    helper_test_op([(4,)], lambda x: Fof(x).cross_entropy(x, const(x, np.array(2)),
+                                                          label_smoothing=0.1), device=device)
+
+
+def test_loss_argument_errors(device):
+    x, t = engine.ones(3, 4, device=device), engine.ones(3, 5, device=device)
+    with pytest.raises(ValueError, match=r"\(3, 5\).*\(3, 4\)"):
+        F.mse_loss(x, t)
+    with pytest.raises(ValueError, match="reduction.*'average'"):
+        F.l1_loss(x, x, reduction="average")
+    with pytest.raises(ValueError, match=r"target of shape \(3,\)"):
+        F.cross_entropy(x, engine.tensor([0, 1], device=device))
+    with pytest.raises(IndexError, match=r"\[0, 4\).*7"):
+        F.cross_entropy(x, engine.tensor([0, 1, 7], device=device))
+
+
+@requires_torch
+def test_one_hot_and_embedding(device):
+    labels = engine.tensor([2, 0, 1], device=device)
+    assert F.one_hot(labels, 4).tolist() == torch.nn.functional.one_hot(
+        torch.tensor([2, 0, 1]), 4).tolist()
+    helper_test_op([(5, 3)], lambda w: Fof(w).embedding(const(w, [[1, 1], [4, 0]]), w),
+                   device=device)
