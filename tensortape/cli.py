@@ -34,21 +34,6 @@ def task_module(name: str):
     return importlib.import_module(f"tensortape.tasks.{TASKS[name]}")
 
 
-def add_common_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float) -> None:
-    """Options every training verb shares."""
-    p.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion"],
-                   help="digits is embedded (offline); mnist/fashion read IDX files from --data-dir")
-    p.add_argument("--data-dir", default="data", help="where MNIST-style IDX files live")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default runs/<task>)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensortape", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)

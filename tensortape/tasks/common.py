@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -39,3 +40,18 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
+
+
+def add_common_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float) -> None:
+    """Options every training verb shares."""
+    p.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion"],
+                   help="digits is embedded (offline); mnist/fashion read IDX files from --data-dir")
+    p.add_argument("--data-dir", default="data", help="where MNIST-style IDX files live")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output directory (default runs/<task>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
