@@ -37,6 +37,13 @@ from .loss import (
 )
 from .module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from .padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from .pooling import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -54,5 +61,6 @@ __all__ = [
     "Softplus", "Softmax", "LogSoftmax", "Hardtanh", "ReLU6", "BatchNorm1d", "BatchNorm2d",
     "InstanceNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Dropout2d", "CrossEntropyLoss",
     "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "KLDivLoss",
-    "GaussianNLLLoss",
+    "GaussianNLLLoss", "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "ConstantPad2d",
+    "CircularPad2d",
 ]

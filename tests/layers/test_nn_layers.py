@@ -65,6 +65,11 @@ LAYERS = {
     "upsample_bilinear": (lambda m: m.Upsample(scale_factor=2, mode="bilinear"), [(1, 2, 3, 4)]),
     "upsample_bilinear_corners": (
         lambda m: m.Upsample(scale_factor=2, mode="bilinear", align_corners=True), [(1, 2, 3, 4)]),
+    "reflection_pad": (lambda m: m.ReflectionPad2d((1, 2, 2, 0)), [(2, 3, 4, 5)]),
+    "replication_pad": (lambda m: m.ReplicationPad2d(2), [(2, 3, 4, 5)]),
+    "circular_pad": (lambda m: m.CircularPad2d(1), [(2, 3, 4, 5)]),
+    "zero_pad": (lambda m: m.ZeroPad2d((0, 1, 2, 3)), [(2, 3, 4, 5)]),
+    "constant_pad": (lambda m: m.ConstantPad2d(1, 0.5), [(2, 3, 4, 5)]),
     "flatten": (lambda m: m.Flatten(), [(2, 3, 2, 2)]),
     "flatten_range": (lambda m: m.Flatten(0, 1), [(2, 3, 4)]),
     "unflatten": (lambda m: m.Unflatten(1, (2, 3)), [(4, 6)]),

@@ -344,7 +344,8 @@ def test_repr_and_state_dict_keys_match_torch(torch):
             m.LayerNorm(8), m.GELU(), m.Dropout(0.5), m.Unflatten(1, (2, 4)),
             m.Softmax(dim=-1), m.ModuleList([m.Embedding(5, 3, padding_idx=0), m.Identity()]),
             m.ModuleDict({"loss": m.CrossEntropyLoss(label_smoothing=0.1)}),
-            m.InstanceNorm2d(3), m.ELU(), m.Softplus(), m.Hardtanh(), m.Tanh(), m.Sigmoid(),
+            m.InstanceNorm2d(3), m.ReflectionPad2d(1), m.ZeroPad2d((1, 0, 2, 3)),
+            m.ConstantPad2d(1, 0.5), m.ELU(), m.Softplus(), m.Hardtanh(), m.Tanh(), m.Sigmoid(),
         )
 
     ours, theirs = build(nn), build(torch.nn)
