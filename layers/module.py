@@ -62,7 +62,6 @@ class Module:
     `super().__init__()`) and implement `forward`."""
 
     training: bool
-    _version = 1
 
     def __init__(self, *args, **kwargs) -> None:
         if args or kwargs:
