@@ -144,6 +144,13 @@ def release_workspace() -> None:
     _workspace.buf = None
 
 
+def _valid(O: int, size: int, offset: int, s: int, p: int) -> tuple[int, int]:
+    """Outputs [lo, hi) whose tap ``o*s - p + offset`` lies inside [0, size)."""
+    lo = max(0, -((offset - p) // s))  # ceil((p - offset) / s)
+    hi = min(O, (size - 1 + p - offset) // s + 1)
+    return lo, max(lo, hi)
+
+
 def _cols(
     x: np.ndarray,
     kh: int,
@@ -156,12 +163,32 @@ def _cols(
     dx: int,
     batch_last: bool,
 ) -> np.ndarray:
-    """Contiguous im2col columns in the workspace: (N, C, kh, kw, OH, OW) or (C, kh, kw, N, ...)."""
-    view = im2col(x, kh, kw, sy, sx, ph, pw, dy, dx)
-    if batch_last:
-        view = view.transpose(1, 2, 3, 0, 4, 5)
-    out = _workspace_array(view.shape, x.dtype)
-    np.copyto(out, view)
+    """Contiguous im2col columns in the workspace: (N, C, kh, kw, OH, OW) or (C, kh, kw, N, ...).
+
+    Written offset by offset straight from x (no padded copy): the in-image rectangle is
+    copied, the rest zeroed.
+    """
+    N, C, H, W = check_4d(x, "conv2d input")
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
+    shape = (C, kh, kw, N, OH, OW) if batch_last else (N, C, kh, kw, OH, OW)
+    out = _workspace_array(shape, x.dtype)
+    col = out.transpose(3, 0, 1, 2, 4, 5) if batch_last else out
+    for ky in range(kh):
+        r0, r1 = _valid(OH, H, ky * dy, sy, ph)
+        for kx in range(kw):
+            c0, c1 = _valid(OW, W, kx * dx, sx, pw)
+            dst = col[:, :, ky, kx]
+            if r1 == r0 or c1 == c0:
+                dst[...] = 0
+                continue
+            dst[:, :, :r0] = 0
+            dst[:, :, r1:] = 0
+            dst[:, :, r0:r1, :c0] = 0
+            dst[:, :, r0:r1, c1:] = 0
+            iy, ix = r0 * sy - ph + ky * dy, c0 * sx - pw + kx * dx
+            dst[:, :, r0:r1, c0:c1] = x[
+                :, :, iy : iy + (r1 - r0 - 1) * sy + 1 : sy, ix : ix + (c1 - c0 - 1) * sx + 1 : sx
+            ]
     return out
 
 
