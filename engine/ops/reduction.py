@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor, ValuesIndices
 from .math import exp, log, sqrt
 from .shape import _norm_dim, broadcast_to, reshape
@@ -180,27 +180,38 @@ class Prod(Function):
         return x.prod(axis=self.axis, keepdims=self.keepdim)
 
     def backward(self, gy):
-        # d prod / d x_i = product of the others: exclusive cumulative products from both sides,
-        # correct with zeros present (unlike prod / x_i).
+        # d prod / d x_i = product of the others = prod / x_i, written in engine ops (so it is
+        # differentiable again) unless an x_i is 0; then exclusive cumulative products give it.
         x = self.inputs[0]
-        xp, a = self.xp, x.array
-        axis = self.axis
-        flat = a.reshape(-1) if axis is None else a
-        ax = 0 if axis is None else axis
-        ones = xp.ones_like(xp.take(flat, [0], axis=ax))
-        left = xp.cumprod(xp.concatenate([ones, xp.delete(flat, -1, axis=ax)], axis=ax), axis=ax)
-        right = xp.flip(
-            xp.cumprod(
-                xp.concatenate([ones, xp.delete(xp.flip(flat, ax), -1, axis=ax)], axis=ax), axis=ax
-            ),
-            ax,
-        )
-        others = Tensor._wrap((left * right).reshape(a.shape), x.device)
-        if axis is None:
-            gy = reshape(gy, (1,) * x.ndim)
-        elif not self.keepdim:
-            gy = reshape(gy, _keep_shape(x.shape, (axis,)))
-        return broadcast_to(gy, x.shape) * others
+        keep = (1,) * x.ndim if self.axis is None else _keep_shape(x.shape, (self.axis,))
+        gy = broadcast_to(reshape(gy, keep), x.shape)
+        if bool((x.array != 0).all()):
+            return gy * broadcast_to(reshape(self.output(), keep), x.shape) / x
+        if is_grad_enabled():
+            raise RuntimeError(
+                "prod: double backward (create_graph=True) at an input containing zeros is not "
+                "supported"
+            )
+        return gy * Tensor._wrap(self._others(x.array), x.device)
+
+    def _others(self, a):
+        """Product of all other elements along the axis, without dividing (zeros allowed)."""
+        xp = self.xp
+        flat = a.reshape(-1) if self.axis is None else a
+        ax = 0 if self.axis is None else self.axis
+        left = _exclusive_cumprod(xp, flat, ax)
+        right = xp.flip(_exclusive_cumprod(xp, xp.flip(flat, ax), ax), ax)
+        return (left * right).reshape(a.shape)
+
+
+def _exclusive_cumprod(xp, a, ax):
+    """[1, a0, a0 a1, ...] along `ax`."""
+    out = xp.ones_like(a)
+    if a.shape[ax] > 1:
+        src, dst = [slice(None)] * a.ndim, [slice(None)] * a.ndim
+        src[ax], dst[ax] = slice(None, -1), slice(1, None)
+        out[tuple(dst)] = xp.cumprod(a, axis=ax)[tuple(src)]
+    return out
 
 
 def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:

@@ -162,21 +162,41 @@ def test_create_graph_backward_then_backward_again(device):
     assert x.grad.tolist() == [12.0]  # d/dx 3x^2 = 6x
 
 
-@pytest.mark.parametrize(
-    "fn",
-    [
-        lambda x: (x.sin() * x).sum(),
-        lambda x: x.tanh().sum(),
-        lambda x: x.sigmoid().sum(),
-        lambda x: (x.exp() / (1 + x * x)).sum(),
-        lambda x: engine.functional.softmax(x, 0)[0],
-        lambda x: engine.functional.log_softmax(x, 0)[1],
-        lambda x: (x.sqrt() * x.log()).sum(),
-        lambda x: (x.reshape(1, 3) @ x.reshape(3, 1)).sum() ** 2,
-    ],
-)
-def test_hessian_vector_products_match_finite_differences(fn, device):
-    """d/dx <grad f(x), v> equals the difference quotient of grad f (checked for each op)."""
+F = engine.functional
+SECOND_ORDER = {
+    "sin_mul": lambda x: (x.sin() * x).sum(),
+    "tanh": lambda x: x.tanh().sum(),
+    "sigmoid": lambda x: x.sigmoid().sum(),
+    "exp_div": lambda x: (x.exp() / (1 + x * x)).sum(),
+    "sqrt_log": lambda x: (x.sqrt() * x.log()).sum(),
+    "pow_tensor": lambda x: (x ** x.flip(0)).sum(),
+    "erf_gelu": lambda x: F.gelu(x).sum(),
+    "softmax": lambda x: F.softmax(x, 0)[0],
+    "log_softmax": lambda x: F.log_softmax(x, 0)[1],
+    "logsumexp": lambda x: x.logsumexp(0) * x[0],
+    "prod": lambda x: x.prod(),
+    "prod_dim": lambda x: (x.reshape(3, 1) * x).prod(0).sum(),
+    "abs_max": lambda x: (x.abs() * x).max() + (x * x).amax(0),
+    "var_std": lambda x: x.var() * x.std(),
+    "matmul": lambda x: ((x.reshape(1, 3) @ x.reshape(3, 1)).sum()) ** 2,
+    "linear": lambda x: F.linear(x.reshape(1, 3), x.reshape(1, 3) * x.reshape(3, 1)).sum(),
+    "getitem": lambda x: (x[[0, 0, 2]] ** 3).sum(),
+    "where": lambda x: engine.where(x > 1.0, x**3, x**2).sum(),
+    "bce_logits": lambda x: F.binary_cross_entropy_with_logits(
+        x * x, engine.tensor([0.2, 0.5, 0.9], dtype=x.dtype, device=x.device)
+    ),
+    "cross_entropy": lambda x: F.cross_entropy(x.reshape(1, 3) * x.reshape(3, 1),
+                                               engine.tensor([0, 2, 1], device=x.device)),
+    "softplus_elu": lambda x: (F.softplus(x) * F.elu(x - 1.0)).sum(),
+    "cat_stack_split": lambda x: (engine.stack([x, x * x]).split(1, 1)[1] ** 2).sum(),
+}
+
+
+@pytest.mark.parametrize("name", list(SECOND_ORDER))
+def test_hessian_vector_products_match_finite_differences(name, device):
+    """d/dx <grad f(x), v> equals the difference quotient of grad f: every backward is itself
+    differentiable (create_graph=True), as gradient penalties need."""
+    fn = SECOND_ORDER[name]
     rng = np.random.default_rng(0)
     x0 = rng.uniform(0.5, 1.5, 3)
     v = rng.standard_normal(3)
@@ -186,6 +206,14 @@ def test_hessian_vector_products_match_finite_differences(fn, device):
         return (g * engine.tensor(v, device=device)).sum()
 
     check_gradients(grad_dot_v, [x0], device)
+
+
+def test_prod_double_backward_at_zero_raises_clearly(device):
+    x = leaf([0.0, 2.0, 3.0], device)
+    (g,) = engine.grad(x.prod(), x, retain_graph=True)  # first order is exact with zeros
+    assert g.tolist() == [6.0, 0.0, 0.0]
+    with pytest.raises(RuntimeError, match="prod: double backward.*zeros"):
+        engine.grad(x.prod(), x, create_graph=True)
 
 
 def _critic_penalty(x, w1, w2, grad):

@@ -51,6 +51,7 @@ ACTIVATIONS = {
     "log_softmax_dim0": lambda x: Fof(x).log_softmax(x, dim=0),
     "logsumexp": lambda x: torch.logsumexp(x, 1) if isinstance(x, torch.Tensor) else F.logsumexp(x, 1),
     "normalize": lambda x: Fof(x).normalize(x, dim=1),
+    "cosine_similarity": lambda x: Fof(x).cosine_similarity(x, x.flip(0), dim=1),
 }
 
 
@@ -132,6 +133,45 @@ def test_pointwise_losses(name, reduction, device):
         return getattr(Fof(x), name)(inp, target, reduction=reduction)
 
     helper_test_op([(3, 4)], loss, device=device)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean':UserWarning")  # torch's advice
+@pytest.mark.parametrize("reduction", ["mean", "sum", "batchmean"])
+def test_kl_div(reduction, device):
+    helper_test_op([(3, 4)], lambda x: Fof(x).kl_div(Fof(x).log_softmax(x, 1), const(x, PROBS),
+                                                     reduction=reduction), device=device)
+    helper_test_op([(3, 4)], lambda x: Fof(x).kl_div(Fof(x).log_softmax(x, 1),
+                                                     const(x, np.log(PROBS)), reduction=reduction,
+                                                     log_target=True), device=device)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_gaussian_nll_loss(full, device):
+    helper_test_op(
+        [(3, 4), (3, 4)],
+        lambda x, v: Fof(x).gaussian_nll_loss(x, const(x, PROBS), v * v + 0.1, full=full),
+        device=device,
+    )
+    helper_test_op(
+        [(3, 4), (3, 1)],
+        lambda x, v: Fof(x).gaussian_nll_loss(x, const(x, PROBS), v * v + 0.1),
+        device=device,
+    )
+
+
+def test_dropout2d_zeroes_whole_channels(device):
+    engine.manual_seed(1)
+    x = engine.ones(4, 50, 3, 3, device=device, requires_grad=True)
+    y = F.dropout2d(x, 0.5)
+    per_channel = y.numpy().reshape(4, 50, 9)
+    assert set(np.unique(per_channel.std(axis=2))) == {0.0}  # all or nothing per channel
+    kept = per_channel[:, :, 0] != 0
+    assert 0.35 < kept.mean() < 0.65
+    np.testing.assert_allclose(per_channel[kept], 2.0)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), y.numpy())
+    with pytest.raises(ValueError, match=r"3-D or 4-D.*\(2, 3\)"):
+        F.dropout2d(engine.ones(2, 3, device=device))
 
 
 def test_bce_weights(device):

@@ -46,6 +46,7 @@ UNARY = {
     "clip": (lambda x: x.clip(-0.5, 0.7), None),
     "clamp_min": (lambda x: x.clamp(min=0.2), None),
     "clamp_max": (lambda x: x.clamp(max=-0.1), None),
+    "lerp": (lambda x: x.lerp(x * x, 0.3), None),
     "top_level_exp": (lambda x: lib(x).exp(x), None),
     "top_level_sigmoid": (lambda x: lib(x).sigmoid(x), None),
     "top_level_tanh": (lambda x: lib(x).tanh(x), None),
@@ -181,6 +182,9 @@ REDUCTIONS = {
     "logsumexp": lambda x: x.logsumexp(1),
     "logsumexp_tuple_keepdim": lambda x: x.logsumexp((0, 2), keepdim=True),
     "norm": lambda x: x.norm(),
+    "norm_p1_dim": lambda x: x.norm(1, dim=1),
+    "norm_p3_keepdim": lambda x: x.norm(3, dim=(0, 2), keepdim=True),
+    "std_correction0": lambda x: x.std(1, correction=0),
     "amax_keepdim": lambda x: x.amax(keepdim=True),
 }
 
@@ -284,6 +288,12 @@ SHAPE_OPS = {
     "repeat_same_rank": ((2, 3), lambda x: x.repeat(3, 2)),
     "flip": ((2, 3, 4), lambda x: x.flip((0, 2))),
     "reshape_empty": ((0, 3), lambda x: x.reshape(3, 0)),
+    "unflatten": ((2, 6), lambda x: x.unflatten(1, (3, 2))),
+    "t": ((2, 3), lambda x: x.t()),
+    "tile": ((2, 3), lambda x: x.tile((2, 1, 2))),
+    "expand_as": ((3, 1), lambda x: x.expand_as(lib(x).ones(2, 3, 4))),
+    "view_as": ((2, 3), lambda x: x.view_as(lib(x).ones(3, 2))),
+    "concat_alias": ((2, 3), lambda x: lib(x).concat([x, x * 2], 1)),
     "permute_empty": ((2, 0, 3), lambda x: x.permute(1, 2, 0)),
 }
 
@@ -436,3 +446,11 @@ def test_mixed_dtypes_follow_torch_promotion(device):
         theirs = fn(torch.tensor(data))
         assert ours.dtype == np.dtype(str(theirs.dtype).replace("torch.", "")), (ours, theirs)
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_sign_isfinite_isnan_are_constants(device):
+    x = engine.tensor([-2.0, 0.0, 3.0, np.inf, np.nan], device=device, requires_grad=True)
+    assert x.sign().tolist()[:4] == [-1.0, 0.0, 1.0, 1.0] and not x.sign().requires_grad
+    assert x.isfinite().tolist() == [True, True, True, False, False]
+    assert x.isnan().tolist() == [False, False, False, False, True]
+    assert x.isfinite().dtype == np.bool_
