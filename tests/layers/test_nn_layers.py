@@ -310,3 +310,49 @@ def test_default_linear_and_conv_init_follow_pytorch_bounds():
     assert np.abs(convt.weight.numpy()).max() > 0.95 / math.sqrt(16 * 9)
     engine.manual_seed(0)
     np.testing.assert_array_equal(nn.Linear(400, 300).weight.numpy(), w)  # seeded, reproducible
+
+
+def _pytorch_mnist_net(nn, F, torch):
+    """PyTorch's examples/mnist `Net`, verbatim: only the three module names are swapped."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super(Net, self).__init__()  # noqa: UP008 (as the example writes it)
+            self.conv1 = nn.Conv2d(1, 32, 3, 1)
+            self.conv2 = nn.Conv2d(32, 64, 3, 1)
+            self.dropout1 = nn.Dropout(0.25)
+            self.dropout2 = nn.Dropout(0.5)
+            self.fc1 = nn.Linear(9216, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = self.conv1(x)
+            x = F.relu(x)
+            x = self.conv2(x)
+            x = F.relu(x)
+            x = F.max_pool2d(x, 2)
+            x = self.dropout1(x)
+            x = torch.flatten(x, 1)
+            x = self.fc1(x)
+            x = F.relu(x)
+            x = self.dropout2(x)
+            x = self.fc2(x)
+            output = F.log_softmax(x, dim=1)
+            return output
+
+    return Net()
+
+
+def test_pytorch_mnist_model_code_ports_by_changing_imports(device, torch):
+    import engine.functional as F
+
+    torch.manual_seed(0)
+    theirs = _pytorch_mnist_net(torch.nn, torch.nn.functional, torch).eval()
+    ours = _pytorch_mnist_net(nn, F, engine).eval()
+    images = np.random.default_rng(0).uniform(size=(1, 1, 28, 28)).astype(np.float32)
+    targets = np.array([3])
+    out, ref = compare_module(ours, theirs, [images], device, atol=1e-4)
+    loss = F.nll_loss(ours(engine.tensor(images, device=device)),
+                      engine.tensor(targets, device=device))
+    ref_loss = torch.nn.functional.nll_loss(theirs(torch.tensor(images)), torch.tensor(targets))
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
