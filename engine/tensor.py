@@ -406,17 +406,23 @@ class Tensor:
     def __abs__(self):
         return _ops().abs(self)
 
+    # `x += y` is in-place (PyTorch's manual SGD `with no_grad(): w -= lr * w.grad` keeps w the
+    # same leaf), except on a graph tensor under grad mode, where the tape cannot record in-place
+    # ops: there it rebinds to the out-of-place result. A leaf requiring grad raises (add_).
+    def _records(self) -> bool:
+        return self.grad_fn is not None and self.requires_grad and autograd.is_grad_enabled()
+
     def __iadd__(self, other):
-        return self.add_(other) if not self.requires_grad else self + other
+        return self + other if self._records() else self.add_(other)
 
     def __isub__(self, other):
-        return self.sub_(other) if not self.requires_grad else self - other
+        return self - other if self._records() else self.sub_(other)
 
     def __imul__(self, other):
-        return self.mul_(other) if not self.requires_grad else self * other
+        return self * other if self._records() else self.mul_(other)
 
     def __itruediv__(self, other):
-        return self.div_(other) if not self.requires_grad else self / other
+        return self / other if self._records() else self.div_(other)
 
     def _compare(self, other, op):
         return Tensor._wrap(op(self.array, self._raw(other)), self._device)

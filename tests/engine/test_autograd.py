@@ -139,6 +139,23 @@ def test_custom_function(device):
     check_gradients(cube, [np.array([0.3, -1.2, 2.0])], device)
 
 
+def test_gradcheck_catches_a_wrong_backward(device):
+    class WrongSquare(engine.Function):
+        def forward(self, x):
+            return x * x
+
+        def backward(self, gy):
+            return gy * self.inputs[0] * 2.1  # should be 2
+
+    x = engine.tensor([0.5, -1.0, 2.0], dtype=engine.float64, device=device, requires_grad=True)
+    assert engine.gradcheck(lambda x: x * x, [x])
+    with pytest.raises(AssertionError, match=r"gradcheck failed for input 0 \(shape \(3,\)\)"):
+        engine.gradcheck(lambda x: WrongSquare()(x), [x])
+    assert not engine.gradcheck(lambda x: WrongSquare()(x), [x], raise_exception=False)
+    with pytest.raises(TypeError, match="float64.*float32"):
+        engine.gradcheck(lambda x: x * x, [x.float().detach().requires_grad_()])
+
+
 # Higher-order gradients -----------------------------------------------------------------------
 def test_second_and_third_derivative_of_cube(device):
     x = leaf([1.5, -2.0], device, np.float64)
@@ -375,6 +392,19 @@ def test_inplace_on_graph_tensor_raises_instead_of_wrong_gradient(device):
     h *= 2  # augmented assignment falls back to the out-of-place op
     h.sum().backward()
     assert x.grad.tolist() == [6.0, 6.0]
+
+
+def test_augmented_assignment_updates_parameters_in_place_under_no_grad(device):
+    w = leaf([1.0, 2.0], device)
+    (w * w).sum().backward()
+    before = w
+    with engine.no_grad():
+        w -= 0.5 * w.grad  # the classic manual SGD step
+        w *= 2.0
+    assert w is before and w.is_leaf and w.requires_grad
+    assert w.tolist() == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        w += 1.0
 
 
 def test_inplace_ops_bump_version_and_compute(device):
