@@ -6,7 +6,7 @@ import numpy
 
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor, ValuesIndices
-from .math import exp, log, sqrt
+from .math import exp, log, sqrt, where
 from .shape import _norm_dim, broadcast_to, reshape
 
 
@@ -236,9 +236,28 @@ def logsumexp(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return out if keepdim else reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
 
 
+class Norm2(Function):
+    """Euclidean norm over axes; its gradient x / ||x|| is 0 where the norm is 0 (as PyTorch)."""
+
+    def __init__(self, axes, keepdim):
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x):
+        return self.xp.sqrt((x * x).sum(axis=self.axes, keepdims=self.keepdim))
+
+    def backward(self, gy):
+        x, n = self.inputs[0], self.output()
+        if not self.keepdim:
+            keep = _keep_shape(x.shape, self.axes)
+            n, gy = reshape(n, keep), reshape(gy, keep)
+        safe = where(n > 0, n, 1.0)  # x is 0 wherever n is, so the gradient is 0 there
+        return broadcast_to(gy / safe, x.shape) * x
+
+
 def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
+    """The p-norm over `dim` (all elements by default)."""
     if p == 2:
-        return sqrt(sum(x * x, dim, keepdim))
+        return Norm2(_axes(dim, x.ndim), keepdim)(x)
     if p == 1:
         return sum(x.abs(), dim, keepdim)
     return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)

@@ -454,3 +454,12 @@ def test_sign_isfinite_isnan_are_constants(device):
     assert x.isfinite().tolist() == [True, True, True, False, False]
     assert x.isnan().tolist() == [False, False, False, False, True]
     assert x.isfinite().dtype == np.bool_
+
+
+def test_norm_gradient_is_zero_at_zero(device):
+    x = engine.zeros(2, 3, device=device, requires_grad=True)
+    x.norm(dim=1).sum().backward()
+    assert x.grad.tolist() == [[0.0] * 3] * 2
+    x.grad = None
+    engine.functional.normalize(x, eps=1e-4).sum().backward()  # x / max(||x||, eps): 1 / eps
+    np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1e4), rtol=1e-5)
