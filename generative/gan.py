@@ -123,9 +123,8 @@ class GAN(Trainer):
     def discriminator_loss(self, real: Tensor, fake: Tensor, cond: Any) -> Tensor:
         d_real, d_fake = self._discriminate(real, cond), self._discriminate(fake, cond)
         if self.loss == "bce":
-            return F.binary_cross_entropy_with_logits(
-                d_real, engine.ones_like(d_real)
-            ) + F.binary_cross_entropy_with_logits(d_fake, engine.zeros_like(d_fake))
+            bce = F.binary_cross_entropy_with_logits
+            return bce(d_real, engine.ones_like(d_real)) + bce(d_fake, engine.zeros_like(d_fake))
         if self.loss == "hinge":
             return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
         penalty = regularizers.gradient_penalty(

@@ -18,10 +18,35 @@ The base class supplies the rest:
   `engine.save`/`engine.load`; a run resumed from a checkpoint continues bit-exactly (cpu);
 - `device="auto"|"cpu"|"cuda"` and `seed`.
 
-Optional hooks: `preview()` (images for the per-epoch grid; default `sample(64)`),
-`config()` (JSON-able hyper-parameters stored in checkpoints), `extra_state()` /
-`load_extra_state(state)` (anything else a subclass must checkpoint), `epoch_metrics()` (extra
-per-epoch numbers for the histories, e.g. a judge's score).
+Optional hooks: `preview()` (images for the per-epoch grid; default `sample(64)`), `config()`
+(JSON-able hyper-parameters for checkpoints and metrics.json), `extra_state()` /
+`load_extra_state(state)` (anything else to checkpoint), `epoch_metrics()` (extra per-epoch
+numbers for the histories, e.g. a judge's score). `checkpoint_meta` (a dict) adds top-level
+checkpoint entries, e.g. the CLI's `{"task": "gan"}`.
+
+A minimal subclass::
+
+    class AE(Trainer):
+        def __init__(self, encoder, decoder, lr=1e-3, **kw):
+            super().__init__(**kw)  # device, seed, out_dir, progress
+            self.enc, self.dec = encoder.to(self.device), decoder.to(self.device)
+            self.modules = {"encoder": self.enc, "decoder": self.dec}
+            params = [*self.enc.parameters(), *self.dec.parameters()]
+            self.optimizers = {"adam": optimizers.Adam(params, lr=lr)}
+
+        def train_step(self, batch):
+            x = batch[0]
+            loss = F.mse_loss(self.dec(self.enc(x)), x)
+            self.optimizers["adam"].zero_grad()
+            loss.backward()
+            self.optimizers["adam"].step()
+            return {"loss": loss.item()}
+
+        def sample(self, n):
+            with evaluating(self.dec):
+                return self.dec(engine.randn(n, 8, device=self.device))
+
+    AE(enc, dec, out_dir="runs/ae").train(loader, epochs=10)
 """
 
 from __future__ import annotations
@@ -137,6 +162,9 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.global_step = 0  # train_step calls completed
         self.history: dict[str, list[float | None]] = {"epoch": []}
+        # JSON-able entries stored at the top level of every checkpoint, e.g. the CLI's
+        # {"task": "gan", "dataset": "digits"}, so a checkpoint says how to rebuild its trainer.
+        self.checkpoint_meta: dict[str, Any] = {}
         self._loader_state: dict | None = None  # from a checkpoint, for the next train()
 
     # ---------------------------------------------------------------------------------------
@@ -245,13 +273,16 @@ class Trainer:
         self.write_metrics(self.out_dir / "metrics.json")
         self.save_checkpoint(self.out_dir / "checkpoint.npz", loader)
 
-    def save_samples(self, path: str | os.PathLike, images: Tensor | None = None) -> None:
-        """Write `images` (default: `preview()`) as a PNG grid."""
+    def save_samples(
+        self, path: str | os.PathLike, images: Tensor | None = None, nrow: int | None = None
+    ) -> None:
+        """Write `images` (default: `preview()`) as a PNG grid, `nrow` images per row."""
         from engine.utils import save_image  # noqa: PLC0415
 
         if images is None:
             images = self.preview()
-        save_image(images.detach().cpu().clip(0.0, 1.0), path, nrow=self.preview_nrow)
+        images = images.detach().cpu().clip(0.0, 1.0)
+        save_image(images, path, nrow=nrow or self.preview_nrow)
 
     def metrics(self) -> dict:
         """What metrics.json holds: model, config, counters and the per-epoch histories."""
@@ -273,6 +304,7 @@ class Trainer:
     def state_dict(self, loader: Any = None) -> dict:
         """Everything a bit-exact resume needs, in `engine.save`'s vocabulary."""
         return {
+            **self.checkpoint_meta,
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "model": type(self).__name__,

@@ -179,6 +179,15 @@ def test_checkpoint_round_trip_restores_optimizer_state(tmp_path):
             numpy.testing.assert_array_equal(sb["state"][i][name], value)
 
 
+def test_checkpoint_meta_is_stored_at_the_top_level(tmp_path):
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    trainer.checkpoint_meta = {"task": "gan", "dataset": "digits"}
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    state = engine.load(tmp_path / "ckpt.npz")
+    assert state["task"] == "gan" and state["dataset"] == "digits"
+    assert state["model"] == "NoisyRegressor" and state["format"] == "tensortape-trainer"
+
+
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     class Other(NoisyRegressor):
         pass
