@@ -198,6 +198,8 @@ class Where(Function):
 def where(condition, a, b) -> Tensor:
     """Elements of `a` where `condition` holds, else of `b` (differentiable in a and b)."""
     cond = condition.array if isinstance(condition, Tensor) else condition
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # where(c, 1.0, 0.0)
+        a = as_tensor(a, device=condition.device if isinstance(condition, Tensor) else None)
     a, b = _binary_operands(a, b)
     if a.dtype != b.dtype:
         dt = numpy.result_type(a.dtype, b.dtype)

@@ -389,6 +389,14 @@ def test_split_only_some_outputs_used(device):
 
 def test_where_with_scalar_branch(device):
     helper_test_op([(2, 3)], lambda x: lib(x).where(x > 0, x, 0.0), device=device)
+    helper_test_op([(2, 3)], lambda x: lib(x).where(x > 0, 1.0, x), device=device)
+
+
+def test_where_with_two_scalars(device):
+    cond = engine.tensor([True, False], device=device)
+    out = engine.where(cond, 1.0, 0.0)
+    assert out.dtype == np.float32 and out.device == device and out.tolist() == [1.0, 0.0]
+    assert engine.where(cond, 3, 4).dtype == np.int64
 
 
 @pytest.mark.parametrize(
