@@ -12,6 +12,7 @@ import numpy
 
 from . import random
 from .autograd import Function
+from .creation import full_like
 from .ops import (
     abs, clip, exp, linear, log, logsumexp, matmul, maximum, mean, pad, relu, sigmoid, sqrt, sum,
     tanh, where,
@@ -374,19 +375,29 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     return _reduce(loss, reduction)
 
 
-def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor, full: bool = False,
+def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,
                       eps: float = 1e-6, reduction: str = "mean") -> Tensor:
-    """PyTorch's Gaussian NLL: 0.5 (log max(var, eps) + (input - target)^2 / max(var, eps))."""
+    """PyTorch's Gaussian NLL: 0.5 (log max(var, eps) + (input - target)^2 / max(var, eps)).
+
+    `var` is a float, input-shaped, one dim short of input, or input-shaped with exactly one
+    mismatched dim of size 1 (one variance shared along it). As in PyTorch the clamp at `eps`
+    does not stop the gradient: d/dvar is the formula's at the clamped value.
+    """
+    if not isinstance(var, Tensor):
+        if var < 0:
+            raise ValueError("gaussian_nll_loss: var has negative entries")
+        var = full_like(input.detach(), var)
     if var.shape != input.shape:
-        if var.shape == input.shape[:-1] or (var.ndim == input.ndim and var.shape[-1] == 1):
-            if var.shape == input.shape[:-1]:
-                var = var.unsqueeze(-1)
-        else:
+        mismatched = [(a, b) for a, b in zip(input.shape, var.shape) if a != b]
+        if var.shape == input.shape[:-1]:
+            var = var.unsqueeze(-1)
+        elif not (var.ndim == input.ndim and len(mismatched) == 1 and mismatched[0][1] == 1):
             raise ValueError(f"gaussian_nll_loss: var of shape {var.shape} does not broadcast "
                              f"to input of shape {input.shape}")
     if bool((var.array < 0).any()):
         raise ValueError("gaussian_nll_loss: var has negative entries")
-    v = clip(var, eps, None)
+    raw = var.detach()
+    v = var + Tensor._wrap(var.xp.maximum(raw.array, eps) - raw.array, var.device)
     loss = 0.5 * (log(v) + (input - target) ** 2 / v)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
