@@ -275,6 +275,22 @@ def test_gan_resume_is_bit_exact(tmp_path, digits):
     assert straight.history["loss_g"] == resumed.history["loss_g"]
 
 
+def test_checkpoint_round_trip_on_device(device, tmp_path, digits):
+    a = _cgan("wgan-gp", device=device, seed=1)
+    a.train(DataLoader(TensorDataset(*(t[:32] for t in digits[0].tensors)), batch_size=16), 1)
+    a.save_checkpoint(tmp_path / "cgan.npz")
+    b = _cgan("wgan-gp", device=device, seed=2)
+    b.load_checkpoint(tmp_path / "cgan.npz")
+    assert (b.epoch, b.global_step) == (1, 2)
+    for net in ("generator", "discriminator"):
+        for pa, pb in zip(a.modules[net].parameters(), b.modules[net].parameters(), strict=True):
+            assert pb.device == device
+            numpy.testing.assert_array_equal(pa.numpy(), pb.numpy())
+    numpy.testing.assert_array_equal(a.preview().numpy(), b.preview().numpy())
+    b.train(DataLoader(TensorDataset(*(t[:32] for t in digits[0].tensors)), batch_size=16), 2)
+    assert b.global_step == 4 and all(numpy.isfinite(b.history["loss_d"]))
+
+
 def test_checkpoint_restores_fixed_latents(tmp_path):
     a = _gan(seed=1)
     a.save_checkpoint(tmp_path / "gan.npz")
