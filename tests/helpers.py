@@ -31,7 +31,11 @@ def random_inputs(shapes: Sequence[tuple], low: float = -2.0, high: float = 2.0,
 
 def as_engine(arrays, device, dtype=np.float32, requires_grad: bool = True):
     return [
-        engine.tensor(a.astype(dtype), device=device, requires_grad=requires_grad and a.dtype.kind == "f")
+        engine.tensor(
+            a.astype(dtype) if a.dtype.kind == "f" else a,
+            device=device,
+            requires_grad=requires_grad and a.dtype.kind == "f",
+        )
         for a in arrays
     ]
 
@@ -101,7 +105,7 @@ def helper_test_op(
     ]
     ours_out, theirs_out = _outputs(our_fn(*ours_in)), _outputs(torch_fn(*theirs_in))
     assert len(ours_out) == len(theirs_out), f"{len(ours_out)} outputs, torch has {len(theirs_out)}"
-    for i, (o, t) in enumerate(zip(ours_out, theirs_out)):
+    for i, (o, t) in enumerate(zip(ours_out, theirs_out, strict=True)):
         assert o.device == device, f"output {i} on {o.device}, expected {device}"
         assert o.dtype == np.dtype(str(t.dtype).replace("torch.", "")), (
             f"output {i}: dtype {o.dtype}, torch gives {t.dtype}"
@@ -111,7 +115,7 @@ def helper_test_op(
         return
 
     rng = np.random.default_rng(seed + 1)
-    pairs = [(o, t) for o, t in zip(ours_out, theirs_out) if t.dtype.is_floating_point]
+    pairs = [(o, t) for o, t in zip(ours_out, theirs_out, strict=True) if t.dtype.is_floating_point]
     cotangents = [rng.standard_normal(t.shape).astype(np.float32) for _, t in pairs]
     torch.autograd.backward(
         [t for _, t in pairs], [torch.from_numpy(v) for v in cotangents]
@@ -119,7 +123,7 @@ def helper_test_op(
     engine.autograd.backward(
         [o for o, _ in pairs], [engine.tensor(v, device=device) for v in cotangents]
     )
-    for i, (x, tx) in enumerate(zip(ours_in, theirs_in)):
+    for i, (x, tx) in enumerate(zip(ours_in, theirs_in, strict=True)):
         if not tx.requires_grad:
             continue
         if tx.grad is None:

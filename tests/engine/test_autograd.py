@@ -1,4 +1,4 @@
-"""The tape: backward semantics, higher-order gradients, grad mode, graph freeing, memory, anomalies."""
+"""The tape: backward semantics, higher-order gradients, grad mode, freeing, memory, anomalies."""
 
 from __future__ import annotations
 
@@ -251,7 +251,7 @@ def test_gradient_penalty_matches_torch(device):
     lo.backward()
     lt.backward()
     assert_close(lo, lt, atol=1e-10, rtol=1e-9)
-    for o, t in zip(ours, theirs):
+    for o, t in zip(ours, theirs, strict=True):
         assert_close(o.grad, t.grad, atol=1e-10, rtol=1e-9)
 
 

@@ -49,7 +49,7 @@ ACTIVATIONS = {
     "softmax_dim0": lambda x: Fof(x).softmax(x, dim=0),
     "log_softmax": lambda x: Fof(x).log_softmax(x, dim=1),
     "log_softmax_dim0": lambda x: Fof(x).log_softmax(x, dim=0),
-    "logsumexp": lambda x: torch.logsumexp(x, 1) if isinstance(x, torch.Tensor) else F.logsumexp(x, 1),
+    "logsumexp": lambda x: (F if isinstance(x, engine.Tensor) else torch).logsumexp(x, 1),
     "normalize": lambda x: Fof(x).normalize(x, dim=1),
     "cosine_similarity": lambda x: Fof(x).cosine_similarity(x, x.flip(0), dim=1),
 }
@@ -237,13 +237,13 @@ def test_cross_entropy_spatial_probabilities_and_unbatched(device):
     spatial = np.array([[[0, 2], [1, 1]], [[2, 0], [0, 1]]])
     helper_test_op([(2, 3, 2, 2)], lambda x: Fof(x).cross_entropy(x, const(x, spatial)),
                    device=device)
-    helper_test_op([(3, 4)], lambda x: Fof(x).cross_entropy(x, const(x, PROBS / PROBS.sum(1, keepdims=True))),
-                   device=device)
+    probs = PROBS / PROBS.sum(1, keepdims=True)
+    helper_test_op([(3, 4)], lambda x: Fof(x).cross_entropy(x, const(x, probs)), device=device)
     for reduction in ("mean", "none"):
-        helper_test_op([(4,)], lambda x: Fof(x).cross_entropy(x, const(x, np.array(2)),
-                                                              reduction=reduction), device=device)
-        helper_test_op([(4,)], lambda x: Fof(x).nll_loss(x, const(x, np.array(1)),
-                                                         reduction=reduction), device=device)
+        helper_test_op([(4,)], lambda x, r=reduction: Fof(x).cross_entropy(
+            x, const(x, np.array(2)), reduction=r), device=device)
+        helper_test_op([(4,)], lambda x, r=reduction: Fof(x).nll_loss(
+            x, const(x, np.array(1)), reduction=r), device=device)
     helper_test_op([(4,)], lambda x: Fof(x).cross_entropy(x, const(x, np.array(2)),
                                                           label_smoothing=0.1), device=device)
 

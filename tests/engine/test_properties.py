@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) for broadcasting and its gradient, the part every binary op shares."""
+"""Property tests (hypothesis) for broadcasting and its gradient, shared by every binary op."""
 
 from __future__ import annotations
 

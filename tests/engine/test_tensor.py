@@ -306,7 +306,7 @@ def test_mixing_devices_names_both(device):
         with pytest.raises(RuntimeError, match=r"cpu.*cuda:0|cuda:0.*cpu"):
             op()
     with pytest.raises(RuntimeError, match=r"cpu.*cuda:0|cuda:0.*cpu"):
-        a < b
+        _ = a < b
     with pytest.raises(RuntimeError, match=r"cpu.*cuda:0|cuda:0.*cpu"):
         a.add_(b)
 
