@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against PyTorch: `python -m benchmarks.run` (or `tensortape bench`)."""

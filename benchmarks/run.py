@@ -1,0 +1,342 @@
+"""tensortape vs PyTorch, side by side in one process: `python -m benchmarks.run`.
+
+    python -m benchmarks.run [--device cpu|cuda] [--repeats N] [--builds B] [--only mlp,cnn]
+                             [--threads T] [--cpu-time]
+
+For each workload (see `benchmarks.workloads`), B fresh builds of the model in each library; per
+build a warm-up, then N steps timed alternately ours / torch (who goes first alternates too), so
+machine noise hits both alike. Reported: medians over all timed steps, the ratio ours / torch
+(lower is better; the target is <= 1.0 on CPU), the floor (the step's GEMM FLOPs over this
+machine's float32 GEMM rate) and the peak memory of one step. Also the framework overhead (one
+elementwise op on 16 floats with the graph recorded) and the GEMM rate itself.
+
+Threads: both libraries get the same count: NumPy's BLAS pool (threadpoolctl) and
+`torch.set_num_threads` are both set to `--threads`, by default the BLAS pool's current size.
+On cuda, steps are bracketed by device synchronisation and the peak memory is that of the
+memory pools (CuPy's pool via a memory hook, `torch.cuda.max_memory_allocated`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import re
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from .workloads import WORKLOADS, Workload, ours_lib, torch_lib
+
+OVERHEAD_OPS = 2000  # ops per overhead sample
+
+
+# Devices, threads, clocks ------------------------------------------------------------------
+def _torch(device: str):
+    """torch, or None when it is missing or (on cuda) has no CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if device == "cuda" and not torch.cuda.is_available():
+        return None
+    return torch
+
+
+def set_threads(n: int | None) -> int:
+    """Give NumPy's BLAS and torch the same thread count; returns it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if n is None:
+        pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        n = max(pools) if pools else 1
+    threadpool_limits(n, user_api="blas")
+    torch = _torch("cpu")
+    if torch is not None:
+        torch.set_num_threads(n)
+    return n
+
+
+def _syncs(device: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(ours, torch) functions that wait for the device to finish queued work."""
+    if device == "cpu":
+        return (lambda: None), (lambda: None)
+    from engine.device import cupy
+
+    torch = _torch(device)
+    cp = cupy()
+    return cp.cuda.Device().synchronize, (torch.cuda.synchronize if torch else (lambda: None))
+
+
+CLOCK = time.perf_counter  # time.process_time with --cpu-time
+
+
+def _time(fn: Callable[[], None], sync: Callable[[], None]) -> float:
+    sync()
+    start = CLOCK()
+    fn()
+    sync()
+    return CLOCK() - start
+
+
+# Peak memory ---------------------------------------------------------------------------------
+def _proc_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"{field}:\s+(\d+) kB", f.read())
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the OS, so RSS growth counts this step's allocations."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_rss_mib(step: Callable[[], None]) -> float | None:
+    """Peak RSS during one step above the RSS before it (Linux: VmHWM reset via clear_refs)."""
+    _trim_heap()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    before = _proc_kib("VmRSS")
+    step()
+    peak = _proc_kib("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(peak - before, 0) / 1024
+
+
+def peak_cuda_mib(step: Callable[[], None], lib: str) -> float | None:
+    """Peak bytes held by the memory pool during one step, above what it held before."""
+    if lib == "torch":
+        torch = _torch("cuda")
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    from engine.device import cupy
+
+    cp = cupy()
+    try:
+        from cupy.cuda.memory_hook import MemoryHook
+    except ImportError:
+        return None
+
+    class Peak(MemoryHook):
+        name = "PeakHook"
+
+        def __init__(self):
+            self.now = self.peak = 0
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            self.now += mem_size
+            self.peak = max(self.peak, self.now)
+
+        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
+            self.now -= mem_size
+
+    hook = Peak()
+    cp.cuda.Device().synchronize()
+    with hook:
+        step()
+        cp.cuda.Device().synchronize()
+    return hook.peak / 2**20
+
+
+def _peak(step: Callable[[], None], device: str, lib: str) -> float | None:
+    return peak_rss_mib(step) if device == "cpu" else peak_cuda_mib(step, lib)
+
+
+# Timing ------------------------------------------------------------------------------------
+def bench_workload(w: Workload, device: str, builds: int, repeats: int, warmup: int) -> dict:
+    """Medians (s) of ours and torch over `builds` fresh models x `repeats` alternated steps."""
+    torch = _torch(device)
+    ours_sync, torch_sync = _syncs(device)
+    mine, theirs = [], []
+    for b in range(builds):
+        ours = w.build(ours_lib(device))
+        ref = w.build(torch_lib(device)) if torch else None
+        for _ in range(warmup):
+            ours()
+            if ref:
+                ref()
+        for r in range(repeats):
+            if ref and (b + r) % 2:
+                theirs.append(_time(ref, torch_sync))
+            mine.append(_time(ours, ours_sync))
+            if ref and not (b + r) % 2:
+                theirs.append(_time(ref, torch_sync))
+        if b == builds - 1:
+            mem = (_peak(ours, device, "ours"), _peak(ref, device, "torch") if ref else None)
+        del ours, ref
+    m = statistics.median(mine)
+    t = statistics.median(theirs) if theirs else None
+    return {"ours": m, "torch": t, "ratio": m / t if t else None, "mem": mem}
+
+
+def bench_overhead(device: str, samples: int = 7) -> dict:
+    """Seconds per `a * b` on 16 floats that require grad (the graph is recorded)."""
+    import engine
+
+    torch = _torch(device)
+    rng = np.random.default_rng(0)
+    a0, b0 = rng.standard_normal((2, 16)).astype(np.float32)
+    a = engine.tensor(a0, device=device, requires_grad=True)
+    b = engine.tensor(b0, device=device, requires_grad=True)
+    ours_sync, torch_sync = _syncs(device)
+
+    def loop(x, y):
+        def run():
+            for _ in range(OVERHEAD_OPS):
+                x * y
+
+        return run
+
+    ours = loop(a, b)
+    ref = None
+    if torch:
+        ta = torch.tensor(a0, device=device, requires_grad=True)
+        tb = torch.tensor(b0, device=device, requires_grad=True)
+        ref = loop(ta, tb)
+    mine, theirs = [], []
+    for i in range(samples + 1):
+        m = _time(ours, ours_sync) / OVERHEAD_OPS
+        t = _time(ref, torch_sync) / OVERHEAD_OPS if ref else None
+        if i:  # the first round is the warm-up
+            mine.append(m)
+            if t is not None:
+                theirs.append(t)
+    m = statistics.median(mine)
+    t = statistics.median(theirs) if theirs else None
+    return {"ours": m, "torch": t, "ratio": m / t if t else None}
+
+
+def gemm_rate(device: str, n: int = 1024, samples: int = 5) -> dict:
+    """float32 GEMM FLOP/s of our array library (NumPy / CuPy) and of torch, n x n x n."""
+    torch = _torch(device)
+    rng = np.random.default_rng(0)
+    a0, b0 = rng.standard_normal((2, n, n)).astype(np.float32)
+    ours_sync, torch_sync = _syncs(device)
+    if device == "cpu":
+        a, b = a0, b0
+        mm = np.matmul
+    else:
+        from engine.device import cupy
+
+        a, b = cupy().asarray(a0), cupy().asarray(b0)
+        mm = cupy().matmul
+    flops = 2.0 * n**3
+    ours = flops / min(_time(lambda: mm(a, b), ours_sync) for _ in range(samples))
+    ref = None
+    if torch:
+        ta, tb = torch.tensor(a0, device=device), torch.tensor(b0, device=device)
+        ref = flops / min(_time(lambda: torch.mm(ta, tb), torch_sync) for _ in range(samples))
+    return {"ours": ours, "torch": ref}
+
+
+# Report ------------------------------------------------------------------------------------
+def _fmt(value, spec: str, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}{spec}}"
+
+
+def print_table(rows: list, overhead: dict | None, rate: dict, header: str, mem_kind: str) -> None:
+    print(header)
+    gf = rate["ours"] / 1e9
+    tgf = _fmt(rate["torch"] and rate["torch"] / 1e9, ".1f", 0)
+    print(f"float32 GEMM 1024^3: ours {gf:.1f} GFLOP/s, torch {tgf.strip()} GFLOP/s")
+    print(
+        f"{'workload':<44}{'ours ms':>9}{'torch ms':>10}{'ratio':>7}{'floor ms':>10}"
+        f"{'ours MiB':>10}{'torch MiB':>10}"
+    )
+    for w, r in rows:
+        floor = w.flops / rate["ours"] * 1e3 if w.flops else None
+        print(
+            f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
+            f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
+            f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
+        )
+    if overhead:
+        print(
+            f"{'overhead: a*b, 16 floats, grad (us)':<44}{overhead['ours'] * 1e6:9.2f}"
+            f"{_fmt(overhead['torch'] and overhead['torch'] * 1e6, '.2f', 10)}"
+            f"{_fmt(overhead['ratio'], '.2f', 7)}"
+        )
+    print(f"memory: {mem_kind}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--repeats", type=int, default=None, help="timed steps per build")
+    p.add_argument("--builds", type=int, default=3, help="fresh models per workload")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per build")
+    p.add_argument("--only", default=None, help="comma-separated names: " + ",".join(
+        w.name for w in WORKLOADS) + ",overhead")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="BLAS and torch threads")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="process CPU time instead of wall time (steadier on a busy machine; "
+                   "use with --threads 1)")  # fmt: skip
+    args = p.parse_args(argv)
+    global CLOCK
+    if args.cpu_time:
+        if args.device != "cpu":
+            raise SystemExit("benchmarks.run: --cpu-time is for --device cpu")
+        CLOCK = time.process_time
+
+    import engine
+
+    if args.device == "cuda" and not engine.cuda.is_available():
+        raise SystemExit("benchmarks.run: --device cuda but no CUDA device is available")
+    names = None if args.only is None else set(args.only.split(","))
+    unknown = (names or set()) - {w.name for w in WORKLOADS} - {"overhead"}
+    if unknown:
+        raise SystemExit(f"benchmarks.run: unknown workload(s) {sorted(unknown)}")
+    threads = set_threads(args.threads)
+    repeats = args.repeats or (5 if args.device == "cpu" else 20)
+    torch = _torch(args.device)
+    engine.manual_seed(0)
+    if torch:
+        torch.manual_seed(0)
+
+    rate = gemm_rate(args.device)
+    rows = []
+    for w in WORKLOADS:
+        if names is None or w.name in names:
+            rows.append((w, bench_workload(w, args.device, args.builds, repeats, args.warmup)))
+    overhead = bench_overhead(args.device) if names is None or "overhead" in names else None
+
+    version = torch.__version__ if torch else "absent"
+    header = (
+        f"device={args.device} threads={threads} (BLAS and torch) builds={args.builds} "
+        f"repeats={repeats} warmup={args.warmup} torch={version} numpy={np.__version__} "
+        f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'}"
+    )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1):
+        header += f"\nwarning: load average {load:.1f} on {os.cpu_count()} cores; "
+        header += "wall times are noisy, consider --threads 1 --cpu-time"
+    mem_kind = (
+        "peak RSS during one step above the RSS before it (VmHWM reset, heap trimmed first)"
+        if args.device == "cpu"
+        else "peak bytes of each library's CUDA memory pool during one step"
+    )
+    print_table(rows, overhead, rate, header, mem_kind)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
