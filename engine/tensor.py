@@ -425,6 +425,7 @@ class Tensor:
         return self / other if self._records() else self.div_(other)
 
     def _compare(self, other, op):
+        """An elementwise op outside the graph (comparisons, %, //: no gradient)."""
         return Tensor._wrap(op(self.array, self._raw(other)), self._device)
 
     def __lt__(self, other):
@@ -444,6 +445,18 @@ class Tensor:
 
     def __ne__(self, other):  # type: ignore[override]
         return self._compare(other, lambda a, b: a != b)
+
+    def __mod__(self, other):
+        return self._compare(other, lambda a, b: a % b)
+
+    def __rmod__(self, other):
+        return self._compare(other, lambda a, b: b % a)
+
+    def __floordiv__(self, other):
+        return self._compare(other, lambda a, b: a // b)
+
+    def __rfloordiv__(self, other):
+        return self._compare(other, lambda a, b: b // a)
 
     def __invert__(self):
         return Tensor._wrap(~self.array, self._device)
