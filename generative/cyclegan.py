@@ -76,7 +76,9 @@ class CycleGAN(Trainer):
 
     Generators map images (N, C, H, W) in [0, 1] to images of the other domain; discriminators
     map images to one score per sample ((N,), (N, 1) or a patch map). Generators share one
-    Adam(lr, betas), discriminators another.
+    Adam(lr, betas), discriminators another. Where the true correspondence of some images is
+    known, `eval_data` = (a, b) with b the true translation of a records `test_mae_ab`, the
+    mean |G_ab(a) - b|, in the histories after every epoch.
     """
 
     preview_count = 16  # two blocks of 8: a row, G_ab(a) row, G_ba(G_ab(a)) row; same from b
@@ -93,6 +95,7 @@ class CycleGAN(Trainer):
         loss: str = "lsgan",
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        eval_data: tuple[Tensor, Tensor] | None = None,
         device: Any = "auto",
         seed: int | None = None,
         out_dir: str | os.PathLike | None = None,
@@ -119,6 +122,12 @@ class CycleGAN(Trainer):
         }
         self.preview_a: Tensor | None = None
         self.preview_b: Tensor | None = None
+        self.eval_data = None
+        if eval_data is not None:
+            a, b = eval_data
+            _check_images("eval A images", a)
+            _check_images("eval B images", b)
+            self.eval_data = (a.detach(), b.detach())
 
     # ---------------------------------------------------------------------------------------
     # Steps
@@ -224,6 +233,21 @@ class CycleGAN(Trainer):
         bottom = comparison_rows(b, ba, self.translate(ba, "ab"), self.preview_nrow)
         return engine.cat([top, bottom], dim=0)
 
+    def epoch_metrics(self) -> dict[str, float]:
+        if self.eval_data is None:
+            return {}
+        return {"test_mae_ab": self.evaluate(*self.eval_data)}
+
+    def evaluate(self, a: Tensor, b: Tensor, direction: str = "ab", batch_size: int = 512):
+        """Mean absolute error of G_ab(a) against `b` (`direction="ba"`: G_ba(a) against b)."""
+        total, count = 0.0, 0
+        for i in range(0, a.shape[0], batch_size):
+            target = b[i : i + batch_size].to(self.device)
+            out = self.translate(a[i : i + batch_size], direction)
+            total += (out - target).abs().sum().item()
+            count += math.prod(target.shape)
+        return total / max(count, 1)
+
     # ---------------------------------------------------------------------------------------
     # Checkpointing
 
@@ -295,12 +319,7 @@ def inverted_bags(dataset: TensorDataset, seed: int = 0) -> tuple[TensorDataset,
 
 def translation_error(model: CycleGAN, images: Tensor, batch_size: int = 512) -> float:
     """Mean absolute error of G_ab(images) against the true inversion 1 - images."""
-    total, count = 0.0, 0
-    for i in range(0, images.shape[0], batch_size):
-        x = images[i : i + batch_size].to(model.device)
-        total += (model.translate(x, "ab") - (1.0 - x)).abs().sum().item()
-        count += math.prod(x.shape)
-    return total / count
+    return model.evaluate(images, 1.0 - images, "ab", batch_size)
 
 
 def conv_translator(channels: int = 1, width: int = 32) -> nn.Module:
@@ -318,6 +337,7 @@ def conv_translator(channels: int = 1, width: int = 32) -> nn.Module:
 
 def build_cyclegan(
     dataset: str = "digits",
+    eval_data: tuple[Tensor, Tensor] | None = None,
     device: Any = "auto",
     seed: int | None = None,
     out_dir=None,
@@ -355,6 +375,7 @@ def build_cyclegan(
         loss=r["loss"],
         lr=r["lr"],
         betas=r["betas"],
+        eval_data=eval_data,
         device=device,
         out_dir=out_dir,
         progress=progress,

@@ -87,7 +87,8 @@ class Pix2Pix(Trainer):
     `generator(x)` maps inputs (N, C, H, W) to outputs (N, C', H, W) in [0, 1] (its randomness
     is its own: noise drawn in forward, or dropout); `discriminator(cat([x, y], 1))` returns one
     logit per pair, (N,) or (N, 1) (or a patch map (N, 1, h, w), averaged by the loss). Batches
-    are `(inputs, targets)`. Both networks are trained with Adam(lr, betas).
+    are `(inputs, targets)`. Both networks are trained with Adam(lr, betas). With `eval_data`
+    = (inputs, targets), e.g. test pairs, the histories record `test_l1` after every epoch.
     """
 
     preview_count = 24  # three blocks of 8 (inputs row, outputs row, targets row)
@@ -102,6 +103,7 @@ class Pix2Pix(Trainer):
         adversarial: bool = True,
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        eval_data: tuple[Tensor, Tensor] | None = None,
         device: Any = "auto",
         seed: int | None = None,
         out_dir: str | os.PathLike | None = None,
@@ -129,6 +131,12 @@ class Pix2Pix(Trainer):
         }
         self.preview_inputs: Tensor | None = None
         self.preview_targets: Tensor | None = None
+        self.eval_data = None
+        if eval_data is not None:
+            x, y = eval_data
+            _check_images("eval inputs", x)
+            _check_images("eval targets", y)
+            self.eval_data = (x.detach(), y.detach())
 
     # ---------------------------------------------------------------------------------------
     # Steps
@@ -228,6 +236,20 @@ class Pix2Pix(Trainer):
         out = self.translate(x)
         y = self.preview_targets if self.preview_targets is not None else out
         return comparison_rows(x, out, y, self.preview_nrow)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        if self.eval_data is None:
+            return {}
+        return {"test_l1": self.evaluate(*self.eval_data)}
+
+    def evaluate(self, inputs: Tensor, targets: Tensor, batch_size: int = 512) -> float:
+        """Mean absolute error of G(inputs) against `targets` (eval mode, no graph)."""
+        total, count = 0.0, 0
+        for i in range(0, inputs.shape[0], batch_size):
+            y = targets[i : i + batch_size].to(self.device)
+            total += (self.translate(inputs[i : i + batch_size]) - y).abs().sum().item()
+            count += math.prod(y.shape)
+        return total / max(count, 1)
 
     # ---------------------------------------------------------------------------------------
     # Checkpointing
@@ -356,6 +378,7 @@ def pair_discriminator(image_shape: tuple[int, ...] = (1, 8, 8), hidden: int = 2
 def build_pix2pix(
     dataset: str = "digits",
     adversarial: bool = True,
+    eval_data: tuple[Tensor, Tensor] | None = None,
     device: Any = "auto",
     seed: int | None = None,
     out_dir=None,
@@ -387,6 +410,7 @@ def build_pix2pix(
         adversarial=adversarial,
         lr=r["lr"],
         betas=r["betas"],
+        eval_data=eval_data,
         device=device,
         out_dir=out_dir,
         progress=progress,
