@@ -287,10 +287,11 @@ class Autoencoder(nn.Module):
     # State -----------------------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict, strict: bool = True):
         """As Module's, and a fitted latent Gaussian in `state_dict` is adopted."""
+        dtype = next(iter(self.parameters()), engine.zeros(0)).dtype
         for name in ("latent_loc", "latent_covariance"):
             if name in state_dict and getattr(self, name) is None:
-                value = state_dict[name]
-                self.register_buffer(name, engine.zeros(*value.shape, device=self.device))
+                shape = tuple(state_dict[name].shape)
+                self.register_buffer(name, engine.zeros(*shape, dtype=dtype, device=self.device))
         result = super().load_state_dict(state_dict, strict)
         self._latent_gaussian = None
         if self.latent_loc is not None:
