@@ -55,3 +55,10 @@ def add_common_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: in
     p.add_argument("--out", default=None, help="output directory (default runs/<task>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def update_json(path: Path, extra: dict) -> None:
+    """Merge `extra` into a JSON file written by a trainer (atomically)."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(extra)
+    write_json(path, data)

@@ -1,0 +1,34 @@
+"""`tensortape train gan|cgan` and `tensortape sample` end to end on tiny runs."""
+
+import json
+
+import pytest
+
+from tensortape.cli import main
+
+
+@pytest.mark.parametrize("task", ["gan", "cgan"])
+def test_gan_verbs_write_samples_metrics_checkpoint_and_sample(tmp_path, task):
+    out = tmp_path / task
+    main(["train", task, "--epochs", "2", "--device", "cpu", "--no-progress", "--out", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]["epoch"]) == 2
+    judge = metrics["judge"]
+    assert 1 <= judge["classes_covered"] <= 10 and judge["inception_score"] >= 1.0
+    if task == "cgan":
+        assert 0.0 <= judge["label_accuracy"] <= 1.0
+    assert (out / "samples.png").exists()
+
+    grid = tmp_path / "grid.png"
+    main(["sample", str(out / "checkpoint.npz"), "--n", "16", "--out", str(grid),
+          "--device", "cpu"])
+    assert grid.stat().st_size > 100
+
+
+def test_gan_resume_continues_to_the_requested_epochs(tmp_path):
+    out = tmp_path / "gan"
+    args = ["train", "gan", "--device", "cpu", "--no-progress", "--out", str(out)]
+    main(args + ["--epochs", "1"])
+    main(args + ["--epochs", "2", "--resume"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"]["epoch"] == [1, 2]
