@@ -16,7 +16,6 @@ import hashlib
 import math
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -27,6 +26,7 @@ from typing import Any
 import numpy
 
 from .device import device as _device
+from .files import atomic_write
 from .random import generator as _engine_generator
 from .tensor import Tensor, as_tensor
 
@@ -333,18 +333,13 @@ def _find(root: Path, name: str) -> Path | None:
 def download_url(url: str, dest: Path, md5: str, timeout: float = 10.0) -> None:
     """Download `url` to `dest` atomically, verifying its MD5; raises `OSError` on failure."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                out.write(block)
-        got = _md5(Path(tmp))
-        if got != md5:
-            raise OSError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    digest = hashlib.md5()
+    with atomic_write(dest) as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        for block in iter(lambda: resp.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+        if digest.hexdigest() != md5:  # raising here discards the temp file
+            raise OSError(f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {md5}")
 
 
 def _download_missing(root: Path, kind: str, missing: list[str], timeout: float) -> None:

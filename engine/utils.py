@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy
 
+from .files import atomic_write
 from .tensor import Tensor, as_tensor
 
 __all__ = ["make_grid", "save_image", "plot_curves"]
@@ -110,17 +110,8 @@ def _atomic_save(image, path: str | os.PathLike, format: str | None = None) -> N
 
     path = Path(path)
     fmt = format or Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        image.save(f, format=fmt)
 
 
 def save_image(

@@ -54,7 +54,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -63,6 +62,7 @@ from typing import Any
 
 import engine
 from engine import Tensor
+from engine.files import atomic_write
 
 __all__ = ["Trainer", "resolve_device", "frozen", "evaluating"]
 
@@ -126,15 +126,8 @@ def _float(value: Any) -> float:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 class Trainer:

@@ -24,7 +24,11 @@ import numpy
 import engine
 from engine.data import DataLoader, TensorDataset
 from generative.autoencoder import (
-    Autoencoder, AutoencoderTrainer, build_networks, encode_dataset, save_latent_plot,
+    Autoencoder,
+    AutoencoderTrainer,
+    build_networks,
+    encode_dataset,
+    save_latent_plot,
 )
 from generative.trainer import resolve_device
 from generative.vae import VAE
@@ -41,23 +45,38 @@ HELP = {
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     add_common_arguments(p, epochs=50, batch_size=64, lr=1e-3)
     p.add_argument("--latent-dim", type=int, default=8)
-    p.add_argument("--width", type=int, default=None,
-                   help="hidden units (mlp, default 128) or first conv channels (conv, default 32)")
+    p.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="hidden units (mlp, default 128) or first conv channels (conv, default 32)",
+    )
     if name == "ae":
         p.add_argument("--model", default="mlp", choices=["mlp", "conv"])
         p.add_argument("--loss", default="bce", choices=["bce", "mse"])
     else:
         p.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
-        p.add_argument("--no-binarize", action="store_true",
-                       help="keep grey levels with the Bernoulli likelihood (not a likelihood)")
-        p.add_argument("--iw-samples", type=int, default=100,
-                       help="k of the importance-weighted test NLL (0 to skip)")
+        p.add_argument(
+            "--no-binarize",
+            action="store_true",
+            help="keep grey levels with the Bernoulli likelihood (not a likelihood)",
+        )
+        p.add_argument(
+            "--iw-samples",
+            type=int,
+            default=100,
+            help="k of the importance-weighted test NLL (0 to skip)",
+        )
 
 
 def architecture(args) -> dict:
     """What `tensortape sample` needs to rebuild the model (stored in the checkpoint)."""
-    arch = {"model": "conv" if args.task == "conv-vae" else getattr(args, "model", "mlp"),
-            "latent_dim": args.latent_dim, "width": args.width, "dataset": args.dataset}
+    arch = {
+        "model": "conv" if args.task == "conv-vae" else getattr(args, "model", "mlp"),
+        "latent_dim": args.latent_dim,
+        "width": args.width,
+        "dataset": args.dataset,
+    }
     if args.task == "ae":
         arch["loss"] = args.loss
     else:
@@ -96,8 +115,15 @@ def run(args) -> dict:
     engine.manual_seed(args.seed)
     model = build_model(args.task, arch, in_shape)
     trainer = AutoencoderTrainer(
-        model, lr=args.lr, test_data=test_set, task=args.task, architecture=arch, device=device,
-        seed=args.seed, out_dir=out, progress=not args.no_progress,
+        model,
+        lr=args.lr,
+        test_data=test_set,
+        task=args.task,
+        architecture=arch,
+        device=device,
+        seed=args.seed,
+        out_dir=out,
+        progress=not args.no_progress,
     )
     loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, device=device)
     ckpt = out / "checkpoint.npz"
@@ -162,13 +188,18 @@ def write_pictures(trainer: AutoencoderTrainer, test_set: TensorDataset, out) ->
 
 
 def _print_summary(task: str, summary: dict, out) -> None:
-    parts = [f"{k} {summary[k]:.3f}" for k in ("test_neg_elbo", "test_iw_nll", "test_loss")
-             if k in summary]
+    parts = [
+        f"{k} {summary[k]:.3f}"
+        for k in ("test_neg_elbo", "test_iw_nll", "test_loss")
+        if k in summary
+    ]
     judge = summary.get("judge")
     if judge:
         parts.append(f"classes covered {judge['classes_covered']}")
-    print(f"{task}: {', '.join(parts)} -> {out}/metrics.json, samples.png, reconstructions.png, "
-          f"latent.png, checkpoint.npz")
+    print(
+        f"{task}: {', '.join(parts)} -> {out}/metrics.json, samples.png, reconstructions.png, "
+        f"latent.png, checkpoint.npz"
+    )
 
 
 def sample(checkpoint: str, args) -> None:
@@ -185,5 +216,5 @@ def sample(checkpoint: str, args) -> None:
     model.load_state_dict(state["modules"]["model"])
     engine.manual_seed(args.seed)
     images = model.sample(args.n)
-    save_image(images.cpu().clip(0.0, 1.0), args.out, nrow=max(1, round(args.n ** 0.5)))
+    save_image(images.cpu().clip(0.0, 1.0), args.out, nrow=max(1, round(args.n**0.5)))
     print(f"{args.n} samples from the {task} in {checkpoint} -> {args.out}")

@@ -99,7 +99,8 @@ def run(args) -> dict:
     sched = optimizers.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     penalties = [p for p in (regularizers.L1(args.l1) if args.l1 else None,
                              regularizers.L2(args.l2) if args.l2 else None) if p is not None]
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, device=device)
+    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed,
+                              device=device)
     test_loader = DataLoader(test_set, 512, device=device)
 
     history = {"train_loss": [], "test_loss": [], "test_accuracy": []}

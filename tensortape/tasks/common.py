@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import engine
+from engine.files import atomic_write
 
 
 def resolve_device(spec: str) -> str:
@@ -19,7 +20,7 @@ def resolve_device(spec: str) -> str:
 
 
 def load_dataset(name: str, data_dir: str = "data"):
-    """(train, test) TensorDatasets of float32 images in [0, 1] shaped (N, 1, H, W), int64 labels."""
+    """(train, test) TensorDatasets: float32 images in [0, 1], (N, 1, H, W); int64 labels."""
     from engine import data
 
     if name == "digits":
@@ -37,15 +38,16 @@ def output_dir(args, task: str) -> Path:
 
 def write_json(path: Path, obj) -> None:
     """Atomic JSON write (temp file + rename): a crash never leaves a torn metrics file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
 
 
-def add_common_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float) -> None:
+def add_common_arguments(
+    p: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float
+) -> None:
     """Options every training verb shares."""
     p.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion"],
-                   help="digits is embedded (offline); mnist/fashion read IDX files from --data-dir")
+                   help="digits is embedded (offline); mnist/fashion read IDX files")
     p.add_argument("--data-dir", default="data", help="where MNIST-style IDX files live")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)

@@ -1,4 +1,4 @@
-"""`tensortape train gan|cgan`: the default (conditional) GAN recipes; `sample` for their checkpoints.
+"""`tensortape train gan|cgan`: the default (conditional) GAN recipes, and `sample` for them.
 
 Writes OUT/samples.png (and samples/epoch_NNNN.png), OUT/metrics.json (loss histories plus the
 judge's verdict on 1,000 samples: classes covered, Inception-Score analogue, label accuracy for
