@@ -75,23 +75,37 @@ def torch_networks(arch: str, latent_dim: int, width: int):
 
     if arch == "mlp":
         enc = tnn.Sequential(
-            tnn.Flatten(), tnn.Linear(64, width), tnn.ReLU(), tnn.Linear(width, width),
-            tnn.ReLU(), tnn.Linear(width, 2 * latent_dim),
+            tnn.Flatten(),
+            tnn.Linear(64, width),
+            tnn.ReLU(),
+            tnn.Linear(width, width),
+            tnn.ReLU(),
+            tnn.Linear(width, 2 * latent_dim),
         )
         dec = tnn.Sequential(
-            tnn.Linear(latent_dim, width), tnn.ReLU(), tnn.Linear(width, width), tnn.ReLU(),
-            tnn.Linear(width, 64), tnn.Unflatten(1, (1, 8, 8)),
+            tnn.Linear(latent_dim, width),
+            tnn.ReLU(),
+            tnn.Linear(width, width),
+            tnn.ReLU(),
+            tnn.Linear(width, 64),
+            tnn.Unflatten(1, (1, 8, 8)),
         )
         return enc, dec
     c = width
     enc = tnn.Sequential(
-        tnn.Conv2d(1, c, 3, stride=2, padding=1), tnn.ReLU(),
-        tnn.Conv2d(c, 2 * c, 3, stride=2, padding=1), tnn.ReLU(),
-        tnn.Flatten(), tnn.Linear(2 * c * 2 * 2, 2 * latent_dim),
+        tnn.Conv2d(1, c, 3, stride=2, padding=1),
+        tnn.ReLU(),
+        tnn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+        tnn.ReLU(),
+        tnn.Flatten(),
+        tnn.Linear(2 * c * 2 * 2, 2 * latent_dim),
     )
     dec = tnn.Sequential(
-        tnn.Linear(latent_dim, 2 * c * 2 * 2), tnn.ReLU(), tnn.Unflatten(1, (2 * c, 2, 2)),
-        tnn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), tnn.ReLU(),
+        tnn.Linear(latent_dim, 2 * c * 2 * 2),
+        tnn.ReLU(),
+        tnn.Unflatten(1, (2 * c, 2, 2)),
+        tnn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1),
+        tnn.ReLU(),
         tnn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),
     )
     return enc, dec
@@ -116,9 +130,11 @@ def _torch_log_likelihood(enc, dec, x, latent_dim: int, k: int):
     eps = torch.randn(k, *mu.shape)
     z = mu + (0.5 * logvar).exp() * eps
     logits = dec(z.reshape(-1, latent_dim)).reshape(k, *x.shape)
-    log_px = -tF.binary_cross_entropy_with_logits(
-        logits, x.expand(k, *x.shape), reduction="none"
-    ).flatten(2).sum(2)
+    log_px = (
+        -tF.binary_cross_entropy_with_logits(logits, x.expand(k, *x.shape), reduction="none")
+        .flatten(2)
+        .sum(2)
+    )
     log_pz = -0.5 * (z * z + math.log(2 * math.pi)).sum(-1)
     log_qz = -0.5 * (eps * eps + logvar + math.log(2 * math.pi)).sum(-1)
     return torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(k)
@@ -164,8 +180,14 @@ def build_ours(recipe: dict):
     return VAE(enc, dec, latent, likelihood="bernoulli")
 
 
-def run_ours(recipe: dict, data, seed: int, epochs: int = EPOCHS, device: str = "cpu",
-             out_dir: str | None = None) -> dict:
+def run_ours(
+    recipe: dict,
+    data,
+    seed: int,
+    epochs: int = EPOCHS,
+    device: str = "cpu",
+    out_dir: str | None = None,
+) -> dict:
     """Train the recipe with `generative.VAE` + `AutoencoderTrainer`; the same numbers."""
     import engine  # noqa: PLC0415
     from engine.data import DataLoader, TensorDataset  # noqa: PLC0415
@@ -174,8 +196,9 @@ def run_ours(recipe: dict, data, seed: int, epochs: int = EPOCHS, device: str = 
     x_train, y_train, x_test, y_test = data
     engine.manual_seed(seed)
     vae = build_ours(recipe)
-    trainer = AutoencoderTrainer(vae, lr=LR, task="vae", device=device, seed=seed,
-                                 out_dir=out_dir, progress=False)
+    trainer = AutoencoderTrainer(
+        vae, lr=LR, task="vae", device=device, seed=seed, out_dir=out_dir, progress=False
+    )
     loader = DataLoader(TensorDataset(x_train, y_train), BATCH_SIZE, shuffle=True, seed=seed)
     start = time.perf_counter()
     trainer.train(loader, epochs)
@@ -183,8 +206,12 @@ def run_ours(recipe: dict, data, seed: int, epochs: int = EPOCHS, device: str = 
     test = TensorDataset(x_test, y_test)
     neg_elbo = vae.evaluate(test, samples=EVAL_DRAWS)["loss"]
     ll = vae.evaluate_log_likelihood(test, k=IW_SAMPLES)
-    return {"test_neg_elbo": neg_elbo, "test_iw_nll": -ll, "train_seconds": seconds,
-            "trainer": trainer}
+    return {
+        "test_neg_elbo": neg_elbo,
+        "test_iw_nll": -ll,
+        "train_seconds": seconds,
+        "trainer": trainer,
+    }
 
 
 # -------------------------------------------------------------------------------------------
@@ -202,14 +229,25 @@ def compare(models: list[str], seeds: list[int], epochs: int = EPOCHS) -> dict:
             ours = run_ours(recipe, data, seed, epochs)
             ours.pop("trainer")
             runs["ours"].append(ours)
-            print(f"{name} seed {seed}: torch {runs['torch'][-1]['test_neg_elbo']:.3f}  "
-                  f"ours {runs['ours'][-1]['test_neg_elbo']:.3f}", flush=True)
-        summary = {lib: {key: statistics.mean(r[key] for r in rs) for key in rs[0]}
-                   for lib, rs in runs.items()}
+            print(
+                f"{name} seed {seed}: torch {runs['torch'][-1]['test_neg_elbo']:.3f}  "
+                f"ours {runs['ours'][-1]['test_neg_elbo']:.3f}",
+                flush=True,
+            )
+        summary = {
+            lib: {key: statistics.mean(r[key] for r in rs) for key in rs[0]}
+            for lib, rs in runs.items()
+        }
         rel = summary["ours"]["test_neg_elbo"] / summary["torch"]["test_neg_elbo"] - 1.0
-        results[name] = {"recipe": recipe, "epochs": epochs, "seeds": seeds, "runs": runs,
-                         "mean": summary, "relative_difference": rel,
-                         "within_tolerance": abs(rel) <= TOLERANCE}
+        results[name] = {
+            "recipe": recipe,
+            "epochs": epochs,
+            "seeds": seeds,
+            "runs": runs,
+            "mean": summary,
+            "relative_difference": rel,
+            "within_tolerance": abs(rel) <= TOLERANCE,
+        }
     return results
 
 
@@ -218,11 +256,15 @@ def print_table(results: dict) -> None:
     for name, r in results.items():
         for lib in ("torch", "ours"):
             m = r["mean"][lib]
-            print(f"{name:10} {lib:10} {m['test_neg_elbo']:11.3f} {m['test_iw_nll']:12.3f} "
-                  f"{m['train_seconds']:8.1f}")
+            print(
+                f"{name:10} {lib:10} {m['test_neg_elbo']:11.3f} {m['test_iw_nll']:12.3f} "
+                f"{m['train_seconds']:8.1f}"
+            )
         verdict = "within" if r["within_tolerance"] else "OUTSIDE"
-        print(f"{'':10} ours/torch - 1 = {100 * r['relative_difference']:+.2f}% "
-              f"({verdict} {100 * TOLERANCE:.0f}%)")
+        print(
+            f"{'':10} ours/torch - 1 = {100 * r['relative_difference']:+.2f}% "
+            f"({verdict} {100 * TOLERANCE:.0f}%)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

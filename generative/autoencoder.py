@@ -33,8 +33,16 @@ from .distributions import MultivariateNormal
 from .trainer import Trainer, evaluating
 
 __all__ = [
-    "Autoencoder", "AutoencoderTrainer", "mlp_encoder", "mlp_decoder", "conv_encoder",
-    "conv_decoder", "build_networks", "pca_2d", "save_latent_plot", "encode_dataset",
+    "Autoencoder",
+    "AutoencoderTrainer",
+    "mlp_encoder",
+    "mlp_decoder",
+    "conv_encoder",
+    "conv_decoder",
+    "build_networks",
+    "pca_2d",
+    "save_latent_plot",
+    "encode_dataset",
 ]
 
 LOSSES = ("bce", "mse")
@@ -49,8 +57,10 @@ def mlp_encoder(in_shape: Sequence[int], out_features: int, hidden: int = 128) -
     n_in = math.prod(in_shape)
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(n_in, hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(n_in, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
         nn.Linear(hidden, out_features),
     )
 
@@ -58,8 +68,10 @@ def mlp_encoder(in_shape: Sequence[int], out_features: int, hidden: int = 128) -
 def mlp_decoder(latent_dim: int, out_shape: Sequence[int], hidden: int = 128) -> nn.Module:
     """Two ReLU hidden layers to prod(out_shape) outputs (logits or means), unflattened."""
     return nn.Sequential(
-        nn.Linear(latent_dim, hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(latent_dim, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
         nn.Linear(hidden, math.prod(out_shape)),
         nn.Unflatten(1, tuple(out_shape)),
     )
@@ -77,8 +89,10 @@ def conv_encoder(in_shape: Sequence[int], out_features: int, channels: int = 32)
     _check_conv_shape(in_shape)
     c, h, w = in_shape
     return nn.Sequential(
-        nn.Conv2d(c, channels, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, channels, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1),
+        nn.ReLU(),
         nn.Flatten(),
         nn.Linear(2 * channels * (h // 4) * (w // 4), out_features),
     )
@@ -89,26 +103,33 @@ def conv_decoder(latent_dim: int, out_shape: Sequence[int], channels: int = 32) 
     _check_conv_shape(out_shape)
     c, h, w = out_shape
     return nn.Sequential(
-        nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4)), nn.ReLU(),
+        nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4)),
+        nn.ReLU(),
         nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
-        nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1),
+        nn.ReLU(),
         nn.ConvTranspose2d(channels, c, 4, stride=2, padding=1),
     )
 
 
-def build_networks(arch: str, in_shape: Sequence[int], latent_dim: int, encoder_out: int,
-                   width: int | None = None) -> tuple[nn.Module, nn.Module]:
+def build_networks(
+    arch: str, in_shape: Sequence[int], latent_dim: int, encoder_out: int, width: int | None = None
+) -> tuple[nn.Module, nn.Module]:
     """(encoder, decoder) of `arch` "mlp" (width = hidden units, default 128) or "conv"
     (width = first conv's channels, default 32); the encoder has `encoder_out` outputs."""
     in_shape = tuple(int(s) for s in in_shape)
     if arch == "mlp":
         hidden = width or 128
-        return (mlp_encoder(in_shape, encoder_out, hidden),
-                mlp_decoder(latent_dim, in_shape, hidden))
+        return (
+            mlp_encoder(in_shape, encoder_out, hidden),
+            mlp_decoder(latent_dim, in_shape, hidden),
+        )
     if arch == "conv":
         channels = width or 32
-        return (conv_encoder(in_shape, encoder_out, channels),
-                conv_decoder(latent_dim, in_shape, channels))
+        return (
+            conv_encoder(in_shape, encoder_out, channels),
+            conv_decoder(latent_dim, in_shape, channels),
+        )
     raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
 
 
@@ -152,8 +173,13 @@ class Autoencoder(nn.Module):
     found on the first `fit_latent_gaussian` when not given.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, loss: str = "bce",
-                 latent_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        loss: str = "bce",
+        latent_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -176,7 +202,9 @@ class Autoencoder(nn.Module):
         """Latent codes (N, latent_dim)."""
         z = self.encoder(x)
         if z.ndim != 2:
-            raise ValueError(f"the encoder must output (N, latent_dim), got {z.shape} for {x.shape}")
+            raise ValueError(
+                f"the encoder must output (N, latent_dim), got {z.shape} for {x.shape}"
+            )
         return z
 
     def decoder_output(self, z: Tensor) -> Tensor:
@@ -316,12 +344,23 @@ def pca_2d(z: Any) -> numpy.ndarray:
     return a @ vt[:2].T
 
 
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+_PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 
 
-def save_latent_plot(z: Any, labels: Any, path: str | os.PathLike, size: int = 480,
-                     title: str = "latent space (PCA)") -> None:
+def save_latent_plot(
+    z: Any, labels: Any, path: str | os.PathLike, size: int = 480, title: str = "latent space (PCA)"
+) -> None:
     """Scatter of the 2-D PCA projection of codes `z`, one colour per class, as a PNG."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
@@ -341,7 +380,7 @@ def save_latent_plot(z: Any, labels: Any, path: str | os.PathLike, size: int = 4
     font = ImageFont.load_default()
     draw.text((margin, 8), title, fill="black", font=font)
     classes = numpy.unique(labels)
-    for (px, py), lab in zip(pix, labels):
+    for (px, py), lab in zip(pix, labels, strict=True):
         color = _PALETTE[int(numpy.searchsorted(classes, lab)) % len(_PALETTE)]
         draw.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=color)
     for i, lab in enumerate(classes):
@@ -367,10 +406,18 @@ class AutoencoderTrainer(Trainer):
     model; `task` names the CLI verb that trained it.
     """
 
-    def __init__(self, model: Autoencoder, lr: float = 1e-3, test_data: Any = None,
-                 task: str = "ae", architecture: dict | None = None, device: Any = "auto",
-                 seed: int | None = None, out_dir: str | os.PathLike | None = None,
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: Autoencoder,
+        lr: float = 1e-3,
+        test_data: Any = None,
+        task: str = "ae",
+        architecture: dict | None = None,
+        device: Any = "auto",
+        seed: int | None = None,
+        out_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> None:
         super().__init__(device=device, seed=seed, out_dir=out_dir, progress=progress)
         self.model = model.to(self.device)
         self.lr = lr

@@ -28,8 +28,15 @@ import optimizers
 from engine import Tensor
 
 __all__ = [
-    "LOG_2PI", "normal_log_prob", "kl_standard_normal", "kl_normal", "DiagonalNormal",
-    "GaussianHead", "PushforwardGenerator", "LatentGaussianGenerator", "MultivariateNormal",
+    "LOG_2PI",
+    "normal_log_prob",
+    "kl_standard_normal",
+    "kl_normal",
+    "DiagonalNormal",
+    "GaussianHead",
+    "PushforwardGenerator",
+    "LatentGaussianGenerator",
+    "MultivariateNormal",
     "naive_mse_generator",
 ]
 
@@ -128,8 +135,13 @@ class GaussianHead(nn.Module):
     network cannot drive its variance to zero and its likelihood to infinity.
     """
 
-    def __init__(self, in_features: int, out_features: int, min_logvar: float = -10.0,
-                 max_logvar: float = 10.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        min_logvar: float = -10.0,
+        max_logvar: float = 10.0,
+    ) -> None:
         super().__init__()
         if not min_logvar < max_logvar:
             raise ValueError(f"need min_logvar < max_logvar, got {min_logvar}, {max_logvar}")
@@ -155,8 +167,7 @@ class GaussianHead(nn.Module):
     def loss(self, h: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         """`F.gaussian_nll_loss(mean, target, var, full=True)`: the per-element NLL."""
         dist = self(h)
-        return F.gaussian_nll_loss(dist.mean, target, dist.variance, full=True,
-                                   reduction=reduction)
+        return F.gaussian_nll_loss(dist.mean, target, dist.variance, full=True, reduction=reduction)
 
     def extra_repr(self) -> str:
         return f"logvar in [{self.min_logvar}, {self.max_logvar}]"
@@ -227,7 +238,9 @@ class MultivariateNormal:
         try:
             chol = xp.linalg.cholesky(cov64)
         except Exception as e:  # numpy.linalg.LinAlgError; cupy returns NaNs instead
-            raise ValueError(f"MultivariateNormal: covariance is not positive definite ({e})")
+            raise ValueError(
+                f"MultivariateNormal: covariance is not positive definite ({e})"
+            ) from e
         if not bool(xp.isfinite(chol).all()):
             raise ValueError("MultivariateNormal: covariance is not positive definite")
         dtype = loc.dtype
@@ -247,8 +260,10 @@ class MultivariateNormal:
         mean = a.mean(axis=0)
         centred = a - mean
         cov = centred.T @ centred / a.shape[0] + eps * xp.eye(a.shape[1])
-        return cls(Tensor._wrap(mean.astype(x.dtype), x.device),
-                   Tensor._wrap(cov.astype(x.dtype), x.device))
+        return cls(
+            Tensor._wrap(mean.astype(x.dtype), x.device),
+            Tensor._wrap(cov.astype(x.dtype), x.device),
+        )
 
     @property
     def dim(self) -> int:
@@ -281,8 +296,15 @@ class MultivariateNormal:
 # Why a generator is not trained by regression
 
 
-def naive_mse_generator(data: Tensor, latent_dim: int = 2, hidden: int = 64, steps: int = 500,
-                        batch_size: int = 64, lr: float = 1e-3, n_samples: int = 256) -> dict:
+def naive_mse_generator(
+    data: Tensor,
+    latent_dim: int = 2,
+    hidden: int = 64,
+    steps: int = 500,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    n_samples: int = 256,
+) -> dict:
     """Train x = G(z) by MSE between G(z) and a *randomly paired* data point; report the collapse.
 
     z is independent of the data point it is paired with, so the MSE optimum is G(z) = E[x] for
@@ -293,7 +315,10 @@ def naive_mse_generator(data: Tensor, latent_dim: int = 2, hidden: int = 64, ste
     flat = data.detach().reshape(data.shape[0], -1)
     device, dim = flat.device, flat.shape[1]
     net = nn.Sequential(
-        nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(latent_dim, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
         nn.Linear(hidden, dim),
     ).to(device)
     opt = optimizers.Adam(net.parameters(), lr=lr)

@@ -39,14 +39,19 @@ class VAE(Autoencoder):
     pictures); `posterior(x)` the whole q(z | x).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int,
-                 likelihood: str = "bernoulli") -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, likelihood: str = "bernoulli"
+    ) -> None:
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
-        super().__init__(encoder, decoder, loss="bce" if likelihood == "bernoulli" else "mse",
-                         latent_dim=latent_dim)
+        super().__init__(
+            encoder,
+            decoder,
+            loss="bce" if likelihood == "bernoulli" else "mse",
+            latent_dim=latent_dim,
+        )
         self.likelihood = likelihood
         if likelihood == "gaussian":
             # log sigma^2 of p(x | z), shared by every pixel and learned with the rest.
@@ -108,7 +113,7 @@ class VAE(Autoencoder):
         return -self.elbo_terms(x)[0]
 
     def evaluate(self, data: Any, samples: int = 1) -> dict[str, float]:
-        """Mean negative ELBO ("loss"), "rec" and "kl" over `data`, averaged over `samples` draws."""
+        """Mean negative ELBO ("loss"), "rec" and "kl" over `data`, over `samples` draws each."""
         runs = [super(VAE, self).evaluate(data) for _ in range(samples)]
         return {k: sum(r[k] for r in runs) / samples for k in runs[0]}
 
@@ -164,8 +169,9 @@ class VAE(Autoencoder):
             return x + (0.5 * self.decoder_logvar).exp() * engine.randn_like(x)
 
     def fit_latent_gaussian(self, loader: Any, eps: float = 1e-5):
-        raise TypeError("a VAE samples from its prior N(0, I); fit_latent_gaussian is for "
-                        "plain autoencoders")
+        raise TypeError(
+            "a VAE samples from its prior N(0, I); fit_latent_gaussian is for plain autoencoders"
+        )
 
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"

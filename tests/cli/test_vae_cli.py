@@ -11,8 +11,14 @@ from PIL import Image
 import engine
 from tensortape.cli import main
 
-OUTPUTS = ("samples.png", "reconstructions.png", "interpolations.png", "latent.png",
-           "metrics.json", "checkpoint.npz")
+OUTPUTS = (
+    "samples.png",
+    "reconstructions.png",
+    "interpolations.png",
+    "latent.png",
+    "metrics.json",
+    "checkpoint.npz",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +28,22 @@ def judge_cache(tmp_path_factory, monkeypatch):
 
 
 def _train(task, out, *extra, device="cpu"):
-    argv = ["train", task, "--epochs", "1", "--batch-size", "128", "--device", device,
-            "--out", str(out), "--no-progress", "--latent-dim", "4", *extra]
+    argv = [
+        "train",
+        task,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--device",
+        device,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--latent-dim",
+        "4",
+        *extra,
+    ]
     assert main(argv) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -37,7 +57,8 @@ def test_vae_trains_writes_everything_and_samples(tmp_path, capsys):
     metrics = _train("vae", out, "--width", "32", "--iw-samples", "5")
     for name in OUTPUTS:
         assert (out / name).exists(), name
-    assert np.isfinite(metrics["test_neg_elbo"]) and 20.0 < metrics["test_neg_elbo"] < 64 * np.log(2)
+    # better than coin flips (64 log 2 nats), worse than a trained model
+    assert 20.0 < metrics["test_neg_elbo"] < 64 * np.log(2)
     assert metrics["test_iw_nll"] <= metrics["test_neg_elbo"] + 0.5
     assert metrics["config"]["binarize"] is True and metrics["epochs"] == 1
     assert len(metrics["history"]["test_neg_elbo"]) == 1
@@ -46,8 +67,21 @@ def test_vae_trains_writes_everything_and_samples(tmp_path, capsys):
     # reconstructions.png: 8 rows (images and reconstructions) of 8 digits, 8x8 + 2px padding
     assert _pixels(out / "reconstructions.png").shape == (82, 82)
     grid = tmp_path / "grid.png"
-    assert main(["sample", str(out / "checkpoint.npz"), "--n", "9", "--out", str(grid),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(out / "checkpoint.npz"),
+                "--n",
+                "9",
+                "--out",
+                str(grid),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     pixels = _pixels(grid)
     assert pixels.shape == (32, 32) and pixels.max() > 100  # 3x3 digits, not blank
 
@@ -60,17 +94,47 @@ def test_ae_conv_model_checkpoint_samples_from_its_latent_gaussian(tmp_path):
     assert state["task"] == "ae" and state["config"]["model"] == "conv"
     assert "latent_loc" in state["modules"]["model"]
     grid = tmp_path / "ae.png"
-    assert main(["sample", str(out / "checkpoint.npz"), "--n", "4", "--out", str(grid),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(out / "checkpoint.npz"),
+                "--n",
+                "4",
+                "--out",
+                str(grid),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert _pixels(grid).shape == (22, 22)
 
 
 def test_conv_vae_resume_continues_the_run(tmp_path):
     out = tmp_path / "cvae"
     _train("conv-vae", out, "--width", "4", "--iw-samples", "0")
-    argv = ["train", "conv-vae", "--epochs", "2", "--batch-size", "128", "--device", "cpu",
-            "--out", str(out), "--no-progress", "--latent-dim", "4", "--width", "4",
-            "--iw-samples", "0", "--resume"]
+    argv = [
+        "train",
+        "conv-vae",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--latent-dim",
+        "4",
+        "--width",
+        "4",
+        "--iw-samples",
+        "0",
+        "--resume",
+    ]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["history"]["epoch"] == [1, 2]
@@ -78,19 +142,32 @@ def test_conv_vae_resume_continues_the_run(tmp_path):
 
 
 def test_gaussian_likelihood_keeps_grey_levels(tmp_path):
-    metrics = _train("vae", tmp_path / "g", "--likelihood", "gaussian", "--width", "16",
-                     "--iw-samples", "3")
+    metrics = _train(
+        "vae", tmp_path / "g", "--likelihood", "gaussian", "--width", "16", "--iw-samples", "3"
+    )
     assert metrics["config"]["binarize"] is False
     assert np.isfinite(metrics["test_neg_elbo"]) and np.isfinite(metrics["test_iw_nll"])
 
 
 def test_train_and_sample_on_each_device(tmp_path, device):
-    metrics = _train("conv-vae", tmp_path / "d", "--width", "4", "--iw-samples", "2",
-                     device=device)
+    metrics = _train("conv-vae", tmp_path / "d", "--width", "4", "--iw-samples", "2", device=device)
     assert metrics["device"].startswith(device) and np.isfinite(metrics["test_neg_elbo"])
     grid = tmp_path / "d.png"
-    assert main(["sample", str(tmp_path / "d" / "checkpoint.npz"), "--n", "4", "--out",
-                 str(grid), "--device", device]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(tmp_path / "d" / "checkpoint.npz"),
+                "--n",
+                "4",
+                "--out",
+                str(grid),
+                "--device",
+                device,
+            ]
+        )
+        == 0
+    )
     assert grid.exists()
 
 

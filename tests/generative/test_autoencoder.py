@@ -12,7 +12,12 @@ import engine.functional as F
 import layers as nn
 from engine.data import DataLoader, TensorDataset
 from generative.autoencoder import (
-    Autoencoder, AutoencoderTrainer, build_networks, encode_dataset, pca_2d, save_latent_plot,
+    Autoencoder,
+    AutoencoderTrainer,
+    build_networks,
+    encode_dataset,
+    pca_2d,
+    save_latent_plot,
 )
 
 D, L = 6, 3
@@ -52,12 +57,14 @@ def test_fit_latent_gaussian_is_the_mle_of_the_codes(device):
     x = _x(500, device)
     a = model.encoder.weight.numpy()
     codes = x.numpy() @ a.T
-    loader = DataLoader(TensorDataset(x, engine.zeros(500, device=device)), 64, shuffle=True,
-                        seed=0)
+    loader = DataLoader(
+        TensorDataset(x, engine.zeros(500, device=device)), 64, shuffle=True, seed=0
+    )
     mvn = model.fit_latent_gaussian(loader, eps=0.0)
     np.testing.assert_allclose(mvn.loc.numpy(), codes.mean(0), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(mvn.covariance_matrix.numpy(), np.cov(codes.T, bias=True),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        mvn.covariance_matrix.numpy(), np.cov(codes.T, bias=True), rtol=1e-10, atol=1e-12
+    )
     assert model.latent_dim == L
     # a Tensor works as the data too, and gives the same fit
     again = model.fit_latent_gaussian(x, eps=0.0)
@@ -73,8 +80,11 @@ def test_sampling_decodes_draws_of_the_fitted_gaussian(device):
     samples = model.sample(7)
     assert samples.shape == (7, D) and samples.device == device and not samples.requires_grad
     zero = engine.zeros(1, L, dtype="float64", device=device)
-    np.testing.assert_allclose(model.generate(zero).numpy(),
-                               model.decode(mvn.loc.unsqueeze(0)).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        model.generate(zero).numpy(),
+        model.decode(mvn.loc.unsqueeze(0)).detach().numpy(),
+        rtol=1e-12,
+    )
 
 
 def test_latent_arithmetic_with_a_linear_encoder(device):
@@ -82,21 +92,25 @@ def test_latent_arithmetic_with_a_linear_encoder(device):
     a = model.encoder.weight.numpy()
     x_with, x_without, x = _x(40, device, 3), _x(30, device, 4), _x(5, device, 5)
     v = model.attribute_vector(x_with, x_without)
-    np.testing.assert_allclose(v.numpy(), (x_with.numpy().mean(0) - x_without.numpy().mean(0))
-                               @ a.T, rtol=1e-10)
+    np.testing.assert_allclose(
+        v.numpy(), (x_with.numpy().mean(0) - x_without.numpy().mean(0)) @ a.T, rtol=1e-10
+    )
     moved = model.apply_attribute(x, v, alpha=1.5)
     z = engine.tensor(x.numpy() @ a.T + 1.5 * v.numpy(), device=device)
     np.testing.assert_allclose(moved.numpy(), model.decode(z).detach().numpy(), rtol=1e-10)
-    np.testing.assert_allclose(model.apply_attribute(x, v, 0.0).numpy(),
-                               model.reconstruct(x).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        model.apply_attribute(x, v, 0.0).numpy(), model.reconstruct(x).detach().numpy(), rtol=1e-12
+    )
 
 
 def test_interpolate_endpoints_and_midpoint(device):
     engine.manual_seed(0)
     enc, dec = build_networks("mlp", (1, 4, 4), L, L, width=8)
     model = Autoencoder(enc, dec).double().to(device)
-    x0, x1 = (engine.tensor(np.random.default_rng(s).uniform(size=(2, 1, 4, 4)), device=device)
-              for s in (6, 7))
+    x0, x1 = (
+        engine.tensor(np.random.default_rng(s).uniform(size=(2, 1, 4, 4)), device=device)
+        for s in (6, 7)
+    )
     path = model.interpolate(x0, x1, steps=5)
     assert path.shape == (10, 1, 4, 4)
     rows = path.numpy().reshape(2, 5, 1, 4, 4)
@@ -136,7 +150,10 @@ def test_constructor_and_shape_errors():
 
 def _tiny_digits(n_train=192, n_test=64):
     train, test = engine.data.load_digits()
-    cut = lambda d, n: TensorDataset(d.tensors[0].numpy()[:n], d.tensors[1].numpy()[:n])  # noqa
+
+    def cut(d, n):
+        return TensorDataset(d.tensors[0].numpy()[:n], d.tensors[1].numpy()[:n])
+
     return cut(train, n_train), cut(test, n_test)
 
 
@@ -146,8 +163,17 @@ def test_trainer_reduces_the_loss_and_writes_its_outputs(arch, loss, device, tmp
     engine.manual_seed(0)
     enc, dec = build_networks(arch, (1, 8, 8), 4, 4, width=16 if arch == "mlp" else 4)
     model = Autoencoder(enc, dec, loss=loss)
-    trainer = AutoencoderTrainer(model, lr=1e-2, test_data=test, task="ae", device=device, seed=0,
-                                 out_dir=tmp_path, progress=False, architecture={"model": arch})
+    trainer = AutoencoderTrainer(
+        model,
+        lr=1e-2,
+        test_data=test,
+        task="ae",
+        device=device,
+        seed=0,
+        out_dir=tmp_path,
+        progress=False,
+        architecture={"model": arch},
+    )
     before = model.evaluate(test)["loss"]
     history = trainer.train(DataLoader(train, 32, shuffle=True, seed=0), 3)
     assert history["test_loss"][-1] < 0.8 * before
@@ -173,8 +199,9 @@ def test_latent_plot_draws_one_colour_per_class(device, tmp_path):
 
     model = linear_autoencoder(device)
     labels = np.repeat(np.arange(3), 20)
-    x = engine.tensor(np.random.default_rng(9).standard_normal((60, D)) + labels[:, None] * 3.0,
-                      device=device)
+    x = engine.tensor(
+        np.random.default_rng(9).standard_normal((60, D)) + labels[:, None] * 3.0, device=device
+    )
     codes, got = encode_dataset(model, TensorDataset(x, engine.tensor(labels)))
     np.testing.assert_array_equal(got.numpy(), labels)
     save_latent_plot(codes, got, tmp_path / "latent.png", size=200)

@@ -8,17 +8,23 @@ import math
 
 import numpy as np
 import pytest
+from helpers import check_gradients
 
 import engine
 import engine.functional as F
+import layers as nn
 import optimizers
 from generative.distributions import (
-    DiagonalNormal, GaussianHead, LatentGaussianGenerator, MultivariateNormal,
-    PushforwardGenerator, kl_normal, kl_standard_normal, naive_mse_generator, normal_log_prob,
+    DiagonalNormal,
+    GaussianHead,
+    LatentGaussianGenerator,
+    MultivariateNormal,
+    PushforwardGenerator,
+    kl_normal,
+    kl_standard_normal,
+    naive_mse_generator,
+    normal_log_prob,
 )
-from helpers import check_gradients
-
-import layers as nn
 
 
 def _t(a, device, dtype=np.float64, requires_grad=False):
@@ -53,15 +59,17 @@ def test_gaussian_nll_loss_matches_torch(shapes, full, reduction, device, torch)
     var.flat[0] = 1e-9  # below eps: clamped, and the gradient still flows (as in torch)
     ours = [_t(a, device, np.float32, True) for a in (mu, var)]
     theirs = [torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in (mu, var)]
-    out = F.gaussian_nll_loss(ours[0], _t(y, device, np.float32), ours[1], full=full,
-                              reduction=reduction)
-    ref = torch.nn.functional.gaussian_nll_loss(theirs[0], torch.tensor(y, dtype=torch.float32),
-                                                theirs[1], full=full, reduction=reduction)
+    out = F.gaussian_nll_loss(
+        ours[0], _t(y, device, np.float32), ours[1], full=full, reduction=reduction
+    )
+    ref = torch.nn.functional.gaussian_nll_loss(
+        theirs[0], torch.tensor(y, dtype=torch.float32), theirs[1], full=full, reduction=reduction
+    )
     np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-5, atol=1e-5)
     cot = rng.standard_normal(ref.shape)
     out.backward(_t(cot, device, np.float32))
     ref.backward(torch.tensor(cot, dtype=torch.float32))
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
@@ -69,12 +77,14 @@ def test_gaussian_nll_loss_float64_reference_and_gradcheck(device):
     rng = np.random.default_rng(1)
     mu, y = rng.standard_normal((2, 3, 5))
     var = rng.uniform(0.2, 2.0, (3, 5))
-    out = F.gaussian_nll_loss(_t(mu, device), _t(y, device), _t(var, device), full=True,
-                              reduction="sum")
+    out = F.gaussian_nll_loss(
+        _t(mu, device), _t(y, device), _t(var, device), full=True, reduction="sum"
+    )
     assert out.item() == pytest.approx(-_ref_log_normal(y, mu, var).sum(), rel=1e-12)
     check_gradients(
         lambda m, v: F.gaussian_nll_loss(m, _t(y, device), v * v + 0.1, full=True),
-        [mu, var], device=device,
+        [mu, var],
+        device=device,
     )
 
 
@@ -118,14 +128,20 @@ def test_diagonal_normal_matches_torch_distributions(device, torch):
         torch.distributions.Normal(torch.tensor(mean), torch.tensor(np.exp(0.5 * logvar))), 1
     )
     prior = torch.distributions.Independent(
-        torch.distributions.Normal(torch.zeros(5, 3, dtype=torch.float64),
-                                   torch.ones(5, 3, dtype=torch.float64)), 1
+        torch.distributions.Normal(
+            torch.zeros(5, 3, dtype=torch.float64), torch.ones(5, 3, dtype=torch.float64)
+        ),
+        1,
     )
-    np.testing.assert_allclose(q.log_prob(_t(x, device)).numpy(),
-                               ref.log_prob(torch.tensor(x)).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        q.log_prob(_t(x, device)).numpy(), ref.log_prob(torch.tensor(x)).numpy(), rtol=1e-12
+    )
     np.testing.assert_allclose(q.entropy().numpy(), ref.entropy().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(q.kl_standard_normal().numpy(),
-                               torch.distributions.kl_divergence(ref, prior).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        q.kl_standard_normal().numpy(),
+        torch.distributions.kl_divergence(ref, prior).numpy(),
+        rtol=1e-10,
+    )
     assert q.log_prob(_t(x, device)).shape == (5,)
 
 
@@ -219,19 +235,22 @@ def test_multivariate_normal_log_prob_against_float64_and_torch(device, torch):
     x = rng.standard_normal((6, 4))
     mvn = MultivariateNormal(_t(loc, device), _t(cov, device))
     ref = torch.distributions.MultivariateNormal(torch.tensor(loc), torch.tensor(cov))
-    np.testing.assert_allclose(mvn.log_prob(_t(x, device)).numpy(),
-                               ref.log_prob(torch.tensor(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        mvn.log_prob(_t(x, device)).numpy(), ref.log_prob(torch.tensor(x)).numpy(), rtol=1e-10
+    )
     d = x - loc
-    explicit = -0.5 * (np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
-                       + np.linalg.slogdet(2 * np.pi * cov)[1])
+    explicit = -0.5 * (
+        np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) + np.linalg.slogdet(2 * np.pi * cov)[1]
+    )
     np.testing.assert_allclose(mvn.log_prob(_t(x, device)).numpy(), explicit, rtol=1e-10)
     check_gradients(lambda v: mvn.log_prob(v), [x], device=device)
 
 
 def test_multivariate_normal_errors(device):
     with pytest.raises(ValueError, match="positive definite"):
-        MultivariateNormal(engine.zeros(2, device=device),
-                           _t([[1.0, 2.0], [2.0, 1.0]], device, np.float32))
+        MultivariateNormal(
+            engine.zeros(2, device=device), _t([[1.0, 2.0], [2.0, 1.0]], device, np.float32)
+        )
     with pytest.raises(ValueError, match=r"\(3,\).*\(2, 2\)"):
         MultivariateNormal(engine.zeros(3), engine.eye(2))
     with pytest.raises(ValueError, match="N >= 2"):

@@ -8,13 +8,13 @@ import math
 
 import numpy as np
 import pytest
+from helpers import check_gradients
 
 import engine
 import layers as nn
 from engine.data import DataLoader, TensorDataset
 from generative.autoencoder import AutoencoderTrainer, build_networks
 from generative.vae import VAE
-from helpers import check_gradients
 
 D, L = 3, 2  # data and latent dimensions of the linear-Gaussian model
 
@@ -52,8 +52,9 @@ def linear_gaussian_vae(device, exact_posterior: bool = True, s2: float = 0.5):
 def exact_log_px(x: np.ndarray, w, b, s2) -> np.ndarray:
     cov = w @ w.T + s2 * np.eye(D)
     d = x - b
-    return -0.5 * (np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
-                   + np.linalg.slogdet(2 * np.pi * cov)[1])
+    return -0.5 * (
+        np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) + np.linalg.slogdet(2 * np.pi * cov)[1]
+    )
 
 
 def closed_form_elbo(vae, x: np.ndarray, w, b, s2) -> np.ndarray:
@@ -99,7 +100,8 @@ def test_kl_and_elbo_against_closed_forms(device):
     x = _data(4)
     elbo_ref, kl_ref = closed_form_elbo(vae, x, w, b, s2)
     np.testing.assert_allclose(
-        vae.posterior(engine.tensor(x, device=device)).kl_standard_normal().numpy(), kl_ref,
+        vae.posterior(engine.tensor(x, device=device)).kl_standard_normal().numpy(),
+        kl_ref,
         rtol=1e-12,
     )
     # Monte-Carlo mean of the one-sample ELBO over 20,000 draws per point
@@ -119,8 +121,9 @@ def test_importance_weighted_estimate_is_above_the_elbo_and_tightens_with_k(devi
     elbo_ref, _ = closed_form_elbo(vae, x, w, b, s2)
     xt = engine.tensor(np.repeat(x, 200, axis=0), device=device)  # average 200 estimates
     engine.manual_seed(2)
-    means = {k: vae.log_likelihood(xt, k=k).numpy().reshape(3, 200).mean(1)
-             for k in (1, 10, 100, 1000)}
+    means = {
+        k: vae.log_likelihood(xt, k=k).numpy().reshape(3, 200).mean(1) for k in (1, 10, 100, 1000)
+    }
     np.testing.assert_allclose(means[1], elbo_ref, atol=0.15)  # k = 1 is the ELBO
     for small, large in ((1, 10), (10, 100), (100, 1000)):
         assert (means[large] > means[small]).all(), (small, large, means)
@@ -135,15 +138,17 @@ def test_bernoulli_elbo_closed_form_with_a_constant_decoder(device, torch):
     dec_b = rng.standard_normal(6)
     vae = VAE(_linear(enc_w, enc_b), _linear(np.zeros((6, L)), dec_b), L).double().to(device)
     x = (rng.uniform(size=(4, 6)) < 0.5).astype(np.float64)
-    log_px = (x * np.log(1 / (1 + np.exp(-dec_b))) + (1 - x) * np.log(1 / (1 + np.exp(dec_b))))
+    log_px = x * np.log(1 / (1 + np.exp(-dec_b))) + (1 - x) * np.log(1 / (1 + np.exp(dec_b)))
     h = x @ enc_w.T + enc_b
     mu, logvar = h[:, :L], h[:, L:]
     kl = 0.5 * (np.exp(logvar) + mu**2 - 1 - logvar).sum(1)
     engine.manual_seed(0)
-    np.testing.assert_allclose(vae.elbo(engine.tensor(x, device=device)).numpy(),
-                               log_px.sum(1) - kl, rtol=1e-12)
+    np.testing.assert_allclose(
+        vae.elbo(engine.tensor(x, device=device)).numpy(), log_px.sum(1) - kl, rtol=1e-12
+    )
     ref = -torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.tensor(np.broadcast_to(dec_b, x.shape)), torch.tensor(x), reduction="sum")
+        torch.tensor(np.broadcast_to(dec_b, x.shape)), torch.tensor(x), reduction="sum"
+    )
     assert log_px.sum() == pytest.approx(ref.item(), rel=1e-12)
 
 
@@ -200,9 +205,11 @@ def test_errors_name_the_shapes():
 
 def _tiny_digits(n_train=192, n_test=64):
     train, test = engine.data.load_digits()
-    binar = lambda d, n: TensorDataset(  # noqa: E731
-        (d.tensors[0].numpy()[:n] > 0.5).astype(np.float32), d.tensors[1].numpy()[:n]
-    )
+
+    def binar(d, n):
+        x = (d.tensors[0].numpy()[:n] > 0.5).astype(np.float32)
+        return TensorDataset(x, d.tensors[1].numpy()[:n])
+
     return binar(train, n_train), binar(test, n_test)
 
 
@@ -211,15 +218,26 @@ def _trainer(arch, device, out_dir=None, width=None, likelihood="bernoulli", lr=
     enc, dec = build_networks(arch, (1, 8, 8), 4, 8, width=width)
     vae = VAE(enc, dec, 4, likelihood=likelihood)
     _, test = _tiny_digits()
-    return AutoencoderTrainer(vae, lr=lr, test_data=test, task="vae", device=device, seed=0,
-                              out_dir=out_dir, progress=False)
+    return AutoencoderTrainer(
+        vae,
+        lr=lr,
+        test_data=test,
+        task="vae",
+        device=device,
+        seed=0,
+        out_dir=out_dir,
+        progress=False,
+    )
 
 
-@pytest.mark.parametrize("arch,width,likelihood",
-                         [("mlp", 32, "bernoulli"), ("mlp", 32, "gaussian"), ("conv", 4, "bernoulli")])
+@pytest.mark.parametrize(
+    "arch,width,likelihood",
+    [("mlp", 32, "bernoulli"), ("mlp", 32, "gaussian"), ("conv", 4, "bernoulli")],
+)
 def test_short_training_run_reduces_the_test_negative_elbo(arch, width, likelihood, device):
-    trainer = _trainer(arch, device, width=width, likelihood=likelihood,
-                       lr=1e-2 if arch == "conv" else 3e-3)
+    trainer = _trainer(
+        arch, device, width=width, likelihood=likelihood, lr=1e-2 if arch == "conv" else 3e-3
+    )
     train, test = _tiny_digits()
     before = trainer.model.evaluate(test, samples=3)["loss"]
     history = trainer.train(DataLoader(train, 32, shuffle=True, seed=0), 3)
@@ -240,12 +258,14 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path):
 
     resumed = _trainer("mlp", "cpu", width=16)
     resumed.load_checkpoint(tmp_path / "checkpoint.npz")
-    for (name, a), (_, b) in zip(first.model.state_dict().items(),
-                                 resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        first.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     resumed.train(DataLoader(train, 32, shuffle=True, seed=0), 2)
-    for (name, a), (_, b) in zip(full.model.state_dict().items(),
-                                 resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     assert resumed.history["test_neg_elbo"] == full.history["test_neg_elbo"]
 
