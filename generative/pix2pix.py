@@ -431,6 +431,8 @@ def sharpness(images: Any, rows: slice | None = None) -> dict[str, float]:
         raise ValueError(f"sharpness expects images (N, C, H, W), got shape {x.shape}")
     if rows is not None:
         x = x[:, :, rows, :]
+    if x.shape[0] == 0 or x.shape[2] < 3 or x.shape[3] < 3:
+        raise ValueError(f"sharpness needs images of at least 3x3 pixels, got shape {x.shape}")
     dy = numpy.abs(numpy.diff(x, axis=2)).mean()
     dx = numpy.abs(numpy.diff(x, axis=3)).mean()
     lap = (
