@@ -20,6 +20,13 @@ def _shape_arg(shape) -> tuple:
     return tuple(int(s) for s in shape)
 
 
+def _view_of(out: Tensor, x: Tensor) -> Tensor:
+    """`out` shares `x`'s memory: give it `x`'s version counter (as PyTorch's views), so an
+    in-place change through either one is caught by any backward that saved the other."""
+    out._version = x._version
+    return out
+
+
 class Reshape(Function):
     saves_inputs = False
 
@@ -43,7 +50,7 @@ def reshape(x: Tensor, *shape) -> Tensor:
     except ValueError:
         raise RuntimeError(f"shape {list(shape)} is invalid for input of size {x.array.size} "
                            f"(shape {x.shape})") from None
-    return Reshape(shape)(x)
+    return _view_of(Reshape(shape)(x), x)
 
 
 view = reshape
@@ -94,7 +101,7 @@ def permute(x: Tensor, *dims) -> Tensor:
     axes = tuple(_norm_dim(d, x.ndim) for d in dims)
     if axes == tuple(range(x.ndim)):
         return x
-    return Permute(axes)(x)
+    return _view_of(Permute(axes)(x), x)
 
 
 def transpose(x: Tensor, dim0: int = 0, dim1: int = 1) -> Tensor:
@@ -132,7 +139,7 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
         numpy.broadcast_shapes(x.shape, shape)
     except ValueError:
         raise RuntimeError(f"cannot expand a tensor of shape {x.shape} to {shape}") from None
-    return BroadcastTo(shape)(x)
+    return _view_of(BroadcastTo(shape)(x), x)
 
 
 def expand(x: Tensor, *sizes) -> Tensor:
@@ -237,7 +244,8 @@ def getitem(x: Tensor, index) -> Tensor:
     idx = _index_arrays(index)
     if x.device.type == "cuda":
         idx = _to_device_index(idx, x.xp)
-    return GetItem(idx)(x)
+    out = GetItem(idx)(x)
+    return _view_of(out, x) if _is_basic(idx) else out
 
 
 def _to_device_index(idx, xp):
@@ -320,7 +328,7 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0):
             raise RuntimeError(f"split sizes {sizes} do not sum to the dimension's size {n}")
     if len(sizes) == 1:
         return (x,)
-    return Split(sizes, d)(x)
+    return tuple(_view_of(p, x) for p in Split(sizes, d)(x))
 
 
 def chunk(x: Tensor, chunks: int, dim: int = 0):

@@ -365,6 +365,31 @@ def test_inplace_through_detached_alias_is_caught(device):
         y.sum().backward()
 
 
+def test_inplace_on_base_is_seen_through_views(device):
+    w = leaf([1.0, 1.0], device)
+    x = engine.tensor([1.0, 2.0, 3.0, 4.0], device=device)
+    h = x.reshape(2, 2).T[0]  # a view of x's memory
+    y = (h * w).sum()
+    x.mul_(2)  # changes h's values too
+    with pytest.raises(RuntimeError, match="in-place operation: input 0 of Mul"):
+        y.backward()
+    v = x[1:3]
+    z = (v * w).sum()
+    x[[0]] = 5.0  # outside v, but tracked per tensor (as PyTorch): still flagged
+    with pytest.raises(RuntimeError, match="in-place"):
+        z.backward()
+
+
+def test_advanced_indexing_copies_and_keeps_its_own_counter(device):
+    w = leaf([1.0, 1.0], device)
+    x = engine.tensor([1.0, 2.0, 3.0], device=device)
+    h = x[[0, 2]]
+    y = (h * w).sum()
+    x.mul_(2)
+    y.backward()
+    assert w.grad.tolist() == [1.0, 3.0]
+
+
 def test_inplace_on_unneeded_input_is_fine(device):
     # Add's backward does not read its inputs, so changing them afterwards is harmless.
     x = leaf([1.0, 2.0], device)
