@@ -65,6 +65,7 @@ CYCLEGAN_RECIPES: dict[str, dict[str, Any]] = {
         epochs=20,
     ),
 }
+# 28x28: strided-conv discriminators of `hidden` channels; untuned (no MNIST files offline).
 CYCLEGAN_RECIPES["mnist"] = {**CYCLEGAN_RECIPES["digits"], "width": 32, "hidden": 32, "epochs": 3}
 CYCLEGAN_RECIPES["fashion"] = CYCLEGAN_RECIPES["mnist"]
 
