@@ -230,8 +230,8 @@ class CycleGAN(Trainer):
             raise RuntimeError("CycleGAN.preview needs images: call set_preview(a, b) first")
         a, b = self.preview_a, self.preview_b
         ab, ba = self.translate(a, "ab"), self.translate(b, "ba")
-        top = comparison_rows(a, ab, self.translate(ab, "ba"), self.preview_nrow)
-        bottom = comparison_rows(b, ba, self.translate(ba, "ab"), self.preview_nrow)
+        top = comparison_rows(a, ab, self.translate(ab, "ba"), nrow=self.preview_nrow)
+        bottom = comparison_rows(b, ba, self.translate(ba, "ab"), nrow=self.preview_nrow)
         return engine.cat([top, bottom], dim=0)
 
     def epoch_metrics(self) -> dict[str, float]:

@@ -236,7 +236,7 @@ class Pix2Pix(Trainer):
         x = self.preview_inputs
         out = self.translate(x)
         y = self.preview_targets if self.preview_targets is not None else out
-        return comparison_rows(x, out, y, self.preview_nrow)
+        return comparison_rows(x, out, y, nrow=self.preview_nrow)
 
     def epoch_metrics(self) -> dict[str, float]:
         if self.eval_data is None:
@@ -285,8 +285,6 @@ def comparison_rows(*rows: Tensor, nrow: int = 8) -> Tensor:
     With `save_image(out, nrow=nrow)` each block shows the k-th `nrow` images of every batch
     one under the other (e.g. inputs / outputs / targets). Channels are repeated to the widest.
     """
-    if isinstance(rows[-1], int):  # comparison_rows(x, out, y, 8)
-        *rows, nrow = rows
     c = max(r.shape[1] for r in rows)
     rows = [r if r.shape[1] == c else engine.cat([r] * c, dim=1) for r in rows]
     n = rows[0].shape[0] - rows[0].shape[0] % nrow

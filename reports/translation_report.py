@@ -98,7 +98,7 @@ def run_cyclegan(train, test, args) -> dict:
     a = x[:16]
     ab = model.translate(a, "ab").cpu()
     back = model.translate(ab, "ba").cpu()
-    grid = comparison_rows(a, ab, 1.0 - a, back, 8)
+    grid = comparison_rows(a, ab, 1.0 - a, back, nrow=8)
     save_image(grid, args.out / "cyclegan_translation.png", nrow=8)
     return {
         "model": "CycleGAN (ours)",
@@ -313,7 +313,11 @@ def main(argv: list[str] | None = None) -> dict:
     base, base_out = run_pix2pix(train, test, args, adversarial=False)
     completion = [real, base, p2p]
     grid = comparison_rows(
-        mask_lower(x[:24]), engine.tensor(base_out[:24]), engine.tensor(p2p_out[:24]), x[:24], 8
+        mask_lower(x[:24]),
+        engine.tensor(base_out[:24]),
+        engine.tensor(p2p_out[:24]),
+        x[:24],
+        nrow=8,
     )
     save_image(grid, args.out / "pix2pix_completions.png", nrow=8)
     cycle = [run_cyclegan(train, test, args)]

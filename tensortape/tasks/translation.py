@@ -192,10 +192,10 @@ def sample(checkpoint: str, args) -> None:
     x = _sample_inputs(model, task, meta, args.n)
     engine.manual_seed(args.seed)
     if task == "pix2pix":
-        grid = comparison_rows(mask_lower(x), model.translate(mask_lower(x)), x, 8)
+        grid = comparison_rows(mask_lower(x), model.translate(mask_lower(x)), x, nrow=8)
     else:
         ab = model.translate(x, "ab")
-        grid = comparison_rows(x, ab, model.translate(ab, "ba"), 8)
+        grid = comparison_rows(x, ab, model.translate(ab, "ba"), nrow=8)
     save_image(grid.cpu().clip(0.0, 1.0), args.out, nrow=8)
     print(f"{args.n} {task} translations from {checkpoint} -> {args.out}")
 

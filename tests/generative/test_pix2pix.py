@@ -226,7 +226,7 @@ def test_completion_metrics_measure_only_the_masked_rows():
 def test_comparison_rows_interleaves_blocks():
     a = engine.tensor(numpy.arange(4, dtype=numpy.float32).reshape(4, 1, 1, 1))
     b = a + 10.0
-    out = comparison_rows(a, b, 2).numpy().ravel()
+    out = comparison_rows(a, b, nrow=2).numpy().ravel()
     numpy.testing.assert_array_equal(out, [0, 1, 10, 11, 2, 3, 12, 13])
 
 
