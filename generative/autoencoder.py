@@ -336,7 +336,7 @@ class Autoencoder(nn.Module):
 
 def pca_2d(z: Any) -> numpy.ndarray:
     """Rows of z projected on their first two principal components (host float64 (N, 2))."""
-    a = numpy.asarray(z.numpy() if isinstance(z, Tensor) else z, dtype=numpy.float64)
+    a = numpy.asarray(z.detach().cpu().numpy() if isinstance(z, Tensor) else z, dtype=numpy.float64)
     a = a.reshape(a.shape[0], -1) - a.mean(axis=0)
     if a.shape[1] == 1:
         return numpy.concatenate([a, numpy.zeros_like(a)], axis=1)
@@ -367,7 +367,7 @@ def save_latent_plot(
     xy = pca_2d(z)
     if labels is None:
         labels = numpy.zeros(len(xy), dtype=numpy.int64)
-    labels = numpy.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
+    labels = numpy.asarray(labels.cpu().numpy() if isinstance(labels, Tensor) else labels)
     if labels.shape != (len(xy),):
         raise ValueError(f"save_latent_plot: {len(xy)} codes but labels of shape {labels.shape}")
     margin, legend = 30, 60
