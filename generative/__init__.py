@@ -8,9 +8,11 @@
 """
 
 from .cgan import ConditionalGAN
+from .cyclegan import CycleGAN, UnpairedLoader, build_cyclegan
 from .gan import GAN
 from .judge import Judge, load_judge
 from .models import build_cgan, build_gan
+from .pix2pix import Pix2Pix, build_pix2pix
 from .trainer import Trainer, evaluating, frozen, resolve_device
 
 __all__ = [
@@ -21,6 +23,11 @@ __all__ = [
     "load_judge",
     "build_gan",
     "build_cgan",
+    "Pix2Pix",
+    "build_pix2pix",
+    "CycleGAN",
+    "UnpairedLoader",
+    "build_cyclegan",
     "frozen",
     "evaluating",
     "resolve_device",
