@@ -9,9 +9,9 @@ import weakref
 
 import numpy as np
 import pytest
+from helpers import assert_close, check_gradients, requires_torch, torch
 
 import engine
-from tests.helpers import assert_close, check_gradients, requires_torch, torch
 
 
 def leaf(data, device, dtype=np.float32):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import helper_test_op, requires_torch, torch
 
 import engine
 import engine.functional as F
-from tests.helpers import helper_test_op, requires_torch, torch
 
 
 def Fof(x):

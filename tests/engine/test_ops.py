@@ -11,9 +11,9 @@ import operator
 
 import numpy as np
 import pytest
+from helpers import helper_test_op, requires_torch, torch
 
 import engine
-from tests.helpers import helper_test_op, requires_torch, torch
 
 
 def lib(x):

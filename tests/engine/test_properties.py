@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close, requires_torch, torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import broadcastable_shapes, mutually_broadcastable_shapes
 
 import engine
-from tests.helpers import assert_close, requires_torch, torch
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import requires_torch, torch
 
 import engine
-from tests.helpers import requires_torch, torch
 
 
 # Creation and dtypes --------------------------------------------------------------------------
