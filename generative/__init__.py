@@ -5,15 +5,19 @@
 - `GAN`, `ConditionalGAN`: adversarial training with BCE, hinge or WGAN-GP losses.
 - `models`: default generator/discriminator recipes (`build_gan`, `build_cgan`).
 - `judge`: the digits classifier that scores generated digits (`load_judge`).
+- `Autoencoder`, `VAE`, `AutoencoderTrainer`; `distributions`: `GaussianHead`, `MultivariateNormal`.
 """
 
+from .autoencoder import Autoencoder, AutoencoderTrainer
 from .cgan import ConditionalGAN
 from .cyclegan import CycleGAN, UnpairedLoader, build_cyclegan
+from .distributions import DiagonalNormal, GaussianHead, MultivariateNormal
 from .gan import GAN
 from .judge import Judge, load_judge
 from .models import build_cgan, build_gan
 from .pix2pix import Pix2Pix, build_pix2pix
 from .trainer import Trainer, evaluating, frozen, resolve_device
+from .vae import VAE
 
 __all__ = [
     "Trainer",
@@ -31,4 +35,10 @@ __all__ = [
     "frozen",
     "evaluating",
     "resolve_device",
+    "Autoencoder",
+    "AutoencoderTrainer",
+    "VAE",
+    "DiagonalNormal",
+    "GaussianHead",
+    "MultivariateNormal",
 ]
