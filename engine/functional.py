@@ -54,10 +54,18 @@ class LeakyReLU(Function):
 
     def forward(self, x):
         self.mask = x > 0
-        return self.xp.where(self.mask, x, x * self.slope)
+        slope = x.dtype.type(self.slope) if x.dtype.kind == "f" else self.slope
+        y = x * slope
+        if 0 <= self.slope <= 1 and y.dtype == x.dtype:
+            # max(x, slope x) is leaky_relu for 0 <= slope <= 1; ~10x faster than a where()
+            # on a random mask.
+            return self.xp.maximum(x, y, out=y)
+        return self.xp.where(self.mask, x, y)
 
     def backward(self, gy):
-        scale = self.xp.where(self.mask, 1.0, self.slope).astype(gy.dtype)
+        scale = self.mask.astype(gy.dtype)  # 1 - slope + slope where x > 0, else slope
+        scale *= gy.dtype.type(1 - self.slope)
+        scale += gy.dtype.type(self.slope)
         return gy * Tensor._wrap(scale, gy.device)
 
 
