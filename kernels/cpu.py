@@ -15,9 +15,12 @@ from numpy.lib.stride_tricks import as_strided
 from kernels._shared import (
     ConvGemm,
     Pair,
+    _check_gy,
+    _check_same_dtype,
     check_4d,
     check_float,
     check_pool_padding,
+    conv_geometry,
     flat_indices,
     output_hw,
 )
@@ -195,6 +198,88 @@ def _cols(
 _gemm = ConvGemm(np, _cols, col2im, stride1_input_grad_by_conv=True)
 
 
+# Strided convs in batch-last layout ----------------------------------------------------------
+# With stride > 1 every NCHW window row is OW (often 7-14) strided elements, and NumPy's cost
+# per row dominates im2col and, worse, col2im. In (C, H, W, N) layout a window row is N
+# contiguous elements, and each GEMM folds the batch into one product. The transposes in and
+# out of that layout cost less than the short rows they remove (benchmarks/NOTES.md).
+BATCH_LAST_MIN = 8  # batch and channels below this stay in NCHW
+
+
+def _use_batch_last(N: int, C: int, sy: int, sx: int, groups: int) -> bool:
+    return groups == 1 and (sy, sx) != (1, 1) and N >= BATCH_LAST_MIN and C >= BATCH_LAST_MIN
+
+
+def _to_batch_last(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> contiguous (C, H, W, N)."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0))
+
+
+def _cols_batch_last(
+    xt: np.ndarray, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int,
+    OH: int, OW: int,
+) -> np.ndarray:  # fmt: skip
+    """xt (C, H, W, N) -> columns (C, kh, kw, OH, OW, N) in the workspace, zero padding."""
+    C, H, W, N = xt.shape
+    col = _workspace_array((C, kh, kw, OH, OW, N), xt.dtype)
+    for ky in range(kh):
+        r0, r1 = _valid(OH, H, ky * dy, sy, ph)
+        for kx in range(kw):
+            c0, c1 = _valid(OW, W, kx * dx, sx, pw)
+            dst = col[:, ky, kx]
+            if r1 == r0 or c1 == c0:
+                dst[...] = 0
+                continue
+            dst[:, :r0] = 0
+            dst[:, r1:] = 0
+            dst[:, r0:r1, :c0] = 0
+            dst[:, r0:r1, c1:] = 0
+            iy, ix = r0 * sy - ph + ky * dy, c0 * sx - pw + kx * dx
+            dst[:, r0:r1, c0:c1] = xt[
+                :, iy : iy + (r1 - r0 - 1) * sy + 1 : sy, ix : ix + (c1 - c0 - 1) * sx + 1 : sx
+            ]
+    return col
+
+
+def _forward_batch_last(x, w, b, geo) -> np.ndarray:
+    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
+    N, C = x.shape[:2]
+    Co = w.shape[0]
+    col = _cols_batch_last(_to_batch_last(x), kh, kw, sy, sx, ph, pw, dy, dx, OH, OW)
+    yt = np.ascontiguousarray(w).reshape(Co, C * kh * kw) @ col.reshape(C * kh * kw, -1)
+    if b is not None:
+        yt += b.reshape(Co, 1)
+    return np.ascontiguousarray(yt.reshape(Co, OH, OW, N).transpose(3, 0, 1, 2))
+
+
+def _backward_weight_batch_last(gy, x, w_shape, geo) -> np.ndarray:
+    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
+    C = x.shape[1]
+    Co = w_shape[0]
+    col = _cols_batch_last(_to_batch_last(x), kh, kw, sy, sx, ph, pw, dy, dx, OH, OW)
+    gyt = _to_batch_last(gy).reshape(Co, -1)
+    return (gyt @ col.reshape(C * kh * kw, -1).T).reshape(tuple(w_shape))
+
+
+def _backward_input_batch_last(gy, w, x_shape, geo) -> np.ndarray:
+    """Columns gcol = W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window."""
+    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
+    N, C, H, W = x_shape
+    Co = w.shape[0]
+    gyt = _to_batch_last(gy).reshape(Co, -1)
+    gcol = _workspace_array((C * kh * kw, OH * OW * N), gy.dtype)
+    np.matmul(np.ascontiguousarray(w).reshape(Co, C * kh * kw).T, gyt, out=gcol)
+    gcol = gcol.reshape(C, kh, kw, OH, OW, N)
+    img = np.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=gy.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dy, kx * dx
+            img[:, y0 : y0 + sy * (OH - 1) + 1 : sy, x0 : x0 + sx * (OW - 1) + 1 : sx] += gcol[
+                :, ky, kx
+            ]
+    return np.ascontiguousarray(img[:, ph : ph + H, pw : pw + W].transpose(3, 0, 1, 2))
+
+
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -205,7 +290,15 @@ def conv2d_forward(
     groups: int = 1,
 ) -> np.ndarray:
     """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
-    return _gemm.forward(x, w, b, stride, padding, dilation, groups)
+    geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], groups):
+        return _gemm.forward(x, w, b, stride, padding, dilation, groups)
+    _check_same_dtype(x, w, "conv2d x and weight")
+    if b is not None:
+        _check_same_dtype(x, b, "conv2d x and bias")
+        if tuple(b.shape) != (w.shape[0],):
+            raise ValueError(f"conv2d bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
+    return _forward_batch_last(x, w, b, geo)
 
 
 def conv2d_backward_input(
@@ -218,7 +311,12 @@ def conv2d_backward_input(
     groups: int = 1,
 ) -> np.ndarray:
     """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
-    return _gemm.backward_input(gy, w, x_shape, stride, padding, dilation, groups)
+    geo = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    if not _use_batch_last(x_shape[0], x_shape[1], geo[0], geo[1], groups):
+        return _gemm.backward_input(gy, w, x_shape, stride, padding, dilation, groups)
+    _check_same_dtype(gy, w, "conv2d_backward_input gy and weight")
+    _check_gy(gy, x_shape[0], w.shape[0], geo[8], geo[9])
+    return _backward_input_batch_last(gy, w, tuple(x_shape), geo)
 
 
 def conv2d_backward_weight(
@@ -231,7 +329,12 @@ def conv2d_backward_weight(
     groups: int = 1,
 ) -> np.ndarray:
     """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
-    return _gemm.backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
+    geo = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], groups):
+        return _gemm.backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
+    _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
+    _check_gy(gy, x.shape[0], w_shape[0], geo[8], geo[9])
+    return _backward_weight_batch_last(gy, x, w_shape, geo)
 
 
 def _first_valid(OH: int, H: int, sy: int, ph: int, dy: int, kh: int) -> np.ndarray:
