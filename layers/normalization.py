@@ -11,6 +11,7 @@ import math
 
 import engine
 from engine import Tensor
+from engine.ops.norm import batch_norm_train
 
 from . import init
 from .module import Module, Parameter
@@ -52,6 +53,16 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, "
                              f"got input size {input.shape}")
+        if input.dtype.kind == "f" and all(
+            t is None or t.dtype == input.dtype for t in (weight, bias)
+        ):  # one fused op (engine.ops.norm): ~3x fewer passes than the composition below
+            out, mean, var = batch_norm_train(input, weight, bias, eps)
+            if running_mean is not None:
+                _update_running(running_mean, engine.Tensor._wrap(mean, input.device), momentum)
+            if running_var is not None:
+                _update_running(running_var, engine.Tensor._wrap(var, input.device), momentum,
+                                n / (n - 1))
+            return out
         mean = input.mean(axes, keepdim=True)
         centred = input - mean
         var = (centred * centred).mean(axes, keepdim=True)
