@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--device", default="auto")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--truncation-psi", type=float, default=1.0,
+                        help="StyleGAN truncation (1 = none, 0 = the mean w)")
 
     mix = verbs.add_parser("mix", help="StyleGAN style-mixing grid from a checkpoint")
     mix.add_argument("checkpoint")
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--layers", default="coarse", help="coarse | middle | fine | i,j,k")
     mix.add_argument("--device", default="auto")
     mix.add_argument("--seed", type=int, default=0)
+    mix.add_argument("--truncation-psi", type=float, default=1.0)
 
     bench = verbs.add_parser("bench", help="benchmarks side by side with PyTorch")
     bench.add_argument("--device", default="cpu")
