@@ -489,10 +489,17 @@ class Tensor:
 # engine.ops when it is imported, so each op is written once.
 
 
-def _ops():
-    from . import ops
+_ops_module = None
 
-    return ops
+
+def _ops():
+    """engine.ops, imported once (it imports this module, so not at the top)."""
+    global _ops_module
+    if _ops_module is None:
+        from . import ops
+
+        _ops_module = ops
+    return _ops_module
 
 
 def _default_dtype(value) -> numpy.dtype:
