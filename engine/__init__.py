@@ -1,13 +1,36 @@
-"""tensortape's engine: a device-agnostic Tensor (NumPy on cpu, CuPy on cuda) and its autograd tape."""
+"""tensortape's engine: a device-agnostic Tensor (NumPy on cpu, CuPy on cuda) and its tape."""
 
 from . import random
 from .autograd import (
-    Function, backward, detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad,
+    Function,
+    backward,
+    detect_anomaly,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
     set_grad_enabled,
 )
 from .creation import (
-    arange, empty, empty_like, eye, from_dlpack, full, full_like, linspace, normal, ones,
-    ones_like, rand, rand_like, randint, randn, randn_like, randperm, zeros, zeros_like,
+    arange,
+    empty,
+    empty_like,
+    eye,
+    from_dlpack,
+    full,
+    full_like,
+    linspace,
+    normal,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    zeros,
+    zeros_like,
 )
 from .device import Device, cuda, device
 from .gradcheck import gradcheck
@@ -20,15 +43,55 @@ float16, float32, float64 = "float16", "float32", "float64"
 int32, int64, uint8, bool = "int32", "int64", "uint8", "bool"  # noqa: A001
 half, float, double, long = float16, float32, float64, int64
 
-from . import functional  # noqa: E402  (after ops, which functional builds on)
-from . import data, utils  # noqa: E402
+from . import (  # noqa: E402
+    data,
+    functional,  # noqa: E402  (after ops, which functional builds on)
+    utils,
+)
 from .serialization import load, save  # noqa: E402
 
 __all__ = [
-    "Tensor", "tensor", "as_tensor", "from_numpy", "from_dlpack", "Device", "device", "cuda",
-    "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "detect_anomaly", "gradcheck", "manual_seed", "seed", "random",
-    "functional", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
-    "randint", "randperm", "normal", "zeros_like", "ones_like", "full_like", "empty_like",
-    "rand_like", "randn_like", "data", "utils", "save", "load",
+    "Tensor",
+    "tensor",
+    "as_tensor",
+    "from_numpy",
+    "from_dlpack",
+    "Device",
+    "device",
+    "cuda",
+    "Function",
+    "backward",
+    "grad",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "detect_anomaly",
+    "gradcheck",
+    "manual_seed",
+    "seed",
+    "random",
+    "functional",
+    "zeros",
+    "ones",
+    "full",
+    "empty",
+    "arange",
+    "linspace",
+    "eye",
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "normal",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "empty_like",
+    "rand_like",
+    "randn_like",
+    "data",
+    "utils",
+    "save",
+    "load",
 ] + list(_ops_all)

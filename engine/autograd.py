@@ -122,8 +122,11 @@ def _anomaly_backward(fn, gys):
         raise AnomalyError(
             f"Function '{fn.name}' returned NaN or Inf values in its backward ({e})"
         ) from None
-    _check_finite(fn.name, "backward", [g.array for g in (gxs if isinstance(gxs, tuple) else (gxs,))
-                                        if g is not None])
+    _check_finite(
+        fn.name,
+        "backward",
+        [g.array for g in (gxs if isinstance(gxs, tuple) else (gxs,)) if g is not None],
+    )
     return gxs
 
 

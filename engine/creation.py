@@ -1,17 +1,34 @@
-"""Factories: zeros, ones, full, arange, linspace, eye, rand, randn, randint, *_like, from_dlpack."""
+"""Factories: zeros, ones, full, arange, linspace, eye, rand, randn, *_like, from_dlpack."""
 
 from __future__ import annotations
 
 import numpy
 
 from . import random
-from .device import array_device, device as _device
+from .device import array_device
+from .device import device as _device
 from .tensor import Tensor, _dtype
 
 __all__ = [
-    "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn", "randint",
-    "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randperm",
-    "from_dlpack", "normal",
+    "zeros",
+    "ones",
+    "full",
+    "empty",
+    "arange",
+    "linspace",
+    "eye",
+    "rand",
+    "randn",
+    "randint",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "empty_like",
+    "rand_like",
+    "randn_like",
+    "randperm",
+    "from_dlpack",
+    "normal",
 ]
 
 _F32 = numpy.dtype(numpy.float32)
@@ -64,13 +81,17 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     return t.requires_grad_(True) if requires_grad else t
 
 
-def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def linspace(
+    start, end, steps: int, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     dev = _device(device)
     t = Tensor._wrap(dev.xp.linspace(start, end, steps).astype(_dtype(dtype) or _F32), dev)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def eye(
+    n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     dev = _device(device)
     t = Tensor._wrap(dev.xp.eye(n, m, dtype=_dtype(dtype) or _F32), dev)
     return t.requires_grad_(True) if requires_grad else t
@@ -90,7 +111,10 @@ def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 def normal(mean: float, std: float, size, dtype=None, device=None) -> Tensor:
     return _make(
-        lambda xp, s, dt: random.normal(s, dt, _device(device), mean, std), (size,), dtype, device,
+        lambda xp, s, dt: random.normal(s, dt, _device(device), mean, std),
+        (size,),
+        dtype,
+        device,
         False,
     )
 
@@ -100,7 +124,11 @@ def randint(low, high=None, size=(), dtype=None, device=None) -> Tensor:
         low, high = 0, low
     return _make(
         lambda xp, s, dt: random.integers(low, high, s, dt, _device(device)),
-        (tuple(size),), dtype, device, False, numpy.dtype(numpy.int64),
+        (tuple(size),),
+        dtype,
+        device,
+        False,
+        numpy.dtype(numpy.int64),
     )
 
 
@@ -113,7 +141,11 @@ def randperm(n: int, dtype=None, device=None) -> Tensor:
 
 def _like(fn, x: Tensor, dtype, device, requires_grad, *args):
     return fn(
-        *args, x.shape, dtype=dtype or x.dtype, device=device or x.device, requires_grad=requires_grad
+        *args,
+        x.shape,
+        dtype=dtype or x.dtype,
+        device=device or x.device,
+        requires_grad=requires_grad,
     )
 
 
@@ -137,9 +169,16 @@ def randn_like(x: Tensor, dtype=None, device=None, requires_grad: bool = False) 
     return _like(randn, x, dtype, device, requires_grad)
 
 
-def full_like(x: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(x.shape, fill_value, dtype=dtype or x.dtype, device=device or x.device,
-                requires_grad=requires_grad)
+def full_like(
+    x: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
+    return full(
+        x.shape,
+        fill_value,
+        dtype=dtype or x.dtype,
+        device=device or x.device,
+        requires_grad=requires_grad,
+    )
 
 
 def from_dlpack(obj) -> Tensor:

@@ -52,7 +52,9 @@ class Device:
         return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
 
     def __repr__(self) -> str:
-        return f"device(type='{self.type}'" + (")" if self.index is None else f", index={self.index})")
+        return f"device(type='{self.type}'" + (
+            ")" if self.index is None else f", index={self.index})"
+        )
 
     def __eq__(self, other: Any) -> bool:
         if isinstance(other, str):

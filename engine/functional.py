@@ -14,17 +14,56 @@ from . import random
 from .autograd import Function
 from .creation import full_like
 from .ops import (
-    abs, clip, exp, linear, log, logsumexp, matmul, maximum, mean, pad, relu, sigmoid, sqrt, sum,
-    tanh, where,
+    abs,
+    clip,
+    exp,
+    linear,
+    log,
+    logsumexp,
+    matmul,
+    maximum,
+    mean,
+    pad,
+    relu,
+    sigmoid,
+    sum,
+    tanh,
+    where,
 )
 from .tensor import Tensor, as_tensor
 
 __all__ = [
-    "relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax",
-    "log_softmax", "logsumexp", "linear", "dropout", "dropout2d", "mse_loss", "l1_loss",
-    "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
-    "nll_loss", "one_hot", "pad", "normalize", "kl_div", "matmul", "hardtanh", "relu6",
-    "gaussian_nll_loss", "embedding", "cosine_similarity",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "linear",
+    "dropout",
+    "dropout2d",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "nll_loss",
+    "one_hot",
+    "pad",
+    "normalize",
+    "kl_div",
+    "matmul",
+    "hardtanh",
+    "relu6",
+    "gaussian_nll_loss",
+    "embedding",
+    "cosine_similarity",
 ]
 
 
@@ -217,7 +256,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight=None, reduction: 
     """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 as in PyTorch."""
     _same_shape("binary_cross_entropy", input, target)
     lo = -100.0
-    loss = -(target * clip(log(input), lo, None) + (1.0 - target) * clip(log(1.0 - input), lo, None))
+    loss = -(
+        target * clip(log(input), lo, None) + (1.0 - target) * clip(log(1.0 - input), lo, None)
+    )
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
@@ -323,8 +364,13 @@ class NLLScatter(Function):
         return NLLGather(self.target, self.weight)(ggx)
 
 
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-             reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
     """Negative log-likelihood of class indices given log-probabilities (N, C) or (N, C, d...)."""
     if input.ndim == 1 and target.ndim == 0:  # one unbatched sample (C,)
         loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
@@ -358,13 +404,24 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     return _reduce(loss, reduction)
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                  ignore_index: int = -100, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """log_softmax + nll_loss; `target` holds class indices or class probabilities."""
     if input.ndim == 1:  # one unbatched sample (C,): as a batch of one
-        loss = cross_entropy(input.unsqueeze(0), target.unsqueeze(0), weight, ignore_index,
-                             reduction, label_smoothing)
+        loss = cross_entropy(
+            input.unsqueeze(0),
+            target.unsqueeze(0),
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+        )
         return loss.reshape(()) if reduction == "none" else loss
     logp = log_softmax(input, 1)
     if target.dtype.kind == "f":
@@ -403,8 +460,14 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     return _reduce(loss, reduction)
 
 
-def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,
-                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+def gaussian_nll_loss(
+    input: Tensor,
+    target: Tensor,
+    var: Tensor | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Tensor:
     """PyTorch's Gaussian NLL: 0.5 (log max(var, eps) + (input - target)^2 / max(var, eps)).
 
     `var` is a float, input-shaped, one dim short of input, or input-shaped with exactly one
@@ -420,8 +483,10 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: 
         if var.shape == input.shape[:-1]:
             var = var.unsqueeze(-1)
         elif not (var.ndim == input.ndim and len(mismatched) == 1 and mismatched[0][1] == 1):
-            raise ValueError(f"gaussian_nll_loss: var of shape {var.shape} does not broadcast "
-                             f"to input of shape {input.shape}")
+            raise ValueError(
+                f"gaussian_nll_loss: var of shape {var.shape} does not broadcast "
+                f"to input of shape {input.shape}"
+            )
     if bool((var.array < 0).any()):
         raise ValueError("gaussian_nll_loss: var has negative entries")
     raw = var.detach()

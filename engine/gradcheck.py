@@ -40,8 +40,14 @@ def numerical_grad(fn: Callable, inputs: Sequence[Tensor], eps: float = 1e-6) ->
     return grads
 
 
-def gradcheck(fn: Callable, inputs: Sequence[Tensor], eps: float = 1e-6, atol: float = 1e-5,
-              rtol: float = 1e-3, raise_exception: bool = True) -> bool:
+def gradcheck(
+    fn: Callable,
+    inputs: Sequence[Tensor],
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+) -> bool:
     """True when the analytic vector-Jacobian product matches central differences.
 
     Inputs should be float64 tensors; those with `requires_grad=True` are checked.
@@ -53,8 +59,9 @@ def gradcheck(fn: Callable, inputs: Sequence[Tensor], eps: float = 1e-6, atol: f
     out = fn(*inputs)
     v = numpy.random.default_rng(0).standard_normal(out.shape)
     wrt = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
-    analytic = _grad(out, wrt, grad_outputs=Tensor._wrap(out.xp.asarray(v), out.device),
-                     allow_unused=True)
+    analytic = _grad(
+        out, wrt, grad_outputs=Tensor._wrap(out.xp.asarray(v), out.device), allow_unused=True
+    )
     numeric = [g for g in numerical_grad(fn, inputs, eps) if g is not None]
     for i, (a, n) in enumerate(zip(analytic, numeric)):
         a = numpy.zeros_like(n) if a is None else a.numpy()

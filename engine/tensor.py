@@ -1,4 +1,4 @@
-"""`Tensor`: an n-dimensional array on a device (NumPy on cpu, CuPy on cuda) that records its history."""
+"""`Tensor`: an n-dimensional array on a device (NumPy on cpu, CuPy on cuda) with its history."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections import namedtuple
 import numpy
 
 from . import autograd
-from .device import CPU, Device, array_device, cupy, device as _device
+from .device import CPU, Device, array_device, cupy
+from .device import device as _device
 
 __all__ = ["Tensor", "tensor", "as_tensor", "from_numpy"]
 
@@ -148,7 +149,10 @@ class Tensor:
 
     def item(self):
         if self.array.size != 1:
-            raise ValueError(f"only one-element tensors can be converted to Python scalars, got shape {self.shape}")
+            raise ValueError(
+                "only one-element tensors can be converted to Python scalars, "
+                f"got shape {self.shape}"
+            )
         return self.numpy().reshape(()).item()
 
     def tolist(self):
@@ -162,7 +166,9 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.array.size != 1:
-            raise RuntimeError(f"Boolean value of a tensor with {self.array.size} values is ambiguous")
+            raise RuntimeError(
+                f"Boolean value of a tensor with {self.array.size} values is ambiguous"
+            )
         return bool(self.item())
 
     def __index__(self) -> int:
@@ -186,7 +192,9 @@ class Tensor:
         for a in args:
             if isinstance(a, Tensor):
                 dev, dtype = a.device, a.dtype
-            elif isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
+            elif isinstance(a, Device) or (
+                isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")
+            ):
                 dev = a
             else:
                 dtype = a
@@ -243,7 +251,9 @@ class Tensor:
         if not self.is_leaf and not requires_grad:
             raise RuntimeError("you can only change requires_grad flags of leaf tensors")
         if requires_grad and self.dtype.kind not in "fc":
-            raise RuntimeError(f"only floating point tensors can require gradients, got {self.dtype}")
+            raise RuntimeError(
+                f"only floating point tensors can require gradients, got {self.dtype}"
+            )
         self.requires_grad = requires_grad
         return self
 
@@ -520,7 +530,9 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     elif isinstance(data, numpy.ndarray) and type(data) is numpy.ndarray:
         arr, src = data, CPU
     elif hasattr(data, "__cuda_array_interface__") or (
-        hasattr(data, "device") and hasattr(data, "__dlpack__") and not isinstance(data, numpy.ndarray)
+        hasattr(data, "device")
+        and hasattr(data, "__dlpack__")
+        and not isinstance(data, numpy.ndarray)
     ):
         arr, src = data, array_device(data)
     else:

@@ -47,8 +47,10 @@ def train(args, model, device, train_loader, optimizer, epoch):
         loss.backward()
         optimizer.step()
         if batch_idx % args.log_interval == 0:
-            print(f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)}]"
-                  f"\tLoss: {loss.item():.6f}")
+            print(
+                f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)}]"
+                f"\tLoss: {loss.item():.6f}"
+            )
 
 
 def test(model, device, test_loader):
@@ -62,8 +64,10 @@ def test(model, device, test_loader):
             pred = output.argmax(dim=1, keepdim=True)
             correct += (pred == target.view_as(pred)).sum().item()
     n = len(test_loader.dataset)
-    print(f"\nTest set: Average loss: {test_loss / n:.4f}, Accuracy: {correct}/{n} "
-          f"({100.0 * correct / n:.0f}%)\n")
+    print(
+        f"\nTest set: Average loss: {test_loss / n:.4f}, Accuracy: {correct}/{n} "
+        f"({100.0 * correct / n:.0f}%)\n"
+    )
     return correct / n
 
 

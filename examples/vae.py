@@ -67,10 +67,14 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    load = load_digits if args.dataset == "digits" else lambda: load_mnist(args.data_dir, args.dataset)
+    load = (
+        load_digits if args.dataset == "digits" else lambda: load_mnist(args.data_dir, args.dataset)
+    )
     train_set, test_set = load()
     side = train_set.tensors[0].shape[-1]
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, device=device)
+    train_loader = DataLoader(
+        train_set, args.batch_size, shuffle=True, seed=args.seed, device=device
+    )
     test_loader = DataLoader(test_set, args.batch_size, device=device)
     model = VAE(pixels=side * side).to(device)
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
@@ -98,8 +102,10 @@ def main(argv=None):
                     save_image(pairs, f"{args.out}/reconstruction_{epoch}.png", nrow=n)
             sample = model.decode(torch.randn(64, 20, device=device))
             save_image(sample.view(64, 1, side, side), f"{args.out}/sample_{epoch}.png")
-        print(f"====> Epoch: {epoch} Average loss: {train_loss / len(train_set):.4f}"
-              f"  Test set loss: {test_loss / len(test_set):.4f}")
+        print(
+            f"====> Epoch: {epoch} Average loss: {train_loss / len(train_set):.4f}"
+            f"  Test set loss: {test_loss / len(test_set):.4f}"
+        )
     return test_loss / len(test_set)
 
 

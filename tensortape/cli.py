@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name != f"tensortape.tasks.{TASKS[name]}":
                 raise
             continue
-        p = tasks.add_parser(name, help=module.HELP.get(name, name) if isinstance(module.HELP, dict)
-                             else module.HELP)
+        p = tasks.add_parser(
+            name, help=module.HELP.get(name, name) if isinstance(module.HELP, dict) else module.HELP
+        )
         module.add_arguments(p, name)
 
     sample = verbs.add_parser("sample", help="draw samples from a trained generator checkpoint")
@@ -57,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--device", default="auto")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--truncation-psi", type=float, default=1.0,
-                        help="StyleGAN truncation (1 = none, 0 = the mean w)")
+    sample.add_argument(
+        "--truncation-psi",
+        type=float,
+        default=1.0,
+        help="StyleGAN truncation (1 = none, 0 = the mean w)",
+    )
 
     mix = verbs.add_parser("mix", help="StyleGAN style-mixing grid from a checkpoint")
     mix.add_argument("checkpoint")
@@ -101,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "bench":
         from benchmarks import run as bench
 
-        bench.main(["--device", args.device]
-                   + (["--repeats", str(args.repeats)] if args.repeats else [])
-                   + (["--only", args.only] if args.only else []))
+        bench.main(
+            ["--device", args.device]
+            + (["--repeats", str(args.repeats)] if args.repeats else [])
+            + (["--only", args.only] if args.only else [])
+        )
     return 0
 
 

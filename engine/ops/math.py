@@ -393,7 +393,10 @@ class Erf(Function):
         s = xp.sign(x)
         a = xp.abs(x)
         t = 1.0 / (1.0 + 0.3275911 * a)
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))  # noqa: E501
+        poly = t * (
+            0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+        )  # noqa: E501
         return (s * (1.0 - poly * xp.exp(-a * a))).astype(x.dtype, copy=False)
 
     def backward(self, gy):
@@ -414,7 +417,32 @@ def lerp(a: Tensor, b, weight) -> Tensor:
 
 
 __all__ = [
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "neg", "exp", "log", "sqrt",
-    "abs", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "clamp", "square", "rsqrt", "log1p",
-    "sign", "erf", "isfinite", "isnan", "lerp",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "maximum",
+    "minimum",
+    "where",
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "clip",
+    "clamp",
+    "square",
+    "rsqrt",
+    "log1p",
+    "sign",
+    "erf",
+    "isfinite",
+    "isnan",
+    "lerp",
 ]

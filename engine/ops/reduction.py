@@ -51,15 +51,22 @@ def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
 
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     if x.dtype.kind not in "fc":
-        raise RuntimeError(f"mean(): could not infer output dtype; input dtype is {x.dtype}, "
-                           "use a floating point tensor")
+        raise RuntimeError(
+            f"mean(): could not infer output dtype; input dtype is {x.dtype}, "
+            "use a floating point tensor"
+        )
     axes = _axes(dim, x.ndim)
     n = int(numpy.prod([x.shape[a] for a in axes], dtype=numpy.int64))
     return sum(x, axes, keepdim) * (1.0 / n if n else float("nan"))
 
 
-def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False,
-        correction: int | None = None) -> Tensor:
+def var(
+    x: Tensor,
+    dim=None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    correction: int | None = None,
+) -> Tensor:
     """Variance with Bessel's correction by default (PyTorch's `correction=1`)."""
     if correction is None:
         correction = 1 if unbiased in (None, True) else 0
@@ -69,8 +76,13 @@ def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False
     return sum(d * d, axes, keepdim) * (1.0 / (n - correction) if n > correction else float("nan"))
 
 
-def std(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False,
-        correction: int | None = None) -> Tensor:
+def std(
+    x: Tensor,
+    dim=None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    correction: int | None = None,
+) -> Tensor:
     return sqrt(var(x, dim, unbiased, keepdim, correction))
 
 
@@ -233,7 +245,9 @@ def logsumexp(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     m = x.xp.where(x.xp.isfinite(m), m, 0)
     mt = Tensor._wrap(m, x.device)
     out = log(sum(exp(x - mt), axes, keepdim=True)) + mt
-    return out if keepdim else reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
+    return (
+        out if keepdim else reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
+    )
 
 
 class Norm2(Function):
@@ -264,6 +278,17 @@ def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
 
 
 __all__ = [
-    "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "prod",
-    "logsumexp", "norm",
+    "sum",
+    "mean",
+    "var",
+    "std",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "prod",
+    "logsumexp",
+    "norm",
 ]

@@ -48,8 +48,9 @@ def reshape(x: Tensor, *shape) -> Tensor:
     try:
         numpy.empty(x.shape, dtype=numpy.bool_).reshape(shape)
     except ValueError:
-        raise RuntimeError(f"shape {list(shape)} is invalid for input of size {x.array.size} "
-                           f"(shape {x.shape})") from None
+        raise RuntimeError(
+            f"shape {list(shape)} is invalid for input of size {x.array.size} (shape {x.shape})"
+        ) from None
     return _view_of(Reshape(shape)(x), x)
 
 
@@ -60,7 +61,9 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if x.ndim == 0:
         return reshape(x, 1)
     s, e = _norm_dim(start_dim, x.ndim), _norm_dim(end_dim, x.ndim)
-    shape = x.shape[:s] + (int(numpy.prod(x.shape[s : e + 1], dtype=numpy.int64)),) + x.shape[e + 1 :]
+    shape = (
+        x.shape[:s] + (int(numpy.prod(x.shape[s : e + 1], dtype=numpy.int64)),) + x.shape[e + 1 :]
+    )
     return reshape(x, shape)
 
 
@@ -145,9 +148,7 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
 def expand(x: Tensor, *sizes) -> Tensor:
     sizes = _shape_arg(sizes)
     lead = len(sizes) - x.ndim
-    shape = tuple(
-        x.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes)
-    )
+    shape = tuple(x.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes))
     return broadcast_to(x, shape)
 
 
@@ -419,7 +420,9 @@ def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
             shape[i] = len(pos)
             index.append(pos.reshape(shape))
         return getitem(x, tuple(index))
-    raise ValueError(f"unknown padding mode {mode!r}: expected constant, reflect, replicate, circular")
+    raise ValueError(
+        f"unknown padding mode {mode!r}: expected constant, reflect, replicate, circular"
+    )
 
 
 class AsType(Function):
@@ -496,7 +499,32 @@ def flip(x: Tensor, dims) -> Tensor:
 
 
 __all__ = [
-    "reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose", "t",
-    "broadcast_to", "expand", "expand_as", "sum_to", "getitem", "cat", "concat", "stack", "split",
-    "chunk", "unbind", "repeat", "tile", "pad", "astype", "to_device", "clone", "flip", "as_tensor",
+    "reshape",
+    "view",
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "permute",
+    "transpose",
+    "t",
+    "broadcast_to",
+    "expand",
+    "expand_as",
+    "sum_to",
+    "getitem",
+    "cat",
+    "concat",
+    "stack",
+    "split",
+    "chunk",
+    "unbind",
+    "repeat",
+    "tile",
+    "pad",
+    "astype",
+    "to_device",
+    "clone",
+    "flip",
+    "as_tensor",
 ]

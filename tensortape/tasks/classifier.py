@@ -33,8 +33,12 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty weight on the weights")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight on the weights")
-    p.add_argument("--dropout", type=float, default=None,
-                   help="dropout probability (default 0.5 for cnn, 0.2 for mlp)")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout probability (default 0.5 for cnn, 0.2 for mlp)",
+    )
 
 
 def mlp(in_shape: tuple, classes: int = 10, hidden: int = 256, dropout: float = 0.2) -> nn.Module:
@@ -42,8 +46,12 @@ def mlp(in_shape: tuple, classes: int = 10, hidden: int = 256, dropout: float = 
     n_in = math.prod(in_shape)
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(n_in, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
         nn.Linear(hidden, classes),
     )
 
@@ -52,10 +60,16 @@ def cnn(in_shape: tuple, classes: int = 10, dropout: float = 0.5) -> nn.Module:
     """conv3x3(32) ReLU maxpool2, conv3x3(64) ReLU maxpool2, linear(128) ReLU dropout, linear."""
     c, h, w = in_shape
     return nn.Sequential(
-        nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(64 * (h // 4) * (w // 4), 128),
+        nn.ReLU(),
+        nn.Dropout(dropout),
         nn.Linear(128, classes),
     )
 
@@ -97,10 +111,17 @@ def run(args) -> dict:
     model.to(device)
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr)
     sched = optimizers.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    penalties = [p for p in (regularizers.L1(args.l1) if args.l1 else None,
-                             regularizers.L2(args.l2) if args.l2 else None) if p is not None]
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed,
-                              device=device)
+    penalties = [
+        p
+        for p in (
+            regularizers.L1(args.l1) if args.l1 else None,
+            regularizers.L2(args.l2) if args.l2 else None,
+        )
+        if p is not None
+    ]
+    train_loader = DataLoader(
+        train_set, args.batch_size, shuffle=True, seed=args.seed, device=device
+    )
     test_loader = DataLoader(test_set, 512, device=device)
 
     history = {"train_loss": [], "test_loss": [], "test_accuracy": []}
@@ -115,8 +136,12 @@ def run(args) -> dict:
         engine.random.set_rng_state(state["rng"])
         history, start = state["metrics"], state["epoch"]
 
-    bar = tqdm(range(start, args.epochs), desc=f"{args.model} on {args.dataset}",
-               disable=args.no_progress, unit="epoch")
+    bar = tqdm(
+        range(start, args.epochs),
+        desc=f"{args.model} on {args.dataset}",
+        disable=args.no_progress,
+        unit="epoch",
+    )
     for epoch in bar:
         running, batches = 0.0, 0
         for x, y in train_loader:
@@ -135,22 +160,38 @@ def run(args) -> dict:
         history["test_accuracy"].append(test_acc)
         bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", test_acc=f"{test_acc:.4f}")
         engine.save(
-            {"task": "classifier", "args": _plain(vars(args)), "epoch": epoch + 1,
-             "model": model.state_dict(), "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "loader": train_loader.state_dict(),
-             "rng": engine.random.get_rng_state(), "metrics": history},
+            {
+                "task": "classifier",
+                "args": _plain(vars(args)),
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "loader": train_loader.state_dict(),
+                "rng": engine.random.get_rng_state(),
+                "metrics": history,
+            },
             ckpt_path,
         )
 
     final = history["test_accuracy"][-1] if history["test_accuracy"] else None
-    metrics = {**history, "final_test_accuracy": final, "model": args.model,
-               "dataset": args.dataset, "epochs": args.epochs, "device": device}
+    metrics = {
+        **history,
+        "final_test_accuracy": final,
+        "model": args.model,
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "device": device,
+    }
     write_json(out / "metrics.json", metrics)
     if history["train_loss"]:
-        engine.utils.plot_curves(out / "curves.png", history,
-                                 title=f"{args.model} on {args.dataset}")
-    print(f"test accuracy {metrics['final_test_accuracy']:.4f} -> {out}/metrics.json, "
-          f"{out}/curves.png, {out}/checkpoint.npz")
+        engine.utils.plot_curves(
+            out / "curves.png", history, title=f"{args.model} on {args.dataset}"
+        )
+    print(
+        f"test accuracy {metrics['final_test_accuracy']:.4f} -> {out}/metrics.json, "
+        f"{out}/curves.png, {out}/checkpoint.npz"
+    )
     return metrics
 
 

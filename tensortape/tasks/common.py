@@ -46,8 +46,12 @@ def add_common_arguments(
     p: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float
 ) -> None:
     """Options every training verb shares."""
-    p.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion"],
-                   help="digits is embedded (offline); mnist/fashion read IDX files")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        choices=["digits", "mnist", "fashion"],
+        help="digits is embedded (offline); mnist/fashion read IDX files",
+    )
     p.add_argument("--data-dir", default="data", help="where MNIST-style IDX files live")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)

@@ -25,22 +25,30 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     from generative.models import RECIPES
 
     recipe = RECIPES[(name, "digits")]
-    add_common_arguments(p, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                         lr=recipe["lr"])
+    add_common_arguments(
+        p, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"]
+    )
     p.add_argument("--loss", default="bce", choices=["bce", "hinge", "wgan-gp"])
     p.add_argument("--latent-dim", type=int, default=recipe["latent_dim"])
 
 
-def build(task: str, dataset: str, loss: str, device: str, seed, out_dir, progress: bool,
-          overrides: dict):
+def build(
+    task: str, dataset: str, loss: str, device: str, seed, out_dir, progress: bool, overrides: dict
+):
     from generative import build_cgan, build_gan
 
     make = build_gan if task == "gan" else build_cgan
-    model = make(dataset, loss=loss, device=device, seed=seed, out_dir=out_dir,
-                 progress=progress, **overrides)
+    model = make(
+        dataset,
+        loss=loss,
+        device=device,
+        seed=seed,
+        out_dir=out_dir,
+        progress=progress,
+        **overrides,
+    )
     # What `tensortape sample` needs to rebuild the networks from the checkpoint alone.
-    model.checkpoint_meta = {"task": task, "dataset": dataset, "loss": loss,
-                             "overrides": overrides}
+    model.checkpoint_meta = {"task": task, "dataset": dataset, "loss": loss, "overrides": overrides}
     return model
 
 
@@ -50,8 +58,9 @@ def run(args) -> dict:
     device = resolve_device(args.device)
     out = output_dir(args, args.task)
     overrides = {"latent_dim": args.latent_dim, "lr": args.lr}
-    model = build(args.task, args.dataset, args.loss, device, args.seed, out,
-                  not args.no_progress, overrides)
+    model = build(
+        args.task, args.dataset, args.loss, device, args.seed, out, not args.no_progress, overrides
+    )
     ckpt = out / "checkpoint.npz"
     if args.resume and ckpt.exists():
         model.load_checkpoint(ckpt)
@@ -74,8 +83,16 @@ def run(args) -> dict:
 
 def sample(checkpoint: str, args) -> None:
     state = engine.load(checkpoint)
-    model = build(state["task"], state["dataset"], state["loss"], resolve_device(args.device),
-                  None, None, False, dict(state["overrides"]))
+    model = build(
+        state["task"],
+        state["dataset"],
+        state["loss"],
+        resolve_device(args.device),
+        None,
+        None,
+        False,
+        dict(state["overrides"]),
+    )
     model.load_checkpoint(checkpoint)
     engine.manual_seed(args.seed)
     model.save_samples(args.out, model.sample(args.n))
