@@ -26,7 +26,7 @@ lint: $(STAMP)
 	@$(PY) -m ruff check engine kernels layers optimizers regularizers generative tensortape tests benchmarks examples
 
 demo: $(STAMP)
-	@$(VENV)/bin/tensortape train classifier --model cnn --dataset digits --epochs 10 --device cpu --out runs/demo
+	@$(VENV)/bin/tensortape train classifier --model cnn --dataset digits --device cpu --out runs/demo
 
 bench: $(STAMP)
 	@$(PY) -m benchmarks.run

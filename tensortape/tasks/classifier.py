@@ -29,7 +29,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--model", default="cnn", choices=["mlp", "cnn"])
-    add_common_arguments(p, epochs=30, batch_size=64, lr=2e-3)
+    add_common_arguments(p, epochs=30, batch_size=32, lr=2e-3)
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty weight on the weights")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight on the weights")
