@@ -203,11 +203,15 @@ _gemm = ConvGemm(np, _cols, col2im, stride1_input_grad_by_conv=True)
 # per row dominates im2col and, worse, col2im. In (C, H, W, N) layout a window row is N
 # contiguous elements, and each GEMM folds the batch into one product. The transposes in and
 # out of that layout cost less than the short rows they remove (benchmarks/NOTES.md).
+# Stride-1 convs have NCHW rows of OW contiguous floats: short below 16 (14x14, 7x7 maps).
 BATCH_LAST_MIN = 8  # batch and channels below this stay in NCHW
+BATCH_LAST_MAX_STRIDE1_WIDTH = 15
 
 
-def _use_batch_last(N: int, C: int, sy: int, sx: int, groups: int) -> bool:
-    return groups == 1 and (sy, sx) != (1, 1) and N >= BATCH_LAST_MIN and C >= BATCH_LAST_MIN
+def _use_batch_last(N: int, C: int, sy: int, sx: int, OW: int, groups: int) -> bool:
+    if groups != 1 or N < BATCH_LAST_MIN or C < BATCH_LAST_MIN:
+        return False
+    return (sy, sx) != (1, 1) or OW <= BATCH_LAST_MAX_STRIDE1_WIDTH
 
 
 def _to_batch_last(a: np.ndarray) -> np.ndarray:
@@ -262,10 +266,17 @@ def _backward_weight_batch_last(gy, x, w_shape, geo) -> np.ndarray:
 
 
 def _backward_input_batch_last(gy, w, x_shape, geo) -> np.ndarray:
-    """Columns gcol = W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window."""
+    """Columns gcol = W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window;
+    with stride 1, the full correlation of gy with the flipped weight (no col2im)."""
     sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
     N, C, H, W = x_shape
     Co = w.shape[0]
+    if sy == sx == 1 and ph <= dy * (kh - 1) and pw <= dx * (kw - 1):
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        pad = (dy * (kh - 1) - ph, dx * (kw - 1) - pw)
+        return _forward_batch_last(
+            gy, wf, None, conv_geometry(gy.shape, wf.shape, 1, pad, (dy, dx), 1)
+        )
     gyt = _to_batch_last(gy).reshape(Co, -1)
     gcol = _workspace_array((C * kh * kw, OH * OW * N), gy.dtype)
     np.matmul(np.ascontiguousarray(w).reshape(Co, C * kh * kw).T, gyt, out=gcol)
@@ -291,7 +302,7 @@ def conv2d_forward(
 ) -> np.ndarray:
     """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
     geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
-    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], groups):
+    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
         return _gemm.forward(x, w, b, stride, padding, dilation, groups)
     _check_same_dtype(x, w, "conv2d x and weight")
     if b is not None:
@@ -312,7 +323,9 @@ def conv2d_backward_input(
 ) -> np.ndarray:
     """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
     geo = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
-    if not _use_batch_last(x_shape[0], x_shape[1], geo[0], geo[1], groups):
+    # Stride 1 runs as a conv of gy: its input has C_out channels and its output x's width.
+    C = x_shape[1] if geo[:2] != (1, 1) else w.shape[0]
+    if not _use_batch_last(x_shape[0], C, geo[0], geo[1], x_shape[3], groups):
         return _gemm.backward_input(gy, w, x_shape, stride, padding, dilation, groups)
     _check_same_dtype(gy, w, "conv2d_backward_input gy and weight")
     _check_gy(gy, x_shape[0], w.shape[0], geo[8], geo[9])
@@ -330,7 +343,7 @@ def conv2d_backward_weight(
 ) -> np.ndarray:
     """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
     geo = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
-    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], groups):
+    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
         return _gemm.backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
     _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
     _check_gy(gy, x.shape[0], w_shape[0], geo[8], geo[9])

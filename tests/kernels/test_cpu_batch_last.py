@@ -17,6 +17,9 @@ CASES = [
     ((8, 10, 11, 9), (6, 10, 3, 2), (3, 2), (0, 1), (1, 1)),  # asymmetric, stride > kernel
     ((8, 8, 12, 12), (3, 8, 3, 3), (2, 3), (2, 1), (2, 1)),  # dilation
     ((8, 9, 6, 6), (7, 9, 1, 1), (2, 2), (0, 0), (1, 1)),  # 1x1
+    ((8, 8, 7, 9), (5, 8, 3, 3), (1, 1), (1, 1), (1, 1)),  # stride 1 on a narrow map
+    ((9, 8, 11, 10), (6, 8, 3, 3), (1, 1), (3, 2), (2, 1)),  # stride 1, dilated
+    ((8, 8, 6, 6), (4, 8, 2, 2), (1, 1), (2, 2), (1, 1)),  # padding > kernel - 1: col2im
 ]
 
 
@@ -36,9 +39,10 @@ def _arrays(case, dtype, seed=0):
 
 def test_the_cases_take_the_batch_last_path(case):
     xs, ws, s, p, d = case
-    assert cpu._use_batch_last(xs[0], xs[1], *s, 1)
-    assert not cpu._use_batch_last(xs[0], xs[1], 1, 1, 1)
-    assert not cpu._use_batch_last(4, xs[1], *s, 1)
+    assert cpu._use_batch_last(xs[0], xs[1], *s, xs[3], 1)
+    assert not cpu._use_batch_last(xs[0], xs[1], 1, 1, 32, 1)  # wide stride-1 maps: NCHW
+    assert not cpu._use_batch_last(4, xs[1], *s, xs[3], 1)
+    assert not cpu._use_batch_last(xs[0], xs[1], *s, xs[3], 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -129,6 +133,8 @@ def test_matches_torch_dcgan_shapes():
     np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ew.grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-3)
     # conv_transpose2d is the same kernel read the other way.
-    tt = torch.nn.functional.conv_transpose2d(torch.tensor(gy), torch.tensor(w), stride=2, padding=1)
+    tt = torch.nn.functional.conv_transpose2d(
+        torch.tensor(gy), torch.tensor(w), stride=2, padding=1
+    )
     et = F.conv_transpose2d(engine.tensor(gy), engine.tensor(w), stride=2, padding=1)
     np.testing.assert_allclose(et.numpy(), tt.numpy(), rtol=1e-4, atol=1e-4)
