@@ -16,6 +16,7 @@ from .gan import GAN
 from .judge import Judge, load_judge
 from .models import build_cgan, build_gan
 from .pix2pix import Pix2Pix, build_pix2pix
+from .stylegan import StyleGAN, build_stylegan
 from .trainer import Trainer, evaluating, frozen, resolve_device
 from .vae import VAE
 
@@ -29,6 +30,8 @@ __all__ = [
     "build_cgan",
     "Pix2Pix",
     "build_pix2pix",
+    "StyleGAN",
+    "build_stylegan",
     "CycleGAN",
     "UnpairedLoader",
     "build_cyclegan",
