@@ -33,6 +33,8 @@ import numpy as np
 from .workloads import WORKLOADS, Workload, ours_lib, torch_lib
 
 OVERHEAD_OPS = 2000  # ops per overhead sample
+STEP_BUDGET_S = 0.6  # default timed seconds per build and library
+MIN_REPEATS, MAX_REPEATS = 5, 40
 
 
 # Devices, threads, clocks ------------------------------------------------------------------
@@ -162,19 +164,28 @@ def _peak(step: Callable[[], None], device: str, lib: str) -> float | None:
 
 
 # Timing ------------------------------------------------------------------------------------
-def bench_workload(w: Workload, device: str, builds: int, repeats: int, warmup: int) -> dict:
-    """Medians (s) of ours and torch over `builds` fresh models x `repeats` alternated steps."""
+def _auto_repeats(step_s: float) -> int:
+    """Timed steps per build for about STEP_BUDGET_S seconds, between MIN and MAX."""
+    return int(min(MAX_REPEATS, max(MIN_REPEATS, STEP_BUDGET_S / max(step_s, 1e-6))))
+
+
+def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, warmup: int) -> dict:
+    """Medians (s) of ours and torch over `builds` fresh models x `repeats` alternated steps
+    (`repeats=None`: as many as fit STEP_BUDGET_S per build and library)."""
     torch = _torch(device)
     ours_sync, torch_sync = _syncs(device)
-    mine, theirs = [], []
+    mine, theirs, counts = [], [], []
     for b in range(builds):
         ours = w.build(ours_lib(device))
         ref = w.build(torch_lib(device)) if torch else None
-        for _ in range(warmup):
-            ours()
+        slowest = 0.0
+        for _ in range(max(warmup, 1)):
+            slowest = _time(ours, ours_sync)
             if ref:
-                ref()
-        for r in range(repeats):
+                slowest = max(slowest, _time(ref, torch_sync))
+        n = repeats or _auto_repeats(slowest)
+        counts.append(n)
+        for r in range(n):
             if ref and (b + r) % 2:
                 theirs.append(_time(ref, torch_sync))
             mine.append(_time(ours, ours_sync))
@@ -185,7 +196,7 @@ def bench_workload(w: Workload, device: str, builds: int, repeats: int, warmup: 
         del ours, ref
     m = statistics.median(mine)
     t = statistics.median(theirs) if theirs else None
-    return {"ours": m, "torch": t, "ratio": m / t if t else None, "mem": mem}
+    return {"ours": m, "torch": t, "ratio": m / t if t else None, "mem": mem, "steps": counts}
 
 
 def bench_overhead(device: str, samples: int = 7) -> dict:
@@ -260,7 +271,7 @@ def print_table(rows: list, overhead: dict | None, rate: dict, header: str, mem_
     print(f"float32 GEMM 1024^3: ours {gf:.1f} GFLOP/s, torch {tgf.strip()} GFLOP/s")
     print(
         f"{'workload':<44}{'ours ms':>9}{'torch ms':>10}{'ratio':>7}{'floor ms':>10}"
-        f"{'ours MiB':>10}{'torch MiB':>10}"
+        f"{'ours MiB':>10}{'torch MiB':>10}{'steps':>7}"
     )
     for w, r in rows:
         floor = w.flops / rate["ours"] * 1e3 if w.flops else None
@@ -268,6 +279,7 @@ def print_table(rows: list, overhead: dict | None, rate: dict, header: str, mem_
             f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
             f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
             f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
+            f"{sum(r['steps']):7d}"
         )
     if overhead:
         print(
@@ -281,7 +293,9 @@ def print_table(rows: list, overhead: dict | None, rate: dict, header: str, mem_
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--repeats", type=int, default=None, help="timed steps per build")
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"timed steps per build (default: ~{STEP_BUDGET_S} s worth, "
+                   f"{MIN_REPEATS} to {MAX_REPEATS})")  # fmt: skip
     p.add_argument("--builds", type=int, default=3, help="fresh models per workload")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per build")
     p.add_argument("--only", default=None, help="comma-separated names: " + ",".join(
@@ -306,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"benchmarks.run: unknown workload(s) {sorted(unknown)}")
     threads = set_threads(args.threads)
-    repeats = args.repeats or (5 if args.device == "cpu" else 20)
     torch = _torch(args.device)
     engine.manual_seed(0)
     if torch:
@@ -316,14 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for w in WORKLOADS:
         if names is None or w.name in names:
-            rows.append((w, bench_workload(w, args.device, args.builds, repeats, args.warmup)))
+            rows.append((w, bench_workload(w, args.device, args.builds, args.repeats, args.warmup)))
     overhead = bench_overhead(args.device) if names is None or "overhead" in names else None
 
     version = torch.__version__ if torch else "absent"
     header = (
         f"device={args.device} threads={threads} (BLAS and torch) builds={args.builds} "
-        f"repeats={repeats} warmup={args.warmup} torch={version} numpy={np.__version__} "
-        f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'}"
+        f"repeats={args.repeats or 'auto'} warmup={args.warmup} torch={version} "
+        f"numpy={np.__version__} python={sys.version.split()[0]} "
+        f"clock={'cpu' if args.cpu_time else 'wall'}"
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > (os.cpu_count() or 1):

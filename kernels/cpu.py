@@ -7,6 +7,7 @@ only, never over batch, channels or pixels. The GEMMs go to BLAS through ``numpy
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -139,12 +140,31 @@ def _workspace_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     buf = getattr(_workspace, "buf", None)
     if buf is None or buf.nbytes < nbytes:
         buf = _workspace.buf = np.empty(nbytes, dtype=np.uint8)
+    _workspace.generation = getattr(_workspace, "generation", 0) + 1
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+# The im2col columns of the latest conv stay in the workspace until its next use. Backward
+# computes the weight gradient of the last conv first, from the same columns: recorded here with
+# the input (a weak reference: a new array at a recycled address never matches) and the
+# workspace generation (any later use of the workspace invalidates them).
+def _remember_cols(x: np.ndarray, key: tuple, cols: np.ndarray) -> np.ndarray:
+    if cols.base is not None and cols.nbytes <= WORKSPACE_MAX_BYTES:
+        _workspace.cols_of = (weakref.ref(x), key, cols, _workspace.generation)
+    return cols
+
+
+def _recall_cols(x: np.ndarray, key: tuple) -> np.ndarray | None:
+    rec = getattr(_workspace, "cols_of", None)
+    if rec is None or rec[0]() is not x or rec[1] != key:
+        return None
+    return rec[2] if rec[3] == _workspace.generation else None
 
 
 def release_workspace() -> None:
     """Frees this thread's im2col buffer (it is reallocated on the next conv)."""
     _workspace.buf = None
+    _workspace.cols_of = None
 
 
 def _valid(O: int, size: int, offset: int, s: int, p: int) -> tuple[int, int]:
@@ -173,6 +193,7 @@ def _cols(
     """
     N, C, H, W = check_4d(x, "conv2d input")
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
+    key = ("CNHW" if batch_last else "NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx)
     shape = (C, kh, kw, N, OH, OW) if batch_last else (N, C, kh, kw, OH, OW)
     out = _workspace_array(shape, x.dtype)
     col = out.transpose(3, 0, 1, 2, 4, 5) if batch_last else out
@@ -192,7 +213,7 @@ def _cols(
             dst[:, :, r0:r1, c0:c1] = x[
                 :, :, iy : iy + (r1 - r0 - 1) * sy + 1 : sy, ix : ix + (c1 - c0 - 1) * sx + 1 : sx
             ]
-    return out
+    return _remember_cols(x, key, out)
 
 
 _gemm = ConvGemm(np, _cols, col2im, stride1_input_grad_by_conv=True)
@@ -245,11 +266,24 @@ def _cols_batch_last(
     return col
 
 
+def _batch_last_cols(x: np.ndarray, geo: tuple, reuse: bool) -> np.ndarray:
+    """The (C, kh, kw, OH, OW, N) columns of x (NCHW); with `reuse` (weight gradients only: a
+    forward must see in-place changes made to x's array since) those of the latest forward
+    while they are still in the workspace."""
+    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
+    key = ("CHWN", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx)
+    col = _recall_cols(x, key) if reuse else None
+    if col is None:
+        col = _cols_batch_last(_to_batch_last(x), kh, kw, sy, sx, ph, pw, dy, dx, OH, OW)
+        _remember_cols(x, key, col)
+    return col
+
+
 def _forward_batch_last(x, w, b, geo) -> np.ndarray:
     sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
     N, C = x.shape[:2]
     Co = w.shape[0]
-    col = _cols_batch_last(_to_batch_last(x), kh, kw, sy, sx, ph, pw, dy, dx, OH, OW)
+    col = _batch_last_cols(x, geo, reuse=False)
     yt = np.ascontiguousarray(w).reshape(Co, C * kh * kw) @ col.reshape(C * kh * kw, -1)
     if b is not None:
         yt += b.reshape(Co, 1)
@@ -260,9 +294,25 @@ def _backward_weight_batch_last(gy, x, w_shape, geo) -> np.ndarray:
     sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
     C = x.shape[1]
     Co = w_shape[0]
-    col = _cols_batch_last(_to_batch_last(x), kh, kw, sy, sx, ph, pw, dy, dx, OH, OW)
+    col = _batch_last_cols(x, geo, reuse=True)
     gyt = _to_batch_last(gy).reshape(Co, -1)
     return (gyt @ col.reshape(C * kh * kw, -1).T).reshape(tuple(w_shape))
+
+
+def _backward_weight_from_forward_cols(gy, x, w_shape, geo) -> np.ndarray | None:
+    """dL/dw from the (N, C, kh, kw, OH, OW) columns of the forward if still in the workspace:
+    one GEMM per image summed over the batch, instead of new columns in the other layout."""
+    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
+    col = _recall_cols(x, ("NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx))
+    if col is None:
+        return None
+    _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
+    N, C = x.shape[:2]
+    Co = w_shape[0]
+    _check_gy(gy, N, Co, OH, OW)
+    col = col.reshape(N, C * kh * kw, OH * OW)
+    gw = np.matmul(gy.reshape(N, Co, OH * OW), col.transpose(0, 2, 1))
+    return gw.sum(axis=0).reshape(tuple(w_shape))
 
 
 def _backward_input_batch_last(gy, w, x_shape, geo) -> np.ndarray:
@@ -344,6 +394,9 @@ def conv2d_backward_weight(
     """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
     geo = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
     if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
+        gw = _backward_weight_from_forward_cols(gy, x, w_shape, geo) if groups == 1 else None
+        if gw is not None:
+            return gw
         return _gemm.backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
     _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
     _check_gy(gy, x.shape[0], w_shape[0], geo[8], geo[9])

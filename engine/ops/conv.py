@@ -139,8 +139,10 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w = self.inputs[:2]
-        gx = Conv2dGradInput(self.p, x.shape)(gy, w) if x.requires_grad else None
+        # The weight gradient first: on the CPU it reuses the forward's im2col columns while
+        # they are still in the kernels' workspace (the input gradient overwrites it).
         gw = Conv2dGradWeight(self.p, w.shape)(x, gy) if w.requires_grad else None
+        gx = Conv2dGradInput(self.p, x.shape)(gy, w) if x.requires_grad else None
         gb = None
         if len(self.inputs) == 3 and self.inputs[2].requires_grad:
             gb = sum(gy, (0, 2, 3))

@@ -138,3 +138,48 @@ def test_matches_torch_dcgan_shapes():
     )
     et = F.conv_transpose2d(engine.tensor(gy), engine.tensor(w), stride=2, padding=1)
     np.testing.assert_allclose(et.numpy(), tt.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# Weight gradients from the forward's columns --------------------------------------------------
+@pytest.mark.parametrize(
+    "xs, ws, s, p",
+    [((4, 3, 9, 8), (5, 3, 3, 3), 1, 1), ((8, 8, 9, 9), (5, 8, 3, 3), 2, 1)],
+    ids=["nchw", "batch-last"],
+)
+def test_weight_gradient_reuses_the_forward_columns_only_while_valid(xs, ws, s, p):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    y = cpu.conv2d_forward(x, w, None, s, p)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    cpu.release_workspace()
+    want = cpu.conv2d_backward_weight(gy, x, ws, s, p)  # fresh columns
+
+    cpu.conv2d_forward(x, w, None, s, p)
+    assert cpu._workspace.cols_of[0]() is x
+    np.testing.assert_allclose(
+        cpu.conv2d_backward_weight(gy, x, ws, s, p), want, rtol=1e-4, atol=1e-4
+    )
+
+    # Another array of the same shape never matches the record.
+    cpu.conv2d_forward(x, w, None, s, p)
+    other = x + 1
+    want_other = cpu._gemm.backward_weight(gy, other, ws, s, p, 1, 1)
+    np.testing.assert_allclose(
+        cpu.conv2d_backward_weight(gy, other, ws, s, p), want_other, rtol=1e-4, atol=1e-4
+    )
+
+    # Any other use of the workspace in between (here an input gradient) invalidates the record.
+    cpu.conv2d_forward(x, w, None, s, p)
+    x_saved = x.copy()
+    x += 1  # a raw in-place change: a forward sees it, a later weight gradient recomputes
+    cpu.conv2d_backward_input(gy, w, xs, s, p)
+    want_changed = cpu._gemm.backward_weight(gy, x, ws, s, p, 1, 1)
+    np.testing.assert_allclose(
+        cpu.conv2d_backward_weight(gy, x, ws, s, p), want_changed, rtol=1e-4, atol=1e-4
+    )
+    y_changed = cpu.conv2d_forward(x, w, None, s, p)
+    np.testing.assert_allclose(
+        y_changed, cpu._gemm.forward(x, w, None, s, p, 1, 1), rtol=1e-4, atol=1e-4
+    )
+    assert not np.allclose(y_changed, cpu._gemm.forward(x_saved, w, None, s, p, 1, 1))
