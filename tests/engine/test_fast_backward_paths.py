@@ -1,0 +1,110 @@
+"""Ops whose backward has a fast path on raw arrays (taken when the backward is not recorded)
+give the same gradients as their recorded path (create_graph=True), and match PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import engine.functional as F
+
+
+def _grads_both_ways(fn, inputs, seed=0):
+    """(gradients with create_graph=False, gradients with create_graph=True)."""
+    y = fn(*inputs)
+    gy = engine.tensor(np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype))
+    fast = engine.grad(fn(*inputs), inputs, gy)
+    recorded = engine.grad(fn(*inputs), inputs, gy, create_graph=True)
+    return fast, recorded
+
+
+def _leaves(*shapes, dtype=np.float64, seed=1):
+    rng = np.random.default_rng(seed)
+    return [engine.tensor(rng.standard_normal(s).astype(dtype), requires_grad=True) for s in shapes]
+
+
+@pytest.mark.parametrize(
+    "x_shape, bias", [((5, 4), True), ((5, 4), False), ((2, 3, 4), True), ((4,), True)]
+)
+def test_linear_fast_backward_matches_the_recorded_one(x_shape, bias):
+    shapes = [x_shape, (3, 4)] + ([(3,)] if bias else [])
+    inputs = _leaves(*shapes)
+    fast, recorded = _grads_both_ways(F.linear, inputs)
+    for f, r, t in zip(fast, recorded, inputs, strict=True):
+        assert f.shape == t.shape and f.grad_fn is None
+        np.testing.assert_allclose(f.numpy(), r.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_fast_backward_skips_inputs_without_grad():
+    x, w, b = _leaves((5, 4), (3, 4), (3,))
+    x.requires_grad_(False)
+    F.linear(x, w, b).sum().backward()
+    assert x.grad is None
+    np.testing.assert_allclose(w.grad.numpy(), np.ones((5, 3)).T @ x.numpy())
+    np.testing.assert_allclose(b.grad.numpy(), np.full(3, 5.0))
+
+
+def test_matmul_2d_fast_backward_matches_the_recorded_one():
+    a, b = _leaves((4, 6), (6, 3))
+    fast, recorded = _grads_both_ways(engine.matmul, [a, b])
+    for f, r in zip(fast, recorded, strict=True):
+        np.testing.assert_allclose(f.numpy(), r.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_and_matmul_match_torch_in_float32():
+    torch = pytest.importorskip("torch")
+    x, w, b = _leaves((7, 5), (4, 5), (4,), dtype=np.float32)
+    tx, tw, tb = (torch.tensor(t.numpy(), requires_grad=True) for t in (x, w, b))
+    (F.linear(x, w, b) @ w).sum().backward()
+    (torch.nn.functional.linear(tx, tw, tb) @ tw).sum().backward()
+    for ours, theirs in ((x, tx), (w, tw), (b, tb)):
+        assert ours.grad.dtype == np.float32
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("slope", [0.2, 0.0, 1.0, 1.5, -0.3])
+def test_leaky_relu_any_slope(slope):
+    (x,) = _leaves((6, 7))
+    y = F.leaky_relu(x, slope)
+    xa = x.numpy()
+    np.testing.assert_allclose(y.numpy(), np.where(xa > 0, xa, xa * slope))
+    assert engine.gradcheck(lambda t: F.leaky_relu(t, slope), (x,))
+    # Second order: d/dx of sum(leaky(x)^2) is 2 leaky(x) leaky'(x); differentiate it again.
+    (g,) = engine.grad((F.leaky_relu(x, slope) ** 2).sum(), (x,), create_graph=True)
+    (gg,) = engine.grad(g.sum(), (x,))
+    np.testing.assert_allclose(gg.numpy(), 2 * np.where(xa > 0, 1.0, slope) ** 2)
+
+
+def test_leaky_relu_float32_matches_torch():
+    torch = pytest.importorskip("torch")
+    (x,) = _leaves((64, 8, 5, 5), dtype=np.float32)
+    tx = torch.tensor(x.numpy(), requires_grad=True)
+    y = F.leaky_relu(x, 0.2)
+    ty = torch.nn.functional.leaky_relu(tx, 0.2)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y.numpy(), ty.detach().numpy())
+    gy = np.random.default_rng(3).standard_normal(y.shape).astype(np.float32)
+    y.backward(engine.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
+
+
+def test_bce_with_logits_extremes_match_log1p():
+    x = np.array([-1000, -104, -90, -20, -17, -1, 0, 1, 17, 90, 1000], np.float32)
+    for t in (0.0, 0.25, 1.0):
+        target = np.full_like(x, t)
+        got = F.binary_cross_entropy_with_logits(
+            engine.tensor(x), engine.tensor(target), reduction="none"
+        ).numpy()
+        x64 = x.astype(np.float64)
+        want = np.maximum(x64, 0) - x64 * t + np.log1p(np.exp(-np.abs(x64)))
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-45)
+    nan = F.binary_cross_entropy_with_logits(
+        engine.tensor(np.array([np.nan], np.float32)),
+        engine.tensor(np.zeros(1, np.float32)),
+        reduction="none",
+    )
+    assert np.isnan(nan.numpy()).all()
