@@ -17,7 +17,7 @@ import numpy
 import engine
 from engine import Tensor
 
-from .gan import GAN, _check_positive_int
+from .gan import GAN, _check_positive_int, _one_score_each
 from .trainer import evaluating
 
 __all__ = ["ConditionalGAN"]
@@ -78,13 +78,7 @@ class ConditionalGAN(GAN):
         return self.generator(z, cond)
 
     def _discriminate(self, x: Tensor, cond: Tensor) -> Tensor:
-        out = self.discriminator(x, cond)
-        if out.ndim != 1 and not (out.ndim == 2 and out.shape[1] == 1):
-            raise ValueError(
-                f"the discriminator must return one score per sample, shaped ({x.shape[0]},) "
-                f"or ({x.shape[0]}, 1), got {out.shape} for input {x.shape}"
-            )
-        return out.reshape(-1)
+        return _one_score_each(self.discriminator(x, cond), x)
 
     def _check_labels(self, labels: Any, n: int, check_range: bool = True) -> Tensor:
         """Labels as int64 (n,) on the device; the range check syncs, so training skips it."""

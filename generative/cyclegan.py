@@ -33,8 +33,9 @@ import optimizers
 from engine import Tensor
 from engine.data import DataLoader, TensorDataset
 
-from .models import dcgan_discriminator, mlp_discriminator
-from .pix2pix import _adv, _check_images, comparison_rows
+from . import adversarial
+from .models import IMAGE_SHAPES, dcgan_discriminator, mlp_discriminator, recipe
+from .pix2pix import _check_images, comparison_rows, mean_abs_error, repeat_rows
 from .trainer import Trainer, evaluating, frozen
 
 __all__ = [
@@ -68,8 +69,6 @@ CYCLEGAN_RECIPES: dict[str, dict[str, Any]] = {
 # 28x28: strided-conv discriminators of `hidden` channels; untuned (no MNIST files offline).
 CYCLEGAN_RECIPES["mnist"] = {**CYCLEGAN_RECIPES["digits"], "width": 32, "hidden": 32, "epochs": 3}
 CYCLEGAN_RECIPES["fashion"] = CYCLEGAN_RECIPES["mnist"]
-
-IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion": (1, 28, 28)}
 
 
 class CycleGAN(Trainer):
@@ -152,9 +151,8 @@ class CycleGAN(Trainer):
         opt = self.optimizers["generators"]
         opt.zero_grad()
         with frozen(self.d_a, self.d_b):
-            adv = _adv(self._score(self.d_b, fake_b), True, self.loss) + _adv(
-                self._score(self.d_a, fake_a), True, self.loss
-            )
+            adv_b = adversarial.generator_loss(self._score(self.d_b, fake_b), self.loss)
+            adv = adv_b + adversarial.generator_loss(self._score(self.d_a, fake_a), self.loss)
             cycle = F.l1_loss(self.g_ba(fake_b), a) + F.l1_loss(self.g_ab(fake_a), b)
             loss = adv + self.lambda_cycle * cycle
             out = {"loss_g_adv": adv.item(), "cycle": cycle.item()}
@@ -171,12 +169,13 @@ class CycleGAN(Trainer):
         """One update of both discriminators: real images towards real, detached fakes fake."""
         opt = self.optimizers["discriminators"]
         opt.zero_grad()
-        loss = (
-            _adv(self._score(self.d_a, a), True, self.loss)
-            + _adv(self._score(self.d_a, fake_a.detach()), False, self.loss)
-            + _adv(self._score(self.d_b, b), True, self.loss)
-            + _adv(self._score(self.d_b, fake_b.detach()), False, self.loss)
+        loss_a = adversarial.discriminator_loss(
+            self._score(self.d_a, a), self._score(self.d_a, fake_a.detach()), self.loss
         )
+        loss_b = adversarial.discriminator_loss(
+            self._score(self.d_b, b), self._score(self.d_b, fake_b.detach()), self.loss
+        )
+        loss = loss_a + loss_b
         loss.backward()
         opt.step()
         return loss.item()
@@ -221,8 +220,7 @@ class CycleGAN(Trainer):
             raise RuntimeError(
                 "CycleGAN.sample needs images: call set_preview(a, b) or train first"
             )
-        reps = -(-n // self.preview_a.shape[0])
-        return self.translate(engine.cat([self.preview_a] * reps, dim=0)[:n], "ab")
+        return self.translate(repeat_rows(self.preview_a, n), "ab")
 
     def preview(self) -> Tensor:
         """Rows a / G_ab(a) / G_ba(G_ab(a)), then b / G_ba(b) / G_ab(G_ba(b))."""
@@ -241,13 +239,7 @@ class CycleGAN(Trainer):
 
     def evaluate(self, a: Tensor, b: Tensor, direction: str = "ab", batch_size: int = 512):
         """Mean absolute error of G_ab(a) against `b` (`direction="ba"`: G_ba(a) against b)."""
-        total, count = 0.0, 0
-        for i in range(0, a.shape[0], batch_size):
-            target = b[i : i + batch_size].to(self.device)
-            out = self.translate(a[i : i + batch_size], direction)
-            total += (out - target).abs().sum().item()
-            count += math.prod(target.shape)
-        return total / max(count, 1)
+        return mean_abs_error(lambda x: self.translate(x, direction), a, b, batch_size)
 
     # ---------------------------------------------------------------------------------------
     # Checkpointing
@@ -348,13 +340,7 @@ def build_cyclegan(
     """The default CycleGAN for `dataset`: conv translators; MLP (digits) or strided-conv
     (28x28) discriminators. `overrides` change recipe settings (width, hidden, lambda_cycle,
     lambda_identity, loss, lr, betas)."""
-    if dataset not in CYCLEGAN_RECIPES:
-        raise ValueError(f"no cyclegan recipe for {dataset!r}; known: {sorted(CYCLEGAN_RECIPES)}")
-    r = {**CYCLEGAN_RECIPES[dataset]}
-    unknown = set(overrides) - set(r)
-    if unknown:
-        raise ValueError(f"unknown cyclegan recipe settings {sorted(unknown)}")
-    r.update(overrides)
+    r = recipe("cyclegan", CYCLEGAN_RECIPES, dataset, overrides)
     if seed is not None:
         engine.manual_seed(seed)
     shape = IMAGE_SHAPES[dataset]

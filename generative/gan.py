@@ -22,11 +22,11 @@ import os
 from typing import Any
 
 import engine
-import engine.functional as F
 import optimizers
 import regularizers
 from engine import Tensor
 
+from . import adversarial
 from .trainer import Trainer, evaluating, frozen
 
 __all__ = ["GAN", "LOSSES"]
@@ -37,6 +37,16 @@ LOSSES = ("bce", "hinge", "wgan-gp")
 def _check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _one_score_each(out: Tensor, x: Tensor) -> Tensor:
+    """A discriminator's output (N,) or (N, 1) for the inputs `x`, as (N,)."""
+    if out.ndim != 1 and not (out.ndim == 2 and out.shape[1] == 1):
+        raise ValueError(
+            f"the discriminator must return one score per sample, shaped ({x.shape[0]},) "
+            f"or ({x.shape[0]}, 1), got {out.shape} for input {x.shape}"
+        )
+    return out.reshape(-1)
 
 
 class GAN(Trainer):
@@ -95,13 +105,7 @@ class GAN(Trainer):
         return self.generator(z)
 
     def _discriminate(self, x: Tensor, cond: Any) -> Tensor:
-        out = self.discriminator(x)
-        if out.ndim != 1 and not (out.ndim == 2 and out.shape[1] == 1):
-            raise ValueError(
-                f"the discriminator must return one score per sample, shaped ({x.shape[0]},) "
-                f"or ({x.shape[0]}, 1), got {out.shape} for input {x.shape}"
-            )
-        return out.reshape(-1)
+        return _one_score_each(self.discriminator(x), x)
 
     # ---------------------------------------------------------------------------------------
     # Steps
@@ -122,21 +126,16 @@ class GAN(Trainer):
 
     def discriminator_loss(self, real: Tensor, fake: Tensor, cond: Any) -> Tensor:
         d_real, d_fake = self._discriminate(real, cond), self._discriminate(fake, cond)
-        if self.loss == "bce":
-            bce = F.binary_cross_entropy_with_logits
-            return bce(d_real, engine.ones_like(d_real)) + bce(d_fake, engine.zeros_like(d_fake))
-        if self.loss == "hinge":
-            return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        if self.loss != "wgan-gp":
+            return adversarial.discriminator_loss(d_real, d_fake, self.loss)
         penalty = regularizers.gradient_penalty(
             lambda x: self._discriminate(x, cond), real, fake, lambda_gp=self.gp_weight
         )
-        return d_fake.mean() - d_real.mean() + penalty
+        return adversarial.discriminator_loss(d_real, d_fake, "wgan") + penalty
 
     def generator_loss(self, fake: Tensor, cond: Any) -> Tensor:
-        d_fake = self._discriminate(fake, cond)
-        if self.loss == "bce":
-            return F.binary_cross_entropy_with_logits(d_fake, engine.ones_like(d_fake))
-        return -d_fake.mean()
+        kind = "wgan" if self.loss == "wgan-gp" else self.loss
+        return adversarial.generator_loss(self._discriminate(fake, cond), kind)
 
     def discriminator_step(self, real: Tensor, fake: Tensor, cond: Any = None) -> float:
         """One discriminator update on real and (detached) fake samples; returns its loss."""

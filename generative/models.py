@@ -32,6 +32,7 @@ __all__ = [
     "ConditionalDiscriminator",
     "build_gan",
     "build_cgan",
+    "recipe",
 ]
 
 IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion": (1, 28, 28)}
@@ -179,14 +180,19 @@ class ConditionalDiscriminator(nn.Module):
 # Ready-made trainers
 
 
-def _recipe(model: str, dataset: str, overrides: dict) -> dict:
-    if (model, dataset) not in RECIPES:
-        known = sorted({d for m, d in RECIPES if m == model})
-        raise ValueError(f"no {model} recipe for dataset {dataset!r}; known: {known}")
-    unknown = set(overrides) - set(RECIPES[(model, dataset)])
+def recipe(model: str, recipes: dict[str, dict], dataset: str, overrides: dict) -> dict:
+    """`recipes[dataset]` with `overrides` applied; unknown datasets and settings are errors."""
+    if dataset not in recipes:
+        raise ValueError(f"no {model} recipe for dataset {dataset!r}; known: {sorted(recipes)}")
+    unknown = set(overrides) - set(recipes[dataset])
     if unknown:
         raise ValueError(f"unknown {model} recipe settings {sorted(unknown)}")
-    return {**RECIPES[(model, dataset)], **overrides}
+    return {**recipes[dataset], **overrides}
+
+
+def _recipe(model: str, dataset: str, overrides: dict) -> dict:
+    by_dataset = {d: r for (m, d), r in RECIPES.items() if m == model}
+    return recipe(model, by_dataset, dataset, overrides)
 
 
 def build_gan(

@@ -31,6 +31,8 @@ import optimizers
 from engine import Tensor
 from engine.data import TensorDataset
 
+from . import adversarial
+from .models import IMAGE_SHAPES, mlp_discriminator, recipe
 from .trainer import Trainer, evaluating, frozen
 
 __all__ = [
@@ -41,6 +43,9 @@ __all__ = [
     "masked_pairs",
     "sharpness",
     "completion_metrics",
+    "comparison_rows",
+    "repeat_rows",
+    "mean_abs_error",
     "build_pix2pix",
     "PIX2PIX_RECIPES",
 ]
@@ -65,15 +70,6 @@ PIX2PIX_RECIPES: dict[str, dict[str, Any]] = {
 # 28x28: the digits recipe scaled up; untuned (no MNIST files were at hand offline).
 PIX2PIX_RECIPES["mnist"] = {**PIX2PIX_RECIPES["digits"], "hidden": 512, "epochs": 10}
 PIX2PIX_RECIPES["fashion"] = PIX2PIX_RECIPES["mnist"]
-
-IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion": (1, 28, 28)}
-
-
-def _adv(scores: Tensor, real: bool, loss: str) -> Tensor:
-    target = engine.ones_like(scores) if real else engine.zeros_like(scores)
-    if loss == "bce":
-        return F.binary_cross_entropy_with_logits(scores, target)
-    return F.mse_loss(scores, target)
 
 
 def _check_images(name: str, x: Tensor) -> None:
@@ -169,8 +165,8 @@ class Pix2Pix(Trainer):
         """One D update: real pairs (x, y) towards real, (x, fake) towards fake."""
         opt = self.optimizers["discriminator"]
         opt.zero_grad()
-        loss = _adv(self.discriminate(x, y), True, self.loss) + _adv(
-            self.discriminate(x, fake.detach()), False, self.loss
+        loss = adversarial.discriminator_loss(
+            self.discriminate(x, y), self.discriminate(x, fake.detach()), self.loss
         )
         loss.backward()
         opt.step()
@@ -185,7 +181,7 @@ class Pix2Pix(Trainer):
         with frozen(self.discriminator):
             loss = self.lambda_l1 * l1
             if self.adversarial:
-                adv = _adv(self.discriminate(x, fake), True, self.loss)
+                adv = adversarial.generator_loss(self.discriminate(x, fake), self.loss)
                 loss = loss + adv
                 out["loss_g_adv"] = adv.item()
             loss.backward()
@@ -226,8 +222,7 @@ class Pix2Pix(Trainer):
             raise RuntimeError(
                 "Pix2Pix.sample needs inputs: call set_preview(inputs) or train first"
             )
-        reps = -(-n // self.preview_inputs.shape[0])
-        return self.translate(engine.cat([self.preview_inputs] * reps, dim=0)[:n])
+        return self.translate(repeat_rows(self.preview_inputs, n))
 
     def preview(self) -> Tensor:
         """Blocks of three rows: inputs, translations, targets (or translations again)."""
@@ -245,12 +240,7 @@ class Pix2Pix(Trainer):
 
     def evaluate(self, inputs: Tensor, targets: Tensor, batch_size: int = 512) -> float:
         """Mean absolute error of G(inputs) against `targets` (eval mode, no graph)."""
-        total, count = 0.0, 0
-        for i in range(0, inputs.shape[0], batch_size):
-            y = targets[i : i + batch_size].to(self.device)
-            total += (self.translate(inputs[i : i + batch_size]) - y).abs().sum().item()
-            count += math.prod(y.shape)
-        return total / max(count, 1)
+        return mean_abs_error(self.translate, inputs, targets, batch_size)
 
     # ---------------------------------------------------------------------------------------
     # Checkpointing
@@ -277,6 +267,23 @@ class Pix2Pix(Trainer):
             self.preview_inputs = state["preview_inputs"].to(self.device)
         if "preview_targets" in state:
             self.preview_targets = state["preview_targets"].to(self.device)
+
+
+def repeat_rows(x: Tensor, n: int) -> Tensor:
+    """The first `n` rows of `x` repeated along dim 0 as often as needed: (n, ...)."""
+    reps = -(-n // x.shape[0])
+    return engine.cat([x] * reps, dim=0)[:n]
+
+
+def mean_abs_error(translate, inputs: Tensor, targets: Tensor, batch_size: int = 512) -> float:
+    """Mean |translate(inputs) - targets| over all elements, `batch_size` inputs at a time."""
+    total, count = 0.0, 0
+    for i in range(0, inputs.shape[0], batch_size):
+        out = translate(inputs[i : i + batch_size])
+        y = targets[i : i + batch_size].to(out.device)
+        total += (out - y).abs().sum().item()
+        count += math.prod(y.shape)
+    return total / max(count, 1)
 
 
 def comparison_rows(*rows: Tensor, nrow: int = 8) -> Tensor:
@@ -364,14 +371,7 @@ class CompletionGenerator(nn.Module):
 def pair_discriminator(image_shape: tuple[int, ...] = (1, 8, 8), hidden: int = 256) -> nn.Module:
     """MLP on a channel-concatenated (input, output) pair -> one logit (N, 1)."""
     c, h, w = image_shape
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(2 * c * h * w, hidden),
-        nn.LeakyReLU(0.2),
-        nn.Linear(hidden, hidden),
-        nn.LeakyReLU(0.2),
-        nn.Linear(hidden, 1),
-    )
+    return mlp_discriminator((2 * c, h, w), hidden)
 
 
 def build_pix2pix(
@@ -389,13 +389,7 @@ def build_pix2pix(
     `adversarial=False` builds the L1-only baseline (same generator, no discriminator loss).
     `overrides` change recipe settings (hidden, noise_dim, lambda_l1, lr, betas, loss).
     """
-    if dataset not in PIX2PIX_RECIPES:
-        raise ValueError(f"no pix2pix recipe for {dataset!r}; known: {sorted(PIX2PIX_RECIPES)}")
-    r = {**PIX2PIX_RECIPES[dataset]}
-    unknown = set(overrides) - set(r)
-    if unknown:
-        raise ValueError(f"unknown pix2pix recipe settings {sorted(unknown)}")
-    r.update(overrides)
+    r = recipe("pix2pix", PIX2PIX_RECIPES, dataset, overrides)
     if seed is not None:
         engine.manual_seed(seed)
     shape = IMAGE_SHAPES[dataset]

@@ -43,6 +43,8 @@ import optimizers
 import regularizers
 from engine import Tensor
 
+from . import adversarial
+from .gan import _check_positive_int
 from .trainer import Trainer, evaluating, frozen
 
 __all__ = [
@@ -64,11 +66,6 @@ _GAIN = math.sqrt(2.0)  # keeps LeakyReLU activations at unit variance
 
 def _lrelu(x: Tensor) -> Tensor:
     return F.leaky_relu(x, 0.2) * _GAIN
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -482,7 +479,7 @@ class StyleGAN(Trainer):
         opt = self.optimizers["discriminator"]
         opt.zero_grad()
         d = self.discriminator
-        loss = F.softplus(d(fake.detach())).mean() + F.softplus(-d(real)).mean()
+        loss = adversarial.discriminator_loss(d(real), d(fake.detach()), "bce")
         out = {"loss_d": loss.item()}
         if self.r1_gamma > 0 and self.global_step % self.r1_every == 0:
             r1 = regularizers.r1_penalty(d, real, gamma=self.r1_gamma * self.r1_every)
@@ -497,7 +494,7 @@ class StyleGAN(Trainer):
         opt = self.optimizers["generator"]
         opt.zero_grad()
         with frozen(self.discriminator):
-            loss = F.softplus(-self.discriminator(fake)).mean()
+            loss = adversarial.generator_loss(self.discriminator(fake), "bce")
             loss.backward()
         opt.step()
         return loss.item()

@@ -34,6 +34,7 @@ from generative.pix2pix import (
     completion_metrics,
     mask_lower,
     masked_pairs,
+    repeat_rows,
 )
 from generative.trainer import resolve_device
 
@@ -207,5 +208,4 @@ def _sample_inputs(model, task: str, meta: dict, n: int):
         x = test_set.tensors[0]
     except (OSError, SystemExit, ValueError):
         x = model.preview_targets if task == "pix2pix" else model.preview_a
-    reps = -(-n // x.shape[0])
-    return engine.cat([x] * reps, dim=0)[:n].to(model.device)
+    return repeat_rows(x, n).to(model.device)
