@@ -45,7 +45,7 @@ from engine import Tensor
 
 from . import adversarial
 from .gan import _check_positive_int
-from .trainer import Trainer, evaluating, frozen
+from .trainer import Trainer, evaluating, frozen, rng_state_preserved
 
 __all__ = [
     "EqualizedLinear",
@@ -541,11 +541,8 @@ class StyleGAN(Trainer):
         """The judge's scores of fresh samples (the training random state is left alone)."""
         if self.judge is None:
             return {}
-        rng = engine.random.get_rng_state()
-        try:
+        with rng_state_preserved():
             report = self.judge.report(self.sample(self.judge_samples).cpu())
-        finally:
-            engine.random.set_rng_state(rng)
         return {
             "classes_covered": float(report["classes_covered"]),
             "inception_score": report["inception_score"],

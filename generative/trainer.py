@@ -64,7 +64,7 @@ import engine
 from engine import Tensor
 from engine.files import atomic_write
 
-__all__ = ["Trainer", "resolve_device", "frozen", "evaluating"]
+__all__ = ["Trainer", "resolve_device", "frozen", "evaluating", "rng_state_preserved"]
 
 CHECKPOINT_FORMAT = "tensortape-trainer"
 CHECKPOINT_VERSION = 1
@@ -108,6 +108,17 @@ def evaluating(*modules) -> Iterator[None]:
         for module, flags in zip(modules, modes, strict=True):
             for m, flag in zip(module.modules(), flags, strict=True):
                 object.__setattr__(m, "training", flag)
+
+
+@contextmanager
+def rng_state_preserved() -> Iterator[None]:
+    """Restore the engine's whole random state afterwards: evaluation and pictures drawn between
+    epochs or after training leave the stream a resumed run continues from untouched."""
+    state = engine.random.get_rng_state()
+    try:
+        yield
+    finally:
+        engine.random.set_rng_state(state)
 
 
 @contextmanager

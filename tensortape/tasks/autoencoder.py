@@ -30,10 +30,17 @@ from generative.autoencoder import (
     encode_dataset,
     save_latent_plot,
 )
-from generative.trainer import resolve_device
+from generative.trainer import rng_state_preserved
 from generative.vae import VAE
 
-from .common import add_common_arguments, load_dataset, output_dir
+from .common import (
+    add_common_arguments,
+    load_dataset,
+    output_dir,
+    resolve_device,
+    resume,
+    save_square_grid,
+)
 
 HELP = {
     "ae": "an autoencoder, as a generator through a Gaussian fitted to its codes",
@@ -126,17 +133,14 @@ def run(args) -> dict:
         progress=not args.no_progress,
     )
     loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, device=device)
-    ckpt = out / "checkpoint.npz"
-    if args.resume and ckpt.exists():
-        trainer.load_checkpoint(ckpt)
+    ckpt = resume(trainer, out, args)
     trainer.train(loader, args.epochs)
     if not isinstance(model, VAE) and model.latent_loc is None:
         model.fit_latent_gaussian(train_set)  # --epochs 0 on a fresh run
     # The evaluation draws must not move the random state a later --resume continues from.
-    rng = engine.random.get_rng_state()
-    trainer.summary.update(final_metrics(trainer, test_set, args))
-    write_pictures(trainer, test_set, out)
-    engine.random.set_rng_state(rng)
+    with rng_state_preserved():
+        trainer.summary.update(final_metrics(trainer, test_set, args))
+        write_pictures(trainer, test_set, out)
     trainer.write_metrics(out / "metrics.json")
     trainer.save_checkpoint(ckpt, loader)
     _print_summary(args.task, trainer.summary, out)
@@ -204,8 +208,6 @@ def _print_summary(task: str, summary: dict, out) -> None:
 
 def sample(checkpoint: str, args) -> None:
     """`tensortape sample CHECKPOINT`: a grid of `--n` samples from a trained (V)AE."""
-    from engine.utils import save_image  # noqa: PLC0415
-
     device = resolve_device(args.device)
     state = engine.load(checkpoint, map_location=device)
     config = state.get("config") or {}
@@ -215,6 +217,5 @@ def sample(checkpoint: str, args) -> None:
     model = build_model(task, config, tuple(config["in_shape"])).to(device)
     model.load_state_dict(state["modules"]["model"])
     engine.manual_seed(args.seed)
-    images = model.sample(args.n)
-    save_image(images.cpu().clip(0.0, 1.0), args.out, nrow=max(1, round(args.n**0.5)))
+    save_square_grid(model.sample(args.n), args.out)
     print(f"{args.n} samples from the {task} in {checkpoint} -> {args.out}")

@@ -7,16 +7,14 @@ import json
 import os
 from pathlib import Path
 
-import engine
 from engine.files import atomic_write
 
 
 def resolve_device(spec: str) -> str:
-    """'auto' picks cuda when a GPU answers, else cpu."""
-    if spec == "auto":
-        return "cuda" if engine.cuda.is_available() else "cpu"
-    engine.device(spec)  # a clear error now when cuda is asked for without a GPU
-    return spec
+    """'auto' picks cuda when a GPU answers, else cpu; asking for cuda without one is an error."""
+    from generative.trainer import resolve_device as resolve  # noqa: PLC0415
+
+    return str(resolve(spec))
 
 
 def load_dataset(name: str, data_dir: str = "data"):
@@ -34,6 +32,22 @@ def output_dir(args, task: str) -> Path:
     out = Path(args.out or os.path.join("runs", task))
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def resume(trainer, out: Path, args) -> Path:
+    """OUT/checkpoint.npz, loaded into `trainer` first with `--resume` when it exists."""
+    ckpt = out / "checkpoint.npz"
+    if args.resume and ckpt.exists():
+        trainer.load_checkpoint(ckpt)
+    return ckpt
+
+
+def save_square_grid(images, path) -> None:
+    """Images clipped to [0, 1] as a PNG grid about as wide as it is tall."""
+    from engine.utils import save_image  # noqa: PLC0415
+
+    nrow = max(1, round(images.shape[0] ** 0.5))
+    save_image(images.cpu().clip(0.0, 1.0), path, nrow=nrow)
 
 
 def write_json(path: Path, obj) -> None:

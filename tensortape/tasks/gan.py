@@ -12,7 +12,14 @@ import argparse
 import engine
 from engine.data import DataLoader
 
-from .common import add_common_arguments, load_dataset, output_dir, resolve_device, update_json
+from .common import (
+    add_common_arguments,
+    load_dataset,
+    output_dir,
+    resolve_device,
+    resume,
+    update_json,
+)
 
 HELP = {
     "gan": "a GAN (bce | hinge | wgan-gp losses) on digits or MNIST",
@@ -61,9 +68,7 @@ def run(args) -> dict:
     model = build(
         args.task, args.dataset, args.loss, device, args.seed, out, not args.no_progress, overrides
     )
-    ckpt = out / "checkpoint.npz"
-    if args.resume and ckpt.exists():
-        model.load_checkpoint(ckpt)
+    resume(model, out, args)
     train, _ = load_dataset(args.dataset, args.data_dir)
     loader = DataLoader(train, args.batch_size, shuffle=True, drop_last=True, seed=args.seed)
     model.train(loader, args.epochs)

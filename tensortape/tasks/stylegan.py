@@ -19,9 +19,16 @@ import argparse
 import engine
 from engine.data import DataLoader
 from generative.stylegan import RECIPES, StyleGAN, build_stylegan
-from generative.trainer import resolve_device
+from generative.trainer import rng_state_preserved
 
-from .common import add_common_arguments, load_dataset, output_dir
+from .common import (
+    add_common_arguments,
+    load_dataset,
+    output_dir,
+    resolve_device,
+    resume,
+    save_square_grid,
+)
 
 HELP = "a compact StyleGAN (mapping network, modulated convs, style mixing, truncation, R1)"
 
@@ -82,13 +89,10 @@ def run(args) -> dict:
     loader = DataLoader(
         train_set, args.batch_size, shuffle=True, drop_last=True, seed=args.seed, device=device
     )
-    ckpt = out / "checkpoint.npz"
-    if args.resume and ckpt.exists():
-        trainer.load_checkpoint(ckpt)
+    resume(trainer, out, args)
     trainer.train(loader, args.epochs)
-    rng = engine.random.get_rng_state()  # the picture must not move the resumable state
-    _save_mix(trainer, out / "mix.png", n=6, layers="coarse", seed=args.seed)
-    engine.random.set_rng_state(rng)
+    with rng_state_preserved():  # the picture must not move the resumable state
+        _save_mix(trainer, out / "mix.png", n=6, layers="coarse", seed=args.seed)
     metrics = trainer.metrics()
     last = {k: v[-1] for k, v in metrics["history"].items() if v}
     shown = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "epoch" and v is not None)
@@ -114,13 +118,10 @@ def _load(checkpoint: str, device_spec: str) -> StyleGAN:
 
 def sample(checkpoint: str, args) -> None:
     """`tensortape sample CHECKPOINT --n 64 [--truncation-psi PSI]`: a grid of samples."""
-    from engine.utils import save_image  # noqa: PLC0415
-
     trainer = _load(checkpoint, args.device)
     engine.manual_seed(args.seed)
     psi = getattr(args, "truncation_psi", 1.0)
-    images = trainer.sample(args.n, truncation_psi=psi)
-    save_image(images.cpu(), args.out, nrow=max(1, round(args.n**0.5)))
+    save_square_grid(trainer.sample(args.n, truncation_psi=psi), args.out)
     print(f"{args.n} StyleGAN samples (psi {psi}) from {checkpoint} -> {args.out}")
 
 

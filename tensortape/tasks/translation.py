@@ -36,9 +36,16 @@ from generative.pix2pix import (
     masked_pairs,
     repeat_rows,
 )
-from generative.trainer import resolve_device
+from generative.trainer import rng_state_preserved
 
-from .common import add_common_arguments, load_dataset, output_dir, write_json
+from .common import (
+    add_common_arguments,
+    load_dataset,
+    output_dir,
+    resolve_device,
+    resume,
+    write_json,
+)
 
 HELP = {
     "pix2pix": "paired translation: complete digits whose lower half is masked (adversarial + L1)",
@@ -127,15 +134,12 @@ def run(args) -> dict:
         model.set_preview(eval_data[0], eval_data[1])
     else:
         model.set_preview(x_test, 1.0 - x_test)
-    ckpt = out / "checkpoint.npz"
-    if args.resume and ckpt.exists():
-        model.load_checkpoint(ckpt)
+    ckpt = resume(model, out, args)
     model.train(loader, epochs)
 
-    rng = engine.random.get_rng_state()  # evaluation must not move a later --resume's stream
-    test = evaluate(model, task, x_test)
-    model.save_samples(out / "samples.png")
-    engine.random.set_rng_state(rng)
+    with rng_state_preserved():  # evaluation must not move a later --resume's stream
+        test = evaluate(model, task, x_test)
+        model.save_samples(out / "samples.png")
     metrics = {**model.metrics(), "task": task, "dataset": args.dataset, "device": str(device),
                "test": test}  # fmt: skip
     write_json(out / "metrics.json", metrics)
