@@ -444,13 +444,17 @@ def max_pool2d_forward(
         y = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
         first = np.where((fy[:, None] < kh) & (fx[None, :] < kw), fy[:, None] * kw + fx, -1)
         argmax += first.astype(np.int32)
+    # Scratch arrays reused across offsets: fresh ones per offset tripled the bytes allocated,
+    # and on a busy allocator their page faults cost as much as the arithmetic.
+    win, better, step = np.empty_like(y), np.empty(y.shape, bool), np.empty(y.shape, np.int32)
     for k in range(1 if first is None else 0, kh * kw):
-        win = np.ascontiguousarray(_window(xp_, k // kw, k % kw, OH, OW, sy, sx, dy, dx))
+        np.copyto(win, _window(xp_, k // kw, k % kw, OH, OW, sy, sx, dy, dx))
         # Branch-free updates (masked assignments are several times slower): offsets come in
         # increasing order, so the newest strict improvement is the largest k seen.
-        better = win > y
+        np.greater(win, y, out=better)
         np.maximum(y, win, out=y)
-        np.maximum(argmax, better * np.int32(k), out=argmax)
+        np.multiply(better, np.int32(k), out=step)
+        np.maximum(argmax, step, out=argmax)
     if first is not None and (first < 0).any():
         argmax[:, :, first < 0] = -1
     if y.size and np.isnan(y.min()):
@@ -514,13 +518,18 @@ def max_pool2d_backward(
     gy = np.ascontiguousarray(gy)
     # Windows that cannot overlap: each input pixel gets at most one write.
     disjoint = sy >= dy * (kh - 1) + 1 and sx >= dx * (kw - 1) + 1
+    itype = np.dtype(f"int{gy.dtype.itemsize * 8}")
+    mask, bits = np.empty(gy.shape, bool), np.empty(gy.shape, itype)  # reused scratch
     for k in range(kh * kw):
         win = _window(gx, k // kw, k % kw, OH, OW, sy, sx, dy, dx)
-        part = _select(gy, argmax == k)
+        # _select(gy, argmax == k) written into the scratch arrays.
+        np.equal(argmax, k, out=mask)
+        np.negative(mask, dtype=itype, out=bits)
+        np.bitwise_and(gy.view(itype), bits, out=bits)
         if disjoint:
-            win[...] = part
+            win[...] = bits.view(gy.dtype)
         else:
-            win += part
+            win += bits.view(gy.dtype)
     if gx.shape[2:] == (H, W):
         return gx
     return np.ascontiguousarray(gx[:, :, ph : ph + H, pw : pw + W])
