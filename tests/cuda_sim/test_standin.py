@@ -199,3 +199,111 @@ def test_install_makes_import_cupy_give_the_stand_in(monkeypatch) -> None:
     finally:
         cuda_sim.uninstall()
         sys.modules.update(saved)
+
+
+# ---------------------------------------------------------------- only CuPy 13's API
+
+
+def test_a_function_cupy_lacks_raises_attribute_error() -> None:
+    # NumPy has all of these; CuPy 13 does not, so on a GPU each is an AttributeError.
+    d = cp.zeros((3, 4), dtype=cp.float32)
+    for get in (
+        lambda: cp.put_along_axis,
+        lambda: cp.linalg.eig,
+        lambda: cp.lib.stride_tricks.broadcast_shape,
+        lambda: cupyx.scipy.special.agm,
+        lambda: d.mT,
+        lambda: d.to_device,
+    ):
+        with pytest.raises(AttributeError, match="CuPy 13.6.0 has no"):
+            get()
+    assert "put_along_axis" not in dir(cp) and "take_along_axis" in dir(cp)
+    assert float(cp.take_along_axis(d, cp.zeros((3, 1), dtype=cp.int64), axis=1).sum()) == 0.0
+
+
+def test_numpy_functions_on_device_arrays_dispatch_only_to_what_cupy_has() -> None:
+    d = cp.ones((2, 3))
+    assert isinstance(np.linalg.norm(d), cp.ndarray)  # numpy.linalg.norm -> cupy.linalg.norm
+    with pytest.raises(TypeError, match="no implementation found for 'numpy.put_along_axis'"):
+        np.put_along_axis(d, cp.zeros((2, 1), dtype=cp.int64), 1.0, axis=1)
+    with pytest.raises(TypeError, match="'where'"):
+        np.exp(d, where=d > 0)  # __array_ufunc__ -> cupy.exp, which takes no where=
+
+
+def test_keywords_cupy_lacks_raise_type_error() -> None:
+    d = cp.arange(6.0).reshape(2, 3)
+    for call in (
+        lambda: cp.sum(d, where=d > 0),
+        lambda: cp.clip(d, min=0.0),  # NumPy 2 aliases; CuPy has a_min/a_max only
+        lambda: d.max(initial=0.0),
+        lambda: d.argsort(kind="stable"),
+        lambda: cp.linspace(0, 1, 3, device="cuda"),
+        lambda: cp.exp(d, where=d > 0),
+        lambda: d.item(0),
+    ):
+        with pytest.raises(TypeError, match="CuPy|Wrong arguments|positional"):
+            call()
+    assert d.sum(axis=0, keepdims=True).shape == (1, 3)
+    assert cp.clip(d, 1.0, 2.0).get().tolist() == [[1.0, 1.0, 2.0], [2.0, 2.0, 2.0]]
+    assert d.reshape(3, 2).shape == d.reshape((3, 2), order="C").shape == (3, 2)
+
+
+def test_ufunc_methods_and_scatter_dtypes_as_in_cupy() -> None:
+    d = cp.arange(6.0, dtype=cp.float32).reshape(2, 3)
+    assert cp.add.reduce(d, axis=0).get().tolist() == [3.0, 5.0, 7.0]
+    assert cp.multiply.accumulate(d[0]).get().tolist() == [0.0, 0.0, 0.0]
+    assert cp.maximum.outer(d[0], d[0]).shape == (3, 3)
+    for unsupported in (
+        lambda: cp.maximum.reduce(d),
+        lambda: cp.multiply.at(d, cp.asarray(np.array([0])), 2.0),
+        lambda: cp.multiply.reduceat(d, [0]),
+    ):
+        with pytest.raises(NotImplementedError, match="is not supported yet"):
+            unsupported()
+    idx = cp.asarray(np.array([0, 0, 2]))
+    ints = cp.zeros(3, dtype=cp.int64)
+    with pytest.raises(TypeError, match="only supports int32.*got int64"):
+        cp.add.at(ints, idx, 1)  # atomics: no int64 add on the GPU
+    with pytest.raises(TypeError, match="only supports int32.*got int64"):
+        cupyx.scatter_add(ints, idx, 1)
+    cp.add.at(ints, slice(0, 2), 1)  # a basic index adds without atomics: any dtype
+    cp.add.at(ints.astype(cp.int32), idx, 1)
+    assert ints.get().tolist() == [1, 1, 0]
+
+
+def test_the_stand_in_defines_nothing_cupy_lacks() -> None:
+    import inspect
+    import types
+
+    from cuda_sim import cupy_api
+    from cuda_sim.cupyx import profiler
+
+    def param_names(params) -> set[str]:
+        return {p.strip("*/").removeprefix("k:").split("=")[0] for p in params}
+
+    scopes = [
+        (vars(cp), cupy_api.CUPY),
+        (vars(cp.ndarray), cupy_api.NDARRAY),
+        (vars(cp.random), cupy_api.RANDOM),
+        (vars(cp.random.Generator), cupy_api.RANDOM_GENERATOR),
+        (vars(cp.random.RandomState), cupy_api.RANDOM_STATE),
+        (vars(cp.testing), cupy_api.TESTING),
+        (vars(cp.cuda), cupy_api.CUDA),
+        (vars(cupyx), cupy_api.CUPYX),
+        (vars(profiler), cupy_api.CUPYX_PROFILER),
+    ]
+    extra, too_lax = [], []
+    for namespace, table in scopes:
+        for name, value in namespace.items():
+            if name.startswith("_") or name in ("annotations", "IS_CUDA_SIM"):
+                continue
+            if name not in table:
+                extra.append(name)
+            elif isinstance(value, types.FunctionType) and table[name][0] == "function":
+                cupy_params = table[name][1]
+                if not any(p.startswith("**") for p in cupy_params):
+                    ours = set(inspect.signature(value).parameters) - {"self"}
+                    if ours - param_names(cupy_params):
+                        too_lax.append((name, sorted(ours - param_names(cupy_params))))
+    assert not extra, f"the stand-in offers names CuPy 13 lacks: {extra}"
+    assert not too_lax, f"stand-in functions take parameters CuPy's lack: {too_lax}"

@@ -3,20 +3,26 @@
 Installed as ``sys.modules["cupy"]`` by ``cuda_sim.install()`` (tests/conftest.py does it when no
 real GPU is usable), so production code runs its cuda path unchanged. ``RawModule`` compiles the
 ``.cu`` source as host C++ through ``cuda_sim.hostbuild`` and checks every launch's arguments
-against the kernel's C signature. Anything not defined here falls back to NumPy's function of the
-same name, with device arrays unwrapped on the way in and wrapped on the way out.
+against the kernel's C signature. Any other name that CuPy 13 has (``cupy_api.CUPY``, generated
+from CuPy 13.6.0) falls back to NumPy's function of the same name, its arguments checked against
+CuPy's signature, device arrays unwrapped on the way in and wrapped on the way out; a name CuPy
+lacks raises AttributeError, as on a GPU.
 """
 
 from __future__ import annotations
 
-import types
-from pathlib import Path
-from typing import Any, Sequence
+import types as _types
+from pathlib import Path as _Path
+from typing import Any as _Any
+from typing import Sequence as _Sequence
 
 import numpy as _np
 
 from .. import hostbuild as _hostbuild
-from ._array import _empty, call_numpy, ndarray, unwrap
+from . import _api
+from ._array import _empty, ndarray
+from ._array import call_numpy as _call_numpy
+from ._array import unwrap as _unwrap
 
 __version__ = "13.0.0+cuda_sim"
 IS_CUDA_SIM = True  # lets a test tell the stand-in from real CuPy
@@ -30,7 +36,7 @@ def _reject_text(host: _np.ndarray) -> _np.ndarray:
     return host
 
 
-def _host_data(obj: Any) -> Any:
+def _host_data(obj: _Any) -> _Any:
     """Host data from ``obj`` (device arrays, nested lists of them, host arrays, scalars)."""
     if isinstance(obj, ndarray):
         return obj._host
@@ -86,7 +92,7 @@ def empty(shape, dtype=float, order="C"):
 
 
 def empty_like(prototype, dtype=None, order="K", subok=None, shape=None):
-    host = unwrap(prototype, "cupy.empty_like")
+    host = _unwrap(prototype, "cupy.empty_like")
     like = _np.empty_like(host, dtype=dtype, shape=shape)
     return ndarray._wrap(_empty(like.shape, like.dtype))
 
@@ -100,20 +106,20 @@ def get_array_module(*args):
     return _np
 
 
-def from_dlpack(x, *, device=None, copy=None):
+def from_dlpack(array, *, device=None, copy=None):
     """Share the memory of a device array exported through DLPack."""
-    if isinstance(x, ndarray):
-        return ndarray._wrap(x._host)
-    dev = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else None
+    if isinstance(array, ndarray):
+        return ndarray._wrap(array._host)
+    dev = array.__dlpack_device__() if hasattr(array, "__dlpack_device__") else None
     if dev is None or int(dev[0]) != 2:
         raise TypeError(
-            f"cupy.from_dlpack: {type(x).__name__} lives on DLPack device {dev}, not CUDA; "
+            f"cupy.from_dlpack: {type(array).__name__} lives on DLPack device {dev}, not CUDA; "
             "CuPy only imports device memory (copy host data with cupy.asarray)"
         )
 
     class _AsHost:  # the capsule is host memory; present it to NumPy as such
         def __dlpack__(self, **kw):
-            return x.__dlpack__()
+            return array.__dlpack__()
 
         def __dlpack_device__(self):
             return (1, 0)
@@ -134,9 +140,54 @@ def is_available() -> bool:
 
 # ---------------------------------------------------------------------- ufuncs and fallback
 
+# Which ufunc methods CuPy 13 implements (cupy/_core/_kernel.pyx, class ufunc): `reduce` and
+# `accumulate` only for add and multiply, `reduceat` only for add, `at` only for ufuncs with a
+# scatter op; the others raise NotImplementedError. `outer` works for all.
+_UFUNC_METHODS = {
+    "reduce": {"add", "multiply"},
+    "accumulate": {"add", "multiply"},
+    "reduceat": {"add"},
+    "at": {"add", "subtract", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor"},
+}
+_I32, _U32, _U64, _I64 = _np.int32, _np.uint32, _np.uint64, _np.int64
+_F16, _F32, _F64 = _np.float16, _np.float32, _np.float64
+# The dtypes each scatter op takes with an index array (atomics; cupy/_core/_routines_indexing.pyx,
+# _scatter_op_single): `cupy.add.at` on int64 or bool raises TypeError on a GPU.
+_SCATTER_DTYPES = {
+    "add": (_I32, _F16, _F32, _F64, _U32, _U64),
+    "subtract": (_I32, _U32),
+    "maximum": (_I32, _F32, _F64, _U32, _U64),
+    "minimum": (_I32, _F32, _F64, _U32, _U64),
+    "bitwise_and": (_I32, _I64, _U32, _U64),
+    "bitwise_or": (_I32, _I64, _U32, _U64),
+    "bitwise_xor": (_I32, _I64, _U32, _U64),
+}
+# CuPy's ufunc.__call__ takes only these keywords ("Wrong arguments" TypeError otherwise).
+_UFUNC_KWARGS = {"out", "dtype", "casting"}
+_UFUNC_METHOD_PARAMS = {
+    "reduce": ("array", "axis=", "dtype=", "out=", "keepdims="),
+    "accumulate": ("array", "axis=", "dtype=", "out="),
+    "reduceat": ("array", "indices", "axis=", "dtype=", "out="),
+    "at": ("a", "indices", "b="),
+    "outer": ("A", "B", "**kwargs"),
+}
+
+
+def _is_advanced(key) -> bool:
+    """Whether an index key holds an index array (CuPy then scatters with atomics)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, (ndarray, _np.ndarray, list)) for k in keys)
+
+
+def _check_scatter(op: str, a, indices, where: str) -> None:
+    """The dtype rule of CuPy's scatter ops (``ufunc.at``, ``cupyx.scatter_*``)."""
+    if isinstance(a, ndarray) and _is_advanced(indices) and a.dtype.type not in _SCATTER_DTYPES[op]:
+        names = ", ".join(_np.dtype(t).name for t in _SCATTER_DTYPES[op])
+        raise TypeError(f"{where} only supports {names} as data type, got {a.dtype} (CuPy 13)")
+
 
 class ufunc:  # noqa: N801 (CuPy's name)
-    """A NumPy ufunc working on device arrays, with ``at``/``reduce``/``accumulate``/``outer``."""
+    """A NumPy ufunc working on device arrays, with the methods and keywords CuPy's ufunc has."""
 
     def __init__(self, np_ufunc: _np.ufunc):
         self._ufunc = np_ufunc
@@ -145,14 +196,40 @@ class ufunc:  # noqa: N801 (CuPy's name)
         self.__doc__ = np_ufunc.__doc__
 
     def __call__(self, *args, **kwargs):
-        return call_numpy(self._ufunc, args, kwargs, f"cupy.{self.name}")
+        wrong = set(kwargs) - _UFUNC_KWARGS
+        if wrong:
+            raise TypeError(
+                f"Wrong arguments {dict((k, kwargs[k]) for k in sorted(wrong))} for "
+                f"cupy.{self.name}: CuPy's ufuncs take only out=, dtype=, casting= "
+                "(no where=, order=, subok=)"
+            )
+        if not self.nin <= len(args) <= self.nargs:
+            raise TypeError(
+                f"Wrong number of arguments for 'cupy_{self.name}'. It must be either "
+                f"{self.nin} or {self.nargs} (with outputs), but given {len(args)}."
+            )
+        return _call_numpy(self._ufunc, args, kwargs, f"cupy.{self.name}")
 
     def __repr__(self) -> str:
         return f"<ufunc '{self.name}'>"
 
     def _method(name):  # noqa: N805
         def method(self, *args, **kwargs):
-            return call_numpy(getattr(self._ufunc, name), args, kwargs, f"cupy.{self.name}.{name}")
+            where = f"cupy.{self.name}.{name}"
+            if name in _UFUNC_METHODS and self.name not in _UFUNC_METHODS[name]:
+                raise NotImplementedError(
+                    f"`cupy_{self.name}.{name}` is not supported yet (CuPy 13 implements "
+                    f"{name} only for {', '.join(sorted(_UFUNC_METHODS[name]))})"
+                )
+            _api.check_call(where, _UFUNC_METHOD_PARAMS[name], args, kwargs)
+            if name == "at":
+                _check_scatter(
+                    self.name,
+                    args[0] if args else kwargs.get("a"),
+                    args[1] if len(args) > 1 else kwargs.get("indices"),
+                    where,
+                )
+            return _call_numpy(getattr(self._ufunc, name), args, kwargs, where)
 
         method.__name__ = name
         return method
@@ -165,15 +242,17 @@ class ufunc:  # noqa: N801 (CuPy's name)
     del _method
 
 
-class _Namespace(types.ModuleType):
-    """A NumPy submodule (``linalg``, ``fft``) whose functions take and give device arrays."""
+class _Namespace(_types.ModuleType):
+    """A NumPy submodule (``linalg``, ``fft``) offering what CuPy's has, on device arrays."""
 
-    def __init__(self, name: str, np_module: types.ModuleType):
+    def __init__(self, name: str, np_module: _types.ModuleType, table: dict):
         super().__init__(name)
-        self._np_module = np_module
+        self._np_module, self._table = np_module, table
 
     def __getattr__(self, name: str):
-        return _lookup(self._np_module, name, f"{self.__name__}.{name}")
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _lookup(self._np_module, name, f"{self.__name__}.{name}", self._table)
 
 
 _NOT_PROVIDED = {
@@ -181,29 +260,44 @@ _NOT_PROVIDED = {
     "ReductionKernel": "tensortape keeps all CUDA in kernels/cuda/*.cu; use cupy.RawModule",
 }
 _SUBMODULES = {"cuda", "random", "testing"}
-_fallback_cache: dict[str, Any] = {}
+# CuPy submodules simulated on NumPy's, with the table of what CuPy's offers.
+_NAMESPACES = {
+    "cupy.linalg": _api.tables.LINALG,
+    "cupy.fft": _api.tables.FFT,
+    "cupy.lib": {"stride_tricks": ("module",)},
+    "cupy.lib.stride_tricks": _api.tables.STRIDE_TRICKS,
+}
+_fallback_cache: dict[str, _Any] = {}
 
 
-def _lookup(np_module: types.ModuleType, name: str, qualname: str) -> Any:
+def _lookup(np_module: _types.ModuleType, name: str, qualname: str, table: dict) -> _Any:
     if qualname not in _fallback_cache:
-        _fallback_cache[qualname] = _wrap_attr(np_module, name, qualname)
+        _fallback_cache[qualname] = _wrap_attr(np_module, name, qualname, table)
     return _fallback_cache[qualname]
 
 
-def _wrap_attr(np_module: types.ModuleType, name: str, qualname: str) -> Any:
+def _wrap_attr(np_module: _types.ModuleType, name: str, qualname: str, table: dict) -> _Any:
+    entry = table.get(name)
+    if entry is None:
+        raise _api.missing(qualname, f"module {qualname.rsplit('.', 1)[0]!r}")
     try:
         value = getattr(np_module, name)
     except AttributeError:
-        raise AttributeError(f"the CuPy stand-in has no attribute {qualname!r}") from None
-    if isinstance(value, _np.ufunc):
+        raise _api.not_simulated(qualname) from None
+    kind = entry[0]
+    if kind == "ufunc" and isinstance(value, _np.ufunc):
         return ufunc(value)
-    if isinstance(value, types.ModuleType):
-        return _Namespace(qualname, value)
-    if isinstance(value, type) or not callable(value):
+    if kind == "module":
+        if qualname not in _NAMESPACES:
+            raise _api.not_simulated(qualname)
+        return _Namespace(qualname, value, _NAMESPACES[qualname])
+    if kind == "value" or not callable(value):
         return value  # dtypes (cupy.float32 is numpy.float32), constants, finfo, ...
+    params = entry[1] if kind == "function" else None
 
     def function(*args, **kwargs):
-        return call_numpy(value, args, kwargs, qualname)
+        _api.check_call(qualname, params, args, kwargs)
+        return _call_numpy(value, args, kwargs, qualname)
 
     function.__name__ = name
     function.__qualname__ = qualname
@@ -211,12 +305,16 @@ def _wrap_attr(np_module: types.ModuleType, name: str, qualname: str) -> Any:
     return function
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _NOT_PROVIDED:
         raise AttributeError(f"cupy.{name} is not in the CuPy stand-in: {_NOT_PROVIDED[name]}")
     if name.startswith("__") or name in _SUBMODULES:
         raise AttributeError(name)  # lets `from . import random` import our own submodule
-    return _lookup(_np, name, f"cupy.{name}")
+    return _lookup(_np, name, f"cupy.{name}", _api.tables.CUPY)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_api.tables.CUPY))
 
 
 # ---------------------------------------------------------------------- memory pools
@@ -261,7 +359,7 @@ def get_default_pinned_memory_pool() -> _MemoryPool:
 
 # ---------------------------------------------------------------------- raw kernels
 
-_KERNEL_DIR = Path(__file__).resolve().parents[3] / "kernels" / "cuda"
+_KERNEL_DIR = _Path(__file__).resolve().parents[3] / "kernels" / "cuda"
 _modules: dict[tuple, _hostbuild.HostModule] = {}
 
 
@@ -353,7 +451,7 @@ class RawModule:
         backend: str = "nvrtc",
         translate_cucomplex: bool = False,
         enable_cooperative_groups: bool = False,
-        name_expressions: Sequence[str] | None = None,
+        name_expressions: _Sequence[str] | None = None,
         jitify: bool = False,
     ):
         if (code is None) == (path is None):

@@ -9,10 +9,13 @@ give 0-d device arrays, as CuPy does, never NumPy scalars.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, Callable
 
 import numpy as np
+
+from . import _api
 
 _IMPLICIT = (
     "Implicit conversion to a NumPy array is not allowed. "
@@ -75,8 +78,8 @@ class ndarray:  # noqa: N801 (CuPy's name)
     def tolist(self):
         return self._host.tolist()
 
-    def item(self, *args):
-        return self._host.item(*args)
+    def item(self):
+        return self._host.item()
 
     # ------------------------------------------------------------------ attributes
     shape = property(lambda self: self._host.shape)
@@ -107,26 +110,60 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return None if self._host.base is None else ndarray._wrap(self._host.base)
 
     def __getattr__(self, name: str):
-        # Everything else is numpy's method on the host array, wrapped; never a dunder or a
-        # private name, which would let numpy read the memory implicitly (__array_interface__).
-        if name.startswith("_") or name in ("ctypes", "tobytes", "tofile", "dump", "dumps"):
-            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
-        value = getattr(self._host, name)
+        # Only what CuPy's ndarray has (cupy_api.NDARRAY), as numpy's method on the host array,
+        # wrapped and checked against CuPy's signature; never a dunder or a private name, which
+        # would let numpy read the memory implicitly (__array_interface__).
+        entry = None if name.startswith("_") else _api.tables.NDARRAY.get(name)
+        if entry is None:
+            raise _api.missing(f"cupy.ndarray.{name}", "'cupy.ndarray' object")
+        try:
+            value = getattr(self._host, name)
+        except AttributeError:
+            raise _api.not_simulated(f"cupy.ndarray.{name}") from None
         if callable(value):
-            return _wrap_callable(value, f"cupy.ndarray.{name}")
+            params = entry[1] if entry[0] == "function" else None
+            return _wrap_callable(value, f"cupy.ndarray.{name}", params)
         return wrap(value)
 
     def __dir__(self):
-        return sorted(
-            set(object.__dir__(self)) | {n for n in dir(np.ndarray) if not n.startswith("_")}
-        )
+        return sorted(set(object.__dir__(self)) | set(_api.tables.NDARRAY))
 
     # ------------------------------------------------------------------ interop protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return call_numpy(getattr(ufunc, method), inputs, kwargs, f"numpy.{ufunc.__name__}")
+        # As CuPy's (cupy/_core/core.pyx): numpy's ufunc runs cupy's ufunc of the same name (or
+        # cupyx.scipy.special's); NotImplemented, so a TypeError, where CuPy has none.
+        from .. import cupy as cp
+        from ..cupyx.scipy import special
+
+        if "out" in kwargs:
+            out = kwargs["out"]
+            if len(out) != 1:
+                raise ValueError("The 'out' parameter must have exactly one array value")
+            kwargs["out"] = out[0]
+        if method not in ("__call__", "outer", "at", "reduce", "accumulate", "reduceat"):
+            return NotImplemented
+        try:
+            func = getattr(cp, ufunc.__name__, None) or getattr(special, ufunc.__name__)
+            if method != "__call__":
+                func = getattr(func, method)
+        except AttributeError:
+            return NotImplemented
+        return func(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        return call_numpy(func, args, kwargs, f"numpy.{func.__name__}")
+        # As CuPy's: numpy.f(device array) runs cupy.f, found through f's module path
+        # (numpy.linalg.norm -> cupy.linalg.norm); NotImplemented, so a TypeError, where CuPy
+        # lacks it (numpy.put_along_axis on a cupy array fails on a GPU).
+        from .. import cupy as cp
+
+        try:
+            module = functools.reduce(getattr, func.__module__.split(".")[1:], cp)
+            cupy_func = getattr(module, func.__name__)
+        except AttributeError:
+            return NotImplemented
+        if cupy_func is func or not all(issubclass(t, (ndarray, np.ndarray)) for t in types):
+            return NotImplemented
+        return cupy_func(*args, **kwargs)
 
     def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
         # The capsule describes host memory (this is NumPy), but the array reports a CUDA device
@@ -259,8 +296,9 @@ def call_numpy(func: Callable, args, kwargs, where: str) -> Any:
     return wrap(result)
 
 
-def _wrap_callable(func: Callable, where: str) -> Callable:
+def _wrap_callable(func: Callable, where: str, params: tuple[str, ...] | None = None) -> Callable:
     def method(*args, **kwargs):
+        _api.check_call(where, params, args, kwargs)
         return call_numpy(func, args, kwargs, where)
 
     method.__name__ = getattr(func, "__name__", where)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as _np
 
-from ._array import ndarray, unwrap, wrap
+from ._array import ndarray as _ndarray
+from ._array import unwrap as _unwrap
+from ._array import wrap as _wrap
 
 __all__ = [
     "BitGenerator",
@@ -52,7 +54,7 @@ def _float_dtype(dtype, method: str) -> _np.dtype:
 
 
 def _param(x, where: str):
-    return unwrap(x, where) if isinstance(x, (ndarray, _np.ndarray)) else x
+    return _unwrap(x, where) if isinstance(x, (_ndarray, _np.ndarray)) else x
 
 
 class BitGenerator:
@@ -63,7 +65,7 @@ class BitGenerator:
         self._numpy = _np.random.PCG64(seed)
 
     def random_raw(self, size=None, out=None):
-        return wrap(_np.random.Generator(self._numpy).integers(0, 2**32, _size(size), _np.uint64))
+        return _wrap(_np.random.Generator(self._numpy).integers(0, 2**32, _size(size), _np.uint64))
 
 
 class XORWOW(BitGenerator):
@@ -96,14 +98,14 @@ class Generator:
             size = _np.broadcast(low, high).shape
         dt = _np.dtype(dtype)
         y = self._gen.random(size, dtype=_np.float64 if dt.char == "d" else _np.float32)
-        return wrap(_np.asarray(low + (high - low) * y).astype(dt, copy=False))
+        return _wrap(_np.asarray(low + (high - low) * y).astype(dt, copy=False))
 
     def integers(self, low, high=None, size=None, dtype=_np.int64, endpoint=False):
         lo, hi = (0, int(low)) if high is None else (int(low), int(high))
         hi1 = hi if endpoint else hi - 1
         if lo > hi1:
             raise ValueError("low >= high")
-        return wrap(self._gen.integers(lo, hi1, _size(size), dtype=dtype, endpoint=True))
+        return _wrap(self._gen.integers(lo, hi1, _size(size), dtype=dtype, endpoint=True))
 
     def standard_normal(self, size=None, dtype=_np.float64, out=None):
         dt = _float_dtype(dtype, "standard_normal")
@@ -116,35 +118,35 @@ class Generator:
         return self._out(draw.astype(dtype, copy=False), out)
 
     def exponential(self, scale=1.0, size=None):
-        return wrap(_np.asarray(self._gen.exponential(_param(scale, "exponential"), size)))
+        return _wrap(_np.asarray(self._gen.exponential(_param(scale, "exponential"), size)))
 
     def standard_gamma(self, shape, size=None, dtype=_np.float64, out=None):
         draw = self._gen.standard_gamma(_param(shape, "standard_gamma"), size)
         return self._out(_np.asarray(draw).astype(dtype, copy=False), out)
 
     def gamma(self, shape, scale=1.0, size=None):
-        return wrap(_np.asarray(self._gen.gamma(_param(shape, "gamma"), scale, size)))
+        return _wrap(_np.asarray(self._gen.gamma(_param(shape, "gamma"), scale, size)))
 
     def beta(self, a, b, size=None, dtype=_np.float64):
         draw = self._gen.beta(_param(a, "beta"), _param(b, "beta"), size)
-        return wrap(_np.asarray(draw).astype(dtype, copy=False))
+        return _wrap(_np.asarray(draw).astype(dtype, copy=False))
 
     def binomial(self, n, p, size=None):
         draw = self._gen.binomial(_param(n, "binomial"), _param(p, "binomial"), size)
-        return wrap(_np.asarray(draw, dtype=_np.int64))
+        return _wrap(_np.asarray(draw, dtype=_np.int64))
 
     def poisson(self, lam=1.0, size=None):
-        return wrap(_np.asarray(self._gen.poisson(_param(lam, "poisson"), size), dtype=_np.int64))
+        return _wrap(_np.asarray(self._gen.poisson(_param(lam, "poisson"), size), dtype=_np.int64))
 
     def geometric(self, p, size=None):
-        return wrap(_np.asarray(self._gen.geometric(_param(p, "geometric"), size), _np.int64))
+        return _wrap(_np.asarray(self._gen.geometric(_param(p, "geometric"), size), _np.int64))
 
     @staticmethod
     def _out(draw: _np.ndarray, out):
         draw = _np.asarray(draw)
         if out is None:
-            return wrap(draw)
-        if not isinstance(out, ndarray):
+            return _wrap(draw)
+        if not isinstance(out, _ndarray):
             raise TypeError(f"out must be a cupy.ndarray, got {type(out).__name__}")
         if out.dtype != draw.dtype or out.shape != draw.shape:
             raise TypeError(
@@ -175,11 +177,9 @@ class RandomState:
         self._rs.seed(seed)
 
     def random_sample(self, size=None, dtype=float):
-        return wrap(
+        return _wrap(
             _np.asarray(self._rs.random_sample(size)).astype(_float_dtype(dtype, "random_sample"))
         )
-
-    random = random_sample
 
     def rand(self, *size, dtype=float):
         return self.random_sample(size, dtype)
@@ -189,32 +189,32 @@ class RandomState:
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
         draw = self._rs.uniform(_param(low, "uniform"), _param(high, "uniform"), size)
-        return wrap(_np.asarray(draw).astype(_float_dtype(dtype, "uniform")))
+        return _wrap(_np.asarray(draw).astype(_float_dtype(dtype, "uniform")))
 
     def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
         draw = self._rs.normal(_param(loc, "normal"), _param(scale, "normal"), size)
-        return wrap(_np.asarray(draw).astype(_float_dtype(dtype, "normal")))
+        return _wrap(_np.asarray(draw).astype(_float_dtype(dtype, "normal")))
 
     def standard_normal(self, size=None, dtype=float):
         return self.normal(size=size, dtype=dtype)
 
     def randint(self, low, high=None, size=None, dtype="l"):
-        return wrap(_np.asarray(self._rs.randint(low, high, size, dtype=dtype)))
+        return _wrap(_np.asarray(self._rs.randint(low, high, size, dtype=dtype)))
 
-    def permutation(self, num):
-        if isinstance(num, ndarray):
-            return wrap(self._rs.permutation(num._host))
-        return wrap(self._rs.permutation(num))
+    def permutation(self, a):
+        if isinstance(a, _ndarray):
+            return _wrap(self._rs.permutation(a._host))
+        return _wrap(self._rs.permutation(a))
 
     def shuffle(self, a) -> None:
-        if not isinstance(a, ndarray):
+        if not isinstance(a, _ndarray):
             raise TypeError("The array must be cupy.ndarray")
         self._rs.shuffle(a._host)
 
     def choice(self, a, size=None, replace=True, p=None):
-        a = a._host if isinstance(a, ndarray) else a
-        p = p._host if isinstance(p, ndarray) else p
-        return wrap(_np.asarray(self._rs.choice(a, size, replace, p)))
+        a = a._host if isinstance(a, _ndarray) else a
+        p = p._host if isinstance(p, _ndarray) else p
+        return _wrap(_np.asarray(self._rs.choice(a, size, replace, p)))
 
 
 _random_state = RandomState()
@@ -264,8 +264,8 @@ def randint(low, high=None, size=None, dtype="l"):
     return _random_state.randint(low, high, size, dtype)
 
 
-def permutation(num):
-    return _random_state.permutation(num)
+def permutation(a):
+    return _random_state.permutation(a)
 
 
 def shuffle(a) -> None:

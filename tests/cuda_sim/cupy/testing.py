@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as _np
 
-from ._array import ndarray
+from ._array import ndarray as _ndarray
 
 
 def _host(x):
-    return x.get() if isinstance(x, ndarray) else x
+    return x.get() if isinstance(x, _ndarray) else x
 
 
 def assert_allclose(actual, desired, rtol=1e-7, atol=0, err_msg="", verbose=True):

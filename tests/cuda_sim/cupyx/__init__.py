@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import numpy as _np
 
-from ..cupy._array import ndarray, unwrap
+from ..cupy._array import ndarray as _ndarray
+from ..cupy._array import unwrap as _unwrap
 
 
 def _scatter(ufunc, a, slices, value) -> None:
-    if not isinstance(a, ndarray):
+    if not isinstance(a, _ndarray):
         raise TypeError(f"cupyx.scatter_*: a must be a cupy.ndarray, got {type(a).__name__}")
+    from ..cupy import _check_scatter
+
+    _check_scatter(ufunc.__name__, a, slices, f"cupyx.scatter_{ufunc.__name__[:3]}")
     key = (
-        unwrap(slices, "cupyx.scatter")
+        _unwrap(slices, "cupyx.scatter")
         if not isinstance(slices, tuple)
-        else tuple(unwrap(s, "cupyx.scatter") for s in slices)
+        else tuple(_unwrap(s, "cupyx.scatter") for s in slices)
     )
-    ufunc.at(a._host, key, unwrap(value, "cupyx.scatter"))
+    ufunc.at(a._host, key, _unwrap(value, "cupyx.scatter"))
 
 
 def scatter_add(a, slices, value) -> None:

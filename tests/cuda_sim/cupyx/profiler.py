@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
-import time
+import math as _math
+import time as _time
 
 import numpy as _np
 
@@ -32,17 +32,17 @@ def benchmark(
     *,
     name=None,
     n_warmup=10,
-    max_duration=math.inf,
+    max_duration=_math.inf,
     devices=None,
 ):
     kwargs = kwargs or {}
     for _ in range(n_warmup):
         func(*args, **kwargs)
-    times, start = [], time.perf_counter()
+    times, start = [], _time.perf_counter()
     for _ in range(n_repeat):
-        t0 = time.perf_counter()
+        t0 = _time.perf_counter()
         func(*args, **kwargs)
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > max_duration:
+        times.append(_time.perf_counter() - t0)
+        if _time.perf_counter() - start > max_duration:
             break
     return _PerfCaseResult(name or getattr(func, "__name__", "func"), times, times)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import time as _time
 
 from . import compiler, driver, runtime
-from .runtime import CUDARuntimeError
 
 __all__ = [
     "Device",
@@ -17,7 +16,6 @@ __all__ = [
     "runtime",
     "driver",
     "compiler",
-    "CUDARuntimeError",
     "MemoryPool",
     "set_allocator",
 ]
@@ -33,7 +31,9 @@ class Device:
     def __init__(self, device=None):
         self.id = runtime.getDevice() if device is None else int(device)
         if not 0 <= self.id < runtime.getDeviceCount():
-            raise CUDARuntimeError(f"cudaErrorInvalidDevice: invalid device ordinal {self.id}")
+            raise runtime.CUDARuntimeError(
+                f"cudaErrorInvalidDevice: invalid device ordinal {self.id}"
+            )
         self._previous: list[int] = []
 
     def __enter__(self) -> "Device":
@@ -129,7 +129,7 @@ class Event:
         self._time: float | None = None
 
     def record(self, stream: Stream | None = None) -> None:
-        self._time = time.perf_counter()
+        self._time = _time.perf_counter()
 
     def synchronize(self) -> None:
         pass
@@ -142,7 +142,7 @@ class Event:
 def get_elapsed_time(start_event: Event, end_event: Event) -> float:
     """Milliseconds between two recorded events."""
     if start_event._time is None or end_event._time is None:
-        raise CUDARuntimeError("cudaErrorInvalidResourceHandle: event not recorded")
+        raise runtime.CUDARuntimeError("cudaErrorInvalidResourceHandle: event not recorded")
     return (end_event._time - start_event._time) * 1e3
 
 
