@@ -23,7 +23,10 @@ if str(TESTS_DIR) not in sys.path:  # `import cuda_sim` from any test, whatever 
 import cuda_sim  # noqa: E402
 
 # The tests multiply tiny matrices: one BLAS thread is faster for them, and it keeps timings sane
-# when the machine's cores are shared.
+# when the machine's cores are shared. threadpoolctl only limits libraries already loaded, so
+# NumPy (and its BLAS) is imported first.
+import numpy  # noqa: E402, F401
+
 try:
     from threadpoolctl import threadpool_limits
 

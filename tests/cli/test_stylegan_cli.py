@@ -26,18 +26,6 @@ def tiny_recipe(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TENSORTAPE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """Tiny matrices: a second BLAS thread only adds contention on a busy 2-core machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 def train(out, *extra):
     main(
         [

@@ -12,21 +12,6 @@ from PIL import Image
 import engine
 from tensortape.cli import main
 
-try:  # tiny matrices: one BLAS thread is much faster on a shared CPU
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    if threadpool_limits is None:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 TINY = {
     "pix2pix": ["--hidden", "16", "--noise-dim", "4"],
     "cyclegan": ["--width", "4", "--hidden", "16"],

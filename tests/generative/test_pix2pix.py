@@ -21,20 +21,6 @@ from generative.pix2pix import (
     sharpness,
 )
 
-try:  # tiny matrices: one BLAS thread is much faster on a shared CPU
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    if threadpool_limits is None:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
 
 @pytest.fixture(scope="module")
 def digits():

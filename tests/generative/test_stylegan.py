@@ -28,19 +28,6 @@ def digits():
     return load_digits()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """Tiny matrices: a second BLAS thread only adds contention (6x slower on a busy 2-core
-    machine). threadpoolctl comes with scikit-learn, which the digits need anyway."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
     """The project's judge, trained once into a temp cache."""
