@@ -28,9 +28,22 @@ def _pair(value, name: str) -> tuple[int, int]:
 class _ConvNd(Module):
     """Shared state: weight, bias and the PyTorch default initialisation."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride, padding,
-                 dilation, transposed: bool, output_padding, groups: int, bias: bool,
-                 padding_mode: str, device, dtype) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        transposed: bool,
+        output_padding,
+        groups: int,
+        bias: bool,
+        padding_mode: str,
+        device,
+        dtype,
+    ) -> None:
         super().__init__()
         if groups <= 0:
             raise ValueError(f"groups must be a positive integer, got {groups}")
@@ -68,8 +81,10 @@ class _ConvNd(Module):
                 init.uniform_(self.bias, -bound, bound)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
@@ -92,16 +107,40 @@ class Conv2d(_ConvNd):
     "reflect", "replicate" or "circular".
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Invalid padding string {padding!r}, should be 'same' or 'valid'")
             if padding == "same" and _pair(stride, "stride") != (1, 1):
                 raise ValueError("padding='same' is not supported for strided convolutions")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         False, 0, groups, bias, padding_mode, device, dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            False,
+            0,
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
         self._pad_lr = self._explicit_padding()
 
     def _explicit_padding(self) -> tuple[int, ...]:
@@ -137,16 +176,42 @@ class ConvTranspose2d(_ConvNd):
     """Transposed 2-D convolution (the gradient of Conv2d w.r.t. its input), weight
     (C_in, C_out / groups, kh, kw); `output_size` in forward picks the output_padding."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
-                 padding_mode: str = "zeros", device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation=1,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
         if padding_mode != "zeros":
-            raise ValueError(f"Only 'zeros' padding mode is supported for ConvTranspose2d, "
-                             f"got {padding_mode!r}")
+            raise ValueError(
+                f"Only 'zeros' padding mode is supported for ConvTranspose2d, got {padding_mode!r}"
+            )
         if isinstance(padding, str):
             raise ValueError("ConvTranspose2d does not accept string padding")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         True, output_padding, groups, bias, padding_mode, device, dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            True,
+            output_padding,
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
     def _output_padding(self, input: Tensor, output_size) -> tuple[int, int]:
         if output_size is None:
@@ -166,6 +231,13 @@ class ConvTranspose2d(_ConvNd):
         return tuple(pads)
 
     def forward(self, input: Tensor, output_size=None) -> Tensor:
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                  self._output_padding(input, output_size), self.groups,
-                                  self.dilation)
+        return F.conv_transpose2d(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self._output_padding(input, output_size),
+            self.groups,
+            self.dilation,
+        )

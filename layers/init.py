@@ -28,8 +28,16 @@ __all__ = [
     "orthogonal_",
 ]
 
-_LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-           "conv_transpose3d", "sigmoid")
+_LINEAR = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -117,8 +125,9 @@ def eye_(tensor: Tensor) -> Tensor:
     if tensor.ndim != 2:
         raise ValueError(f"Only tensors with 2 dimensions are supported, got shape {tensor.shape}")
     with engine.no_grad():
-        return tensor.copy_(Tensor._wrap(tensor.xp.eye(*tensor.shape, dtype=tensor.dtype),
-                                         tensor.device))
+        return tensor.copy_(
+            Tensor._wrap(tensor.xp.eye(*tensor.shape, dtype=tensor.dtype), tensor.device)
+        )
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:

@@ -203,9 +203,7 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self):
-        keys = itertools.chain(
-            super().__dir__(), self._parameters, self._buffers, self._modules
-        )
+        keys = itertools.chain(super().__dir__(), self._parameters, self._buffers, self._modules)
         return sorted(k for k in set(keys) if not k[0].isdigit())
 
     def register_forward_pre_hook(self, hook: Callable) -> _RemovableHandle:

@@ -16,8 +16,16 @@ from engine.ops.norm import batch_norm_train
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
-           "GroupNorm", "InstanceNorm2d"]
+__all__ = [
+    "batch_norm",
+    "layer_norm",
+    "group_norm",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm2d",
+]
 
 
 def _channel_shape(input: Tensor) -> tuple[int, ...]:
@@ -30,9 +38,16 @@ def _update_running(running: Tensor, batch_value: Tensor, factor: float, scale: 
     running.mul_(1.0 - factor).add_(new, alpha=factor * scale)
 
 
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-               weight: Tensor | None = None, bias: Tensor | None = None,
-               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """PyTorch's `F.batch_norm` over dim 1 of (N, C, ...).
 
     Training normalises by the batch mean and biased variance and moves the running statistics
@@ -41,18 +56,26 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if input.ndim < 2:
         raise ValueError(f"batch_norm expects an input of shape (N, C, ...), got {input.shape}")
     channels = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
         if t is not None and t.shape != (channels,):
-            raise ValueError(f"batch_norm: {name} of shape {t.shape} does not match the "
-                             f"{channels} channels of input {input.shape}")
+            raise ValueError(
+                f"batch_norm: {name} of shape {t.shape} does not match the "
+                f"{channels} channels of input {input.shape}"
+            )
     shape = _channel_shape(input)
     if training:
         axes = (0,) + tuple(range(2, input.ndim))
         n = input.numel() // channels
         if n <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, "
-                             f"got input size {input.shape}")
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, "
+                f"got input size {input.shape}"
+            )
         if input.dtype.kind == "f" and all(
             t is None or t.dtype == input.dtype for t in (weight, bias)
         ):  # one fused op (engine.ops.norm): ~3x fewer passes than the composition below
@@ -60,8 +83,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             if running_mean is not None:
                 _update_running(running_mean, engine.Tensor._wrap(mean, input.device), momentum)
             if running_var is not None:
-                _update_running(running_var, engine.Tensor._wrap(var, input.device), momentum,
-                                n / (n - 1))
+                _update_running(
+                    running_var, engine.Tensor._wrap(var, input.device), momentum, n / (n - 1)
+                )
             return out
         mean = input.mean(axes, keepdim=True)
         centred = input - mean
@@ -82,14 +106,21 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out + bias.reshape(shape) if bias is not None else out
 
 
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def layer_norm(
+    input: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalise over the trailing `normalized_shape` dims (biased variance)."""
     normalized_shape = tuple(normalized_shape)
     k = len(normalized_shape)
-    if tuple(input.shape[input.ndim - k:]) != normalized_shape:
-        raise ValueError(f"layer_norm: input of shape {input.shape} does not end with "
-                         f"normalized_shape {normalized_shape}")
+    if tuple(input.shape[input.ndim - k :]) != normalized_shape:
+        raise ValueError(
+            f"layer_norm: input of shape {input.shape} does not end with "
+            f"normalized_shape {normalized_shape}"
+        )
     axes = tuple(range(input.ndim - k, input.ndim))
     mean = input.mean(axes, keepdim=True)
     centred = input - mean
@@ -100,8 +131,13 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     return out + bias if bias is not None else out
 
 
-def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalise each sample over groups of channels (and all spatial positions)."""
     n, c = input.shape[:2]
     if c % num_groups:
@@ -120,9 +156,18 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
 class _BatchNorm(Module):
     _dims: tuple[int, ...] = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None, *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -139,8 +184,9 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", engine.zeros(num_features, **kw))
             self.register_buffer("running_var", engine.ones(num_features, **kw))
-            self.register_buffer("num_batches_tracked",
-                                 engine.zeros((), dtype="int64", device=device))
+            self.register_buffer(
+                "num_batches_tracked", engine.zeros((), dtype="int64", device=device)
+            )
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -161,11 +207,15 @@ class _BatchNorm(Module):
 
     def _check_input_dim(self, input: Tensor) -> None:
         if input.ndim not in self._dims:
-            raise ValueError(f"{type(self).__name__}: expected {' or '.join(map(str, self._dims))}"
-                             f"-D input, got shape {input.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: expected {' or '.join(map(str, self._dims))}"
+                f"-D input, got shape {input.shape}"
+            )
         if input.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}({self.num_features}): input of shape "
-                             f"{input.shape} has {input.shape[1]} channels")
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}): input of shape "
+                f"{input.shape} has {input.shape[1]} channels"
+            )
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
@@ -176,14 +226,23 @@ class _BatchNorm(Module):
                 factor = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return batch_norm(input, self.running_mean if track else None,
-                          self.running_var if track else None, self.weight, self.bias,
-                          use_batch, factor, self.eps)
+        return batch_norm(
+            input,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            use_batch,
+            factor,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, bias={self.bias is not None}, "
-                f"track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm1d(_BatchNorm):
@@ -206,18 +265,30 @@ class InstanceNorm2d(_BatchNorm):
 
     _dims = (3, 4)
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = False, track_running_stats: bool = False,
-                 device=None, dtype=None, *, bias: bool = True) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
-                         bias=bias)
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias
+        )
 
     def _check_input_dim(self, input: Tensor) -> None:
         if input.ndim not in self._dims:
             raise ValueError(f"InstanceNorm2d: expected 3-D or 4-D input, got shape {input.shape}")
         if self.affine and input.shape[-3] != self.num_features:
-            raise ValueError(f"InstanceNorm2d({self.num_features}): input of shape {input.shape} "
-                             f"has {input.shape[-3]} channels")
+            raise ValueError(
+                f"InstanceNorm2d({self.num_features}): input of shape {input.shape} "
+                f"has {input.shape[-3]} channels"
+            )
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
@@ -256,8 +327,15 @@ class InstanceNorm2d(_BatchNorm):
 class LayerNorm(Module):
     """Normalise over the trailing `normalized_shape` dims, with elementwise affine."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
@@ -282,19 +360,31 @@ class LayerNorm(Module):
         return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+        )
 
 
 class GroupNorm(Module):
     """Normalise over groups of channels per sample, with per-channel affine."""
 
-    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if num_channels % num_groups:
-            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups "
-                             f"({num_groups})")
+            raise ValueError(
+                f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"
+            )
         self.num_groups, self.num_channels = num_groups, num_channels
         self.eps, self.affine = eps, affine
         kw = {"device": device, "dtype": dtype}
@@ -310,5 +400,7 @@ class GroupNorm(Module):
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )

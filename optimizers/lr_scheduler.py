@@ -108,8 +108,7 @@ class LambdaLR(LRScheduler):
         """As the base, with callable objects' attributes (plain functions are not saved)."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
         state["lr_lambdas"] = [
-            None if isinstance(f, types.FunctionType) else dict(f.__dict__)
-            for f in self.lr_lambdas
+            None if isinstance(f, types.FunctionType) else dict(f.__dict__) for f in self.lr_lambdas
         ]
         return state
 

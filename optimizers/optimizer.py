@@ -128,8 +128,7 @@ class Optimizer:
         unique = [p for p in params if not (id(p) in seen or seen.add(id(p)))]
         if len(unique) != len(params):
             warnings.warn(
-                "optimizer contains a parameter group with duplicate parameters; "
-                "each is kept once",
+                "optimizer contains a parameter group with duplicate parameters; each is kept once",
                 stacklevel=4,
             )
         return unique
@@ -138,8 +137,7 @@ class Optimizer:
     def _check_param(p: Any, i: int) -> None:
         if not isinstance(p, Tensor):
             raise TypeError(
-                f"optimizer can only optimize Tensors, but parameter {i} is a "
-                f"{type(p).__name__}"
+                f"optimizer can only optimize Tensors, but parameter {i} is a {type(p).__name__}"
             )
         if not p.is_leaf:
             raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i}, shape {p.shape})")

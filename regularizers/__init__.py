@@ -6,5 +6,4 @@ from .dropout import Dropout, Dropout2d
 from .gradient_penalty import gradient_penalty, r1_penalty
 from .penalties import L1, L2, select_weights
 
-__all__ = ["Dropout", "Dropout2d", "L1", "L2", "select_weights", "gradient_penalty",
-           "r1_penalty"]
+__all__ = ["Dropout", "Dropout2d", "L1", "L2", "select_weights", "gradient_penalty", "r1_penalty"]

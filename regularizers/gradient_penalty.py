@@ -26,23 +26,32 @@ def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     if not isinstance(out, Tensor):
         raise TypeError(f"the critic must return a Tensor, got {type(out).__name__}")
     if out.ndim == 0 or out.shape[0] != x.shape[0]:
-        raise ValueError(f"the critic must return one score per sample (leading dim "
-                         f"{x.shape[0]}), got shape {out.shape}")
+        raise ValueError(
+            f"the critic must return one score per sample (leading dim "
+            f"{x.shape[0]}), got shape {out.shape}"
+        )
     (grad,) = engine.grad(out.sum(), (x,), create_graph=True)
     return grad.reshape(x.shape[0], -1)
 
 
 @engine.enable_grad()  # a penalty is for training: it records its graph even under no_grad
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     lambda_gp: float = 10.0, alpha: Tensor | None = None) -> Tensor:
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    lambda_gp: float = 10.0,
+    alpha: Tensor | None = None,
+) -> Tensor:
     """WGAN-GP: lambda_gp * mean((||grad D(x_hat)||_2 - 1)^2), x_hat = a real + (1 - a) fake.
 
     `alpha` (shape (N,) or broadcastable to real) fixes the interpolation weights; by default one
     U(0, 1) draw per sample from the engine's generator. `real` and `fake` are detached.
     """
     if real.shape != fake.shape:
-        raise ValueError(f"gradient_penalty: real {real.shape} and fake {fake.shape} samples "
-                         "must have the same shape")
+        raise ValueError(
+            f"gradient_penalty: real {real.shape} and fake {fake.shape} samples "
+            "must have the same shape"
+        )
     if real.device != fake.device:
         raise ValueError(f"gradient_penalty: real on {real.device}, fake on {fake.device}")
     n = real.shape[0]
@@ -59,8 +68,9 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 
 
 @engine.enable_grad()
-def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor,
-               gamma: float = 10.0) -> Tensor:
+def r1_penalty(
+    discriminator: Callable[[Tensor], Tensor], real: Tensor, gamma: float = 10.0
+) -> Tensor:
     """R1: gamma / 2 * mean(||grad D(x)||^2) over real samples x (no square root needed)."""
     x = real.detach().requires_grad_(True)
     grad = _input_grads(discriminator, x)

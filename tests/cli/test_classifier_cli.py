@@ -11,8 +11,20 @@ from tensortape.tasks import classifier
 
 
 def run(out, *extra):
-    main(["train", "classifier", "--model", "mlp", "--device", "cpu", "--no-progress",
-          "--out", str(out), *extra])
+    main(
+        [
+            "train",
+            "classifier",
+            "--model",
+            "mlp",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
     return json.loads((out / "metrics.json").read_text())
 
 

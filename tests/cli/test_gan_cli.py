@@ -20,8 +20,9 @@ def test_gan_verbs_write_samples_metrics_checkpoint_and_sample(tmp_path, task):
     assert (out / "samples.png").exists()
 
     grid = tmp_path / "grid.png"
-    main(["sample", str(out / "checkpoint.npz"), "--n", "16", "--out", str(grid),
-          "--device", "cpu"])
+    main(
+        ["sample", str(out / "checkpoint.npz"), "--n", "16", "--out", str(grid), "--device", "cpu"]
+    )
     assert grid.stat().st_size > 100
 
 

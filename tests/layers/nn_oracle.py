@@ -13,8 +13,9 @@ def copy_weights(ours, theirs) -> None:
     ours.load_state_dict({k: v.detach().cpu().numpy() for k, v in theirs.state_dict().items()})
 
 
-def compare_module(ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol=None, seed=0,
-                   requires_grad=None):
+def compare_module(
+    ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol=None, seed=0, requires_grad=None
+):
     """`inputs`: numpy arrays; those flagged in `requires_grad` (default: the float ones) get
     gradients. Returns (our output, torch output)."""
     import torch
@@ -29,8 +30,9 @@ def compare_module(ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol
     out, ref = ours(*our_in), theirs(*their_in)
     assert out.device == device
     assert out.shape == tuple(ref.shape), f"shape {out.shape}, torch {tuple(ref.shape)}"
-    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), atol=atol, rtol=rtol,
-                               err_msg="forward")
+    np.testing.assert_allclose(
+        out.numpy(), ref.detach().numpy(), atol=atol, rtol=rtol, err_msg="forward"
+    )
     if ref.requires_grad:
         cot = np.random.default_rng(seed).standard_normal(ref.shape).astype(np.float32)
         ref.backward(torch.from_numpy(cot))
@@ -38,8 +40,13 @@ def compare_module(ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol
         gatol = grad_atol if grad_atol is not None else atol * 10
         for i, (x, tx) in enumerate(zip(our_in, their_in, strict=True)):
             if tx.grad is not None:
-                np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=gatol,
-                                           rtol=rtol * 10, err_msg=f"grad of input {i}")
+                np.testing.assert_allclose(
+                    x.grad.numpy(),
+                    tx.grad.numpy(),
+                    atol=gatol,
+                    rtol=rtol * 10,
+                    err_msg=f"grad of input {i}",
+                )
         theirs_named = dict(theirs.named_parameters())
         for name, p in ours.named_parameters():
             tp = theirs_named[name]
@@ -47,9 +54,15 @@ def compare_module(ours, theirs, inputs, device, atol=1e-5, rtol=1e-4, grad_atol
                 assert p.grad is None or not p.grad.numpy().any(), name
                 continue
             assert p.grad is not None, f"{name}: no gradient, torch has one"
-            np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=gatol,
-                                       rtol=rtol * 10, err_msg=f"grad of {name}")
+            np.testing.assert_allclose(
+                p.grad.numpy(),
+                tp.grad.numpy(),
+                atol=gatol,
+                rtol=rtol * 10,
+                err_msg=f"grad of {name}",
+            )
     for name, b in theirs.named_buffers():
-        np.testing.assert_allclose(ours.get_buffer(name).numpy(), b.numpy(), atol=atol,
-                                   rtol=rtol, err_msg=f"buffer {name}")
+        np.testing.assert_allclose(
+            ours.get_buffer(name).numpy(), b.numpy(), atol=atol, rtol=rtol, err_msg=f"buffer {name}"
+        )
     return out, ref

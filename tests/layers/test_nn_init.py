@@ -42,13 +42,15 @@ def test_kaiming_keeps_relu_activation_variance_through_20_layers(scheme):
 
 def test_xavier_with_tanh_gain_keeps_tanh_activations_alive():
     gain = init.calculate_gain("tanh")
-    m = _deep_mlp_second_moments(256, 20, lambda w: init.xavier_uniform_(w, gain=gain),
-                                 lambda z: z.tanh())
+    m = _deep_mlp_second_moments(
+        256, 20, lambda w: init.xavier_uniform_(w, gain=gain), lambda z: z.tanh()
+    )
     ratios = m[1:] / m[:-1]
     assert np.all((ratios > 0.5) & (ratios < 2.0)), ratios
     assert m[-1] > 0.3, m  # neither vanishing nor saturating
-    vanishing = _deep_mlp_second_moments(256, 20, lambda w: init.xavier_uniform_(w, gain=0.5),
-                                         lambda z: z.tanh())
+    vanishing = _deep_mlp_second_moments(
+        256, 20, lambda w: init.xavier_uniform_(w, gain=0.5), lambda z: z.tanh()
+    )
     assert vanishing[-1] < 1e-3  # the test can tell a bad gain apart
 
 
@@ -56,7 +58,8 @@ def test_calculate_gain_and_fans_match_torch(torch):
     for name in ["linear", "conv2d", "sigmoid", "tanh", "relu", "selu"]:
         assert init.calculate_gain(name) == pytest.approx(torch.nn.init.calculate_gain(name))
     assert init.calculate_gain("leaky_relu", 0.2) == pytest.approx(
-        torch.nn.init.calculate_gain("leaky_relu", 0.2))
+        torch.nn.init.calculate_gain("leaky_relu", 0.2)
+    )
     for shape in [(5, 3), (8, 4, 3, 3), (2, 6, 5)]:
         ours = init._calculate_fan_in_and_fan_out(engine.zeros(*shape))
         theirs = torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(shape))
@@ -67,16 +70,23 @@ def test_calculate_gain_and_fans_match_torch(torch):
         init.xavier_uniform_(engine.zeros(3))
 
 
-@pytest.mark.parametrize("fn, kwargs, kind, expected", [
-    (init.kaiming_uniform_, {}, "bound", math.sqrt(2) * math.sqrt(3 / 288)),
-    (init.kaiming_uniform_, {"mode": "fan_out", "nonlinearity": "relu"}, "bound",
-     math.sqrt(2) * math.sqrt(3 / 576)),
-    (init.kaiming_normal_, {"a": 0.2}, "std", math.sqrt(2 / 1.04) / math.sqrt(288)),
-    (init.xavier_uniform_, {"gain": 2.0}, "bound", 2 * math.sqrt(6 / (288 + 576))),
-    (init.xavier_normal_, {}, "std", math.sqrt(2 / (288 + 576))),
-    (init.normal_, {"mean": 0.0, "std": 0.02}, "std", 0.02),
-    (init.uniform_, {"a": -0.3, "b": 0.3}, "bound", 0.3),
-])
+@pytest.mark.parametrize(
+    "fn, kwargs, kind, expected",
+    [
+        (init.kaiming_uniform_, {}, "bound", math.sqrt(2) * math.sqrt(3 / 288)),
+        (
+            init.kaiming_uniform_,
+            {"mode": "fan_out", "nonlinearity": "relu"},
+            "bound",
+            math.sqrt(2) * math.sqrt(3 / 576),
+        ),
+        (init.kaiming_normal_, {"a": 0.2}, "std", math.sqrt(2 / 1.04) / math.sqrt(288)),
+        (init.xavier_uniform_, {"gain": 2.0}, "bound", 2 * math.sqrt(6 / (288 + 576))),
+        (init.xavier_normal_, {}, "std", math.sqrt(2 / (288 + 576))),
+        (init.normal_, {"mean": 0.0, "std": 0.02}, "std", 0.02),
+        (init.uniform_, {"a": -0.3, "b": 0.3}, "bound", 0.3),
+    ],
+)
 def test_init_distributions_have_the_formula_spread(fn, kwargs, kind, expected, device):
     w = engine.empty(64, 32, 3, 3, device=device)  # fan_in 288, fan_out 576
     assert fn(w, **kwargs) is w

@@ -34,37 +34,51 @@ LAYERS = {
     "conv": (lambda m: m.Conv2d(3, 4, 3), [(2, 3, 7, 7)]),
     "conv_stride_pad_dilation": (
         lambda m: m.Conv2d(2, 4, (3, 2), stride=2, padding=(1, 2), dilation=(2, 1)),
-        [(2, 2, 9, 8)]),
+        [(2, 2, 9, 8)],
+    ),
     "conv_groups": (lambda m: m.Conv2d(4, 6, 3, padding=1, groups=2), [(2, 4, 5, 5)]),
     "conv_same_even_kernel": (lambda m: m.Conv2d(2, 3, 4, padding="same"), [(1, 2, 6, 5)]),
-    "conv_same_dilated": (lambda m: m.Conv2d(2, 3, 3, padding="same", dilation=2),
-                          [(1, 2, 7, 7)]),
-    "conv_valid_nobias": (lambda m: m.Conv2d(2, 3, 3, padding="valid", bias=False),
-                          [(2, 2, 5, 6)]),
-    "conv_reflect": (lambda m: m.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"),
-                     [(2, 2, 5, 5)]),
-    "conv_replicate": (lambda m: m.Conv2d(2, 3, 3, padding=2, padding_mode="replicate"),
-                       [(1, 2, 5, 5)]),
-    "conv_circular": (lambda m: m.Conv2d(2, 3, 3, padding=1, padding_mode="circular"),
-                      [(1, 2, 5, 6)]),
+    "conv_same_dilated": (lambda m: m.Conv2d(2, 3, 3, padding="same", dilation=2), [(1, 2, 7, 7)]),
+    "conv_valid_nobias": (lambda m: m.Conv2d(2, 3, 3, padding="valid", bias=False), [(2, 2, 5, 6)]),
+    "conv_reflect": (
+        lambda m: m.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"),
+        [(2, 2, 5, 5)],
+    ),
+    "conv_replicate": (
+        lambda m: m.Conv2d(2, 3, 3, padding=2, padding_mode="replicate"),
+        [(1, 2, 5, 5)],
+    ),
+    "conv_circular": (
+        lambda m: m.Conv2d(2, 3, 3, padding=1, padding_mode="circular"),
+        [(1, 2, 5, 6)],
+    ),
     "conv_transpose": (
         lambda m: m.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
-        [(2, 3, 4, 4)]),
-    "conv_transpose_groups": (lambda m: m.ConvTranspose2d(4, 6, 3, groups=2, bias=False),
-                              [(1, 4, 3, 3)]),
+        [(2, 3, 4, 4)],
+    ),
+    "conv_transpose_groups": (
+        lambda m: m.ConvTranspose2d(4, 6, 3, groups=2, bias=False),
+        [(1, 4, 3, 3)],
+    ),
     "conv_transpose_dcgan": (lambda m: m.ConvTranspose2d(4, 2, 4, 2, 1), [(2, 4, 3, 3)]),
     "maxpool": (lambda m: m.MaxPool2d(2), [(2, 3, 6, 6)]),
-    "maxpool_pad_stride_ceil": (lambda m: m.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
-                                [(1, 2, 6, 7)]),
+    "maxpool_pad_stride_ceil": (
+        lambda m: m.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+        [(1, 2, 6, 7)],
+    ),
     "avgpool": (lambda m: m.AvgPool2d(2), [(2, 3, 6, 6)]),
-    "avgpool_exclude_pad": (lambda m: m.AvgPool2d(3, 2, 1, count_include_pad=False),
-                            [(1, 2, 7, 6)]),
+    "avgpool_exclude_pad": (
+        lambda m: m.AvgPool2d(3, 2, 1, count_include_pad=False),
+        [(1, 2, 7, 6)],
+    ),
     "adaptive_avgpool": (lambda m: m.AdaptiveAvgPool2d((2, 3)), [(2, 3, 4, 6)]),
     "upsample_nearest": (lambda m: m.Upsample(scale_factor=2), [(1, 2, 3, 4)]),
     "upsample_size": (lambda m: m.Upsample(size=(5, 7)), [(1, 2, 3, 4)]),
     "upsample_bilinear": (lambda m: m.Upsample(scale_factor=2, mode="bilinear"), [(1, 2, 3, 4)]),
     "upsample_bilinear_corners": (
-        lambda m: m.Upsample(scale_factor=2, mode="bilinear", align_corners=True), [(1, 2, 3, 4)]),
+        lambda m: m.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+        [(1, 2, 3, 4)],
+    ),
     "reflection_pad": (lambda m: m.ReflectionPad2d((1, 2, 2, 0)), [(2, 3, 4, 5)]),
     "replication_pad": (lambda m: m.ReplicationPad2d(2), [(2, 3, 4, 5)]),
     "circular_pad": (lambda m: m.CircularPad2d(1), [(2, 3, 4, 5)]),
@@ -94,7 +108,9 @@ LAYERS = {
     "group_norm": (lambda m: m.GroupNorm(2, 4), [(3, 4, 3, 2)]),
     "instance_norm": (lambda m: m.InstanceNorm2d(3), [(2, 3, 4, 5)]),
     "instance_norm_affine_tracked": (
-        lambda m: m.InstanceNorm2d(3, affine=True, track_running_stats=True), [(2, 3, 4, 5)]),
+        lambda m: m.InstanceNorm2d(3, affine=True, track_running_stats=True),
+        [(2, 3, 4, 5)],
+    ),
     "batch_norm_1d": (lambda m: m.BatchNorm1d(4), [(8, 4)]),
     "batch_norm_1d_3d": (lambda m: m.BatchNorm1d(4, momentum=0.3), [(3, 4, 5)]),
     "batch_norm_2d": (lambda m: m.BatchNorm2d(3), [(4, 3, 3, 2)]),
@@ -153,15 +169,19 @@ def _losses(m, T):
     return {
         "ce": (m.CrossEntropyLoss(), "index"),
         "ce_weight_smooth_ignore": (
-            m.CrossEntropyLoss(weight=w, ignore_index=1, label_smoothing=0.1), "index"),
+            m.CrossEntropyLoss(weight=w, ignore_index=1, label_smoothing=0.1),
+            "index",
+        ),
         "ce_sum": (m.CrossEntropyLoss(reduction="sum"), "index"),
         "ce_probs": (m.CrossEntropyLoss(), "probs"),
         "nll": (m.NLLLoss(weight=w), "index"),
         "nll_none": (m.NLLLoss(reduction="none"), "index"),
         "bce": (m.BCELoss(weight=T([1.0, 2.0, 0.5, 1.0, 1.0])), "unit"),
         "bce_logits": (m.BCEWithLogitsLoss(), "unit"),
-        "bce_logits_pos_weight": (m.BCEWithLogitsLoss(pos_weight=T([1.0, 3.0, 0.5, 1.0, 2.0])),
-                                  "unit"),
+        "bce_logits_pos_weight": (
+            m.BCEWithLogitsLoss(pos_weight=T([1.0, 3.0, 0.5, 1.0, 2.0])),
+            "unit",
+        ),
         "mse": (m.MSELoss(), "real"),
         "mse_sum": (m.MSELoss(reduction="sum"), "real"),
         "l1_none": (m.L1Loss(reduction="none"), "real"),
@@ -196,16 +216,26 @@ def test_cross_entropy_over_spatial_dims(device, torch):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
     t = rng.integers(0, 4, (2, 3, 3))
-    compare_module(nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss(), [x, t], device,
-                   requires_grad=[True, False])
+    compare_module(
+        nn.CrossEntropyLoss(),
+        torch.nn.CrossEntropyLoss(),
+        [x, t],
+        device,
+        requires_grad=[True, False],
+    )
 
 
 def test_gaussian_nll_loss_matches_torch(device, torch):
     rng = np.random.default_rng(3)
     mu, y = rng.standard_normal((2, 6, 4)).astype(np.float32)
     var = rng.uniform(0.1, 2.0, (6, 4)).astype(np.float32)
-    compare_module(nn.GaussianNLLLoss(full=True), torch.nn.GaussianNLLLoss(full=True),
-                   [mu, y, var], device, requires_grad=[True, False, True])
+    compare_module(
+        nn.GaussianNLLLoss(full=True),
+        torch.nn.GaussianNLLLoss(full=True),
+        [mu, y, var],
+        device,
+        requires_grad=[True, False, True],
+    )
 
 
 def test_loss_arguments_are_validated():
@@ -243,8 +273,10 @@ def test_layers_honour_device_and_dtype_arguments(device):
 
 # Central differences in float64 (run without torch) -----------------------------------------
 GRADCHECK = {
-    "conv_reflect_same": (lambda: nn.Conv2d(2, 2, 3, padding="same", padding_mode="reflect"),
-                          (1, 2, 4, 4)),
+    "conv_reflect_same": (
+        lambda: nn.Conv2d(2, 2, 3, padding="same", padding_mode="reflect"),
+        (1, 2, 4, 4),
+    ),
     "batch_norm_train": (lambda: nn.BatchNorm2d(2), (3, 2, 2, 2)),
     "layer_norm": (lambda: nn.LayerNorm(4), (3, 4)),
     "group_norm": (lambda: nn.GroupNorm(2, 4), (2, 4, 3)),
@@ -263,15 +295,16 @@ def test_layer_gradients_match_central_differences(name, device):
             p.uniform_(-1.0, 1.0)
     x = engine.tensor(_rand(*shape).astype(np.float64), device=device, requires_grad=True)
     params = list(module.parameters())
-    assert engine.gradcheck(lambda x, *ps: module(x), [x, *params], eps=1e-6, atol=1e-5,
-                            rtol=1e-3)
+    assert engine.gradcheck(lambda x, *ps: module(x), [x, *params], eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
 def test_double_backward_through_norm_layers_matches_torch(device, torch):
     """A gradient penalty through LayerNorm and BatchNorm: second derivatives w.r.t. weights."""
+
     def build(m):
-        return m.Sequential(m.Linear(4, 6), m.BatchNorm1d(6), m.Tanh(), m.LayerNorm(6),
-                            m.Linear(6, 1))
+        return m.Sequential(
+            m.Linear(4, 6), m.BatchNorm1d(6), m.Tanh(), m.LayerNorm(6), m.Linear(6, 1)
+        )
 
     torch.manual_seed(0)
     theirs = _randomise(build(torch.nn))
@@ -290,8 +323,9 @@ def test_double_backward_through_norm_layers_matches_torch(device, torch):
         if tp.grad is None:  # the last bias does not reach the input gradient
             assert p.grad is None or not p.grad.numpy().any(), name
             continue
-        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=1e-4, rtol=1e-3,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            p.grad.numpy(), tp.grad.numpy(), atol=1e-4, rtol=1e-3, err_msg=name
+        )
 
 
 def test_default_linear_and_conv_init_follow_pytorch_bounds():
@@ -352,7 +386,8 @@ def test_pytorch_mnist_model_code_ports_by_changing_imports(device, torch):
     images = np.random.default_rng(0).uniform(size=(1, 1, 28, 28)).astype(np.float32)
     targets = np.array([3])
     out, ref = compare_module(ours, theirs, [images], device, atol=1e-4)
-    loss = F.nll_loss(ours(engine.tensor(images, device=device)),
-                      engine.tensor(targets, device=device))
+    loss = F.nll_loss(
+        ours(engine.tensor(images, device=device)), engine.tensor(targets, device=device)
+    )
     ref_loss = torch.nn.functional.nll_loss(theirs(torch.tensor(images)), torch.tensor(targets))
     assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)

@@ -58,13 +58,23 @@ def test_parameter_shares_the_data_it_wraps():
 def test_named_parameters_follow_assignment_order_with_dotted_names():
     net = Net()
     names = [n for n, _ in net.named_parameters()]
-    assert names == ["block.scale", "block.fc.weight", "block.fc.bias", "block.norm.weight",
-                     "block.norm.bias", "head.weight"]
+    assert names == [
+        "block.scale",
+        "block.fc.weight",
+        "block.fc.bias",
+        "block.norm.weight",
+        "block.norm.bias",
+        "head.weight",
+    ]
     assert len(list(net.parameters())) == 6
     assert [n for n, _ in net.block.named_parameters(recurse=False)] == ["scale"]
     assert [n for n, _ in net.named_buffers()] == [
-        "block.steps", "block.cache", "block.norm.running_mean", "block.norm.running_var",
-        "block.norm.num_batches_tracked"]
+        "block.steps",
+        "block.cache",
+        "block.norm.running_mean",
+        "block.norm.running_var",
+        "block.norm.num_batches_tracked",
+    ]
     assert [n for n, _ in net.named_children()] == ["block", "head"]
     assert [n for n, _ in net.named_modules()] == ["", "block", "block.fc", "block.norm", "head"]
     assert net.get_parameter("block.fc.bias") is net.block.fc.bias
@@ -163,9 +173,17 @@ def test_state_dict_keys_values_and_round_trip(device):
     src, dst = Net().to(device), Net().to(device)
     sd = src.state_dict()
     assert list(sd) == [
-        "block.scale", "block.steps", "block.fc.weight", "block.fc.bias", "block.norm.weight",
-        "block.norm.bias", "block.norm.running_mean", "block.norm.running_var",
-        "block.norm.num_batches_tracked", "head.weight"]  # non-persistent 'cache' is left out
+        "block.scale",
+        "block.steps",
+        "block.fc.weight",
+        "block.fc.bias",
+        "block.norm.weight",
+        "block.norm.bias",
+        "block.norm.running_mean",
+        "block.norm.running_var",
+        "block.norm.num_batches_tracked",
+        "head.weight",
+    ]  # non-persistent 'cache' is left out
     assert all(not t.requires_grad for t in sd.values())
     assert sd["block.fc.weight"].array is src.block.fc.weight.array  # detached, shared
     weight = dst.block.fc.weight
@@ -268,8 +286,11 @@ def test_to_device_moves_params_buffers_and_grads_in_place(device):
 
 def test_repr_is_a_readable_tree():
     model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Sequential(nn.Flatten(), nn.Linear(8, 2, bias=False)), nn.Dropout(0.25))
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Sequential(nn.Flatten(), nn.Linear(8, 2, bias=False)),
+        nn.Dropout(0.25),
+    )
     assert repr(model) == (
         "Sequential(\n"
         "  (0): Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
@@ -319,7 +340,11 @@ def test_module_list_and_dict_register_their_members():
     heads["extra"] = nn.Identity()
     assert list(heads) == ["cls", "box", "extra"] and "box" in heads
     assert [n for n, _ in heads.named_parameters()] == [
-        "cls.weight", "cls.bias", "box.weight", "box.bias"]
+        "cls.weight",
+        "cls.bias",
+        "box.weight",
+        "box.bias",
+    ]
     heads.pop("box")
     assert list(heads.keys()) == ["cls", "extra"]
 
@@ -338,14 +363,33 @@ def test_layers_and_regularizers_import_in_either_order(first):
 def test_repr_and_state_dict_keys_match_torch(torch):
     def build(m):
         return m.Sequential(
-            m.Conv2d(1, 4, 3, padding="same", bias=False), m.BatchNorm2d(4), m.LeakyReLU(0.2),
-            m.MaxPool2d(2), m.Dropout2d(0.1), m.ConvTranspose2d(4, 2, 4, 2, 1), m.GroupNorm(1, 2),
-            m.Upsample(scale_factor=2), m.AvgPool2d(2), m.Flatten(), m.Linear(32, 8),
-            m.LayerNorm(8), m.GELU(), m.Dropout(0.5), m.Unflatten(1, (2, 4)),
-            m.Softmax(dim=-1), m.ModuleList([m.Embedding(5, 3, padding_idx=0), m.Identity()]),
+            m.Conv2d(1, 4, 3, padding="same", bias=False),
+            m.BatchNorm2d(4),
+            m.LeakyReLU(0.2),
+            m.MaxPool2d(2),
+            m.Dropout2d(0.1),
+            m.ConvTranspose2d(4, 2, 4, 2, 1),
+            m.GroupNorm(1, 2),
+            m.Upsample(scale_factor=2),
+            m.AvgPool2d(2),
+            m.Flatten(),
+            m.Linear(32, 8),
+            m.LayerNorm(8),
+            m.GELU(),
+            m.Dropout(0.5),
+            m.Unflatten(1, (2, 4)),
+            m.Softmax(dim=-1),
+            m.ModuleList([m.Embedding(5, 3, padding_idx=0), m.Identity()]),
             m.ModuleDict({"loss": m.CrossEntropyLoss(label_smoothing=0.1)}),
-            m.InstanceNorm2d(3), m.ReflectionPad2d(1), m.ZeroPad2d((1, 0, 2, 3)),
-            m.ConstantPad2d(1, 0.5), m.ELU(), m.Softplus(), m.Hardtanh(), m.Tanh(), m.Sigmoid(),
+            m.InstanceNorm2d(3),
+            m.ReflectionPad2d(1),
+            m.ZeroPad2d((1, 0, 2, 3)),
+            m.ConstantPad2d(1, 0.5),
+            m.ELU(),
+            m.Softplus(),
+            m.Hardtanh(),
+            m.Tanh(),
+            m.Sigmoid(),
         )
 
     ours, theirs = build(nn), build(torch.nn)

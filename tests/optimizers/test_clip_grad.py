@@ -48,8 +48,10 @@ def test_clip_grad_norm(device, norm_type, max_norm):
     assert params[-1].grad is None
     if max_norm < want_total:
         clipped = np.concatenate([p.grad.numpy().ravel() for p in params[:-1]])
-        norm = np.abs(clipped).max() if norm_type == math.inf else (
-            (np.abs(clipped) ** norm_type).sum() ** (1 / norm_type)
+        norm = (
+            np.abs(clipped).max()
+            if norm_type == math.inf
+            else ((np.abs(clipped) ** norm_type).sum() ** (1 / norm_type))
         )
         assert norm == pytest.approx(max_norm, rel=1e-5)
 

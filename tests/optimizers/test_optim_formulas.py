@@ -91,8 +91,15 @@ def ref_nesterov_lookahead(lr, mu):
     return out
 
 
-def ref_adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-             decoupled=False, maximize=False):
+def ref_adam(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    decoupled=False,
+    maximize=False,
+):
     b1, b2 = betas
     w, m, v, vmax, out = W0.copy(), 0.0 * W0, 0.0 * W0, 0.0 * W0, []
     for t in range(1, STEPS + 1):
@@ -128,8 +135,7 @@ def ref_rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, c
     return out
 
 
-def ref_adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                eps=1e-10):
+def ref_adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
     w, out = W0.copy(), []
     acc = np.full_like(W0, initial_accumulator_value)
     for t in range(1, STEPS + 1):

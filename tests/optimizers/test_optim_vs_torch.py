@@ -27,11 +27,12 @@ INIT = [
 # (our class, kwargs, torch class name, torch kwargs)
 CASES = {
     "sgd": (optim.SGD, dict(lr=0.1), "SGD", None),
-    "sgd-momentum-dampening": (
-        optim.SGD, dict(lr=0.05, momentum=0.9, dampening=0.2), "SGD", None
-    ),
+    "sgd-momentum-dampening": (optim.SGD, dict(lr=0.05, momentum=0.9, dampening=0.2), "SGD", None),
     "sgd-nesterov-wd": (
-        optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01), "SGD", None
+        optim.SGD,
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        "SGD",
+        None,
     ),
     "sgd-maximize": (optim.SGD, dict(lr=0.01, maximize=True), "SGD", None),
     "momentum": (optim.Momentum, dict(lr=0.05, mu=0.9), "SGD", dict(lr=0.05, momentum=0.9)),
@@ -42,11 +43,17 @@ CASES = {
         dict(lr=0.05, momentum=0.8, weight_decay=0.1),
     ),
     "nesterov": (
-        optim.Nesterov, dict(lr=0.05, mu=0.9), "SGD", dict(lr=0.05, momentum=0.9, nesterov=True)
+        optim.Nesterov,
+        dict(lr=0.05, mu=0.9),
+        "SGD",
+        dict(lr=0.05, momentum=0.9, nesterov=True),
     ),
     "adam": (optim.Adam, dict(lr=0.01), "Adam", None),
     "adam-wd-amsgrad": (
-        optim.Adam, dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1, amsgrad=True), "Adam", None
+        optim.Adam,
+        dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1, amsgrad=True),
+        "Adam",
+        None,
     ),
     "adam-maximize": (optim.Adam, dict(lr=0.01, maximize=True), "Adam", None),
     "adamw": (optim.AdamW, dict(lr=0.01), "AdamW", None),
@@ -54,10 +61,16 @@ CASES = {
     "rmsprop": (optim.RMSprop, dict(lr=0.01), "RMSprop", None),
     "rmsprop-centered": (optim.RMSprop, dict(lr=0.01, centered=True), "RMSprop", None),
     "rmsprop-momentum-wd": (
-        optim.RMSprop, dict(lr=0.005, momentum=0.9, weight_decay=0.1), "RMSprop", None
+        optim.RMSprop,
+        dict(lr=0.005, momentum=0.9, weight_decay=0.1),
+        "RMSprop",
+        None,
     ),
     "rmsprop-centered-momentum": (
-        optim.RMSprop, dict(lr=0.005, alpha=0.9, momentum=0.5, centered=True), "RMSprop", None
+        optim.RMSprop,
+        dict(lr=0.005, alpha=0.9, momentum=0.5, centered=True),
+        "RMSprop",
+        None,
     ),
     "adagrad": (optim.Adagrad, dict(lr=0.1), "Adagrad", None),
     "adagrad-decay-wd-init": (
@@ -67,9 +80,7 @@ CASES = {
         None,
     ),
     "adadelta": (optim.Adadelta, dict(), "Adadelta", None),
-    "adadelta-rho-wd": (
-        optim.Adadelta, dict(lr=0.5, rho=0.95, weight_decay=0.1), "Adadelta", None
-    ),
+    "adadelta-rho-wd": (optim.Adadelta, dict(lr=0.5, rho=0.95, weight_decay=0.1), "Adadelta", None),
 }
 
 

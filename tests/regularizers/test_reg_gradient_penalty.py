@@ -15,8 +15,9 @@ def _mlp(m):
 
 
 def _conv(m):
-    return m.Sequential(m.Conv2d(2, 3, 3, padding=1), m.LeakyReLU(0.2), m.Flatten(),
-                        m.Linear(3 * 4 * 4, 1))
+    return m.Sequential(
+        m.Conv2d(2, 3, 3, padding=1), m.LeakyReLU(0.2), m.Flatten(), m.Linear(3 * 4 * 4, 1)
+    )
 
 
 def _copy(ours, theirs, device):
@@ -64,9 +65,13 @@ def test_wgan_gp_matches_torch(build, shape, device, torch):
     ref = 10.0 * ((g.reshape(shape[0], -1).norm(2, dim=1) - 1) ** 2).mean()
     ref.backward()
 
-    gp = gradient_penalty(ours, engine.tensor(real, device=device),
-                          engine.tensor(fake, device=device, requires_grad=True),
-                          lambda_gp=10.0, alpha=engine.tensor(alpha, device=device))
+    gp = gradient_penalty(
+        ours,
+        engine.tensor(real, device=device),
+        engine.tensor(fake, device=device, requires_grad=True),
+        lambda_gp=10.0,
+        alpha=engine.tensor(alpha, device=device),
+    )
     assert gp.item() == pytest.approx(ref.item(), rel=1e-4)
     gp.backward()
     _assert_same_grads(ours, theirs)

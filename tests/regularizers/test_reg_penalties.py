@@ -53,8 +53,9 @@ def test_penalty_gradients(device):
     (L1(0.3)(model) + L2(0.2)(model)).backward()
     for lin in (model[0], model[3]):
         w = _np(lin.weight)
-        np.testing.assert_allclose(lin.weight.grad.numpy(), 0.3 * np.sign(w) + 0.4 * w,
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            lin.weight.grad.numpy(), 0.3 * np.sign(w) + 0.4 * w, rtol=1e-5, atol=1e-7
+        )
         assert lin.bias.grad is None
     assert model[1].weight.grad is None
 
