@@ -23,7 +23,7 @@ test-cuda: $(STAMP)
 	@TENSORTAPE_TEST_DEVICES=cuda $(PY) -m pytest tests
 
 lint: $(STAMP)
-	@$(PY) -m ruff check engine kernels layers optimizers regularizers generative tensortape tests benchmarks examples
+	@$(PY) -m ruff check engine kernels layers optimizers regularizers generative tensortape tests benchmarks examples reports
 
 demo: $(STAMP)
 	@$(VENV)/bin/tensortape train classifier --model cnn --dataset digits --device cpu --out runs/demo
