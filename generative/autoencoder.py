@@ -423,6 +423,7 @@ class AutoencoderTrainer(Trainer):
         self.lr = lr
         self.test_data = test_data
         self.task = task
+        self.checkpoint_meta = {"task": task}  # `tensortape sample` dispatches on it
         self.architecture = dict(architecture or {})
         self.modules = {"model": self.model}
         self.optimizers = {"model": optimizers.Adam(self.model.parameters(), lr=lr)}
@@ -477,11 +478,6 @@ class AutoencoderTrainer(Trainer):
 
     def config(self) -> dict:
         return {"task": self.task, "lr": self.lr, **self.architecture}
-
-    def state_dict(self, loader: Any = None) -> dict:
-        state = super().state_dict(loader)
-        state["task"] = self.task  # `tensortape sample` dispatches on it
-        return state
 
     def extra_state(self) -> dict:
         return {"summary": self.summary}

@@ -441,6 +441,7 @@ class StyleGAN(Trainer):
         }
         self.judge, self.judge_samples = judge, judge_samples
         self.fixed_z = self.noise(self.preview_count)
+        self.checkpoint_meta = {"task": "stylegan"}  # what `from_checkpoint` and the CLI check
 
     @property
     def z_dim(self) -> int:
@@ -638,9 +639,6 @@ class StyleGAN(Trainer):
             "mixing_prob": self.mixing_prob,
             "w_avg_beta": self.w_avg_beta,
         }
-
-    def state_dict(self, loader: Any = None) -> dict:
-        return {**super().state_dict(loader), "task": "stylegan"}
 
     def extra_state(self) -> dict:
         return {"fixed_z": self.fixed_z}
