@@ -264,61 +264,108 @@ def _fmt(value, spec: str, width: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:{width}{spec}}"
 
 
-def print_table(rows: list, overhead: dict | None, rate: dict, header: str, mem_kind: str) -> None:
-    print(header)
-    gf = rate["ours"] / 1e9
-    tgf = _fmt(rate["torch"] and rate["torch"] / 1e9, ".1f", 0)
-    print(f"float32 GEMM 1024^3: ours {gf:.1f} GFLOP/s, torch {tgf.strip()} GFLOP/s")
-    print(
+def _row(w: Workload, r: dict, rate: dict) -> str:
+    floor = w.flops / rate["ours"] * 1e3 if w.flops else None
+    return (
+        f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
+        f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
+        f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
+        f"{sum(r['steps']):7d}"
+    )
+
+
+def _overhead_row(overhead: dict) -> str:
+    return (
+        f"{'overhead: a*b, 16 floats, grad (us)':<44}{overhead['ours'] * 1e6:9.2f}"
+        f"{_fmt(overhead['torch'] and overhead['torch'] * 1e6, '.2f', 10)}"
+        f"{_fmt(overhead['ratio'], '.2f', 7)}"
+    )
+
+
+def _header(args, threads: int, rate: dict, note: str | None) -> str:
+    torch = _torch(args.device)
+    lines = [
+        f"device={args.device} threads={threads} (BLAS and torch) builds={args.builds} "
+        f"repeats={args.repeats or 'auto'} warmup={args.warmup} "
+        f"torch={torch.__version__ if torch else 'absent'} numpy={np.__version__} "
+        f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'}",
+    ]
+    if note:
+        lines.append(note)
+    tgf = f"{rate['torch'] / 1e9:.1f}" if rate["torch"] else "-"
+    lines.append(f"float32 GEMM 1024^3: ours {rate['ours'] / 1e9:.1f} GFLOP/s, torch {tgf} GFLOP/s")
+    lines.append(
         f"{'workload':<44}{'ours ms':>9}{'torch ms':>10}{'ratio':>7}{'floor ms':>10}"
         f"{'ours MiB':>10}{'torch MiB':>10}{'steps':>7}"
     )
-    for w, r in rows:
-        floor = w.flops / rate["ours"] * 1e3 if w.flops else None
-        print(
-            f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
-            f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
-            f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
-            f"{sum(r['steps']):7d}"
-        )
-    if overhead:
-        print(
-            f"{'overhead: a*b, 16 floats, grad (us)':<44}{overhead['ours'] * 1e6:9.2f}"
-            f"{_fmt(overhead['torch'] and overhead['torch'] * 1e6, '.2f', 10)}"
-            f"{_fmt(overhead['ratio'], '.2f', 7)}"
-        )
-    print(f"memory: {mem_kind}")
+    return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--repeats", type=int, default=None,
-                   help=f"timed steps per build (default: ~{STEP_BUDGET_S} s worth, "
-                   f"{MIN_REPEATS} to {MAX_REPEATS})")  # fmt: skip
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"timed steps per build (default: ~{STEP_BUDGET_S} s worth, "
+        f"{MIN_REPEATS} to {MAX_REPEATS})",
+    )
     p.add_argument("--builds", type=int, default=3, help="fresh models per workload")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per build")
-    p.add_argument("--only", default=None, help="comma-separated names: " + ",".join(
-        w.name for w in WORKLOADS) + ",overhead")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="BLAS and torch threads")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated names: " + ",".join(w.name for w in WORKLOADS) + ",overhead",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS and torch threads (default: the BLAS pool's size)",
+    )
     p.add_argument("--cpu-time", action="store_true",
                    help="process CPU time instead of wall time (steadier on a busy machine; "
                    "use with --threads 1)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.cpu_time and args.device != "cpu":
+        p.error("--cpu-time is for --device cpu")
+    names = set(args.only.split(",")) if args.only else None
+    unknown = (names or set()) - {w.name for w in WORKLOADS} - {"overhead"}
+    if unknown:
+        p.error(f"unknown workload(s) {sorted(unknown)}")
+    args.names = names
+    return args
+
+
+def _busy_machine_mode(args: argparse.Namespace) -> str | None:
+    """On a CPU already busier than its cores, wall times of two BLAS threads swing by 2-5x:
+    unless threads or the clock were chosen, measure one thread each in CPU time, and say so."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    if args.device != "cpu" or load <= cores:
+        return None
+    if args.threads is None and not args.cpu_time:
+        args.threads, args.cpu_time = 1, True
+        return (
+            f"busy machine (load average {load:.1f} on {cores} cores): one thread each and "
+            "CPU time; pass --threads N to measure wall time anyway"
+        )
+    if not args.cpu_time:
+        return f"warning: load average {load:.1f} on {cores} cores, wall times are noisy"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
     global CLOCK
-    if args.cpu_time:
-        if args.device != "cpu":
-            raise SystemExit("benchmarks.run: --cpu-time is for --device cpu")
-        CLOCK = time.process_time
+    note = _busy_machine_mode(args)
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
 
     import engine
 
     if args.device == "cuda" and not engine.cuda.is_available():
         raise SystemExit("benchmarks.run: --device cuda but no CUDA device is available")
-    names = None if args.only is None else set(args.only.split(","))
-    unknown = (names or set()) - {w.name for w in WORKLOADS} - {"overhead"}
-    if unknown:
-        raise SystemExit(f"benchmarks.run: unknown workload(s) {sorted(unknown)}")
     threads = set_threads(args.threads)
     torch = _torch(args.device)
     engine.manual_seed(0)
@@ -326,29 +373,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
 
     rate = gemm_rate(args.device)
-    rows = []
+    print(_header(args, threads, rate, note), flush=True)
     for w in WORKLOADS:
-        if names is None or w.name in names:
-            rows.append((w, bench_workload(w, args.device, args.builds, args.repeats, args.warmup)))
-    overhead = bench_overhead(args.device) if names is None or "overhead" in names else None
-
-    version = torch.__version__ if torch else "absent"
-    header = (
-        f"device={args.device} threads={threads} (BLAS and torch) builds={args.builds} "
-        f"repeats={args.repeats or 'auto'} warmup={args.warmup} torch={version} "
-        f"numpy={np.__version__} python={sys.version.split()[0]} "
-        f"clock={'cpu' if args.cpu_time else 'wall'}"
-    )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > (os.cpu_count() or 1):
-        header += f"\nwarning: load average {load:.1f} on {os.cpu_count()} cores; "
-        header += "wall times are noisy, consider --threads 1 --cpu-time"
-    mem_kind = (
-        "peak RSS during one step above the RSS before it (VmHWM reset, heap trimmed first)"
+        if args.names is None or w.name in args.names:
+            r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup)
+            print(_row(w, r, rate), flush=True)
+    if args.names is None or "overhead" in args.names:
+        print(_overhead_row(bench_overhead(args.device)))
+    print(
+        "memory: peak RSS during one step above the RSS before it (VmHWM reset, heap trimmed)"
         if args.device == "cpu"
-        else "peak bytes of each library's CUDA memory pool during one step"
+        else "memory: peak bytes of each library's CUDA memory pool during one step"
     )
-    print_table(rows, overhead, rate, header, mem_kind)
     return 0
 
 

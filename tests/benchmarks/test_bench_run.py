@@ -1,0 +1,86 @@
+"""The benchmark harness: every workload builds and steps in both libraries, the table prints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import run, workloads
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("w", workloads.WORKLOADS, ids=lambda w: w.name)
+def test_each_workload_runs_in_both_libraries(w):
+    """The one model text builds and steps (twice: optimizer state created, then used) in each
+    library."""
+    engine = pytest.importorskip("engine")
+    engine.manual_seed(0)
+    torch.manual_seed(0)
+    for lib in (workloads.ours_lib("cpu"), workloads.torch_lib("cpu")):
+        step = w.build(lib)
+        step()
+        step()
+
+
+def test_same_model_text_gives_the_same_loss_in_both_libraries():
+    """The VAE's encoder/decoder with torch's weights copied in: equal reconstruction losses."""
+    import engine
+    import engine.functional as F
+    import layers as nn
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 784)).astype(np.float32)
+    ours = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 784))
+    theirs = torch.nn.Sequential(
+        torch.nn.Linear(784, 400), torch.nn.ReLU(), torch.nn.Linear(400, 784)
+    )
+    ours.load_state_dict({k: engine.tensor(v.numpy()) for k, v in theirs.state_dict().items()})
+    a = F.binary_cross_entropy_with_logits(
+        ours(engine.tensor(x)), engine.tensor(x), reduction="sum"
+    )
+    b = torch.nn.functional.binary_cross_entropy_with_logits(
+        theirs(torch.tensor(x)), torch.tensor(x), reduction="sum"
+    )
+    np.testing.assert_allclose(a.item(), b.item(), rtol=1e-5)
+
+
+def test_flop_counts():
+    conv = 2 * 32 * 64 * 32 * 32 * 64 * 9
+    assert workloads.CONV_FLOPS == 3 * conv
+    assert workloads.MLP_FLOPS == 2 * 128 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
+
+
+def test_main_prints_the_table(capsys):
+    argv = ["--only", "maxpool,overhead", "--builds", "1", "--repeats", "2", "--warmup", "1"]
+    assert run.main(argv + ["--threads", "1", "--cpu-time"]) == 0
+    out = capsys.readouterr().out
+    assert "threads=1 (BLAS and torch)" in out and "clock=cpu" in out
+    row = next(line for line in out.splitlines() if line.startswith("maxpool:"))
+    ours, theirs, ratio = (float(v) for v in row.split()[-7:-4])
+    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.02)
+    assert row.split()[-1] == "2"  # timed steps
+    assert any(line.startswith("overhead:") for line in out.splitlines())
+    assert "GFLOP/s" in out
+
+
+def test_auto_repeats_and_bad_arguments():
+    assert run._auto_repeats(10.0) == run.MIN_REPEATS
+    assert run._auto_repeats(1e-5) == run.MAX_REPEATS
+    assert run._auto_repeats(run.STEP_BUDGET_S / 10) == 10
+    with pytest.raises(SystemExit):
+        run.main(["--only", "resnet"])
+    with pytest.raises(SystemExit):
+        run.main(["--device", "cuda", "--cpu-time"])
+
+
+def test_busy_machine_switches_to_one_thread_cpu_time(monkeypatch):
+    monkeypatch.setattr(run.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+    args = run._parse([])
+    assert "busy machine" in run._busy_machine_mode(args)
+    assert args.threads == 1 and args.cpu_time
+    explicit = run._parse(["--threads", "2"])
+    assert "warning" in run._busy_machine_mode(explicit) and explicit.threads == 2
+    monkeypatch.setattr(run.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    idle = run._parse([])
+    assert run._busy_machine_mode(idle) is None and idle.threads is None
