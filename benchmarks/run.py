@@ -144,12 +144,12 @@ def peak_cuda_mib(step: Callable[[], None], lib: str) -> float | None:
         def __init__(self):
             self.now = self.peak = 0
 
-        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
-            self.now += mem_size
+        def malloc_postprocess(self, **kw):  # CuPy passes device_id, size, mem_size, ...
+            self.now += kw["mem_size"]
             self.peak = max(self.peak, self.now)
 
-        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
-            self.now -= mem_size
+        def free_postprocess(self, **kw):
+            self.now -= kw["mem_size"]
 
     hook = Peak()
     cp.cuda.Device().synchronize()
@@ -283,11 +283,14 @@ def _overhead_row(overhead: dict) -> str:
 
 
 def _header(args, threads: int, rate: dict, note: str | None) -> str:
-    torch = _torch(args.device)
+    torch = _torch("cpu")
+    version = torch.__version__ if torch else "absent"
+    if torch and _torch(args.device) is None:
+        version += " (no CUDA: ours only)"
     lines = [
         f"device={args.device} threads={threads} (BLAS and torch) builds={args.builds} "
         f"repeats={args.repeats or 'auto'} warmup={args.warmup} "
-        f"torch={torch.__version__ if torch else 'absent'} numpy={np.__version__} "
+        f"torch={version} numpy={np.__version__} "
         f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'}",
     ]
     if note:
