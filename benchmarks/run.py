@@ -1,13 +1,14 @@
-"""tensortape vs PyTorch, side by side in one process: `python -m benchmarks.run`.
+"""tensortape vs PyTorch, side by side in the same process: `python -m benchmarks.run`.
 
     python -m benchmarks.run [--device cpu|cuda] [--repeats N] [--builds B] [--only mlp,cnn]
-                             [--threads T] [--cpu-time]
+                             [--threads T] [--cpu-time] [--in-process]
 
-For each workload (see `benchmarks.workloads`), B fresh builds of the model in each library; per
-build a warm-up, then N steps timed alternately ours / torch (who goes first alternates too), so
-machine noise hits both alike. Reported: medians over all timed steps, the ratio ours / torch
-(lower is better; the target is <= 1.0 on CPU), the floor (the step's GEMM FLOPs over this
-machine's float32 GEMM rate) and the peak memory of one step. Also the framework overhead (one
+Each workload (see `benchmarks.workloads`) runs in a fresh interpreter (`--in-process` to share
+one), with B fresh builds of the model in each library; per build a warm-up, then N steps timed
+alternately ours / torch (who goes first alternates too), so machine noise hits both alike.
+Reported: medians over all timed steps, the ratio ours / torch (lower is better; the target is
+<= 1.0 on CPU), the floor (the step's GEMM FLOPs over this machine's float32 GEMM rate) and the
+peak memory of one step. Also the framework overhead (one
 elementwise op on 16 floats with the graph recorded) and the GEMM rate itself.
 
 Threads: both libraries get the same count: NumPy's BLAS pool (threadpoolctl) and
@@ -21,11 +22,14 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -327,6 +331,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="BLAS and torch threads (default: the BLAS pool's size)",
     )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every workload in this process (default: one fresh process each)",
+    )
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one workload, JSON out
     p.add_argument("--cpu-time", action="store_true",
                    help="process CPU time instead of wall time (steadier on a busy machine; "
                    "use with --threads 1)")  # fmt: skip
@@ -359,28 +369,59 @@ def _busy_machine_mode(args: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    global CLOCK
-    note = _busy_machine_mode(args)
-    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+def _child_argv(args: argparse.Namespace, threads: int, name: str) -> list[str]:
+    argv = ["--child", name, "--device", args.device, "--builds", str(args.builds)]
+    argv += ["--warmup", str(args.warmup), "--threads", str(threads)]
+    argv += ["--repeats", str(args.repeats)] if args.repeats else []
+    return argv + (["--cpu-time"] if args.cpu_time else [])
 
+
+def _run_isolated(args: argparse.Namespace, threads: int, name: str) -> dict:
+    """One workload in a fresh interpreter: the allocator state left by the previous
+    workloads moved ratios by up to 0.3 (benchmarks/NOTES.md)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "benchmarks.run", *_child_argv(args, threads, name)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
+    if done.returncode:
+        raise SystemExit(f"benchmarks.run: workload {name} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _setup(args: argparse.Namespace) -> int:
+    """Clock, threads and seeds for this process; returns the thread count."""
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
     import engine
 
     if args.device == "cuda" and not engine.cuda.is_available():
         raise SystemExit("benchmarks.run: --device cuda but no CUDA device is available")
     threads = set_threads(args.threads)
-    torch = _torch(args.device)
     engine.manual_seed(0)
+    torch = _torch(args.device)
     if torch:
         torch.manual_seed(0)
+    return threads
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    note = _busy_machine_mode(args)
+    threads = _setup(args)
+    if args.child:
+        w = next(w for w in WORKLOADS if w.name == args.child)
+        print(json.dumps(bench_workload(w, args.device, args.builds, args.repeats, args.warmup)))
+        return 0
+    selected = [w for w in WORKLOADS if args.names is None or w.name in args.names]
+    isolate = len(selected) > 1 and not args.in_process
     rate = gemm_rate(args.device)
     print(_header(args, threads, rate, note), flush=True)
-    for w in WORKLOADS:
-        if args.names is None or w.name in args.names:
+    for w in selected:
+        if isolate:
+            r = _run_isolated(args, threads, w.name)
+        else:
             r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup)
-            print(_row(w, r, rate), flush=True)
+        print(_row(w, r, rate), flush=True)
     if args.names is None or "overhead" in args.names:
         print(_overhead_row(bench_overhead(args.device)))
     print(
