@@ -162,9 +162,29 @@ def _recall_cols(x: np.ndarray, key: tuple) -> np.ndarray | None:
 
 
 def release_workspace() -> None:
-    """Frees this thread's im2col buffer (it is reallocated on the next conv)."""
+    """Frees this thread's im2col and pooling scratch (reallocated on next use)."""
     _workspace.buf = None
     _workspace.cols_of = None
+    _workspace.pool = None
+
+
+def _pool_scratch(*specs: tuple[int, np.dtype]) -> list[np.ndarray]:
+    """Uninitialised 1-D scratch arrays (size, dtype) carved from one per-thread buffer.
+
+    Separate from the im2col workspace, whose columns the conv backward may still need.
+    """
+    sizes = [-(-n * np.dtype(dt).itemsize // 64) * 64 for n, dt in specs]
+    total = sum(sizes)
+    buf = getattr(_workspace, "pool", None)
+    if total > WORKSPACE_MAX_BYTES:
+        buf = np.empty(total, dtype=np.uint8)
+    elif buf is None or buf.nbytes < total:
+        buf = _workspace.pool = np.empty(total, dtype=np.uint8)
+    out, start = [], 0
+    for (n, dt), size in zip(specs, sizes):
+        out.append(buf[start : start + n * np.dtype(dt).itemsize].view(dt))
+        start += size
+    return out
 
 
 def _valid(O: int, size: int, offset: int, s: int, p: int) -> tuple[int, int]:
@@ -432,6 +452,8 @@ def max_pool2d_forward(
     check_float(x, "max_pool2d input", FLOAT_DTYPES)
     check_pool_padding(kh, kw, ph, pw)
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx, ceil_mode)
+    if _tiles(x.shape, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx) and x.flags.c_contiguous:
+        return _max_pool2d_tiled(x, kh, kw, OH, OW)
     xp_ = _padded_for(x, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx, -np.inf)
     fy = _first_valid(OH, H, sy, ph, dy, kh)
     fx = _first_valid(OW, W, sx, pw, dx, kw)
@@ -459,6 +481,75 @@ def max_pool2d_forward(
         argmax[:, :, first < 0] = -1
     if y.size and np.isnan(y.min()):
         _max_pool_nan_argmax(xp_, argmax, kh, kw, OH, OW, sy, sx, dy, dx)
+    return y, argmax
+
+
+def _tiles(
+    x_shape: Sequence[int],
+    OH: int,
+    OW: int,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int,
+    dx: int,
+) -> bool:
+    """Windows tile whole rows: kernel == stride, no padding or dilation, W == OW * kw."""
+    plain = (sy, sx, ph, pw, dy, dx) == (kh, kw, 0, 0, 1, 1)
+    fits = x_shape[3] == OW * kw and OH * kh <= x_shape[2] and OH > 0 and OW > 0
+    return plain and fits and 0 < kh * kw < 256 and x_shape[0] * x_shape[1] > 0
+
+
+def _row_records(a: np.ndarray, kh: int, OH: int) -> tuple[np.dtype, list[np.ndarray]]:
+    """Per kernel row ky, the (N*C, OH) view of rows ky, ky + kh, ... of a C-contiguous
+    (N, C, H, W) array as opaque W-element records.
+
+    Copying records is one long memcpy-like loop, where a float view of the same rows runs
+    NumPy's inner loop over only W elements at a time.
+    """
+    N, C, H, W = a.shape
+    rec = np.dtype((np.void, W * a.itemsize))
+    recs = a.reshape(N * C, H, W).view(rec)[:, :, 0]
+    return rec, [recs[:, ky : OH * kh : kh] for ky in range(kh)]
+
+
+def _max_pool2d_tiled(
+    x: np.ndarray, kh: int, kw: int, OH: int, OW: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """max_pool2d_forward for windows tiling the rows (see ``_tiles``); same results.
+
+    Each offset's plane is one stride-kw slice of a packed row block, so every copy and
+    comparison runs over the whole plane in one loop; the argmax is kept in uint8 until the end.
+    """
+    N, C, H, W = x.shape
+    shape = (N, C, OH, OW)
+    y = np.empty(shape, dtype=x.dtype)
+    yf = y.reshape(-1)
+    n = yf.size
+    rows, win, better, am8, step = _pool_scratch(
+        (n * kw, x.dtype), (n, x.dtype), (n, bool), (n, np.uint8), (n, np.uint8)
+    )
+    am8.fill(0)
+    rec, row_views = _row_records(x, kh, OH)
+    for ky in range(kh):
+        np.copyto(rows.view(rec).reshape(N * C, OH), row_views[ky])
+        for kx in range(kw):
+            k = ky * kw + kx
+            if k == 0:
+                np.copyto(yf, rows[0::kw])
+                continue
+            np.copyto(win, rows[kx::kw])
+            # Same update order as the general path: ties keep the first maximum.
+            np.greater(win, yf, out=better)
+            np.maximum(yf, win, out=yf)
+            np.multiply(better, np.uint8(k), out=step)
+            np.maximum(am8, step, out=am8)
+    argmax = am8.astype(np.int32).reshape(shape)
+    if y.size and np.isnan(y.min()):
+        _max_pool_nan_argmax(x, argmax, kh, kw, OH, OW, kh, kw, 1, 1)
     return y, argmax
 
 
@@ -512,6 +603,8 @@ def max_pool2d_backward(
             f"max_pool2d_backward: gy {gy.shape} and argmax {argmax.shape} must both be "
             f"(N, C, OH, OW) for x {tuple(x_shape)}"
         )
+    if _tiles(x_shape, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx):
+        return _max_pool2d_backward_tiled(gy, argmax, x_shape, kh, kw)
     bottom = max((OH - 1) * sy + dy * (kh - 1) + 1 - H - ph, 0)
     right = max((OW - 1) * sx + dx * (kw - 1) + 1 - W - pw, 0)
     gx = np.zeros((N, C, H + ph + bottom, W + pw + right), dtype=gy.dtype)
@@ -533,6 +626,29 @@ def max_pool2d_backward(
     if gx.shape[2:] == (H, W):
         return gx
     return np.ascontiguousarray(gx[:, :, ph : ph + H, pw : pw + W])
+
+
+def _max_pool2d_backward_tiled(
+    gy: np.ndarray, argmax: np.ndarray, x_shape: Sequence[int], kh: int, kw: int
+) -> np.ndarray:
+    """max_pool2d_backward for windows tiling the rows: every gx element is written once."""
+    N, C, H, W = x_shape
+    OH, OW = gy.shape[2:]
+    gx = np.empty((N, C, H, W), dtype=gy.dtype)
+    gx[:, :, OH * kh :] = 0  # rows below the last window (floor mode)
+    itype = np.dtype(f"int{gy.dtype.itemsize * 8}")
+    gyi = np.ascontiguousarray(gy).view(itype).reshape(-1)
+    am = np.ascontiguousarray(argmax).reshape(-1)
+    rows, mask, bits = _pool_scratch((am.size * kw, itype), (am.size, bool), (am.size, itype))
+    rec, gx_rows = _row_records(gx, kh, OH)
+    for ky in range(kh):
+        for kx in range(kw):
+            # where(argmax == k, gy, 0) through the bits (exact for inf/NaN, see _select).
+            np.equal(am, ky * kw + kx, out=mask)
+            np.negative(mask, dtype=itype, out=bits)
+            np.bitwise_and(gyi, bits, out=rows[kx::kw])
+        gx_rows[ky][...] = rows.view(rec).reshape(N * C, OH)
+    return gx
 
 
 def max_pool2d_indices(
