@@ -24,6 +24,15 @@ __all__ = [
 ]
 
 
+def _ema_square(avg: np.ndarray, x: np.ndarray, decay: float, tmp: np.ndarray) -> None:
+    """avg <- decay * avg + (1 - decay) * x * x, in place, through the scratch array `tmp`."""
+    t = avg.dtype.type
+    avg *= t(decay)
+    np.multiply(x, t(1) - t(decay), out=tmp)
+    tmp *= x
+    avg += tmp
+
+
 def _direction(p: np.ndarray, g: np.ndarray, weight_decay: float, maximize: bool) -> np.ndarray:
     """d = (-g if maximize else g) + weight_decay * p; ``g`` itself when both are off."""
     if weight_decay == 0:
@@ -121,10 +130,7 @@ def adam_update(
     tmp = np.subtract(d, m)
     tmp *= t(1) - t(beta1)
     m += tmp
-    v *= t(beta2)
-    np.multiply(d, t(1) - t(beta2), out=tmp)
-    tmp *= d
-    v += tmp
+    _ema_square(v, d, beta2, tmp)
     if vmax is not None:
         np.maximum(vmax, v, out=vmax)
     np.sqrt(v if vmax is None else vmax, out=tmp)
@@ -151,14 +157,11 @@ def rmsprop_update(
     """torch.optim.RMSprop; ``gavg`` not None means centered, ``buf`` the momentum buffer."""
     t = p.dtype.type
     d = _direction(p, g, weight_decay, maximize)
-    one_minus_alpha = t(1) - t(alpha)
-    sq *= t(alpha)
-    tmp = np.multiply(d, one_minus_alpha)
-    tmp *= d
-    sq += tmp
+    tmp = np.empty_like(d)
+    _ema_square(sq, d, alpha, tmp)
     if gavg is not None:
         np.subtract(d, gavg, out=tmp)
-        tmp *= one_minus_alpha
+        tmp *= t(1) - t(alpha)
         gavg += tmp
         np.multiply(gavg, gavg, out=tmp)
         np.subtract(sq, tmp, out=tmp)
@@ -213,20 +216,14 @@ def adadelta_update(
     """torch.optim.Adadelta: delta = sqrt(acc + eps) / sqrt(sq + eps) d; p -= lr delta."""
     t = p.dtype.type
     d = _direction(p, g, weight_decay, maximize)
-    one_minus_rho = t(1) - t(rho)
-    sq *= t(rho)
-    tmp = np.multiply(d, one_minus_rho)
-    tmp *= d
-    sq += tmp
+    tmp = np.empty_like(d)
+    _ema_square(sq, d, rho, tmp)
     delta = np.add(acc, t(eps))
     np.sqrt(delta, out=delta)
     np.add(sq, t(eps), out=tmp)
     np.sqrt(tmp, out=tmp)
     delta /= tmp
     delta *= d
-    acc *= t(rho)
-    np.multiply(delta, one_minus_rho, out=tmp)
-    tmp *= delta
-    acc += tmp
+    _ema_square(acc, delta, rho, tmp)
     delta *= t(lr)
     p -= delta
