@@ -33,7 +33,8 @@ bench: $(STAMP)
 
 # On a CUDA machine: the suite on cuda plus the benchmarks on cuda vs PyTorch CUDA.
 gpu-check: $(STAMP)
-	@$(PY) -m pip install -q "cupy-cuda12x>=13" 2>/dev/null || $(PY) -m pip install -q "cupy-cuda13x>=13"
+	@$(PY) -c "import cupy" 2>/dev/null || $(PY) -m pip install -q "cupy-cuda12x>=13" \
+		|| $(PY) -m pip install -q "cupy-cuda13x>=13"
 	@TENSORTAPE_TEST_DEVICES=cuda $(PY) -m pytest tests -x -q
 	@$(PY) -m benchmarks.run --device cuda
 
