@@ -1,6 +1,8 @@
 """tensortape's engine: a device-agnostic Tensor (NumPy on cpu, CuPy on cuda) and its tape."""
 
-from . import random
+from . import memory, random
+
+memory.configure_from_env()  # keep freed host memory for the next step (see engine/memory.py)
 from .autograd import (
     Function,
     backward,
@@ -71,6 +73,7 @@ __all__ = [
     "manual_seed",
     "seed",
     "random",
+    "memory",
     "functional",
     "zeros",
     "ones",
