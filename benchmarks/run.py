@@ -4,8 +4,9 @@
                              [--threads T] [--cpu-time] [--in-process]
 
 Each workload (see `benchmarks.workloads`) runs in a fresh interpreter (`--in-process` to share
-one), with B fresh builds of the model in each library; per build a warm-up, then N steps timed
-alternately ours / torch (who goes first alternates too), so machine noise hits both alike.
+one), with B fresh builds of the model in each library; per build a warm-up, then N steps of each
+timed in blocks ours, torch, torch, ours (torch first on odd builds), so machine noise hits both
+alike; each block starts after a pause in which the other library's worker threads go idle.
 Reported: medians over all timed steps, the ratio ours / torch (lower is better; the target is
 <= 1.0 on CPU), the floor (the step's GEMM FLOPs over this machine's float32 GEMM rate) and the
 peak memory of one step. Also the framework overhead (one
@@ -39,6 +40,7 @@ from .workloads import WORKLOADS, Workload, ours_lib, torch_lib
 OVERHEAD_OPS = 2000  # ops per overhead sample
 STEP_BUDGET_S = 0.6  # default timed seconds per build and library
 MIN_REPEATS, MAX_REPEATS = 5, 40
+SETTLE_S = 0.3  # pause before each timed block: > OpenBLAS's idle-thread spin (2**28 cycles)
 
 
 # Devices, threads, clocks ------------------------------------------------------------------
@@ -87,6 +89,12 @@ def _time(fn: Callable[[], None], sync: Callable[[], None]) -> float:
     fn()
     sync()
     return CLOCK() - start
+
+
+def _settle(device: str) -> None:
+    """Let the other library's worker threads go idle before timing on the CPU."""
+    if device == "cpu":
+        time.sleep(SETTLE_S)
 
 
 # Peak memory ---------------------------------------------------------------------------------
@@ -174,7 +182,7 @@ def _auto_repeats(step_s: float) -> int:
 
 
 def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, warmup: int) -> dict:
-    """Medians (s) of ours and torch over `builds` fresh models x `repeats` alternated steps
+    """Medians (s) of ours and torch over `builds` fresh models x `repeats` steps in blocks
     (`repeats=None`: as many as fit STEP_BUDGET_S per build and library)."""
     torch = _torch(device)
     ours_sync, torch_sync = _syncs(device)
@@ -189,12 +197,16 @@ def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, w
                 slowest = max(slowest, _time(ref, torch_sync))
         n = repeats or _auto_repeats(slowest)
         counts.append(n)
-        for r in range(n):
-            if ref and (b + r) % 2:
-                theirs.append(_time(ref, torch_sync))
-            mine.append(_time(ours, ours_sync))
-            if ref and not (b + r) % 2:
-                theirs.append(_time(ref, torch_sync))
+        # ABBA blocks (BAAB on odd builds), each after an idle pause: one library's idle
+        # threads spin on the cores for a while after its step (OpenBLAS's ~0.1 s), and
+        # steps alternated one by one made torch's next step up to 2x slower at 2 threads.
+        blocks = [(ours, ours_sync, mine)] + ([(ref, torch_sync, theirs)] if ref else [])
+        if b % 2:
+            blocks.reverse()
+        for half, (fn, sync, out) in zip([n - n // 2] * len(blocks) + [n // 2] * len(blocks),
+                                         blocks + blocks[::-1]):  # fmt: skip
+            _settle(device)
+            out.extend(_time(fn, sync) for _ in range(half))
         if b == builds - 1:
             mem = (_peak(ours, device, "ours"), _peak(ref, device, "torch") if ref else None)
         del ours, ref
