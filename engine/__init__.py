@@ -1,8 +1,6 @@
 """tensortape's engine: a device-agnostic Tensor (NumPy on cpu, CuPy on cuda) and its tape."""
 
 from . import memory, random
-
-memory.configure_from_env()  # keep freed host memory for the next step (see engine/memory.py)
 from .autograd import (
     Function,
     backward,
@@ -51,6 +49,8 @@ from . import (  # noqa: E402
     utils,
 )
 from .serialization import load, save  # noqa: E402
+
+memory.configure_from_env()  # keep freed host memory for the next step (see engine/memory.py)
 
 __all__ = [
     "Tensor",

@@ -84,3 +84,28 @@ def test_busy_machine_switches_to_one_thread_cpu_time(monkeypatch):
     monkeypatch.setattr(run.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     idle = run._parse([])
     assert run._busy_machine_mode(idle) is None and idle.threads is None
+
+
+def test_timed_steps_come_in_abba_blocks_after_a_pause(monkeypatch):
+    """Each library's steps run in blocks (ours, torch, torch, ours; reversed on odd builds),
+    each block after an idle pause, so neither library's idle worker threads spin through the
+    other's timed steps."""
+    events: list[str] = []
+    monkeypatch.setattr(run, "_settle", lambda device: events.append("pause"))
+
+    def build(lib):
+        return lambda: events.append(lib.name)
+
+    w = workloads.Workload("fake", "records the call order", None, build)
+    monkeypatch.setattr(run, "_peak", lambda step, device, lib: None)
+    result = run.bench_workload(w, "cpu", builds=2, repeats=3, warmup=1)
+    assert len(result["steps"]) == 2 and result["steps"] == [3, 3]
+    timed = events[events.index("pause") :]  # the warm-up steps come before the first pause
+    blocks = " ".join(timed).split("pause")
+    blocks = [b.split() for b in blocks if b.strip()]
+    # build 0: ours x2, torch x2, torch x1, ours x1 (then build 1's untimed warm-up, one step
+    # each); build 1: torch x2, ours x2, ours x1, torch x1
+    assert blocks == [
+        ["ours"] * 2, ["torch"] * 2, ["torch"], ["ours", "ours", "torch"],
+        ["torch"] * 2, ["ours"] * 2, ["ours"], ["torch"],
+    ]  # fmt: skip
