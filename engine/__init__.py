@@ -38,6 +38,7 @@ from .ops import *  # noqa: F401,F403  (the torch-style functional forms: engine
 from .ops import __all__ as _ops_all
 from .random import manual_seed, seed
 from .tensor import Tensor, as_tensor, from_numpy, tensor
+from .threads import get_num_threads, set_num_threads
 
 float16, float32, float64 = "float16", "float32", "float64"
 int32, int64, uint8, bool = "int32", "int64", "uint8", "bool"  # noqa: A001
@@ -72,6 +73,8 @@ __all__ = [
     "gradcheck",
     "manual_seed",
     "seed",
+    "set_num_threads",
+    "get_num_threads",
     "random",
     "memory",
     "functional",
