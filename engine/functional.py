@@ -11,7 +11,7 @@ import math
 import numpy
 
 from . import random
-from .autograd import Function
+from .autograd import Function, is_grad_enabled
 from .creation import full_like
 from .ops import (
     abs,
@@ -265,20 +265,19 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight=None, reduction: 
 
 
 def _log1p_unit(xp, e):
-    """log1p of e in [0, 1] (NaN passes through) within 3 ulps, 3-5x faster than NumPy's
-    float32 log1p, which is not vectorised: log(u) e / (u - 1) with u = 1 + e (Goldberg's
-    trick; u - 1 is exact), and e itself where u rounds to 1."""
+    """log1p of e in [0, 1] (NaN passes through) within 3.5 ulps, ~3x faster than NumPy's
+    float32 log1p, which is not vectorised: log(u) - ((u - 1) - e) / u with u = 1 + e. The
+    bracket is u's rounding error, exact (Sterbenz), and the first-order correction leaves an
+    error of its square; where u rounds to 1 it gives e itself."""
     if xp is not numpy:
         return xp.log1p(e)
     one = e.dtype.type(1)
     u = e + one
     d = u - one
-    tiny = d == 0
-    d += tiny
+    d -= e
+    d /= u
     r = numpy.log(u)
-    r *= e
-    r /= d
-    r += e * tiny
+    r -= d
     return r
 
 
@@ -287,14 +286,35 @@ class BCEWithLogits(Function):
 
     def forward(self, x, t):
         xp = self.xp
-        y = xp.maximum(x, 0) - x * t
-        y += _log1p_unit(xp, xp.exp(-xp.abs(x)))
+        self.e = xp.exp(-xp.abs(x))  # kept: the backward's sigmoid without another exp
+        y = xp.maximum(x, 0)
+        y -= x * t
+        y += _log1p_unit(xp, self.e)
         return y
 
     def backward(self, gy):
+        if not is_grad_enabled():
+            return self._backward_arrays(gy)
         x, t = self.inputs
         gx = gy * (sigmoid(x) - t) if x.requires_grad else None
         gt = -gy * x if t.requires_grad else None
+        return gx, gt
+
+    def _backward_arrays(self, gy):
+        """The same gradients on the raw arrays when backward is not recorded, with
+        sigmoid(x) = max(e, [x >= 0]) / (1 + e) from the forward's e = exp(-|x|): a few
+        cheap passes instead of a sigmoid (an exp or tanh) and three engine ops."""
+        xp, g = self.xp, gy.array
+        x, t = self.inputs
+        gx = gt = None
+        if x.requires_grad:
+            s = xp.maximum(self.e, x.array >= 0)
+            s /= self.e + 1
+            s -= t.array
+            s *= g
+            gx = Tensor._wrap(s, gy.device)
+        if t.requires_grad:
+            gt = Tensor._wrap(-(g * x.array), gy.device)
         return gx, gt
 
 

@@ -108,3 +108,54 @@ def test_bce_with_logits_extremes_match_log1p():
         reduction="none",
     )
     assert np.isnan(nan.numpy()).all()
+
+
+_LOGITS = [-1000, -104, -90, -20, -17, -1, -1e-3, 0, 1e-3, 1, 17, 90, 1000]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_fast_backward_matches_the_recorded_one(dtype):
+    """Both inputs require grad; logits from -1000 to 1000, where sigmoid under- and overflows."""
+    rng = np.random.default_rng(4)
+    x = engine.tensor(np.array(_LOGITS, dtype), requires_grad=True)
+    t = engine.tensor(rng.random(len(_LOGITS)).astype(dtype), requires_grad=True)
+
+    def loss(a, b):
+        return F.binary_cross_entropy_with_logits(a, b, reduction="none")
+
+    fast, recorded = _grads_both_ways(loss, [x, t])
+    for f, r in zip(fast, recorded, strict=True):
+        assert f.dtype == dtype
+        np.testing.assert_allclose(f.numpy(), r.numpy(), rtol=4 * np.finfo(dtype).eps, atol=0)
+    x64 = np.array(_LOGITS, np.float64)
+    sig = np.where(
+        x64 >= 0, 1 / (1 + np.exp(-np.abs(x64))), np.exp(-np.abs(x64)) / (1 + np.exp(-np.abs(x64)))
+    )
+    gy = np.random.default_rng(0).standard_normal(len(_LOGITS))  # _grads_both_ways' gy, seed 0
+    want = gy.astype(dtype).astype(np.float64) * (sig - t.numpy().astype(np.float64))
+    np.testing.assert_allclose(fast[0].numpy(), want, rtol=4 * np.finfo(dtype).eps, atol=1e-300)
+
+
+def test_bce_with_logits_grad_matches_torch_float32():
+    torch = pytest.importorskip("torch")
+    x = np.array(_LOGITS * 4, np.float32).reshape(4, -1) * np.float32(0.37)
+    t = np.random.default_rng(5).random(x.shape).astype(np.float32)
+    ours = engine.tensor(x, requires_grad=True)
+    theirs = torch.tensor(x, requires_grad=True)
+    F.binary_cross_entropy_with_logits(ours, engine.tensor(t), reduction="sum").backward()
+    torch.nn.functional.binary_cross_entropy_with_logits(
+        theirs, torch.tensor(t), reduction="sum"
+    ).backward()
+    # sigmoid(x) - t cancels where the two are close: compare at float32 resolution of ~0.5
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=2e-7, atol=6e-8)
+
+
+def test_sigmoid_extremes_float32():
+    """Relative accuracy down to the smallest normal float32 (the former tanh form returned 0
+    for every x below about -17); deeper results may flush to 0, as torch's do."""
+    x = np.array(_LOGITS, np.float32)
+    got = engine.tensor(x).sigmoid().numpy()
+    want = np.exp(-np.logaddexp(0, -x.astype(np.float64)))
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=np.finfo(np.float32).tiny)
+    assert got[x <= -104].max() == 0 and got[x >= 17].min() == 1
