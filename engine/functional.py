@@ -287,8 +287,7 @@ class BCEWithLogits(Function):
     def forward(self, x, t):
         xp = self.xp
         self.e = xp.exp(-xp.abs(x))  # kept: the backward's sigmoid without another exp
-        y = xp.maximum(x, 0)
-        y -= x * t
+        y = xp.maximum(x, 0) - x * t
         y += _log1p_unit(xp, self.e)
         return y
 
@@ -310,8 +309,11 @@ class BCEWithLogits(Function):
         if x.requires_grad:
             s = xp.maximum(self.e, x.array >= 0)
             s /= self.e + 1
-            s -= t.array
-            s *= g
+            if s.dtype == t.dtype == g.dtype:
+                s -= t.array
+                s *= g
+            else:  # mixed dtypes promote, as in the recorded path
+                s = (s - t.array) * g
             gx = Tensor._wrap(s, gy.device)
         if t.requires_grad:
             gt = Tensor._wrap(-(g * x.array), gy.device)

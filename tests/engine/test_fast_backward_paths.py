@@ -159,3 +159,14 @@ def test_sigmoid_extremes_float32():
     assert got.dtype == np.float32 and np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=3e-7, atol=np.finfo(np.float32).tiny)
     assert got[x <= -104].max() == 0 and got[x >= 17].min() == 1
+
+
+def test_bce_with_logits_fast_backward_mixed_dtypes_promote():
+    x = engine.tensor(np.array([-2.0, 0.5, 3.0], np.float32), requires_grad=True)
+    t = engine.tensor(np.array([0.0, 1.0, 0.25], np.float64))
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    fast = engine.grad(loss, (x,), engine.ones_like(loss))[0]
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    recorded = engine.grad(loss, (x,), engine.ones_like(loss), create_graph=True)[0]
+    assert loss.dtype == np.float64 and fast.dtype == recorded.dtype
+    np.testing.assert_allclose(fast.numpy(), recorded.numpy(), rtol=1e-6)
