@@ -170,3 +170,13 @@ def test_bce_with_logits_fast_backward_mixed_dtypes_promote():
     recorded = engine.grad(loss, (x,), engine.ones_like(loss), create_graph=True)[0]
     assert loss.dtype == np.float64 and fast.dtype == recorded.dtype
     np.testing.assert_allclose(fast.numpy(), recorded.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_bias_fast_backward_matches_the_recorded_one(dtype):
+    x, w, b = _leaves((6, 3, 9, 9), (5, 3, 3, 3), (5,), dtype=dtype)
+    fast, recorded = _grads_both_ways(lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b])
+    assert fast[2].dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    for f, r in zip(fast, recorded, strict=True):
+        np.testing.assert_allclose(f.numpy(), r.numpy(), rtol=tol, atol=tol)
