@@ -298,6 +298,14 @@ def _overhead_row(overhead: dict) -> str:
     )
 
 
+def _host_cache() -> str:
+    """engine.memory's policy as every workload's interpreter applies it (both libraries)."""
+    from engine import memory
+
+    mib = memory.cache_mib_from_env()
+    return f"{mib}MiB" if mib and memory._glibc() is not None else "off"
+
+
 def _header(args, threads: int, rate: dict, note: str | None) -> str:
     torch = _torch("cpu")
     version = torch.__version__ if torch else "absent"
@@ -307,7 +315,8 @@ def _header(args, threads: int, rate: dict, note: str | None) -> str:
         f"device={args.device} threads={threads} (BLAS and torch) builds={args.builds} "
         f"repeats={args.repeats or 'auto'} warmup={args.warmup} "
         f"torch={version} numpy={np.__version__} "
-        f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'}",
+        f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'} "
+        f"host_cache={_host_cache()}",
     ]
     if note:
         lines.append(note)

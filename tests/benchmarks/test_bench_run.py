@@ -55,7 +55,7 @@ def test_main_prints_the_table(capsys):
     argv = ["--only", "maxpool,overhead", "--builds", "1", "--repeats", "2", "--warmup", "1"]
     assert run.main(argv + ["--threads", "1", "--cpu-time"]) == 0
     out = capsys.readouterr().out
-    assert "threads=1 (BLAS and torch)" in out and "clock=cpu" in out
+    assert "threads=1 (BLAS and torch)" in out and "clock=cpu" in out and "host_cache=" in out
     row = next(line for line in out.splitlines() if line.startswith("maxpool:"))
     ours, theirs, ratio = (float(v) for v in row.split()[-7:-4])
     assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.02)
