@@ -2,8 +2,9 @@
 
 Cases (issue 3's targets): conv 3x3, 64 -> 64 channels, 32x32, batch 32, padding 1, with bias;
 max-pool 2x2 on the same (32, 64, 32, 32) tensor. Both libraries run in this one process,
-alternating call by call, so machine noise hits both alike; the table shows medians and the
-ratio ours / torch (lower is better, the target is <= 1.5 on CPU and <= 2 on CUDA).
+timed in blocks ours, torch, torch, ours after idle pauses (`benchmarks.run.time_in_blocks`),
+so machine noise hits both alike; the table shows medians and the ratio ours / torch (lower is
+better, the target is <= 1.5 on CPU and <= 2 on CUDA).
 
     python benchmarks/conv_pool.py [--device cpu|cuda] [--repeat 20] [--dtype float32]
                                    [--threads N] [--cpu-time]
@@ -24,6 +25,7 @@ import numpy as np
 
 import engine
 import engine.functional as F
+from benchmarks.run import time_in_blocks
 
 SHAPE = (32, 64, 32, 32)
 
@@ -133,14 +135,14 @@ def run(device: str = "cpu", repeat: int = 20, dtype: str = "float32", warmup: i
     timer = _timer(device)
     rows = []
     for case in ("conv", "maxpool"):
-        mine, ref = [], []
-        for i in range(warmup + repeat):
-            a = timer(ours[case])
-            b = torch_timer(theirs[case]) if theirs else None
-            if i >= warmup:
-                mine.append(a)
-                if b is not None:
-                    ref.append(b)
+        samplers = [lambda case=case: timer(ours[case])]
+        if theirs:
+            samplers.append(lambda case=case: torch_timer(theirs[case]))
+        for _ in range(warmup):
+            for sample in samplers:
+                sample()
+        mine, *other = time_in_blocks(samplers, repeat, device)
+        ref = other[0] if other else []
         m = statistics.median(mine)
         r = statistics.median(ref) if ref else None
         rows.append((case, m, r, m / r if r else None))

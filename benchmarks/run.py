@@ -97,6 +97,20 @@ def _settle(device: str) -> None:
         time.sleep(SETTLE_S)
 
 
+def time_in_blocks(samplers: list[Callable[[], float]], n: int, device: str) -> list[list[float]]:
+    """`n` samples of each sampler (one timed call each), taken in blocks A, B, ..., B, A of
+    about n/2, each block after an idle pause. Not call by call: a library's idle threads spin
+    on the cores for a while after its call (OpenBLAS's ~0.1 s), and alternating call by call
+    made torch's next step up to 2x slower at 2 threads (benchmarks/NOTES.md item 11)."""
+    out: list[list[float]] = [[] for _ in samplers]
+    order = list(range(len(samplers)))
+    counts = [n - n // 2] * len(order) + [n // 2] * len(order)
+    for count, i in zip(counts, order + order[::-1]):
+        _settle(device)
+        out[i].extend(samplers[i]() for _ in range(count))
+    return out
+
+
 # Peak memory ---------------------------------------------------------------------------------
 def _proc_kib(field: str) -> int | None:
     try:
@@ -197,16 +211,14 @@ def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, w
                 slowest = max(slowest, _time(ref, torch_sync))
         n = repeats or _auto_repeats(slowest)
         counts.append(n)
-        # ABBA blocks (BAAB on odd builds), each after an idle pause: one library's idle
-        # threads spin on the cores for a while after its step (OpenBLAS's ~0.1 s), and
-        # steps alternated one by one made torch's next step up to 2x slower at 2 threads.
-        blocks = [(ours, ours_sync, mine)] + ([(ref, torch_sync, theirs)] if ref else [])
-        if b % 2:
-            blocks.reverse()
-        for half, (fn, sync, out) in zip([n - n // 2] * len(blocks) + [n // 2] * len(blocks),
-                                         blocks + blocks[::-1]):  # fmt: skip
-            _settle(device)
-            out.extend(_time(fn, sync) for _ in range(half))
+        samplers = [lambda fn=ours: _time(fn, ours_sync)]
+        if ref:
+            samplers.append(lambda fn=ref: _time(fn, torch_sync))
+        step = -1 if b % 2 else 1  # torch's block first on odd builds
+        times = time_in_blocks(samplers[::step], n, device)[::step]
+        mine += times[0]
+        if ref:
+            theirs += times[1]
         if b == builds - 1:
             mem = (_peak(ours, device, "ours"), _peak(ref, device, "torch") if ref else None)
         del ours, ref
