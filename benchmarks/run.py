@@ -314,8 +314,8 @@ def _host_cache() -> str:
     """engine.memory's policy as every workload's interpreter applies it (both libraries)."""
     from engine import memory
 
-    mib = memory.cache_mib_from_env()
-    return f"{mib}MiB" if mib and memory._glibc() is not None else "off"
+    mib = memory.applied_cache_mib()
+    return f"{mib}MiB" if mib else "off"
 
 
 def _header(args, threads: int, rate: dict, note: str | None) -> str:
