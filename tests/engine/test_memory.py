@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine import memory
@@ -73,8 +74,11 @@ def test_reallocating_a_freed_activation_does_not_fault_again():
 
 
 @glibc_only
-def test_release_host_memory_runs():
-    memory.release_host_memory()  # frees the kernels' scratch and trims; must not raise
+def test_release_host_memory_frees_the_kernel_scratch():
     from kernels import cpu
 
-    assert getattr(cpu._workspace, "buf", None) is None
+    cpu._workspace_array((16,), np.dtype(np.float32))  # the scratch exists before the release
+    cpu._pool_scratch((16, np.float32))
+    assert cpu._workspace.buf is not None and cpu._workspace.pool is not None
+    memory.release_host_memory()  # frees the kernels' scratch and trims; must not raise
+    assert cpu._workspace.buf is None and cpu._workspace.pool is None
