@@ -33,6 +33,7 @@ __all__ = ["Judge", "load_judge", "default_cache_dir"]
 JUDGE_FILE = "digits_judge_v1.npz"  # bump the version when the recipe changes
 NUM_CLASSES = 10
 IMAGE_SIZE = 64  # 8x8
+COVERAGE_THRESHOLD = 0.02  # the share of samples a class needs to count as covered
 
 
 def default_cache_dir() -> Path:
@@ -75,38 +76,49 @@ class Judge:
 
     def class_shares(self, images: Any) -> numpy.ndarray:
         """Fraction of the images judged to be each class, (10,)."""
-        pred = self.predict(images)
-        return numpy.bincount(pred, minlength=NUM_CLASSES) / max(len(pred), 1)
+        return _class_shares(self.probabilities(images))
 
-    def classes_covered(self, images: Any, threshold: float = 0.02) -> int:
+    def classes_covered(self, images: Any, threshold: float = COVERAGE_THRESHOLD) -> int:
         """Number of classes that receive at least `threshold` of the images."""
         return int((self.class_shares(images) >= threshold).sum())
 
     def inception_score(self, images: Any) -> float:
         """exp(mean_x KL(p(y|x) || p(y))) with p(y) the mean prediction over the images."""
-        p = self.probabilities(images)
-        log_p = numpy.log(numpy.clip(p, 1e-12, None))
-        log_py = numpy.log(numpy.clip(p.mean(0, keepdims=True), 1e-12, None))
-        return float(numpy.exp((p * (log_p - log_py)).sum(1).mean()))
+        return _inception_score(self.probabilities(images))
 
     def accuracy(self, images: Any, labels: Any) -> float:
         """Share of images judged to be their requested label."""
-        labels = labels.numpy() if isinstance(labels, Tensor) else numpy.asarray(labels)
-        pred = self.predict(images)
-        if labels.shape != pred.shape:
-            raise ValueError(f"labels {labels.shape} do not match {len(pred)} images")
-        return float((pred == labels).mean())
+        return _accuracy(self.predict(images), labels)
 
     def report(self, images: Any, labels: Any = None) -> dict[str, Any]:
-        """All measures at once, JSON-able."""
+        """All measures at once, JSON-able (the judge runs over the images once)."""
+        p = self.probabilities(images)
+        shares = _class_shares(p)
         out = {
-            "classes_covered": self.classes_covered(images),
-            "inception_score": self.inception_score(images),
-            "class_shares": [round(float(s), 4) for s in self.class_shares(images)],
+            "classes_covered": int((shares >= COVERAGE_THRESHOLD).sum()),
+            "inception_score": _inception_score(p),
+            "class_shares": [round(float(s), 4) for s in shares],
         }
         if labels is not None:
-            out["label_accuracy"] = self.accuracy(images, labels)
+            out["label_accuracy"] = _accuracy(p.argmax(1), labels)
         return out
+
+
+def _class_shares(p: numpy.ndarray) -> numpy.ndarray:
+    return numpy.bincount(p.argmax(1), minlength=NUM_CLASSES) / max(len(p), 1)
+
+
+def _inception_score(p: numpy.ndarray) -> float:
+    log_p = numpy.log(numpy.clip(p, 1e-12, None))
+    log_py = numpy.log(numpy.clip(p.mean(0, keepdims=True), 1e-12, None))
+    return float(numpy.exp((p * (log_p - log_py)).sum(1).mean()))
+
+
+def _accuracy(pred: numpy.ndarray, labels: Any) -> float:
+    labels = labels.numpy() if isinstance(labels, Tensor) else numpy.asarray(labels)
+    if labels.shape != pred.shape:
+        raise ValueError(f"labels {labels.shape} do not match {len(pred)} images")
+    return float((pred == labels).mean())
 
 
 def train_judge(epochs: int = 20, seed: int = 0) -> Judge:
