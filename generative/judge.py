@@ -28,6 +28,8 @@ import layers as nn
 import optimizers
 from engine import Tensor
 
+from .trainer import _cpu_rng_preserved
+
 __all__ = ["Judge", "load_judge", "default_cache_dir"]
 
 JUDGE_FILE = "digits_judge_v1.npz"  # bump the version when the recipe changes
@@ -124,10 +126,9 @@ def _accuracy(pred: numpy.ndarray, labels: Any) -> float:
 def train_judge(epochs: int = 20, seed: int = 0) -> Judge:
     """Train the judge on the digits' train split (seeded; the engine's state is restored)."""
     train, test = engine.data.load_digits()
-    gen = engine.random.generator(engine.device("cpu"))
-    saved = gen.bit_generator.state
-    gen.bit_generator.state = numpy.random.PCG64(seed).state
-    try:
+    with _cpu_rng_preserved():
+        gen = engine.random.generator(engine.device("cpu"))
+        gen.bit_generator.state = numpy.random.PCG64(seed).state
         model = _classifier()
         opt = optimizers.Adam(model.parameters(), lr=3e-3)
         loader = engine.data.DataLoader(train, batch_size=128, shuffle=True, seed=seed)
@@ -136,8 +137,6 @@ def train_judge(epochs: int = 20, seed: int = 0) -> Judge:
                 opt.zero_grad()
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
-    finally:
-        gen.bit_generator.state = saved
     judge = Judge(model)
     x_test, y_test = test.tensors
     judge.test_accuracy = judge.accuracy(x_test, y_test)
