@@ -194,29 +194,14 @@ def _valid(O: int, size: int, offset: int, s: int, p: int) -> tuple[int, int]:
     return lo, max(lo, hi)
 
 
-def _cols(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int,
-    dx: int,
-    batch_last: bool,
-) -> np.ndarray:
-    """Contiguous im2col columns in the workspace: (N, C, kh, kw, OH, OW) or (C, kh, kw, N, ...).
-
-    Written offset by offset straight from x (no padded copy): the in-image rectangle is
-    copied, the rest zeroed.
-    """
-    N, C, H, W = check_4d(x, "conv2d input")
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
-    key = ("CNHW" if batch_last else "NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx)
-    shape = (C, kh, kw, N, OH, OW) if batch_last else (N, C, kh, kw, OH, OW)
-    out = _workspace_array(shape, x.dtype)
-    col = out.transpose(3, 0, 1, 2, 4, 5) if batch_last else out
+def _fill_cols(
+    col: np.ndarray, x: np.ndarray, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int
+) -> None:
+    """Writes im2col columns into ``col``, an (N, C, kh, kw, OH, OW) view of any layout, from
+    x, an (N, C, H, W) view: offset by offset, the in-image rectangle copied, the rest zeroed
+    (no padded copy)."""
+    H, W = x.shape[2:]
+    kh, kw, OH, OW = col.shape[2:]
     for ky in range(kh):
         r0, r1 = _valid(OH, H, ky * dy, sy, ph)
         for kx in range(kw):
@@ -233,6 +218,27 @@ def _cols(
             dst[:, :, r0:r1, c0:c1] = x[
                 :, :, iy : iy + (r1 - r0 - 1) * sy + 1 : sy, ix : ix + (c1 - c0 - 1) * sx + 1 : sx
             ]
+
+
+def _cols(
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sy: int,
+    sx: int,
+    ph: int,
+    pw: int,
+    dy: int,
+    dx: int,
+    batch_last: bool,
+) -> np.ndarray:
+    """Contiguous im2col columns in the workspace: (N, C, kh, kw, OH, OW) or (C, kh, kw, N, ...)."""
+    N, C, H, W = check_4d(x, "conv2d input")
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
+    key = ("CNHW" if batch_last else "NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx)
+    shape = (C, kh, kw, N, OH, OW) if batch_last else (N, C, kh, kw, OH, OW)
+    out = _workspace_array(shape, x.dtype)
+    _fill_cols(out.transpose(3, 0, 1, 2, 4, 5) if batch_last else out, x, sy, sx, ph, pw, dy, dx)
     return _remember_cols(x, key, out)
 
 
@@ -267,22 +273,7 @@ def _cols_batch_last(
     """xt (C, H, W, N) -> columns (C, kh, kw, OH, OW, N) in the workspace, zero padding."""
     C, H, W, N = xt.shape
     col = _workspace_array((C, kh, kw, OH, OW, N), xt.dtype)
-    for ky in range(kh):
-        r0, r1 = _valid(OH, H, ky * dy, sy, ph)
-        for kx in range(kw):
-            c0, c1 = _valid(OW, W, kx * dx, sx, pw)
-            dst = col[:, ky, kx]
-            if r1 == r0 or c1 == c0:
-                dst[...] = 0
-                continue
-            dst[:, :r0] = 0
-            dst[:, r1:] = 0
-            dst[:, r0:r1, :c0] = 0
-            dst[:, r0:r1, c1:] = 0
-            iy, ix = r0 * sy - ph + ky * dy, c0 * sx - pw + kx * dx
-            dst[:, r0:r1, c0:c1] = xt[
-                :, iy : iy + (r1 - r0 - 1) * sy + 1 : sy, ix : ix + (c1 - c0 - 1) * sx + 1 : sx
-            ]
+    _fill_cols(col.transpose(5, 0, 1, 2, 3, 4), xt.transpose(3, 0, 1, 2), sy, sx, ph, pw, dy, dx)
     return col
 
 
