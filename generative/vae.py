@@ -46,6 +46,7 @@ class VAE(Autoencoder):
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
+        # The inherited `decode` (sigmoid for "bce") then gives the mean of p(x | z).
         super().__init__(
             encoder,
             decoder,
@@ -83,11 +84,6 @@ class VAE(Autoencoder):
             nll = F.gaussian_nll_loss(out, target, var, full=True, reduction="none")
         lead = out.ndim - x.ndim + 1
         return -nll.reshape(out.shape[:lead] + (-1,)).sum(-1)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """The mean of p(x | z): sigmoid(logits) or the Gaussian mean."""
-        out = self.decoder_output(z)
-        return out.sigmoid() if self.likelihood == "bernoulli" else out
 
     # The bound ----------------------------------------------------------------------------------
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
