@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import engine
 import engine.functional as F
 from engine import Tensor
@@ -73,12 +71,7 @@ class _ConvNd(Module):
 
     def reset_parameters(self) -> None:
         """kaiming_uniform(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias, as in PyTorch."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init._linear_default_(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         s = (

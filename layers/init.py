@@ -165,6 +165,17 @@ def kaiming_normal_(
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
 
 
+def _linear_default_(weight: Tensor, bias: Tensor | None) -> None:
+    """PyTorch's default for Linear and Conv: kaiming_uniform(a=sqrt(5)) weights, which is
+    U(+-1/sqrt(fan_in)), and U(+-1/sqrt(fan_in)) bias (fan_in > 0: kaiming_uniform_ raises
+    for a zero-element weight)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in)
+        uniform_(bias, -bound, bound)
+
+
 def orthogonal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     """A (semi-)orthogonal matrix from the QR of a Gaussian draw, rows flattened past dim 0."""
     if tensor.ndim < 2:
