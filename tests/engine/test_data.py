@@ -329,12 +329,14 @@ def test_loader_shuffle_is_seeded_and_rows_stay_paired():
 
 
 def test_loader_without_seed_follows_engine_manual_seed():
-    engine.manual_seed(123)
-    first = _epoch(DataLoader(_dataset(20), batch_size=5, shuffle=True))
-    engine.manual_seed(123)
-    np.testing.assert_array_equal(
-        _epoch(DataLoader(_dataset(20), batch_size=5, shuffle=True)), first
-    )
+    def epoch_after_seed(seed):
+        engine.manual_seed(seed)
+        return _epoch(DataLoader(_dataset(20), batch_size=5, shuffle=True))
+
+    first = epoch_after_seed(123)
+    assert not np.array_equal(first, np.arange(20))  # shuffled at all
+    np.testing.assert_array_equal(epoch_after_seed(123), first)
+    assert not np.array_equal(epoch_after_seed(124), first)  # the order comes from the seed
 
 
 def test_loader_state_dict_resumes_between_epochs():
