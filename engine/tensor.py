@@ -264,9 +264,6 @@ class Tensor:
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (multivariate chain rule)."""
         autograd.backward(self, gradient, retain_graph, create_graph)
 
-    def clone(self) -> Tensor:
-        return _ops().clone(self)
-
     def contiguous(self) -> Tensor:
         return self
 

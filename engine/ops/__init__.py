@@ -80,16 +80,6 @@ from .shape import (
     view,
 )
 
-
-def _method(fn):
-    def method(self, *args, **kwargs):
-        return fn(self, *args, **kwargs)
-
-    method.__name__ = fn.__name__
-    method.__doc__ = fn.__doc__
-    return method
-
-
 _TENSOR_METHODS = dict(
     exp=exp,
     log=log,
@@ -151,22 +141,18 @@ _TENSOR_METHODS = dict(
     unbind=unbind,
     flip=flip,
     sum_to=sum_to,
+    clone=clone,
 )
-
-
-def _view_as(self, other):
-    return reshape(self, other.shape)
 
 
 def _reshape_as(self, other):
     return reshape(self, other.shape)
 
 
+# Plain functions become methods as they are (the tensor is their first argument).
 for _name, _fn in _TENSOR_METHODS.items():
-    setattr(Tensor, _name, _method(_fn))
-Tensor.view_as = _view_as
-Tensor.reshape_as = _reshape_as
-Tensor.clone = _method(clone)
+    setattr(Tensor, _name, _fn)
+Tensor.view_as = Tensor.reshape_as = _reshape_as
 
 __all__ = sorted(
     set(_TENSOR_METHODS)
@@ -180,7 +166,6 @@ __all__ = sorted(
         "linear",
         "astype",
         "to_device",
-        "clone",
         "as_tensor",
     }
 )
