@@ -514,7 +514,34 @@ class _RemovableHandle:
 
 
 # Containers -------------------------------------------------------------------------------
-class Sequential(Module):
+class _IndexedContainer(Module):
+    """What Sequential and ModuleList share: members in order, bounds-checked integer indices."""
+
+    def _index(self, idx: int) -> int:
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} is out of range for {type(self).__name__} of length {n}")
+        return idx % n
+
+    def _renumber(self, modules: Iterable[Module]) -> None:
+        """Re-register `modules` as '0', '1', ... in order."""
+        items = list(modules)
+        self._modules.clear()
+        for i, m in enumerate(items):
+            self.add_module(str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_IndexedContainer):
     """Modules called in order: `Sequential(a, b, c)` or `Sequential(OrderedDict(name=module))`."""
 
     def __init__(self, *args: Module) -> None:
@@ -525,12 +552,6 @@ class Sequential(Module):
         else:
             for i, module in enumerate(args):
                 self.add_module(str(i), module)
-
-    def _index(self, idx: int) -> int:
-        n = len(self)
-        if not -n <= idx < n:
-            raise IndexError(f"index {idx} is out of range for {type(self).__name__} of length {n}")
-        return idx % n
 
     def __getitem__(self, idx: int | slice) -> Module:
         if isinstance(idx, slice):
@@ -546,20 +567,7 @@ class Sequential(Module):
         for key in keys[idx] if isinstance(idx, slice) else [keys[self._index(idx)]]:
             del self._modules[key]
         if all(k.isdigit() for k in self._modules):  # keep 0..n-1 numbering
-            items = list(self._modules.values())
-            self._modules.clear()
-            for i, m in enumerate(items):
-                self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> Sequential:
-        self.add_module(str(len(self)), module)
-        return self
+            self._renumber(self._modules.values())
 
     def extend(self, modules: Iterable[Module]) -> Sequential:
         for m in modules:
@@ -572,9 +580,7 @@ class Sequential(Module):
         if not -n <= index <= n:
             raise IndexError(f"index {index} is out of range for insertion into length {n}")
         items.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self.add_module(str(i), m)
+        self._renumber(items)
         return self
 
     def forward(self, x):
@@ -583,19 +589,13 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_IndexedContainer):
     """A list of sub-modules, registered (so their parameters are found) but not called."""
 
     def __init__(self, modules: Iterable[Module] | None = None) -> None:
         super().__init__()
         if modules is not None:
             self.extend(modules)
-
-    def _index(self, idx: int) -> int:
-        n = len(self)
-        if not -n <= idx < n:
-            raise IndexError(f"index {idx} is out of range for ModuleList of length {n}")
-        return idx % n
 
     def __getitem__(self, idx: int | slice):
         if isinstance(idx, slice):
@@ -608,22 +608,10 @@ class ModuleList(Module):
     def __delitem__(self, idx: int | slice) -> None:
         items = list(self._modules.values())
         del items[idx if isinstance(idx, slice) else self._index(idx)]
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+        self._renumber(items)
 
     def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
         return self.extend(modules)
-
-    def append(self, module: Module) -> ModuleList:
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules: Iterable[Module]) -> ModuleList:
         if isinstance(modules, Module) or not isinstance(modules, Iterable):
@@ -637,9 +625,7 @@ class ModuleList(Module):
     def insert(self, index: int, module: Module) -> None:
         items = list(self._modules.values())
         items.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self.add_module(str(i), m)
+        self._renumber(items)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList is not callable; iterate over it in your forward")
