@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 Pair = int | Sequence[int]
+# (sy, sx, ph, pw, dy, dx, kh, kw, OH, OW), as conv_geometry returns it.
+Geometry = tuple[int, int, int, int, int, int, int, int, int, int]
 
 
 def pair(value: Pair, name: str) -> tuple[int, int]:
@@ -98,7 +100,7 @@ def conv_geometry(
     padding: Pair,
     dilation: Pair,
     groups: int,
-) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+) -> Geometry:
     """Checks a conv's shapes; returns (sy, sx, ph, pw, dy, dx, kh, kw, OH, OW)."""
     sy, sx = pair(stride, "stride")
     ph, pw = pair(padding, "padding")
@@ -127,6 +129,52 @@ def _check_same_dtype(a: Any, b: Any, what: str) -> None:
 def _check_gy(gy: Any, N: int, Co: int, OH: int, OW: int) -> None:
     if tuple(gy.shape) != (N, Co, OH, OW):
         raise ValueError(f"conv2d gradient has shape {tuple(gy.shape)}, expected {(N, Co, OH, OW)}")
+
+
+def check_conv_forward(
+    x: Any, w: Any, b: Any | None, stride: Pair, padding: Pair, dilation: Pair, groups: int
+) -> Geometry:
+    """Checks conv2d's x, weight and bias; returns :func:`conv_geometry`'s tuple."""
+    _check_same_dtype(x, w, "conv2d x and weight")
+    geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    if b is not None:
+        _check_same_dtype(x, b, "conv2d x and bias")
+        Co = w.shape[0]
+        if tuple(b.shape) != (Co,):
+            raise ValueError(f"conv2d bias must have shape ({Co},), got {tuple(b.shape)}")
+    return geo
+
+
+def check_conv_backward_weight(
+    gy: Any,
+    x: Any,
+    w_shape: Sequence[int],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int,
+) -> Geometry:
+    """Checks conv2d_backward_weight's arguments; returns :func:`conv_geometry`'s tuple."""
+    _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
+    geo = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    _check_gy(gy, x.shape[0], w_shape[0], geo[8], geo[9])
+    return geo
+
+
+def check_conv_backward_input(
+    gy: Any,
+    w: Any,
+    x_shape: Sequence[int],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int,
+) -> Geometry:
+    """Checks conv2d_backward_input's arguments; returns :func:`conv_geometry`'s tuple."""
+    _check_same_dtype(gy, w, "conv2d_backward_input gy and weight")
+    geo = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    _check_gy(gy, x_shape[0], w.shape[0], geo[8], geo[9])
+    return geo
 
 
 def flat_indices(
@@ -186,8 +234,7 @@ class ConvGemm:
         groups: int = 1,
     ) -> Any:
         """y = conv2d(x, w) + b, (N, C_out, OH, OW)."""
-        _check_same_dtype(x, w, "conv2d x and weight")
-        geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+        geo = check_conv_forward(x, w, b, stride, padding, dilation, groups)
         sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
         N, C = x.shape[:2]
         Co = w.shape[0]
@@ -197,9 +244,6 @@ class ConvGemm:
         wm = self.xp.ascontiguousarray(w).reshape(G, Co // G, C // G * kh * kw)
         y = self.xp.matmul(wm, col).reshape(N, Co, OH, OW)
         if b is not None:
-            _check_same_dtype(x, b, "conv2d x and bias")
-            if tuple(b.shape) != (Co,):
-                raise ValueError(f"conv2d bias must have shape ({Co},), got {tuple(b.shape)}")
             y += b.reshape(1, Co, 1, 1)
         return y
 
@@ -214,12 +258,10 @@ class ConvGemm:
         groups: int = 1,
     ) -> Any:
         """dL/dw (C_out, C/groups, kh, kw) = sum over batch and pixels of gy x col^T."""
-        _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
-        geo = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+        geo = check_conv_backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
         sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
         N, C = x.shape[:2]
         Co = w_shape[0]
-        _check_gy(gy, N, Co, OH, OW)
         G = groups
         xp = self.xp
         # Batch folded into the GEMM's inner dimension: one (Co/G, N*L) x (N*L, K/G) product
@@ -242,12 +284,10 @@ class ConvGemm:
         groups: int = 1,
     ) -> Any:
         """dL/dx (N, C, H, W); also conv_transpose2d's forward (gy as its input)."""
-        _check_same_dtype(gy, w, "conv2d_backward_input gy and weight")
-        geo = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+        geo = check_conv_backward_input(gy, w, x_shape, stride, padding, dilation, groups)
         sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
         N, C, H, W = x_shape
         Co = w.shape[0]
-        _check_gy(gy, N, Co, OH, OW)
         G = groups
         xp = self.xp
         if (

@@ -16,9 +16,10 @@ from numpy.lib.stride_tricks import as_strided
 from kernels._shared import (
     ConvGemm,
     Pair,
-    _check_gy,
-    _check_same_dtype,
     check_4d,
+    check_conv_backward_input,
+    check_conv_backward_weight,
+    check_conv_forward,
     check_float,
     check_pool_padding,
     conv_geometry,
@@ -317,10 +318,8 @@ def _backward_weight_from_forward_cols(gy, x, w_shape, geo) -> np.ndarray | None
     col = _recall_cols(x, ("NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx))
     if col is None:
         return None
-    _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
     N, C = x.shape[:2]
     Co = w_shape[0]
-    _check_gy(gy, N, Co, OH, OW)
     col = col.reshape(N, C * kh * kw, OH * OW)
     gw = np.matmul(gy.reshape(N, Co, OH * OW), col.transpose(0, 2, 1))
     return gw.sum(axis=0).reshape(tuple(w_shape))
@@ -362,14 +361,9 @@ def conv2d_forward(
     groups: int = 1,
 ) -> np.ndarray:
     """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
-    geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = check_conv_forward(x, w, b, stride, padding, dilation, groups)
     if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
         return _gemm.forward(x, w, b, stride, padding, dilation, groups)
-    _check_same_dtype(x, w, "conv2d x and weight")
-    if b is not None:
-        _check_same_dtype(x, b, "conv2d x and bias")
-        if tuple(b.shape) != (w.shape[0],):
-            raise ValueError(f"conv2d bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
     return _forward_batch_last(x, w, b, geo)
 
 
@@ -383,13 +377,11 @@ def conv2d_backward_input(
     groups: int = 1,
 ) -> np.ndarray:
     """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
-    geo = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    geo = check_conv_backward_input(gy, w, x_shape, stride, padding, dilation, groups)
     # Stride 1 runs as a conv of gy: its input has C_out channels and its output x's width.
     C = x_shape[1] if geo[:2] != (1, 1) else w.shape[0]
     if not _use_batch_last(x_shape[0], C, geo[0], geo[1], x_shape[3], groups):
         return _gemm.backward_input(gy, w, x_shape, stride, padding, dilation, groups)
-    _check_same_dtype(gy, w, "conv2d_backward_input gy and weight")
-    _check_gy(gy, x_shape[0], w.shape[0], geo[8], geo[9])
     return _backward_input_batch_last(gy, w, tuple(x_shape), geo)
 
 
@@ -403,14 +395,12 @@ def conv2d_backward_weight(
     groups: int = 1,
 ) -> np.ndarray:
     """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
-    geo = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    geo = check_conv_backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
     if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
         gw = _backward_weight_from_forward_cols(gy, x, w_shape, geo) if groups == 1 else None
         if gw is not None:
             return gw
         return _gemm.backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
-    _check_same_dtype(gy, x, "conv2d_backward_weight gy and x")
-    _check_gy(gy, x.shape[0], w_shape[0], geo[8], geo[9])
     return _backward_weight_batch_last(gy, x, w_shape, geo)
 
 
