@@ -39,6 +39,16 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _as_latents(z: Any, dim: int, device: Any) -> Tensor:
+    """Latents (N, dim) on `device` from a Tensor or an array-like; (dim,) gives (1, dim)."""
+    z = z if isinstance(z, Tensor) else engine.tensor(z, dtype="float32")
+    if z.ndim == 1:
+        z = z.unsqueeze(0)
+    if z.ndim != 2 or z.shape[1] != dim:
+        raise ValueError(f"latents must be shaped (N, {dim}) or ({dim},), got {z.shape}")
+    return z.to(device)
+
+
 def _one_score_each(out: Tensor, x: Tensor) -> Tensor:
     """A discriminator's output (N,) or (N, 1) for the inputs `x`, as (N,)."""
     if out.ndim != 1 and not (out.ndim == 2 and out.shape[1] == 1):
@@ -192,15 +202,7 @@ class GAN(Trainer):
         return z.reshape(-1, self.latent_dim)
 
     def _check_latents(self, z: Tensor) -> Tensor:
-        z = z if isinstance(z, Tensor) else engine.tensor(z, dtype="float32")
-        if z.ndim == 1:
-            z = z.unsqueeze(0)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"latents must be shaped (N, {self.latent_dim}) or ({self.latent_dim},), "
-                f"got {z.shape}"
-            )
-        return z.to(self.device)
+        return _as_latents(z, self.latent_dim, self.device)
 
     # ---------------------------------------------------------------------------------------
     # Checkpointing

@@ -44,7 +44,7 @@ import regularizers
 from engine import Tensor
 
 from . import adversarial
-from .gan import _check_positive_int
+from .gan import _as_latents, _check_positive_int
 from .trainer import Trainer, evaluating, frozen, rng_state_preserved
 
 __all__ = [
@@ -506,16 +506,6 @@ class StyleGAN(Trainer):
     def _to_images(self, x: Tensor) -> Tensor:
         return ((x + 1.0) * 0.5).clip(0.0, 1.0)
 
-    def _check_latents(self, z: Any) -> Tensor:
-        z = z if isinstance(z, Tensor) else engine.tensor(numpy.asarray(z, dtype=numpy.float32))
-        if z.ndim == 1:
-            z = z.unsqueeze(0)
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(
-                f"latents must be shaped (N, {self.z_dim}) or ({self.z_dim},), got {z.shape}"
-            )
-        return z.to(self.device)
-
     def synthesize(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
         """Images in [0, 1] from per-layer ws (N, num_ws, w_dim), eval mode, no graph."""
         with evaluating(self.generator):
@@ -524,7 +514,7 @@ class StyleGAN(Trainer):
     def mapped(self, z: Any, truncation_psi: float = 1.0) -> Tensor:
         """ws (N, num_ws, w_dim) of latents z, truncated by psi; no graph."""
         with evaluating(self.generator):
-            return self.generator.map(self._check_latents(z), truncation_psi)
+            return self.generator.map(_as_latents(z, self.z_dim, self.device), truncation_psi)
 
     def generate(self, z: Any, truncation_psi: float = 1.0, noise_mode: str = "random") -> Tensor:
         """G(z) in [0, 1]: (N, C, H, W) for z of shape (N, z_dim)."""
