@@ -15,13 +15,14 @@ from engine import Tensor
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
 
-def _grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
+def _with_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
+    """The parameters that have a gradient; their gradients must share one device."""
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = [p.grad for p in params if p.grad is not None]
-    devices = {str(g.device) for g in grads}
+    params = [p for p in params if p.grad is not None]
+    devices = {str(p.grad.device) for p in params}
     if len(devices) > 1:
         raise RuntimeError(f"gradients to clip are on several devices: {sorted(devices)}")
-    return grads
+    return params
 
 
 def _writable(p_grad: Tensor) -> Tensor:
@@ -55,14 +56,13 @@ def clip_grad_norm_(
     As in PyTorch the scale is ``min(1, max_norm / (total_norm + 1e-6))`` and is applied
     unconditionally (a no-op multiply by 1 when the norm is small), which avoids a host sync.
     """
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = _grads(params)
+    params = _with_grads(parameters)
     max_norm, norm_type = float(max_norm), float(norm_type)
-    if not grads:
+    if not params:
         return engine.tensor(0.0)
-    dev = grads[0].device
+    dev = params[0].grad.device
     xp = dev.xp
-    norms = xp.stack([_norm(xp, g.array, norm_type) for g in grads])
+    norms = xp.stack([_norm(xp, p.grad.array, norm_type) for p in params])
     total = _norm(xp, norms, norm_type)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
@@ -72,8 +72,6 @@ def clip_grad_norm_(
         )
     coef = xp.minimum(total.dtype.type(max_norm) / (total + total.dtype.type(1e-6)), 1)
     for p in params:
-        if p.grad is None:
-            continue
         p.grad = _writable(p.grad)
         p.grad.array *= coef.astype(p.grad.dtype)
     return Tensor._wrap(xp.asarray(total), dev)
@@ -82,11 +80,7 @@ def clip_grad_norm_(
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]`` in place."""
     clip_value = float(clip_value)
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    _grads(params)
-    for p in params:
-        if p.grad is None:
-            continue
+    for p in _with_grads(parameters):
         p.grad = _writable(p.grad)
         xp = p.grad.device.xp
         xp.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
