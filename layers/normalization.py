@@ -295,21 +295,21 @@ class InstanceNorm2d(_BatchNorm):
         if input.ndim == 3:
             return self.forward(input.unsqueeze(0)).squeeze(0)
         n, c = input.shape[:2]
-        use_running = not self.training and self.track_running_stats
-        # Instance norm is batch norm of a (1, N*C, H, W) view; running stats average over N.
-        flat = input.reshape(1, n * c, *input.shape[2:])
-        if use_running:
-            mean = self.running_mean.reshape(1, c, 1, 1)
-            var = self.running_var.reshape(1, c, 1, 1)
+        shape = _channel_shape(input)
+        if not self.training and self.track_running_stats:
+            mean = self.running_mean.reshape(shape)
+            var = self.running_var.reshape(shape)
             out = (input - mean) * (var + self.eps).rsqrt()
         else:
+            # Instance norm is batch norm of a (1, N*C, H, W) view; running stats average over N.
+            flat = input.reshape(1, n * c, *input.shape[2:])
             out = batch_norm(flat, None, None, training=True, eps=self.eps).reshape(input.shape)
             if self.training and self.track_running_stats:
                 self._track(input)
         if self.weight is not None:
-            out = out * self.weight.reshape(1, c, 1, 1)
+            out = out * self.weight.reshape(shape)
         if self.bias is not None:
-            out = out + self.bias.reshape(1, c, 1, 1)
+            out = out + self.bias.reshape(shape)
         return out
 
     def _track(self, input: Tensor) -> None:
