@@ -34,6 +34,7 @@ from engine import Tensor
 from engine.data import DataLoader, TensorDataset
 
 from . import adversarial
+from .gan import _check_positive_int
 from .models import IMAGE_SHAPES, dcgan_discriminator, mlp_discriminator, recipe
 from .pix2pix import _check_images, comparison_rows, mean_abs_error, repeat_rows
 from .trainer import Trainer, evaluating, frozen
@@ -214,8 +215,7 @@ class CycleGAN(Trainer):
 
     def sample(self, n: int) -> Tensor:
         """G_ab of the first `n` preview A images (repeated if fewer), (n, C, H, W)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        _check_positive_int("n", n)
         if self.preview_a is None:
             raise RuntimeError(
                 "CycleGAN.sample needs images: call set_preview(a, b) or train first"

@@ -32,6 +32,7 @@ from engine import Tensor
 from engine.data import TensorDataset
 
 from . import adversarial
+from .gan import _check_positive_int
 from .models import IMAGE_SHAPES, mlp_discriminator, recipe
 from .trainer import Trainer, evaluating, frozen
 
@@ -216,8 +217,7 @@ class Pix2Pix(Trainer):
 
     def sample(self, n: int) -> Tensor:
         """Translations of the first `n` preview inputs (repeated if fewer), (n, C, H, W)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        _check_positive_int("n", n)
         if self.preview_inputs is None:
             raise RuntimeError(
                 "Pix2Pix.sample needs inputs: call set_preview(inputs) or train first"
