@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 import engine
-from engine.data import DataLoader, TensorDataset, load_digits
+from engine.data import DataLoader, TensorDataset
 from generative.cyclegan import (
     CycleGAN,
     UnpairedLoader,
@@ -18,11 +18,6 @@ from generative.cyclegan import (
     translation_error,
 )
 from generative.models import mlp_discriminator
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def _batch(digits, n=8, device="cpu"):

@@ -7,7 +7,7 @@ import pytest
 
 import engine
 import layers as nn
-from engine.data import DataLoader, TensorDataset, load_digits
+from engine.data import DataLoader, TensorDataset
 from generative import GAN, ConditionalGAN, build_cgan, build_gan
 from generative.judge import Judge, load_judge
 from generative.models import (
@@ -20,18 +20,6 @@ from generative.models import (
 )
 
 LATENT = 4
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """The embedded digits (train, test) as TensorDatasets."""
-    return load_digits()
-
-
-@pytest.fixture(scope="module")
-def judge(tmp_path_factory):
-    """The project's judge, trained once per test session into a temp cache."""
-    return load_judge(tmp_path_factory.mktemp("judge") / "judge.npz")
 
 
 def _tiny_batch(digits, n=16, device="cpu"):

@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 import engine
-from engine.data import DataLoader, TensorDataset, load_digits
+from engine.data import DataLoader, TensorDataset
 from generative.pix2pix import (
     CompletionGenerator,
     Pix2Pix,
@@ -20,11 +20,6 @@ from generative.pix2pix import (
     pair_discriminator,
     sharpness,
 )
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def _pairs(digits, n=16, device="cpu"):

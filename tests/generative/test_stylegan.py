@@ -7,8 +7,7 @@ import pytest
 
 import engine
 import regularizers
-from engine.data import DataLoader, TensorDataset, load_digits
-from generative.judge import load_judge
+from engine.data import DataLoader, TensorDataset
 from generative.stylegan import (
     EqualizedLinear,
     MappingNetwork,
@@ -21,17 +20,6 @@ from generative.stylegan import (
 
 # A tiny network: 4x4 constant -> 8x8, two style layers per resolution (4 ws).
 TINY = dict(z_dim=8, w_dim=8, mapping_layers=2, channels=(8, 4))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
-
-
-@pytest.fixture(scope="module")
-def judge(tmp_path_factory):
-    """The project's judge, trained once into a temp cache."""
-    return load_judge(tmp_path_factory.mktemp("judge") / "judge.npz")
 
 
 def _tiny(device="cpu", seed=0, **kwargs) -> StyleGAN:
