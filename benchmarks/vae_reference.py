@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -217,9 +218,17 @@ def run_ours(
 # -------------------------------------------------------------------------------------------
 
 
-def compare(models: list[str], seeds: list[int], epochs: int = EPOCHS) -> dict:
-    """{model: {"torch": [runs], "ours": [runs], summary numbers}} for every model and seed."""
-    data = digits_binarised()
+def compare(
+    models: list[str],
+    seeds: list[int],
+    epochs: int = EPOCHS,
+    data=None,
+    on_trained: Callable[[str, int, Any], None] | None = None,
+) -> dict:
+    """{model: {"torch": [runs], "ours": [runs], summary numbers}} for every model and seed.
+    data: `digits_binarised()` unless given; on_trained(model, seed, trainer) sees each of our
+    trained models (reports/vae_report.py draws its pictures there)."""
+    data = digits_binarised() if data is None else data
     results = {}
     for name in models:
         recipe = RECIPES[name]
@@ -227,24 +236,27 @@ def compare(models: list[str], seeds: list[int], epochs: int = EPOCHS) -> dict:
         for seed in seeds:
             runs["torch"].append(run_torch(recipe, data, seed, epochs))
             ours = run_ours(recipe, data, seed, epochs)
-            ours.pop("trainer")
+            trainer = ours.pop("trainer")
             runs["ours"].append(ours)
             print(
                 f"{name} seed {seed}: torch {runs['torch'][-1]['test_neg_elbo']:.3f}  "
                 f"ours {runs['ours'][-1]['test_neg_elbo']:.3f}",
                 flush=True,
             )
-        summary = {
-            lib: {key: statistics.mean(r[key] for r in rs) for key in rs[0]}
-            for lib, rs in runs.items()
-        }
-        rel = summary["ours"]["test_neg_elbo"] / summary["torch"]["test_neg_elbo"] - 1.0
+            if on_trained is not None:
+                on_trained(name, seed, trainer)
+        mean, std = (
+            {lib: {key: stat(r[key] for r in rs) for key in rs[0]} for lib, rs in runs.items()}
+            for stat in (statistics.mean, statistics.pstdev)
+        )
+        rel = mean["ours"]["test_neg_elbo"] / mean["torch"]["test_neg_elbo"] - 1.0
         results[name] = {
             "recipe": recipe,
             "epochs": epochs,
             "seeds": seeds,
             "runs": runs,
-            "mean": summary,
+            "mean": mean,
+            "std": std,
             "relative_difference": rel,
             "within_tolerance": abs(rel) <= TOLERANCE,
         }

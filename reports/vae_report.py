@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,42 +61,16 @@ def _judge():
 
 
 def vae_comparison(seeds: list[int], epochs: int, out: Path, data) -> dict:
-    results = {}
+    """`benchmarks/vae_reference.py`'s comparison of every recipe, with the pictures of the
+    first seed's tensortape VAEs."""
     test = TensorDataset(data[2], data[3])
-    for name, recipe in ref.RECIPES.items():
-        runs = {"torch": [], "ours": []}
-        for seed in seeds:
-            runs["torch"].append(ref.run_torch(recipe, data, seed, epochs))
-            ours = ref.run_ours(recipe, data, seed, epochs)
-            trainer = ours.pop("trainer")
-            runs["ours"].append(ours)
-            print(
-                f"{name} seed {seed}: torch {runs['torch'][-1]['test_neg_elbo']:.3f} "
-                f"ours {ours['test_neg_elbo']:.3f}",
-                flush=True,
-            )
-            if seed == seeds[0]:
-                results.setdefault("pictures", {})[name] = vae_pictures(
-                    name, trainer.model, test, out
-                )
-        mean = {
-            lib: {k: statistics.mean(r[k] for r in rs) for k in rs[0]} for lib, rs in runs.items()
-        }
-        std = {
-            lib: {k: statistics.pstdev(r[k] for r in rs) for k in rs[0]} for lib, rs in runs.items()
-        }
-        rel = mean["ours"]["test_neg_elbo"] / mean["torch"]["test_neg_elbo"] - 1.0
-        results[name] = {
-            "recipe": recipe,
-            "epochs": epochs,
-            "seeds": seeds,
-            "runs": runs,
-            "mean": mean,
-            "std": std,
-            "relative_difference": rel,
-            "within_2_percent": abs(rel) <= ref.TOLERANCE,
-        }
-    return results
+    pictures = {}
+
+    def draw(name: str, seed: int, trainer) -> None:
+        if seed == seeds[0]:
+            pictures[name] = vae_pictures(name, trainer.model, test, out)
+
+    return {"pictures": pictures, **ref.compare(list(ref.RECIPES), seeds, epochs, data, draw)}
 
 
 def vae_pictures(name: str, vae, test: TensorDataset, out: Path) -> dict:
