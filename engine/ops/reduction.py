@@ -21,6 +21,11 @@ def _keep_shape(shape, axes):
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 
 
+def _count(shape, axes) -> int:
+    """How many elements each output of a reduction over `axes` reduces."""
+    return int(numpy.prod([shape[a] for a in axes], dtype=numpy.int64))
+
+
 class Sum(Function):
     saves_inputs = False
 
@@ -56,7 +61,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
             "use a floating point tensor"
         )
     axes = _axes(dim, x.ndim)
-    n = int(numpy.prod([x.shape[a] for a in axes], dtype=numpy.int64))
+    n = _count(x.shape, axes)
     return sum(x, axes, keepdim) * (1.0 / n if n else float("nan"))
 
 
@@ -71,7 +76,7 @@ def var(
     if correction is None:
         correction = 1 if unbiased in (None, True) else 0
     axes = _axes(dim, x.ndim)
-    n = int(numpy.prod([x.shape[a] for a in axes], dtype=numpy.int64))
+    n = _count(x.shape, axes)
     d = x - mean(x, axes, keepdim=True)
     return sum(d * d, axes, keepdim) * (1.0 / (n - correction) if n > correction else float("nan"))
 
@@ -170,18 +175,24 @@ def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return -amax(-x, dim, keepdim)
 
 
-def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    a = x.array.argmax() if dim is None else x.array.argmax(axis=_norm_dim(dim, x.ndim))
-    if keepdim and dim is not None:
-        a = x.xp.expand_dims(a, _norm_dim(dim, x.ndim))
+def _arg(pick, x: Tensor, dim, keepdim: bool) -> Tensor:
+    """argmax/argmin (`pick` is the array method's name): int64 indices, no gradient."""
+    if dim is None:
+        a = getattr(x.array, pick)()
+    else:
+        axis = _norm_dim(dim, x.ndim)
+        a = getattr(x.array, pick)(axis=axis)
+        if keepdim:
+            a = x.xp.expand_dims(a, axis)
     return Tensor._wrap(x.xp.asarray(a, dtype=numpy.int64), x.device)
+
+
+def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return _arg("argmax", x, dim, keepdim)
 
 
 def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    a = x.array.argmin() if dim is None else x.array.argmin(axis=_norm_dim(dim, x.ndim))
-    if keepdim and dim is not None:
-        a = x.xp.expand_dims(a, _norm_dim(dim, x.ndim))
-    return Tensor._wrap(x.xp.asarray(a, dtype=numpy.int64), x.device)
+    return _arg("argmin", x, dim, keepdim)
 
 
 class Prod(Function):
