@@ -552,15 +552,23 @@ def _max_pool_nan_argmax(
         argmax[win != win] = k
 
 
-def _select(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``where(mask, values, 0)`` without branches: AND the bits with all-ones or all-zeros.
+def _select_bits(
+    gy_bits: np.ndarray,
+    argmax: np.ndarray,
+    k: int,
+    mask: np.ndarray,
+    bits: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out`` = the bits of ``where(argmax == k, gy, 0)``, through the scratch ``mask`` (bool)
+    and ``bits`` (``gy_bits``' int type): gy's bits ANDed with all-ones or all-zeros.
 
     Exact for inf and NaN (a multiply by the mask would turn 0 * inf into NaN), and several
     times faster than ``np.where`` on a random mask.
     """
-    itype = np.dtype(f"int{values.dtype.itemsize * 8}")
-    bits = values.view(itype) & np.negative(mask, dtype=itype)
-    return bits.view(values.dtype)
+    np.equal(argmax, k, out=mask)
+    np.negative(mask, dtype=bits.dtype, out=bits)
+    np.bitwise_and(gy_bits, bits, out=out)
 
 
 def max_pool2d_backward(
@@ -596,10 +604,7 @@ def max_pool2d_backward(
     mask, bits = np.empty(gy.shape, bool), np.empty(gy.shape, itype)  # reused scratch
     for k in range(kh * kw):
         win = _window(gx, k // kw, k % kw, OH, OW, sy, sx, dy, dx)
-        # _select(gy, argmax == k) written into the scratch arrays.
-        np.equal(argmax, k, out=mask)
-        np.negative(mask, dtype=itype, out=bits)
-        np.bitwise_and(gy.view(itype), bits, out=bits)
+        _select_bits(gy.view(itype), argmax, k, mask, bits, out=bits)
         if disjoint:
             win[...] = bits.view(gy.dtype)
         else:
@@ -624,10 +629,7 @@ def _max_pool2d_backward_tiled(
     rec, gx_rows = _row_records(gx, kh, OH)
     for ky in range(kh):
         for kx in range(kw):
-            # where(argmax == k, gy, 0) through the bits (exact for inf/NaN, see _select).
-            np.equal(am, ky * kw + kx, out=mask)
-            np.negative(mask, dtype=itype, out=bits)
-            np.bitwise_and(gyi, bits, out=rows[kx::kw])
+            _select_bits(gyi, am, ky * kw + kx, mask, bits, out=rows[kx::kw])
         gx_rows[ky][...] = rows.view(rec).reshape(N * C, OH)
     return gx
 
