@@ -54,6 +54,11 @@ def _window(
     return xp_[:, :, y0 : y0 + sy * (OH - 1) + 1 : sy, x0 : x0 + sx * (OW - 1) + 1 : sx]
 
 
+def _far_padding(size: int, O: int, k: int, s: int, p: int, d: int) -> int:
+    """Padding after the image that the last of O windows reaches (0 when it ends inside)."""
+    return max((O - 1) * s + d * (k - 1) + 1 - size - p, 0)
+
+
 def _padded_for(
     x: np.ndarray,
     OH: int,
@@ -70,10 +75,8 @@ def _padded_for(
 ) -> np.ndarray:
     """x padded so that every window of the sweep lies inside (ceil_mode may need extra)."""
     H, W = x.shape[2:]
-    need_h = (OH - 1) * sy + dy * (kh - 1) + 1
-    need_w = (OW - 1) * sx + dx * (kw - 1) + 1
-    bottom = max(need_h - H - ph, 0)
-    right = max(need_w - W - pw, 0)
+    bottom = _far_padding(H, OH, kh, sy, ph, dy)
+    right = _far_padding(W, OW, kw, sx, pw, dx)
     return _pad(x, ph, bottom, pw, right, value)
 
 
@@ -594,8 +597,8 @@ def max_pool2d_backward(
         )
     if _tiles(x_shape, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx):
         return _max_pool2d_backward_tiled(gy, argmax, x_shape, kh, kw)
-    bottom = max((OH - 1) * sy + dy * (kh - 1) + 1 - H - ph, 0)
-    right = max((OW - 1) * sx + dx * (kw - 1) + 1 - W - pw, 0)
+    bottom = _far_padding(H, OH, kh, sy, ph, dy)
+    right = _far_padding(W, OW, kw, sx, pw, dx)
     gx = np.zeros((N, C, H + ph + bottom, W + pw + right), dtype=gy.dtype)
     gy = np.ascontiguousarray(gy)
     # Windows that cannot overlap: each input pixel gets at most one write.
