@@ -640,17 +640,8 @@ class StyleGAN(Trainer):
     @classmethod
     def from_config(cls, config: dict, **kwargs: Any) -> StyleGAN:
         """A fresh trainer with the architecture and hyper-parameters `config()` returned."""
-        generator = StyleGenerator(
-            **{k: config[k] for k in (*_GENERATOR_KEYS, "mapping_lr_multiplier", "image_channels")}
-        )
-        discriminator = StyleDiscriminator(
-            generator.synthesis.resolution,
-            config["d_channels"],
-            image_channels=generator.synthesis.image_channels,
-            end_resolution=config["d_end_resolution"],
-            mbstd_group_size=config["mbstd_group_size"],
-        )
-        options = {k: config[k] for k in (*_TRAINER_KEYS, "w_avg_beta") if k in config}
+        generator, discriminator = _networks(config)
+        options = {k: config[k] for k in _TRAINER_KEYS if k in config}
         if "betas" in config:
             options["betas"] = tuple(config["betas"])
         return cls(generator, discriminator, **options, **kwargs)
@@ -708,11 +699,30 @@ _GENERATOR_KEYS = (
     "z_dim",
     "w_dim",
     "mapping_layers",
+    "mapping_lr_multiplier",
     "channels",
     "start_resolution",
     "layers_per_resolution",
+    "image_channels",
 )
-_TRAINER_KEYS = ("lr", "r1_gamma", "r1_every", "mixing_prob")
+_DISCRIMINATOR_KEYS = ("d_channels", "d_end_resolution", "mbstd_group_size")
+_TRAINER_KEYS = ("lr", "r1_gamma", "r1_every", "mixing_prob", "w_avg_beta")
+
+
+def _networks(settings: dict[str, Any]) -> tuple[StyleGenerator, StyleDiscriminator]:
+    """The generator and discriminator that a recipe or a `config()` describes (settings it
+    leaves out take the classes' defaults; d_channels and d_end_resolution are required)."""
+    generator = StyleGenerator(**{k: settings[k] for k in _GENERATOR_KEYS if k in settings})
+    s = generator.synthesis
+    mbstd = {k: settings[k] for k in ("mbstd_group_size",) if k in settings}
+    discriminator = StyleDiscriminator(
+        s.resolution,
+        settings["d_channels"],
+        image_channels=s.image_channels,
+        end_resolution=settings["d_end_resolution"],
+        **mbstd,
+    )
+    return generator, discriminator
 
 
 def build_stylegan(dataset: str = "digits", **overrides: Any) -> StyleGAN:
@@ -721,15 +731,10 @@ def build_stylegan(dataset: str = "digits", **overrides: Any) -> StyleGAN:
     if dataset not in RECIPES:
         raise ValueError(f"no StyleGAN recipe for dataset {dataset!r}; have {sorted(RECIPES)}")
     r = {**RECIPES[dataset], **overrides}
-    r.pop("batch_size", None), r.pop("epochs", None)
     seed = r.get("seed")
     if seed is not None:
         engine.manual_seed(seed)  # the networks' initial weights follow the seed too
-    generator = StyleGenerator(**{k: r.pop(k) for k in _GENERATOR_KEYS if k in r})
-    discriminator = StyleDiscriminator(
-        generator.synthesis.resolution,
-        r.pop("d_channels"),
-        image_channels=generator.synthesis.image_channels,
-        end_resolution=r.pop("d_end_resolution"),
-    )
-    return StyleGAN(generator, discriminator, **r)
+    generator, discriminator = _networks(r)
+    networks_and_loader = {*_GENERATOR_KEYS, *_DISCRIMINATOR_KEYS, "batch_size", "epochs"}
+    options = {k: v for k, v in r.items() if k not in networks_and_loader}
+    return StyleGAN(generator, discriminator, **options)
