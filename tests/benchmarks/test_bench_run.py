@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -10,17 +12,42 @@ from benchmarks import run, workloads
 torch = pytest.importorskip("torch")
 
 
+def _host(t) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _stepped_tensors(step):
+    """What a workload's step trains: its optimizers' parameters, else its leaf inputs."""
+    captured = inspect.getclosurevars(step).nonlocals.values()
+    opts = [v for v in captured if hasattr(v, "param_groups")]
+    if opts:
+        return [p for o in opts for g in o.param_groups for p in g["params"]], True
+    return [v for v in captured if getattr(v, "requires_grad", False)], False
+
+
 @pytest.mark.parametrize("w", workloads.WORKLOADS, ids=lambda w: w.name)
 def test_each_workload_runs_in_both_libraries(w):
     """The one model text builds and steps (twice: optimizer state created, then used) in each
-    library."""
+    library: the optimizer moves the weights, or the backward fills every input's gradient."""
     engine = pytest.importorskip("engine")
     engine.manual_seed(0)
     torch.manual_seed(0)
     for lib in (workloads.ours_lib("cpu"), workloads.torch_lib("cpu")):
         step = w.build(lib)
+        tensors, optimised = _stepped_tensors(step)
+        assert tensors, f"{w.name} ({lib.name}): nothing to train"
+        before = [_host(t) for t in tensors]
         step()
         step()
+        if optimised:
+            after = [_host(t) for t in tensors]
+            assert all(np.isfinite(a).all() for a in after), f"{w.name} ({lib.name})"
+            moved = [not np.array_equal(a, b) for a, b in zip(after, before)]
+            assert sum(moved) > len(moved) // 2, f"{w.name} ({lib.name}): weights did not move"
+        else:
+            for t in tensors:
+                g = _host(t.grad)
+                assert np.isfinite(g).all() and g.any(), f"{w.name} ({lib.name})"
 
 
 def test_same_model_text_gives_the_same_loss_in_both_libraries():
