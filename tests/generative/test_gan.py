@@ -204,10 +204,13 @@ def test_cgan_step_trains_label_embeddings(device, digits):
     assert not any(_changed(d_before, gan.discriminator))
 
 
-def test_cgan_wgan_gp_step_runs(digits):
+def test_cgan_wgan_gp_step_trains_both_networks(digits):
     gan = _cgan("wgan-gp")
+    g0, d0 = _params(gan.generator), _params(gan.discriminator)
     losses = gan.train_step(_tiny_batch(digits))
+    assert set(losses) == {"loss_d", "loss_g"}
     assert all(numpy.isfinite(v) for v in losses.values())
+    assert all(_changed(g0, gan.generator)) and _weights_changed(d0, gan.discriminator)
 
 
 def test_cgan_sample_labels(device):
