@@ -9,7 +9,6 @@ interpolates between samples that share a label).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy
@@ -27,41 +26,16 @@ class ConditionalGAN(GAN):
     """`ConditionalGAN(generator, discriminator, latent_dim, num_classes, loss=...)`.
 
     `generator(z, y)` maps latents (N, latent_dim) and labels (N,) to images;
-    `discriminator(x, y)` scores image/label pairs. Other arguments as in `GAN`.
+    `discriminator(x, y)` scores image/label pairs. The keyword options (loss, lr, betas,
+    n_critic, gp_weight, device, seed, out_dir, progress) are `GAN`'s.
     """
 
     def __init__(
-        self,
-        generator,
-        discriminator,
-        latent_dim: int,
-        num_classes: int,
-        loss: str = "bce",
-        lr: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        n_critic: int = 1,
-        gp_weight: float = 10.0,
-        device: Any = "auto",
-        seed: int | None = None,
-        out_dir: str | os.PathLike | None = None,
-        progress: bool = True,
+        self, generator, discriminator, latent_dim: int, num_classes: int, **options: Any
     ) -> None:
         _check_positive_int("num_classes", num_classes)
         self.num_classes = num_classes
-        super().__init__(
-            generator,
-            discriminator,
-            latent_dim,
-            loss=loss,
-            lr=lr,
-            betas=betas,
-            n_critic=n_critic,
-            gp_weight=gp_weight,
-            device=device,
-            seed=seed,
-            out_dir=out_dir,
-            progress=progress,
-        )
+        super().__init__(generator, discriminator, latent_dim, **options)
         # Preview grid: row r holds class r % num_classes, the same latents every epoch.
         self.fixed_labels = self._grid_labels(self.preview_count)
 
