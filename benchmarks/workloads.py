@@ -79,6 +79,17 @@ def _conv(n: int, cin: int, cout: int, hout: int, wout: int, k: int) -> float:
     return 2.0 * n * cout * hout * wout * cin * k * k
 
 
+def _classifier_step(lib, model, opt, x, y) -> Step:
+    """One cross-entropy training step of a classifier on the fixed batch (x, y)."""
+
+    def step():
+        opt.zero_grad()
+        lib.F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
 # 1. MLP ------------------------------------------------------------------------------------
 def build_mlp(lib) -> Step:
     nn = lib.nn
@@ -87,14 +98,7 @@ def build_mlp(lib) -> Step:
     ).to(lib.device)
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     xa, ya = _data(1, ((128, 784), "normal"), ((128,), 10))
-    x, y = lib.tensor(xa), lib.tensor(ya)
-
-    def step():
-        opt.zero_grad()
-        lib.F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
+    return _classifier_step(lib, model, opt, lib.tensor(xa), lib.tensor(ya))
 
 
 _MLP_FWD = _gemm(128, 784, 256) + _gemm(128, 256, 256) + _gemm(128, 256, 10)
@@ -111,14 +115,7 @@ def build_cnn(lib) -> Step:
     ).to(lib.device)  # fmt: skip
     opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     xa, ya = _data(2, ((64, 1, 28, 28), "normal"), ((64,), 10))
-    x, y = lib.tensor(xa), lib.tensor(ya)
-
-    def step():
-        opt.zero_grad()
-        lib.F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
+    return _classifier_step(lib, model, opt, lib.tensor(xa), lib.tensor(ya))
 
 
 _CNN_CONV1 = _conv(64, 1, 32, 28, 28, 3)
