@@ -12,6 +12,7 @@ the groups and holds host NumPy arrays and plain values only, so ``engine.save``
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 import sys
@@ -43,7 +44,14 @@ ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 def _backend(p: Tensor) -> Any:
     """The fused update kernels for the parameter's device."""
-    if p.device.type == "cuda":
+    return _kernels(p.device.type)
+
+
+@functools.cache
+def _kernels(device_type: str) -> Any:
+    # Imported on first use (CuPy only when a CUDA parameter steps), then cached: an import
+    # statement per parameter per step costs more than a cache lookup.
+    if device_type == "cuda":
         from kernels import optim_gpu
 
         return optim_gpu
