@@ -265,9 +265,12 @@ class Autoencoder(nn.Module):
     def latent_gaussian(self) -> MultivariateNormal:
         if self.latent_loc is None:
             raise RuntimeError("call fit_latent_gaussian(loader) before sampling an Autoencoder")
-        mvn = self._latent_gaussian
-        if mvn is None or mvn.loc is not self.latent_loc or mvn.device != self.latent_loc.device:
-            mvn = MultivariateNormal(self.latent_loc, self.latent_covariance)
+        mvn, loc = self._latent_gaussian, self.latent_loc
+        # `Module.to` converts the buffers in place (so mvn.loc follows) but not the cached
+        # Cholesky factor: rebuild when the factor no longer matches the buffers.
+        stale = mvn is None or mvn.loc is not loc
+        if stale or (mvn.scale_tril.device, mvn.scale_tril.dtype) != (loc.device, loc.dtype):
+            mvn = MultivariateNormal(loc, self.latent_covariance)
             self._latent_gaussian = mvn
         return mvn
 
