@@ -168,7 +168,7 @@ def test_train_and_sample_on_each_device(tmp_path, device):
         )
         == 0
     )
-    assert grid.exists()
+    assert _pixels(grid).shape == (22, 22)  # 2 x 2 digits of 8 + padding 2
 
 
 def test_sample_rejects_a_checkpoint_without_a_task(tmp_path):
