@@ -540,13 +540,16 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
             dtype = _default_dtype(arr)
         src = CPU
     dev = _device(device) if device is not None else src
-    xp = dev.xp
-    if dev != src:
-        arr = xp.asarray(arr) if src.type == "cpu" else cupy().asnumpy(arr)
-        if dev.type == "cuda":
-            with cupy().cuda.Device(dev.index):
-                arr = xp.asarray(arr)
-    arr = xp.array(arr, dtype=dtype, copy=True)
+    if dev.type == "cuda":
+        cp = cupy()
+        if src.type == "cuda" and src != dev:
+            arr = cp.asnumpy(arr)  # from another GPU through the host
+        with cp.cuda.Device(dev.index):
+            arr = cp.array(arr, dtype=dtype, copy=True)  # one transfer (or copy) onto dev
+    else:
+        if src.type == "cuda":
+            arr = cupy().asnumpy(arr)
+        arr = numpy.array(arr, dtype=dtype, copy=True)
     t = Tensor._wrap(arr, dev)
     if requires_grad:
         t.requires_grad_(True)
