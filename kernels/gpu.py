@@ -8,6 +8,7 @@ CuPy is imported inside the functions only, so ``import kernels.gpu`` works with
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,10 +40,11 @@ KERNELS = {
 THREADS = 256
 MAX_BLOCKS = 65535 * 8
 
-# (id of the cupy module, source file[, name expression]) -> RawModule / kernel. Keyed by the
+# (id of the cupy module, source path[, name expression]) -> RawModule / kernel. Keyed by the
 # module so that a CuPy stand-in swapped in by the tests never gets a kernel built by another.
 _modules: dict[tuple[int, str], Any] = {}
 _functions: dict[tuple[int, str, str], Any] = {}
+_lock = threading.Lock()
 
 
 def _cupy() -> Any:
@@ -56,26 +58,31 @@ def name_expressions(source: str) -> list[str]:
     return [f"{k}<{t}>" for k in KERNELS[source] for t in CTYPES.values()]
 
 
-def _module(source: str) -> Any:
+_NAME_EXPRESSIONS = {source: tuple(name_expressions(source)) for source in KERNELS}
+
+
+def compiled_kernel(
+    path: Path, exprs: Sequence[str], expr: str, options: tuple[str, ...] = ()
+) -> Any:
+    """Kernel ``expr`` of the ``.cu`` source at ``path``; the RawModule, compiled for all of
+    ``exprs``, and the kernel are built once per CuPy module and cached."""
     cupy = _cupy()
-    key = (id(cupy), source)
-    mod = _modules.get(key)
-    if mod is None:
-        code = (CUDA_DIR / source).read_text()
-        mod = cupy.RawModule(
-            code=code, options=("--std=c++14",), name_expressions=name_expressions(source)
-        )
-        _modules[key] = mod
-    return mod
+    key = (id(cupy), str(path), expr)
+    fn = _functions.get(key)
+    if fn is None:
+        with _lock:
+            mod = _modules.get(key[:2])
+            if mod is None:
+                mod = _modules[key[:2]] = cupy.RawModule(
+                    code=path.read_text(), options=options, name_expressions=exprs
+                )
+            fn = _functions[key] = mod.get_function(expr)
+    return fn
 
 
 def _kernel(source: str, name: str, dtype: Any) -> Any:
     expr = f"{name}<{CTYPES[numpy.dtype(dtype).name]}>"
-    key = (id(_cupy()), source, expr)
-    fn = _functions.get(key)
-    if fn is None:
-        fn = _functions[key] = _module(source).get_function(expr)
-    return fn
+    return compiled_kernel(CUDA_DIR / source, _NAME_EXPRESSIONS[source], expr, ("--std=c++14",))
 
 
 def _launch(source: str, name: str, arrays: Sequence[Any], total: int, ints: Sequence[int]) -> None:

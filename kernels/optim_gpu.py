@@ -9,12 +9,12 @@ passes Python numbers. CuPy is imported lazily, only when a launch happens.
 
 from __future__ import annotations
 
-import importlib
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from kernels.gpu import _cupy, compiled_kernel
 
 __all__ = [
     "sgd_update",
@@ -41,27 +41,6 @@ C_TYPES = {"float32": "float", "float64": "double"}
 NAME_EXPRESSIONS = tuple(f"{k}<{c}>" for k in KERNELS for c in C_TYPES.values())
 BLOCK = 256
 MAX_BLOCKS = 4096  # grid-stride loops cover the rest
-
-_modules: dict[Any, Any] = {}
-_lock = threading.Lock()
-
-
-def _cupy():
-    return importlib.import_module("cupy")
-
-
-def _module(cp: Any) -> Any:
-    """The compiled RawModule for this CuPy (the real one or a test stand-in), built once."""
-    mod = _modules.get(cp)
-    if mod is None:
-        with _lock:
-            mod = _modules.get(cp)
-            if mod is None:
-                mod = cp.RawModule(
-                    code=SOURCE_PATH.read_text(), name_expressions=NAME_EXPRESSIONS
-                )
-                _modules[cp] = mod
-    return mod
 
 
 def _c_type(p: Any) -> str:
@@ -114,7 +93,7 @@ def _launch(
         *(np.int32(bool(f)) for f in flags),
     )
     blocks = min(max(1, -(-n // BLOCK)), MAX_BLOCKS)
-    kernel = _module(cp).get_function(f"{name}<{ctype}>")
+    kernel = compiled_kernel(SOURCE_PATH, NAME_EXPRESSIONS, f"{name}<{ctype}>")
     with p.device:
         kernel((blocks,), (BLOCK,), args)
     if pc is not p:
@@ -241,6 +220,4 @@ def adadelta_update(
     maximize: bool,
 ) -> None:
     """torch.optim.Adadelta: delta = sqrt(acc + eps) / sqrt(sq + eps) d; p -= lr delta."""
-    _launch(
-        "adadelta_update", p, g, (sq, acc), (lr, rho, eps, weight_decay), (maximize,)
-    )
+    _launch("adadelta_update", p, g, (sq, acc), (lr, rho, eps, weight_decay), (maximize,))
