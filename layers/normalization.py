@@ -153,6 +153,14 @@ def group_norm(
     return out + bias.reshape(shape) if bias is not None else out
 
 
+def _register_affine(module: Module, affine: bool, bias: bool, shape: tuple, kw: dict) -> None:
+    """Register `weight` (ones) and `bias` (zeros, if `bias`) of `shape`, or None placeholders."""
+    weight = Parameter(engine.ones(*shape, **kw)) if affine else None
+    module.register_parameter("weight", weight)
+    bias_param = Parameter(engine.zeros(*shape, **kw)) if affine and bias else None
+    module.register_parameter("bias", bias_param)
+
+
 class _BatchNorm(Module):
     _dims: tuple[int, ...] = ()
 
@@ -172,15 +180,7 @@ class _BatchNorm(Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         kw = {"device": device, "dtype": dtype}
-        if affine:
-            self.weight = Parameter(engine.ones(num_features, **kw))
-            if bias:
-                self.bias = Parameter(engine.zeros(num_features, **kw))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, bias, (num_features,), kw)
         if track_running_stats:
             self.register_buffer("running_mean", engine.zeros(num_features, **kw))
             self.register_buffer("running_var", engine.ones(num_features, **kw))
@@ -342,13 +342,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         kw = {"device": device, "dtype": dtype}
-        if elementwise_affine:
-            self.weight = Parameter(engine.ones(*self.normalized_shape, **kw))
-            bias_param = Parameter(engine.zeros(*self.normalized_shape, **kw)) if bias else None
-            self.register_parameter("bias", bias_param)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, elementwise_affine, bias, self.normalized_shape, kw)
 
     def reset_parameters(self) -> None:
         if self.weight is not None:
@@ -387,14 +381,7 @@ class GroupNorm(Module):
             )
         self.num_groups, self.num_channels = num_groups, num_channels
         self.eps, self.affine = eps, affine
-        kw = {"device": device, "dtype": dtype}
-        if affine:
-            self.weight = Parameter(engine.ones(num_channels, **kw))
-            bias_param = Parameter(engine.zeros(num_channels, **kw)) if bias else None
-            self.register_parameter("bias", bias_param)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, bias, (num_channels,), {"device": device, "dtype": dtype})
 
     def forward(self, input: Tensor) -> Tensor:
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
