@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy
 import pytest
 
@@ -17,6 +19,7 @@ from generative.stylegan import (
     StyleGenerator,
     build_stylegan,
 )
+from generative.trainer import rng_state_preserved
 
 # A tiny network: 4x4 constant -> 8x8, two style layers per resolution (4 ws).
 TINY = dict(z_dim=8, w_dim=8, mapping_layers=2, channels=(8, 4))
@@ -392,4 +395,12 @@ def test_trainer_outputs(tmp_path, digits, judge):
     assert (tmp_path / "run" / "samples.png").exists()
     history = sg.history
     assert history["classes_covered"][0] >= 1 and history["inception_score"][0] >= 1.0
+    # Those are the judge's numbers for judge_samples samples of this model: epoch_metrics put
+    # the random state back afterwards, so the same samples can be drawn again now.
+    with rng_state_preserved():
+        report = judge.report(sg.sample(50).cpu())
+    assert history["classes_covered"] == [report["classes_covered"]]
+    assert history["inception_score"] == [pytest.approx(report["inception_score"], rel=1e-12)]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["history"]["inception_score"] == history["inception_score"]
     assert engine.load(tmp_path / "run" / "checkpoint.npz")["task"] == "stylegan"
