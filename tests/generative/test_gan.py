@@ -7,6 +7,7 @@ import pytest
 
 import engine
 import layers as nn
+import regularizers
 from engine.data import DataLoader, TensorDataset
 from generative import GAN, ConditionalGAN, build_cgan, build_gan
 from generative.judge import Judge, load_judge
@@ -122,10 +123,14 @@ def test_wgan_gp_includes_the_penalty(digits):
     gan = _gan("wgan-gp")
     real, _ = _tiny_batch(digits, 8)
     fake = gan.generate(gan.noise(8))
+    state = engine.random.get_rng_state()
     loss = gan.discriminator_loss(real, fake, None)
     with engine.no_grad():
         w = gan.discriminator(fake).mean().item() - gan.discriminator(real).mean().item()
     assert loss.item() - w > 0.0
+    engine.random.set_rng_state(state)  # the same interpolation weights
+    penalty = regularizers.gradient_penalty(gan.discriminator, real, fake, lambda_gp=10.0)
+    assert loss.item() - w == pytest.approx(penalty.item(), rel=1e-4, abs=1e-6)
     loss.backward()  # through the double-backward graph of the penalty
     assert all(numpy.isfinite(p.grad.numpy()).all() for p in gan.discriminator.parameters())
 
