@@ -93,6 +93,43 @@ def check_pool_padding(kh: int, kw: int, ph: int, pw: int) -> None:
         )
 
 
+def check_col(
+    col: Any, H: int, W: int, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int
+) -> tuple[int, int, int, int, int, int]:
+    """col2im's col checked against an (H, W) image; returns its (N, C, kh, kw, OH, OW)."""
+    if col.ndim != 6:
+        raise ValueError(f"col2im expects col (N, C, kh, kw, OH, OW), got shape {col.shape}")
+    N, C, kh, kw, OH, OW = (int(v) for v in col.shape)
+    if output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx) != (OH, OW):
+        raise ValueError(
+            f"col2im: col {col.shape} does not match an image of (H, W)=({H}, {W}) with "
+            f"stride=({sy}, {sx}) padding=({ph}, {pw}) dilation=({dy}, {dx})"
+        )
+    return N, C, kh, kw, OH, OW
+
+
+def check_max_pool_grad(gy: Any, argmax: Any, x_shape: Sequence[int]) -> None:
+    """max_pool2d_backward's gy and argmax: both (N, C, OH, OW) for an x of ``x_shape``."""
+    if gy.shape != argmax.shape or tuple(gy.shape[:2]) != tuple(x_shape[:2]):
+        raise ValueError(
+            f"max_pool2d_backward: gy {gy.shape} and argmax {argmax.shape} must both be "
+            f"(N, C, OH, OW) for x {tuple(x_shape)}"
+        )
+
+
+def check_avg_pool_grad(
+    gy: Any, x_shape: Sequence[int], kh: int, kw: int, sy: int, sx: int, ph: int, pw: int
+) -> tuple[int, int]:
+    """avg_pool2d_backward's gy checked against x's window sweep; returns (OH, OW)."""
+    N, C, H, W = (int(v) for v in x_shape)
+    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
+    if tuple(gy.shape) != (N, C, OH, OW):
+        raise ValueError(
+            f"avg_pool2d_backward: gy has shape {tuple(gy.shape)}, expected {(N, C, OH, OW)}"
+        )
+    return OH, OW
+
+
 def conv_geometry(
     x_shape: Sequence[int],
     w_shape: Sequence[int],

@@ -17,10 +17,13 @@ from kernels._shared import (
     ConvGemm,
     Pair,
     check_4d,
+    check_avg_pool_grad,
+    check_col,
     check_conv_backward_input,
     check_conv_backward_weight,
     check_conv_forward,
     check_float,
+    check_max_pool_grad,
     check_pool_padding,
     conv_geometry,
     flat_indices,
@@ -119,14 +122,7 @@ def col2im(
     dx: int = 1,
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
-    if col.ndim != 6:
-        raise ValueError(f"col2im expects col (N, C, kh, kw, OH, OW), got shape {col.shape}")
-    N, C, kh, kw, OH, OW = col.shape
-    if output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx) != (OH, OW):
-        raise ValueError(
-            f"col2im: col {col.shape} does not match an image of (H, W)=({H}, {W}) with "
-            f"stride=({sy}, {sx}) padding=({ph}, {pw}) dilation=({dy}, {dx})"
-        )
+    N, C, kh, kw, OH, OW = check_col(col, H, W, sy, sx, ph, pw, dy, dx)
     img = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
     for ky in range(kh):
         for kx in range(kw):
@@ -588,13 +584,9 @@ def max_pool2d_backward(
     dx: int = 1,
 ) -> np.ndarray:
     """dL/dx of max pooling: each gy goes to its window's argmax (summed where windows overlap)."""
+    check_max_pool_grad(gy, argmax, x_shape)
     N, C, H, W = x_shape
     OH, OW = gy.shape[2:]
-    if gy.shape != argmax.shape or gy.shape[:2] != (N, C):
-        raise ValueError(
-            f"max_pool2d_backward: gy {gy.shape} and argmax {argmax.shape} must both be "
-            f"(N, C, OH, OW) for x {tuple(x_shape)}"
-        )
     if _tiles(x_shape, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx):
         return _max_pool2d_backward_tiled(gy, argmax, x_shape, kh, kw)
     bottom = _far_padding(H, OH, kh, sy, ph, dy)
@@ -713,10 +705,8 @@ def avg_pool2d_backward(
     count_include_pad: bool = True,
 ) -> np.ndarray:
     """dL/dx of average pooling: gy / divisor spread over each window."""
+    OH, OW = check_avg_pool_grad(gy, x_shape, kh, kw, sy, sx, ph, pw)
     N, C, H, W = x_shape
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
-    if gy.shape != (N, C, OH, OW):
-        raise ValueError(f"avg_pool2d_backward: gy has shape {gy.shape}, expected {(N, C, OH, OW)}")
     div = _avg_divisor(H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
     g = gy / np.asarray(div, dtype=gy.dtype)
     gx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=gy.dtype)

@@ -18,7 +18,10 @@ from kernels._shared import (
     ConvGemm,
     Pair,
     check_4d,
+    check_avg_pool_grad,
+    check_col,
     check_float,
+    check_max_pool_grad,
     check_pool_padding,
     flat_indices,
     output_hw,
@@ -136,15 +139,8 @@ def col2im(
     dx: int = 1,
 ) -> Any:
     """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
-    if col.ndim != 6:
-        raise ValueError(f"col2im expects col (N, C, kh, kw, OH, OW), got shape {col.shape}")
+    N, C, kh, kw, OH, OW = check_col(col, H, W, sy, sx, ph, pw, dy, dx)
     check_float(col, "col2im input", FLOAT_DTYPES)
-    N, C, kh, kw, OH, OW = col.shape
-    if output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx) != (OH, OW):
-        raise ValueError(
-            f"col2im: col {col.shape} does not match an image of (H, W)=({H}, {W}) with "
-            f"stride=({sy}, {sx}) padding=({ph}, {pw}) dilation=({dy}, {dx})"
-        )
     cupy = _cupy()
     col = cupy.ascontiguousarray(col)
     x = cupy.empty((N, C, H, W), dtype=col.dtype)
@@ -253,12 +249,8 @@ def max_pool2d_backward(
     dx: int = 1,
 ) -> Any:
     """dL/dx of max pooling: each input sums gy over the windows whose argmax it is."""
+    check_max_pool_grad(gy, argmax, x_shape)
     N, C, H, W = (int(v) for v in x_shape)
-    if gy.shape != argmax.shape or gy.shape[:2] != (N, C):
-        raise ValueError(
-            f"max_pool2d_backward: gy {gy.shape} and argmax {argmax.shape} must both be "
-            f"(N, C, OH, OW) for x {tuple(x_shape)}"
-        )
     if argmax.dtype != numpy.int32:
         raise TypeError(f"max_pool2d_backward: argmax must be int32, got {argmax.dtype.name}")
     check_float(gy, "max_pool2d_backward gy", FLOAT_DTYPES)
@@ -320,12 +312,8 @@ def avg_pool2d_backward(
     count_include_pad: bool = True,
 ) -> Any:
     """dL/dx of average pooling: gy / divisor spread over each window."""
+    OH, OW = check_avg_pool_grad(gy, x_shape, kh, kw, sy, sx, ph, pw)
     N, C, H, W = (int(v) for v in x_shape)
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
-    if tuple(gy.shape) != (N, C, OH, OW):
-        raise ValueError(
-            f"avg_pool2d_backward: gy has shape {tuple(gy.shape)}, expected {(N, C, OH, OW)}"
-        )
     check_float(gy, "avg_pool2d_backward gy", FLOAT_DTYPES)
     cupy = _cupy()
     gy = cupy.ascontiguousarray(gy)
