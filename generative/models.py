@@ -51,10 +51,6 @@ RECIPES[("gan", "fashion")] = RECIPES[("gan", "mnist")]
 RECIPES[("cgan", "fashion")] = RECIPES[("cgan", "mnist")]
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)
-
-
 # ------------------------------------------------------------------------------------------
 # MLPs (any image size; the digits default)
 
@@ -68,7 +64,7 @@ def mlp_generator(
         nn.LeakyReLU(0.2),
         nn.Linear(hidden, hidden),
         nn.LeakyReLU(0.2),
-        nn.Linear(hidden, _numel(image_shape)),
+        nn.Linear(hidden, math.prod(image_shape)),
         nn.Sigmoid(),
         nn.Unflatten(1, image_shape),
     )
@@ -80,7 +76,7 @@ def mlp_discriminator(
     """Flattened image (+ in_extra features) -> two LeakyReLU(0.2) layers -> one logit (N, 1)."""
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(_numel(image_shape) + in_extra, hidden),
+        nn.Linear(math.prod(image_shape) + in_extra, hidden),
         nn.LeakyReLU(0.2),
         nn.Linear(hidden, hidden),
         nn.LeakyReLU(0.2),
@@ -161,7 +157,7 @@ class ConditionalDiscriminator(nn.Module):
             raise ValueError(f"mode must be 'concat' or 'channel', got {mode!r}")
         self.mode = mode
         self.image_shape = tuple(image_shape)
-        size = embed_dim if mode == "concat" else _numel(self.image_shape[1:])
+        size = embed_dim if mode == "concat" else math.prod(self.image_shape[1:])
         self.embed = nn.Embedding(num_classes, size)
         self.net = net
 
