@@ -7,6 +7,7 @@ import numpy
 from . import random
 from .device import array_device
 from .device import device as _device
+from .ops.shape import _shape_arg
 from .tensor import Tensor, _dtype
 
 __all__ = [
@@ -34,31 +35,26 @@ __all__ = [
 _F32 = numpy.dtype(numpy.float32)
 
 
-def _shape(size) -> tuple:
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    return tuple(int(s) for s in size)
-
-
 def _make(array_fn, size, dtype, device, requires_grad, default=_F32) -> Tensor:
+    """A tensor of `array_fn(device, shape, dtype)`, the arguments normalised once here."""
     dev = _device(device)
     dt = _dtype(dtype) or default
-    t = Tensor._wrap(array_fn(dev.xp, _shape(size), dt), dev)
+    t = Tensor._wrap(array_fn(dev, _shape_arg(size), dt), dev)
     if requires_grad:
         t.requires_grad_(True)
     return t
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(lambda xp, s, dt: xp.zeros(s, dt), size, dtype, device, requires_grad)
+    return _make(lambda dev, s, dt: dev.xp.zeros(s, dt), size, dtype, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(lambda xp, s, dt: xp.ones(s, dt), size, dtype, device, requires_grad)
+    return _make(lambda dev, s, dt: dev.xp.ones(s, dt), size, dtype, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(lambda xp, s, dt: xp.empty(s, dt), size, dtype, device, requires_grad)
+    return _make(lambda dev, s, dt: dev.xp.empty(s, dt), size, dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -66,7 +62,12 @@ def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False)
     if isinstance(fill_value, bool):
         default = numpy.dtype(numpy.bool_)
     return _make(
-        lambda xp, s, dt: xp.full(s, fill_value, dt), (size,), dtype, device, requires_grad, default
+        lambda dev, s, dt: dev.xp.full(s, fill_value, dt),
+        (size,),
+        dtype,
+        device,
+        requires_grad,
+        default,
     )
 
 
@@ -98,20 +99,16 @@ def eye(
 
 
 def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(
-        lambda xp, s, dt: random.uniform(s, dt, _device(device)), size, dtype, device, requires_grad
-    )
+    return _make(lambda dev, s, dt: random.uniform(s, dt, dev), size, dtype, device, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(
-        lambda xp, s, dt: random.normal(s, dt, _device(device)), size, dtype, device, requires_grad
-    )
+    return _make(lambda dev, s, dt: random.normal(s, dt, dev), size, dtype, device, requires_grad)
 
 
 def normal(mean: float, std: float, size, dtype=None, device=None) -> Tensor:
     return _make(
-        lambda xp, s, dt: random.normal(s, dt, _device(device), mean, std),
+        lambda dev, s, dt: random.normal(s, dt, dev, mean, std),
         (size,),
         dtype,
         device,
@@ -123,7 +120,7 @@ def randint(low, high=None, size=(), dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
     return _make(
-        lambda xp, s, dt: random.integers(low, high, s, dt, _device(device)),
+        lambda dev, s, dt: random.integers(low, high, s, dt, dev),
         (tuple(size),),
         dtype,
         device,
