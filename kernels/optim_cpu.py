@@ -24,6 +24,14 @@ __all__ = [
 ]
 
 
+def _ema(avg: np.ndarray, x: np.ndarray, decay: float, tmp: np.ndarray) -> None:
+    """avg <- avg + (1 - decay) * (x - avg), in place, through the scratch array `tmp`."""
+    t = avg.dtype.type
+    np.subtract(x, avg, out=tmp)
+    tmp *= t(1) - t(decay)
+    avg += tmp
+
+
 def _ema_square(avg: np.ndarray, x: np.ndarray, decay: float, tmp: np.ndarray) -> None:
     """avg <- decay * avg + (1 - decay) * x * x, in place, through the scratch array `tmp`."""
     t = avg.dtype.type
@@ -127,9 +135,8 @@ def adam_update(
     d = _direction(p, g, weight_decay, maximize)
     if decay != 1:
         p *= t(decay)
-    tmp = np.subtract(d, m)
-    tmp *= t(1) - t(beta1)
-    m += tmp
+    tmp = np.empty_like(d)
+    _ema(m, d, beta1, tmp)
     _ema_square(v, d, beta2, tmp)
     if vmax is not None:
         np.maximum(vmax, v, out=vmax)
@@ -160,9 +167,7 @@ def rmsprop_update(
     tmp = np.empty_like(d)
     _ema_square(sq, d, alpha, tmp)
     if gavg is not None:
-        np.subtract(d, gavg, out=tmp)
-        tmp *= t(1) - t(alpha)
-        gavg += tmp
+        _ema(gavg, d, alpha, tmp)
         np.multiply(gavg, gavg, out=tmp)
         np.subtract(sq, tmp, out=tmp)
         np.sqrt(tmp, out=tmp)
