@@ -178,6 +178,9 @@ def test_trainer_reduces_the_loss_and_writes_its_outputs(arch, loss, device, tmp
     history = trainer.train(DataLoader(train, 32, shuffle=True, seed=0), 3)
     assert history["test_loss"][-1] < 0.8 * before
     assert model.latent_loc is not None  # refitted after each epoch
+    # ... so the last fit is the mean code of the trained model (a stale fit would differ)
+    codes = encode_dataset(model, train)[0].numpy().astype(np.float64)
+    np.testing.assert_allclose(model.latent_loc.numpy(), codes.mean(0), rtol=1e-5, atol=1e-6)
     for name in ("samples.png", "metrics.json", "checkpoint.npz", "samples/epoch_0003.png"):
         assert (tmp_path / name).exists(), name
     state = engine.load(tmp_path / "checkpoint.npz")
