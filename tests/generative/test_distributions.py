@@ -155,6 +155,8 @@ def test_diagonal_normal_rsample_is_reparameterised(device):
     (z * z).sum().backward()  # d/dmean E[z^2] = 2 mean: flows through the sample
     np.testing.assert_allclose(mean.grad.numpy().mean(0), [2.0, -4.0], rtol=0.03)
     assert logvar.grad is not None
+    # d/dlogvar E[z^2] = E[z * stddev * eps] = var
+    np.testing.assert_allclose(logvar.grad.numpy().mean(0), [1.0, 0.25], atol=0.04)
 
 
 def test_diagonal_normal_rejects_mismatched_shapes():
