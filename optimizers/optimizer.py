@@ -282,8 +282,9 @@ def _is_cupy_array(value: Any) -> bool:
 
 
 def _to_host(value: Any) -> Any:
+    """A host copy of a state entry (one copy: a GPU array's download is already one)."""
     if isinstance(value, Tensor):
-        return numpy.array(value.numpy(), copy=True)
+        value = value.array
     if isinstance(value, numpy.ndarray):
         return value.copy()
     if _is_cupy_array(value):
