@@ -49,6 +49,13 @@ def _pad(x: np.ndarray, top: int, bottom: int, left: int, right: int, value: flo
     return out
 
 
+def _unpad(img: np.ndarray, ph: int, pw: int, H: int, W: int) -> np.ndarray:
+    """The contiguous (H, W) image at offset (ph, pw) of a padded one; img when unpadded."""
+    if img.shape[2:] == (H, W):
+        return img
+    return np.ascontiguousarray(img[:, :, ph : ph + H, pw : pw + W])
+
+
 def _window(
     xp_: np.ndarray, ky: int, kx: int, OH: int, OW: int, sy: int, sx: int, dy: int, dx: int
 ) -> np.ndarray:
@@ -127,9 +134,7 @@ def col2im(
     for ky in range(kh):
         for kx in range(kw):
             _window(img, ky, kx, OH, OW, sy, sx, dy, dx)[...] += col[:, :, ky, kx]
-    if ph == pw == 0:
-        return img
-    return np.ascontiguousarray(img[:, :, ph : ph + H, pw : pw + W])
+    return _unpad(img, ph, pw, H, W)
 
 
 def _workspace_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -604,9 +609,7 @@ def max_pool2d_backward(
             win[...] = bits.view(gy.dtype)
         else:
             win += bits.view(gy.dtype)
-    if gx.shape[2:] == (H, W):
-        return gx
-    return np.ascontiguousarray(gx[:, :, ph : ph + H, pw : pw + W])
+    return _unpad(gx, ph, pw, H, W)
 
 
 def _max_pool2d_backward_tiled(
@@ -712,6 +715,4 @@ def avg_pool2d_backward(
     gx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=gy.dtype)
     for k in range(kh * kw):
         _window(gx, k // kw, k % kw, OH, OW, sy, sx, 1, 1)[...] += g
-    if ph == pw == 0:
-        return gx
-    return np.ascontiguousarray(gx[:, :, ph : ph + H, pw : pw + W])
+    return _unpad(gx, ph, pw, H, W)
