@@ -76,8 +76,9 @@ def test_softmax_stable_for_large_inputs(device):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # log(0) of the -inf row
 def test_logsumexp_stable(device):
-    x = engine.tensor([[1000.0, 1000.0], [-1000.0, -1000.0], [0.0, -np.inf]], device=device,
-                      requires_grad=True)
+    x = engine.tensor(
+        [[1000.0, 1000.0], [-1000.0, -1000.0], [0.0, -np.inf]], device=device, requires_grad=True
+    )
     out = F.logsumexp(x, 1)
     np.testing.assert_allclose(out.numpy(), [1000 + np.log(2), -1000 + np.log(2), 0.0], rtol=1e-6)
     out.sum().backward()
@@ -97,8 +98,11 @@ def test_linear_shape_errors_name_shapes(device):
     with pytest.raises(RuntimeError, match=r"\(4, 3\).*\(5, 2\)"):
         F.linear(engine.ones(4, 3, device=device), engine.ones(5, 2, device=device))
     with pytest.raises(RuntimeError, match=r"bias of shape \(4,\)"):
-        F.linear(engine.ones(4, 3, device=device), engine.ones(5, 3, device=device),
-                 engine.ones(4, device=device))
+        F.linear(
+            engine.ones(4, 3, device=device),
+            engine.ones(5, 3, device=device),
+            engine.ones(4, device=device),
+        )
 
 
 def test_dropout_statistics_and_gradient(device):
@@ -124,8 +128,13 @@ def test_dropout_identity_and_edge_cases(device):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize(
     "name",
-    ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits",
-     "binary_cross_entropy"],
+    [
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "binary_cross_entropy_with_logits",
+        "binary_cross_entropy",
+    ],
 )
 def test_pointwise_losses(name, reduction, device):
     def loss(x):
@@ -139,11 +148,18 @@ def test_pointwise_losses(name, reduction, device):
 @pytest.mark.filterwarnings("ignore:reduction. 'mean':UserWarning")  # torch's advice
 @pytest.mark.parametrize("reduction", ["mean", "sum", "batchmean"])
 def test_kl_div(reduction, device):
-    helper_test_op([(3, 4)], lambda x: Fof(x).kl_div(Fof(x).log_softmax(x, 1), const(x, PROBS),
-                                                     reduction=reduction), device=device)
-    helper_test_op([(3, 4)], lambda x: Fof(x).kl_div(Fof(x).log_softmax(x, 1),
-                                                     const(x, np.log(PROBS)), reduction=reduction,
-                                                     log_target=True), device=device)
+    helper_test_op(
+        [(3, 4)],
+        lambda x: Fof(x).kl_div(Fof(x).log_softmax(x, 1), const(x, PROBS), reduction=reduction),
+        device=device,
+    )
+    helper_test_op(
+        [(3, 4)],
+        lambda x: Fof(x).kl_div(
+            Fof(x).log_softmax(x, 1), const(x, np.log(PROBS)), reduction=reduction, log_target=True
+        ),
+        device=device,
+    )
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -185,8 +201,9 @@ def test_bce_weights(device):
     )
     helper_test_op(
         [(3, 4)],
-        lambda x: Fof(x).binary_cross_entropy(Fof(x).sigmoid(x), const(x, PROBS),
-                                              weight=const(x, WEIGHT)),
+        lambda x: Fof(x).binary_cross_entropy(
+            Fof(x).sigmoid(x), const(x, PROBS), weight=const(x, WEIGHT)
+        ),
         device=device,
     )
 
@@ -205,8 +222,11 @@ def test_bce_with_logits_finite_at_1000(device):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_and_nll(reduction, device):
-    helper_test_op([(3, 4)], lambda x: Fof(x).cross_entropy(x, const(x, LABELS),
-                                                            reduction=reduction), device=device)
+    helper_test_op(
+        [(3, 4)],
+        lambda x: Fof(x).cross_entropy(x, const(x, LABELS), reduction=reduction),
+        device=device,
+    )
     helper_test_op(
         [(3, 4)],
         lambda x: Fof(x).nll_loss(Fof(x).log_softmax(x, 1), const(x, LABELS), reduction=reduction),
@@ -237,17 +257,27 @@ def test_cross_entropy_options(kwargs, device):
 
 def test_cross_entropy_spatial_probabilities_and_unbatched(device):
     spatial = np.array([[[0, 2], [1, 1]], [[2, 0], [0, 1]]])
-    helper_test_op([(2, 3, 2, 2)], lambda x: Fof(x).cross_entropy(x, const(x, spatial)),
-                   device=device)
+    helper_test_op(
+        [(2, 3, 2, 2)], lambda x: Fof(x).cross_entropy(x, const(x, spatial)), device=device
+    )
     probs = PROBS / PROBS.sum(1, keepdims=True)
     helper_test_op([(3, 4)], lambda x: Fof(x).cross_entropy(x, const(x, probs)), device=device)
     for reduction in ("mean", "none"):
-        helper_test_op([(4,)], lambda x, r=reduction: Fof(x).cross_entropy(
-            x, const(x, np.array(2)), reduction=r), device=device)
-        helper_test_op([(4,)], lambda x, r=reduction: Fof(x).nll_loss(
-            x, const(x, np.array(1)), reduction=r), device=device)
-    helper_test_op([(4,)], lambda x: Fof(x).cross_entropy(x, const(x, np.array(2)),
-                                                          label_smoothing=0.1), device=device)
+        helper_test_op(
+            [(4,)],
+            lambda x, r=reduction: Fof(x).cross_entropy(x, const(x, np.array(2)), reduction=r),
+            device=device,
+        )
+        helper_test_op(
+            [(4,)],
+            lambda x, r=reduction: Fof(x).nll_loss(x, const(x, np.array(1)), reduction=r),
+            device=device,
+        )
+    helper_test_op(
+        [(4,)],
+        lambda x: Fof(x).cross_entropy(x, const(x, np.array(2)), label_smoothing=0.1),
+        device=device,
+    )
 
 
 def test_loss_argument_errors(device):
@@ -265,7 +295,10 @@ def test_loss_argument_errors(device):
 @requires_torch
 def test_one_hot_and_embedding(device):
     labels = engine.tensor([2, 0, 1], device=device)
-    assert F.one_hot(labels, 4).tolist() == torch.nn.functional.one_hot(
-        torch.tensor([2, 0, 1]), 4).tolist()
-    helper_test_op([(5, 3)], lambda w: Fof(w).embedding(const(w, [[1, 1], [4, 0]]), w),
-                   device=device)
+    assert (
+        F.one_hot(labels, 4).tolist()
+        == torch.nn.functional.one_hot(torch.tensor([2, 0, 1]), 4).tolist()
+    )
+    helper_test_op(
+        [(5, 3)], lambda w: Fof(w).embedding(const(w, [[1, 1], [4, 0]]), w), device=device
+    )
