@@ -210,28 +210,31 @@ def _dropout_mask(x: Tensor, p: float, shape) -> Tensor:
     return Tensor._wrap((keep * (1.0 / (1.0 - p))).astype(x.dtype), x.device)
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)."""
+def _check_p(p: float) -> None:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _dropout(x: Tensor, p: float, training: bool, mask_shape) -> Tensor:
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x * 0.0
-    return x * _dropout_mask(x, p, x.shape)
+    return x * _dropout_mask(x, p, mask_shape)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)."""
+    _check_p(p)
+    return _dropout(x, p, training, x.shape)
 
 
 def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero whole channels of (N, C, H, W) (or (C, H, W)) inputs."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    _check_p(p)
     if x.ndim not in (3, 4):
         raise ValueError(f"dropout2d expects a 3-D or 4-D input, got shape {x.shape}")
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return x * 0.0
-    return x * _dropout_mask(x, p, x.shape[:-2] + (1, 1))
+    return _dropout(x, p, training, x.shape[:-2] + (1, 1))
 
 
 # Losses ------------------------------------------------------------------------------------
@@ -457,7 +460,7 @@ def cross_entropy(
     if not label_smoothing:
         return loss
     # PyTorch: (1 - eps) * nll + eps * mean over classes of -w_c log p_c, on non-ignored samples.
-    n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    n_classes = input.shape[1]  # input.ndim >= 2 here: a (C,) input became a batch of one
     shape = (-1,) + (1,) * (input.ndim - 2)
     weighted = logp if weight is None else logp * weight.reshape(shape)
     valid = Tensor._wrap((target.array != ignore_index).astype(input.dtype), input.device)
