@@ -16,7 +16,7 @@ import argparse
 import importlib
 import sys
 
-# task name -> module in tensortape.tasks (imported lazily: `--help` stays fast)
+# task name -> module in tensortape.tasks (build_parser imports each one for its options)
 TASKS = {
     "classifier": "classifier",
     "gan": "gan",
@@ -41,12 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="train a model")
     tasks = train.add_subparsers(dest="task", required=True)
     for name in TASKS:
-        try:
-            module = task_module(name)
-        except ModuleNotFoundError as e:  # a task whose module is not written yet
-            if e.name != f"tensortape.tasks.{TASKS[name]}":
-                raise
-            continue
+        module = task_module(name)
         p = tasks.add_parser(
             name, help=module.HELP.get(name, name) if isinstance(module.HELP, dict) else module.HELP
         )

@@ -130,10 +130,7 @@ def run(args) -> dict:
         "l1_only": l1_only,
     }
     loader = _loader(task, train_set, batch_size, args.seed, device)
-    if task == "pix2pix":
-        model.set_preview(eval_data[0], eval_data[1])
-    else:
-        model.set_preview(x_test, 1.0 - x_test)
+    model.set_preview(*eval_data)  # the per-epoch grid shows test inputs and targets
     ckpt = resume(model, out, args)
     model.train(loader, epochs)
 
