@@ -17,8 +17,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -27,6 +25,8 @@ import numpy  # noqa: E402
 from engine.data import DataLoader, load_digits  # noqa: E402
 from generative import build_cgan, build_gan, load_judge  # noqa: E402
 from generative.models import RECIPES  # noqa: E402
+
+from _common import parse, parser, real_row, torch_mlp, torch_prototype, write_json  # noqa: E402
 
 N_SAMPLES = 1000
 
@@ -78,28 +78,12 @@ def run_cgan(train, judge, args) -> dict:
 # The PyTorch prototype of the same recipes (optional)
 
 
-def _torch_mlp(torch, n_in: int, n_out: int, hidden: int, sigmoid: bool):
-    nn = torch.nn
-    layers = [
-        nn.Linear(n_in, hidden),
-        nn.LeakyReLU(0.2),
-        nn.Linear(hidden, hidden),
-        nn.LeakyReLU(0.2),
-        nn.Linear(hidden, n_out),
-    ]
-    return nn.Sequential(*layers, *([nn.Sigmoid()] if sigmoid else []))
-
-
 def run_torch(train, judge, args, conditional: bool) -> dict:
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as tF  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
+    torch = torch_prototype(args.seed)
     r = RECIPES[("cgan" if conditional else "gan", "digits")]
     e = r.get("embed_dim", 0) if conditional else 0
-    g = _torch_mlp(torch, r["latent_dim"] + e, 64, r["hidden"], True)
-    d = _torch_mlp(torch, 64 + e, 1, r["hidden"], False)
+    g = torch_mlp(torch.nn, r["latent_dim"] + e, 64, r["hidden"], True)
+    d = torch_mlp(torch.nn, 64 + e, 1, r["hidden"], False)
     emb_g, emb_d = torch.nn.Embedding(10, max(e, 1)), torch.nn.Embedding(10, max(e, 1))
     G = lambda z, y: g(torch.cat([z, emb_g(y)], 1) if conditional else z)  # noqa: E731
     D = lambda x, y: d(torch.cat([x, emb_d(y)], 1) if conditional else x)  # noqa: E731
@@ -107,7 +91,7 @@ def run_torch(train, judge, args, conditional: bool) -> dict:
     opt_d = torch.optim.Adam([*d.parameters(), *emb_d.parameters()], r["lr"], betas=r["betas"])
     x_all, y_all = (torch.from_numpy(t.numpy()) for t in train.tensors)
     x_all = x_all.reshape(len(x_all), 64)
-    bce = tF.binary_cross_entropy_with_logits
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
     epochs = (args.cgan_epochs if conditional else args.gan_epochs) or r["epochs"]
     start, bs = time.perf_counter(), r["batch_size"]
     for _ in range(epochs):
@@ -150,25 +134,16 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loss", default="bce", choices=("bce", "hinge", "wgan-gp"))
-    parser.add_argument("--gan-epochs", type=int, default=None)
-    parser.add_argument("--cgan-epochs", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("docs/img"))
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    parser.add_argument("--torch", action="store_true", help="also run the PyTorch prototype")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    p = parser(__doc__)
+    p.add_argument("--loss", default="bce", choices=("bce", "hinge", "wgan-gp"))
+    p.add_argument("--gan-epochs", type=int, default=None)
+    p.add_argument("--cgan-epochs", type=int, default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parse(p, argv)
 
     judge = load_judge()
     train, test = load_digits()
-    x_test, y_test = test.tensors
-    rows = [
-        {"model": "real test digits", "device": "-", "seconds": 0.0, **judge.report(x_test, y_test)}
-    ]
+    rows = [real_row(judge.report(*test.tensors))]
     rows.append(run_gan(train, judge, args))
     rows.append(run_cgan(train, judge, args))
     if args.torch:
@@ -177,8 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     _print_table(rows)
     print(f"\njudge test accuracy {judge.test_accuracy:.3f}")
     print("targets: GAN classes >= 9, cGAN label accuracy >= 0.85")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    write_json(args.json, rows)
     return rows
 
 

@@ -21,8 +21,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,6 +32,8 @@ from engine.data import DataLoader, load_digits  # noqa: E402
 from engine.utils import save_image  # noqa: E402
 from generative.judge import load_judge  # noqa: E402
 from generative.stylegan import RECIPES, build_stylegan  # noqa: E402
+
+from _common import parse, parser, real_row, torch_prototype, write_json  # noqa: E402
 
 N_SAMPLES = 1000
 N_PAIRS = 500
@@ -103,10 +103,7 @@ def write_pictures(sg, out: Path) -> None:
 
 
 def run_torch(train, judge, args) -> dict:
-    import torch  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
+    torch = torch_prototype(args.seed)
     r = RECIPES["digits"]
     G, D = _torch_networks(torch, r)
     opt_g = torch.optim.Adam(G.parameters(), r["lr"], betas=(0.0, 0.99))
@@ -328,28 +325,20 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--out", type=Path, default=Path("docs/img"))
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    parser.add_argument("--torch", action="store_true", help="also run the PyTorch prototype")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    p = parser(__doc__)
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parse(p, argv)
 
     judge = load_judge()
     train, test = load_digits()
-    x_test, y_test = test.tensors
-    rows = [{"model": "real test digits", "device": "-", "seconds": 0.0, **judge.report(x_test)}]
+    rows = [real_row(judge.report(test.tensors[0]))]
     rows.append(run_ours(train, judge, args))
     if args.torch:
         rows.append(run_torch(train, judge, args))
     _print_table(rows)
     print(f"\njudge test accuracy {judge.test_accuracy:.3f}; target: classes >= 9")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    write_json(args.json, rows)
     return rows
 
 

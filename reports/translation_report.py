@@ -23,10 +23,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy  # noqa: E402
 
@@ -48,6 +45,8 @@ from generative.pix2pix import (  # noqa: E402
     mask_lower,
     masked_pairs,
 )
+
+from _common import parse, parser, real_row, torch_mlp, torch_prototype, write_json  # noqa: E402
 
 L1_SLACK = 1.10  # pix2pix may be up to 10% worse than the L1-only baseline in L1
 MAE_TARGET = 0.15
@@ -113,26 +112,11 @@ def run_cyclegan(train, test, args) -> dict:
 # The PyTorch prototype of the same recipes (optional)
 
 
-def _torch_mlp(nn, n_in: int, n_out: int, hidden: int, sigmoid: bool):
-    layers = [
-        nn.Linear(n_in, hidden),
-        nn.LeakyReLU(0.2),
-        nn.Linear(hidden, hidden),
-        nn.LeakyReLU(0.2),
-        nn.Linear(hidden, n_out),
-    ]
-    return nn.Sequential(*layers, *([nn.Sigmoid()] if sigmoid else []))
-
-
 def torch_pix2pix(train, test, args, adversarial: bool) -> dict:
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as tF  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
+    torch = torch_prototype(args.seed)
     r = PIX2PIX_RECIPES["digits"]
-    net = _torch_mlp(torch.nn, 64 + r["noise_dim"], 64, r["hidden"], True)
-    d = _torch_mlp(torch.nn, 128, 1, r["hidden"], False)
+    net = torch_mlp(torch.nn, 64 + r["noise_dim"], 64, r["hidden"], True)
+    d = torch_mlp(torch.nn, 128, 1, r["hidden"], False)
     keep = torch.ones(1, 1, 8, 8)
     keep[..., 4:, :] = 0
 
@@ -146,7 +130,7 @@ def torch_pix2pix(train, test, args, adversarial: bool) -> dict:
 
     opt_g = torch.optim.Adam(net.parameters(), r["lr"], betas=r["betas"])
     opt_d = torch.optim.Adam(d.parameters(), r["lr"], betas=r["betas"])
-    bce = tF.binary_cross_entropy_with_logits
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
     x_all = torch.from_numpy(train.tensors[0].numpy())
     start, bs = time.perf_counter(), r["batch_size"]
     for _ in range(args.pix2pix_epochs or r["epochs"]):
@@ -182,10 +166,7 @@ def torch_pix2pix(train, test, args, adversarial: bool) -> dict:
 
 
 def torch_cyclegan(train, test, args) -> dict:
-    import torch  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
+    torch = torch_prototype(args.seed)
     nn = torch.nn
     r = CYCLEGAN_RECIPES["digits"]
     w = r["width"]
@@ -201,7 +182,7 @@ def torch_cyclegan(train, test, args) -> dict:
         )
 
     def disc():
-        return nn.Sequential(nn.Flatten(), _torch_mlp(nn, 64, 1, r["hidden"], False))
+        return nn.Sequential(nn.Flatten(), torch_mlp(nn, 64, 1, r["hidden"], False))
 
     g_ab, g_ba, d_a, d_b = gen(), gen(), disc(), disc()
     opt_g = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], r["lr"], betas=r["betas"])
@@ -290,25 +271,14 @@ def _verdict(completion: list[dict], cycle: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pix2pix-epochs", type=int, default=None)
-    parser.add_argument("--cyclegan-epochs", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("docs/img"))
-    parser.add_argument("--torch", action="store_true", help="also run the PyTorch prototype")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    p = parser(__doc__)
+    p.add_argument("--pix2pix-epochs", type=int, default=None)
+    p.add_argument("--cyclegan-epochs", type=int, default=None)
+    args = parse(p, argv)
 
     train, test = load_digits()
     x = test.tensors[0]
-    real = {
-        "model": "real test digits",
-        "device": "-",
-        "seconds": 0.0,
-        **{k: v for k, v in completion_metrics(x, x).items() if k != "l1"},
-    }
+    real = real_row({k: v for k, v in completion_metrics(x, x).items() if k != "l1"})
     p2p, p2p_out = run_pix2pix(train, test, args, adversarial=True)
     base, base_out = run_pix2pix(train, test, args, adversarial=False)
     completion = [real, base, p2p]
@@ -333,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{verdict['cyclegan_mae_ok']}"
     )
     report = {"completion": completion, "translation": cycle, "verdict": verdict, "seed": args.seed}
-    (args.out / "translation_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out / "translation_report.json", report)
     return report
 
 
