@@ -314,14 +314,15 @@ def _print_table(rows: list[dict]) -> None:
                 f"{t['inception_score']:>6.2f}"
             )
     print("\nstyle mixing: share of mixes judged as the source's / the destination's digit")
-    print(f"{'model':<19} " + " ".join(f"{g:>15}" for g in GROUPS))
+    print(f"{'model':<19} {'pairs':>6} " + " ".join(f"{g:>15}" for g in GROUPS))
     for r in rows:
         if "mixing" in r:
             cells = [
                 f"{r['mixing'][g]['as_source']:.2f} / {r['mixing'][g]['as_destination']:.2f}"
                 for g in GROUPS
             ]
-            print(f"{r['model']:<19} " + " ".join(f"{c:>15}" for c in cells))
+            pairs = r["mixing"][GROUPS[0]]["pairs"]  # the same pairs for every group
+            print(f"{r['model']:<19} {pairs:>6d} " + " ".join(f"{c:>15}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
