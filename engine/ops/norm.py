@@ -71,15 +71,13 @@ class BatchNormTrain(Function):
             gx += t
             gx -= (a * gb * inv_n).reshape(shape)
             gx = Tensor._wrap(gx, gy.device)
-        return self._param_grads(gx, gw, gb, gy.device)
+        return self._param_grads(gx, Tensor._wrap(gw, gy.device), Tensor._wrap(gb, gy.device))
 
-    def _param_grads(self, gx, gw, gb, device):
-        out = [gx]
-        if len(self.inputs) > 1:
-            out.append(Tensor._wrap(gw, device) if self.inputs[1].requires_grad else None)
-        if len(self.inputs) > 2:
-            out.append(Tensor._wrap(gb, device) if self.inputs[2].requires_grad else None)
-        return tuple(out)
+    def _param_grads(self, gx, gw, gb):
+        """(gx, gw, gb) cut to the inputs given, None for a weight or bias needing no grad."""
+        return (gx,) + tuple(
+            g if t.requires_grad else None for t, g in zip(self.inputs[1:], (gw, gb))
+        )
 
     def _backward_recorded(self, gy):
         """The same gradient in engine ops of x, weight and gy (double backward)."""
@@ -99,12 +97,7 @@ class BatchNormTrain(Function):
             gy_mean = gy.mean(axes, keepdim=True)
             gyx_mean = (gy * xhat).mean(axes, keepdim=True)
             gx = a * (gy - gy_mean - xhat * gyx_mean)
-        out = [gx]
-        if weight is not None:
-            out.append(gw if weight.requires_grad else None)
-        if len(self.inputs) > 2:
-            out.append(gb if self.inputs[2].requires_grad else None)
-        return tuple(out)
+        return self._param_grads(gx, gw, gb)
 
 
 def batch_norm_train(
