@@ -21,7 +21,6 @@ import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy
 
@@ -41,11 +40,6 @@ __all__ = [
     "load_digits",
     "load_mnist",
 ]
-
-
-def _to_tensor(x: Any) -> Tensor:
-    """A Tensor from a Tensor, a raw array or array-like data, keeping the dtype (no copy)."""
-    return x if isinstance(x, Tensor) else as_tensor(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,7 +62,7 @@ class TensorDataset(Dataset):
     def __init__(self, *tensors):
         if not tensors:
             raise ValueError("TensorDataset needs at least one tensor")
-        tensors = tuple(_to_tensor(t) for t in tensors)
+        tensors = tuple(as_tensor(t) for t in tensors)  # Tensors and arrays as they are
         shapes = [tuple(t.shape) for t in tensors]
         if any(len(s) == 0 for s in shapes):
             raise ValueError(
