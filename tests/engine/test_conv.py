@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close, requires_torch
 
 import engine
 import engine.functional as F
@@ -18,8 +19,6 @@ try:
     import torch.nn.functional as TF
 except ImportError:  # PyTorch is the optional oracle
     torch = TF = None
-
-requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 
 
 # Helpers -----------------------------------------------------------------------------------
@@ -46,15 +45,6 @@ def _torch(arrays, dtype=np.float64, grad=True):
     ]
 
 
-def _close(ours, theirs, atol, rtol=1e-4, what="values"):
-    a = ours.numpy() if isinstance(ours, engine.Tensor) else np.asarray(ours)
-    if torch is not None and isinstance(theirs, torch.Tensor):
-        theirs = theirs.detach().numpy()
-    b = np.asarray(theirs)
-    assert a.shape == b.shape, f"{what}: shape {a.shape}, expected {b.shape}"
-    np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, err_msg=what)
-
-
 def compare_with_torch(our_fn, torch_fn, arrays, device, dtype=np.float32, atol=1e-5):
     """Forward values and the gradients of every input for a random cotangent."""
     if torch is None:
@@ -62,14 +52,14 @@ def compare_with_torch(our_fn, torch_fn, arrays, device, dtype=np.float32, atol=
     ours, theirs = _ours(arrays, device, dtype), _torch(arrays, dtype)
     y, ty = our_fn(*ours), torch_fn(*theirs)
     assert y.device == device and y.dtype == dtype
-    _close(y, ty, atol, what="forward")
+    assert_close(y, ty, atol, what="forward")
     v = _rng(99).standard_normal(ty.shape).astype(dtype)
     ty.backward(torch.from_numpy(v))
     y.backward(engine.tensor(v, device=device))
     for i, (a, t) in enumerate(zip(ours, theirs, strict=True)):
         if a is not None:
             assert a.grad.device == device and a.grad.dtype == dtype
-            _close(a.grad, t.grad, atol * 10, 1e-3, what=f"gradient of input {i}")
+            assert_close(a.grad, t.grad, atol * 10, 1e-3, what=f"gradient of input {i}")
 
 
 def gradcheck(fn, arrays, device, **kw):
@@ -192,9 +182,11 @@ def test_conv2d_float64_and_unbatched_input(device):
     x, w, b = _conv_arrays(CONV_CONFIGS[-1])
     y = F.conv2d(*_ours([x, w, b], device, grad=False), padding=2, dilation=2, groups=4)
     assert y.dtype == np.float64
-    _close(y, TF.conv2d(*_torch([x, w, b], grad=False), padding=2, dilation=2, groups=4), 1e-10)
+    assert_close(
+        y, TF.conv2d(*_torch([x, w, b], grad=False), padding=2, dilation=2, groups=4), 1e-10
+    )
     y3 = F.conv2d(*_ours([x[0], w, b], device, grad=False), padding=2, dilation=2, groups=4)
-    _close(y3, y.numpy()[0], 1e-10)
+    assert_close(y3, y.numpy()[0], 1e-10)
 
 
 @requires_torch
@@ -237,11 +229,11 @@ def test_conv2d_double_backward_matches_torch(device, cfg):
     v = _rng(5).standard_normal(tuple(y_shape))
     p = _conv_penalty(lambda *a: F.conv2d(*a, **kw), *ours, engine.tensor(v, device=device))
     tp = _conv_penalty(lambda *a: TF.conv2d(*a, **kw), *theirs, torch.from_numpy(v))
-    _close(p, tp, 1e-8, 1e-8, "penalty")
+    assert_close(p, tp, 1e-8, 1e-8, "penalty")
     p.backward()
     tp.backward()
     for a, t, name in zip(ours, theirs, "xwb", strict=True):
-        _close(a.grad, t.grad, 1e-8, 1e-6, f"second-order gradient of {name}")
+        assert_close(a.grad, t.grad, 1e-8, 1e-6, f"second-order gradient of {name}")
 
 
 @pytest.mark.parametrize("cfg", [CONV_CONFIGS[1], CONV_CONFIGS[-3]])
@@ -348,7 +340,7 @@ def test_max_pool2d_matches_torch(device, cfg):
     ty, tidx = TF.max_pool2d(*_torch([x], grad=False), **kw, return_indices=True)
     assert idx.dtype == np.int64 and idx.device == device
     np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
-    _close(y, ty, 0.0)
+    assert_close(y, ty, 0.0)
 
 
 @pytest.mark.parametrize("cfg", POOL_CONFIGS[1:])
@@ -383,7 +375,7 @@ def test_max_pool2d_gradient_penalty_matches_torch(device):
         y = fn.max_pool2d(a, **kw)
         (g,) = lib.autograd.grad((y * y * y).sum(), a, create_graph=True)
         ((g * vv).sum() + (g * g).sum()).backward()
-    _close(ours.grad, theirs.grad, 1e-10)
+    assert_close(ours.grad, theirs.grad, 1e-10)
 
 
 # Average and adaptive pooling --------------------------------------------------------------
