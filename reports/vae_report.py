@@ -44,6 +44,7 @@ from generative.autoencoder import (  # noqa: E402
     save_latent_plot,
 )
 from generative.distributions import naive_mse_generator  # noqa: E402
+from tensortape.tasks.autoencoder import save_reconstructions  # noqa: E402
 
 
 def _grid(images, path: Path, nrow: int = 8) -> None:
@@ -79,12 +80,7 @@ def vae_pictures(name: str, vae, test: TensorDataset, out: Path) -> dict:
     samples = vae.sample(64)
     _grid(samples, out / f"{tag}_samples.png")
     x = test.tensors[0][:32]
-    with engine.no_grad():
-        vae.eval()
-        recon = vae.reconstruct(x)
-        vae.train()
-    rows = [t for i in range(0, 32, 8) for t in (x[i : i + 8], recon[i : i + 8])]
-    _grid(engine.cat(rows), out / f"{tag}_reconstructions.png")
+    save_reconstructions(vae, x, out / f"{tag}_reconstructions.png")
     _grid(vae.interpolate(x[:8], x[8:16], steps=10), out / f"{tag}_interpolations.png", nrow=10)
     codes, labels = encode_dataset(vae, test)
     save_latent_plot(codes, labels, out / f"{tag}_latent.png", title=f"{name}: test codes (PCA)")
@@ -111,10 +107,7 @@ def autoencoder_runs(epochs: int, out: Path) -> dict:
     _grid(ae.sample(64), out / "ae_samples.png")
     codes, labels = encode_dataset(ae, test)
     save_latent_plot(codes, labels, out / "ae_latent.png", title="autoencoder: test codes (PCA)")
-    x = test.tensors[0][:32]
-    recon = ae.reconstruct(x).detach()
-    rows = [t for i in range(0, 32, 8) for t in (x[i : i + 8], recon[i : i + 8])]
-    _grid(engine.cat(rows), out / "ae_reconstructions.png")
+    save_reconstructions(ae, test.tensors[0][:32], out / "ae_reconstructions.png")
     results = {
         "epochs": epochs,
         "train_seconds": seconds,
