@@ -12,11 +12,18 @@ from .tensor import Tensor
 __all__ = ["gradcheck", "numerical_grad"]
 
 
-def numerical_grad(fn: Callable, inputs: Sequence[Tensor], eps: float = 1e-6) -> list:
-    """d sum(fn(*inputs) * v) / d input by central differences, v a fixed random cotangent."""
-    out = fn(*inputs)
-    rng = numpy.random.default_rng(0)
-    v = rng.standard_normal(out.shape)
+def _cotangent(out: Tensor) -> numpy.ndarray:
+    """The fixed random cotangent v both sides of a gradcheck contract `out` with."""
+    return numpy.random.default_rng(0).standard_normal(out.shape)
+
+
+def numerical_grad(
+    fn: Callable, inputs: Sequence[Tensor], eps: float = 1e-6, v: numpy.ndarray | None = None
+) -> list:
+    """d sum(fn(*inputs) * v) / d input by central differences, v a fixed random cotangent
+    (drawn from fn's output when not given)."""
+    if v is None:
+        v = _cotangent(fn(*inputs))
     grads = []
     for x in inputs:
         if not (isinstance(x, Tensor) and x.requires_grad):
@@ -57,12 +64,12 @@ def gradcheck(
         if isinstance(x, Tensor) and x.requires_grad and x.dtype != numpy.float64:
             raise TypeError(f"gradcheck needs float64 inputs, got {x.dtype}")
     out = fn(*inputs)
-    v = numpy.random.default_rng(0).standard_normal(out.shape)
+    v = _cotangent(out)
     wrt = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
     analytic = _grad(
         out, wrt, grad_outputs=Tensor._wrap(out.xp.asarray(v), out.device), allow_unused=True
     )
-    numeric = [g for g in numerical_grad(fn, inputs, eps) if g is not None]
+    numeric = [g for g in numerical_grad(fn, inputs, eps, v) if g is not None]
     for i, (a, n) in enumerate(zip(analytic, numeric)):
         a = numpy.zeros_like(n) if a is None else a.numpy()
         if not numpy.allclose(a, n, atol=atol, rtol=rtol):
