@@ -5,7 +5,9 @@ import json
 import pytest
 from PIL import Image
 
+from generative.judge import COVERAGE_THRESHOLD
 from tensortape.cli import main
+from tensortape.tasks.gan import JUDGED_SAMPLES
 
 
 @pytest.mark.parametrize("task", ["gan", "cgan"])
@@ -15,7 +17,13 @@ def test_gan_verbs_write_samples_metrics_checkpoint_and_sample(tmp_path, task):
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]["epoch"]) == 2
     judge = metrics["judge"]
-    assert 1 <= judge["classes_covered"] <= 10 and judge["inception_score"] >= 1.0
+    shares = judge["class_shares"]  # of JUDGED_SAMPLES samples: whole thousandths summing to 1
+    assert len(shares) == 10 and sum(shares) == pytest.approx(1.0)
+    assert [round(s * JUDGED_SAMPLES) for s in shares] == pytest.approx(
+        [s * JUDGED_SAMPLES for s in shares]
+    )
+    assert judge["classes_covered"] == sum(s >= COVERAGE_THRESHOLD for s in shares)
+    assert judge["inception_score"] >= 1.0
     if task == "cgan":
         assert 0.0 <= judge["label_accuracy"] <= 1.0
     assert (out / "samples.png").exists()
