@@ -49,6 +49,7 @@ def test_train_sample_and_mix(tmp_path, capsys):
     history = metrics["history"]
     assert history["epoch"] == [1, 2]
     assert all(numpy.isfinite(history[k]).all() for k in ("loss_d", "loss_g", "r1"))
+    assert len(history["classes_covered"]) == 2  # the judge scored every epoch
     assert all(1 <= c <= 10 for c in history["classes_covered"])
     assert metrics["config"]["r1_gamma"] == 0.5 and metrics["config"]["z_dim"] == 8
     for name in ("samples.png", "mix.png", "checkpoint.npz"):
