@@ -45,8 +45,13 @@ class Device:
 
     @property
     def xp(self):
-        """The array module computing on this device: numpy or cupy."""
-        return self._xp or cupy()
+        """The array module computing on this device: numpy or cupy (looked up once per device:
+        every op reads it, and `cuda.reset()` drops the cached cuda devices when tests swap
+        CuPy implementations)."""
+        xp = self._xp
+        if xp is None:
+            xp = self._xp = cupy()
+        return xp
 
     def __str__(self) -> str:
         return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
