@@ -25,7 +25,7 @@ import numpy as np
 
 import engine
 import engine.functional as F
-from benchmarks.run import time_in_blocks
+from benchmarks.run import set_threads, time_in_blocks
 
 SHAPE = (32, 64, 32, 32)
 
@@ -149,18 +149,6 @@ def run(device: str = "cpu", repeat: int = 20, dtype: str = "float32", warmup: i
     return rows
 
 
-def _limit_threads(n: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -173,7 +161,7 @@ def main(argv=None) -> None:
     if args.cpu_time:
         CLOCK = time.process_time
     if args.threads:
-        _limit_threads(args.threads)
+        set_threads(args.threads)
     rows = run(args.device, args.repeat, args.dtype)
     clock = "cpu time" if args.cpu_time else "wall time"
     print(

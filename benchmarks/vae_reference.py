@@ -34,6 +34,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from benchmarks.run import set_threads  # noqa: E402
+
 RECIPES = {
     "mlp-vae": {"arch": "mlp", "latent_dim": 8, "width": 128},
     "conv-vae": {"arch": "conv", "latent_dim": 8, "width": 32},
@@ -41,20 +43,6 @@ RECIPES = {
 EPOCHS, BATCH_SIZE, LR = 50, 64, 1e-3
 EVAL_DRAWS, IW_SAMPLES = 10, 100
 TOLERANCE = 0.02
-
-
-def limit_threads(n: int) -> None:
-    """One BLAS thread per library: the cores are shared, and OpenBLAS threads fighting over
-    two busy cores make small matmuls ~50x slower."""
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
-
-    threadpool_limits(n)
-    try:
-        import torch  # noqa: PLC0415
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def digits_binarised() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -291,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in RECIPES]
     if unknown:
         p.error(f"unknown models {unknown}; choose from {list(RECIPES)}")
-    limit_threads(args.threads)
+    # One BLAS thread per library by default: the cores are shared, and OpenBLAS threads
+    # fighting over two busy cores make small matmuls ~50x slower.
+    set_threads(args.threads)
     results = compare(models, [int(s) for s in args.seeds.split(",")], args.epochs)
     print_table(results)
     if args.json:

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 import engine  # noqa: E402
 from benchmarks import vae_reference as ref  # noqa: E402
+from benchmarks.run import set_threads  # noqa: E402
 from engine.data import DataLoader, TensorDataset  # noqa: E402
 from engine.utils import save_image  # noqa: E402
 from generative.autoencoder import (  # noqa: E402
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ref.limit_threads(1)
+    set_threads(1)  # one BLAS thread per library (see benchmarks/vae_reference.py)
     seeds = [int(s) for s in args.seeds.split(",")]
     report = {"vae": vae_comparison(seeds, args.epochs, out, ref.digits_binarised())}
     report["ae"] = autoencoder_runs(args.epochs, out)
