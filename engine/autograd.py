@@ -400,16 +400,22 @@ def _as_grad(t, g):
     return g
 
 
+def _root_grads(roots: list, grads) -> list:
+    """One checked gradient per root: `grads` is None (ones for scalars), a Tensor or a list."""
+    from .tensor import Tensor
+
+    if grads is None or isinstance(grads, Tensor):
+        grads = [grads] * len(roots) if grads is None else [grads]
+    return [_as_grad(t, g) for t, g in zip(roots, grads)]
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False) -> None:
     """`engine.autograd.backward`: accumulate gradients of `tensors` into the leaves' `.grad`."""
     from .tensor import Tensor
 
     tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-    if grad_tensors is None or isinstance(grad_tensors, Tensor):
-        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
-    gs = [_as_grad(t, g) for t, g in zip(tensors, grad_tensors)]
     retain = create_graph if retain_graph is None else retain_graph
-    _run_backward(tensors, gs, retain, create_graph)
+    _run_backward(tensors, _root_grads(tensors, grad_tensors), retain, create_graph)
 
 
 def grad(
@@ -426,10 +432,8 @@ def grad(
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single_input = isinstance(inputs, Tensor)
     inputs = [inputs] if single_input else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, Tensor):
-        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
-    gs = [_as_grad(t, g) for t, g in zip(outputs, grad_outputs)]
     retain = create_graph if retain_graph is None else retain_graph
+    gs = _root_grads(outputs, grad_outputs)
     return _run_backward(outputs, gs, retain, create_graph, inputs, allow_unused)
 
 
