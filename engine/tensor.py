@@ -199,10 +199,12 @@ class Tensor:
             else:
                 dtype = a
         out = self
-        if dev is not None and _device(dev) != self._device:
-            out = _ops().to_device(out, _device(dev))
-        if dtype is not None and _dtype(dtype) != out.dtype:
-            out = _ops().astype(out, _dtype(dtype))
+        dev = None if dev is None else _device(dev)
+        if dev is not None and dev != self._device:
+            out = _ops().to_device(out, dev)
+        dtype = _dtype(dtype)
+        if dtype is not None and dtype != out.dtype:
+            out = _ops().astype(out, dtype)
         return out
 
     def cpu(self) -> Tensor:
