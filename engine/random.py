@@ -61,17 +61,17 @@ def set_rng_state(state: dict) -> None:
     _cuda.clear()
 
 
-def _float(dtype) -> numpy.dtype:
+def _float(dtype) -> tuple[numpy.dtype, numpy.dtype]:
+    """(the float dtype to return, the dtype to draw in: float16 draws in float32)."""
     dtype = numpy.dtype(dtype)
-    return dtype if dtype.kind == "f" else numpy.dtype(numpy.float32)
+    dt = dtype if dtype.kind == "f" else numpy.dtype(numpy.float32)
+    return dt, dt if dt in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
 
 
 def uniform(shape, dtype, device: Device, low: float = 0.0, high: float = 1.0):
     """Raw array of uniform draws in [low, high)."""
-    dt = _float(dtype)
-    gen = generator(device)
-    draw_dt = dt if dt in (numpy.float32, numpy.float64) else numpy.float32
-    a = gen.random(shape, dtype=draw_dt)
+    dt, draw_dt = _float(dtype)
+    a = generator(device).random(shape, dtype=draw_dt)
     if low != 0.0 or high != 1.0:
         a = a * (high - low) + low
     return a.astype(dt, copy=False)
@@ -79,10 +79,8 @@ def uniform(shape, dtype, device: Device, low: float = 0.0, high: float = 1.0):
 
 def normal(shape, dtype, device: Device, mean: float = 0.0, std: float = 1.0):
     """Raw array of normal draws."""
-    dt = _float(dtype)
-    gen = generator(device)
-    draw_dt = dt if dt in (numpy.float32, numpy.float64) else numpy.float32
-    a = gen.standard_normal(shape, dtype=draw_dt)
+    dt, draw_dt = _float(dtype)
+    a = generator(device).standard_normal(shape, dtype=draw_dt)
     if std != 1.0:
         a = a * std
     if mean != 0.0:
