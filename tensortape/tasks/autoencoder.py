@@ -163,12 +163,10 @@ def final_metrics(trainer: AutoencoderTrainer, test_set: TensorDataset, args) ->
     return results
 
 
-def _judge(model: Autoencoder) -> dict | None:
-    """The digits judge on 1,000 samples (None when the judge is unavailable)."""
-    try:
-        from generative.judge import load_judge  # noqa: PLC0415
-    except ImportError:
-        return None
+def _judge(model: Autoencoder) -> dict:
+    """The digits judge on 1,000 samples."""
+    from generative.judge import load_judge  # noqa: PLC0415
+
     return load_judge().report(model.sample(1000).cpu())
 
 

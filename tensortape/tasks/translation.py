@@ -105,9 +105,9 @@ def run(args) -> dict:
     task = args.task
     device = resolve_device(args.device)
     out = output_dir(args, task)
-    recipe = RECIPES[task].get(args.dataset) or {}
-    epochs = args.epochs if args.epochs is not None else recipe.get("epochs", 1)
-    batch_size = args.batch_size or recipe.get("batch_size", 64)
+    recipe = RECIPES[task][args.dataset]  # every --dataset choice has one
+    epochs = args.epochs if args.epochs is not None else recipe["epochs"]
+    batch_size = args.batch_size or recipe["batch_size"]
     if epochs < 0 or batch_size < 1:
         raise SystemExit(f"--epochs must be >= 0 and --batch-size >= 1, got {epochs}, {batch_size}")
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
