@@ -45,13 +45,13 @@ def reshape(x: Tensor, *shape) -> Tensor:
     shape = _shape_arg(shape)
     if shape == x.shape:
         return x
-    try:
-        numpy.empty(x.shape, dtype=numpy.bool_).reshape(shape)
+    try:  # the array's own reshape validates the shape; no trial reshape beforehand
+        out = Reshape(shape)(x)
     except ValueError:
         raise RuntimeError(
             f"shape {list(shape)} is invalid for input of size {x.array.size} (shape {x.shape})"
         ) from None
-    return _view_of(Reshape(shape)(x), x)
+    return _view_of(out, x)
 
 
 view = reshape
