@@ -89,8 +89,9 @@ class BatchNormTrain(Function):
         centred = x - mean
         invstd = ((centred * centred).mean(axes, keepdim=True) + self.eps).rsqrt()
         xhat = centred * invstd
-        gw = sum(gy * xhat, axes)
-        gb = sum(gy, axes)
+        params = self.inputs[1:]  # (weight, bias) as given: record only the wanted sums
+        gw = sum(gy * xhat, axes) if params and params[0].requires_grad else None
+        gb = sum(gy, axes) if len(params) > 1 and params[1].requires_grad else None
         gx = None
         if x.requires_grad:
             a = invstd if weight is None else invstd * reshape(weight, shape)
