@@ -145,27 +145,27 @@ def pow(a, b) -> Tensor:
     return Pow()(*_binary_operands(a, b))
 
 
-class Maximum(Function):
+class _Pick(Function):
+    """Elementwise maximum or minimum (`pick`); ties split the gradient evenly, as PyTorch does."""
+
+    pick = "maximum"
+
     def forward(self, a, b):
-        return self.xp.maximum(a, b)
+        return getattr(self.xp, self.pick)(a, b)
 
     def backward(self, gy):
         a, b = self.inputs
-        # Ties split the gradient evenly, as PyTorch does.
-        mask_a = (a.array > b.array) + 0.5 * (a.array == b.array)
-        mask_a = _const(a, mask_a.astype(gy.dtype))
+        a_wins = a.array > b.array if self.pick == "maximum" else a.array < b.array
+        mask_a = _const(a, (a_wins + 0.5 * (a.array == b.array)).astype(gy.dtype))
         return sum_to(gy * mask_a, a.shape), sum_to(gy * (1.0 - mask_a), b.shape)
 
 
-class Minimum(Function):
-    def forward(self, a, b):
-        return self.xp.minimum(a, b)
+class Maximum(_Pick):
+    pick = "maximum"
 
-    def backward(self, gy):
-        a, b = self.inputs
-        mask_a = (a.array < b.array) + 0.5 * (a.array == b.array)
-        mask_a = _const(a, mask_a.astype(gy.dtype))
-        return sum_to(gy * mask_a, a.shape), sum_to(gy * (1.0 - mask_a), b.shape)
+
+class Minimum(_Pick):
+    pick = "minimum"
 
 
 def maximum(a, b) -> Tensor:
