@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy
@@ -97,11 +96,6 @@ def _write_npz(f, arrays: dict[str, numpy.ndarray]) -> None:
     numpy.savez(f, **arrays)
 
 
-def _atomic_write(path: Path, arrays: dict[str, numpy.ndarray]) -> None:
-    with atomic_write(path) as f:
-        _write_npz(f, arrays)
-
-
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Save `obj` (nested dicts/lists/tuples of Tensors, arrays and plain values) to `path`."""
     encoder = _Encoder()
@@ -109,7 +103,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     meta = json.dumps({"format": FORMAT, "version": VERSION, "root": root})
     arrays = dict(encoder.arrays)
     arrays[_META_KEY] = numpy.frombuffer(meta.encode("utf-8"), dtype=numpy.uint8)
-    _atomic_write(Path(path), arrays)
+    with atomic_write(path) as f:
+        _write_npz(f, arrays)
 
 
 # --------------------------------------------------------------------------------------------
