@@ -309,14 +309,6 @@ MNIST_RESOURCES = {
 }
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _find(root: Path, name: str) -> Path | None:
     for candidate in (root / name, root / f"{name}.gz"):
         if candidate.is_file():
