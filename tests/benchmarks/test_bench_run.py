@@ -136,3 +136,14 @@ def test_timed_steps_come_in_abba_blocks_after_a_pause(monkeypatch):
         ["ours"] * 2, ["torch"] * 2, ["torch"], ["ours", "ours", "torch"],
         ["torch"] * 2, ["ours"] * 2, ["ours"], ["torch"],
     ]  # fmt: skip
+
+
+def test_page_faults_reports_the_memory_policy(capsys):
+    """benchmarks.page_faults (ours alone): in this process engine.memory is applied, so a
+    steady-state step touches no fresh pages (the MLP step allocates ~2 MiB of activations)."""
+    from benchmarks import page_faults
+
+    r = page_faults.measure("mlp", steps=5)
+    assert r["cpu_ms"] > 0 and r["faults"] < 64
+    assert page_faults.main(["mlp", "--steps", "3"]) == 0
+    assert "mlp: host_cache=" in capsys.readouterr().out
