@@ -87,6 +87,20 @@ def test_sampling_decodes_draws_of_the_fitted_gaussian(device):
     )
 
 
+def test_fitted_gaussian_follows_the_model_to_another_device_and_dtype(device):
+    """Module.to converts the latent buffers in place; the cached Cholesky factor must follow
+    (it used to stay on the fitting device/dtype, mixing a cuda loc with a cpu factor)."""
+    model = linear_autoencoder("cpu")
+    model.fit_latent_gaussian(_x(300, "cpu"))
+    model.sample(2)  # builds and caches the factor on the cpu in float64
+    model.to(device).float()
+    mvn = model.latent_gaussian
+    assert (mvn.scale_tril.device, mvn.scale_tril.dtype) == (engine.device(device), np.float32)
+    samples = model.sample(5)
+    assert samples.device == engine.device(device) and samples.dtype == np.float32
+    assert np.isfinite(samples.numpy()).all()
+
+
 def test_latent_arithmetic_with_a_linear_encoder(device):
     model = linear_autoencoder(device)
     a = model.encoder.weight.numpy()
