@@ -14,7 +14,6 @@ the graph unless `retain_graph=True`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import heapq
 import threading
 import weakref
@@ -435,14 +434,3 @@ def grad(
     retain = create_graph if retain_graph is None else retain_graph
     gs = _root_grads(outputs, grad_outputs)
     return _run_backward(outputs, gs, retain, create_graph, inputs, allow_unused)
-
-
-def once_differentiable(fn):
-    """Mark a backward that is not itself differentiable (computed on raw arrays)."""
-
-    @functools.wraps(fn)
-    def wrapper(self, *gys):
-        with set_grad_enabled(False):
-            return fn(self, *gys)
-
-    return wrapper
