@@ -103,11 +103,12 @@ class AnomalyError(RuntimeError):
     """Raised inside `detect_anomaly()` by the first op producing NaN or Inf."""
 
 
-def _check_finite(fn_name: str, phase: str, arrays: Iterable[Any]) -> None:
+def _check_finite(fn_name: str, phase: str, xp, arrays: Iterable[Any]) -> None:
+    """AnomalyError unless every float array is finite; `xp` is the op's array module (a
+    forward may return a NumPy scalar rather than an ndarray)."""
     for a in arrays:
         if a is None or a.dtype.kind not in "fc":
             continue
-        xp = _xp_of(a)
         if not bool(xp.isfinite(a).all()):
             raise AnomalyError(f"Function '{fn_name}' returned NaN or Inf values in its {phase}")
 
@@ -124,19 +125,10 @@ def _anomaly_backward(fn, gys):
     _check_finite(
         fn.name,
         "backward",
+        fn.xp,
         [g.array for g in (gxs if isinstance(gxs, tuple) else (gxs,)) if g is not None],
     )
     return gxs
-
-
-def _xp_of(array):
-    import numpy
-
-    if isinstance(array, numpy.ndarray) and type(array) is numpy.ndarray:
-        return numpy
-    from .device import cupy
-
-    return cupy()
 
 
 _Tensor = None  # engine.tensor.Tensor, injected by engine.tensor (which imports this module)
@@ -182,7 +174,7 @@ class Function:
         if single:
             ys = (ys,)
         if _mode.anomaly:
-            _check_finite(type(self).__name__, "forward", ys)
+            _check_finite(type(self).__name__, "forward", self.xp, ys)
         record = False
         if _mode.grad_enabled and self.differentiable:
             for t in inputs:
