@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy
 
+import kernels
+
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 from .linalg import matmul
@@ -42,13 +44,7 @@ IntPair = int | Sequence[int]
 
 def _kernels(device):
     """The raw kernels of a device: chosen by the tensor's device, not by its array's type."""
-    if device.type == "cuda":
-        from kernels import gpu
-
-        return gpu
-    from kernels import cpu
-
-    return cpu
+    return kernels.backend(device.type)
 
 
 # Argument checks ---------------------------------------------------------------------------
