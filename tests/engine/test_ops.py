@@ -236,6 +236,20 @@ def test_max_tie_gradient_splits_evenly(device):
                    device=device, gradcheck=False)
 
 
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_elementwise_max_min_tie_gradient_splits_evenly(name, device):
+    """Ties send half the gradient to each input, as torch.maximum / torch.minimum."""
+    a_np, b_np = np.array([1.0, 3.0, 2.0]), np.array([1.0, 2.0, 5.0])
+    helper_test_op([], lambda a, b: getattr(lib(a), name)(a, b), inputs=[a_np, b_np],
+                   device=device, gradcheck=False)  # fmt: skip
+    a = engine.tensor(a_np, device=device, requires_grad=True)
+    b = engine.tensor(b_np, device=device, requires_grad=True)
+    getattr(engine, name)(a, b).sum().backward()
+    a_wins = [0.5, 1.0, 0.0] if name == "maximum" else [0.5, 0.0, 1.0]
+    np.testing.assert_array_equal(a.grad.numpy(), a_wins)
+    np.testing.assert_array_equal(b.grad.numpy(), 1.0 - np.array(a_wins))
+
+
 def test_max_of_empty_raises(device):
     with pytest.raises(RuntimeError, match="non-empty"):
         engine.zeros(0, device=device).max()
