@@ -8,16 +8,12 @@ work is unaffected.
 
 from __future__ import annotations
 
-_controller = None
-
 
 def _blas_libraries() -> list:
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
+    """The BLAS libraries loaded now (not cached: SciPy and others may load another later)."""
+    from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController().select(user_api="blas")
-    return list(_controller.lib_controllers)
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
 def get_num_threads() -> int:
