@@ -444,8 +444,10 @@ def max_pool2d_forward(
     fx = _first_valid(OW, W, sx, pw, dx, kw)
     argmax = np.zeros((N, C, OH, OW), dtype=np.int32)
     if not fy.any() and not fx.any():
-        # Offset (0, 0) lies inside the image for every window: start from it.
-        y = np.ascontiguousarray(_window(xp_, 0, 0, OH, OW, sy, sx, dy, dx))
+        # Offset (0, 0) lies inside the image for every window: start from it. A copy, never
+        # ascontiguousarray: for one image and channel the window view can already be
+        # contiguous, and the maximum below would then be written into the caller's input.
+        y = _window(xp_, 0, 0, OH, OW, sy, sx, dy, dx).copy()
         first = None
     else:
         y = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)

@@ -361,6 +361,22 @@ def test_max_pool2d_gradcheck_and_double_backward(device, cfg):
     gradcheck(grad, [x], device, eps=1e-4)
 
 
+@pytest.mark.parametrize(
+    "shape, k", [((1, 1, 2, 3), 2), ((1, 1, 4, 4), 2), ((1, 1, 3, 3), 3), ((1, 1, 2, 2), 1)]
+)
+def test_max_pool2d_leaves_its_input_alone(device, shape, k):
+    # One image, one channel, no padding: the first window view can be contiguous, and the CPU
+    # kernel once wrote its running maximum into it (the input), moving the next call's gradient.
+    x0 = _distinct(shape, seed=5)
+    x = engine.tensor(x0, device=device, requires_grad=True)
+    F.max_pool2d(x, k).sum().backward()
+    np.testing.assert_array_equal(x.detach().numpy(), x0)
+    g1 = x.grad.numpy().copy()
+    x.grad = None
+    F.max_pool2d(x, k).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), g1)
+
+
 @requires_torch
 def test_max_pool2d_gradient_penalty_matches_torch(device):
     x = _distinct((2, 2, 6, 7), seed=3)
