@@ -1,19 +1,18 @@
 """CUDA kernels for convolution and pooling: raw ``cupy.ndarray`` in, raw arrays out.
 
 Same functions and signatures as :mod:`kernels.cpu`. The hand-written kernels live in
-``kernels/cuda/*.cu``, compiled once per source through ``cupy.RawModule`` (float and double
-instantiated by ``name_expressions``) and cached; the GEMMs are ``cupy.matmul`` (cuBLAS).
+``kernels/cuda/*.cu`` and run through :mod:`kernels.launch`; the GEMMs are ``cupy.matmul``
+(cuBLAS).
 CuPy is imported inside the functions only, so ``import kernels.gpu`` works without it.
 """
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy
 
+from kernels import launch
 from kernels._shared import (
     ConvGemm,
     Pair,
@@ -27,28 +26,6 @@ from kernels._shared import (
     output_hw,
 )
 
-CUDA_DIR = Path(__file__).resolve().parent / "cuda"
-CTYPES = {"float32": "float", "float64": "double"}
-FLOAT_DTYPES = tuple(CTYPES)
-# Kernel templates per source file; each is instantiated for every type in CTYPES.
-KERNELS = {
-    "conv.cu": ("im2col", "col2im"),
-    "pool.cu": (
-        "max_pool2d_forward",
-        "max_pool2d_backward",
-        "avg_pool2d_forward",
-        "avg_pool2d_backward",
-    ),
-}
-THREADS = 256
-MAX_BLOCKS = 65535 * 8
-
-# (id of the cupy module, source path[, name expression]) -> RawModule / kernel. Keyed by the
-# module so that a CuPy stand-in swapped in by the tests never gets a kernel built by another.
-_modules: dict[tuple[int, str], Any] = {}
-_functions: dict[tuple[int, str, str], Any] = {}
-_lock = threading.Lock()
-
 
 def _cupy() -> Any:
     import cupy
@@ -56,56 +33,9 @@ def _cupy() -> Any:
     return cupy
 
 
-def name_expressions(source: str) -> list[str]:
-    """The template instantiations compiled for one ``kernels/cuda`` source file."""
-    return [f"{k}<{t}>" for k in KERNELS[source] for t in CTYPES.values()]
-
-
-# Per source file: its path and name expressions, built once (a Path join costs microseconds).
-_SOURCES = {source: (CUDA_DIR / source, tuple(name_expressions(source))) for source in KERNELS}
-
-
-def compiled_kernel(
-    path: Path, exprs: Sequence[str], expr: str, options: tuple[str, ...] = ()
-) -> Any:
-    """Kernel ``expr`` of the ``.cu`` source at ``path``; the RawModule, compiled for all of
-    ``exprs``, and the kernel are built once per CuPy module and cached."""
-    cupy = _cupy()
-    key = (id(cupy), str(path), expr)
-    fn = _functions.get(key)
-    if fn is None:
-        with _lock:
-            mod = _modules.get(key[:2])
-            if mod is None:
-                mod = _modules[key[:2]] = cupy.RawModule(
-                    code=path.read_text(), options=options, name_expressions=exprs
-                )
-            fn = _functions[key] = mod.get_function(expr)
-    return fn
-
-
-def _kernel(source: str, name: str, dtype: Any) -> Any:
-    path, exprs = _SOURCES[source]
-    expr = f"{name}<{CTYPES[numpy.dtype(dtype).name]}>"
-    return compiled_kernel(path, exprs, expr, ("--std=c++14",))
-
-
-def _launch(source: str, name: str, arrays: Sequence[Any], total: int, ints: Sequence[int]) -> None:
-    """Grid-stride launch of ``name<T>`` (T from the first array) over ``total`` elements.
-
-    Every kernel's signature is (pointers..., long long total, int...).
-    """
-    if total <= 0:
-        return
-    kernel = _kernel(source, name, arrays[0].dtype)
-    blocks = min((total + THREADS - 1) // THREADS, MAX_BLOCKS)
-    args = (*arrays, numpy.int64(total), *(numpy.int32(v) for v in ints))
-    kernel((blocks,), (THREADS,), args)
-
-
 def _input(x: Any, name: str) -> tuple[Any, tuple[int, int, int, int]]:
     shape = check_4d(x, name)
-    check_float(x, name, FLOAT_DTYPES)
+    check_float(x, name, launch.FLOAT_DTYPES)
     return _cupy().ascontiguousarray(x), shape
 
 
@@ -125,7 +55,7 @@ def im2col(
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
     col = _cupy().empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
     ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
-    _launch("conv.cu", "im2col", (x, col), col.size, ints)
+    launch.launch("conv.cu", "im2col", (x, col), col.size, ints)
     return col
 
 
@@ -142,12 +72,12 @@ def col2im(
 ) -> Any:
     """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
     N, C, kh, kw, OH, OW = check_col(col, H, W, sy, sx, ph, pw, dy, dx)
-    check_float(col, "col2im input", FLOAT_DTYPES)
+    check_float(col, "col2im input", launch.FLOAT_DTYPES)
     cupy = _cupy()
     col = cupy.ascontiguousarray(col)
     x = cupy.empty((N, C, H, W), dtype=col.dtype)
     ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
-    _launch("conv.cu", "col2im", (col, x), x.size, ints)
+    launch.launch("conv.cu", "col2im", (col, x), x.size, ints)
     return x
 
 
@@ -233,7 +163,7 @@ def max_pool2d_forward(
     y = cupy.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = cupy.empty((N, C, OH, OW), dtype=numpy.int32)
     ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
-    _launch("pool.cu", "max_pool2d_forward", (x, y, argmax), y.size, ints)
+    launch.launch("pool.cu", "max_pool2d_forward", (x, y, argmax), y.size, ints)
     return y, argmax
 
 
@@ -255,14 +185,14 @@ def max_pool2d_backward(
     N, C, H, W = (int(v) for v in x_shape)
     if argmax.dtype != numpy.int32:
         raise TypeError(f"max_pool2d_backward: argmax must be int32, got {argmax.dtype.name}")
-    check_float(gy, "max_pool2d_backward gy", FLOAT_DTYPES)
+    check_float(gy, "max_pool2d_backward gy", launch.FLOAT_DTYPES)
     OH, OW = gy.shape[2:]
     cupy = _cupy()
     gy = cupy.ascontiguousarray(gy)
     argmax = cupy.ascontiguousarray(argmax)
     gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
     ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
-    _launch("pool.cu", "max_pool2d_backward", (gy, argmax, gx), gx.size, ints)
+    launch.launch("pool.cu", "max_pool2d_backward", (gy, argmax, gx), gx.size, ints)
     return gx
 
 
@@ -298,7 +228,7 @@ def avg_pool2d_forward(
     OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
     y = _cupy().empty((N, C, OH, OW), dtype=x.dtype)
     ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)))
-    _launch("pool.cu", "avg_pool2d_forward", (x, y), y.size, ints)
+    launch.launch("pool.cu", "avg_pool2d_forward", (x, y), y.size, ints)
     return y
 
 
@@ -316,10 +246,10 @@ def avg_pool2d_backward(
     """dL/dx of average pooling: gy / divisor spread over each window."""
     OH, OW = check_avg_pool_grad(gy, x_shape, kh, kw, sy, sx, ph, pw)
     N, C, H, W = (int(v) for v in x_shape)
-    check_float(gy, "avg_pool2d_backward gy", FLOAT_DTYPES)
+    check_float(gy, "avg_pool2d_backward gy", launch.FLOAT_DTYPES)
     cupy = _cupy()
     gy = cupy.ascontiguousarray(gy)
     gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
     ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)))
-    _launch("pool.cu", "avg_pool2d_backward", (gy, gx), gx.size, ints)
+    launch.launch("pool.cu", "avg_pool2d_backward", (gy, gx), gx.size, ints)
     return gx

@@ -1,20 +1,16 @@
 """Fused optimizer updates on CuPy arrays: one RawKernel launch per parameter update.
 
 Same functions and arguments as :mod:`kernels.optim_cpu`; the kernels are in
-``kernels/cuda/optim.cu``, compiled once per CuPy module for float and double through
-``name_expressions`` and cached. Scalars go in as the parameter's dtype (``T`` in the kernel),
-flags as ``numpy.int32`` and the length as ``numpy.int64``, so nothing depends on how CuPy
-passes Python numbers. CuPy is imported lazily, only when a launch happens.
+``kernels/cuda/optim.cu``, launched through :mod:`kernels.launch` (scalars as the parameter's
+dtype ``T``, flags as ``int``, the length as ``long long``). CuPy is imported lazily, only when a
+launch happens.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from kernels.gpu import _cupy, compiled_kernel
+from kernels import launch
 
 __all__ = [
     "sgd_update",
@@ -23,34 +19,7 @@ __all__ = [
     "rmsprop_update",
     "adagrad_update",
     "adadelta_update",
-    "SOURCE_PATH",
-    "KERNELS",
-    "NAME_EXPRESSIONS",
 ]
-
-SOURCE_PATH = Path(__file__).with_name("cuda") / "optim.cu"
-KERNELS = (
-    "sgd_update",
-    "momentum_update",
-    "adam_update",
-    "rmsprop_update",
-    "adagrad_update",
-    "adadelta_update",
-)
-C_TYPES = {"float32": "float", "float64": "double"}
-NAME_EXPRESSIONS = tuple(f"{k}<{c}>" for k in KERNELS for c in C_TYPES.values())
-BLOCK = 256
-MAX_BLOCKS = 4096  # grid-stride loops cover the rest
-
-
-def _c_type(p: Any) -> str:
-    ctype = C_TYPES.get(p.dtype.name)
-    if ctype is None:
-        raise TypeError(
-            f"fused CUDA optimizer updates support float32 and float64 parameters, "
-            f"got {p.dtype.name} of shape {tuple(p.shape)}"
-        )
-    return ctype
 
 
 def _check_shapes(p: Any, arrays: Sequence[Any]) -> None:
@@ -71,8 +40,8 @@ def _launch(
     flags: Sequence[bool],
 ) -> None:
     """Run ``name<T>(p, g, *state, n, *scalars, *flags)`` over every element of ``p``."""
-    cp = _cupy()
-    ctype = _c_type(p)
+    cp = launch._cupy()
+    launch.c_type(p.dtype, f"fused CUDA optimizer updates (parameter of shape {tuple(p.shape)})")
     _check_shapes(p, (g, *state))
     for s in state:
         if s is not None and not s.flags.c_contiguous:
@@ -82,20 +51,7 @@ def _launch(
     g = cp.ascontiguousarray(g)
     # A kernel ignores strides: update a contiguous copy of a strided parameter, then write back.
     pc = p if p.flags.c_contiguous else cp.ascontiguousarray(p)
-    n = int(p.size)
-    t = p.dtype.type
-    args = (
-        pc,
-        g,
-        *state,
-        np.int64(n),
-        *(t(s) for s in scalars),
-        *(np.int32(bool(f)) for f in flags),
-    )
-    blocks = min(max(1, -(-n // BLOCK)), MAX_BLOCKS)
-    kernel = compiled_kernel(SOURCE_PATH, NAME_EXPRESSIONS, f"{name}<{ctype}>")
-    with p.device:
-        kernel((blocks,), (BLOCK,), args)
+    launch.launch("optim.cu", name, (pc, g, *state), int(p.size), (), scalars, flags)
     if pc is not p:
         p[...] = pc
 

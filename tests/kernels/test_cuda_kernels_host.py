@@ -10,33 +10,32 @@ groups, pooling) through whatever ``cupy`` the suite has: the stand-in, or a rea
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from cuda_sim import cupy as sim
 from cuda_sim import hostbuild
 
-from kernels import cpu, gpu
+from kernels import cpu, gpu, launch
 
-CUDA_DIR = Path(gpu.__file__).resolve().parent / "cuda"
-# (blocks, threads): sequential, wrapping grid-stride loops, and what kernels.gpu launches.
-GRIDS = [(1, 1), (3, 32), (None, gpu.THREADS)]
+CUDA_DIR = launch.CUDA_DIR
+SOURCES = ("conv.cu", "pool.cu")
+# (blocks, threads): sequential, wrapping grid-stride loops, and what kernels.launch launches.
+GRIDS = [(1, 1), (3, 32), (None, launch.THREADS)]
 CTYPE = {np.float32: "float", np.float64: "double"}
 
 
 @pytest.fixture(scope="module")
 def modules():
-    return {src: hostbuild.build(CUDA_DIR / src, gpu.name_expressions(src)) for src in gpu.KERNELS}
+    return {src: hostbuild.build(CUDA_DIR / src, launch.name_expressions(src)) for src in SOURCES}
 
 
-def launch(modules, source, name, dtype, arrays, total, ints, grid):
+def run_kernel(modules, source, name, dtype, arrays, total, ints, grid):
     """Launch ``name<T>`` on stand-in copies of ``arrays``; returns them as host arrays."""
     fn = modules[source].get_function(f"{name}<{CTYPE[dtype]}>")
     dev = [sim.asarray(a) for a in arrays]
     blocks, threads = grid
     if blocks is None:
-        blocks = min(-(-total // threads), gpu.MAX_BLOCKS)
+        blocks = launch.blocks(total)
     fn((blocks,), (threads,), (*dev, np.int64(total), *(np.int32(v) for v in ints)))
     return [d.get() for d in dev]
 
@@ -95,12 +94,12 @@ def test_im2col_and_col2im_kernels(modules, cfg, dtype, grid):
     ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
 
     col = np.full(expected.shape, np.nan, dtype=dtype)
-    _, col = launch(modules, "conv.cu", "im2col", dtype, (x, col), col.size, ints, grid)
+    _, col = run_kernel(modules, "conv.cu", "im2col", dtype, (x, col), col.size, ints, grid)
     np.testing.assert_array_equal(col, expected)
 
     c = rng.standard_normal(expected.shape).astype(dtype)
     img = np.full(x.shape, np.nan, dtype=dtype)
-    _, img = launch(modules, "conv.cu", "col2im", dtype, (c, img), img.size, ints, grid)
+    _, img = run_kernel(modules, "conv.cu", "col2im", dtype, (c, img), img.size, ints, grid)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(img, cpu.col2im(c, sy, sx, ph, pw, H, W, dy, dx), rtol=tol, atol=tol)
 
@@ -121,7 +120,7 @@ def test_max_pool_kernels(modules, cfg, dtype, grid):
 
     y = np.zeros(y_ref.shape, dtype=dtype)
     am = np.full(y_ref.shape, -7, dtype=np.int32)
-    _, y, am = launch(
+    _, y, am = run_kernel(
         modules, "pool.cu", "max_pool2d_forward", dtype, (x, y, am), y.size, ints, grid
     )
     np.testing.assert_array_equal(y, y_ref)
@@ -129,7 +128,7 @@ def test_max_pool_kernels(modules, cfg, dtype, grid):
 
     gy = rng.standard_normal(y.shape).astype(dtype)
     gx = np.full(x.shape, np.nan, dtype=dtype)
-    _, _, gx = launch(
+    _, _, gx = run_kernel(
         modules, "pool.cu", "max_pool2d_backward", dtype, (gy, am, gx), gx.size, ints, grid
     )
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -151,12 +150,14 @@ def test_avg_pool_kernels(modules, cfg, count_include_pad, grid):
     ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
 
     y = np.full(y_ref.shape, np.nan)
-    _, y = launch(modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), y.size, ints, grid)
+    _, y = run_kernel(modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), y.size, ints, grid)
     np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
 
     gy = rng.standard_normal(y.shape)
     gx = np.full(x.shape, np.nan)
-    _, gx = launch(modules, "pool.cu", "avg_pool2d_backward", dtype, (gy, gx), gx.size, ints, grid)
+    _, gx = run_kernel(
+        modules, "pool.cu", "avg_pool2d_backward", dtype, (gy, gx), gx.size, ints, grid
+    )
     expected = cpu.avg_pool2d_backward(gy, x.shape, kh, kw, sy, sx, ph, pw, bool(count_include_pad))
     np.testing.assert_allclose(gx, expected, rtol=1e-12, atol=1e-12)
 
@@ -167,17 +168,17 @@ def test_max_pool_kernel_window_in_padding(modules):
     y = np.zeros((1, 1, 1, 1), np.float32)
     am = np.zeros((1, 1, 1, 1), np.int32)
     ints = (3, 3, 1, 1, 2, 2, 1, 1, 1, 1, 4, 4)
-    _, y, am = launch(
+    _, y, am = run_kernel(
         modules, "pool.cu", "max_pool2d_forward", np.float32, (x, y, am), 1, ints, (1, 32)
     )
     assert y[0, 0, 0, 0] == -np.inf and am[0, 0, 0, 0] == -1
 
 
 def test_every_kernel_is_covered(modules):
-    # A kernel added to a .cu file must be added to kernels.gpu.KERNELS (and tested here).
-    for src in gpu.KERNELS:
+    # A kernel added to a .cu file must be added to kernels.launch.KERNELS (and tested here).
+    for src in SOURCES:
         found = set(hostbuild.find_kernels((CUDA_DIR / src).read_text()))
-        assert found == set(gpu.KERNELS[src]), src
+        assert found == set(launch.KERNELS[src]), src
     tested = {
         "im2col",
         "col2im",
@@ -186,7 +187,7 @@ def test_every_kernel_is_covered(modules):
         "avg_pool2d_forward",
         "avg_pool2d_backward",
     }
-    assert tested == {k for names in gpu.KERNELS.values() for k in names}
+    assert tested == {k for src in SOURCES for k in launch.KERNELS[src]}
 
 
 # ---------------------------------------------------------------- part 2: kernels.gpu end to end

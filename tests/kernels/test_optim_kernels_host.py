@@ -18,18 +18,18 @@ import pytest
 from cuda_sim import cupy as sim
 from cuda_sim import hostbuild
 
-from kernels import optim_cpu, optim_gpu
+from kernels import launch, optim_cpu, optim_gpu
 
 CTYPE = {np.float32: "float", np.float64: "double"}
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-14, atol=1e-15)}
 # (blocks, threads): sequential, wrapping grid-stride loops, what optim_gpu launches.
-GRIDS = [(1, 1), (3, 32), (None, optim_gpu.BLOCK)]
+GRIDS = [(1, 1), (3, 32), (None, launch.THREADS)]
 SIZES = [0, 1, 257, 1000]
 
 
 @pytest.fixture(scope="module")
 def module():
-    return hostbuild.build(optim_gpu.SOURCE_PATH, optim_gpu.NAME_EXPRESSIONS)
+    return hostbuild.build(launch.CUDA_DIR / "optim.cu", launch.name_expressions("optim.cu"))
 
 
 def i32(flag) -> np.int32:
@@ -77,8 +77,13 @@ KERNELS = {
     "sgd_update": (
         sgd_case,
         grid_of(
-            lr=[0.1], momentum=[0.0, 0.9], dampening=[0.0, 0.25], weight_decay=[0.0, 0.1],
-            nesterov=[False, True], maximize=[False, True], first=[False, True],
+            lr=[0.1],
+            momentum=[0.0, 0.9],
+            dampening=[0.0, 0.25],
+            weight_decay=[0.0, 0.1],
+            nesterov=[False, True],
+            maximize=[False, True],
+            first=[False, True],
         ),
     ),
     "momentum_update": (
@@ -88,15 +93,26 @@ KERNELS = {
     "adam_update": (
         adam_case,
         grid_of(
-            step_size=[0.003], beta1=[0.9], beta2=[0.999], eps=[1e-8], weight_decay=[0.0, 0.1],
-            decay=[1.0, 0.99], amsgrad=[False, True], maximize=[False, True],
+            step_size=[0.003],
+            beta1=[0.9],
+            beta2=[0.999],
+            eps=[1e-8],
+            weight_decay=[0.0, 0.1],
+            decay=[1.0, 0.99],
+            amsgrad=[False, True],
+            maximize=[False, True],
         ),
     ),
     "rmsprop_update": (
         rmsprop_case,
         grid_of(
-            lr=[0.01], alpha=[0.99], eps=[1e-8], weight_decay=[0.0, 0.1], momentum=[0.0, 0.9],
-            centered=[False, True], maximize=[False, True],
+            lr=[0.01],
+            alpha=[0.99],
+            eps=[1e-8],
+            weight_decay=[0.0, 0.1],
+            momentum=[0.0, 0.9],
+            centered=[False, True],
+            maximize=[False, True],
         ),
     ),
     "adagrad_update": (
@@ -140,7 +156,7 @@ def run_kernel(module, name, dtype, states, scalars, flags, arrays, kw, grid):
     n = arrays["p"].size
     blocks, threads = grid
     if blocks is None:
-        blocks = min(max(1, -(-n // threads)), optim_gpu.MAX_BLOCKS)
+        blocks = launch.blocks(n)
     t = np.dtype(dtype).type
     args = (
         dev["p"],
@@ -168,7 +184,9 @@ def test_kernel_matches_cpu_update(module, name, index, dtype):
         for key in arrays:
             assert got[key].dtype == dtype
             np.testing.assert_allclose(
-                got[key], want[key], err_msg=f"{name} {kw} n={size} grid={grid}: {key}",
+                got[key],
+                want[key],
+                err_msg=f"{name} {kw} n={size} grid={grid}: {key}",
                 **TOL[dtype],
             )
         if size:
@@ -177,7 +195,7 @@ def test_kernel_matches_cpu_update(module, name, index, dtype):
 
 
 def test_every_kernel_is_covered():
-    assert {n.split("<")[0] for n in optim_gpu.NAME_EXPRESSIONS} == set(KERNELS)
+    assert {n.split("<")[0] for n in launch.name_expressions("optim.cu")} == set(KERNELS)
     assert set(KERNELS) == set(optim_cpu.__all__)
 
 
@@ -199,16 +217,40 @@ def test_optim_gpu_functions_match_cpu():
     base = {k: rng.uniform(0.5, 1.5, (7, 9)).astype(np.float32) for k in ("p", "g", "a", "b", "c")}
     base["s"] = rng.uniform(-0.1, 0.1, (7, 9)).astype(np.float32)  # RMSprop's centered mean
     calls = {
-        "sgd_update": (("a",), dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01,
-                                     nesterov=False, maximize=True, first=False)),
+        "sgd_update": (
+            ("a",),
+            dict(
+                lr=0.1,
+                momentum=0.9,
+                dampening=0.1,
+                weight_decay=0.01,
+                nesterov=False,
+                maximize=True,
+                first=False,
+            ),
+        ),
         "momentum_update": (("a",), dict(lr=0.1, mu=0.9, weight_decay=0.01, nesterov=True)),
-        "adam_update": (("a", "b", "c"), dict(step_size=0.01, beta1=0.8, beta2=0.9, eps=1e-3,
-                                              weight_decay=0.1, decay=0.99, maximize=False)),
-        "rmsprop_update": (("b", "s", "c"), dict(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1,
-                                                 momentum=0.5, maximize=True)),
+        "adam_update": (
+            ("a", "b", "c"),
+            dict(
+                step_size=0.01,
+                beta1=0.8,
+                beta2=0.9,
+                eps=1e-3,
+                weight_decay=0.1,
+                decay=0.99,
+                maximize=False,
+            ),
+        ),
+        "rmsprop_update": (
+            ("b", "s", "c"),
+            dict(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1, momentum=0.5, maximize=True),
+        ),
         "adagrad_update": (("a",), dict(clr=0.1, eps=1e-3, weight_decay=0.1, maximize=False)),
-        "adadelta_update": (("a", "b"), dict(lr=0.5, rho=0.8, eps=1e-3, weight_decay=0.1,
-                                             maximize=True)),
+        "adadelta_update": (
+            ("a", "b"),
+            dict(lr=0.5, rho=0.8, eps=1e-3, weight_decay=0.1, maximize=True),
+        ),
     }
     for name, (states, kw) in calls.items():
         host = {k: v.copy() for k, v in base.items()}
@@ -231,6 +273,11 @@ def test_optim_gpu_rejects_unsupported_dtype_and_shape():
     p = cupy.zeros(3, dtype=cupy.float32)
     with pytest.raises(ValueError, match=r"\(4,\)"):
         optim_gpu.adagrad_update(
-            p, cupy.zeros(4, dtype=cupy.float32), p, clr=0.1, eps=1e-10, weight_decay=0.0,
+            p,
+            cupy.zeros(4, dtype=cupy.float32),
+            p,
+            clr=0.1,
+            eps=1e-10,
+            weight_decay=0.0,
             maximize=False,
         )
