@@ -23,6 +23,18 @@ except ImportError:  # the oracle is optional
 requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the oracle) is not installed")
 
 
+def lib(x):
+    """The library `x` belongs to (torch or engine), so one lambda serves both."""
+    return engine if isinstance(x, engine.Tensor) else torch
+
+
+def index_like(x, data, dtype=None):
+    """A tensor of `data` in `x`'s library (and on its device): int64 indices, bool masks."""
+    if isinstance(x, engine.Tensor):
+        return engine.tensor(data, dtype=dtype, device=x.device)
+    return torch.tensor(data, dtype=getattr(torch, dtype) if dtype else None)
+
+
 def random_inputs(shapes: Sequence[tuple], low: float = -2.0, high: float = 2.0, seed: int = 0):
     """float64 host arrays drawn uniformly in [low, high), one per shape."""
     rng = np.random.default_rng(seed)

@@ -3,6 +3,28 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
+from .indexing import (
+    argsort,
+    diag,
+    diagonal,
+    gather,
+    index_select,
+    masked_fill,
+    masked_select,
+    meshgrid,
+    nonzero,
+    repeat_interleave,
+    roll,
+    scatter,
+    scatter_add,
+    scatter_reduce,
+    sort,
+    take_along_dim,
+    topk,
+    tril,
+    triu,
+    unfold,
+)
 from .linalg import linear, matmul
 from .math import (
     abs,
@@ -35,8 +57,10 @@ from .math import (
     where,
 )
 from .reduction import (
+    all,
     amax,
     amin,
+    any,
     argmax,
     argmin,
     logsumexp,
@@ -142,6 +166,27 @@ _TENSOR_METHODS = dict(
     flip=flip,
     sum_to=sum_to,
     clone=clone,
+    gather=gather,
+    take_along_dim=take_along_dim,
+    index_select=index_select,
+    masked_fill=masked_fill,
+    masked_select=masked_select,
+    nonzero=nonzero,
+    scatter=scatter,
+    scatter_add=scatter_add,
+    scatter_reduce=scatter_reduce,
+    sort=sort,
+    argsort=argsort,
+    topk=topk,
+    any=any,
+    all=all,
+    tril=tril,
+    triu=triu,
+    diag=diag,
+    diagonal=diagonal,
+    roll=roll,
+    repeat_interleave=repeat_interleave,
+    unfold=unfold,
 )
 
 
@@ -167,5 +212,7 @@ __all__ = sorted(
         "astype",
         "to_device",
         "as_tensor",
+        "meshgrid",
     }
 )
+__all__.remove("unfold")  # Tensor.unfold only: torch.nn.functional.unfold is im2col, not this

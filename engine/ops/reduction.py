@@ -288,6 +288,24 @@ def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
     return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)
 
 
+def _logical_reduce(pick, x: Tensor, dim, keepdim: bool) -> Tensor:
+    """any/all (`pick`): a bool tensor, no gradient."""
+    a = x.array
+    axes = None if dim is None or x.ndim == 0 else _axes(dim, x.ndim)
+    out = getattr(a.astype(bool, copy=False), pick)(axis=axes, keepdims=keepdim and x.ndim > 0)
+    return Tensor._wrap(x.xp.asarray(out), x.device)
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """True where any element over `dim` (all of them by default) is non-zero."""
+    return _logical_reduce("any", input, dim, keepdim)
+
+
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """True where every element over `dim` (all of them by default) is non-zero."""
+    return _logical_reduce("all", input, dim, keepdim)
+
+
 __all__ = [
     "sum",
     "mean",
@@ -302,4 +320,6 @@ __all__ = [
     "prod",
     "logsumexp",
     "norm",
+    "any",
+    "all",
 ]

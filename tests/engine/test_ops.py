@@ -11,22 +11,9 @@ import operator
 
 import numpy as np
 import pytest
-from helpers import helper_test_op, requires_torch, torch
+from helpers import helper_test_op, index_like, lib, requires_torch, torch
 
 import engine
-
-
-def lib(x):
-    """The library `x` belongs to (torch or engine), so one lambda serves both."""
-    return engine if isinstance(x, engine.Tensor) else torch
-
-
-def index_like(x, data):
-    """An integer index tensor of `x`'s library (and device)."""
-    if isinstance(x, engine.Tensor):
-        return engine.tensor(data, device=x.device)
-    return torch.tensor(data)
-
 
 # Elementwise unary ----------------------------------------------------------------------------
 UNARY = {
