@@ -267,3 +267,26 @@ def test_torch_agrees_on_tie_free_topk_values(device):
     theirs = torch.from_numpy(a).topk(4, dim=1)
     np.testing.assert_array_equal(ours.indices.numpy(), theirs.indices.numpy())
     np.testing.assert_array_equal(ours.values.numpy(), theirs.values.numpy())
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x, s: x.gather(0, index_like(x, IDX)) * s.sum(),
+        lambda x, s: x.scatter(0, index_like(x, IDX), s),
+        lambda x, s: x.scatter_add(0, index_like(x, IDX), s),
+        lambda x, s: x.scatter_reduce(0, index_like(x, IDX), s, "mean"),
+        lambda x, s: x.scatter_reduce(0, index_like(x, IDX), s, "amax", include_self=False),
+        lambda x, s: x.topk(2, 0).values * s,
+        lambda x, s: x.diag().sum() * s.sum() + x.tril(),
+    ],
+)
+def test_double_backward(op, device):
+    """Backwards are engine ops: the gradient of a gradient matches central differences."""
+
+    def grad_of(x, s):
+        y = op(x, s)
+        (gx,) = engine.grad((y * y).sum(), [x], create_graph=True)
+        return gx * s.sum()
+
+    check_gradients(grad_of, random_inputs([(3, 4), (2, 4)], seed=5), device)
