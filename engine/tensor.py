@@ -467,14 +467,40 @@ class Tensor:
     def __rfloordiv__(self, other):
         return self._compare(other, lambda a, b: b // a)
 
+    # Bitwise operators (engine/ops/logical.py): integer and bool tensors, Python ints wrap to
+    # the tensor's dtype; the reflected forms serve `1 & t`.
     def __invert__(self):
-        return Tensor._wrap(~self.array, self._device)
+        return _ops().bitwise_not(self)
 
     def __and__(self, other):
-        return self._compare(other, lambda a, b: a & b)
+        return _ops().bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return _ops().bitwise_and(other, self)
 
     def __or__(self, other):
-        return self._compare(other, lambda a, b: a | b)
+        return _ops().bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return _ops().bitwise_or(other, self)
+
+    def __xor__(self, other):
+        return _ops().bitwise_xor(self, other)
+
+    def __rxor__(self, other):
+        return _ops().bitwise_xor(other, self)
+
+    def __lshift__(self, other):
+        return _ops().bitwise_left_shift(self, other)
+
+    def __rlshift__(self, other):
+        return _ops().bitwise_left_shift(other, self)
+
+    def __rshift__(self, other):
+        return _ops().bitwise_right_shift(self, other)
+
+    def __rrshift__(self, other):
+        return _ops().bitwise_right_shift(other, self)
 
     def __getitem__(self, index):
         return _ops().getitem(self, index)

@@ -420,6 +420,204 @@ def lerp(a: Tensor, b, weight) -> Tensor:
     return a + (b - a) * weight
 
 
+# More unary math (PyTorch's names). Integer inputs compute in the default float32, as PyTorch's
+# float ops do; the rounding family keeps integer tensors as they are. ------------------------
+def _floating(x: Tensor) -> Tensor:
+    return x.to(numpy.float32) if x.dtype.kind in "iub" else x
+
+
+class _Rounding(Function):
+    """floor/ceil/round/trunc (`how`): piecewise constant, so the gradient is zero."""
+
+    saves_inputs = False
+    how = "floor"
+
+    def __init__(self, decimals=0):
+        self.decimals = decimals
+
+    def forward(self, x):
+        if x.dtype.kind in "iub":
+            return x.copy()
+        if self.how == "round":
+            return self.xp.round(x, self.decimals)
+        return getattr(self.xp, self.how)(x)
+
+    def backward(self, gy):
+        return _const(gy, gy.xp.zeros(gy.shape, gy.dtype))
+
+
+class Floor(_Rounding):
+    how = "floor"
+
+
+class Ceil(_Rounding):
+    how = "ceil"
+
+
+class Round(_Rounding):
+    how = "round"
+
+
+class Trunc(_Rounding):
+    how = "trunc"
+
+
+def floor(x: Tensor) -> Tensor:
+    return Floor()(x)
+
+
+def ceil(x: Tensor) -> Tensor:
+    return Ceil()(x)
+
+
+def round(x: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001
+    """Round half to even, to `decimals` decimal places (as torch.round)."""
+    return Round(int(decimals))(x)
+
+
+def trunc(x: Tensor) -> Tensor:
+    return Trunc()(x)
+
+
+fix = trunc
+
+
+def frac(x: Tensor) -> Tensor:
+    """x - trunc(x): the fractional part, with the sign of x (gradient 1)."""
+    return x - trunc(x)
+
+
+class _UnaryMath(Function):
+    """y = f(x) on floats; `grad(x, y)` gives dy/dx in engine ops (differentiable again)."""
+
+    def forward(self, x):
+        return getattr(self.xp, self.fn)(x)
+
+    def backward(self, gy):
+        return gy * self.grad(self.inputs[0], self.output())
+
+
+def _math(name, fn, grad, doc):
+    cls = type(name.capitalize(), (_UnaryMath,), {"fn": fn, "grad": staticmethod(grad)})
+
+    def op(x: Tensor) -> Tensor:
+        return cls()(_floating(x))
+
+    op.__name__, op.__qualname__, op.__doc__ = name, name, doc
+    return cls, op
+
+
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+Log2, log2 = _math("log2", "log2", lambda x, y: 1.0 / (x * _LN2), "Elementwise log base 2.")
+Log10, log10 = _math("log10", "log10", lambda x, y: 1.0 / (x * _LN10), "Elementwise log base 10.")
+Exp2, exp2 = _math("exp2", "exp2", lambda x, y: y * _LN2, "Elementwise 2 ** x.")
+Expm1, expm1 = _math("expm1", "expm1", lambda x, y: y + 1.0, "exp(x) - 1, exact near 0.")
+Asin, asin = _math("asin", "arcsin", lambda x, y: rsqrt(1.0 - x * x), "Elementwise arcsine.")
+Acos, acos = _math("acos", "arccos", lambda x, y: -rsqrt(1.0 - x * x), "Elementwise arccosine.")
+Atan, atan = _math("atan", "arctan", lambda x, y: 1.0 / (1.0 + x * x), "Elementwise arctangent.")
+Sinh, sinh = _math("sinh", "sinh", lambda x, y: cosh(x), "Hyperbolic sine.")
+Cosh, cosh = _math("cosh", "cosh", lambda x, y: sinh(x), "Hyperbolic cosine.")
+Asinh, asinh = _math(
+    "asinh", "arcsinh", lambda x, y: rsqrt(x * x + 1.0), "Inverse hyperbolic sine."
+)
+Acosh, acosh = _math(
+    "acosh", "arccosh", lambda x, y: rsqrt((x - 1.0) * (x + 1.0)), "Inverse hyperbolic cosine."
+)
+Atanh, atanh = _math(
+    "atanh", "arctanh", lambda x, y: 1.0 / (1.0 - x * x), "Inverse hyperbolic tangent."
+)
+arcsin, arccos, arctan = asin, acos, atan
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+
+class Atan2(Function):
+    def forward(self, a, b):
+        return self.xp.arctan2(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        r = gy / (a * a + b * b)
+        return sum_to(r * b, a.shape), sum_to(-r * a, b.shape)
+
+
+def atan2(input, other) -> Tensor:
+    """The angle of (other, input) in (-pi, pi], elementwise with broadcasting."""
+    a, b = _binary_operands(input, other)
+    return Atan2()(*_float_pair(a, b))
+
+
+arctan2 = atan2
+
+
+def _float_pair(a: Tensor, b: Tensor):
+    """Both operands in one floating dtype (integers compute in float32, as in PyTorch)."""
+    dt = numpy.result_type(_floating(a).dtype, _floating(b).dtype)
+    return (a if a.dtype == dt else a.to(dt)), (b if b.dtype == dt else b.to(dt))
+
+
+class Fmod(Function):
+    def forward(self, a, b):
+        return self.xp.fmod(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = sum_to(gy, a.shape) if a.requires_grad else None
+        gb = None
+        if b.requires_grad:
+            gb = sum_to(-gy * _const(gy, self.xp.trunc(a.array / b.array)), b.shape)
+        return ga, gb
+
+
+def fmod(input, other) -> Tensor:
+    """C's remainder (the sign of `input`): input - trunc(input / other) * other."""
+    a, b = _binary_operands(input, other)
+    if a.dtype != b.dtype:
+        dt = numpy.result_type(a.dtype, b.dtype)
+        a, b = a.to(dt), b.to(dt)
+    return Fmod()(a, b)
+
+
+class Copysign(Function):
+    def forward(self, a, b):
+        return self.xp.copysign(a, b)
+
+    def backward(self, gy):
+        # d/da |a| sign(b) = y / a where a != 0 (0 there, as PyTorch); b gets no gradient.
+        a, b = self.inputs
+        y, safe = self.output(), where(a == 0, 1.0, a)
+        ga = sum_to(where(a == 0, 0.0, gy * y / safe), a.shape)
+        return ga, sum_to(gy * 0.0, b.shape)
+
+
+def copysign(input, other) -> Tensor:
+    """|input| with the sign (bit) of `other`, elementwise with broadcasting."""
+    a, b = _binary_operands(input, other)
+    return Copysign()(*_float_pair(a, b))
+
+
+def isinf(x: Tensor) -> Tensor:
+    return _const(x, x.xp.isinf(x.array))
+
+
+def isposinf(x: Tensor) -> Tensor:
+    return _const(x, x.xp.isposinf(x.array))
+
+
+def isneginf(x: Tensor) -> Tensor:
+    return _const(x, x.xp.isneginf(x.array))
+
+
+def isclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False):
+    """|input - other| <= atol + rtol * |other|, elementwise (bool, no gradient)."""
+    a, b = _binary_operands(input, other)
+    return _const(a, a.xp.isclose(a.array, b.array, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False):
+    """True when every element is close (a Python bool: a device-to-host sync on the GPU)."""
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
+
+
 __all__ = [
     "add",
     "sub",
@@ -449,4 +647,37 @@ __all__ = [
     "isfinite",
     "isnan",
     "lerp",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "fix",
+    "frac",
+    "fmod",
+    "copysign",
+    "log2",
+    "log10",
+    "exp2",
+    "expm1",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arctan2",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "arcsinh",
+    "arccosh",
+    "arctanh",
+    "isinf",
+    "isposinf",
+    "isneginf",
+    "isclose",
+    "allclose",
 ]
