@@ -82,6 +82,7 @@ from .math import (
     log1p,
     log2,
     log10,
+    logaddexp,
     maximum,
     minimum,
     mul,
@@ -108,6 +109,7 @@ from .reduction import (
     any,
     argmax,
     argmin,
+    count_nonzero,
     logsumexp,
     max,
     mean,
@@ -115,9 +117,12 @@ from .reduction import (
     norm,
     prod,
     std,
+    std_mean,
     sum,
     var,
+    var_mean,
 )
+from .scan import cummax, cummin, cumprod, cumsum, logcumsumexp
 from .shape import (
     as_tensor,
     astype,
@@ -275,6 +280,13 @@ _TENSOR_METHODS = dict(
     bitwise_not=bitwise_not,
     bitwise_left_shift=bitwise_left_shift,
     bitwise_right_shift=bitwise_right_shift,
+    cumsum=cumsum,
+    cumprod=cumprod,
+    cummax=cummax,
+    cummin=cummin,
+    logcumsumexp=logcumsumexp,
+    logaddexp=logaddexp,
+    count_nonzero=count_nonzero,
 )
 
 
@@ -301,6 +313,8 @@ __all__ = sorted(
         "to_device",
         "as_tensor",
         "meshgrid",
+        "var_mean",
+        "std_mean",
     }
 )
 __all__.remove("unfold")  # Tensor.unfold only: torch.nn.functional.unfold is im2col, not this

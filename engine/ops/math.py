@@ -618,6 +618,22 @@ def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: 
     return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
 
 
+class LogAddExp(Function):
+    def forward(self, a, b):
+        return self.xp.logaddexp(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        y = self.output()
+        return sum_to(gy * exp(a - y), a.shape), sum_to(gy * exp(b - y), b.shape)
+
+
+def logaddexp(input, other) -> Tensor:
+    """log(exp(input) + exp(other)) without overflow, elementwise with broadcasting."""
+    a, b = _binary_operands(input, other)
+    return LogAddExp()(*_float_pair(a, b))
+
+
 __all__ = [
     "add",
     "sub",
@@ -680,4 +696,5 @@ __all__ = [
     "isneginf",
     "isclose",
     "allclose",
+    "logaddexp",
 ]

@@ -306,6 +306,25 @@ def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
     return _logical_reduce("all", input, dim, keepdim)
 
 
+def var_mean(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+             correction: int | None = None):  # fmt: skip
+    """(var, mean) over `dim` in one call, as torch.var_mean."""
+    return var(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
+
+
+def std_mean(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+             correction: int | None = None):  # fmt: skip
+    """(std, mean) over `dim` in one call, as torch.std_mean."""
+    return std(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
+
+
+def count_nonzero(input: Tensor, dim=None) -> Tensor:
+    """How many elements over `dim` (an int or a tuple; all by default) are non-zero (int64)."""
+    axes = None if dim is None or input.ndim == 0 else _axes(dim, input.ndim)
+    n = (input.array != 0).sum(axis=axes)
+    return Tensor._wrap(input.xp.asarray(n, dtype=numpy.int64), input.device)
+
+
 __all__ = [
     "sum",
     "mean",
@@ -322,4 +341,7 @@ __all__ = [
     "norm",
     "any",
     "all",
+    "var_mean",
+    "std_mean",
+    "count_nonzero",
 ]
