@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	@$(PY) -m pytest tests
 
-# The whole suite on the cuda device only (needs CuPy and a GPU).
+# The whole suite on the cuda device only (needs CuPy >= 14 and a GPU; never the stand-in).
 test-cuda: $(STAMP)
-	@TENSORTAPE_TEST_DEVICES=cuda $(PY) -m pytest tests
+	@TENSORTAPE_TEST_DEVICES=cuda TENSORTAPE_REQUIRE_GPU=1 $(PY) -m pytest tests
 
 lint: $(STAMP)
 	@$(PY) -m ruff check engine kernels layers optimizers regularizers generative tensortape tests benchmarks examples reports
@@ -31,12 +31,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@$(PY) -m benchmarks.run
 
-# On a CUDA machine: the suite on cuda plus the benchmarks on cuda vs PyTorch CUDA.
+# On a CUDA machine: CuPy with its CUDA libraries (the cuda12 extra; CUDA=cuda13 for a CUDA 13
+# driver), the suite on cuda and the benchmarks vs PyTorch CUDA, written to runs/gpu-check/.
+# Fails loudly when CuPy cannot compute on a GPU here.
+CUDA ?= cuda12
 gpu-check: $(STAMP)
-	@$(PY) -c "import cupy" 2>/dev/null || $(PY) -m pip install -q "cupy-cuda12x>=13" \
-		|| $(PY) -m pip install -q "cupy-cuda13x>=13"
-	@TENSORTAPE_TEST_DEVICES=cuda $(PY) -m pytest tests -x -q
-	@$(PY) -m benchmarks.run --device cuda
+	@$(PY) -m pip install -q -e ".[$(CUDA)]"
+	@$(PY) -m benchmarks.gpu_check --out runs/gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -94,18 +94,42 @@ def device(spec: str | Device | None = None) -> Device:
     return dev
 
 
+MIN_CUPY = (14, 0)  # the extras' floor: CUDA libraries as wheels, RawModule disk cache
+_INSTALL = "pip install 'tensortape[cuda12]' (or [cuda13] for a CUDA 13 driver)"
+
+
+def _cupy_version(version: str) -> tuple[int, int]:
+    major, minor = (version.split("+")[0].split(".") + ["0"])[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def unavailable_reason() -> str:
+    """Why CUDA is not usable here (one line), or "" when CuPy >= 14 finds a GPU; not cached."""
+    try:
+        cp = cupy()
+    except ImportError as exc:
+        return f"CuPy is not installed ({exc}); {_INSTALL}"
+    if _cupy_version(cp.__version__) < MIN_CUPY:
+        return f"CuPy {cp.__version__} is older than {'.'.join(map(str, MIN_CUPY))}; {_INSTALL}"
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            return "CuPy sees no GPU"
+    except Exception as exc:  # cudaErrorInsufficientDriver, cudaErrorNoDevice, ...
+        return f"CuPy finds no usable GPU: {type(exc).__name__}: {exc}".splitlines()[0]
+    return ""
+
+
 class _Cuda:
     """`engine.cuda`: availability of CUDA through CuPy."""
 
     _available: bool | None = None
+    _why: str = ""
 
     def is_available(self) -> bool:
-        """True when CuPy imports *and* a GPU answers (CuPy imports fine without a driver)."""
+        """True when CuPy >= 14 imports *and* a GPU answers (CuPy imports without a driver)."""
         if self._available is None:
-            try:
-                self._available = cupy().cuda.runtime.getDeviceCount() > 0
-            except Exception:
-                self._available = False
+            self._why = unavailable_reason()
+            self._available = not self._why
         return self._available
 
     def device_count(self) -> int:
@@ -114,8 +138,8 @@ class _Cuda:
     def require(self, index: int = 0) -> None:
         if not self.is_available():
             raise RuntimeError(
-                "CUDA device requested but not available: install CuPy "
-                "(pip install 'tensortape[cuda12]') on a machine with an NVIDIA GPU and driver"
+                f"CUDA device requested but not available: {self._why} (CUDA needs CuPy on a "
+                "machine with an NVIDIA GPU and driver)"
             )
         count = self.device_count()
         if index >= count:
@@ -123,7 +147,7 @@ class _Cuda:
 
     def reset(self) -> None:
         """Forget the cached availability (tests swap CuPy implementations)."""
-        self._available = None
+        self._available, self._why = None, ""
         for key in [k for k, d in _cache.items() if d.type == "cuda"]:
             del _cache[key]
 

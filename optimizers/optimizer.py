@@ -24,6 +24,8 @@ import numpy
 import engine
 from engine import Tensor
 
+from .utils import owns_memory
+
 __all__ = ["Optimizer", "required"]
 
 
@@ -169,7 +171,7 @@ class Optimizer:
                     p.grad = None
                     continue
                 grad = p.grad.array
-                if p.grad.grad_fn is not None or not grad.flags.writeable:
+                if p.grad.grad_fn is not None or not owns_memory(grad):
                     p.grad = engine.zeros(p.shape, dtype=p.grad.dtype, device=p.grad.device)
                 else:
                     grad.fill(0)

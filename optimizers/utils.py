@@ -25,10 +25,18 @@ def _with_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     return params
 
 
+def owns_memory(array) -> bool:
+    """Whether ``array`` may be written in place: it owns its C-contiguous memory, so it is no
+    view of another array (a broadcast, a reshape of another tensor's gradient).
+
+    Asked through ``base``, which NumPy and CuPy both have; CuPy's ``flags`` has no ``writeable``.
+    """
+    return array.base is None and array.flags.c_contiguous
+
+
 def _writable(p_grad: Tensor) -> Tensor:
-    """``p_grad`` itself if it can be scaled in place (autograd may leave a broadcast view)."""
-    a = p_grad.array
-    return p_grad if a.flags.writeable and a.flags.c_contiguous else engine.tensor(p_grad)
+    """``p_grad`` itself if it can be scaled in place, else a copy that can."""
+    return p_grad if owns_memory(p_grad.array) else engine.tensor(p_grad)
 
 
 def _norm(xp, a, norm_type: float):

@@ -6,6 +6,10 @@ Every test that takes a ``device`` argument runs once per device, with the devic
 there; otherwise on the CuPy stand-in of ``tests/cuda_sim`` (NumPy arrays, kernels built as host
 C++), which is put into ``sys.modules["cupy"]`` before any test module imports the engine. Set
 ``TENSORTAPE_NO_CUDA_SIM=1`` to skip the cuda cases instead of simulating them.
+
+``TENSORTAPE_REQUIRE_GPU=1`` (set by ``make test-cuda`` and ``make gpu-check``) forbids both: when
+CuPy is missing, too old or finds no working GPU, the run stops at once with a usage error naming
+why, so a GPU check can never pass on the stand-in without touching a GPU.
 """
 
 from __future__ import annotations
@@ -50,27 +54,39 @@ def _requested_devices() -> tuple[str, ...]:
 
 def _real_gpu() -> str | None:
     """None when real CuPy computes on a GPU here, else why not."""
+    from engine.device import unavailable_reason
+
+    why = unavailable_reason()  # CuPy missing or older than the extras' floor, no driver, no GPU
+    if why:
+        return why
     try:
         import cupy
 
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "CuPy sees no GPU"
         if float(cupy.arange(3, dtype=cupy.float32).sum()) != 3.0:
             return "CuPy computed a wrong sum"
         return None
-    except Exception as exc:  # ImportError, cudaErrorInsufficientDriver, ...
+    except Exception as exc:  # libnvrtc.so / libcublas.so not found, a kernel failing, ...
         return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
+REQUIRE_GPU = os.environ.get("TENSORTAPE_REQUIRE_GPU") == "1"
+
+
 def _choose_cuda_backend(devices: tuple[str, ...]) -> tuple[str, str]:
-    """("gpu" | "sim" | "skip", explanation)."""
+    """("gpu" | "sim" | "skip" | "refused", explanation)."""
     if "cuda" not in devices:
+        if REQUIRE_GPU:
+            return "refused", "TENSORTAPE_TEST_DEVICES has no cuda"
         return "skip", "cuda not in TENSORTAPE_TEST_DEVICES"
     if getattr(sys.modules.get("cupy"), "IS_CUDA_SIM", False):
+        if REQUIRE_GPU:
+            return "refused", "the CuPy stand-in is already installed as cupy"
         return "sim", "CuPy stand-in (already installed)"
     why = _real_gpu()
     if why is None:
         return "gpu", "real CuPy on a GPU"
+    if REQUIRE_GPU:
+        return "refused", why
     if os.environ.get("TENSORTAPE_NO_CUDA_SIM") == "1":
         return "skip", f"no usable GPU ({why}) and TENSORTAPE_NO_CUDA_SIM=1"
     cuda_sim.install()
@@ -85,6 +101,12 @@ CUDA_BACKEND, CUDA_REASON = _choose_cuda_backend(DEVICES)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if CUDA_BACKEND == "refused":
+        raise pytest.UsageError(
+            f"TENSORTAPE_REQUIRE_GPU=1 (make test-cuda / make gpu-check) but the cuda tests "
+            f"cannot run on a real GPU here: {CUDA_REASON}. Not falling back to the CuPy "
+            "stand-in."
+        )
     config.addinivalue_line("markers", "cuda: the cuda case of a device-parametrised test")
 
 

@@ -2,7 +2,7 @@
 
 Run with a Python where real CuPy is installed; no GPU or driver is needed, only ``import cupy``::
 
-    python -m venv /tmp/cupyenv && /tmp/cupyenv/bin/pip install cupy-cuda12x==13.6.0
+    python -m venv /tmp/cupyenv && /tmp/cupyenv/bin/pip install cupy-cuda12x==14.2.0
     /tmp/cupyenv/bin/python tests/cuda_sim/gen_cupy_api.py > tests/cuda_sim/cupy_api.py
     ruff format tests/cuda_sim/cupy_api.py
 
@@ -114,8 +114,13 @@ def _namespace(obj, ufunc_type) -> dict:
     return {
         n: _spec(getattr(obj, n), ufunc_type)
         for n in sorted(dir(obj))
-        if not n.startswith("_") and hasattr(obj, n)
+        # `from __future__ import annotations` leaves a name that is no API
+        if not n.startswith("_") and hasattr(obj, n) and not _is_future(getattr(obj, n))
     }
+
+
+def _is_future(value) -> bool:
+    return type(value).__module__ == "__future__"
 
 
 def _class(cls) -> dict:
@@ -138,6 +143,7 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]
     import cupy
+    import cupy._core.flags
     import cupy.lib.stride_tricks
     import cupyx
     import cupyx.profiler
@@ -147,6 +153,8 @@ def main() -> None:
     tables = {
         "CUPY": _namespace(cupy, uf),
         "NDARRAY": _class(cupy.ndarray),
+        # What `ndarray.flags` gives (no array is needed: the class is importable without a GPU).
+        "NDARRAY_FLAGS": _class(cupy._core.flags.Flags),
         "LINALG": _namespace(cupy.linalg, uf),
         "FFT": _namespace(cupy.fft, uf),
         "RANDOM": _namespace(cupy.random, uf),

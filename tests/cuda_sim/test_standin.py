@@ -12,6 +12,7 @@ import pytest
 import cuda_sim
 from cuda_sim import cupy as cp
 from cuda_sim import cupyx
+from cuda_sim.cupy import _api
 
 # ---------------------------------------------------------------- host <-> device
 
@@ -203,31 +204,32 @@ def test_install_makes_import_cupy_give_the_stand_in(monkeypatch) -> None:
         sys.modules.update(saved)
 
 
-# ---------------------------------------------------------------- only CuPy 13's API
+# ---------------------------------------------------------------- only CuPy's API
 
 
 def test_a_function_cupy_lacks_raises_attribute_error() -> None:
-    # NumPy has all of these; CuPy 13 does not, so on a GPU each is an AttributeError.
+    # NumPy has all of these; CuPy 14.2 does not, so on a GPU each is an AttributeError.
     d = cp.zeros((3, 4), dtype=cp.float32)
     for get in (
-        lambda: cp.put_along_axis,
-        lambda: cp.linalg.eig,
+        lambda: cp.unstack,
+        lambda: cp.vecdot,
         lambda: cp.lib.stride_tricks.broadcast_shape,
         lambda: cupyx.scipy.special.agm,
-        lambda: d.mT,
         lambda: d.to_device,
+        lambda: d.flags.writeable,  # NumPy's flags have it, CuPy's Flags do not
+        lambda: d.flags.aligned,
     ):
-        with pytest.raises(AttributeError, match="CuPy 13.6.0 has no"):
+        with pytest.raises(AttributeError, match=f"CuPy {_api.VERSION} has no"):
             get()
-    assert "put_along_axis" not in dir(cp) and "take_along_axis" in dir(cp)
+    assert "unstack" not in dir(cp) and "take_along_axis" in dir(cp)
     assert float(cp.take_along_axis(d, cp.zeros((3, 1), dtype=cp.int64), axis=1).sum()) == 0.0
 
 
 def test_numpy_functions_on_device_arrays_dispatch_only_to_what_cupy_has() -> None:
     d = cp.ones((2, 3))
     assert isinstance(np.linalg.norm(d), cp.ndarray)  # numpy.linalg.norm -> cupy.linalg.norm
-    with pytest.raises(TypeError, match="no implementation found for 'numpy.put_along_axis'"):
-        np.put_along_axis(d, cp.zeros((2, 1), dtype=cp.int64), 1.0, axis=1)
+    with pytest.raises(TypeError, match="no implementation found for 'numpy.unstack'"):
+        np.unstack(d)
     with pytest.raises(TypeError, match="'where'"):
         np.exp(d, where=d > 0)  # __array_ufunc__ -> cupy.exp, which takes no where=
 
@@ -238,7 +240,7 @@ def test_keywords_cupy_lacks_raise_type_error() -> None:
         lambda: cp.sum(d, where=d > 0),
         lambda: cp.clip(d, min=0.0),  # NumPy 2 aliases; CuPy has a_min/a_max only
         lambda: d.max(initial=0.0),
-        lambda: d.argsort(kind="stable"),
+        lambda: d.copy().sort(stable=True),
         lambda: cp.linspace(0, 1, 3, device="cuda"),
         lambda: cp.exp(d, where=d > 0),
         lambda: d.item(0),
@@ -286,6 +288,7 @@ def test_the_stand_in_defines_nothing_cupy_lacks() -> None:
     scopes = [
         (vars(cp), cupy_api.CUPY),
         (vars(cp.ndarray), cupy_api.NDARRAY),
+        (vars(type(cp.zeros(1).flags)), cupy_api.NDARRAY_FLAGS),
         (vars(cp.random), cupy_api.RANDOM),
         (vars(cp.random.Generator), cupy_api.RANDOM_GENERATOR),
         (vars(cp.random.RandomState), cupy_api.RANDOM_STATE),
@@ -307,5 +310,23 @@ def test_the_stand_in_defines_nothing_cupy_lacks() -> None:
                     ours = set(inspect.signature(value).parameters) - {"self"}
                     if ours - param_names(cupy_params):
                         too_lax.append((name, sorted(ours - param_names(cupy_params))))
-    assert not extra, f"the stand-in offers names CuPy 13 lacks: {extra}"
+    assert not extra, f"the stand-in offers names CuPy {cupy_api.VERSION} lacks: {extra}"
     assert not too_lax, f"stand-in functions take parameters CuPy's lack: {too_lax}"
+
+
+def test_flags_have_exactly_cupys_attributes() -> None:
+    from cuda_sim import cupy_api
+
+    a = cp.zeros((2, 3), dtype=cp.float32)
+    public = {n for n in dir(a.flags) if not n.startswith("_")}
+    assert public == set(cupy_api.NDARRAY_FLAGS) == {
+        "c_contiguous", "f_contiguous", "owndata", "fnc", "forc"
+    }  # fmt: skip
+    assert (a.flags.c_contiguous, a.flags.f_contiguous, a.flags.owndata) == (True, False, True)
+    assert (a.T.flags.fnc, a.T.flags.forc, a.T.flags.owndata) == (True, True, False)
+    assert cp.broadcast_to(cp.zeros(3), (2, 3)).flags.owndata is False
+    assert a.flags["C_CONTIGUOUS"] is True
+    with pytest.raises(KeyError, match="WRITEABLE is not defined"):
+        a.flags["WRITEABLE"]
+    with pytest.raises(AttributeError):
+        a.flags.c_contiguous = False  # read-only, as in CuPy

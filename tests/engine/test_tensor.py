@@ -280,6 +280,8 @@ def test_cuda_available_when_cupy_answers_and_not_when_the_driver_fails(monkeypa
             return self.count
 
     class FakeCupy:
+        __version__ = "14.2.0"
+
         class cuda:
             runtime = Runtime()
 
@@ -288,11 +290,17 @@ def test_cuda_available_when_cupy_answers_and_not_when_the_driver_fails(monkeypa
     try:
         FakeCupy.cuda.runtime.count = None  # CuPy imports, but no driver answers
         assert not engine.cuda.is_available()
+        with pytest.raises(RuntimeError, match="no usable GPU.*cudaErrorInsufficientDriver"):
+            engine.cuda.require(0)
         engine.cuda.reset()
         FakeCupy.cuda.runtime.count = 2
         assert engine.cuda.is_available() and engine.cuda.device_count() == 2
         with pytest.raises(RuntimeError, match="cuda:5.*only 2"):
             engine.cuda.require(5)
+        engine.cuda.reset()
+        FakeCupy.__version__ = "13.6.0"  # no CUDA wheels, no RawModule disk cache: refused
+        with pytest.raises(RuntimeError, match=r"CuPy 13.6.0 is older than 14.0.*cuda12"):
+            engine.cuda.require(0)
     finally:
         monkeypatch.undo()
         engine.cuda.reset()

@@ -100,3 +100,22 @@ def test_clip_grad_value(device, torch):
     for p, t in zip(params, theirs, strict=False):
         np.testing.assert_array_equal(p.grad.numpy(), t.grad.numpy())
     assert max(np.abs(p.grad.numpy()).max() for p in params[:-1]) == pytest.approx(0.3)
+
+
+def test_clip_and_zero_grad_never_write_through_a_shared_gradient(device):
+    # A gradient that is a view of another array (here a broadcast a user assigned) is replaced,
+    # not written in place; asked through `.base`, which CuPy has (its flags have no writeable).
+    import optimizers
+
+    source = engine.tensor(np.full(3, 4.0), device=device)
+    w = engine.tensor(np.ones((2, 3)), device=device, requires_grad=True)
+    w.grad = engine.Tensor._wrap(source.device.xp.broadcast_to(source.array, (2, 3)), source.device)
+    clip_grad_value_([w], 1.0)
+    np.testing.assert_array_equal(w.grad.numpy(), np.ones((2, 3)))
+    w.grad = engine.Tensor._wrap(source.device.xp.broadcast_to(source.array, (2, 3)), source.device)
+    clip_grad_norm_([w], 1.0)
+    np.testing.assert_allclose(w.grad.numpy(), np.full((2, 3), 4 / (math.sqrt(96) + 1e-6)))
+    w.grad = engine.Tensor._wrap(source.device.xp.broadcast_to(source.array, (2, 3)), source.device)
+    optimizers.SGD([w], lr=0.1).zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(w.grad.numpy(), np.zeros((2, 3)))
+    np.testing.assert_array_equal(source.numpy(), np.full(3, 4.0))

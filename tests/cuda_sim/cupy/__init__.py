@@ -3,8 +3,8 @@
 Installed as ``sys.modules["cupy"]`` by ``cuda_sim.install()`` (tests/conftest.py does it when no
 real GPU is usable), so production code runs its cuda path unchanged. ``RawModule`` compiles the
 ``.cu`` source as host C++ through ``cuda_sim.hostbuild`` and checks every launch's arguments
-against the kernel's C signature. Any other name that CuPy 13 has (``cupy_api.CUPY``, generated
-from CuPy 13.6.0) falls back to NumPy's function of the same name, its arguments checked against
+against the kernel's C signature. Any other name that CuPy has (``cupy_api.CUPY``, generated
+from CuPy 14.2.0) falls back to NumPy's function of the same name, its arguments checked against
 CuPy's signature, device arrays unwrapped on the way in and wrapped on the way out; a name CuPy
 lacks raises AttributeError, as on a GPU.
 """
@@ -24,7 +24,7 @@ from ._array import _empty, ndarray
 from ._array import call_numpy as _call_numpy
 from ._array import unwrap as _unwrap
 
-__version__ = "13.0.0+cuda_sim"
+__version__ = _api.VERSION + "+cuda_sim"
 IS_CUDA_SIM = True  # lets a test tell the stand-in from real CuPy
 
 # ---------------------------------------------------------------------- creation and transfers

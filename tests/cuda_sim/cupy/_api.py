@@ -1,6 +1,6 @@
 """What real CuPy offers, and the checks that hold the stand-in to it.
 
-The tables come from ``tests/cuda_sim/cupy_api.py``, generated from an installed CuPy 13.6.0 by
+The tables come from ``tests/cuda_sim/cupy_api.py``, generated from an installed CuPy (14.2.0) by
 ``tests/cuda_sim/gen_cupy_api.py``. A name missing there raises ``AttributeError`` as on a GPU;
 a call whose arguments do not fit CuPy's signature raises ``TypeError`` before NumPy runs it
 (NumPy often takes keywords CuPy lacks: ``where=``, ``initial=``, ``clip(min=)``, ``kind=``).

@@ -35,6 +35,36 @@ class _MemoryPointer:
         self.device_id = 0
 
 
+class Flags:
+    """What ``ndarray.flags`` gives, as ``cupy._core.flags.Flags``: exactly the read-only
+    attributes of ``cupy_api.NDARRAY_FLAGS`` (no ``writeable``, unlike NumPy's flags) and
+    indexing by their upper-case names."""
+
+    __slots__ = ("_np_flags",)
+
+    def __init__(self, np_flags):
+        self._np_flags = np_flags
+
+    def __getattr__(self, name: str):
+        raise _api.missing(f"cupy.ndarray.flags.{name}", "'Flags' object")
+
+    def __getitem__(self, name: str):
+        key = str(name).lower()
+        if key not in ("c_contiguous", "f_contiguous", "owndata"):
+            raise KeyError(f"{name} is not defined for cupy.ndarray.flags")
+        return getattr(self, key)
+
+    def __repr__(self) -> str:
+        return "".join(
+            f"  {n.upper()} : {getattr(self, n)}\n"
+            for n in ("c_contiguous", "f_contiguous", "owndata")
+        )
+
+
+for _name in _api.tables.NDARRAY_FLAGS:  # each attribute CuPy's Flags has, read from NumPy's
+    setattr(Flags, _name, property(lambda self, _n=_name: bool(getattr(self._np_flags, _n))))
+
+
 class ndarray:  # noqa: N801 (CuPy's name)
     """Device array of the stand-in; ``._host`` is the NumPy array holding its memory."""
 
@@ -89,7 +119,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
     itemsize = property(lambda self: self._host.itemsize)
     nbytes = property(lambda self: self._host.nbytes)
     strides = property(lambda self: self._host.strides)
-    flags = property(lambda self: self._host.flags)
+    flags = property(lambda self: Flags(self._host.flags))
 
     @property
     def data(self) -> _MemoryPointer:
@@ -384,3 +414,14 @@ for _name, _op in {
     "invert": np.invert,
 }.items():
     setattr(ndarray, f"__{_name}__", _unary(_op))
+
+
+def _check_surface() -> None:
+    """Every public attribute defined on the stand-in's ndarray is one CuPy's ndarray has
+    (``cupy_api.NDARRAY``): an attribute real CuPy lacks must fail here as on a GPU."""
+    extra = [n for n in dir(ndarray) if not n.startswith("_") and n not in _api.tables.NDARRAY]
+    if extra:
+        raise AssertionError(f"the stand-in's cupy.ndarray defines names CuPy lacks: {extra}")
+
+
+_check_surface()

@@ -15,9 +15,9 @@ def assert_allclose(actual, desired, rtol=1e-7, atol=0, err_msg="", verbose=True
     _np.testing.assert_allclose(_host(actual), _host(desired), rtol, atol, err_msg=err_msg)
 
 
-def assert_array_equal(x, y, err_msg="", verbose=True, strict=False):
-    _np.testing.assert_array_equal(_host(x), _host(y), err_msg=err_msg, strict=strict)
+def assert_array_equal(actual, desired, err_msg="", verbose=True, *, strict=False):
+    _np.testing.assert_array_equal(_host(actual), _host(desired), err_msg=err_msg, strict=strict)
 
 
-def assert_array_almost_equal(x, y, decimal=6, err_msg="", verbose=True):
-    _np.testing.assert_array_almost_equal(_host(x), _host(y), decimal, err_msg=err_msg)
+def assert_array_almost_equal(actual, desired, decimal=6, err_msg="", verbose=True):
+    _np.testing.assert_array_almost_equal(_host(actual), _host(desired), decimal, err_msg=err_msg)
