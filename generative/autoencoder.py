@@ -112,6 +112,10 @@ def conv_decoder(latent_dim: int, out_shape: Sequence[int], channels: int = 32) 
     )
 
 
+#: The `width` of `build_networks` when none is given, by architecture.
+DEFAULT_WIDTH = {"mlp": 128, "conv": 32}
+
+
 def build_networks(
     arch: str, in_shape: Sequence[int], latent_dim: int, encoder_out: int, width: int | None = None
 ) -> tuple[nn.Module, nn.Module]:
@@ -119,13 +123,13 @@ def build_networks(
     (width = first conv's channels, default 32); the encoder has `encoder_out` outputs."""
     in_shape = tuple(int(s) for s in in_shape)
     if arch == "mlp":
-        hidden = width or 128
+        hidden = width or DEFAULT_WIDTH["mlp"]
         return (
             mlp_encoder(in_shape, encoder_out, hidden),
             mlp_decoder(latent_dim, in_shape, hidden),
         )
     if arch == "conv":
-        channels = width or 32
+        channels = width or DEFAULT_WIDTH["conv"]
         return (
             conv_encoder(in_shape, encoder_out, channels),
             conv_decoder(latent_dim, in_shape, channels),

@@ -8,6 +8,8 @@ the gradient check runs even where PyTorch is not installed.
 
 from __future__ import annotations
 
+import gzip
+import struct
 from typing import Callable, Sequence
 
 import numpy as np
@@ -144,3 +146,36 @@ def helper_test_op(
         assert x.grad is not None, f"input {i}: no gradient, torch has one"
         assert x.grad.device == device
         assert_close(x.grad, tx.grad, grad_atol or atol * 10, rtol * 10, f"gradient of input {i}")
+
+
+# --------------------------------------------------------------------------------------------
+# Crafted IDX (MNIST-format) files: the tests never download MNIST
+
+_IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of `array`: magic, big-endian sizes, big-endian data."""
+    dt = array.dtype
+    code = _IDX_CODES[dt.kind + str(dt.itemsize)]
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(dt.newbyteorder(">")).tobytes()
+
+
+def write_idx(path, array: np.ndarray | bytes) -> None:
+    raw = array if isinstance(array, bytes) else idx_bytes(array)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+
+
+def make_mnist_dir(root, n_train=6, n_test=3, gz=("train-images-idx3-ubyte",)):
+    """Small MNIST-shaped IDX files in `root`; names listed in `gz` are gzipped."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for name, array in arrays.items():
+        write_idx(root / (name + ".gz" if name in gz else name), array)
+    return arrays

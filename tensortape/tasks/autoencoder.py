@@ -24,6 +24,7 @@ import numpy
 import engine
 from engine.data import DataLoader, TensorDataset
 from generative.autoencoder import (
+    DEFAULT_WIDTH,
     Autoencoder,
     AutoencoderTrainer,
     build_networks,
@@ -78,10 +79,11 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
 
 def architecture(args) -> dict:
     """What `tensortape sample` needs to rebuild the model (stored in the checkpoint)."""
+    model = "conv" if args.task == "conv-vae" else getattr(args, "model", "mlp")
     arch = {
-        "model": "conv" if args.task == "conv-vae" else getattr(args, "model", "mlp"),
+        "model": model,
         "latent_dim": args.latent_dim,
-        "width": args.width,
+        "width": args.width or DEFAULT_WIDTH[model],
         "dataset": args.dataset,
     }
     if args.task == "ae":
@@ -151,6 +153,8 @@ def final_metrics(trainer: AutoencoderTrainer, test_set: TensorDataset, args) ->
     """Test numbers after training (VAE: negative ELBO over 10 draws, IW NLL) and the judge's."""
     model = trainer.model
     results: dict[str, Any] = {"dataset": args.dataset, "device": str(trainer.device)}
+    # One recipe for every dataset; what ran is recorded next to the architecture (config).
+    results["settings"] = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
     if isinstance(model, VAE):
         results["test_neg_elbo"] = model.evaluate(test_set, samples=10)["loss"]
         if args.iw_samples > 0:

@@ -104,10 +104,8 @@ def run(args) -> dict:
     engine.manual_seed(args.seed)
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     in_shape = tuple(train_set.tensors[0].shape[1:])
-    if args.model == "mlp":
-        model = mlp(in_shape, dropout=0.2 if args.dropout is None else args.dropout)
-    else:
-        model = cnn(in_shape, dropout=0.5 if args.dropout is None else args.dropout)
+    dropout = args.dropout if args.dropout is not None else (0.2 if args.model == "mlp" else 0.5)
+    model = (mlp if args.model == "mlp" else cnn)(in_shape, dropout=dropout)
     model.to(device)
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr)
     sched = optimizers.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
@@ -182,6 +180,17 @@ def run(args) -> dict:
         "dataset": args.dataset,
         "epochs": args.epochs,
         "device": device,
+        # One recipe for every dataset (the options' defaults); what ran:
+        "settings": {
+            "model": args.model,
+            "optimizer": args.optimizer,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "dropout": dropout,
+            "l1": args.l1,
+            "l2": args.l2,
+        },
     }
     write_json(out / "metrics.json", metrics)
     if history["train_loss"]:

@@ -57,9 +57,10 @@ def write_json(path: Path, obj) -> None:
 
 
 def add_common_arguments(
-    p: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float
+    p: argparse.ArgumentParser, epochs: int | None, batch_size: int | None, lr: float | None
 ) -> None:
-    """Options every training verb shares."""
+    """Options every training verb shares (a None default: the dataset's recipe decides, see
+    `apply_recipe`)."""
     p.add_argument(
         "--dataset",
         default="digits",
@@ -82,3 +83,14 @@ def update_json(path: Path, extra: dict) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(extra)
     write_json(path, data)
+
+
+def apply_recipe(args, recipe: dict, keys) -> dict:
+    """Fill each option in `keys` that the command line left at None from the dataset's `recipe`
+    (so `--dataset mnist` runs the mnist recipe) and return the values used, for metrics.json."""
+    used = {}
+    for key in keys:
+        if getattr(args, key, None) is None:
+            setattr(args, key, recipe[key])
+        used[key] = getattr(args, key)
+    return used

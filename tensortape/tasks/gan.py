@@ -14,6 +14,7 @@ from engine.data import DataLoader
 
 from .common import (
     add_common_arguments,
+    apply_recipe,
     load_dataset,
     output_dir,
     resolve_device,
@@ -29,14 +30,19 @@ JUDGED_SAMPLES = 1000
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    add_common_arguments(p, epochs=None, batch_size=None, lr=None)
+    p.epilog = "epochs, batch size, lr and latent size default to the dataset's recipe"
+    p.add_argument("--loss", default="bce", choices=["bce", "hinge", "wgan-gp"])
+    p.add_argument("--latent-dim", type=int, default=None)
+
+
+def settings(args) -> dict:
+    """The settings this run uses: the recipe of (task, dataset) under the options given."""
     from generative.models import RECIPES
 
-    recipe = RECIPES[(name, "digits")]
-    add_common_arguments(
-        p, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"]
-    )
-    p.add_argument("--loss", default="bce", choices=["bce", "hinge", "wgan-gp"])
-    p.add_argument("--latent-dim", type=int, default=recipe["latent_dim"])
+    recipe = RECIPES[(args.task, args.dataset)]
+    used = apply_recipe(args, recipe, ("epochs", "batch_size", "lr", "latent_dim"))
+    return {**recipe, **used, "loss": args.loss}
 
 
 def build(
@@ -64,6 +70,7 @@ def run(args) -> dict:
 
     device = resolve_device(args.device)
     out = output_dir(args, args.task)
+    used = settings(args)
     overrides = {"latent_dim": args.latent_dim, "lr": args.lr}
     model = build(
         args.task, args.dataset, args.loss, device, args.seed, out, not args.no_progress, overrides
@@ -73,6 +80,7 @@ def run(args) -> dict:
     loader = DataLoader(train, args.batch_size, shuffle=True, drop_last=True, seed=args.seed)
     model.train(loader, args.epochs)
 
+    update_json(out / "metrics.json", {"settings": used})
     quality = {}
     if args.dataset == "digits":
         judge = load_judge()

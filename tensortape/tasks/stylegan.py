@@ -23,22 +23,21 @@ from generative.trainer import rng_state_preserved
 
 from .common import (
     add_common_arguments,
+    apply_recipe,
     load_dataset,
     output_dir,
     resolve_device,
     resume,
     save_square_grid,
+    update_json,
 )
 
 HELP = "a compact StyleGAN (mapping network, modulated convs, style mixing, truncation, R1)"
 
-_DEFAULTS = RECIPES["digits"]
-
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    add_common_arguments(
-        p, epochs=_DEFAULTS["epochs"], batch_size=_DEFAULTS["batch_size"], lr=_DEFAULTS["lr"]
-    )
+    add_common_arguments(p, epochs=None, batch_size=None, lr=None)
+    p.epilog = "epochs, batch size, lr and the networks default to the dataset's recipe"
     p.add_argument(
         "--r1-gamma",
         type=float,
@@ -55,8 +54,16 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def _overrides(args) -> dict:
+    """The recipe settings given on the command line (after `settings` filled lr from it)."""
     keys = {"r1_gamma": args.r1_gamma, "mixing_prob": args.mixing_prob, "z_dim": args.z_dim}
     return {"lr": args.lr, **{k: v for k, v in keys.items() if v is not None}}
+
+
+def settings(args) -> dict:
+    """The settings this run uses: the dataset's recipe under the options given."""
+    recipe = RECIPES[args.dataset]
+    used = apply_recipe(args, recipe, ("epochs", "batch_size", "lr"))
+    return {**recipe, **used, **_overrides(args)}
 
 
 def _parse_layers(spec: str) -> str | list[int]:
@@ -73,6 +80,7 @@ def _parse_layers(spec: str) -> str | list[int]:
 def run(args) -> dict:
     device = resolve_device(args.device)
     out = output_dir(args, "stylegan")
+    used = settings(args)
     train_set, _ = load_dataset(args.dataset, args.data_dir)
     trainer = build_stylegan(
         args.dataset,
@@ -93,6 +101,7 @@ def run(args) -> dict:
     trainer.train(loader, args.epochs)
     with rng_state_preserved():  # the picture must not move the resumable state
         _save_mix(trainer, out / "mix.png", n=6, layers="coarse", seed=args.seed)
+    update_json(out / "metrics.json", {"settings": used})
     metrics = trainer.metrics()
     last = {k: v[-1] for k, v in metrics["history"].items() if v}
     shown = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "epoch" and v is not None)

@@ -137,8 +137,9 @@ def run(args) -> dict:
     with rng_state_preserved():  # evaluation must not move a later --resume's stream
         test = evaluate(model, task, x_test)
         model.save_samples(out / "samples.png")
+    used = {**recipe, **overrides, "epochs": epochs, "batch_size": batch_size, "l1_only": l1_only}
     metrics = {**model.metrics(), "task": task, "dataset": args.dataset, "device": str(device),
-               "test": test}  # fmt: skip
+               "settings": used, "test": test}  # fmt: skip
     write_json(out / "metrics.json", metrics)
     model.save_checkpoint(ckpt, loader)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
