@@ -40,7 +40,9 @@ def test_scan_or_reduction(name, device):
     helper_test_op(shapes, fn, device=device)
 
 
-ZEROS = np.array([[1.5, 0.0, 2.0, -1.0, 0.5], [0.0, 2.0, 0.0, 3.0, 1.0], [1.0, -2.0, 0.5, 2.0, 0.0]])
+ZEROS = np.array(
+    [[1.5, 0.0, 2.0, -1.0, 0.5], [0.0, 2.0, 0.0, 3.0, 1.0], [1.0, -2.0, 0.5, 2.0, 0.0]]
+)
 
 
 def test_cumprod_gradient_with_zeros(device):
