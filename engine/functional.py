@@ -64,6 +64,15 @@ __all__ = [
     "gaussian_nll_loss",
     "embedding",
     "cosine_similarity",
+    "logsigmoid",
+    "hardsigmoid",
+    "hardswish",
+    "mish",
+    "selu",
+    "celu",
+    "softsign",
+    "glu",
+    "prelu",
 ]
 
 
@@ -145,6 +154,84 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     # log1p(exp(-|bx|)) + max(bx, 0) never overflows.
     soft = (exp(-abs(bx)).log1p() + relu(bx)) * (1.0 / beta)
     return where(bx > threshold, x, soft)
+
+
+class LogSigmoid(Function):
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for every x."""
+
+    def forward(self, x):
+        xp = self.xp
+        return (xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        return gy * sigmoid(-self.inputs[0])  # 1 - sigmoid(x)
+
+
+def logsigmoid(x: Tensor) -> Tensor:
+    return LogSigmoid()(x)
+
+
+def hardsigmoid(x: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between."""
+    return clip(x * (1.0 / 6.0) + 0.5, 0.0, 1.0)
+
+
+def hardswish(x: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+    return x * hardsigmoid(x)
+
+
+def mish(x: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    return x * tanh(softplus(x))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with the self-normalising constants of Klambauer et al. (2017)."""
+    return elu(x, _SELU_ALPHA) * _SELU_SCALE
+
+
+def celu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1))."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0")
+    neg = (exp(clip(x, None, 0.0) * (1.0 / alpha)) - 1.0) * alpha
+    return where(x > 0, x, neg)
+
+
+def softsign(x: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    return x / (abs(x) + 1.0)
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a * sigmoid(b), where a and b are the two halves of `input` along `dim`."""
+    n = input.shape[dim] if input.ndim else 0
+    if n % 2:
+        raise RuntimeError(
+            f"glu: halving dimension {dim} of a tensor of shape {input.shape} needs an even size"
+        )
+    a, b = input.split(n // 2, dim)
+    return a * sigmoid(b)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """x where x > 0, else weight * x; `weight` has one value or one per channel (dim 1)."""
+    if weight.ndim > 1 or (weight.numel() != 1 and (input.ndim < 2 or
+                                                    weight.numel() != input.shape[1])):  # fmt: skip
+        raise RuntimeError(
+            f"prelu: weight of shape {weight.shape} needs 1 element or one per channel of the "
+            f"input of shape {input.shape} (dimension 1)"
+        )
+    if weight.numel() != 1:
+        weight = weight.reshape((1, -1) + (1,) * (input.ndim - 2))
+    elif weight.ndim:
+        weight = weight.reshape(())
+    return where(input > 0, input, input * weight)
 
 
 class Softmax(Function):

@@ -52,6 +52,18 @@ ACTIVATIONS = {
     "logsumexp": lambda x: (F if isinstance(x, engine.Tensor) else torch).logsumexp(x, 1),
     "normalize": lambda x: Fof(x).normalize(x, dim=1),
     "cosine_similarity": lambda x: Fof(x).cosine_similarity(x, x.flip(0), dim=1),
+    "logsigmoid": lambda x: Fof(x).logsigmoid(x * 10),
+    "hardsigmoid": lambda x: Fof(x).hardsigmoid(x * 2),
+    "hardswish": lambda x: Fof(x).hardswish(x * 2),
+    "mish": lambda x: Fof(x).mish(x),
+    "selu": lambda x: Fof(x).selu(x),
+    "celu": lambda x: Fof(x).celu(x),
+    "celu_alpha": lambda x: Fof(x).celu(x, alpha=0.5),
+    "softsign": lambda x: Fof(x).softsign(x),
+    "glu": lambda x: Fof(x).glu(x),
+    "glu_dim0": lambda x: Fof(x).glu(x[:2], 0),
+    "prelu_one_weight": lambda x: Fof(x).prelu(x, const(x, [0.3])),
+    "prelu_per_channel": lambda x: Fof(x).prelu(x, const(x, [0.1, -0.2, 0.5, 2.0])),
 }
 
 
@@ -302,3 +314,19 @@ def test_one_hot_and_embedding(device):
     helper_test_op(
         [(5, 3)], lambda w: Fof(w).embedding(const(w, [[1, 1], [4, 0]]), w), device=device
     )
+
+
+def test_prelu_weight_gradient(device):
+    """The slope's gradient (one value and one per channel), against torch and differences."""
+    w1, wc = np.array([0.25]), np.array([0.1, -0.2, 0.5])
+    for w in (w1, wc):
+        helper_test_op([(2, 3, 4)], lambda x, w: Fof(x).prelu(x, w),
+                       inputs=[np.random.default_rng(1).uniform(-2, 2, (2, 3, 4)), w],
+                       device=device)  # fmt: skip
+
+
+def test_glu_and_prelu_errors_name_shapes(device):
+    with pytest.raises(RuntimeError, match=r"even size"):
+        F.glu(engine.ones(2, 3, device=device))
+    with pytest.raises(RuntimeError, match=r"\(2,\).*\(4, 3\)"):
+        F.prelu(engine.ones(4, 3, device=device), engine.ones(2, device=device))

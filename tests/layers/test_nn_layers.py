@@ -100,6 +100,16 @@ LAYERS = {
     "softplus": (lambda m: m.Softplus(beta=2.0, threshold=1.5), [(3, 4, 5)]),
     "hardtanh": (lambda m: m.Hardtanh(-0.5, 0.7), [(3, 4, 5)]),
     "relu6": (lambda m: m.ReLU6(), [(3, 4, 5)]),
+    "logsigmoid": (lambda m: m.LogSigmoid(), [(3, 4, 5)]),
+    "hardsigmoid": (lambda m: m.Hardsigmoid(), [(3, 4, 5)]),
+    "hardswish": (lambda m: m.Hardswish(), [(3, 4, 5)]),
+    "mish": (lambda m: m.Mish(), [(3, 4, 5)]),
+    "selu": (lambda m: m.SELU(), [(3, 4, 5)]),
+    "celu": (lambda m: m.CELU(alpha=0.7), [(3, 4, 5)]),
+    "softsign": (lambda m: m.Softsign(), [(3, 4, 5)]),
+    "glu": (lambda m: m.GLU(dim=1), [(3, 4, 5)]),
+    "prelu": (lambda m: m.PReLU(), [(3, 4, 5)]),
+    "prelu_per_channel": (lambda m: m.PReLU(4, init=0.1), [(3, 4, 5)]),
     "softmax": (lambda m: m.Softmax(dim=1), [(3, 4, 5)]),
     "log_softmax": (lambda m: m.LogSoftmax(dim=-1), [(3, 4, 5)]),
     "layer_norm": (lambda m: m.LayerNorm((4, 5)), [(3, 4, 5)]),
@@ -282,6 +292,7 @@ GRADCHECK = {
     "group_norm": (lambda: nn.GroupNorm(2, 4), (2, 4, 3)),
     "instance_norm": (lambda: nn.InstanceNorm2d(2, affine=True), (2, 2, 3, 3)),
     "embedding_like_linear": (lambda: nn.Linear(3, 2), (4, 3)),
+    "prelu": (lambda: nn.PReLU(3), (2, 3, 4)),
 }
 
 
