@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-import engine.functional as F
 import engine
+import engine.functional as F
 from engine import Tensor
 
 from .module import Module, Parameter
@@ -248,7 +248,9 @@ class PReLU(Module):
     ) -> None:
         super().__init__()
         self.num_parameters = num_parameters
-        self.weight = Parameter(engine.full((num_parameters,), float(init), device=device, dtype=dtype))
+        self.weight = Parameter(
+            engine.full((num_parameters,), float(init), device=device, dtype=dtype)
+        )
 
     def forward(self, input: Tensor) -> Tensor:
         return F.prelu(input, self.weight)
