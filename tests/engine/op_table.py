@@ -124,6 +124,39 @@ def unary(name, in_engine=True, tensor=True, functional=False, low=None, high=No
     return Op(names, lambda op, x: op(x), floats(low=low, high=high), grad)
 
 
+def _ints(low, high, shape_fn):
+    return lambda rng: rng.integers(low, high, shape_fn(rng))
+
+
+def _gather_inputs(rng):
+    """x (A, B) and an index along dim 1 of shape (A, K) with entries in [0, B)."""
+    a, b, k = (int(rng.integers(1, 4)) for _ in range(3))
+    return [_normal(rng, (a, b)), rng.integers(0, b, (a, k))]
+
+
+def _scatter_inputs(rng):
+    """x (A, B), an index (A, K) along dim 1 and a source (A, K)."""
+    a, b, k = (int(rng.integers(1, 4)) for _ in range(3))
+    return [_normal(rng, (a, b)), rng.integers(0, b, (a, k)), _normal(rng, (a, k))]
+
+
+def _masked_inputs(rng):
+    s = shape(rng)
+    return [_normal(rng, s), rng.random(s) < 0.5]
+
+
+def _matrix(rng):
+    return [_normal(rng, (int(rng.integers(1, 4)), int(rng.integers(1, 4))))]
+
+
+def _bools(n):
+    return lambda rng: [rng.random(s) < 0.5 for s in [shape(rng)] * n]
+
+
+def _int32s(n):
+    return lambda rng: [rng.integers(-8, 8, s).astype(np.int32) for s in [shape(rng)] * n]
+
+
 OPS: list[Op] = [
     # Elementwise unary -----------------------------------------------------------------------
     unary("exp"),
@@ -542,6 +575,154 @@ OPS: list[Op] = [
         _names("F.interpolate"),
         lambda op, x: op(x, size=(3, 2), mode="bilinear"),
         lambda rng: [images(rng)],
+    ),
+    # Rounding, trigonometric and friends (engine/ops/math.py) --------------------------------
+    *(unary(n, grad=False) for n in ("floor", "ceil", "round", "trunc", "fix")),
+    unary("frac"),
+    unary("exp2"),
+    unary("expm1"),
+    unary("log2", low=0.1, high=3.0),
+    unary("log10", low=0.1, high=3.0),
+    *(unary(n, low=-0.9, high=0.9) for n in ("asin", "acos", "arcsin", "arccos")),
+    *(unary(n) for n in ("atan", "arctan", "sinh", "cosh", "asinh", "arcsinh")),
+    *(unary(n, low=1.1, high=3.0) for n in ("acosh", "arccosh")),
+    *(unary(n, low=-0.9, high=0.9) for n in ("atanh", "arctanh")),
+    *(unary(n, grad=False) for n in ("isinf", "isposinf", "isneginf")),
+    Op(
+        _names(
+            *(p + n for p in (E, T) for n in ("atan2", "arctan2", "copysign")),
+        ),
+        lambda op, a, b: op(a, b),
+        broadcasting(),
+    ),
+    Op(
+        _names(E + "fmod", T + "fmod"),
+        lambda op, a, b: op(a, b * b + 0.5),
+        broadcasting(),
+    ),
+    Op(
+        _names(E + "isclose", T + "isclose", E + "allclose", T + "allclose"),
+        lambda op, a, b: op(a, b),
+        broadcasting(),
+        grad=False,
+    ),
+    # Logical and bitwise (engine/ops/logical.py) ---------------------------------------------
+    Op(
+        _names(
+            *(p + n for p in (E, T) for n in ("logical_and", "logical_or", "logical_xor")),
+            T + "__xor__",
+            T + "__rxor__",
+            T + "__rand__",
+            T + "__ror__",
+        ),
+        lambda op, a, b: op(a, b),
+        _bools(2),
+        grad=False,
+    ),
+    Op(_names(E + "logical_not", T + "logical_not"), lambda op, a: op(a), _bools(1), grad=False),
+    Op(
+        _names(
+            *(p + n for p in (E, T) for n in ("bitwise_and", "bitwise_or", "bitwise_xor")),
+        ),
+        lambda op, a, b: op(a, b),
+        _int32s(2),
+        grad=False,
+    ),
+    Op(
+        _names(
+            *(p + n for p in (E, T) for n in ("bitwise_left_shift", "bitwise_right_shift")),
+            T + "__lshift__",
+            T + "__rshift__",
+        ),
+        lambda op, a, b: op(a, b & 3),
+        _int32s(2),
+        grad=False,
+    ),
+    Op(
+        _names(T + "__rlshift__", T + "__rrshift__", T + "__rand__", T + "__ror__", T + "__rxor__"),
+        lambda op, a: op(a & 3, 5),
+        _int32s(1),
+        grad=False,
+    ),
+    Op(_names(E + "bitwise_not", T + "bitwise_not"), lambda op, a: op(a), _int32s(1), grad=False),
+    # Indexing and selection (engine/ops/indexing.py) -----------------------------------------
+    Op(_names(E + "gather", T + "gather"), lambda op, x, i: op(x, 1, i), _gather_inputs),
+    Op(
+        _names(E + "take_along_dim", T + "take_along_dim"),
+        lambda op, x, i: op(x, i, 1),
+        _gather_inputs,
+    ),
+    Op(
+        _names(E + "index_select", T + "index_select"),
+        lambda op, x, i: op(x, 1, i[0]),
+        _gather_inputs,
+    ),
+    Op(
+        _names(E + "scatter", T + "scatter", E + "scatter_add", T + "scatter_add"),
+        lambda op, x, i, src: op(x, 1, i, src),
+        _scatter_inputs,
+    ),
+    Op(
+        _names(E + "scatter_reduce", T + "scatter_reduce"),
+        lambda op, x, i, src: op(x, 1, i, src, "sum"),
+        _scatter_inputs,
+    ),
+    Op(
+        _names(E + "masked_fill", T + "masked_fill"),
+        lambda op, x, m: op(x, m, 0.5),
+        _masked_inputs,
+    ),
+    Op(_names(E + "masked_select", T + "masked_select"), lambda op, x, m: op(x, m), _masked_inputs),
+    Op(_names(E + "nonzero", T + "nonzero"), lambda op, x: op(x > 0), floats(), grad=False),
+    Op(
+        _names(E + "sort", T + "sort", E + "argsort", T + "argsort"),
+        lambda op, x: op(x, -1),
+        floats(min_ndim=1),
+    ),
+    Op(
+        _names(E + "topk", T + "topk"),
+        lambda op, x: op(x, 1, -1),
+        floats(min_ndim=1),
+    ),
+    Op(
+        _names(E + "any", T + "any", E + "all", T + "all"),
+        lambda op, x: op(x > 0),
+        floats(),
+        grad=False,
+    ),
+    Op(
+        _names(E + "tril", T + "tril", E + "triu", T + "triu", E + "diag", T + "diag"),
+        lambda op, x: op(x),
+        _matrix,
+    ),
+    Op(_names(E + "diagonal", T + "diagonal"), lambda op, x: op(x), _matrix),
+    Op(_names(E + "roll", T + "roll"), lambda op, x: op(x, 1, 0), floats(min_ndim=1)),
+    Op(
+        _names(E + "repeat_interleave", T + "repeat_interleave"),
+        lambda op, x: op(x, 2, 0),
+        floats(min_ndim=1),
+    ),
+    Op(_names(T + "unfold"), lambda op, x: op(x, 0, 1, 1), floats(min_ndim=1)),
+    Op(_names(E + "meshgrid"), lambda op, a, b: op(a, b), floats(2, min_ndim=1, max_ndim=1)),
+    # Scans and paired reductions (engine/ops/scan.py) ----------------------------------------
+    Op(
+        _names(
+            *(
+                p + n
+                for p in (E, T)
+                for n in ("cumsum", "cumprod", "cummax", "cummin", "logcumsumexp")
+            ),
+        ),
+        lambda op, x: op(x, _last(x)),
+        floats(min_ndim=1),
+    ),
+    Op(_names(E + "var_mean", E + "std_mean"), lambda op, x: op(x, _last(x)), floats(min_ndim=1)),
+    Op(_names(E + "logaddexp", T + "logaddexp"), lambda op, a, b: op(a, b), broadcasting()),
+    Op(
+        _names(E + "count_nonzero", T + "count_nonzero"),
+        lambda op, x: op(x > 0),
+        floats(),
+        grad=False,
     ),
 ]
 
