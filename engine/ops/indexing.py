@@ -381,16 +381,21 @@ class ScatterReduce(Function):
             g = gy / Tensor._wrap(xp.maximum(c, 1), gy.device)
             gx = g * Tensor._wrap(hit_x, gy.device)
             return gx, getitem(g, w) * Tensor._wrap(hit_src, gy.device)
+        if bool((x.array != 0).all()) and bool((src.array != 0).all()):
+            # No zeros: d out / d v = out / v, in engine ops (differentiable again).
+            out = self.output()
+            gx = gy * out / x if keep is None else gy * keep
+            return gx, getitem(gy * out, w) / src
         return self._prod_backward(gy, x.array, src.array, y, scattered)
 
     def _prod_backward(self, gy, x, src, y, scattered):
-        """d out / d v = the product of the other values reduced into v's position, computed
+        """With zeros: d out / d v = the product of the other values reduced into v's position,
         without dividing by v where v is 0 (then it is the product of the non-zero others if v
         was the only zero, else 0)."""
         if is_grad_enabled():
             raise RuntimeError(
-                "scatter_reduce(reduce='prod'): double backward (create_graph=True) is not "
-                "supported"
+                "scatter_reduce(reduce='prod'): double backward (create_graph=True) at inputs "
+                "containing zeros is not supported"
             )
         xp, w = self.xp, self.where_
         x_in = x if self.include_self else xp.ones_like(x)

@@ -724,6 +724,40 @@ OPS: list[Op] = [
         floats(),
         grad=False,
     ),
+    *(
+        Op(
+            _names(E + "scatter_reduce", T + "scatter_reduce"),
+            lambda op, x, i, src, r=reduce: op(x, 1, i, src, r, include_self=r != "mean"),
+            _scatter_inputs,
+        )
+        for reduce in ("prod", "mean", "amax", "amin")
+    ),
+    # Activations (engine/functional.py) ------------------------------------------------------
+    Op(
+        _names(
+            "F.logsigmoid",
+            "F.hardsigmoid",
+            "F.hardswish",
+            "F.mish",
+            "F.selu",
+            "F.celu",
+            "F.softsign",
+        ),
+        lambda op, x: op(x),
+        floats(),
+    ),
+    Op(_names("F.celu"), lambda op, x: op(x, 0.5), floats()),
+    Op(_names("F.glu"), lambda op, x: op(x), lambda rng: [_normal(rng, shape(rng) + (2,))]),
+    Op(
+        _names("F.prelu"),
+        lambda op, x, w: op(x, w),
+        lambda rng: [images(rng, 2), _normal(rng, (2,))],
+    ),
+    Op(
+        _names("F.prelu"),
+        lambda op, x, w: op(x, w),
+        lambda rng: [_normal(rng, shape(rng)), _normal(rng, (1,))],
+    ),
 ]
 
 
