@@ -17,7 +17,8 @@ To add an op, append a row:
 - `inputs(rng)`: a list of NumPy arrays. Float arrays become float32 tensors (requiring grad in
   the backward pass), integer and bool arrays tensors without grad. Draw shapes with `shape()`,
   which mixes in size-1 dimensions.
-- `grad=False` for ops without a gradient (comparisons, argmax, ...): forward only.
+- `grad=False` for ops without a gradient (comparisons, argmax, ...): forward only;
+  `create_graph=False` where double backward is not supported (and says so).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Op:
     call: Callable
     inputs: Callable[[np.random.Generator], list]
     grad: bool = True
+    create_graph: bool = True  # False where double backward raises by design (said in its error)
 
 
 # Input generators ----------------------------------------------------------------------------
@@ -662,10 +664,14 @@ OPS: list[Op] = [
         lambda op, x, i, src: op(x, 1, i, src),
         _scatter_inputs,
     ),
-    Op(
-        _names(E + "scatter_reduce", T + "scatter_reduce"),
-        lambda op, x, i, src: op(x, 1, i, src, "sum"),
-        _scatter_inputs,
+    *(
+        Op(
+            _names(E + "scatter_reduce", T + "scatter_reduce"),
+            lambda op, x, i, src, r=r: op(x, 1, i, src, r, include_self=r != "sum"),
+            _scatter_inputs,
+            create_graph=r != "prod",
+        )
+        for r in ("sum", "prod", "mean", "amax", "amin")
     ),
     Op(
         _names(E + "masked_fill", T + "masked_fill"),

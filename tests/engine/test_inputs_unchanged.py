@@ -161,8 +161,9 @@ def test_op_leaves_inputs_unchanged(device, name, op, row):
         watch.check("by backward")
         engine.autograd.backward(outs, gys, retain_graph=True)
         watch.check("by a second backward (accumulating into .grad)")
-        engine.autograd.backward(outs, gys, create_graph=True)
-        watch.check("by backward with create_graph=True")
+        if row.create_graph:
+            engine.autograd.backward(outs, gys, retain_graph=True, create_graph=True)
+            watch.check("by backward with create_graph=True")
         for x in xs:
             if x.grad is not None and not np.isscalar(x.grad.array):
                 x.grad.array[...] = 7.0  # as an optimizer or clipping writes into .grad
