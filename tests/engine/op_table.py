@@ -490,6 +490,32 @@ OPS: list[Op] = [
         lambda op, x: op(x),
         floats(),
     ),
+    Op(
+        _names(
+            "F.logsigmoid",
+            "F.hardsigmoid",
+            "F.hardswish",
+            "F.mish",
+            "F.selu",
+            "F.celu",
+            "F.softsign",
+        ),
+        lambda op, x: op(x),
+        floats(),
+    ),
+    Op(
+        _names("F.glu"),
+        lambda op, x: op(x, -1),
+        lambda rng: [_normal(rng, shape(rng, 0, 2) + (2 * int(rng.integers(1, 3)),))],
+    ),
+    Op(
+        _names("F.prelu"),
+        lambda op, x, w: op(x, w),
+        lambda rng: [
+            _normal(rng, (int(rng.integers(1, 3)), 2) + shape(rng, 0, 2)),
+            _normal(rng, (int(rng.choice((1, 2))),)),
+        ],
+    ),
     Op(_names("F.leaky_relu"), lambda op, x: op(x, 1.5), floats()),
     Op(_names("F.gelu"), lambda op, x: op(x, approximate="tanh"), floats()),
     Op(
