@@ -13,11 +13,19 @@ the graph unless `retain_graph=True`.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
-import threading
 import weakref
 from typing import Any, Iterable, Sequence
+
+from .grad_mode import (
+    _mode,
+    detect_anomaly,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .tensorbase import TensorBase
 
 __all__ = [
     "Function",
@@ -29,74 +37,6 @@ __all__ = [
     "grad",
     "backward",
 ]
-
-
-class _Mode(threading.local):
-    grad_enabled = True
-    anomaly = False
-
-
-_mode = _Mode()
-
-
-def is_grad_enabled() -> bool:
-    return _mode.grad_enabled
-
-
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Context manager / decorator that sets grad mode on or off."""
-
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-        self.prev: list[bool] = []
-
-    def __enter__(self):
-        self.prev.append(_mode.grad_enabled)
-        _mode.grad_enabled = self.mode
-
-    def __exit__(self, *exc):
-        _mode.grad_enabled = self.prev.pop()
-        return False
-
-
-class _FixedMode(set_grad_enabled):
-    """A grad mode usable as `with m():`, `@m()` and bare `@m` (as PyTorch allows)."""
-
-    _enabled = True
-
-    def __new__(cls, func=None):
-        self = super().__new__(cls)
-        if func is not None:  # bare decorator: `@engine.no_grad`
-            self.__init__()
-            return self(func)
-        return self
-
-    def __init__(self, func=None):
-        super().__init__(self._enabled)
-
-
-class no_grad(_FixedMode):
-    """`with engine.no_grad():` (or `@engine.no_grad()` / `@engine.no_grad`): record no graph."""
-
-    _enabled = False
-
-
-class enable_grad(_FixedMode):
-    """`with engine.enable_grad():` record the graph even inside `no_grad`."""
-
-    _enabled = True
-
-
-class detect_anomaly(contextlib.ContextDecorator):
-    """Inside this context the first op whose forward or backward yields NaN/Inf raises."""
-
-    def __enter__(self):
-        self.prev = _mode.anomaly
-        _mode.anomaly = True
-
-    def __exit__(self, *exc):
-        _mode.anomaly = self.prev
-        return False
 
 
 class AnomalyError(RuntimeError):
@@ -131,10 +71,6 @@ def _anomaly_backward(fn, gys):
     return gxs
 
 
-_Tensor = None  # engine.tensor.Tensor, injected by engine.tensor (which imports this module)
-_as_tensor = None
-
-
 class Function:
     """Base class of every differentiable op.
 
@@ -154,7 +90,7 @@ class Function:
         ref = None
         convert = False
         for x in inputs:
-            if isinstance(x, _Tensor):
+            if isinstance(x, TensorBase):
                 if ref is None:
                     ref = x
                 elif x._device is not ref._device and x._device != ref._device:
@@ -165,7 +101,7 @@ class Function:
             else:
                 convert = True
         if convert:
-            inputs = tuple(x if isinstance(x, _Tensor) else _as_tensor(x, like=ref) for x in inputs)
+            inputs = tuple(x if isinstance(x, TensorBase) else ref._operand(x) for x in inputs)
         dev = ref._device
         self.device = dev
         self.xp = dev.xp
@@ -181,7 +117,7 @@ class Function:
                 if t.requires_grad:
                     record = True
                     break
-        wrap = _Tensor._wrap
+        wrap = ref._new  # engine.Tensor (also for a Parameter input)
         if not record:
             return wrap(ys[0], dev) if single else tuple(wrap(y, dev) for y in ys)
         outputs = [wrap(y, dev, True, self) for y in ys]
@@ -269,10 +205,8 @@ def _run_backward(
     With `inputs=None`, gradients are accumulated into the `.grad` of leaves (and of tensors that
     called `retain_grad()`); otherwise they are returned for `inputs`, `.grad` untouched.
     """
-    from .tensor import Tensor
-
-    grads: dict[int, tuple[Tensor, Tensor]] = {}
-    wanted: dict[int, Tensor | None] = {} if inputs is None else {id(t): None for t in inputs}
+    grads: dict[int, tuple[TensorBase, TensorBase]] = {}
+    wanted: dict[int, TensorBase | None] = {} if inputs is None else {id(t): None for t in inputs}
     heap: list = []
     seen: set[int] = set()
     stored: set[int] = set()  # arrays already stored as some leaf's .grad during this walk
@@ -299,7 +233,7 @@ def _run_backward(
                 if create_graph:
                     t.grad = g if t.grad is None else t.grad + g
                 elif t.grad is not None:
-                    t.grad = Tensor._wrap(t.grad.array + g.array, t.device)
+                    t.grad = t._new(t.grad.array + g.array, t.device)
                 else:
                     # Backward may hand one array to several inputs (add), or a view (a
                     # read-only broadcast, a reshape of another leaf's gradient): each .grad
@@ -308,7 +242,7 @@ def _run_backward(
                     if id(array) in stored or getattr(array, "base", None) is not None:
                         array = array.copy()
                     stored.add(id(array))
-                    t.grad = Tensor._wrap(array, t.device)
+                    t.grad = t._new(array, t.device)
             if t.grad_fn is None:
                 return
         prev = grads.get(key)
@@ -334,7 +268,7 @@ def _run_backward(
                 continue
             if len(gys) > 1:
                 gys = [
-                    g if g is not None else Tensor._wrap(fn.xp.zeros(*meta), fn.device)
+                    g if g is not None else fn.inputs[0]._new(fn.xp.zeros(*meta), fn.device)
                     for g, meta in zip(gys, fn._out_meta)
                 ]
             fn._check_versions()
@@ -370,22 +304,19 @@ def _run_backward(
 
 
 def _ones_grad(t):
-    from .tensor import Tensor
-
     if t.array.size != 1:
         raise RuntimeError(
             f"grad can be implicitly created only for scalar outputs, got shape {t.shape}; "
             "pass a gradient of the same shape"
         )
-    return Tensor._wrap(t.device.xp.ones(t.shape, t.dtype), t.device)
+    return t._new(t.device.xp.ones(t.shape, t.dtype), t.device)
 
 
 def _as_grad(t, g):
-    from .tensor import Tensor, as_tensor
-
     if g is None:
         return _ones_grad(t)
-    g = g if isinstance(g, Tensor) else as_tensor(g, like=t)
+    if not isinstance(g, TensorBase):
+        g = t._operand(g)
     if g.shape != t.shape:
         raise RuntimeError(f"gradient of shape {g.shape} given for a tensor of shape {t.shape}")
     return g
@@ -393,18 +324,16 @@ def _as_grad(t, g):
 
 def _root_grads(roots: list, grads) -> list:
     """One checked gradient per root: `grads` is None (ones for scalars), a Tensor or a list."""
-    from .tensor import Tensor
 
-    if grads is None or isinstance(grads, Tensor):
+    if grads is None or isinstance(grads, TensorBase):
         grads = [grads] * len(roots) if grads is None else [grads]
     return [_as_grad(t, g) for t, g in zip(roots, grads)]
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False) -> None:
     """`engine.autograd.backward`: accumulate gradients of `tensors` into the leaves' `.grad`."""
-    from .tensor import Tensor
 
-    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    tensors = [tensors] if isinstance(tensors, TensorBase) else list(tensors)
     retain = create_graph if retain_graph is None else retain_graph
     _run_backward(tensors, _root_grads(tensors, grad_tensors), retain, create_graph)
 
@@ -418,10 +347,9 @@ def grad(
     allow_unused: bool = False,
 ):
     """Gradients of `outputs` with respect to `inputs` (a tuple), leaving `.grad` untouched."""
-    from .tensor import Tensor
 
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    single_input = isinstance(inputs, Tensor)
+    outputs = [outputs] if isinstance(outputs, TensorBase) else list(outputs)
+    single_input = isinstance(inputs, TensorBase)
     inputs = [inputs] if single_input else list(inputs)
     retain = create_graph if retain_graph is None else retain_graph
     gs = _root_grads(outputs, grad_outputs)

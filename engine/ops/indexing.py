@@ -11,15 +11,16 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import Tensor, ValuesIndices, as_tensor
+from ..tensorbase import TensorBase
 from .math import where
+from .reduction import ValuesIndices
 from .shape import GetItemGrad, _norm_dim, broadcast_to, flatten, getitem, permute, reshape
 
 
-def _index_array(index, x: Tensor, what: str):
+def _index_array(index, x: TensorBase, what: str):
     """`index`'s raw int64 array on `x`'s device; a clear error for a wrong dtype or device."""
-    if not isinstance(index, Tensor):
-        index = as_tensor(numpy.asarray(index), device=x.device)
+    if not isinstance(index, TensorBase):
+        index = x._operand(numpy.asarray(index))
     if index.dtype != numpy.int64:
         raise RuntimeError(f"{what}(): expected an int64 index tensor, got {index.dtype}")
     if index.device != x.device:
@@ -57,7 +58,7 @@ def _along(idx, dim: int, xp) -> tuple:
     return tuple(out)
 
 
-def _check_gather_shapes(x: Tensor, idx, dim: int, what: str, other=None) -> None:
+def _check_gather_shapes(x: TensorBase, idx, dim: int, what: str, other=None) -> None:
     if idx.ndim != x.ndim:
         raise RuntimeError(
             f"{what}(): index has {idx.ndim} dimensions, the input {x.ndim} (shape {x.shape}); "
@@ -77,7 +78,7 @@ def _check_gather_shapes(x: Tensor, idx, dim: int, what: str, other=None) -> Non
 
 
 # Gathers --------------------------------------------------------------------------------------
-def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+def gather(input: TensorBase, dim: int, index: TensorBase) -> TensorBase:
     """out[i][j][k] = input[index[i][j][k]][j][k] (dim=0); the output has index's shape."""
     d = _norm_dim(dim, input.ndim)
     idx = _index_array(index, input, "gather")
@@ -88,7 +89,7 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return getitem(input, _along(idx, d, input.xp))
 
 
-def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:
+def take_along_dim(input: TensorBase, indices: TensorBase, dim: int | None = None) -> TensorBase:
     """Values of `input` at `indices` along `dim` (the flattened input when `dim` is None);
     the other dimensions broadcast, as in PyTorch."""
     if dim is None:
@@ -106,10 +107,10 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
     in_shape = tuple(input.shape[d] if i == d else s for i, s in enumerate(common))
     ix_shape = tuple(idx.shape[d] if i == d else s for i, s in enumerate(common))
     x = broadcast_to(input, in_shape)
-    return gather(x, d, Tensor._wrap(input.xp.broadcast_to(idx, ix_shape), input.device))
+    return gather(x, d, input._new(input.xp.broadcast_to(idx, ix_shape), input.device))
 
 
-def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+def index_select(input: TensorBase, dim: int, index: TensorBase) -> TensorBase:
     """The entries of `input` along `dim` listed by the 1-D (or 0-d) `index`."""
     d = _norm_dim(dim, input.ndim)
     idx = _index_array(index, input, "index_select")
@@ -121,19 +122,19 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return getitem(input, (slice(None),) * d + (idx.reshape(-1),))
 
 
-def masked_select(input: Tensor, mask: Tensor) -> Tensor:
+def masked_select(input: TensorBase, mask: TensorBase) -> TensorBase:
     """The 1-D tensor of `input`'s elements where the boolean `mask` holds (both broadcast)."""
-    m = mask.array if isinstance(mask, Tensor) else input.xp.asarray(mask)
+    m = mask.array if isinstance(mask, TensorBase) else input.xp.asarray(mask)
     if m.dtype != numpy.bool_:
         raise RuntimeError(f"masked_select(): expected a bool mask, got {m.dtype}")
     shape = numpy.broadcast_shapes(input.shape, m.shape)
     return getitem(broadcast_to(input, shape), input.xp.broadcast_to(m, shape))
 
 
-def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
+def masked_fill(input: TensorBase, mask: TensorBase, value) -> TensorBase:
     """`input` with `value` where the boolean `mask` holds (differentiable in a 0-d tensor
     `value` too); the output keeps `input`'s shape and dtype."""
-    m = mask.array if isinstance(mask, Tensor) else input.xp.asarray(mask)
+    m = mask.array if isinstance(mask, TensorBase) else input.xp.asarray(mask)
     if m.dtype != numpy.bool_:
         raise RuntimeError(f"masked_fill(): expected a bool mask, got {m.dtype}")
     try:
@@ -145,34 +146,34 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
             f"masked_fill(): mask of shape {m.shape} does not broadcast to the input's "
             f"{input.shape}"
         )
-    if isinstance(value, Tensor):
+    if isinstance(value, TensorBase):
         if value.ndim:
             raise RuntimeError(
                 f"masked_fill(): only a 0-d value tensor is supported, got shape {value.shape}"
             )
         v = value.to(input.dtype)
     else:
-        v = Tensor._wrap(input.xp.asarray(value, dtype=input.dtype), input.device)
-    return where(Tensor._wrap(m, input.device), v, input)
+        v = input._new(input.xp.asarray(value, dtype=input.dtype), input.device)
+    return where(input._new(m, input.device), v, input)
 
 
-def nonzero(input: Tensor, *, as_tuple: bool = False):
+def nonzero(input: TensorBase, *, as_tuple: bool = False):
     """Indices of the non-zero elements: an (n, ndim) int64 tensor, or one 1-D tensor per
     dimension with `as_tuple=True` (a device-to-host sync on the GPU, as in PyTorch)."""
     xp, a = input.xp, input.array
     if a.ndim == 0:
         a = a.reshape(1)
         if as_tuple:
-            return (Tensor._wrap(xp.nonzero(a)[0].astype(numpy.int64), input.device),)
-        return Tensor._wrap(xp.zeros((int(bool(a[0])), 0), numpy.int64), input.device)
+            return (input._new(xp.nonzero(a)[0].astype(numpy.int64), input.device),)
+        return input._new(xp.zeros((int(bool(a[0])), 0), numpy.int64), input.device)
     found = [i.astype(numpy.int64) for i in xp.nonzero(a)]
     if as_tuple:
-        return tuple(Tensor._wrap(i, input.device) for i in found)
-    return Tensor._wrap(xp.stack(found, axis=1), input.device)
+        return tuple(input._new(i, input.device) for i in found)
+    return input._new(xp.stack(found, axis=1), input.device)
 
 
 # Sorting --------------------------------------------------------------------------------------
-def _argsort(x: Tensor, d: int, descending: bool):
+def _argsort(x: TensorBase, d: int, descending: bool):
     """Stable argsort along `d` (NaN sorts as the largest value, as in PyTorch)."""
     xp, a = x.xp, x.array
     if not descending:
@@ -183,15 +184,15 @@ def _argsort(x: Tensor, d: int, descending: bool):
     return (n - 1) - xp.flip(xp.argsort(xp.flip(a, d), axis=d, kind="stable"), d)
 
 
-def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
+def argsort(input: TensorBase, dim: int = -1, descending: bool = False, stable: bool = False):
     """int64 indices that sort `input` along `dim` (always stable here)."""
     if input.ndim == 0:
-        return Tensor._wrap(input.xp.zeros((), numpy.int64), input.device)
+        return input._new(input.xp.zeros((), numpy.int64), input.device)
     d = _norm_dim(dim, input.ndim)
-    return Tensor._wrap(_argsort(input, d, descending).astype(numpy.int64), input.device)
+    return input._new(_argsort(input, d, descending).astype(numpy.int64), input.device)
 
 
-def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
+def sort(input: TensorBase, dim: int = -1, descending: bool = False, stable: bool = False):
     """(values, indices) of `input` sorted along `dim`; values carry the gradient."""
     idx = argsort(input, dim, descending, stable)
     if input.ndim == 0:
@@ -199,17 +200,17 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     return ValuesIndices(gather(input, dim, idx), idx)
 
 
-def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+def topk(input: TensorBase, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     """(values, indices) of the `k` largest (or smallest) entries along `dim`."""
     d = _norm_dim(dim, input.ndim)
     n = input.shape[d] if input.ndim else 1
     if not 0 <= k <= n:
         raise RuntimeError(f"topk(): k={k} is out of range for dimension {dim} of size {n}")
     if input.ndim == 0:
-        return ValuesIndices(input, Tensor._wrap(input.xp.zeros((), numpy.int64), input.device))
+        return ValuesIndices(input, input._new(input.xp.zeros((), numpy.int64), input.device))
     idx = _argsort(input, d, descending=largest)
     idx = idx[(slice(None),) * d + (slice(0, k),)].astype(numpy.int64)
-    idx = Tensor._wrap(idx, input.device)
+    idx = input._new(idx, input.device)
     return ValuesIndices(gather(input, d, idx), idx)
 
 
@@ -229,7 +230,7 @@ class Scatter(Function):
         return out
 
     def backward(self, gy):
-        zeros = Tensor._wrap(gy.xp.zeros(_shape_of(self.where_), gy.dtype), gy.device)
+        zeros = gy._new(gy.xp.zeros(_shape_of(self.where_), gy.dtype), gy.device)
         return Scatter(self.where_)(gy, zeros), getitem(gy, self.where_)
 
 
@@ -254,10 +255,10 @@ class ScatterAdd(Function):
         return gy, getitem(gy, self.where_)
 
 
-def _scatter_src(input: Tensor, src, idx, what: str) -> Tensor:
+def _scatter_src(input: TensorBase, src, idx, what: str) -> TensorBase:
     """`src` cut to `index`'s shape (PyTorch reads only src's leading part), in input's dtype."""
-    if not isinstance(src, Tensor):
-        return Tensor._wrap(input.xp.full(idx.shape, src, dtype=input.dtype), input.device)
+    if not isinstance(src, TensorBase):
+        return input._new(input.xp.full(idx.shape, src, dtype=input.dtype), input.device)
     if src.device != input.device:
         raise RuntimeError(f"{what}(): src is on {src.device}, the input on {input.device}")
     if src.dtype != input.dtype:
@@ -270,17 +271,17 @@ def _scatter_src(input: Tensor, src, idx, what: str) -> Tensor:
     return src
 
 
-def _scatter_args(input: Tensor, dim: int, index, src, what: str):
+def _scatter_args(input: TensorBase, dim: int, index, src, what: str):
     d = _norm_dim(dim, input.ndim)
     idx = _index_array(index, input, what)
-    _check_gather_shapes(input, idx, d, what, src if isinstance(src, Tensor) else None)
+    _check_gather_shapes(input, idx, d, what, src if isinstance(src, TensorBase) else None)
     _check_bounds(idx, input.shape[d] if input.ndim else 1, what)
     if input.ndim == 0:
         raise RuntimeError(f"{what}(): a 0-d input is not supported, reshape it to (1,)")
     return _along(idx, d, input.xp), _scatter_src(input, src, idx, what)
 
 
-def scatter(input: Tensor, dim: int, index: Tensor, src=None, *, value=None, reduce=None):
+def scatter(input: TensorBase, dim: int, index: TensorBase, src=None, *, value=None, reduce=None):
     """input with `src` (a tensor, or the scalar `value`) written at `index` along `dim`."""
     if reduce is not None:
         mode = {"add": "sum", "multiply": "prod"}.get(reduce)
@@ -293,7 +294,7 @@ def scatter(input: Tensor, dim: int, index: Tensor, src=None, *, value=None, red
     return Scatter(where_)(input, s)
 
 
-def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+def scatter_add(input: TensorBase, dim: int, index: TensorBase, src: TensorBase) -> TensorBase:
     """input with `src` added at `index` along `dim` (repeated indices accumulate)."""
     where_, s = _scatter_args(input, dim, index, src, "scatter_add")
     return ScatterAdd(where_)(input, s)
@@ -362,13 +363,13 @@ class ScatterReduce(Function):
         w, r, xp = self.where_, self.reduce, self.xp
         scattered = xp.zeros(x.shape, bool)
         scattered[w] = True
-        keep = None if self.include_self else Tensor._wrap(~scattered, gy.device)
+        keep = None if self.include_self else gy._new(~scattered, gy.device)
         if r == "sum":
             gx = gy if keep is None else gy * keep
             return gx, getitem(gy, w)
         if r == "mean":
             c = self._counts(x.array)
-            g = gy / Tensor._wrap(xp.maximum(c, 1), gy.device)
+            g = gy / gy._new(xp.maximum(c, 1), gy.device)
             gx = g if keep is None else gy * keep
             return gx, getitem(g, w)
         y = self.output().array
@@ -378,9 +379,9 @@ class ScatterReduce(Function):
             hit_src = src.array == y[w]
             c = hit_x.astype(gy.dtype)
             xp.add.at(c, w, hit_src.astype(gy.dtype))
-            g = gy / Tensor._wrap(xp.maximum(c, 1), gy.device)
-            gx = g * Tensor._wrap(hit_x, gy.device)
-            return gx, getitem(g, w) * Tensor._wrap(hit_src, gy.device)
+            g = gy / gy._new(xp.maximum(c, 1), gy.device)
+            gx = g * gy._new(hit_x, gy.device)
+            return gx, getitem(g, w) * gy._new(hit_src, gy.device)
         if bool((x.array != 0).all()) and bool((src.array != 0).all()):
             # No zeros: d out / d v = out / v, in engine ops (differentiable again).
             out = self.output()
@@ -413,14 +414,20 @@ class ScatterReduce(Function):
         if not self.include_self:
             gx = xp.where(scattered, 0, 1).astype(y.dtype)
         gsrc = others(src, y[w], nonzero_prod[w], zeros[w])
-        return gy * Tensor._wrap(gx.astype(y.dtype), gy.device), getitem(gy, w) * Tensor._wrap(
+        return gy * gy._new(gx.astype(y.dtype), gy.device), getitem(gy, w) * gy._new(
             gsrc.astype(y.dtype), gy.device
         )
 
 
 def scatter_reduce(
-    input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *, include_self: bool = True
-) -> Tensor:
+    input: TensorBase,
+    dim: int,
+    index: TensorBase,
+    src: TensorBase,
+    reduce: str,
+    *,
+    include_self: bool = True,
+) -> TensorBase:
     """Reduce `src` into `input` at `index` along `dim` with `reduce` in sum, prod, mean, amax,
     amin (`input`'s own values join unless `include_self=False`)."""
     if reduce not in _REDUCES:
@@ -456,18 +463,18 @@ class Triu(_Triangle):
     lower = False
 
 
-def _check_matrix(x: Tensor, what: str) -> None:
+def _check_matrix(x: TensorBase, what: str) -> None:
     if x.ndim < 2:
         raise RuntimeError(f"{what}: input tensor must have at least 2 dimensions, got {x.shape}")
 
 
-def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+def tril(input: TensorBase, diagonal: int = 0) -> TensorBase:
     """The lower triangle of the last two dimensions (on and below `diagonal`), zeros above."""
     _check_matrix(input, "tril")
     return Tril(int(diagonal))(input)
 
 
-def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+def triu(input: TensorBase, diagonal: int = 0) -> TensorBase:
     """The upper triangle of the last two dimensions (on and above `diagonal`), zeros below."""
     _check_matrix(input, "triu")
     return Triu(int(diagonal))(input)
@@ -479,7 +486,7 @@ def _diag_positions(n: int, m: int, offset: int, xp):
     return i + max(-offset, 0), i + max(offset, 0)
 
 
-def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+def diagonal(input: TensorBase, offset: int = 0, dim1: int = 0, dim2: int = 1) -> TensorBase:
     """The diagonal of the (dim1, dim2) planes, as a last dimension (PyTorch's layout)."""
     _check_matrix(input, "diagonal")
     a, b = _norm_dim(dim1, input.ndim), _norm_dim(dim2, input.ndim)
@@ -491,7 +498,7 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     return getitem(x, (Ellipsis, rows, cols))
 
 
-def diag(input: Tensor, diagonal: int = 0) -> Tensor:
+def diag(input: TensorBase, diagonal: int = 0) -> TensorBase:
     """1-D input: the square matrix with it on the `diagonal`-th diagonal; 2-D: that diagonal."""
     if input.ndim == 2:
         return globals()["diagonal"](input, diagonal)
@@ -503,7 +510,7 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:
 
 
 # Rearranging ----------------------------------------------------------------------------------
-def roll(input: Tensor, shifts, dims=None) -> Tensor:
+def roll(input: TensorBase, shifts, dims=None) -> TensorBase:
     """Shift elements along `dims` with wrap-around (the flattened tensor when `dims` is None)."""
     shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
     if dims is None:
@@ -525,19 +532,19 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
     return input
 
 
-def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None) -> Tensor:
+def repeat_interleave(input: TensorBase, repeats=None, dim: int | None = None) -> TensorBase:
     """Repeat each element `repeats` times (an int, or one count per element) along `dim`
     (the flattened input when `dim` is None). A tensor of counts is read on the host."""
     if repeats is None:  # torch.repeat_interleave(counts): arange(len(counts)) repeated
         counts = input
         return repeat_interleave(
-            Tensor._wrap(input.xp.arange(counts.shape[0]), input.device), counts, 0
+            input._new(input.xp.arange(counts.shape[0]), input.device), counts, 0
         )
     if dim is None:
         input, dim = flatten(input), 0
     d = _norm_dim(dim, input.ndim)
     n = input.shape[d]
-    if isinstance(repeats, Tensor):
+    if isinstance(repeats, TensorBase):
         reps = [int(r) for r in repeats.tolist()] if repeats.ndim else int(repeats.item())
     else:
         reps = repeats
@@ -552,7 +559,7 @@ def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None) -> Te
     return getitem(input, (slice(None),) * d + (input.xp.asarray(pos),))
 
 
-def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
+def unfold(input: TensorBase, dimension: int, size: int, step: int) -> TensorBase:
     """Tensor.unfold: every slice of length `size` along `dimension`, `step` apart, as a new
     last dimension (an (n - size) // step + 1 windows long `dimension`)."""
     d = _norm_dim(dimension, input.ndim)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import Tensor
+from ..tensorbase import TensorBase
 from .shape import reshape, squeeze, sum_to, transpose, unsqueeze
 
 
@@ -20,9 +20,9 @@ class MatMul(Function):
         return ga, gb
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
+def matmul(a: TensorBase, b: TensorBase) -> TensorBase:
     """`a @ b` with NumPy's rules: 1-D operands are promoted and the added dim removed."""
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+    if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
         raise TypeError("matmul expects two tensors")
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError("both arguments to matmul need to be at least 1D")
@@ -77,8 +77,8 @@ class Linear(Function):
         return tuple(grads)
 
 
-def _wrap(array, like: Tensor) -> Tensor:
-    return Tensor._wrap(array, like.device)
+def _wrap(array, like: TensorBase) -> TensorBase:
+    return like._new(array, like.device)
 
 
 def _matmul_grads_2d(xp, gy, a, b):
@@ -88,7 +88,7 @@ def _matmul_grads_2d(xp, gy, a, b):
     return ga, gb
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def linear(x: TensorBase, weight: TensorBase, bias: TensorBase | None = None) -> TensorBase:
     """PyTorch's `F.linear`: x (..., in) @ weight (out, in)^T + bias (out)."""
     if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
         raise RuntimeError(

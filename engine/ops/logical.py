@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import numpy
 
-from ..tensor import Tensor, as_tensor
+from ..tensorbase import TensorBase
 
 
-def _wrap(like: Tensor, array) -> Tensor:
-    return Tensor._wrap(array, like.device)
+def _wrap(like: TensorBase, array) -> TensorBase:
+    return like._new(array, like.device)
 
 
-def _tensor_of(x, like: Tensor | None = None) -> Tensor:
-    return x if isinstance(x, Tensor) else as_tensor(x, like=like)
+def _tensor_of(x, like: TensorBase) -> TensorBase:
+    return x if isinstance(x, TensorBase) else like._operand(x)
 
 
-def _logical(name: str, a, b) -> Tensor:
-    ref = a if isinstance(a, Tensor) else b
+def _logical(name: str, a, b) -> TensorBase:
+    ref = a if isinstance(a, TensorBase) else b
     a, b = _tensor_of(a, ref), _tensor_of(b, ref)
     if a.device != b.device:
         raise RuntimeError(
@@ -30,22 +30,22 @@ def _logical(name: str, a, b) -> Tensor:
     return _wrap(ref, getattr(ref.xp, name)(a.array, b.array))
 
 
-def logical_and(input, other) -> Tensor:
+def logical_and(input, other) -> TensorBase:
     """True where both are non-zero (a bool tensor)."""
     return _logical("logical_and", input, other)
 
 
-def logical_or(input, other) -> Tensor:
+def logical_or(input, other) -> TensorBase:
     """True where either is non-zero (a bool tensor)."""
     return _logical("logical_or", input, other)
 
 
-def logical_xor(input, other) -> Tensor:
+def logical_xor(input, other) -> TensorBase:
     """True where exactly one is non-zero (a bool tensor)."""
     return _logical("logical_xor", input, other)
 
 
-def logical_not(input: Tensor) -> Tensor:
+def logical_not(input: TensorBase) -> TensorBase:
     """True where the input is zero (a bool tensor)."""
     return _wrap(input, input.xp.logical_not(input.array))
 
@@ -53,10 +53,10 @@ def logical_not(input: Tensor) -> Tensor:
 def _integer_arrays(name: str, a, b):
     """Raw arrays of `a` and `b` in their common integer (or bool) dtype; a Python int takes the
     tensor's dtype (wrapping), or int64 against a bool tensor."""
-    ref = a if isinstance(a, Tensor) else b
+    ref = a if isinstance(a, TensorBase) else b
     arrays = []
     for x in (a, b):
-        if isinstance(x, Tensor):
+        if isinstance(x, TensorBase):
             if x.device != ref.device:
                 raise RuntimeError(f"{name}: expected both tensors on one device, got "
                                    f"{ref.device} and {x.device}")  # fmt: skip
@@ -80,33 +80,33 @@ def _integer_arrays(name: str, a, b):
     return ref, arrays
 
 
-def _bitwise(ufunc: str, name: str, a, b) -> Tensor:
+def _bitwise(ufunc: str, name: str, a, b) -> TensorBase:
     ref, (x, y) = _integer_arrays(name, a, b)
     return _wrap(ref, getattr(ref.xp, ufunc)(x, y))
 
 
-def bitwise_and(input, other) -> Tensor:
+def bitwise_and(input, other) -> TensorBase:
     return _bitwise("bitwise_and", "bitwise_and", input, other)
 
 
-def bitwise_or(input, other) -> Tensor:
+def bitwise_or(input, other) -> TensorBase:
     return _bitwise("bitwise_or", "bitwise_or", input, other)
 
 
-def bitwise_xor(input, other) -> Tensor:
+def bitwise_xor(input, other) -> TensorBase:
     return _bitwise("bitwise_xor", "bitwise_xor", input, other)
 
 
-def bitwise_left_shift(input, other) -> Tensor:
+def bitwise_left_shift(input, other) -> TensorBase:
     return _bitwise("left_shift", "bitwise_left_shift", input, other)
 
 
-def bitwise_right_shift(input, other) -> Tensor:
+def bitwise_right_shift(input, other) -> TensorBase:
     """Arithmetic shift for signed integers (the sign is kept), as PyTorch's >>."""
     return _bitwise("right_shift", "bitwise_right_shift", input, other)
 
 
-def bitwise_not(input: Tensor) -> Tensor:
+def bitwise_not(input: TensorBase) -> TensorBase:
     if input.dtype.kind not in "iub":
         raise TypeError(f"bitwise_not: only integer and bool tensors are supported, got "
                         f"{input.dtype}")  # fmt: skip

@@ -7,13 +7,13 @@ import math
 import numpy
 
 from ..autograd import Function
-from ..tensor import Tensor, as_tensor
+from ..tensorbase import TensorBase, default_dtype
 from .shape import sum_to
 
 
-def _const(x: Tensor, array) -> Tensor:
+def _const(x: TensorBase, array) -> TensorBase:
     """A tensor outside the graph on x's device (masks and other constants of a backward)."""
-    return Tensor._wrap(array, x.device)
+    return x._new(array, x.device)
 
 
 # Binary ------------------------------------------------------------------------------------
@@ -96,49 +96,49 @@ class Pow(Function):
 
 
 def _binary_operands(a, b):
-    if not isinstance(a, Tensor):
+    if not isinstance(a, TensorBase):
         b = _float_for_python_float(b, a)
-        a = as_tensor(a, like=b)
-    elif not isinstance(b, Tensor):
+        a = b._operand(a)
+    elif not isinstance(b, TensorBase):
         a = _float_for_python_float(a, b)
-        b = as_tensor(b, like=a)
+        b = a._operand(b)
     return a, b
 
 
-def _float_for_python_float(x: Tensor, scalar) -> Tensor:
+def _float_for_python_float(x: TensorBase, scalar) -> TensorBase:
     """An integer tensor meeting a Python float computes in float32, as in PyTorch."""
     if isinstance(scalar, float) and x.dtype.kind in "iub":
         return x.to(numpy.float32)
     return x
 
 
-def add(a, b, alpha=1) -> Tensor:
+def add(a, b, alpha=1) -> TensorBase:
     a, b = _binary_operands(a, b)
     if alpha != 1:
         b = b * alpha
     return Add()(a, b)
 
 
-def sub(a, b, alpha=1) -> Tensor:
+def sub(a, b, alpha=1) -> TensorBase:
     a, b = _binary_operands(a, b)
     if alpha != 1:
         b = b * alpha
     return Sub()(a, b)
 
 
-def mul(a, b) -> Tensor:
+def mul(a, b) -> TensorBase:
     return Mul()(*_binary_operands(a, b))
 
 
-def div(a, b) -> Tensor:
+def div(a, b) -> TensorBase:
     a, b = _binary_operands(a, b)
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
         a, b = a.to(numpy.float32), b.to(numpy.float32)
     return Div()(a, b)
 
 
-def pow(a, b) -> Tensor:
-    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+def pow(a, b) -> TensorBase:
+    if isinstance(a, TensorBase) and isinstance(b, (int, float)) and not isinstance(b, bool):
         if b == 1:
             return a
         return PowScalar(b)(a)
@@ -168,11 +168,11 @@ class Minimum(_Pick):
     pick = "minimum"
 
 
-def maximum(a, b) -> Tensor:
+def maximum(a, b) -> TensorBase:
     return Maximum()(*_binary_operands(a, b))
 
 
-def minimum(a, b) -> Tensor:
+def minimum(a, b) -> TensorBase:
     return Minimum()(*_binary_operands(a, b))
 
 
@@ -195,11 +195,13 @@ class Where(Function):
         )
 
 
-def where(condition, a, b) -> Tensor:
+def where(condition, a, b) -> TensorBase:
     """Elements of `a` where `condition` holds, else of `b` (differentiable in a and b)."""
-    cond = condition.array if isinstance(condition, Tensor) else condition
-    if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # where(c, 1.0, 0.0)
-        a = as_tensor(a, device=condition.device if isinstance(condition, Tensor) else None)
+    cond = condition.array if isinstance(condition, TensorBase) else condition
+    if not isinstance(a, TensorBase) and not isinstance(b, TensorBase):  # where(c, 1.0, 0.0)
+        if not isinstance(condition, TensorBase):
+            raise TypeError("where(): condition must be a tensor when a and b are both scalars")
+        a = condition._new(condition.xp.asarray(a, dtype=default_dtype(a)), condition.device)
     a, b = _binary_operands(a, b)
     if a.dtype != b.dtype:
         dt = numpy.result_type(a.dtype, b.dtype)
@@ -332,7 +334,7 @@ class Clip(Function):
 
 
 def _unary(cls):
-    def op(x: Tensor) -> Tensor:
+    def op(x: TensorBase) -> TensorBase:
         return cls()(x)
 
     op.__name__ = cls.__name__.lower()
@@ -352,7 +354,7 @@ sigmoid = _unary(Sigmoid)
 relu = _unary(ReLU)
 
 
-def clip(x: Tensor, min=None, max=None) -> Tensor:
+def clip(x: TensorBase, min=None, max=None) -> TensorBase:
     if min is None and max is None:
         raise ValueError("clip: at least one of min or max must be given")
     return Clip(min, max)(x)
@@ -361,15 +363,15 @@ def clip(x: Tensor, min=None, max=None) -> Tensor:
 clamp = clip
 
 
-def square(x: Tensor) -> Tensor:
+def square(x: TensorBase) -> TensorBase:
     return x * x
 
 
-def rsqrt(x: Tensor) -> Tensor:
+def rsqrt(x: TensorBase) -> TensorBase:
     return 1.0 / sqrt(x)
 
 
-def log1p(x: Tensor) -> Tensor:
+def log1p(x: TensorBase) -> TensorBase:
     return Log1p()(x)
 
 
@@ -381,11 +383,11 @@ class Log1p(Function):
         return gy / (self.inputs[0] + 1.0)
 
 
-def sign(x: Tensor) -> Tensor:
+def sign(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.sign(x.array))
 
 
-def erf(x: Tensor) -> Tensor:
+def erf(x: TensorBase) -> TensorBase:
     return Erf()(x)
 
 
@@ -408,21 +410,21 @@ class Erf(Function):
         return gy * exp(-(x * x)) * (2.0 / math.sqrt(math.pi))
 
 
-def isfinite(x: Tensor) -> Tensor:
+def isfinite(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isfinite(x.array))
 
 
-def isnan(x: Tensor) -> Tensor:
+def isnan(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isnan(x.array))
 
 
-def lerp(a: Tensor, b, weight) -> Tensor:
+def lerp(a: TensorBase, b, weight) -> TensorBase:
     return a + (b - a) * weight
 
 
 # More unary math (PyTorch's names). Integer inputs compute in the default float32, as PyTorch's
 # float ops do; the rounding family keeps integer tensors as they are. ------------------------
-def _floating(x: Tensor) -> Tensor:
+def _floating(x: TensorBase) -> TensorBase:
     return x.to(numpy.float32) if x.dtype.kind in "iub" else x
 
 
@@ -462,27 +464,27 @@ class Trunc(_Rounding):
     how = "trunc"
 
 
-def floor(x: Tensor) -> Tensor:
+def floor(x: TensorBase) -> TensorBase:
     return Floor()(x)
 
 
-def ceil(x: Tensor) -> Tensor:
+def ceil(x: TensorBase) -> TensorBase:
     return Ceil()(x)
 
 
-def round(x: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001
+def round(x: TensorBase, decimals: int = 0) -> TensorBase:  # noqa: A001
     """Round half to even, to `decimals` decimal places (as torch.round)."""
     return Round(int(decimals))(x)
 
 
-def trunc(x: Tensor) -> Tensor:
+def trunc(x: TensorBase) -> TensorBase:
     return Trunc()(x)
 
 
 fix = trunc
 
 
-def frac(x: Tensor) -> Tensor:
+def frac(x: TensorBase) -> TensorBase:
     """x - trunc(x): the fractional part, with the sign of x (gradient 1)."""
     return x - trunc(x)
 
@@ -500,7 +502,7 @@ class _UnaryMath(Function):
 def _math(name, fn, grad, doc):
     cls = type(name.capitalize(), (_UnaryMath,), {"fn": fn, "grad": staticmethod(grad)})
 
-    def op(x: Tensor) -> Tensor:
+    def op(x: TensorBase) -> TensorBase:
         return cls()(_floating(x))
 
     op.__name__, op.__qualname__, op.__doc__ = name, name, doc
@@ -540,7 +542,7 @@ class Atan2(Function):
         return sum_to(r * b, a.shape), sum_to(-r * a, b.shape)
 
 
-def atan2(input, other) -> Tensor:
+def atan2(input, other) -> TensorBase:
     """The angle of (other, input) in (-pi, pi], elementwise with broadcasting."""
     a, b = _binary_operands(input, other)
     return Atan2()(*_float_pair(a, b))
@@ -549,7 +551,7 @@ def atan2(input, other) -> Tensor:
 arctan2 = atan2
 
 
-def _float_pair(a: Tensor, b: Tensor):
+def _float_pair(a: TensorBase, b: TensorBase):
     """Both operands in one floating dtype (integers compute in float32, as in PyTorch)."""
     dt = numpy.result_type(_floating(a).dtype, _floating(b).dtype)
     return (a if a.dtype == dt else a.to(dt)), (b if b.dtype == dt else b.to(dt))
@@ -568,7 +570,7 @@ class Fmod(Function):
         return ga, gb
 
 
-def fmod(input, other) -> Tensor:
+def fmod(input, other) -> TensorBase:
     """C's remainder (the sign of `input`): input - trunc(input / other) * other."""
     a, b = _binary_operands(input, other)
     if a.dtype != b.dtype:
@@ -589,21 +591,21 @@ class Copysign(Function):
         return ga, sum_to(gy * 0.0, b.shape)
 
 
-def copysign(input, other) -> Tensor:
+def copysign(input, other) -> TensorBase:
     """|input| with the sign (bit) of `other`, elementwise with broadcasting."""
     a, b = _binary_operands(input, other)
     return Copysign()(*_float_pair(a, b))
 
 
-def isinf(x: Tensor) -> Tensor:
+def isinf(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isinf(x.array))
 
 
-def isposinf(x: Tensor) -> Tensor:
+def isposinf(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isposinf(x.array))
 
 
-def isneginf(x: Tensor) -> Tensor:
+def isneginf(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isneginf(x.array))
 
 
@@ -628,7 +630,7 @@ class LogAddExp(Function):
         return sum_to(gy * exp(a - y), a.shape), sum_to(gy * exp(b - y), b.shape)
 
 
-def logaddexp(input, other) -> Tensor:
+def logaddexp(input, other) -> TensorBase:
     """log(exp(input) + exp(other)) without overflow, elementwise with broadcasting."""
     a, b = _binary_operands(input, other)
     return LogAddExp()(*_float_pair(a, b))

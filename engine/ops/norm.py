@@ -9,7 +9,7 @@ gradient penalties) it is written in engine ops, so gradients of gradients stay 
 from __future__ import annotations
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import Tensor
+from ..tensorbase import TensorBase
 from .reduction import sum
 from .shape import reshape
 
@@ -70,8 +70,8 @@ class BatchNormTrain(Function):
             t = self.xhat * (-a * gw * inv_n).reshape(shape)
             gx += t
             gx -= (a * gb * inv_n).reshape(shape)
-            gx = Tensor._wrap(gx, gy.device)
-        return self._param_grads(gx, Tensor._wrap(gw, gy.device), Tensor._wrap(gb, gy.device))
+            gx = gy._new(gx, gy.device)
+        return self._param_grads(gx, gy._new(gw, gy.device), gy._new(gb, gy.device))
 
     def _param_grads(self, gx, gw, gb):
         """(gx, gw, gb) cut to the inputs given, None for a weight or bias needing no grad."""
@@ -102,11 +102,11 @@ class BatchNormTrain(Function):
 
 
 def batch_norm_train(
-    input: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
-) -> tuple[Tensor, object, object]:
+    input: TensorBase, weight: TensorBase | None, bias: TensorBase | None, eps: float
+) -> tuple[TensorBase, object, object]:
     """(normalised input, batch mean, biased batch variance); the statistics are raw arrays."""
     fn = BatchNormTrain(eps)
     if weight is None and bias is not None:
-        weight = Tensor._wrap(input.xp.ones(input.shape[1], input.dtype), input.device)
+        weight = input._new(input.xp.ones(input.shape[1], input.dtype), input.device)
     args = [a for a in (input, weight, bias) if a is not None]
     return fn(*args), fn.mean, fn.var

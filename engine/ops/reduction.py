@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import Tensor, ValuesIndices
+from ..tensorbase import TensorBase
 from .math import exp, log, sqrt, where
 from .shape import _norm_dim, broadcast_to, reshape
+
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
 
 def _axes(dim, ndim):
@@ -44,7 +48,7 @@ class Sum(Function):
         return broadcast_to(gy, self.in_shape)
 
 
-def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+def sum(x: TensorBase, dim=None, keepdim: bool = False, dtype=None) -> TensorBase:
     if dtype is not None:
         x = x.to(dtype)
     elif x.array.dtype.kind in "biu" and x.array.dtype != numpy.int64:
@@ -54,7 +58,7 @@ def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     return Sum(_axes(dim, x.ndim), keepdim)(x)
 
 
-def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def mean(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     if x.dtype.kind not in "fc":
         raise RuntimeError(
             f"mean(): could not infer output dtype; input dtype is {x.dtype}, "
@@ -66,12 +70,12 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def var(
-    x: Tensor,
+    x: TensorBase,
     dim=None,
     unbiased: bool | None = None,
     keepdim: bool = False,
     correction: int | None = None,
-) -> Tensor:
+) -> TensorBase:
     """Variance with Bessel's correction by default (PyTorch's `correction=1`)."""
     if correction is None:
         correction = 1 if unbiased in (None, True) else 0
@@ -82,12 +86,12 @@ def var(
 
 
 def std(
-    x: Tensor,
+    x: TensorBase,
     dim=None,
     unbiased: bool | None = None,
     keepdim: bool = False,
     correction: int | None = None,
-) -> Tensor:
+) -> TensorBase:
     return sqrt(var(x, dim, unbiased, keepdim, correction))
 
 
@@ -123,7 +127,7 @@ class _Extremum(Function):
             gy = reshape(gy, _keep_shape(self.in_shape, (self.axis,)))
         elif self.axis is None:
             gy = reshape(gy, (1,) * len(self.in_shape))
-        return broadcast_to(gy, self.in_shape) * Tensor._wrap(self.mask.astype(gy.dtype), gy.device)
+        return broadcast_to(gy, self.in_shape) * gy._new(self.mask.astype(gy.dtype), gy.device)
 
 
 class Max(_Extremum):
@@ -135,7 +139,7 @@ class Min(_Extremum):
 
 
 def _extremum(cls, x, dim, keepdim, other):
-    if isinstance(dim, Tensor) or isinstance(other, Tensor):
+    if isinstance(dim, TensorBase) or isinstance(other, TensorBase):
         from .math import maximum, minimum
 
         return (maximum if cls is Max else minimum)(x, other if other is not None else dim)
@@ -148,19 +152,19 @@ def _extremum(cls, x, dim, keepdim, other):
     fn = cls(_norm_dim(dim, x.ndim), keepdim)
     values = fn(x)
     idx = fn.indices if keepdim is False else fn.xp.expand_dims(fn.indices, fn.axis)
-    return ValuesIndices(values, Tensor._wrap(idx.astype(numpy.int64), x.device))
+    return ValuesIndices(values, x._new(idx.astype(numpy.int64), x.device))
 
 
-def max(x: Tensor, dim=None, keepdim: bool = False, other=None):
+def max(x: TensorBase, dim=None, keepdim: bool = False, other=None):
     """`x.max()` -> the maximum; `x.max(dim)` -> (values, indices); `max(x, other)` elementwise."""
     return _extremum(Max, x, dim, keepdim, other)
 
 
-def min(x: Tensor, dim=None, keepdim: bool = False, other=None):
+def min(x: TensorBase, dim=None, keepdim: bool = False, other=None):
     return _extremum(Min, x, dim, keepdim, other)
 
 
-def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def amax(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     if dim is None:
         r = max(x)
         return reshape(r, (1,) * x.ndim) if keepdim else r
@@ -171,11 +175,11 @@ def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return x
 
 
-def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def amin(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return -amax(-x, dim, keepdim)
 
 
-def _arg(pick, x: Tensor, dim, keepdim: bool) -> Tensor:
+def _arg(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:
     """argmax/argmin (`pick` is the array method's name): int64 indices, no gradient."""
     if dim is None:
         a = getattr(x.array, pick)()
@@ -184,14 +188,14 @@ def _arg(pick, x: Tensor, dim, keepdim: bool) -> Tensor:
         a = getattr(x.array, pick)(axis=axis)
         if keepdim:
             a = x.xp.expand_dims(a, axis)
-    return Tensor._wrap(x.xp.asarray(a, dtype=numpy.int64), x.device)
+    return x._new(x.xp.asarray(a, dtype=numpy.int64), x.device)
 
 
-def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def argmax(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return _arg("argmax", x, dim, keepdim)
 
 
-def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def argmin(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return _arg("argmin", x, dim, keepdim)
 
 
@@ -215,7 +219,7 @@ class Prod(Function):
                 "prod: double backward (create_graph=True) at an input containing zeros is not "
                 "supported"
             )
-        return gy * Tensor._wrap(self._others(x.array), x.device)
+        return gy * x._new(self._others(x.array), x.device)
 
     def _others(self, a):
         """Product of all other elements along the axis, without dividing (zeros allowed)."""
@@ -237,7 +241,7 @@ def _exclusive_cumprod(xp, a, ax):
     return out
 
 
-def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def prod(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     """Product of elements, over all of them, one dim or a tuple of dims."""
     if isinstance(dim, (tuple, list)):
         for d in sorted(_axes(dim, x.ndim), reverse=True):
@@ -246,7 +250,7 @@ def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return Prod(None if dim is None else _norm_dim(dim, x.ndim), keepdim)(x)
 
 
-def logsumexp(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def logsumexp(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     """log(sum(exp(x))) with the max shifted out, stable for large |x|."""
     axes = _axes(dim, x.ndim)
     if x.array.size:
@@ -254,7 +258,7 @@ def logsumexp(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     else:
         m = x.xp.zeros(_keep_shape(x.shape, axes), x.dtype)
     m = x.xp.where(x.xp.isfinite(m), m, 0)
-    mt = Tensor._wrap(m, x.device)
+    mt = x._new(m, x.device)
     out = log(sum(exp(x - mt), axes, keepdim=True)) + mt
     return (
         out if keepdim else reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
@@ -279,7 +283,7 @@ class Norm2(Function):
         return broadcast_to(gy / safe, x.shape) * x
 
 
-def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
+def norm(x: TensorBase, p=2, dim=None, keepdim: bool = False) -> TensorBase:
     """The p-norm over `dim` (all elements by default)."""
     if p == 2:
         return Norm2(_axes(dim, x.ndim), keepdim)(x)
@@ -288,41 +292,41 @@ def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
     return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)
 
 
-def _logical_reduce(pick, x: Tensor, dim, keepdim: bool) -> Tensor:
+def _logical_reduce(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:
     """any/all (`pick`): a bool tensor, no gradient."""
     a = x.array
     axes = None if dim is None or x.ndim == 0 else _axes(dim, x.ndim)
     out = getattr(a.astype(bool, copy=False), pick)(axis=axes, keepdims=keepdim and x.ndim > 0)
-    return Tensor._wrap(x.xp.asarray(out), x.device)
+    return x._new(x.xp.asarray(out), x.device)
 
 
-def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+def any(input: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:  # noqa: A001
     """True where any element over `dim` (all of them by default) is non-zero."""
     return _logical_reduce("any", input, dim, keepdim)
 
 
-def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+def all(input: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:  # noqa: A001
     """True where every element over `dim` (all of them by default) is non-zero."""
     return _logical_reduce("all", input, dim, keepdim)
 
 
-def var_mean(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+def var_mean(input: TensorBase, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
              correction: int | None = None):  # fmt: skip
     """(var, mean) over `dim` in one call, as torch.var_mean."""
     return var(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
 
 
-def std_mean(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+def std_mean(input: TensorBase, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
              correction: int | None = None):  # fmt: skip
     """(std, mean) over `dim` in one call, as torch.std_mean."""
     return std(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
 
 
-def count_nonzero(input: Tensor, dim=None) -> Tensor:
+def count_nonzero(input: TensorBase, dim=None) -> TensorBase:
     """How many elements over `dim` (an int or a tuple; all by default) are non-zero (int64)."""
     axes = None if dim is None or input.ndim == 0 else _axes(dim, input.ndim)
     n = (input.array != 0).sum(axis=axes)
-    return Tensor._wrap(input.xp.asarray(n, dtype=numpy.int64), input.device)
+    return input._new(input.xp.asarray(n, dtype=numpy.int64), input.device)
 
 
 __all__ = [

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import Tensor, ValuesIndices
+from ..tensorbase import TensorBase
 from .math import exp, log, where
+from .reduction import ValuesIndices
 from .shape import _norm_dim, flip
 
 
-def _dim(x: Tensor, dim: int) -> int:
+def _dim(x: TensorBase, dim: int) -> int:
     return _norm_dim(dim, x.ndim)
 
 
@@ -30,7 +31,7 @@ def _scan(xp, op, a, axis: int):
     return a
 
 
-def _reverse_cumsum(g: Tensor, axis: int) -> Tensor:
+def _reverse_cumsum(g: TensorBase, axis: int) -> TensorBase:
     """sum_{j >= i} g_j along `axis` (the adjoint of cumsum), in engine ops."""
     return flip(cumsum(flip(g, axis), axis), axis)
 
@@ -48,7 +49,7 @@ class Cumsum(Function):
         return _reverse_cumsum(gy, self.axis)
 
 
-def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+def cumsum(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     """Running sums along `dim` (integers and bools sum in int64, as in PyTorch)."""
     if dtype is not None:
         input = input.to(dtype)
@@ -74,7 +75,7 @@ class Cumprod(Function):
         x, y, ax = self.inputs[0], self.output(), self.axis
         xp, xa = self.xp, self.inputs[0].array
         is_zero = xa == 0
-        safe = where(Tensor._wrap(is_zero, x.device), 1.0, x)
+        safe = where(x._new(is_zero, x.device), 1.0, x)
         g = _reverse_cumsum(gy * y, ax) / safe
         first = is_zero & (xp.cumsum(is_zero, axis=ax) == 1)
         if is_grad_enabled() and bool(is_zero.any()):  # double backward: a sync, only then
@@ -85,10 +86,10 @@ class Cumprod(Function):
         ones_at_z = xp.where(first, 1, xa)
         terms = gy.array * xp.cumprod(ones_at_z, axis=ax)
         at_z = xp.flip(xp.cumsum(xp.flip(terms, ax), axis=ax), ax)  # sum over j >= z
-        return where(Tensor._wrap(first, x.device), Tensor._wrap(at_z, x.device), g)
+        return where(x._new(first, x.device), x._new(at_z, x.device), g)
 
 
-def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+def cumprod(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     """Running products along `dim` (integers and bools multiply in int64, as in PyTorch)."""
     if dtype is not None:
         input = input.to(dtype)
@@ -99,11 +100,11 @@ def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     return Cumprod(_dim(input, dim))(input)
 
 
-def _cum_extremum(pick: str, input: Tensor, dim: int):
+def _cum_extremum(pick: str, input: TensorBase, dim: int):
     """(values, indices) of the running max/min; ties and NaN take the latest index, as
     PyTorch; the gradient of each value goes to the element it came from."""
     if input.ndim == 0:
-        return ValuesIndices(input, Tensor._wrap(input.xp.zeros((), numpy.int64), input.device))
+        return ValuesIndices(input, input._new(input.xp.zeros((), numpy.int64), input.device))
     d, xp, a = _dim(input, dim), input.xp, input.array
     running = _scan(xp, getattr(xp, pick), a, d)
     shape = [1] * a.ndim
@@ -111,15 +112,15 @@ def _cum_extremum(pick: str, input: Tensor, dim: int):
     pos = xp.arange(a.shape[d], dtype=numpy.int64).reshape(shape)
     hit = (a == running) | (xp.isnan(a) if a.dtype.kind == "f" else False)
     idx = _scan(xp, xp.maximum, xp.where(hit, pos, 0), d)
-    indices = Tensor._wrap(idx, input.device)
+    indices = input._new(idx, input.device)
     return ValuesIndices(input.gather(d, indices), indices)
 
 
-def cummax(input: Tensor, dim: int):
+def cummax(input: TensorBase, dim: int):
     return _cum_extremum("maximum", input, dim)
 
 
-def cummin(input: Tensor, dim: int):
+def cummin(input: TensorBase, dim: int):
     return _cum_extremum("minimum", input, dim)
 
 
@@ -135,11 +136,11 @@ class LogCumSumExp(Function):
         # log domain (a reversed logcumsumexp) so that nothing overflows.
         x, y, ax = self.inputs[0], self.output(), self.axis
         # where y_j is -inf every x_i <= y_j is too and the term is 0; keep -inf - -inf out
-        y = where(Tensor._wrap(y.xp.isneginf(y.array), y.device), 0.0, y)
+        y = where(y._new(y.xp.isneginf(y.array), y.device), 0.0, y)
         out = None
         for sign in (1.0, -1.0):
             part = gy * sign
-            pos = Tensor._wrap(part.array > 0, gy.device)
+            pos = gy._new(part.array > 0, gy.device)
             log_part = where(pos, log(where(pos, part, 1.0)), float("-inf"))
             s = flip(logcumsumexp(flip(log_part - y, ax), ax), ax)
             term = exp(s + x) * sign
@@ -147,7 +148,7 @@ class LogCumSumExp(Function):
         return out
 
 
-def logcumsumexp(input: Tensor, dim: int) -> Tensor:
+def logcumsumexp(input: TensorBase, dim: int) -> TensorBase:
     """log(cumsum(exp(input))) along `dim`, without overflow."""
     if input.dtype.kind not in "f":
         raise RuntimeError(f"logcumsumexp(): expected a floating-point tensor, got {input.dtype}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function
-from ..tensor import Tensor, as_tensor
+from ..tensorbase import TensorBase
 
 
 def _norm_dim(dim: int, ndim: int) -> int:
@@ -20,7 +20,7 @@ def _shape_arg(shape) -> tuple:
     return tuple(int(s) for s in shape)
 
 
-def _view_of(out: Tensor, x: Tensor) -> Tensor:
+def _view_of(out: TensorBase, x: TensorBase) -> TensorBase:
     """`out` shares `x`'s memory: give it `x`'s version counter (as PyTorch's views), so an
     in-place change through either one is caught by any backward that saved the other."""
     out._version = x._version
@@ -41,7 +41,7 @@ class Reshape(Function):
         return reshape(gy, self.in_shape)
 
 
-def reshape(x: Tensor, *shape) -> Tensor:
+def reshape(x: TensorBase, *shape) -> TensorBase:
     shape = _shape_arg(shape)
     if shape == x.shape:
         return x
@@ -57,7 +57,7 @@ def reshape(x: Tensor, *shape) -> Tensor:
 view = reshape
 
 
-def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+def flatten(x: TensorBase, start_dim: int = 0, end_dim: int = -1) -> TensorBase:
     if x.ndim == 0:
         return reshape(x, 1)
     s, e = _norm_dim(start_dim, x.ndim), _norm_dim(end_dim, x.ndim)
@@ -67,19 +67,19 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, shape)
 
 
-def unflatten(x: Tensor, dim: int, sizes) -> Tensor:
+def unflatten(x: TensorBase, dim: int, sizes) -> TensorBase:
     d = _norm_dim(dim, x.ndim)
     return reshape(x, x.shape[:d] + tuple(sizes) + x.shape[d + 1 :])
 
 
-def squeeze(x: Tensor, dim=None) -> Tensor:
+def squeeze(x: TensorBase, dim=None) -> TensorBase:
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     dims = {_norm_dim(d, x.ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
     return reshape(x, tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1)))
 
 
-def unsqueeze(x: Tensor, dim: int) -> Tensor:
+def unsqueeze(x: TensorBase, dim: int) -> TensorBase:
     d = _norm_dim(dim, x.ndim + 1)
     return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
@@ -97,7 +97,7 @@ class Permute(Function):
         return permute(gy, *numpy.argsort(self.axes).tolist())
 
 
-def permute(x: Tensor, *dims) -> Tensor:
+def permute(x: TensorBase, *dims) -> TensorBase:
     dims = _shape_arg(dims)
     if len(dims) != x.ndim:
         raise RuntimeError(f"permute: got {len(dims)} dims for a tensor of {x.ndim} dimensions")
@@ -107,7 +107,7 @@ def permute(x: Tensor, *dims) -> Tensor:
     return _view_of(Permute(axes)(x), x)
 
 
-def transpose(x: Tensor, dim0: int = 0, dim1: int = 1) -> Tensor:
+def transpose(x: TensorBase, dim0: int = 0, dim1: int = 1) -> TensorBase:
     if x.ndim < 2:
         return x
     axes = list(range(x.ndim))
@@ -116,7 +116,7 @@ def transpose(x: Tensor, dim0: int = 0, dim1: int = 1) -> Tensor:
     return permute(x, *axes)
 
 
-def t(x: Tensor) -> Tensor:
+def t(x: TensorBase) -> TensorBase:
     return transpose(x, 0, 1)
 
 
@@ -134,7 +134,7 @@ class BroadcastTo(Function):
         return sum_to(gy, self.in_shape)
 
 
-def broadcast_to(x: Tensor, shape) -> Tensor:
+def broadcast_to(x: TensorBase, shape) -> TensorBase:
     shape = tuple(shape)
     if x.shape == shape:
         return x
@@ -145,14 +145,14 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
     return _view_of(BroadcastTo(shape)(x), x)
 
 
-def expand(x: Tensor, *sizes) -> Tensor:
+def expand(x: TensorBase, *sizes) -> TensorBase:
     sizes = _shape_arg(sizes)
     lead = len(sizes) - x.ndim
     shape = tuple(x.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes))
     return broadcast_to(x, shape)
 
 
-def expand_as(x: Tensor, other: Tensor) -> Tensor:
+def expand_as(x: TensorBase, other: TensorBase) -> TensorBase:
     return broadcast_to(x, other.shape)
 
 
@@ -183,7 +183,7 @@ class SumTo(Function):
         return broadcast_to(gy, self.in_shape)
 
 
-def sum_to(x: Tensor, shape) -> Tensor:
+def sum_to(x: TensorBase, shape) -> TensorBase:
     """Sum `x` down to `shape`: the gradient of broadcasting."""
     shape = tuple(shape)
     if x.shape == shape:
@@ -193,10 +193,10 @@ def sum_to(x: Tensor, shape) -> Tensor:
 
 def _index_arrays(index):
     """Replace Tensors inside an index by their raw arrays."""
-    if isinstance(index, Tensor):
+    if isinstance(index, TensorBase):
         return index.array
     if isinstance(index, tuple):
-        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
+        return tuple(i.array if isinstance(i, TensorBase) else i for i in index)
     if isinstance(index, list):
         return numpy.asarray(index)
     return index
@@ -241,7 +241,7 @@ class GetItemGrad(Function):
         return getitem(ggx, self.index)
 
 
-def getitem(x: Tensor, index) -> Tensor:
+def getitem(x: TensorBase, index) -> TensorBase:
     idx = _index_arrays(index)
     if x.device.type == "cuda":
         idx = _to_device_index(idx, x.xp)
@@ -268,7 +268,7 @@ class Concat(Function):
         return tuple(split(gy, self.sizes, self.axis))
 
 
-def cat(tensors, dim: int = 0) -> Tensor:
+def cat(tensors, dim: int = 0) -> TensorBase:
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("cat() expects a non-empty list of tensors")
@@ -290,7 +290,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
 concat = cat
 
 
-def stack(tensors, dim: int = 0) -> Tensor:
+def stack(tensors, dim: int = 0) -> TensorBase:
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("stack() expects a non-empty list of tensors")
@@ -315,7 +315,7 @@ class Split(Function):
         return cat(list(gys), self.axis)
 
 
-def split(x: Tensor, split_size_or_sections, dim: int = 0):
+def split(x: TensorBase, split_size_or_sections, dim: int = 0):
     d = _norm_dim(dim, x.ndim)
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -332,17 +332,17 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0):
     return tuple(_view_of(p, x) for p in Split(sizes, d)(x))
 
 
-def chunk(x: Tensor, chunks: int, dim: int = 0):
+def chunk(x: TensorBase, chunks: int, dim: int = 0):
     n = x.shape[_norm_dim(dim, x.ndim)]
     return split(x, -(-n // chunks), dim)
 
 
-def unbind(x: Tensor, dim: int = 0):
+def unbind(x: TensorBase, dim: int = 0):
     d = _norm_dim(dim, x.ndim)
     return tuple(squeeze(p, d) for p in split(x, 1, d))
 
 
-def repeat(x: Tensor, *sizes) -> Tensor:
+def repeat(x: TensorBase, *sizes) -> TensorBase:
     """PyTorch's `repeat`: tile the tensor `sizes` times along each dimension."""
     sizes = _shape_arg(sizes)
     if len(sizes) < x.ndim:
@@ -359,7 +359,7 @@ def repeat(x: Tensor, *sizes) -> Tensor:
     return reshape(y, tuple(r * s for r, s in zip(sizes, x.shape)))
 
 
-def tile(x: Tensor, dims) -> Tensor:
+def tile(x: TensorBase, dims) -> TensorBase:
     dims = tuple(dims)
     return repeat(x, (1,) * (x.ndim - len(dims)) + dims)
 
@@ -387,7 +387,7 @@ class ConstantPad(Function):
         return getitem(gy, index)
 
 
-def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+def pad(x: TensorBase, pad, mode: str = "constant", value: float = 0.0) -> TensorBase:
     """PyTorch's `F.pad`: `pad` lists (left, right) pairs starting from the last dimension."""
     pairs = _pad_pairs(pad, x.ndim)
     if mode == "constant":
@@ -439,7 +439,7 @@ class AsType(Function):
         return astype(gy, self.in_dtype)
 
 
-def astype(x: Tensor, dtype) -> Tensor:
+def astype(x: TensorBase, dtype) -> TensorBase:
     fn = AsType(numpy.dtype(dtype))
     if numpy.dtype(dtype).kind not in "fc":
         fn.differentiable = False
@@ -472,7 +472,7 @@ class ToDevice(Function):
         return to_device(gy, self.source)
 
 
-def to_device(x: Tensor, device) -> Tensor:
+def to_device(x: TensorBase, device) -> TensorBase:
     return ToDevice(device)(x)
 
 
@@ -486,11 +486,11 @@ class Clone(Function):
         return gy
 
 
-def clone(x: Tensor) -> Tensor:
+def clone(x: TensorBase) -> TensorBase:
     return Clone()(x)
 
 
-def flip(x: Tensor, dims) -> Tensor:
+def flip(x: TensorBase, dims) -> TensorBase:
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
     index = [slice(None)] * x.ndim
     for d in dims:
@@ -526,5 +526,4 @@ __all__ = [
     "to_device",
     "clone",
     "flip",
-    "as_tensor",
 ]

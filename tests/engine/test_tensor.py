@@ -94,8 +94,13 @@ def test_arange_and_linspace(device):
 
 def test_like_factories_keep_shape_dtype_device(device):
     x = engine.ones(2, 3, dtype=engine.float64, device=device)
-    for fn in (engine.zeros_like, engine.ones_like, engine.randn_like, engine.rand_like,
-               engine.empty_like):
+    for fn in (
+        engine.zeros_like,
+        engine.ones_like,
+        engine.randn_like,
+        engine.rand_like,
+        engine.empty_like,
+    ):
         y = fn(x)
         assert y.shape == (2, 3) and y.dtype == np.float64 and y.device == device
     assert engine.zeros_like(x).tolist() == [[0.0] * 3] * 2
@@ -363,3 +368,35 @@ def test_dlpack_on_cuda_stays_on_the_device(device):
     assert cp.asnumpy(c).tolist() == [5.0, 5.0, 5.0, 5.0]
     t = engine.from_dlpack(cp.arange(3, dtype=cp.float32))
     assert t.device == device and t.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_methods_are_defined_in_the_class():
+    """Tensor's op methods are class attributes a reader and an IDE see: the ops themselves."""
+    for name in ("exp", "sum", "reshape", "matmul", "clamp", "view_as", "__add__", "__getitem__"):
+        assert name in vars(engine.Tensor), name
+    assert engine.Tensor.exp is engine.exp and engine.Tensor.sum is engine.sum
+
+
+def test_tape_and_ops_do_not_import_the_tensor_module():
+    """The imports point one way: grad_mode <- tensorbase <- autograd <- ops <- tensor."""
+    import ast
+    from pathlib import Path
+
+    root = Path(engine.__file__).parent
+    below = ["grad_mode.py", "tensorbase.py", "autograd.py"]
+    below += [f"ops/{m}.py" for m in ("__init__", "math", "shape", "reduction", "linalg", "norm")]
+    for rel in below:
+        tree = ast.parse((root / rel).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[-1] != "tensor", rel
+                if node.module is None:
+                    assert "tensor" not in [a.name for a in node.names], rel
+
+
+def test_outputs_keep_the_tensor_class(device):
+    x = engine.tensor([[1.0, -2.0]], device=device, requires_grad=True)
+    y = engine.where(x > 0, x, 0.0).amax(1)
+    assert type(y) is engine.Tensor and type(x[0]) is engine.Tensor
+    y.sum().backward()
+    assert type(x.grad) is engine.Tensor

@@ -1,0 +1,337 @@
+"""`TensorBase`: the record the tape runs on: an array on a device, its gradient and its creator.
+
+`engine.Tensor` (engine/tensor.py) subclasses it with the methods that are engine ops (`x.exp()`,
+`x + y`, `x.sum(dim)`). The layers below the ops (the tape in engine/autograd.py, the ops in
+engine/ops/) work on this class and make their results with `x._new` and `x._operand`, which
+engine.Tensor implements, so they never import engine.tensor: the imports point one way,
+grad_mode <- tensorbase <- autograd <- ops <- tensor.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from . import random
+from .device import Device, array_device, cupy
+from .grad_mode import is_grad_enabled
+
+__all__ = ["TensorBase", "default_dtype"]
+
+
+class TensorBase:
+    """An array plus the autograd record: `grad`, `requires_grad`, `grad_fn`."""
+
+    __slots__ = (
+        "array",
+        "grad",
+        "requires_grad",
+        "grad_fn",
+        "_device",
+        "_version",
+        "_retains_grad",
+        "__weakref__",
+    )
+    __array_priority__ = 1000  # numpy scalars on the left defer to Tensor's reflected operators
+    __hash__ = object.__hash__
+
+    @classmethod
+    def _wrap(cls, array, device: Device, requires_grad: bool = False, grad_fn=None):
+        """Fast internal constructor around a raw array already on `device`."""
+        t = object.__new__(cls)
+        t.array = array
+        t._device = device
+        t.grad = None
+        t.requires_grad = requires_grad
+        t.grad_fn = grad_fn
+        t._version = [0]
+        t._retains_grad = False
+        return t
+
+    # Implemented by engine.Tensor, the class of every op's result ----------------------------
+    def _new(self, array, device: Device, requires_grad: bool = False, grad_fn=None):
+        """A result of an op on this tensor: an engine.Tensor around `array` (on `device`)."""
+        raise NotImplementedError
+
+    def _operand(self, data):
+        """`data` (a number, an array) as a tensor on this tensor's device, for an op with it."""
+        raise NotImplementedError
+
+    # Attributes ---------------------------------------------------------------------------
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    @property
+    def xp(self):
+        return self._device.xp
+
+    @property
+    def shape(self) -> tuple:
+        return self.array.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    def size(self, dim: int | None = None):
+        """The shape (PyTorch's `x.size()`), or one dimension's length with `dim`."""
+        return self.array.shape if dim is None else self.array.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.array.size)
+
+    def dim(self) -> int:
+        return self.array.ndim
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self.array.dtype
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device.type == "cuda"
+
+    @property
+    def data(self) -> TensorBase:
+        """A tensor sharing this one's array, outside the graph (PyTorch's `.data`)."""
+        return self._new(self.array, self._device)
+
+    @data.setter
+    def data(self, value: TensorBase) -> None:
+        if isinstance(value, TensorBase):
+            self.array, self._device = value.array, value.device
+        else:
+            self.array, self._device = value, array_device(value)
+
+    # Conversion ---------------------------------------------------------------------------
+    def numpy(self) -> numpy.ndarray:
+        """The values as a host NumPy array (a copy from the GPU; shared memory on cpu)."""
+        if self._device.type == "cpu":
+            return self.array
+        return cupy().asnumpy(self.array)
+
+    def item(self):
+        if self.array.size != 1:
+            raise ValueError(
+                "only one-element tensors can be converted to Python scalars, "
+                f"got shape {self.shape}"
+            )
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.array.size != 1:
+            raise RuntimeError(
+                f"Boolean value of a tensor with {self.array.size} values is ambiguous"
+            )
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iub" or self.array.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self.array.__dlpack__(**({} if stream is None else {"stream": stream}), **kwargs)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.kind == "f"
+
+    # Autograd -----------------------------------------------------------------------------
+    def detach(self) -> TensorBase:
+        """Same values, cut from the graph; shares the array and its version counter."""
+        t = self._new(self.array, self._device)
+        t._version = self._version
+        return t
+
+    def detach_(self) -> TensorBase:
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> TensorBase:
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf tensors")
+        if requires_grad and self.dtype.kind not in "fc":
+            raise RuntimeError(
+                f"only floating point tensors can require gradients, got {self.dtype}"
+            )
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        self._retains_grad = True
+
+    def contiguous(self) -> TensorBase:
+        return self
+
+    # Representation -----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        body = numpy.array2string(
+            self.numpy(), separator=", ", precision=4, threshold=200, prefix="tensor("
+        )
+        extras = []
+        if self._device.type != "cpu":
+            extras.append(f"device='{self._device}'")
+        if self.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{self.grad_fn.name}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    # In-place (raw updates, used for initialisation and optimizer steps) ------------------
+    def _inplace(self, array) -> TensorBase:
+        if self.requires_grad and is_grad_enabled():
+            if self.grad_fn is None:
+                raise RuntimeError(
+                    "a leaf tensor that requires grad is being used in an in-place operation; "
+                    "wrap it in `with engine.no_grad():`"
+                )
+            # The tape does not record in-place ops: the gradient would silently ignore them.
+            raise RuntimeError(
+                f"in-place operation on a tensor of shape {self.shape} that is part of the graph "
+                f"(grad_fn=<{self.grad_fn.name}Backward>): in-place ops are not recorded, use "
+                "the out-of-place form (y = y * 2) instead"
+            )
+        if array is not None and array is not self.array:
+            self.array[...] = array
+        self._version[0] += 1
+        return self
+
+    def _raw(self, other):
+        """The array of `other` for a raw op with this tensor (same device required)."""
+        if not isinstance(other, TensorBase):
+            return other
+        if other._device != self._device:
+            raise RuntimeError(
+                f"expected all tensors on the same device, found {self._device} and {other._device}"
+            )
+        return other.array
+
+    def fill_(self, value) -> TensorBase:
+        self._inplace(None).array.fill(self._raw(value))
+        return self
+
+    def zero_(self) -> TensorBase:
+        return self.fill_(0)
+
+    def add_(self, other, alpha=1) -> TensorBase:
+        o = self._raw(other)
+        self._inplace(None)
+        self.array += o if alpha == 1 else alpha * o
+        return self
+
+    def sub_(self, other, alpha=1) -> TensorBase:
+        return self.add_(other, alpha=-alpha)
+
+    def mul_(self, other) -> TensorBase:
+        o = self._raw(other)
+        self._inplace(None)
+        self.array *= o
+        return self
+
+    def div_(self, other) -> TensorBase:
+        o = self._raw(other)
+        self._inplace(None)
+        self.array /= o
+        return self
+
+    def copy_(self, src) -> TensorBase:
+        s = src.array if isinstance(src, TensorBase) else src
+        if isinstance(src, TensorBase) and src.device != self._device:
+            s = src.to(self._device).array
+        return self._inplace(self.xp.broadcast_to(self.xp.asarray(s, dtype=self.dtype), self.shape))
+
+    def clamp_(self, min=None, max=None) -> TensorBase:
+        return self._inplace(self.xp.clip(self.array, min, max))
+
+    clip_ = clamp_
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> TensorBase:
+        return self._inplace(random.normal(self.shape, self.dtype, self._device, mean, std))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> TensorBase:
+        return self._inplace(random.uniform(self.shape, self.dtype, self._device, a, b))
+
+    def bernoulli_(self, p: float = 0.5) -> TensorBase:
+        draw = random.uniform(self.shape, numpy.float32, self._device, 0.0, 1.0) < p
+        return self._inplace(draw.astype(self.dtype))
+
+    def _compare(self, other, op):
+        """An elementwise op outside the graph (comparisons, %, //: no gradient)."""
+        return self._new(op(self.array, self._raw(other)), self._device)
+
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    def __eq__(self, other):  # type: ignore[override]
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other):  # type: ignore[override]
+        return self._compare(other, lambda a, b: a != b)
+
+    def __mod__(self, other):
+        return self._compare(other, lambda a, b: a % b)
+
+    def __rmod__(self, other):
+        return self._compare(other, lambda a, b: b % a)
+
+    def __floordiv__(self, other):
+        return self._compare(other, lambda a, b: a // b)
+
+    def __rfloordiv__(self, other):
+        return self._compare(other, lambda a, b: b // a)
+
+    def __setitem__(self, index, value):
+        if isinstance(index, TensorBase):
+            index = index.array
+        elif isinstance(index, tuple):
+            index = tuple(i.array if isinstance(i, TensorBase) else i for i in index)
+        v = value.to(self._device).array if isinstance(value, TensorBase) else value
+        self._inplace(None)
+        self.array[index] = v
+
+
+def default_dtype(value) -> numpy.dtype:
+    """Python floats become float32, ints int64, bools bool (PyTorch's defaults)."""
+    arr = numpy.asarray(value)
+    if arr.dtype.kind == "f":
+        return numpy.dtype(numpy.float32)
+    if arr.dtype.kind in "iu":
+        return numpy.dtype(numpy.int64)
+    return arr.dtype
