@@ -86,7 +86,10 @@ def linspace(
     start, end, steps: int, dtype=None, device=None, requires_grad: bool = False
 ) -> Tensor:
     dev = _device(device)
-    t = Tensor._wrap(dev.xp.linspace(start, end, steps).astype(_dtype(dtype) or _F32), dev)
+    dt = _dtype(dtype) or _F32
+    if dt.kind == "b":
+        raise TypeError("linspace: dtype bool is not supported (as in PyTorch); use a number dtype")
+    t = Tensor._wrap(dev.xp.linspace(start, end, steps).astype(dt), dev)
     return t.requires_grad_(True) if requires_grad else t
 
 

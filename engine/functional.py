@@ -30,6 +30,7 @@ from .ops import (
     tanh,
     where,
 )
+from .ops.shape import _norm_dim
 from .tensor import Tensor, as_tensor
 
 __all__ = [
@@ -104,7 +105,7 @@ class LeakyReLU(Function):
         self.mask = x > 0
         slope = x.dtype.type(self.slope) if x.dtype.kind == "f" else self.slope
         y = x * slope
-        if 0 <= self.slope <= 1 and y.dtype == x.dtype:
+        if 0 <= self.slope <= 1 and y.dtype == x.dtype and isinstance(y, self.xp.ndarray):
             # max(x, slope x) is leaky_relu for 0 <= slope <= 1; ~10x faster than a where()
             # on a random mask.
             return self.xp.maximum(x, y, out=y)
@@ -269,7 +270,7 @@ class LogSoftmax(Function):
 def _softmax_dim(x: Tensor, dim):
     if dim is None:
         dim = 0 if x.ndim in (0, 1, 3) else 1
-    return dim % max(x.ndim, 1)
+    return _norm_dim(dim, x.ndim)
 
 
 def softmax(x: Tensor, dim: int | None = None) -> Tensor:

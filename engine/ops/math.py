@@ -85,13 +85,17 @@ class Pow(Function):
         return a**b
 
     def backward(self, gy):
+        # PyTorch's edge cases: d/da is 0 where b == 0 (also at a == 0); d/db is 0 where
+        # a == 0 and b >= 0, else y log(a): -inf at a == 0, b < 0, and NaN for a < 0.
         a, b = self.inputs
-        y = self.output()
-        ga = sum_to(gy * b * a ** (b - 1), a.shape) if a.requires_grad else None
-        gb = None
+        zero = _const(gy, gy.xp.zeros((), gy.dtype))
+        ga = gb = None
+        if a.requires_grad:
+            ga = sum_to(where(_const(b, b.array == 0), zero, gy * b * a ** (b - 1)), a.shape)
         if b.requires_grad:
-            safe = where(a > 0, a, _const(a, a.xp.ones((), a.dtype)))
-            gb = sum_to(gy * y * log(safe), b.shape)
+            y = self.output()
+            flat = _const(a, (a.array == 0) & (b.array >= 0))
+            gb = sum_to(where(flat, zero, gy * y * log(a)), b.shape)
         return ga, gb
 
 

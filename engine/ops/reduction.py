@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import numpy
@@ -18,7 +19,8 @@ def _axes(dim, ndim):
     if dim is None:
         return tuple(range(ndim))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    return tuple(sorted({_norm_dim(d, ndim) for d in dims}))
+    axes = tuple(sorted({_norm_dim(d, ndim) for d in dims}))
+    return axes if ndim else ()  # a 0-d tensor's dim 0 or -1 reduces nothing
 
 
 def _keep_shape(shape, axes):
@@ -69,6 +71,29 @@ def mean(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return sum(x, axes, keepdim) * (1.0 / n if n else float("nan"))
 
 
+class Var(Function):
+    """Variance over `axes` divided by max(0, n - correction), as PyTorch: inf (NaN where all
+    deviations are 0) once the correction reaches n. The gradient is 2 (x - mean) / (n - c)
+    written directly (not through the mean, whose contribution sums to 0), so it stays +-inf
+    rather than inf - inf at that edge, as PyTorch's."""
+
+    def __init__(self, axes, keepdim, correction):
+        self.axes, self.keepdim, self.correction = axes, keepdim, correction
+
+    def forward(self, x):
+        n = _count(x.shape, self.axes)
+        self.scale = 1.0 / (n - self.correction) if n > self.correction else math.inf
+        d = x - x.mean(axis=self.axes, keepdims=True)
+        d *= d
+        return d.sum(axis=self.axes, keepdims=self.keepdim) * x.dtype.type(self.scale)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        if not self.keepdim:
+            gy = reshape(gy, _keep_shape(x.shape, self.axes))
+        return gy * (x - mean(x, self.axes, keepdim=True)) * (2.0 * self.scale)
+
+
 def var(
     x: TensorBase,
     dim=None,
@@ -79,10 +104,9 @@ def var(
     """Variance with Bessel's correction by default (PyTorch's `correction=1`)."""
     if correction is None:
         correction = 1 if unbiased in (None, True) else 0
-    axes = _axes(dim, x.ndim)
-    n = _count(x.shape, axes)
-    d = x - mean(x, axes, keepdim=True)
-    return sum(d * d, axes, keepdim) * (1.0 / (n - correction) if n > correction else float("nan"))
+    if x.dtype.kind not in "fc":
+        raise RuntimeError(f"var(): expected a floating point tensor, got {x.dtype}")
+    return Var(_axes(dim, x.ndim), keepdim, correction)(x)
 
 
 def std(
@@ -149,6 +173,10 @@ def _extremum(cls, x, dim, keepdim, other):
         raise RuntimeError(f"{cls.pick}(): expected a non-empty tensor, got shape {x.shape}")
     if dim is None:
         return cls(None, False)(x)
+    if x.ndim == 0:  # dim 0 or -1 of a 0-d tensor: the value itself at index 0
+        _norm_dim(dim, 0)
+        zero = TensorBase._wrap(x.xp.zeros((), numpy.int64), x.device)
+        return ValuesIndices(cls(None, False)(x), zero)
     fn = cls(_norm_dim(dim, x.ndim), keepdim)
     values = fn(x)
     idx = fn.indices if keepdim is False else fn.xp.expand_dims(fn.indices, fn.axis)
@@ -181,7 +209,9 @@ def amin(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
 
 def _arg(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:
     """argmax/argmin (`pick` is the array method's name): int64 indices, no gradient."""
-    if dim is None:
+    if dim is None or x.ndim == 0:
+        if dim is not None:
+            _norm_dim(dim, 0)
         a = getattr(x.array, pick)()
     else:
         axis = _norm_dim(dim, x.ndim)
@@ -247,7 +277,8 @@ def prod(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
         for d in sorted(_axes(dim, x.ndim), reverse=True):
             x = Prod(d, keepdim)(x)
         return x
-    return Prod(None if dim is None else _norm_dim(dim, x.ndim), keepdim)(x)
+    axis = None if dim is None else _norm_dim(dim, x.ndim)
+    return Prod(axis if x.ndim else None, keepdim)(x)
 
 
 def logsumexp(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
@@ -289,6 +320,10 @@ def norm(x: TensorBase, p=2, dim=None, keepdim: bool = False) -> TensorBase:
         return Norm2(_axes(dim, x.ndim), keepdim)(x)
     if p == 1:
         return sum(x.abs(), dim, keepdim)
+    if p == 0:  # the number of non-zero elements, in the graph with a zero gradient (PyTorch)
+        xp = x.xp
+        nonzero = TensorBase._wrap((x.array != 0).astype(x.dtype), x.device)
+        return sum(where(xp.ones(x.shape, bool), nonzero, x), dim, keepdim)
     return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)
 
 

@@ -9,9 +9,14 @@ from ..tensorbase import TensorBase
 
 
 def _norm_dim(dim: int, ndim: int) -> int:
-    if not -ndim <= dim < max(ndim, 1):
-        raise IndexError(f"dimension {dim} out of range for a tensor of {ndim} dimensions")
-    return dim % max(ndim, 1)
+    """`dim` in [0, ndim); a 0-d tensor takes dim 0 or -1 (as in PyTorch), normalised to 0."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"dimension {dim} out of range for a tensor of {ndim} dimensions "
+            f"(expected in [{-n}, {n - 1}])"
+        )
+    return dim % n
 
 
 def _shape_arg(shape) -> tuple:
@@ -408,14 +413,14 @@ def pad(x: TensorBase, pad, mode: str = "constant", value: float = 0.0) -> Tenso
                     f"reflect padding ({lo}, {hi}) must be smaller than the dimension's size {n}"
                 )
             pos = numpy.arange(-lo, n + hi)
-            if mode == "reflect":
+            if mode == "circular":
+                pos = _circular_positions(n, lo, hi)
+            elif mode == "reflect":
                 period = 2 * (n - 1) if n > 1 else 1
                 pos = numpy.abs(pos) % period
                 pos = numpy.where(pos >= n, period - pos, pos)
             elif mode == "replicate":
                 pos = numpy.clip(pos, 0, n - 1)
-            else:
-                pos = pos % n
             shape = [1] * x.ndim
             shape[i] = len(pos)
             index.append(pos.reshape(shape))
@@ -423,6 +428,23 @@ def pad(x: TensorBase, pad, mode: str = "constant", value: float = 0.0) -> Tenso
     raise ValueError(
         f"unknown padding mode {mode!r}: expected constant, reflect, replicate, circular"
     )
+
+
+def _circular_positions(n: int, lo: int, hi: int) -> numpy.ndarray:
+    """Source positions of circular padding by (lo, hi) of a dimension of size n.
+
+    As in PyTorch, negative pads crop first and positive pads wrap around what is left, so a
+    pad may not exceed the cropped size (it would wrap more than once).
+    """
+    start, stop = max(-lo, 0), n - max(-hi, 0)
+    kept = stop - start
+    if max(lo, hi) > kept or n + lo + hi < 0:
+        raise ValueError(
+            f"circular padding ({lo}, {hi}) of a dimension of size {n} wraps around more than "
+            f"once: each pad must be at most the size left after negative pads ({max(kept, 0)})"
+        )
+    lo, hi = max(lo, 0), max(hi, 0)
+    return start + numpy.arange(-lo, kept + hi) % max(kept, 1)
 
 
 class AsType(Function):
@@ -492,9 +514,15 @@ def clone(x: TensorBase) -> TensorBase:
 
 def flip(x: TensorBase, dims) -> TensorBase:
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    axes = [_norm_dim(d, x.ndim) for d in dims]
+    repeated = sorted({a for a in axes if axes.count(a) > 1})
+    if repeated:
+        raise RuntimeError(f"flip: dim {repeated[0]} appears multiple times in dims {dims}")
+    if x.ndim == 0:  # flip(0) of a 0-d tensor: nothing to reverse
+        return clone(x)
     index = [slice(None)] * x.ndim
-    for d in dims:
-        index[_norm_dim(d, x.ndim)] = slice(None, None, -1)
+    for a in axes:
+        index[a] = slice(None, None, -1)
     return getitem(x, tuple(index))
 
 
