@@ -175,7 +175,7 @@ def _extremum(cls, x, dim, keepdim, other):
         return cls(None, False)(x)
     if x.ndim == 0:  # dim 0 or -1 of a 0-d tensor: the value itself at index 0
         _norm_dim(dim, 0)
-        zero = TensorBase._wrap(x.xp.zeros((), numpy.int64), x.device)
+        zero = x._new(x.xp.zeros((), numpy.int64), x.device)
         return ValuesIndices(cls(None, False)(x), zero)
     fn = cls(_norm_dim(dim, x.ndim), keepdim)
     values = fn(x)
@@ -322,7 +322,7 @@ def norm(x: TensorBase, p=2, dim=None, keepdim: bool = False) -> TensorBase:
         return sum(x.abs(), dim, keepdim)
     if p == 0:  # the number of non-zero elements, in the graph with a zero gradient (PyTorch)
         xp = x.xp
-        nonzero = TensorBase._wrap((x.array != 0).astype(x.dtype), x.device)
+        nonzero = x._new((x.array != 0).astype(x.dtype), x.device)
         return sum(where(xp.ones(x.shape, bool), nonzero, x), dim, keepdim)
     return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)
 
