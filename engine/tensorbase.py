@@ -324,7 +324,53 @@ class TensorBase:
             index = tuple(i.array if isinstance(i, TensorBase) else i for i in index)
         v = value.to(self._device).array if isinstance(value, TensorBase) else value
         self._inplace(None)
-        self.array[index] = v
+        split = split_int_indices(index)
+        if split is None:
+            self.array[index] = v
+        else:  # PyTorch's rule: the ints select first (a view), the arrays index what is left
+            first = tuple(int(i) if _is_int_index(i) else i for i in split[0])
+            self.array[first][split[1]] = v
+
+
+def _is_int_index(i) -> bool:
+    """A Python/NumPy integer or a 0-d integer array (a 0-d tensor index is an int in PyTorch)."""
+    if isinstance(i, (bool, numpy.bool_)):
+        return False
+    if isinstance(i, (int, numpy.integer)):
+        return True
+    return getattr(i, "ndim", None) == 0 and getattr(i, "dtype", numpy.dtype(bool)).kind in "iu"
+
+
+def split_int_indices(index):
+    """PyTorch's indexing rule as two NumPy steps, or None where NumPy's rule agrees.
+
+    PyTorch applies integer indices first, as basic indexing (they remove their dims), then the
+    index arrays; NumPy counts ints among the advanced indices when an index holds arrays, which
+    moves the broadcast dims: `x[1, :, [0, 2]]` of x (2, 5, 6) is (5, 2) in PyTorch, (2, 5) in
+    NumPy. Returns (first, then): the ints, slices, None and Ellipsis with each array replaced by
+    full slices (a boolean mask spans its ndim dims), then the arrays with full slices elsewhere.
+    """
+    if not isinstance(index, tuple):
+        return None
+    arrays = [i for i in index if hasattr(i, "ndim") and not _is_int_index(i)]
+    arrays += [i for i in index if isinstance(i, list)]
+    if not arrays or not any(_is_int_index(i) for i in index):
+        return None
+    first, then = [], []
+    for i in index:
+        if _is_int_index(i):
+            first.append(i)
+        elif i is None or isinstance(i, slice):
+            first.append(i)
+            then.append(slice(None))
+        elif i is Ellipsis:
+            first.append(i)
+            then.append(i)
+        else:
+            mask = i if hasattr(i, "dtype") else numpy.asarray(i)
+            first.extend([slice(None)] * (mask.ndim if mask.dtype.kind == "b" else 1))
+            then.append(i)
+    return tuple(first), tuple(then)
 
 
 def default_dtype(value) -> numpy.dtype:

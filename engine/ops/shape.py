@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function
-from ..tensorbase import TensorBase
+from ..tensorbase import TensorBase, split_int_indices
 
 
 def _norm_dim(dim: int, ndim: int) -> int:
@@ -248,6 +248,9 @@ class GetItemGrad(Function):
 
 def getitem(x: TensorBase, index) -> TensorBase:
     idx = _index_arrays(index)
+    split = split_int_indices(idx)
+    if split is not None:  # PyTorch's rule: the ints first, then the index arrays
+        return getitem(getitem(x, split[0]), split[1])
     if x.device.type == "cuda":
         idx = _to_device_index(idx, x.xp)
     out = GetItem(idx)(x)

@@ -203,3 +203,57 @@ def test_linspace_rejects_bool(device):
     with pytest.raises(TypeError, match="linspace: dtype bool"):
         engine.linspace(0, 1, 3, dtype="bool", device=device)
     assert engine.linspace(0, 5, 3, dtype="int64", device=device).tolist() == [0, 2, 5]
+
+
+# Indexing: an int is basic indexing in PyTorch, also beside index arrays ------------------------
+_MASK = [[True, False, True, True, False], [False, False, True, False, True]] * 2
+INDEXING = {
+    "int, slice, array": ((2, 5, 6), lambda x, L: x[1, :, L([0, 2, 3])]),
+    "0-d tensor, slice, array": ((2, 5, 6), lambda x, L: x[L(1), :, L([0, 2, 3])]),
+    "array, slice, int": ((2, 5, 6), lambda x, L: x[L([0, 1, 1]), :, 1]),
+    "None, int, slice, array": ((2, 5, 6), lambda x, L: x[None, 1, :, L([0, 2])]),
+    "ellipsis, int, array": ((2, 5, 6), lambda x, L: x[..., 1, L([0, 2])]),
+    "array, int, array": ((2, 5, 6), lambda x, L: x[L([0, 1]), 1, L([0, 2])]),
+    "int, slice, array, int": ((2, 3, 4, 5), lambda x, L: x[0, :, L([0, 1, 0]), 1]),
+    "array, slice, int, array": ((2, 3, 4, 5), lambda x, L: x[L([0, 1]), :, 1, L([0, 1])]),
+    "int, None, slice, array": ((2, 3, 4, 5), lambda x, L: x[1, None, :, L([0, 2])]),
+    "int, slice, mask": ((2, 3, 4, 5), lambda x, L: x[1, :, L(_MASK)]),
+    "int, ellipsis, 2-d array, int": ((2, 3, 4, 5), lambda x, L: x[1, ..., L([[0], [2]]), 2]),
+}
+
+
+@requires_torch
+@pytest.mark.parametrize("name", list(INDEXING))
+def test_indexing_follows_torch_with_ints_beside_index_arrays(name, device):
+    shape, fn = INDEXING[name]
+
+    def op(x):
+        def lib_index(v):
+            if isinstance(x, engine.Tensor):
+                return engine.tensor(v, device=x.device)
+            return torch.tensor(v)
+
+        return fn(x, lib_index)
+
+    helper_test_op([shape], op, device=device)
+
+
+@requires_torch
+@pytest.mark.parametrize("name", list(INDEXING))
+def test_setitem_follows_torch_with_ints_beside_index_arrays(name, device):
+    shape, fn = INDEXING[name]
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    ours, theirs = engine.tensor(data, device=device), torch.tensor(data)
+    target = fn(theirs, torch.tensor)
+    values = np.arange(target.numel(), dtype=np.float32).reshape(target.shape) + 1000
+
+    class Recorder:  # capture the index `fn` builds, then assign through it
+        def __getitem__(self, index):
+            return index
+
+    def assign(t, lib_index, v):
+        t[fn(Recorder(), lib_index)] = v
+
+    assign(ours, lambda v: engine.tensor(v, device=device), engine.tensor(values, device=device))
+    assign(theirs, torch.tensor, torch.tensor(values))
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
