@@ -71,7 +71,7 @@ def _run(cmd: list[str], env: dict) -> tuple[int, list[str], float]:
 
 
 def _write(path: Path, report: dict) -> None:
-    from engine.files import atomic_write
+    from dataio.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:

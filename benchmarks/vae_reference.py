@@ -161,7 +161,7 @@ def run_torch(recipe: dict, data, seed: int, epochs: int = EPOCHS) -> dict:
 
 
 def build_ours(recipe: dict):
-    from generative.autoencoder import build_networks  # noqa: PLC0415
+    from generative.encoders import build_networks  # noqa: PLC0415
     from generative.vae import VAE  # noqa: PLC0415
 
     latent = recipe["latent_dim"]
@@ -180,7 +180,7 @@ def run_ours(
     """Train the recipe with `generative.VAE` + `AutoencoderTrainer`; the same numbers."""
     import engine  # noqa: PLC0415
     from engine.data import DataLoader, TensorDataset  # noqa: PLC0415
-    from generative.autoencoder import AutoencoderTrainer  # noqa: PLC0415
+    from generative.autoencoder_trainer import AutoencoderTrainer  # noqa: PLC0415
 
     x_train, y_train, x_test, y_test = data
     engine.manual_seed(seed)

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy
 
+from dataio.files import atomic_write
+
 from .device import array_device, cuda, device
-from .files import atomic_write
 from .tensor import Tensor, tensor
 
 __all__ = ["save", "load"]

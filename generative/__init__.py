@@ -5,10 +5,12 @@
 - `GAN`, `ConditionalGAN`: adversarial training with BCE, hinge or WGAN-GP losses.
 - `models`: default generator/discriminator recipes (`build_gan`, `build_cgan`).
 - `judge`: the digits classifier that scores generated digits (`load_judge`).
-- `Autoencoder`, `VAE`, `AutoencoderTrainer`; `distributions`: `GaussianHead`, `MultivariateNormal`.
+- `Autoencoder`, `VAE` (networks from `encoders`), `AutoencoderTrainer`; `distributions`:
+  `GaussianHead`, `MultivariateNormal`.
 """
 
-from .autoencoder import Autoencoder, AutoencoderTrainer
+from .autoencoder import Autoencoder
+from .autoencoder_trainer import AutoencoderTrainer
 from .cgan import ConditionalGAN
 from .cyclegan import CycleGAN, UnpairedLoader, build_cyclegan
 from .distributions import DiagonalNormal, GaussianHead, MultivariateNormal

@@ -1,4 +1,4 @@
-"""Autoencoders, autoencoders as generators, latent arithmetic, and their trainer.
+"""Autoencoders, autoencoders as generators, and latent arithmetic.
 
 `Autoencoder(encoder, decoder)` learns z = encoder(x), x_hat = decode(z) by a reconstruction
 loss (BCE on logits or MSE, summed over pixels and averaged over the batch). It is a generator
@@ -7,134 +7,29 @@ covariance) to the encoded data and `sample(n)` decodes draws from it.
 
 Latent arithmetic: `attribute_vector(x_with, x_without)` is the difference of the mean latents
 of two groups (the "smiling vector"), `apply_attribute(x, v, alpha)` decodes z + alpha v, and
-`interpolate(x0, x1, steps)` decodes the straight line between two codes. `save_latent_plot`
-draws test latents projected to 2-D by PCA and coloured by class.
+`interpolate(x0, x1, steps)` decodes the straight line between two codes.
 
-`mlp_encoder`/`mlp_decoder` and `conv_encoder`/`conv_decoder` build the networks (the VAE uses
-them too); `AutoencoderTrainer` trains an `Autoencoder` or a `VAE` on the `Trainer` base.
+The networks come from `generative.encoders` (the VAE uses them too); `AutoencoderTrainer`
+(generative.autoencoder_trainer) trains an `Autoencoder` or a `VAE`; `dataio.plots` draws the
+latent space.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
-
-import numpy
 
 import engine
 import engine.functional as F
 import layers as nn
-import optimizers
 from engine import Tensor
 
 from .distributions import MultivariateNormal
-from .trainer import Trainer, evaluating
+from .trainer import evaluating
 
-__all__ = [
-    "Autoencoder",
-    "AutoencoderTrainer",
-    "mlp_encoder",
-    "mlp_decoder",
-    "conv_encoder",
-    "conv_decoder",
-    "build_networks",
-    "pca_2d",
-    "save_latent_plot",
-    "encode_dataset",
-]
+__all__ = ["Autoencoder", "encode_dataset"]
 
 LOSSES = ("bce", "mse")
-
-
-# -------------------------------------------------------------------------------------------
-# Networks
-
-
-def mlp_encoder(in_shape: Sequence[int], out_features: int, hidden: int = 128) -> nn.Module:
-    """Flatten, two ReLU hidden layers, a linear output of `out_features`."""
-    n_in = math.prod(in_shape)
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(n_in, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, out_features),
-    )
-
-
-def mlp_decoder(latent_dim: int, out_shape: Sequence[int], hidden: int = 128) -> nn.Module:
-    """Two ReLU hidden layers to prod(out_shape) outputs (logits or means), unflattened."""
-    return nn.Sequential(
-        nn.Linear(latent_dim, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, math.prod(out_shape)),
-        nn.Unflatten(1, tuple(out_shape)),
-    )
-
-
-def _check_conv_shape(shape: Sequence[int]) -> None:
-    if len(shape) != 3 or shape[1] % 4 or shape[2] % 4:
-        raise ValueError(
-            f"the conv networks take (C, H, W) images with H and W divisible by 4, got {shape}"
-        )
-
-
-def conv_encoder(in_shape: Sequence[int], out_features: int, channels: int = 32) -> nn.Module:
-    """Two stride-2 3x3 convs (channels, 2 channels) with ReLU, flatten, linear."""
-    _check_conv_shape(in_shape)
-    c, h, w = in_shape
-    return nn.Sequential(
-        nn.Conv2d(c, channels, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(2 * channels * (h // 4) * (w // 4), out_features),
-    )
-
-
-def conv_decoder(latent_dim: int, out_shape: Sequence[int], channels: int = 32) -> nn.Module:
-    """Linear to (2 channels, H/4, W/4), two stride-2 4x4 transposed convs back to (C, H, W)."""
-    _check_conv_shape(out_shape)
-    c, h, w = out_shape
-    return nn.Sequential(
-        nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4)),
-        nn.ReLU(),
-        nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
-        nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1),
-        nn.ReLU(),
-        nn.ConvTranspose2d(channels, c, 4, stride=2, padding=1),
-    )
-
-
-#: The `width` of `build_networks` when none is given, by architecture.
-DEFAULT_WIDTH = {"mlp": 128, "conv": 32}
-
-
-def build_networks(
-    arch: str, in_shape: Sequence[int], latent_dim: int, encoder_out: int, width: int | None = None
-) -> tuple[nn.Module, nn.Module]:
-    """(encoder, decoder) of `arch` "mlp" (width = hidden units, default 128) or "conv"
-    (width = first conv's channels, default 32); the encoder has `encoder_out` outputs."""
-    in_shape = tuple(int(s) for s in in_shape)
-    if arch == "mlp":
-        hidden = width or DEFAULT_WIDTH["mlp"]
-        return (
-            mlp_encoder(in_shape, encoder_out, hidden),
-            mlp_decoder(latent_dim, in_shape, hidden),
-        )
-    if arch == "conv":
-        channels = width or DEFAULT_WIDTH["conv"]
-        return (
-            conv_encoder(in_shape, encoder_out, channels),
-            conv_decoder(latent_dim, in_shape, channels),
-        )
-    raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
 
 
 # -------------------------------------------------------------------------------------------
@@ -335,162 +230,3 @@ class Autoencoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"loss={self.loss_type!r}, latent_dim={self.latent_dim}"
-
-
-# -------------------------------------------------------------------------------------------
-# Latent-space picture
-
-
-def pca_2d(z: Any) -> numpy.ndarray:
-    """Rows of z projected on their first two principal components (host float64 (N, 2))."""
-    a = numpy.asarray(z.detach().cpu().numpy() if isinstance(z, Tensor) else z, dtype=numpy.float64)
-    a = a.reshape(a.shape[0], -1) - a.mean(axis=0)
-    if a.shape[1] == 1:
-        return numpy.concatenate([a, numpy.zeros_like(a)], axis=1)
-    _, _, vt = numpy.linalg.svd(a, full_matrices=False)
-    return a @ vt[:2].T
-
-
-_PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-
-
-def save_latent_plot(
-    z: Any, labels: Any, path: str | os.PathLike, size: int = 480, title: str = "latent space (PCA)"
-) -> None:
-    """Scatter of the 2-D PCA projection of codes `z`, one colour per class, as a PNG."""
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
-
-    xy = pca_2d(z)
-    if labels is None:
-        labels = numpy.zeros(len(xy), dtype=numpy.int64)
-    labels = numpy.asarray(labels.cpu().numpy() if isinstance(labels, Tensor) else labels)
-    if labels.shape != (len(xy),):
-        raise ValueError(f"save_latent_plot: {len(xy)} codes but labels of shape {labels.shape}")
-    margin, legend = 30, 60
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    span = numpy.where(hi - lo > 0, hi - lo, 1.0)
-    pix = margin + (xy - lo) / span * (size - 2 * margin)
-    pix[:, 1] = size - pix[:, 1]  # y grows upwards
-    image = Image.new("RGB", (size + legend, size), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    draw.text((margin, 8), title, fill="black", font=font)
-    classes = numpy.unique(labels)
-    for (px, py), lab in zip(pix, labels, strict=True):
-        color = _PALETTE[int(numpy.searchsorted(classes, lab)) % len(_PALETTE)]
-        draw.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=color)
-    for i, lab in enumerate(classes):
-        y = margin + 18 * i
-        draw.ellipse([size + 10, y, size + 20, y + 10], fill=_PALETTE[i % len(_PALETTE)])
-        draw.text((size + 26, y - 1), str(lab), fill="black", font=font)
-    from engine.utils import _atomic_save  # noqa: PLC0415
-
-    _atomic_save(image, path)
-
-
-# -------------------------------------------------------------------------------------------
-# Trainer
-
-
-class AutoencoderTrainer(Trainer):
-    """Trains an `Autoencoder` (or a `VAE`) with Adam on `model.training_losses(x)["loss"]`.
-
-    After each epoch: the test metrics (`test_<name>` for each training loss, e.g.
-    `test_neg_elbo` for a VAE) when `test_data` is given, and for a plain autoencoder a refit of
-    the latent Gaussian on the training images, so the per-epoch sample grid is drawn from it.
-    `architecture` (JSON-able) is stored in checkpoints so `tensortape sample` can rebuild the
-    model; `task` names the CLI verb that trained it.
-    """
-
-    def __init__(
-        self,
-        model: Autoencoder,
-        lr: float = 1e-3,
-        test_data: Any = None,
-        task: str = "ae",
-        architecture: dict | None = None,
-        device: Any = "auto",
-        seed: int | None = None,
-        out_dir: str | os.PathLike | None = None,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(device=device, seed=seed, out_dir=out_dir, progress=progress)
-        self.model = model.to(self.device)
-        self.lr = lr
-        self.test_data = test_data
-        self.task = task
-        self.checkpoint_meta = {"task": task}  # `tensortape sample` dispatches on it
-        self.architecture = dict(architecture or {})
-        self.modules = {"model": self.model}
-        self.optimizers = {"model": optimizers.Adam(self.model.parameters(), lr=lr)}
-        self.summary: dict[str, Any] = {}  # final numbers, written at the top of metrics.json
-        self._fit_data: Any = None
-        self.fixed_eps: Tensor | None = None
-
-    @property
-    def is_vae(self) -> bool:
-        return hasattr(self.model, "elbo")
-
-    def train(self, loader: Iterable, epochs: int) -> dict:
-        # A plain autoencoder refits its latent Gaussian on the training images, in order.
-        dataset = getattr(loader, "dataset", None)
-        self._fit_data = dataset if dataset is not None else loader
-        return super().train(loader, epochs)
-
-    def train_step(self, batch: tuple) -> dict[str, float]:
-        opt = self.optimizers["model"]
-        losses = self.model.training_losses(batch[0])
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
-        return {k: v.item() for k, v in losses.items()}
-
-    def epoch_metrics(self) -> dict[str, float]:
-        if not self.is_vae and self._fit_data is not None:
-            self.model.fit_latent_gaussian(self._fit_data)
-        if self.test_data is None:
-            return {}
-        tests = self.model.evaluate(self.test_data)
-        if self.is_vae:
-            tests["neg_elbo"] = tests.pop("loss")
-        return {f"test_{k}": v for k, v in tests.items()}
-
-    def _eps(self) -> Tensor:
-        dim = self.model.latent_dim
-        if self.fixed_eps is None or self.fixed_eps.shape[1] != dim:
-            gen = numpy.random.default_rng(1234 if self.seed is None else self.seed)
-            eps = gen.standard_normal((self.preview_count, dim)).astype(numpy.float32)
-            self.fixed_eps = engine.tensor(eps, device=self.device)
-        return self.fixed_eps
-
-    def sample(self, n: int) -> Tensor:
-        return self.model.sample(n)
-
-    def preview(self) -> Tensor:
-        """The same latent noise every epoch (decoded through the fitted Gaussian for an AE)."""
-        if not self.is_vae and self.model.latent_loc is None:
-            raise RuntimeError("the autoencoder has no latent Gaussian yet: train one epoch first")
-        return self.model.generate(self._eps())
-
-    def config(self) -> dict:
-        return {"task": self.task, "lr": self.lr, **self.architecture}
-
-    def extra_state(self) -> dict:
-        return {"summary": self.summary}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.summary = dict(state.get("summary") or {})
-
-    def metrics(self) -> dict:
-        return {**self.summary, **super().metrics()}

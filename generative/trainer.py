@@ -61,8 +61,8 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from dataio.files import atomic_write
 from engine import Tensor
-from engine.files import atomic_write
 
 __all__ = ["Trainer", "resolve_device", "frozen", "evaluating", "rng_state_preserved"]
 

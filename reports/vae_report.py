@@ -35,16 +35,13 @@ import numpy as np  # noqa: E402
 import engine  # noqa: E402
 from benchmarks import vae_reference as ref  # noqa: E402
 from benchmarks.run import set_threads  # noqa: E402
+from dataio.plots import save_latent_plot  # noqa: E402
 from engine.data import DataLoader, TensorDataset  # noqa: E402
 from engine.utils import save_image  # noqa: E402
-from generative.autoencoder import (  # noqa: E402
-    Autoencoder,
-    AutoencoderTrainer,
-    build_networks,
-    encode_dataset,
-    save_latent_plot,
-)
+from generative.autoencoder import Autoencoder, encode_dataset  # noqa: E402
+from generative.autoencoder_trainer import AutoencoderTrainer  # noqa: E402
 from generative.distributions import naive_mse_generator  # noqa: E402
+from generative.encoders import build_networks  # noqa: E402
 from tensortape.tasks.autoencoder import save_reconstructions  # noqa: E402
 
 

@@ -22,15 +22,11 @@ from typing import Any
 import numpy
 
 import engine
+from dataio.plots import save_latent_plot
 from engine.data import DataLoader, TensorDataset
-from generative.autoencoder import (
-    DEFAULT_WIDTH,
-    Autoencoder,
-    AutoencoderTrainer,
-    build_networks,
-    encode_dataset,
-    save_latent_plot,
-)
+from generative.autoencoder import Autoencoder, encode_dataset
+from generative.autoencoder_trainer import AutoencoderTrainer
+from generative.encoders import DEFAULT_WIDTH, build_networks
 from generative.trainer import rng_state_preserved
 from generative.vae import VAE
 

@@ -14,10 +14,10 @@ from tqdm import tqdm
 
 import engine
 import engine.functional as F
-import engine.utils
 import layers as nn
 import optimizers
 import regularizers
+from dataio import plots
 from engine.data import DataLoader
 
 from .common import add_common_arguments, load_dataset, output_dir, resolve_device, write_json
@@ -194,9 +194,7 @@ def run(args) -> dict:
     }
     write_json(out / "metrics.json", metrics)
     if history["train_loss"]:
-        engine.utils.plot_curves(
-            out / "curves.png", history, title=f"{args.model} on {args.dataset}"
-        )
+        plots.plot_curves(out / "curves.png", history, title=f"{args.model} on {args.dataset}")
     print(
         f"test accuracy {metrics['final_test_accuracy']:.4f} -> {out}/metrics.json, "
         f"{out}/curves.png, {out}/checkpoint.npz"

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from engine.files import atomic_write
+from dataio.files import atomic_write
 
 
 def resolve_device(spec: str) -> str:

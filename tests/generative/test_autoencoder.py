@@ -10,15 +10,11 @@ import pytest
 import engine
 import engine.functional as F
 import layers as nn
+from dataio.plots import pca_2d, save_latent_plot
 from engine.data import DataLoader, TensorDataset
-from generative.autoencoder import (
-    Autoencoder,
-    AutoencoderTrainer,
-    build_networks,
-    encode_dataset,
-    pca_2d,
-    save_latent_plot,
-)
+from generative.autoencoder import Autoencoder, encode_dataset
+from generative.autoencoder_trainer import AutoencoderTrainer
+from generative.encoders import build_networks
 
 D, L = 6, 3
 

@@ -13,7 +13,8 @@ from helpers import check_gradients
 import engine
 import layers as nn
 from engine.data import DataLoader, TensorDataset
-from generative.autoencoder import AutoencoderTrainer, build_networks
+from generative.autoencoder_trainer import AutoencoderTrainer
+from generative.encoders import build_networks
 from generative.vae import VAE
 
 D, L = 3, 2  # data and latent dimensions of the linear-Gaussian model
