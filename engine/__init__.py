@@ -38,6 +38,7 @@ from .ops import *  # noqa: F401,F403  (the torch-style functional forms: engine
 from .ops import __all__ as _ops_all
 from .random import manual_seed, seed
 from .tensor import Tensor, as_tensor, from_numpy, tensor
+from .tensorbase import promote_types, result_type
 from .threads import get_num_threads, set_num_threads
 
 float16, float32, float64 = "float16", "float32", "float64"
@@ -56,6 +57,8 @@ memory.configure_from_env()  # keep freed host memory for the next step (see eng
 __all__ = [
     "Tensor",
     "tensor",
+    "result_type",
+    "promote_types",
     "as_tensor",
     "from_numpy",
     "from_dlpack",

@@ -15,7 +15,7 @@ from . import random
 from .device import Device, array_device, cupy
 from .grad_mode import is_grad_enabled
 
-__all__ = ["TensorBase", "default_dtype"]
+__all__ = ["TensorBase", "default_dtype", "promote_types", "result_type", "floating"]
 
 
 class TensorBase:
@@ -305,17 +305,25 @@ class TensorBase:
     def __ne__(self, other):  # type: ignore[override]
         return self._compare(other, lambda a, b: a != b)
 
+    def _promoted(self, other, op):
+        """`op` on both operands in PyTorch's result dtype (%, //: no gradient)."""
+        dtype = result_type(self, other)
+        o = self._raw(other)
+        a = self.array if self.dtype == dtype else self.array.astype(dtype)
+        b = o.astype(dtype) if hasattr(o, "astype") else self.xp.asarray(o, dtype=dtype)
+        return self._new(op(a, b), self._device)
+
     def __mod__(self, other):
-        return self._compare(other, lambda a, b: a % b)
+        return self._promoted(other, lambda a, b: a % b)
 
     def __rmod__(self, other):
-        return self._compare(other, lambda a, b: b % a)
+        return self._promoted(other, lambda a, b: b % a)
 
     def __floordiv__(self, other):
-        return self._compare(other, lambda a, b: a // b)
+        return self._promoted(other, lambda a, b: a // b)
 
     def __rfloordiv__(self, other):
-        return self._compare(other, lambda a, b: b // a)
+        return self._promoted(other, lambda a, b: b // a)
 
     def __setitem__(self, index, value):
         if isinstance(index, TensorBase):
@@ -381,3 +389,71 @@ def default_dtype(value) -> numpy.dtype:
     if arr.dtype.kind in "iu":
         return numpy.dtype(numpy.int64)
     return arr.dtype
+
+
+# Type promotion (PyTorch's rules) ------------------------------------------------------------
+_FLOAT = numpy.dtype(numpy.float32)  # PyTorch's default float dtype
+
+
+def promote_types(a, b) -> numpy.dtype:
+    """The dtype two dtypes compute in: PyTorch's table (an integer meeting a float takes the
+    float's dtype, so int64 with float32 is float32 where NumPy says float64)."""
+    a, b = numpy.dtype(a), numpy.dtype(b)
+    if a == b:
+        return a
+    fa, fb = a.kind in "fc", b.kind in "fc"
+    if fa != fb:
+        return a if fa else b
+    return numpy.result_type(a, b)
+
+
+def _weak_dtype(x) -> numpy.dtype | None:
+    """The dtype a Python (or NumPy) scalar stands for: bool, int64 or the default float."""
+    if isinstance(x, (bool, numpy.bool_)):
+        return numpy.dtype(bool)
+    if isinstance(x, (int, numpy.integer)):
+        return numpy.dtype(numpy.int64)
+    if isinstance(x, (float, numpy.floating)):
+        return _FLOAT
+    return None
+
+
+def _combine(higher, lower):
+    """PyTorch's combine_categories: a lower-priority operand counts only when it is of a
+    higher category (bool < integer < float) than the higher-priority ones."""
+    if higher is None:
+        return lower
+    if lower is None or higher.kind in "fc":
+        return higher
+    if higher.kind == "b" or lower.kind in "fc":
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_type(*operands) -> numpy.dtype:
+    """The dtype an elementwise op on `operands` computes in, as `torch.result_type`.
+
+    Tensors with dimensions decide; 0-d tensors count only when of a higher category (an int32
+    tensor with a float64 0-d tensor is float64, a float32 tensor with it float32); Python
+    numbers last, as "weak" types (int64 or the default float32 standing for their category:
+    int32 + 2 is int32, int32 + 2.5 float32, float16 + 2.5 float16).
+    """
+    dims = zero = weak = None
+    for x in operands:
+        dt = _weak_dtype(x)
+        if dt is not None:
+            weak = dt if weak is None else promote_types(weak, dt)
+            continue
+        dt = numpy.dtype(x.dtype)
+        if x.ndim:
+            dims = dt if dims is None else promote_types(dims, dt)
+        else:
+            zero = dt if zero is None else promote_types(zero, dt)
+    return _combine(dims, _combine(zero, weak))
+
+
+def floating(dtype) -> numpy.dtype:
+    """The dtype a float-only op (exp, sqrt, true division) computes in: integers and bools in
+    the default float32, as PyTorch."""
+    dtype = numpy.dtype(dtype)
+    return dtype if dtype.kind in "fc" else _FLOAT

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy
 
 from ..autograd import Function
-from ..tensorbase import TensorBase, default_dtype
+from ..tensorbase import TensorBase, default_dtype, floating, result_type
 from .shape import sum_to
 
 
@@ -82,7 +83,8 @@ class PowScalar(Function):
 
 class Pow(Function):
     def forward(self, a, b):
-        return a**b
+        y = a**b
+        return y if y.dtype == a.dtype else y.astype(a.dtype)  # NumPy's bool ** bool is int8
 
     def backward(self, gy):
         # PyTorch's edge cases: d/da is 0 where b == 0 (also at a == 0); d/db is 0 where
@@ -100,20 +102,21 @@ class Pow(Function):
 
 
 def _binary_operands(a, b):
-    if not isinstance(a, TensorBase):
-        b = _float_for_python_float(b, a)
-        a = b._operand(a)
-    elif not isinstance(b, TensorBase):
-        a = _float_for_python_float(a, b)
-        b = a._operand(b)
-    return a, b
+    """Both operands as tensors of the dtype PyTorch computes them in (`result_type`: 0-d
+    tensors and Python numbers are weak), on the tensor operand's device."""
+    ref = a if isinstance(a, TensorBase) else b
+    if not isinstance(a, (TensorBase, numbers.Number)):
+        a = ref._operand(a)  # an array or a list: a tensor of its own dtype
+    if not isinstance(b, (TensorBase, numbers.Number)):
+        b = ref._operand(b)
+    dt = result_type(a, b)
+    return _in_dtype(a, dt, ref), _in_dtype(b, dt, ref)
 
 
-def _float_for_python_float(x: TensorBase, scalar) -> TensorBase:
-    """An integer tensor meeting a Python float computes in float32, as in PyTorch."""
-    if isinstance(scalar, float) and x.dtype.kind in "iub":
-        return x.to(numpy.float32)
-    return x
+def _in_dtype(x, dtype, ref: TensorBase) -> TensorBase:
+    if isinstance(x, TensorBase):
+        return x if x.dtype == dtype else x.to(dtype)
+    return ref._new(ref.xp.asarray(x, dtype=dtype), ref.device)  # a Python number
 
 
 def add(a, b, alpha=1) -> TensorBase:
@@ -134,15 +137,52 @@ def mul(a, b) -> TensorBase:
     return Mul()(*_binary_operands(a, b))
 
 
-def div(a, b) -> TensorBase:
+class DivRounded(Function):
+    """a / b rounded toward zero ("trunc") or down ("floor"), in the operands' dtype (integers
+    stay integers); piecewise constant, so the gradient is zero, as in PyTorch."""
+
+    saves_inputs = False
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def forward(self, a, b):
+        xp = self.xp
+        self.shapes = (a.shape, b.shape)
+        if a.dtype.kind in "fc":
+            return (xp.floor if self.mode == "floor" else xp.trunc)(a / b)
+        if bool((b == 0).any()):
+            raise ZeroDivisionError("div: integer division by zero")
+        q = a // b
+        if self.mode == "trunc":  # floor division rounds negative inexact quotients down
+            q += ((q * b != a) & ((a < 0) != (b < 0))).astype(q.dtype)
+        return q
+
+    def backward(self, gy):
+        zero = gy * 0.0
+        return sum_to(zero, self.shapes[0]), sum_to(zero, self.shapes[1])
+
+
+def div(a, b, rounding_mode: str | None = None) -> TensorBase:
+    """a / b; integers divide in the default float32, unless `rounding_mode` ("trunc" or
+    "floor") rounds the quotient, which then keeps the operands' promoted dtype."""
     a, b = _binary_operands(a, b)
-    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
-        a, b = a.to(numpy.float32), b.to(numpy.float32)
+    if rounding_mode is not None:
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(
+                f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}"
+            )
+        return DivRounded(rounding_mode)(a, b)
+    if a.dtype.kind in "iub":
+        a, b = a.to(floating(a.dtype)), b.to(floating(b.dtype))
     return Div()(a, b)
 
 
 def pow(a, b) -> TensorBase:
     if isinstance(a, TensorBase) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        dtype = result_type(a, b)  # int ** 0.5 is float32, bool ** 2 int64, as PyTorch
+        if a.dtype != dtype:
+            a = a.to(dtype)
         if b == 1:
             return a
         return PowScalar(b)(a)
@@ -207,9 +247,6 @@ def where(condition, a, b) -> TensorBase:
             raise TypeError("where(): condition must be a tensor when a and b are both scalars")
         a = condition._new(condition.xp.asarray(a, dtype=default_dtype(a)), condition.device)
     a, b = _binary_operands(a, b)
-    if a.dtype != b.dtype:
-        dt = numpy.result_type(a.dtype, b.dtype)
-        a, b = a.to(dt), b.to(dt)
     shape = numpy.broadcast_shapes(numpy.shape(cond), a.shape, b.shape)
     if a.shape != shape:
         a = a.expand(*shape)
@@ -337,8 +374,12 @@ class Clip(Function):
         return gy * _const(gy, mask)
 
 
-def _unary(cls):
+def _unary(cls, float_only: bool = False):
+    """The op of Function `cls`; a `float_only` one computes integers in the default float32."""
+
     def op(x: TensorBase) -> TensorBase:
+        if float_only and x.dtype.kind not in "fc":
+            x = x.to(floating(x.dtype))
         return cls()(x)
 
     op.__name__ = cls.__name__.lower()
@@ -347,14 +388,14 @@ def _unary(cls):
 
 
 neg = _unary(Neg)
-exp = _unary(Exp)
-log = _unary(Log)
-sqrt = _unary(Sqrt)
+exp = _unary(Exp, float_only=True)
+log = _unary(Log, float_only=True)
+sqrt = _unary(Sqrt, float_only=True)
 abs = _unary(Abs)
-sin = _unary(Sin)
-cos = _unary(Cos)
-tanh = _unary(Tanh)
-sigmoid = _unary(Sigmoid)
+sin = _unary(Sin, float_only=True)
+cos = _unary(Cos, float_only=True)
+tanh = _unary(Tanh, float_only=True)
+sigmoid = _unary(Sigmoid, float_only=True)
 relu = _unary(ReLU)
 
 
@@ -368,6 +409,8 @@ clamp = clip
 
 
 def square(x: TensorBase) -> TensorBase:
+    if x.dtype.kind == "b":  # x ** 2 of bools is int64 in PyTorch
+        x = x.to(numpy.int64)
     return x * x
 
 
@@ -376,7 +419,7 @@ def rsqrt(x: TensorBase) -> TensorBase:
 
 
 def log1p(x: TensorBase) -> TensorBase:
-    return Log1p()(x)
+    return Log1p()(_floating(x))
 
 
 class Log1p(Function):
@@ -392,7 +435,7 @@ def sign(x: TensorBase) -> TensorBase:
 
 
 def erf(x: TensorBase) -> TensorBase:
-    return Erf()(x)
+    return Erf()(_floating(x))
 
 
 class Erf(Function):
@@ -429,7 +472,7 @@ def lerp(a: TensorBase, b, weight) -> TensorBase:
 # More unary math (PyTorch's names). Integer inputs compute in the default float32, as PyTorch's
 # float ops do; the rounding family keeps integer tensors as they are. ------------------------
 def _floating(x: TensorBase) -> TensorBase:
-    return x.to(numpy.float32) if x.dtype.kind in "iub" else x
+    return x if x.dtype.kind in "fc" else x.to(floating(x.dtype))
 
 
 class _Rounding(Function):

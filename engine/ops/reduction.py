@@ -273,6 +273,8 @@ def _exclusive_cumprod(xp, a, ax):
 
 def prod(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     """Product of elements, over all of them, one dim or a tuple of dims."""
+    if x.dtype.kind in "biu" and x.dtype != numpy.int64:  # integers multiply in int64 (PyTorch)
+        x = x.to(numpy.int64)
     if isinstance(dim, (tuple, list)):
         for d in sorted(_axes(dim, x.ndim), reverse=True):
             x = Prod(d, keepdim)(x)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy
 
 from ..autograd import Function
-from ..tensorbase import TensorBase, split_int_indices
+from ..tensorbase import TensorBase, promote_types, split_int_indices
 
 
 def _norm_dim(dim: int, ndim: int) -> int:
@@ -290,7 +292,7 @@ def cat(tensors, dim: int = 0) -> TensorBase:
                 f"cat: sizes of tensors must match except in dimension {dim}, got shapes "
                 f"{[tuple(x.shape) for x in tensors]}"
             )
-    dtype = numpy.result_type(*[x.dtype for x in tensors])
+    dtype = functools.reduce(promote_types, [x.dtype for x in tensors])
     tensors = [x if x.dtype == dtype else x.to(dtype) for x in tensors]
     return Concat(d)(*tensors)
 

@@ -248,6 +248,11 @@ OPS: list[Op] = [
         floats(low=0.5, high=2.0),
     ),
     Op(
+        _names(E + "div", T + "div"),
+        lambda op, a, b: op(a, b * b + 0.5, rounding_mode="trunc"),
+        broadcasting(),
+    ),
+    Op(
         _names(E + "pow", T + "pow", T + "__pow__", T + "__rpow__"),
         lambda op, a, b: op(a, b),
         broadcasting(low=0.5, high=2.0),
@@ -802,6 +807,8 @@ NOT_OPS = {
             for n in (
                 "Tensor",
                 "tensor",
+                "result_type",
+                "promote_types",
                 "from_numpy",
                 "from_dlpack",
                 "Device",
