@@ -104,6 +104,16 @@ class Pow(Function):
 def _binary_operands(a, b):
     """Both operands as tensors of the dtype PyTorch computes them in (`result_type`: 0-d
     tensors and Python numbers are weak), on the tensor operand's device."""
+    # The common cases first, without the promotion rules: one dtype, or a float tensor with
+    # a Python number (which takes the tensor's dtype).
+    if isinstance(a, TensorBase):
+        if isinstance(b, TensorBase):
+            if a.array.dtype == b.array.dtype:
+                return a, b
+        elif type(b) in (int, float) and a.dtype.kind == "f":
+            return a, a._new(a.xp.asarray(b, dtype=a.dtype), a.device)
+    elif type(a) in (int, float) and isinstance(b, TensorBase) and b.dtype.kind == "f":
+        return b._new(b.xp.asarray(a, dtype=b.dtype), b.device), b
     ref = a if isinstance(a, TensorBase) else b
     if not isinstance(a, (TensorBase, numbers.Number)):
         a = ref._operand(a)  # an array or a list: a tensor of its own dtype
@@ -378,7 +388,7 @@ def _unary(cls, float_only: bool = False):
     """The op of Function `cls`; a `float_only` one computes integers in the default float32."""
 
     def op(x: TensorBase) -> TensorBase:
-        if float_only and x.dtype.kind not in "fc":
+        if float_only and x.array.dtype.kind not in "fc":
             x = x.to(floating(x.dtype))
         return cls()(x)
 
