@@ -48,6 +48,7 @@ half, float, double, long = float16, float32, float64, int64
 from . import (  # noqa: E402
     data,
     functional,  # noqa: E402  (after ops, which functional builds on)
+    linalg,
     utils,
 )
 from .serialization import load, save  # noqa: E402
@@ -100,6 +101,7 @@ __all__ = [
     "rand_like",
     "randn_like",
     "data",
+    "linalg",
     "utils",
     "save",
     "load",

@@ -74,6 +74,8 @@ __all__ = [
     "softsign",
     "glu",
     "prelu",
+    "scaled_dot_product_attention",
+    "rms_norm",
 ]
 
 
@@ -616,3 +618,72 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
 
 
 from .ops.conv import *  # noqa: E402,F401,F403  (conv2d, pooling, interpolate)
+
+
+# Attention and RMS normalisation ---------------------------------------------------------------
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """softmax(q k^T * scale + mask) v over the last two dims (PyTorch's math path).
+
+    A bool `attn_mask` marks the pairs that take part (False -> -inf), a float one is added;
+    `is_causal` lets position i see keys j <= i; `dropout_p` drops attention weights (always,
+    as torch's functional form does); `enable_gqa` shares each key/value head among
+    query_heads / kv_heads query heads.
+    """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: expected (..., L, E) tensors, got {query.shape}, "
+            f"{key.shape}, {value.shape}"
+        )
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: query {query.shape}, key {key.shape} and value "
+            f"{value.shape} do not fit (..., L, E), (..., S, E), (..., S, Ev)"
+        )
+    if is_causal and attn_mask is not None:
+        raise RuntimeError("scaled_dot_product_attention: give attn_mask or is_causal, not both")
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        groups = query.shape[-3] // key.shape[-3]
+        key = key.repeat_interleave(groups, dim=-3)
+        value = value.repeat_interleave(groups, dim=-3)
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = matmul(query, key.transpose(-2, -1)) * scale
+    if is_causal:
+        attn_mask = Tensor._wrap(query.xp.tri(L, S, dtype=bool), query.device)
+    if attn_mask is not None:
+        if attn_mask.dtype == numpy.bool_:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    weights = softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p)
+    return matmul(weights, value)
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps=None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) over the trailing `normalized_shape` dims, times `weight`;
+    `eps` defaults to the dtype's machine epsilon (as PyTorch)."""
+    normalized_shape = (
+        (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    )
+    k = len(normalized_shape)
+    if tuple(input.shape[input.ndim - k :]) != normalized_shape:
+        raise RuntimeError(
+            f"rms_norm: input of shape {input.shape} does not end with normalized_shape "
+            f"{normalized_shape}"
+        )
+    if eps is None:
+        eps = float(numpy.finfo(input.dtype).eps)
+    axes = tuple(range(input.ndim - k, input.ndim))
+    out = input * ((input * input).mean(axes, keepdim=True) + eps).rsqrt()
+    return out * weight if weight is not None else out

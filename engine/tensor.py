@@ -323,6 +323,10 @@ class Tensor(TensorBase):
     bitwise_left_shift = _logical.bitwise_left_shift
     bitwise_right_shift = _logical.bitwise_right_shift
     matmul = _linalg.matmul
+    bmm = _linalg.bmm
+    baddbmm = _linalg.baddbmm
+    outer = _linalg.outer
+    cross = _linalg.cross
     sum = _reduction.sum
     mean = _reduction.mean
     var = _reduction.var

@@ -31,6 +31,7 @@ from .activation import (
     Softsign,
     Tanh,
 )
+from .attention import MultiheadAttention
 from .conv import Conv2d, ConvTranspose2d
 from .linear import Embedding, Flatten, Identity, Linear, Unflatten
 from .loss import (
@@ -45,7 +46,14 @@ from .loss import (
     SmoothL1Loss,
 )
 from .module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential
-from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from .normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    InstanceNorm2d,
+    LayerNorm,
+    RMSNorm,
+)
 from .padding import (
     CircularPad2d,
     ConstantPad2d,
@@ -75,6 +83,8 @@ __all__ = [
     "Flatten",
     "Unflatten",
     "Embedding",
+    "MultiheadAttention",
+    "RMSNorm",
     "Conv2d",
     "ConvTranspose2d",
     "MaxPool2d",

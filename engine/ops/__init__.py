@@ -24,7 +24,7 @@ from .indexing import (
     tril,
     triu,
 )
-from .linalg import linear, matmul
+from .linalg import baddbmm, bmm, cross, einsum, linear, matmul, outer
 from .logical import (
     bitwise_and,
     bitwise_left_shift,
@@ -173,6 +173,8 @@ __all__ = [
     "argmax",
     "argmin",
     "argsort",
+    "baddbmm",
+    "bmm",
     "asin",
     "asinh",
     "astype",
@@ -197,6 +199,7 @@ __all__ = [
     "cos",
     "cosh",
     "count_nonzero",
+    "cross",
     "cummax",
     "cummin",
     "cumprod",
@@ -204,6 +207,7 @@ __all__ = [
     "diag",
     "diagonal",
     "div",
+    "einsum",
     "erf",
     "exp",
     "exp2",
@@ -249,6 +253,7 @@ __all__ = [
     "minimum",
     "mul",
     "neg",
+    "outer",
     "nonzero",
     "norm",
     "pad",

@@ -1,10 +1,15 @@
-"""Matrix products: matmul (cuBLAS / BLAS through xp.matmul) and the fused linear layer."""
+"""Matrix products: matmul (cuBLAS / BLAS through xp.matmul), the fused linear layer, bmm,
+baddbmm, outer, cross, einsum; vector and matrix norms (torch.linalg's)."""
 
 from __future__ import annotations
 
+import string
+
+import numpy
+
 from ..autograd import Function, is_grad_enabled
 from ..tensorbase import TensorBase
-from .shape import reshape, squeeze, sum_to, transpose, unsqueeze
+from .shape import _norm_dim, broadcast_to, reshape, squeeze, sum_to, transpose, unsqueeze
 
 
 class MatMul(Function):
@@ -100,4 +105,212 @@ def linear(x: TensorBase, weight: TensorBase, bias: TensorBase | None = None) ->
     return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
 
 
-__all__ = ["matmul", "linear"]
+# Batched products ----------------------------------------------------------------------------
+def bmm(input: TensorBase, mat2: TensorBase) -> TensorBase:
+    """(b, n, m) @ (b, m, p) -> (b, n, p), without broadcasting (as torch.bmm)."""
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: expected 3-D tensors, got shapes {input.shape} and {mat2.shape}")
+    if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
+        raise RuntimeError(f"bmm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
+    return matmul(input, mat2)
+
+
+def baddbmm(
+    input: TensorBase, batch1: TensorBase, batch2: TensorBase, *, beta=1, alpha=1
+) -> TensorBase:
+    """beta * input + alpha * bmm(batch1, batch2) (`input` broadcasts)."""
+    prod = bmm(batch1, batch2)
+    if alpha != 1:
+        prod = prod * alpha
+    if beta == 0:  # PyTorch ignores input then, NaN and inf included
+        return prod
+    return (input * beta if beta != 1 else input) + prod
+
+
+def outer(input: TensorBase, vec2: TensorBase) -> TensorBase:
+    """The outer product of two 1-D tensors: out[i, j] = input[i] * vec2[j]."""
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise RuntimeError(f"outer: expected 1-D tensors, got {input.shape} and {vec2.shape}")
+    return unsqueeze(input, 1) * unsqueeze(vec2, 0)
+
+
+def cross(input: TensorBase, other: TensorBase, dim: int | None = None) -> TensorBase:
+    """The cross product of 3-vectors along `dim` (the first dimension of size 3 when None, as
+    torch.cross; torch.linalg.cross uses -1); the operands broadcast."""
+    from .indexing import index_select
+
+    shape = numpy.broadcast_shapes(input.shape, other.shape)
+    a, b = broadcast_to(input, shape), broadcast_to(other, shape)
+    if dim is None:
+        dim = next((i for i, n in enumerate(shape) if n == 3), None)
+        if dim is None:
+            raise RuntimeError(f"cross: no dimension of size 3 in shape {shape}")
+    d = _norm_dim(dim, len(shape))
+    if shape[d] != 3:
+        raise RuntimeError(f"cross: dimension {dim} of shape {shape} must have size 3")
+
+    def pick(t, order):
+        return index_select(t, d, t._new(t.xp.asarray(order, numpy.int64), t.device))
+
+    n, p = [1, 2, 0], [2, 0, 1]  # (a x b)_k = a_{k+1} b_{k+2} - a_{k+2} b_{k+1}
+    return pick(a, n) * pick(b, p) - pick(a, p) * pick(b, n)
+
+
+# einsum --------------------------------------------------------------------------------------
+def _parse_einsum(equation: str, shapes) -> tuple[list[str], str]:
+    """Explicit subscripts for each operand and the output: `...` expanded into letters the
+    equation does not use, an implicit output (no `->`) made explicit as NumPy does."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum(): {equation!r} names {len(terms)} operands, got {len(shapes)}")
+    free = [c for c in string.ascii_letters if c not in eq]
+    n_ell = max((len(s) - len(t.replace("...", "")) for t, s in zip(terms, shapes) if "..." in t),
+                default=0)  # fmt: skip
+    ell = "".join(free[:n_ell])
+    subs = []
+    for t, s in zip(terms, shapes):
+        k = len(s) - len(t.replace("...", ""))
+        t = t.replace("...", ell[n_ell - k :] if k else "")
+        if len(t) != len(s) or not all(c in string.ascii_letters for c in t):
+            raise ValueError(f"einsum(): subscripts {t!r} do not fit an operand of shape {s}")
+        subs.append(t)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {c: "".join(subs).count(c) for c in "".join(subs)}
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return subs, out
+
+
+class Einsum(Function):
+    def __init__(self, subs, out):
+        self.subs, self.out = subs, out
+
+    def forward(self, *xs):
+        return self.xp.einsum(",".join(self.subs) + "->" + self.out, *xs)
+
+    def backward(self, gy):
+        return tuple(
+            self._grad(i, gy) if x.requires_grad else None for i, x in enumerate(self.inputs)
+        )
+
+    def _grad(self, i, gy):
+        """d out / d operand i as another einsum of gy and the other operands: over its
+        letters that appear elsewhere, broadcast over those summed away inside it alone, and
+        spread onto the diagonal for a letter it repeats (`ii`)."""
+        x, sub = self.inputs[i], self.subs[i]
+        others = [(s, t) for j, (s, t) in enumerate(zip(self.subs, self.inputs)) if j != i]
+        elsewhere = set(self.out).union(*[set(s) for s, _ in others])
+        uniq = list(dict.fromkeys(sub))
+        size = {c: x.shape[sub.index(c)] for c in uniq}
+        keep = "".join(c for c in uniq if c in elsewhere)
+        eq = ",".join([self.out] + [s for s, _ in others]) + "->" + keep
+        g = einsum(eq, gy, *[t for _, t in others])
+        if len(keep) < len(uniq):  # letters only in this operand: constant along them
+            g = reshape(g, tuple(g.shape[keep.index(c)] if c in keep else 1 for c in uniq))
+            g = broadcast_to(
+                g, tuple(g.shape[k] if c in keep else size[c] for k, c in enumerate(uniq))
+            )  # noqa: E501
+        if len(uniq) < len(sub):  # a repeated letter: only its diagonal got the gradient
+            spare = iter(c for c in string.ascii_letters if c not in "".join(self.subs) + self.out)
+            full, eyes, seen = "", [], set()
+            for c in sub:
+                if c in seen:
+                    f = next(spare)
+                    full += f
+                    eyes.append((c + f, x._new(x.xp.eye(size[c], dtype=x.dtype), x.device)))
+                else:
+                    full += c
+                    seen.add(c)
+            g = einsum(",".join(["".join(uniq)] + [e for e, _ in eyes]) + "->" + full, g,
+                       *[t for _, t in eyes])  # fmt: skip
+        return sum_to(g, x.shape)
+
+
+def einsum(equation: str, *operands) -> TensorBase:
+    """Einstein summation over `operands` (a list works too), as torch.einsum: `...` and the
+    implicit output included; differentiable (its gradients are einsums again)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    subs, out = _parse_einsum(equation, [t.shape for t in operands])
+    dt = numpy.result_type(*[t.dtype for t in operands])
+    operands = [t if t.dtype == dt else t.to(dt) for t in operands]
+    return Einsum(subs, out)(*operands)
+
+
+# Norms (torch.linalg's vector_norm and matrix_norm) -------------------------------------------
+def _dims(dim, ndim):
+    if dim is None:
+        return tuple(range(ndim))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    return tuple(sorted({_norm_dim(d, ndim) for d in dims}))
+
+
+def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
+    """The `ord`-norm of `x` over `dim` (all elements by default) seen as one vector:
+    sum(|x|^ord)^(1/ord), max |x| for inf, min |x| for -inf, the count of non-zeros for 0."""
+    from .math import abs as _abs
+    from .math import where
+    from .reduction import Norm2, amax, amin, sum
+
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.dtype.kind not in "fc":
+        raise RuntimeError(f"vector_norm: expected a floating-point tensor, got {x.dtype}")
+    if x.ndim == 0:  # a vector of one (0-d with keepdim too, as PyTorch)
+        return reshape(vector_norm(reshape(x, (1,)), ord, 0), ())
+    axes = _dims(dim, x.ndim)
+    if ord == 2:
+        return Norm2(axes, keepdim)(x)
+    if ord == float("inf"):
+        return amax(_abs(x), axes, keepdim)
+    if ord == float("-inf"):
+        return amin(_abs(x), axes, keepdim)
+    if ord == 0:  # the count of non-zeros, in the graph with a zero gradient (PyTorch)
+        nonzero = x._new((x.array != 0).astype(x.dtype), x.device)
+        return sum(where(x.xp.ones(x.shape, bool), nonzero, x), axes, keepdim)
+    if ord == 1:
+        return sum(_abs(x), axes, keepdim)
+    return sum(_abs(x) ** ord, axes, keepdim) ** (1.0 / ord)
+
+
+def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
+    """Matrix norms over the two dims `dim`: 'fro', 1 / -1 (max / min column sum of |A|),
+    inf / -inf (max / min row sum). 'nuc', 2 and -2 need singular values, not built yet."""
+    from .math import abs as _abs
+    from .reduction import amax, amin, sum
+
+    if dtype is not None:
+        A = A.to(dtype)
+    if A.ndim < 2 or len(dim) != 2:
+        raise RuntimeError(f"matrix_norm: expected two dims of a >= 2-D tensor, got {A.shape}")
+    r, c = (_norm_dim(d, A.ndim) for d in dim)
+    if ord == "fro":
+        return vector_norm(A, 2, (r, c), keepdim)
+    if ord in ("nuc", 2, -2):
+        raise NotImplementedError(f"matrix_norm(ord={ord!r}) needs an SVD, which is not built yet")
+    if ord not in (1, -1, float("inf"), float("-inf")):
+        raise RuntimeError(f"matrix_norm: ord must be 'fro', 1, -1, inf or -inf, got {ord!r}")
+    across, then = (r, c) if ord in (1, -1) else (c, r)  # sum over rows for column sums
+    sums = sum(_abs(A), across, keepdim=True)
+    out = (amax if ord > 0 else amin)(sums, then, keepdim=True)
+    return out if keepdim else squeeze(out, (r, c))
+
+
+def linalg_norm(A: TensorBase, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
+    """torch.linalg.norm: a vector norm over one dim (or all of a 1-D/flattened input), a
+    matrix norm over two dims (or a 2-D input when `ord` is given)."""
+    if isinstance(dim, int) or (dim is not None and len(dim) == 1):
+        return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+    if dim is not None and len(dim) == 2 or (dim is None and ord is not None and A.ndim == 2):
+        return matrix_norm(A, "fro" if ord is None else ord, dim or (-2, -1), keepdim, dtype=dtype)
+    if ord is not None and A.ndim != 1:
+        raise RuntimeError(
+            f"linalg.norm: ord={ord!r} needs a 1-D or 2-D input or dim, got {A.shape}"
+        )  # noqa: E501
+    return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+
+
+__all__ = ["matmul", "linear", "bmm", "baddbmm", "outer", "cross", "einsum"]

@@ -316,17 +316,16 @@ class Norm2(Function):
         return broadcast_to(gy / safe, x.shape) * x
 
 
-def norm(x: TensorBase, p=2, dim=None, keepdim: bool = False) -> TensorBase:
-    """The p-norm over `dim` (all elements by default)."""
-    if p == 2:
-        return Norm2(_axes(dim, x.ndim), keepdim)(x)
-    if p == 1:
-        return sum(x.abs(), dim, keepdim)
-    if p == 0:  # the number of non-zero elements, in the graph with a zero gradient (PyTorch)
-        xp = x.xp
-        nonzero = x._new((x.array != 0).astype(x.dtype), x.device)
-        return sum(where(xp.ones(x.shape, bool), nonzero, x), dim, keepdim)
-    return sum(x.abs() ** p, dim, keepdim) ** (1.0 / p)
+def norm(x: TensorBase, p="fro", dim=None, keepdim: bool = False, dtype=None) -> TensorBase:
+    """torch.norm: the p-norm over `dim` (all elements by default) as one vector; p may be a
+    number, inf, -inf, 0 or 'fro'; 'nuc' (and 'fro' over two dims) are matrix norms."""
+    from .linalg import matrix_norm, vector_norm
+
+    if p == "nuc":
+        return matrix_norm(x, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
+    if isinstance(p, str) and p != "fro":
+        raise RuntimeError(f"norm: p must be a number, inf, 'fro' or 'nuc', got {p!r}")
+    return vector_norm(x, 2 if p == "fro" else p, dim, keepdim, dtype=dtype)
 
 
 def _logical_reduce(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:

@@ -795,6 +795,50 @@ OPS: list[Op] = [
         lambda op, x, w: op(x, w),
         lambda rng: [_normal(rng, shape(rng)), _normal(rng, (1,))],
     ),
+    # Products, norms and attention (engine/ops/linalg.py, engine/functional.py) --------------
+    Op(
+        _names(E + "bmm", T + "bmm"),
+        lambda op, a, b: op(a, b),
+        lambda rng: [_normal(rng, (2, int(rng.integers(1, 3)), 3)), _normal(rng, (2, 3, 1))],
+    ),
+    Op(
+        _names(E + "baddbmm", T + "baddbmm"),
+        lambda op, c, a, b: op(c, a, b, beta=0.5, alpha=2.0),
+        lambda rng: [_normal(rng, (1, 1)), _normal(rng, (2, 1, 3)), _normal(rng, (2, 3, 2))],
+    ),
+    Op(
+        _names(E + "outer", T + "outer"),
+        lambda op, a, b: op(a, b),
+        floats(2, min_ndim=1, max_ndim=1),
+    ),
+    Op(
+        _names(E + "cross", T + "cross"),
+        lambda op, a, b: op(a, b, dim=-1),
+        lambda rng: [_normal(rng, (s := shape(rng, 0, 2)) + (3,)), _normal(rng, s + (3,))],
+    ),
+    Op(
+        _names(E + "einsum"),
+        lambda op, a, b: op("...ij,jk->...ik", a, b),
+        lambda rng: [_normal(rng, shape(rng, 0, 1) + (2, 3)), _normal(rng, (3, 1))],
+    ),
+    Op(_names(E + "einsum"), lambda op, a: op("ii->i", a), lambda rng: [_normal(rng, (2, 2))]),
+    Op(_names(E + "norm", T + "norm"), lambda op, x: op(x, float("inf")), floats()),
+    Op(
+        _names("F.scaled_dot_product_attention"),
+        lambda op, q, k, v: op(q, k, v, is_causal=True),
+        lambda rng: [_normal(rng, (1, 2, 3)), _normal(rng, (1, 2, 3)), _normal(rng, (1, 2, 1))],
+    ),
+    Op(
+        _names("F.scaled_dot_product_attention"),
+        lambda op, q, k, v, m: op(q, k, v, attn_mask=m),
+        lambda rng: [
+            _normal(rng, (2, 3)),
+            _normal(rng, (1, 3)),
+            _normal(rng, (1, 2)),
+            _normal(rng, (2, 1)),
+        ],
+    ),
+    Op(_names("F.rms_norm"), lambda op, x, w: op(x, w.shape, w), floats(2, min_ndim=1)),
 ]
 
 
@@ -832,6 +876,7 @@ NOT_OPS = {
                 "functional",
                 "data",
                 "utils",
+                "linalg",
                 "save",
                 "load",
                 "zeros",

@@ -109,6 +109,9 @@ LAYERS = {
     "softsign": (lambda m: m.Softsign(), [(3, 4, 5)]),
     "glu": (lambda m: m.GLU(dim=1), [(3, 4, 5)]),
     "prelu": (lambda m: m.PReLU(), [(3, 4, 5)]),
+    "rms_norm": (lambda m: m.RMSNorm(5), [(3, 4, 5)]),
+    "rms_norm_2d_eps": (lambda m: m.RMSNorm((4, 5), eps=1e-3), [(3, 4, 5)]),
+    "rms_norm_plain": (lambda m: m.RMSNorm([5], elementwise_affine=False), [(3, 5)]),
     "prelu_per_channel": (lambda m: m.PReLU(4, init=0.1), [(3, 4, 5)]),
     "softmax": (lambda m: m.Softmax(dim=1), [(3, 4, 5)]),
     "log_softmax": (lambda m: m.LogSoftmax(dim=-1), [(3, 4, 5)]),
@@ -293,6 +296,7 @@ GRADCHECK = {
     "instance_norm": (lambda: nn.InstanceNorm2d(2, affine=True), (2, 2, 3, 3)),
     "embedding_like_linear": (lambda: nn.Linear(3, 2), (4, 3)),
     "prelu": (lambda: nn.PReLU(3), (2, 3, 4)),
+    "rms_norm": (lambda: nn.RMSNorm(4), (3, 4)),
 }
 
 
