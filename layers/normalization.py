@@ -23,6 +23,9 @@ __all__ = [
     "group_norm",
     "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNorm3d",
+    "InstanceNorm1d",
+    "InstanceNorm3d",
     "LayerNorm",
     "RMSNorm",
     "GroupNorm",
@@ -259,13 +262,17 @@ class BatchNorm2d(_BatchNorm):
     _dims = (4,)
 
 
-class InstanceNorm2d(_BatchNorm):
-    """Normalise each (sample, channel) plane of (N, C, H, W) over H, W (CycleGAN's norm).
+class BatchNorm3d(_BatchNorm):
+    """Batch normalisation of (N, C, D, H, W) inputs per channel."""
 
-    PyTorch's defaults: no affine parameters and no running statistics.
-    """
+    _dims = (5,)
 
-    _dims = (3, 4)
+
+class _InstanceNorm(_BatchNorm):
+    """Normalise each (sample, channel) of (N, C, *spatial) over its `_spatial` trailing dims
+    (unbatched (C, *spatial) too). PyTorch's defaults: no affine, no running statistics."""
+
+    _spatial = 2
 
     def __init__(
         self,
@@ -284,17 +291,18 @@ class InstanceNorm2d(_BatchNorm):
         )
 
     def _check_input_dim(self, input: Tensor) -> None:
-        if input.ndim not in self._dims:
-            raise ValueError(f"InstanceNorm2d: expected 3-D or 4-D input, got shape {input.shape}")
-        if self.affine and input.shape[-3] != self.num_features:
+        name, k = type(self).__name__, self._spatial
+        if input.ndim not in (k + 1, k + 2):
+            raise ValueError(f"{name}: expected {k + 1}-D or {k + 2}-D input, got {input.shape}")
+        if self.affine and input.shape[-k - 1] != self.num_features:
             raise ValueError(
-                f"InstanceNorm2d({self.num_features}): input of shape {input.shape} "
-                f"has {input.shape[-3]} channels"
+                f"{name}({self.num_features}): input of shape {input.shape} "
+                f"has {input.shape[-k - 1]} channels"
             )
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
-        if input.ndim == 3:
+        if input.ndim == self._spatial + 1:
             return self.forward(input.unsqueeze(0)).squeeze(0)
         n, c = input.shape[:2]
         shape = _channel_shape(input)
@@ -317,13 +325,31 @@ class InstanceNorm2d(_BatchNorm):
     def _track(self, input: Tensor) -> None:
         # As PyTorch's F.instance_norm: num_batches_tracked stays put, momentum=None means 0.1.
         factor = 0.1 if self.momentum is None else self.momentum
-        axes = (2, 3)
+        axes = tuple(range(2, input.ndim))
         m = math.prod(input.shape[2:])
         with engine.no_grad():
             mean = input.mean(axes).mean(0)
             var = input.var(axes, unbiased=False).mean(0) * (m / max(m - 1, 1))
         _update_running(self.running_mean, mean, factor)
         _update_running(self.running_var, var, factor)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, C, L) (or (C, L)) over L."""
+
+    _spatial = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Normalise each (sample, channel) plane of (N, C, H, W) over H, W (CycleGAN's norm)."""
+
+    _spatial = 2
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalisation of (N, C, D, H, W) (or (C, D, H, W)) over D, H, W."""
+
+    _spatial = 3
 
 
 class LayerNorm(Module):

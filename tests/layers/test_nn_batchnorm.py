@@ -16,6 +16,12 @@ CONFIGS = {
     "bn2d_cumulative": (lambda m: m.BatchNorm2d(3, momentum=None), (4, 3, 2, 2)),
     "bn2d_no_affine": (lambda m: m.BatchNorm2d(3, affine=False, eps=1e-3), (4, 3, 2, 2)),
     "bn2d_untracked": (lambda m: m.BatchNorm2d(3, track_running_stats=False), (4, 3, 2, 2)),
+    "bn3d": (lambda m: m.BatchNorm3d(2, momentum=0.3), (3, 2, 2, 3, 2)),
+    "in3d_tracked": (
+        lambda m: m.InstanceNorm3d(2, affine=True, track_running_stats=True),
+        (3, 2, 2, 3, 2),
+    ),
+    "in1d_tracked": (lambda m: m.InstanceNorm1d(3, track_running_stats=True), (2, 3, 5)),
 }
 
 
