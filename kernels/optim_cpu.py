@@ -6,6 +6,10 @@ Each function updates the parameter ``p`` and its state arrays in place from the
 scalars are cast to the parameter's dtype first, so float32 stays float32 (a NumPy float64
 scalar would upcast every temporary).
 
+Decay weights such as ``1 - beta2`` are computed once in double precision and then rounded to the
+parameter's dtype (``_complement``), as PyTorch passes ``1 - beta2`` to its kernels: in float32,
+``float32(1) - float32(0.999)`` is 0.00099998713, which made every Adam step 6.4e-6 too large.
+
 Optional state is ``None`` when the rule does not use it (SGD without momentum, Adam without
 AMSGrad, RMSprop uncentered or without momentum).
 """
@@ -24,11 +28,16 @@ __all__ = [
 ]
 
 
+def _complement(decay: float) -> float:
+    """1 - decay in double precision (rounded once, to the array's dtype, where it is used)."""
+    return 1.0 - float(decay)
+
+
 def _ema(avg: np.ndarray, x: np.ndarray, decay: float, tmp: np.ndarray) -> None:
     """avg <- avg + (1 - decay) * (x - avg), in place, through the scratch array `tmp`."""
     t = avg.dtype.type
     np.subtract(x, avg, out=tmp)
-    tmp *= t(1) - t(decay)
+    tmp *= t(_complement(decay))
     avg += tmp
 
 
@@ -36,7 +45,7 @@ def _ema_square(avg: np.ndarray, x: np.ndarray, decay: float, tmp: np.ndarray) -
     """avg <- decay * avg + (1 - decay) * x * x, in place, through the scratch array `tmp`."""
     t = avg.dtype.type
     avg *= t(decay)
-    np.multiply(x, t(1) - t(decay), out=tmp)
+    np.multiply(x, t(_complement(decay)), out=tmp)
     tmp *= x
     avg += tmp
 
@@ -75,7 +84,7 @@ def sgd_update(
         else:
             buf *= t(momentum)
             if dampening != 0:
-                buf += np.multiply(d, t(1) - t(dampening))
+                buf += np.multiply(d, t(_complement(dampening)))
             else:
                 buf += d
         if nesterov:

@@ -3,7 +3,8 @@
 Same functions and arguments as :mod:`kernels.optim_cpu`; the kernels are in
 ``kernels/cuda/optim.cu``, launched through :mod:`kernels.launch` (scalars as the parameter's
 dtype ``T``, flags as ``int``, the length as ``long long``). CuPy is imported lazily, only when a
-launch happens.
+launch happens. Decay weights (``1 - beta2``, ...) are computed here in double and
+rounded once, as PyTorch does.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def sgd_update(
         p,
         g,
         (buf,),
-        (lr, momentum, dampening, weight_decay),
+        (lr, momentum, 1.0 - float(dampening), weight_decay),
         (nesterov, maximize, first),
     )
 
@@ -117,7 +118,7 @@ def adam_update(
         p,
         g,
         (m, v, vmax),
-        (step_size, beta1, beta2, eps, weight_decay, decay),
+        (step_size, 1.0 - float(beta1), beta2, 1.0 - float(beta2), eps, weight_decay, decay),
         (vmax is not None, maximize),
     )
 
@@ -144,7 +145,7 @@ def rmsprop_update(
         p,
         g,
         (sq, gavg, buf),
-        (lr, alpha, eps, weight_decay, momentum),
+        (lr, alpha, 1.0 - float(alpha), eps, weight_decay, momentum),
         (gavg is not None, maximize),
     )
 
@@ -176,4 +177,5 @@ def adadelta_update(
     maximize: bool,
 ) -> None:
     """torch.optim.Adadelta: delta = sqrt(acc + eps) / sqrt(sq + eps) d; p -= lr delta."""
-    _launch("adadelta_update", p, g, (sq, acc), (lr, rho, eps, weight_decay), (maximize,))
+    scalars = (lr, rho, 1.0 - float(rho), eps, weight_decay)
+    _launch("adadelta_update", p, g, (sq, acc), scalars, (maximize,))

@@ -4,6 +4,8 @@
 // scalars of the parameter's type T (float or double) so float64 training keeps full precision.
 // Instantiate with name expressions such as "adam_update<float>". Host code folds bias
 // corrections and learning-rate decays into the scalars; flags are ints (0 or 1).
+// Decay weights (1 - beta2, 1 - alpha, 1 - rho, 1 - dampening) are computed by the host in double
+// and rounded once to T, as PyTorch passes them: in float, 1.0f - 0.999f is 0.00099998713.
 //
 // Every kernel reads the gradient, applies `maximize` (d = -g) and coupled L2 weight decay
 // (d += weight_decay * p) first, exactly as torch.optim does, then its own rule. Optional state
@@ -21,17 +23,17 @@ __device__ __forceinline__ T tt_direction(const T g, const T p, const T weight_d
 }
 
 // torch.optim.SGD: buf = momentum * buf + (1 - dampening) * d (buf = d on the first step);
-// d = nesterov ? d + momentum * buf : buf; p -= lr * d.
+// d = nesterov ? d + momentum * buf : buf; p -= lr * d. The host passes undamped = 1 - dampening.
 template <typename T>
 __global__ void sgd_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ buf,
-                           long long n, T lr, T momentum, T dampening, T weight_decay,
+                           long long n, T lr, T momentum, T undamped, T weight_decay,
                            int nesterov, int maximize, int first) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T pi = p[i];
         T d = tt_direction(g[i], pi, weight_decay, maximize);
         if (momentum != T(0)) {
-            const T b = first ? d : momentum * buf[i] + (T(1) - dampening) * d;
+            const T b = first ? d : momentum * buf[i] + undamped * d;
             buf[i] = b;
             d = nesterov ? d + momentum * b : b;
         }
@@ -57,19 +59,20 @@ __global__ void momentum_update(T* __restrict__ p, const T* __restrict__ g, T* _
 // Adam / AdamW / AMSGrad. With c1 = 1 - beta1^t and c2 = 1 - beta2^t the host passes
 // step_size = lr * sqrt(c2) / c1 and eps = eps * sqrt(c2), so that
 // p -= step_size * m / (sqrt(v) + eps) equals torch's p -= lr / c1 * m / (sqrt(v / c2) + eps).
-// `decay` is AdamW's decoupled factor 1 - lr * weight_decay (1 for Adam).
+// `decay` is AdamW's decoupled factor 1 - lr * weight_decay (1 for Adam); w1 = 1 - beta1 and
+// w2 = 1 - beta2 come from the host (m moves toward d by w1, as torch's lerp).
 template <typename T>
 __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                             T* __restrict__ v, T* __restrict__ vmax, long long n, T step_size,
-                            T beta1, T beta2, T eps, T weight_decay, T decay, int amsgrad,
+                            T w1, T beta2, T w2, T eps, T weight_decay, T decay, int amsgrad,
                             int maximize) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         T pi = p[i];
         const T d = tt_direction(g[i], pi, weight_decay, maximize);
         pi *= decay;
-        const T mi = m[i] + (T(1) - beta1) * (d - m[i]);
-        T vi = beta2 * v[i] + (T(1) - beta2) * d * d;
+        const T mi = m[i] + w1 * (d - m[i]);
+        T vi = beta2 * v[i] + w2 * d * d;
         m[i] = mi;
         v[i] = vi;
         if (amsgrad) {
@@ -82,20 +85,20 @@ __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __res
 
 // torch.optim.RMSprop: sq = alpha * sq + (1 - alpha) * d^2; centered subtracts the squared
 // running mean gavg; den = sqrt(.) + eps; with momentum buf = momentum * buf + d / den,
-// p -= lr * buf, else p -= lr * d / den.
+// p -= lr * buf, else p -= lr * d / den. The host passes w = 1 - alpha.
 template <typename T>
 __global__ void rmsprop_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ sq,
                                T* __restrict__ gavg, T* __restrict__ buf, long long n, T lr,
-                               T alpha, T eps, T weight_decay, T momentum, int centered,
+                               T alpha, T w, T eps, T weight_decay, T momentum, int centered,
                                int maximize) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T pi = p[i];
         const T d = tt_direction(g[i], pi, weight_decay, maximize);
-        T s = alpha * sq[i] + (T(1) - alpha) * d * d;
+        T s = alpha * sq[i] + w * d * d;
         sq[i] = s;
         if (centered) {
-            const T a = gavg[i] + (T(1) - alpha) * (d - gavg[i]);
+            const T a = gavg[i] + w * (d - gavg[i]);
             gavg[i] = a;
             s -= a * a;
         }
@@ -127,19 +130,19 @@ __global__ void adagrad_update(T* __restrict__ p, const T* __restrict__ g, T* __
 
 // torch.optim.Adadelta: sq = rho * sq + (1 - rho) * d^2;
 // delta = sqrt(acc + eps) / sqrt(sq + eps) * d; acc = rho * acc + (1 - rho) * delta^2;
-// p -= lr * delta.
+// p -= lr * delta. The host passes w = 1 - rho.
 template <typename T>
 __global__ void adadelta_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ sq,
-                                T* __restrict__ acc, long long n, T lr, T rho, T eps,
+                                T* __restrict__ acc, long long n, T lr, T rho, T w, T eps,
                                 T weight_decay, int maximize) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T pi = p[i];
         const T d = tt_direction(g[i], pi, weight_decay, maximize);
-        const T s = rho * sq[i] + (T(1) - rho) * d * d;
+        const T s = rho * sq[i] + w * d * d;
         sq[i] = s;
         const T delta = sqrt(acc[i] + eps) / sqrt(s + eps) * d;
-        acc[i] = rho * acc[i] + (T(1) - rho) * delta * delta;
+        acc[i] = rho * acc[i] + w * delta * delta;
         p[i] = pi - lr * delta;
     }
 }

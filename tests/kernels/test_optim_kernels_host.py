@@ -41,7 +41,7 @@ def i32(flag) -> np.int32:
 # of the kernels.optim_* functions, plus the kernel-only flags amsgrad and centered.
 def sgd_case(kw):
     states = ("buf",) if kw["momentum"] != 0 else (None,)
-    scalars = ("lr", "momentum", "dampening", "weight_decay")
+    scalars = ("lr", "momentum", "undamped", "weight_decay")
     return states, scalars, ("nesterov", "maximize", "first")
 
 
@@ -51,13 +51,14 @@ def momentum_case(kw):
 
 def adam_case(kw):
     states = ("m", "v", "vmax" if kw["amsgrad"] else None)
-    scalars = ("step_size", "beta1", "beta2", "eps", "weight_decay", "decay")
+    scalars = ("step_size", "w1", "beta2", "w2", "eps", "weight_decay", "decay")
     return states, scalars, ("amsgrad", "maximize")
 
 
 def rmsprop_case(kw):
     states = ("sq", "gavg" if kw["centered"] else None, "buf" if kw["momentum"] > 0 else None)
-    return states, ("lr", "alpha", "eps", "weight_decay", "momentum"), ("centered", "maximize")
+    scalars = ("lr", "alpha", "w", "eps", "weight_decay", "momentum")
+    return states, scalars, ("centered", "maximize")
 
 
 def adagrad_case(kw):
@@ -65,7 +66,17 @@ def adagrad_case(kw):
 
 
 def adadelta_case(kw):
-    return ("sq", "acc"), ("lr", "rho", "eps", "weight_decay"), ("maximize",)
+    return ("sq", "acc"), ("lr", "rho", "w", "eps", "weight_decay"), ("maximize",)
+
+
+def with_weights(kw):
+    """`kw` plus the decay weights the host computes in double for the kernels (1 - beta, ...)."""
+    out = dict(kw)
+    for weight, decay in (("undamped", "dampening"), ("w1", "beta1"), ("w2", "beta2"),
+                          ("w", "alpha"), ("w", "rho")):  # fmt: skip
+        if decay in kw:
+            out[weight] = 1.0 - kw[decay]
+    return out
 
 
 def grid_of(**axes):
@@ -180,7 +191,9 @@ def test_kernel_matches_cpu_update(module, name, index, dtype):
     for size, grid in zip(SIZES, itertools.cycle(GRIDS)):
         arrays = random_state(states, size, dtype, seed=index * 7 + size)
         want = run_cpu(name, states, arrays, cpu_kw)
-        got = run_kernel(module, name, dtype, states, scalars, flags, arrays, kw, grid)
+        got = run_kernel(
+            module, name, dtype, states, scalars, flags, arrays, with_weights(kw), grid
+        )
         for key in arrays:
             assert got[key].dtype == dtype
             np.testing.assert_allclose(

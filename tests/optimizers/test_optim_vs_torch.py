@@ -146,3 +146,78 @@ def test_param_groups_match_torch(device, torch, case):
     assert_weights(ours, theirs, np.float64)
     ungrouped = train_ours(cls, kw, device, np.float64)
     assert np.abs(ours[2] - ungrouped[2]).max() > 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# float32 state over hundreds of steps: the decay weights (1 - beta2, 1 - alpha, ...) must be
+# computed in double and rounded once, as torch.optim passes them. Rounded twice
+# (float32(1) - float32(0.999) = 0.00099998713) Adam's exp_avg_sq ends 1.25e-5 low, RMSprop's
+# square_avg (alpha 0.99) and SGD's dampened buffer 8e-7, m with beta1 0.99 2.2e-7.
+# Measured with the fix, every state agrees to <= 8.6e-8 of its largest entry (torch's lerp and
+# addcmul use fused multiply-adds, NumPy does not), so STATE_TOL separates the two; Adadelta's
+# acc_delta feeds its own square root back (noise 5e-7) and is checked loosely.
+
+LONG_STEPS = 300
+STATE_TOL = 1.5e-7
+# (our class, kwargs, torch class name, {state: tolerance relative to its largest entry})
+STATE_CASES = {
+    "adam": (optim.Adam, dict(lr=1e-3), "Adam", {"exp_avg": STATE_TOL, "exp_avg_sq": STATE_TOL}),
+    "adam-beta1-0.99": (
+        optim.Adam, dict(lr=1e-3, betas=(0.99, 0.999)), "Adam",
+        {"exp_avg": STATE_TOL, "exp_avg_sq": STATE_TOL},
+    ),
+    "adamw-amsgrad": (
+        optim.AdamW, dict(lr=1e-3, amsgrad=True), "AdamW",
+        {"exp_avg_sq": STATE_TOL, "max_exp_avg_sq": STATE_TOL},
+    ),
+    "rmsprop-centered": (
+        optim.RMSprop, dict(lr=1e-3, centered=True), "RMSprop",
+        {"square_avg": STATE_TOL, "grad_avg": STATE_TOL},
+    ),
+    "adadelta-rho-0.99": (
+        optim.Adadelta, dict(rho=0.99), "Adadelta", {"square_avg": STATE_TOL, "acc_delta": 2e-6},
+    ),
+    "sgd-dampening-0.99": (
+        optim.SGD, dict(lr=0.01, momentum=0.9, dampening=0.99), "SGD",
+        {"momentum_buffer": STATE_TOL},
+    ),
+}  # fmt: skip
+
+
+def gradient_stream(shape=(64,), steps=LONG_STEPS, seed=3) -> np.ndarray:
+    """float32 gradients, steps x shape: a fixed signal plus noise."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) + rng.standard_normal((steps, *shape))).astype(np.float32)
+
+
+@pytest.mark.parametrize("case", list(STATE_CASES))
+def test_float32_state_matches_torch_after_hundreds_of_steps(device, torch, case):
+    cls, kw, torch_name, tolerances = STATE_CASES[case]
+    grads = gradient_stream()
+    p0 = np.random.default_rng(4).standard_normal(grads.shape[1:]).astype(np.float32)
+    ours = engine.tensor(p0, device=device, requires_grad=True)
+    theirs = torch.tensor(p0, requires_grad=True)
+    opt, topt = cls([ours], **kw), getattr(torch.optim, torch_name)([theirs], foreach=False, **kw)
+    for g in grads:  # the same float32 gradients in both: only the update rules differ
+        ours.grad = engine.tensor(g, device=device)
+        theirs.grad = torch.from_numpy(g.copy())
+        opt.step()
+        topt.step()
+    state, tstate = opt.state[ours], topt.state[theirs]
+    for key, tol in tolerances.items():
+        got, want = state[key].numpy(), tstate[key].numpy()
+        assert got.dtype == np.float32
+        error = np.abs(got - want).max() / np.abs(want).max()
+        assert error <= tol, f"{case}: {key} differs by {error:.3g} of its largest entry"
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=0, atol=1.5e-6)
+
+
+def test_one_float32_adam_step_rounds_one_minus_beta2_once(device):
+    """p = 0, g = 1: exp_avg_sq is exactly float32(1 - 0.999), as in torch (0.0010000000), not
+    float32(1) - float32(0.999) = 0.0009999871."""
+    p = engine.zeros(3, dtype=np.float32, device=device, requires_grad=True)
+    opt = optim.Adam([p], lr=1e-3)
+    p.grad = engine.ones(3, dtype=np.float32, device=device)
+    opt.step()
+    np.testing.assert_array_equal(opt.state[p]["exp_avg_sq"].numpy(), np.float32(1 - 0.999))
+    np.testing.assert_array_equal(opt.state[p]["exp_avg"].numpy(), np.float32(1 - 0.9))
