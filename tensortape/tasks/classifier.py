@@ -30,7 +30,13 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--model", default="cnn", choices=["mlp", "cnn"])
     add_common_arguments(p, epochs=30, batch_size=32, lr=2e-3)
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument(
+        "--optimizer",
+        default="adam",
+        choices=OPTIMIZERS,
+        help="momentum/nesterov are torch.optim.SGD's (momentum 0.9, buffer in gradient units: "
+        "the cosine schedule's lr scales the whole buffer, as in PyTorch)",
+    )
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty weight on the weights")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight on the weights")
     p.add_argument(
@@ -75,12 +81,13 @@ def cnn(in_shape: tuple, classes: int = 10, dropout: float = 0.5) -> nn.Module:
 
 
 def make_optimizer(name: str, params, lr: float):
+    """The `--optimizer`. momentum/nesterov use PyTorch's SGD form, not the textbook
+    `optimizers.Momentum`/`Nesterov` (velocity in parameter units): under the cosine schedule
+    only the former follows a PyTorch run step for step."""
     if name == "sgd":
         return optimizers.SGD(params, lr=lr)
-    if name == "momentum":
-        return optimizers.Momentum(params, lr=lr, mu=0.9)
-    if name == "nesterov":
-        return optimizers.Nesterov(params, lr=lr, mu=0.9)
+    if name in ("momentum", "nesterov"):
+        return optimizers.SGD(params, lr=lr, momentum=0.9, nesterov=name == "nesterov")
     return optimizers.Adam(params, lr=lr)
 
 
