@@ -3,7 +3,8 @@
 `helper_test_op(shapes, torch_fn, our_fn, device=...)` (tinygrad's pattern) builds the same random
 inputs for both libraries, compares the forward values and the gradients of a random cotangent,
 and first checks our gradients against central differences in float64 (`check_gradients`), so
-the gradient check runs even where PyTorch is not installed.
+the gradient check runs even where PyTorch is not installed. Whole recipes trained step for step
+beside PyTorch (twins, explicit random draws, trajectory gaps) are in tests/lockstep.py.
 """
 
 from __future__ import annotations
