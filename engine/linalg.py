@@ -1,13 +1,13 @@
-"""`engine.linalg`, torch.linalg's names: norm, vector_norm, matrix_norm, cross (last dim)."""
+"""`engine.linalg`, torch.linalg's names: norm, vector_norm, matrix_norm, svdvals, cross."""
 
 from __future__ import annotations
 
 from .ops.linalg import cross as _cross
 from .ops.linalg import linalg_norm as norm
-from .ops.linalg import matrix_norm, vector_norm
+from .ops.linalg import matrix_norm, svdvals, vector_norm
 from .tensor import Tensor
 
-__all__ = ["norm", "vector_norm", "matrix_norm", "cross"]
+__all__ = ["norm", "vector_norm", "matrix_norm", "svdvals", "cross"]
 
 
 def cross(input: Tensor, other: Tensor, *, dim: int = -1) -> Tensor:

@@ -9,7 +9,7 @@ import numpy
 
 from ..autograd import Function, is_grad_enabled
 from ..tensorbase import TensorBase
-from .shape import _norm_dim, broadcast_to, reshape, squeeze, sum_to, transpose, unsqueeze
+from .shape import _norm_dim, broadcast_to, permute, reshape, squeeze, sum_to, transpose, unsqueeze
 
 
 class MatMul(Function):
@@ -277,8 +277,9 @@ def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=
 
 
 def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
-    """Matrix norms over the two dims `dim`: 'fro', 1 / -1 (max / min column sum of |A|),
-    inf / -inf (max / min row sum). 'nuc', 2 and -2 need singular values, not built yet."""
+    """Matrix norms over the two dims `dim`: 'fro', 'nuc' (sum of singular values), 2 / -2
+    (largest / smallest singular value), 1 / -1 (max / min column sum of |A|), inf / -inf
+    (max / min row sum)."""
     from .math import abs as _abs
     from .reduction import amax, amin, sum
 
@@ -290,13 +291,48 @@ def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *
     if ord == "fro":
         return vector_norm(A, 2, (r, c), keepdim)
     if ord in ("nuc", 2, -2):
-        raise NotImplementedError(f"matrix_norm(ord={ord!r}) needs an SVD, which is not built yet")
+        from .reduction import amax, amin, sum
+
+        rest = [d for d in range(A.ndim) if d not in (r, c)]
+        s = svdvals(permute(A, *rest, r, c))
+        out = sum(s, -1) if ord == "nuc" else (amax if ord == 2 else amin)(s, -1)
+        if keepdim:
+            out = unsqueeze(unsqueeze(out, min(r, c)), max(r, c))
+        return out
     if ord not in (1, -1, float("inf"), float("-inf")):
-        raise RuntimeError(f"matrix_norm: ord must be 'fro', 1, -1, inf or -inf, got {ord!r}")
+        raise RuntimeError(
+            f"matrix_norm: ord must be 'fro', 'nuc', 2, -2, 1, -1, inf or -inf, got {ord!r}"
+        )
     across, then = (r, c) if ord in (1, -1) else (c, r)  # sum over rows for column sums
     sums = sum(_abs(A), across, keepdim=True)
     out = (amax if ord > 0 else amin)(sums, then, keepdim=True)
     return out if keepdim else squeeze(out, (r, c))
+
+
+class SingularValues(Function):
+    """The singular values of the (batched) matrices, largest first; d s_i / d A = u_i v_i^T
+    (distinct singular values assumed, as in PyTorch)."""
+
+    def forward(self, a):
+        u, s, vh = self.xp.linalg.svd(a, full_matrices=False)
+        self.u, self.vh = u, vh
+        return s
+
+    def backward(self, gs):
+        if is_grad_enabled():
+            raise RuntimeError("svdvals: double backward (create_graph=True) is not supported")
+        xp = self.xp
+        g = xp.matmul(self.u * gs.array[..., None, :], self.vh)
+        return gs._new(g.astype(self.inputs[0].dtype, copy=False), gs.device)
+
+
+def svdvals(A: TensorBase) -> TensorBase:
+    """Singular values of the matrices in the last two dims of `A` (torch.linalg.svdvals)."""
+    if A.ndim < 2 or A.dtype.kind != "f":
+        raise RuntimeError(
+            f"svdvals: expected floating (..., m, n) matrices, got {A.dtype} {A.shape}"
+        )  # noqa: E501
+    return SingularValues()(A)
 
 
 def linalg_norm(A: TensorBase, ord=None, dim=None, keepdim: bool = False, *, dtype=None):

@@ -322,6 +322,8 @@ def norm(x: TensorBase, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     from .linalg import matrix_norm, vector_norm
 
     if p == "nuc":
+        if dim is None and x.ndim != 2:
+            raise RuntimeError(f"norm: 'nuc' needs a 2-D input or two dims, got shape {x.shape}")
         return matrix_norm(x, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
     if isinstance(p, str) and p != "fro":
         raise RuntimeError(f"norm: p must be a number, inf, 'fro' or 'nuc', got {p!r}")

@@ -824,6 +824,12 @@ OPS: list[Op] = [
     Op(_names(E + "einsum"), lambda op, a: op("ii->i", a), lambda rng: [_normal(rng, (2, 2))]),
     Op(_names(E + "norm", T + "norm"), lambda op, x: op(x, float("inf")), floats()),
     Op(
+        _names(E + "norm", T + "norm"),
+        lambda op, x: op(x, "nuc", dim=(0, 1)),
+        floats(min_ndim=2),
+        create_graph=False,
+    ),
+    Op(
         _names("F.scaled_dot_product_attention"),
         lambda op, q, k, v: op(q, k, v, is_causal=True),
         lambda rng: [_normal(rng, (1, 2, 3)), _normal(rng, (1, 2, 3)), _normal(rng, (1, 2, 1))],
