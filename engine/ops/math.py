@@ -412,6 +412,9 @@ relu = _unary(ReLU)
 def clip(x: TensorBase, min=None, max=None) -> TensorBase:
     if min is None and max is None:
         raise ValueError("clip: at least one of min or max must be given")
+    dtype = result_type(x, *(b for b in (min, max) if b is not None))
+    if x.dtype != dtype:  # an integer tensor clamped at 0.5 is float32, as in PyTorch
+        x = x.to(dtype)
     return Clip(min, max)(x)
 
 

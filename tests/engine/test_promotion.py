@@ -121,6 +121,8 @@ UNARY = {
     "/ 2": lambda x: x / 2,
     "% 1.2": lambda x: x % 1.2,
     "// 2": lambda x: x // 2,
+    "clamp(0.5)": lambda x: x.clamp(0.5),
+    "clamp(1, 2)": lambda x: x.clamp(1, 2),
     "sum": lambda x: x.sum(),
     "prod": lambda x: x.prod(),
 }
