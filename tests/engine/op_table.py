@@ -9,9 +9,9 @@ To add an op, append a row:
 
     Op(("engine.cumsum", "Tensor.cumsum"), lambda op, x: op(x, x.ndim - 1), floats(min_ndim=1))
 
-- `names`: the public names the row covers, `engine.X`, `F.X` (engine.functional) or `Tensor.X`
-  (called unbound, `Tensor.X(x, ...)`); each name is resolved and called in turn (names that
-  resolve to the same object run once).
+- `names`: the public names the row covers, `engine.X`, `F.X` (engine.functional), `linalg.X`
+  (engine.linalg) or `Tensor.X` (called unbound, `Tensor.X(x, ...)`); each name is resolved
+  and called in turn (names that resolve to the same object run once).
 - `call(op, *tensors)`: calls the resolved op on the generated inputs; fixed arguments (a dim,
   a kernel size) are written here, derived from the inputs' shapes where they vary.
 - `inputs(rng)`: a list of NumPy arrays. Float arrays become float32 tensors (requiring grad in
@@ -845,6 +845,29 @@ OPS: list[Op] = [
         ],
     ),
     Op(_names("F.rms_norm"), lambda op, x, w: op(x, w.shape, w), floats(2, min_ndim=1)),
+    # engine.linalg ---------------------------------------------------------------------------
+    Op(
+        _names("linalg.cross"),
+        lambda op, a, b: op(a, b, dim=-1),
+        lambda rng: [_normal(rng, (s := shape(rng, 0, 2)) + (3,)), _normal(rng, s + (3,))],
+    ),
+    Op(_names("linalg.vector_norm", "linalg.norm"), lambda op, x: op(x), floats()),
+    *(
+        Op(_names("linalg.vector_norm"), lambda op, x, o=o: op(x, o, dim=-1), floats(min_ndim=1))
+        for o in (1, 3, float("inf"), 0)
+    ),
+    Op(
+        _names("linalg.matrix_norm", "linalg.norm"),
+        lambda op, x: op(x, "fro"),
+        floats(min_ndim=2, max_ndim=2),
+    ),
+    Op(_names("linalg.matrix_norm"), lambda op, x: op(x, "fro"), floats(min_ndim=3)),
+    Op(
+        _names("linalg.matrix_norm", "linalg.svdvals"),
+        lambda op, x: op(x) if op is engine.linalg.svdvals else op(x, "nuc"),
+        floats(min_ndim=2),
+        create_graph=False,
+    ),
 ]
 
 

@@ -24,7 +24,7 @@ import engine.functional as F
 from engine import Tensor
 
 DRAWS = 3
-_SPACES = {"engine": engine, "F": F, "Tensor": Tensor}
+_SPACES = {"engine": engine, "F": F, "Tensor": Tensor, "linalg": engine.linalg}
 
 
 def _resolve(name: str):
@@ -54,6 +54,11 @@ def _public_ops() -> set[str]:
         and callable(v)
         and not isinstance(v, type)
         and v is not getattr(engine, n, None)  # engine's op imported for functional's own use
+    }
+    names |= {
+        "linalg." + n
+        for n, v in vars(engine.linalg).items()
+        if not n.startswith("_") and callable(v) and not isinstance(v, type)
     }
     for cls in Tensor.__mro__[:-1]:
         for n, v in vars(cls).items():
