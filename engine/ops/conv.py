@@ -654,6 +654,47 @@ def _linear_matrix(n_in: int, n_out: int, scale, align_corners: bool, dtype) -> 
     return m.astype(dtype)
 
 
+def _cubic_matrix(n_in: int, n_out: int, scale, align_corners: bool, dtype) -> numpy.ndarray:
+    """(n_out, n_in) bicubic weights: PyTorch's cubic convolution (A = -0.75) over the four
+    nearest source pixels, the source index not clamped, the pixels clamped to the border."""
+    a = -0.75
+    dst = numpy.arange(n_out, dtype=numpy.float64)
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = (dst + 0.5) * (1.0 / scale if scale else n_in / n_out) - 0.5
+    i0 = numpy.floor(src).astype(numpy.int64)
+    t = src - i0
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    m = numpy.zeros((n_out, n_in))
+    rows = numpy.arange(n_out)
+    for offset, w in zip((-1, 0, 1, 2), (far(t + 1), near(t), near(1 - t), far(2 - t))):
+        numpy.add.at(m, (rows, numpy.clip(i0 + offset, 0, n_in - 1)), w)
+    return m.astype(dtype)
+
+
+def _separable(x: Tensor, sizes, scales, align_corners: bool, matrix) -> Tensor:
+    """Resize each spatial dimension in turn by a (n_out, n_in) weight matrix (linear, bilinear,
+    trilinear and bicubic are all this): one matmul per dimension, differentiable."""
+    xp, dev = x.xp, x.device
+    k = x.ndim - 2
+    for d, (n_out, scale) in enumerate(zip(sizes, scales, strict=True)):
+        n_in = x.shape[2 + d]
+        m = matrix(n_in, n_out, scale, align_corners, x.dtype).T.copy()  # (n_in, n_out)
+        m = Tensor._wrap(xp.asarray(m), dev)
+        if d == k - 1:
+            x = matmul(x, m)
+        else:
+            x = matmul(x.transpose(2 + d, -1), m).transpose(2 + d, -1)
+    return x
+
+
 def _nearest(x: Tensor, sizes, scales, exact: bool) -> Tensor:
     N, C = x.shape[:2]
     spatial = x.shape[2:]
@@ -678,14 +719,6 @@ def _nearest(x: Tensor, sizes, scales, exact: bool) -> Tensor:
     return getitem(x, tuple(index))
 
 
-def _bilinear(x: Tensor, sizes, scales, align_corners: bool) -> Tensor:
-    (H, W), (oh, ow) = x.shape[2:], sizes
-    xp, dev = x.xp, x.device
-    rows = Tensor._wrap(xp.asarray(_linear_matrix(H, oh, scales[0], align_corners, x.dtype)), dev)
-    cols = _linear_matrix(W, ow, scales[1], align_corners, x.dtype).T.copy()
-    return matmul(rows, matmul(x, Tensor._wrap(xp.asarray(cols), dev)))
-
-
 def interpolate(
     input: Tensor,
     size=None,
@@ -695,13 +728,15 @@ def interpolate(
     recompute_scale_factor: bool | None = None,
     antialias: bool = False,
 ) -> Tensor:
-    """Resize (N, C, H, W) (or (N, C, L) for the nearest modes) with PyTorch's index rules.
+    """Resize (N, C, L), (N, C, H, W) or (N, C, D, H, W) with PyTorch's index rules.
 
-    Modes: "nearest" (src = floor(dst / scale)), "nearest-exact", and "bilinear" (4-D).
-    A given scale_factor is used for the source indices unless recompute_scale_factor.
+    Modes: "nearest" (src = floor(dst / scale)) and "nearest-exact" for any of them; "linear"
+    (3-D), "bilinear" and "bicubic" (4-D), "trilinear" (5-D), each a weight matrix per spatial
+    dimension. A given scale_factor is used for the source indices unless
+    recompute_scale_factor.
     """
-    if input.ndim not in (3, 4):
-        raise ValueError(f"interpolate: expected a 3-D or 4-D input, got shape {input.shape}")
+    if input.ndim not in (3, 4, 5):
+        raise ValueError(f"interpolate: expected a 3-D, 4-D or 5-D input, got shape {input.shape}")
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not supported")
     _check_float("interpolate", input)
@@ -712,13 +747,16 @@ def interpolate(
         if align_corners is not None:
             raise ValueError(f"align_corners only applies to linear modes, not {mode!r}")
         return _nearest(input, sizes, scales, mode == "nearest-exact")
-    if mode == "bilinear":
-        if input.ndim != 4:
-            raise ValueError(f"interpolate: bilinear expects a 4-D input, got {input.shape}")
-        return _bilinear(input, sizes, scales, bool(align_corners))
-    raise ValueError(
-        f"interpolate: unsupported mode {mode!r}; expected 'nearest', 'nearest-exact' or 'bilinear'"
-    )
+    ndim = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}.get(mode)
+    if ndim is None:
+        raise ValueError(
+            f"interpolate: unsupported mode {mode!r}; expected 'nearest', 'nearest-exact', "
+            "'linear', 'bilinear', 'bicubic' or 'trilinear'"
+        )
+    if input.ndim != ndim:
+        raise ValueError(f"interpolate: {mode} expects a {ndim}-D input, got {input.shape}")
+    matrix = _cubic_matrix if mode == "bicubic" else _linear_matrix
+    return _separable(input, sizes, scales, bool(align_corners), matrix)
 
 
 def upsample(

@@ -609,6 +609,21 @@ OPS: list[Op] = [
         lambda op, x: op(x, size=(3, 2), mode="bilinear"),
         lambda rng: [images(rng)],
     ),
+    Op(
+        _names("F.interpolate"),
+        lambda op, x: op(x, size=(3, 2), mode="bicubic"),
+        lambda rng: [images(rng)],
+    ),
+    Op(
+        _names("F.interpolate"),
+        lambda op, x: op(x, scale_factor=2, mode="linear"),
+        lambda rng: [images(rng)[..., 0]],
+    ),
+    Op(
+        _names("F.interpolate"),
+        lambda op, x: op(x, size=(2, 1, 3), mode="trilinear"),
+        lambda rng: [images(rng)[:, :, None]],
+    ),
     # Rounding, trigonometric and friends (engine/ops/math.py) --------------------------------
     *(unary(n, grad=False) for n in ("floor", "ceil", "round", "trunc", "fix")),
     unary("frac"),

@@ -470,6 +470,14 @@ INTERP_CASES = [
     ((1, 1, 5, 3), dict(scale_factor=1.7, mode="bilinear", recompute_scale_factor=True)),
     ((1, 1, 5, 3), dict(scale_factor=1.7, mode="nearest", recompute_scale_factor=True)),
     ((1, 1, 5, 3), dict(scale_factor=0.6, mode="nearest")),
+    ((2, 3, 5), dict(size=8, mode="linear")),
+    ((1, 2, 6), dict(scale_factor=0.5, mode="linear", align_corners=True)),
+    ((1, 2, 4, 5), dict(size=(7, 3), mode="bicubic")),
+    ((1, 1, 3, 4), dict(scale_factor=2, mode="bicubic", align_corners=True)),
+    ((1, 1, 5, 4), dict(scale_factor=1.5, mode="bicubic")),
+    ((1, 2, 2, 3, 4), dict(size=(3, 4, 2), mode="trilinear")),
+    ((1, 1, 2, 2, 3), dict(scale_factor=2, mode="trilinear", align_corners=True)),
+    ((1, 1, 2, 3, 2), dict(scale_factor=(2, 1, 1.5), mode="nearest")),
 ]
 
 
@@ -541,4 +549,6 @@ def test_conv_transpose_and_pool_errors(device):
     with pytest.raises(ValueError, match="exactly one"):
         F.interpolate(x, size=3, scale_factor=2)
     with pytest.raises(ValueError, match="unsupported mode"):
-        F.interpolate(x, size=3, mode="bicubic")
+        F.interpolate(x, size=3, mode="area")
+    with pytest.raises(ValueError, match="trilinear expects a 5-D"):
+        F.interpolate(x, size=3, mode="trilinear")
