@@ -22,7 +22,7 @@ from lockstep import Draws, Replica, named_arrays, run_lockstep, torch_twin, twi
 import engine
 import engine.functional as F
 from generative import AutoencoderTrainer, build_cgan, build_gan
-from generative.autoencoder import build_networks
+from generative.encoders import build_networks
 from generative.vae import VAE
 from optimizers.lr_scheduler import CosineAnnealingLR
 from tensortape.tasks import classifier
