@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import engine
     from engine import memory
 
+    memory.configure_from_env()
     engine.set_num_threads(args.threads)
 
     r = measure(args.workload, args.steps)

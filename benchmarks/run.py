@@ -311,7 +311,7 @@ def _overhead_row(overhead: dict) -> str:
 
 
 def _host_cache() -> str:
-    """engine.memory's policy as every workload's interpreter applies it (both libraries)."""
+    """engine.memory's policy as every workload's interpreter applies it in `_setup`."""
     from engine import memory
 
     mib = memory.applied_cache_mib()
@@ -429,6 +429,7 @@ def _setup(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not engine.cuda.is_available():
         raise SystemExit("benchmarks.run: --device cuda but no CUDA device is available")
+    engine.memory.configure_from_env()  # keep freed host memory (both libraries; README)
     threads = set_threads(args.threads)
     engine.manual_seed(0)
     torch = _torch(args.device)

@@ -53,8 +53,6 @@ from . import (  # noqa: E402
 )
 from .serialization import load, save  # noqa: E402
 
-memory.configure_from_env()  # keep freed host memory for the next step (see engine/memory.py)
-
 __all__ = [
     "Tensor",
     "tensor",

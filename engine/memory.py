@@ -5,8 +5,8 @@ malloc serves blocks above its mmap threshold (128 KiB until it adapts) with fre
 hands freed heap back to the OS, so every step page-faults its activations in again: measured
 on the DCGAN benchmark, ~15,000 minor faults and ~50 ms of kernel time in a ~300 ms CPU step
 (benchmarks/NOTES.md, item 10). Caching allocators (PyTorch's and CuPy's on the GPU, MXNet's
-on the CPU) keep freed blocks for reuse; on the CPU the C library can do that for us, so at
-import, on Linux with glibc, tensortape asks malloc to
+on the CPU) keep freed blocks for reuse; on the CPU the C library can do that for us:
+`configure_from_env()` (or `keep_freed_host_memory(mib)`), on Linux with glibc, asks malloc to
 
 - serve blocks up to 32 MiB (glibc's maximum) from the heap instead of fresh mappings, and
 - hand free heap back to the OS only when more than ``TENSORTAPE_HOST_CACHE_MB`` MiB
@@ -15,7 +15,9 @@ import, on Linux with glibc, tensortape asks malloc to
 The process then keeps the memory its largest step needed (it would fault it in again next
 step anyway). ``TENSORTAPE_HOST_CACHE_MB=0`` leaves malloc's defaults untouched;
 `release_host_memory()` gives the cached memory back (after training, before a fork).
-The setting is process-wide: other libraries in the process allocate the same way.
+The setting is process-wide (other libraries in the process allocate the same way), so a library
+import never applies it: the `tensortape` command and the benchmarks call `configure_from_env()`
+at start; a training script of your own calls it once, before its first step.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def release_host_memory() -> None:
         libc.malloc_trim(0)
 
 
-def configure_from_env() -> None:
-    """Called once at ``import engine``."""
-    keep_freed_host_memory(cache_mib_from_env())
+def configure_from_env() -> bool:
+    """Apply the policy with ``TENSORTAPE_HOST_CACHE_MB``'s cache (default 1024 MiB; 0 leaves
+    malloc alone). The CLI and the benchmarks call it at start. Returns whether it applied."""
+    return keep_freed_host_memory(cache_mib_from_env())

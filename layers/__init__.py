@@ -1,11 +1,8 @@
 """Layers with PyTorch's names: `import layers as nn` ports a PyTorch model by changing imports.
 
 `Module`/`Parameter` and the containers live in `layers.module`, initialisation schemes in
-`layers.init`; `Dropout`/`Dropout2d` come from `regularizers` and are re-exported here.
+`layers.init`; `Dropout`/`Dropout2d` (layers.dropout) are re-exported by `regularizers` too.
 """
-
-# Dropout lives in regularizers (it imports only layers.module, so either package may load first).
-from regularizers.dropout import Dropout, Dropout2d
 
 from . import init
 from .activation import (
@@ -33,6 +30,7 @@ from .activation import (
 )
 from .attention import MultiheadAttention
 from .conv import Conv2d, ConvTranspose2d
+from .dropout import Dropout, Dropout2d
 from .linear import Embedding, Flatten, Identity, Linear, Unflatten
 from .loss import (
     BCELoss,

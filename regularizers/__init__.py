@@ -1,8 +1,11 @@
-"""Regularizers: dropout modules, L1/L2 weight penalties and GAN gradient penalties."""
+"""Regularizers: L1/L2 weight penalties, GAN gradient penalties, and the dropout modules.
 
-import layers  # noqa: F401  (first: layers re-exports Dropout from here; this order avoids a cycle)
+Dropout is a layer (layers.dropout, `nn.Dropout` in a PyTorch port) re-exported here, so the
+imports point one way: regularizers -> layers -> engine.
+"""
 
-from .dropout import Dropout, Dropout2d
+from layers.dropout import Dropout, Dropout2d
+
 from .gradient_penalty import gradient_penalty, r1_penalty
 from .penalties import L1, L2, select_weights
 

@@ -88,6 +88,9 @@ def checkpoint_task(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from engine import memory  # noqa: PLC0415  (`--help` stays fast without the engine)
+
+    memory.configure_from_env()  # keep freed host memory for the next step (README)
     if args.verb == "train":
         task_module(args.task).run(args)
     elif args.verb == "sample":

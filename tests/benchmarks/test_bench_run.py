@@ -139,10 +139,12 @@ def test_timed_steps_come_in_abba_blocks_after_a_pause(monkeypatch):
 
 
 def test_page_faults_reports_the_memory_policy(capsys):
-    """benchmarks.page_faults (ours alone): in this process engine.memory is applied, so a
-    steady-state step touches no fresh pages (the MLP step allocates ~2 MiB of activations)."""
+    """benchmarks.page_faults (ours alone): with engine.memory's policy applied (as its main
+    does), a steady-state step touches no fresh pages (the MLP step allocates ~2 MiB)."""
     from benchmarks import page_faults
+    from engine import memory
 
+    memory.configure_from_env()
     r = page_faults.measure("mlp", steps=5)
     assert r["cpu_ms"] > 0 and r["faults"] < 64
     assert page_faults.main(["mlp", "--steps", "3"]) == 0

@@ -1,4 +1,4 @@
-"""engine.memory: the host-memory policy applied at import (glibc only)."""
+"""engine.memory: the host-memory policy, an explicit call (glibc only)."""
 
 import os
 import subprocess
@@ -37,14 +37,21 @@ def test_zero_leaves_malloc_alone():
 
 
 @glibc_only
-def test_applied_at_import():
-    # The suite runs with the default environment unless a developer set the variable.
-    expected = memory.cache_mib_from_env() or None
-    assert memory.applied_cache_mib() == expected
+def test_an_import_applies_nothing_and_configure_from_env_does():
+    """No process-wide policy as an import side effect; the explicit call applies it."""
+    script = (
+        "import engine; from engine import memory; assert memory.applied_cache_mib() is None; "
+        "assert memory.configure_from_env(); print(memory.applied_cache_mib())"
+    )
+    env = {**os.environ, memory.ENV_VAR: "256"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                         capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert out.stdout.split() == ["256"]
 
 
 _FAULTS_OF_A_STEP = """
 import resource, numpy as np, engine
+engine.memory.configure_from_env()
 def step():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     acts = [np.ones(1 << 20, np.float32) for _ in range(8)]  # a step's 4 MiB activations

@@ -1,11 +1,12 @@
 """Dropout modules (inverted dropout; identity in eval mode). Functional forms: `F.dropout`,
-`F.dropout2d`."""
+`F.dropout2d`. `regularizers` re-exports them (its imports point down to layers, never back)."""
 
 from __future__ import annotations
 
 import engine.functional as F
 from engine import Tensor
-from layers.module import Module
+
+from .module import Module
 
 __all__ = ["Dropout", "Dropout2d"]
 

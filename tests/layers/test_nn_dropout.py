@@ -10,8 +10,21 @@ import layers as nn
 import regularizers
 
 
-def test_layers_reexports_the_regularizers_dropout():
+def test_regularizers_reexports_the_dropout_layers():
     assert nn.Dropout is regularizers.Dropout and nn.Dropout2d is regularizers.Dropout2d
+
+
+def test_layers_do_not_import_regularizers():
+    """One direction between the two packages: regularizers -> layers, never back."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(nn.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "regularizers" for n in names), path.name
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
