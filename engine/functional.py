@@ -618,6 +618,7 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
 
 
 from .ops.conv import *  # noqa: E402,F401,F403  (conv2d, pooling, interpolate)
+from .ops.conv_family import *  # noqa: E402,F401,F403  (conv1d, 1-D pools, adaptive max, unpool)
 
 
 # Attention and RMS normalisation ---------------------------------------------------------------

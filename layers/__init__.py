@@ -29,7 +29,7 @@ from .activation import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .conv import Conv2d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .linear import Embedding, Flatten, Identity, Linear, Unflatten
 from .loss import (
@@ -64,8 +64,12 @@ from .padding import (
 )
 from .pooling import (
     AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
     AvgPool2d,
+    MaxPool1d,
     MaxPool2d,
+    MaxUnpool2d,
     Upsample,
     UpsamplingBilinear2d,
     UpsamplingNearest2d,
@@ -86,8 +90,14 @@ __all__ = [
     "Embedding",
     "MultiheadAttention",
     "RMSNorm",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
+    "MaxPool1d",
+    "AvgPool1d",
+    "AdaptiveMaxPool2d",
+    "MaxUnpool2d",
     "MaxPool2d",
     "AvgPool2d",
     "AdaptiveAvgPool2d",

@@ -1,4 +1,5 @@
-"""Convolution layers over `engine.functional.conv2d` / `conv_transpose2d`."""
+"""Convolution layers over `engine.functional.conv2d` / `conv_transpose2d`; the 1-D layers are
+the 2-D ones on a size-1 height (their weights stored 3-D, as PyTorch's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from engine import Tensor
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Conv2d", "ConvTranspose2d"]
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -234,3 +235,120 @@ class ConvTranspose2d(_ConvNd):
             self.groups,
             self.dilation,
         )
+
+
+def _single(value, name: str) -> int:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{name} must be an int or a 1-tuple, got {value!r}")
+        value = value[0]
+    return int(value)
+
+
+def _repr_1d(s: str) -> str:
+    """The 2-D layer's repr with the size-1 height left out: (1, 3) -> (3,), (0, 2) -> (2,)."""
+    import re
+
+    return re.sub(r"\((?:1|0), (\d+)\)", r"(\1,)", s)
+
+
+class Conv1d(Conv2d):
+    """1-D convolution of (N, C_in, L) into (N, C_out, L'), weight (C_out, C_in/groups, k):
+    Conv2d on a size-1 height (padding modes and "same"/"valid" included)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
+        pad = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
+        super().__init__(
+            in_channels,
+            out_channels,
+            (1, _single(kernel_size, "kernel_size")),
+            (1, _single(stride, "stride")),
+            pad,
+            (1, _single(dilation, "dilation")),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
+        self.weight = Parameter(self.weight.detach().squeeze(2).clone())
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.ndim not in (2, 3):
+            raise RuntimeError(f"Conv1d: expected a (C, L) or (N, C, L) input, got {input.shape}")
+        out = self._conv_forward(input.unsqueeze(-2), self.weight.unsqueeze(2), self.bias)
+        return out.squeeze(-2)
+
+    def extra_repr(self) -> str:
+        return _repr_1d(super().extra_repr())
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    """Transposed 1-D convolution, weight (C_in, C_out/groups, k): ConvTranspose2d on a size-1
+    height."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation=1,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            (1, _single(kernel_size, "kernel_size")),
+            (1, _single(stride, "stride")),
+            (0, _single(padding, "padding")),
+            (0, _single(output_padding, "output_padding")),
+            groups,
+            bias,
+            (1, _single(dilation, "dilation")),
+            padding_mode,
+            device,
+            dtype,
+        )
+        self.weight = Parameter(self.weight.detach().squeeze(2).clone())
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        if input.ndim not in (2, 3):
+            raise RuntimeError(
+                f"ConvTranspose1d: expected a (C, L) or (N, C, L) input, got {input.shape}"
+            )
+        x = input.unsqueeze(-2)
+        size = None if output_size is None else (1, tuple(output_size)[-1])
+        out = F.conv_transpose2d(
+            x,
+            self.weight.unsqueeze(2),
+            self.bias,
+            self.stride,
+            self.padding,
+            self._output_padding(x, size),
+            self.groups,
+            self.dilation,
+        )
+        return out.squeeze(-2)
+
+    def extra_repr(self) -> str:
+        return _repr_1d(super().extra_repr())

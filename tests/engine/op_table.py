@@ -600,6 +600,27 @@ OPS: list[Op] = [
     Op(_names("F.max_pool2d", "F.avg_pool2d"), lambda op, x: op(x, 1), lambda rng: [images(rng)]),
     Op(_names("F.adaptive_avg_pool2d"), lambda op, x: op(x, (2, 1)), lambda rng: [images(rng)]),
     Op(
+        _names("F.conv1d"),
+        lambda op, x, w, b: op(x, w, b, padding=1),
+        lambda rng: [images(rng, 2)[:, :, 0], _normal(rng, (2, 2, 2)), _normal(rng, (2,))],
+    ),
+    Op(
+        _names("F.conv_transpose1d"),
+        lambda op, x, w: op(x, w, stride=2),
+        lambda rng: [images(rng, 2)[:, :, 0], _normal(rng, (2, int(rng.integers(1, 3)), 2))],
+    ),
+    Op(
+        _names("F.max_pool1d", "F.avg_pool1d"),
+        lambda op, x: op(x, 2, 1, 1),
+        lambda rng: [images(rng, min_hw=2)[:, :, 0]],
+    ),
+    Op(_names("F.adaptive_max_pool2d"), lambda op, x: op(x, (2, 1)), lambda rng: [images(rng)]),
+    Op(
+        _names("F.max_unpool2d"),
+        lambda op, y, i: op(y, i, 2, output_size=(4, 4)),
+        lambda rng: [_normal(rng, (1, 2, 2, 2)), rng.integers(0, 16, (1, 2, 2, 2))],
+    ),
+    Op(
         _names("F.interpolate", "F.upsample"),
         lambda op, x: op(x, scale_factor=2),
         lambda rng: [images(rng)],

@@ -110,6 +110,16 @@ LAYERS = {
     "glu": (lambda m: m.GLU(dim=1), [(3, 4, 5)]),
     "prelu": (lambda m: m.PReLU(), [(3, 4, 5)]),
     "rms_norm": (lambda m: m.RMSNorm(5), [(3, 4, 5)]),
+    "conv1d": (lambda m: m.Conv1d(3, 4, 3, stride=2, padding=1), [(2, 3, 7)]),
+    "conv1d_same_reflect_groups": (
+        lambda m: m.Conv1d(4, 2, 4, padding="same", padding_mode="reflect", groups=2),
+        [(2, 4, 6)],
+    ),
+    "conv1d_unbatched_no_bias": (lambda m: m.Conv1d(2, 3, 2, bias=False), [(2, 5)]),
+    "conv_transpose1d": (lambda m: m.ConvTranspose1d(3, 2, 3, stride=2, padding=1), [(2, 3, 4)]),
+    "max_pool1d": (lambda m: m.MaxPool1d(3, 2, padding=1), [(2, 3, 8)]),
+    "avg_pool1d": (lambda m: m.AvgPool1d(2), [(2, 3, 8)]),
+    "adaptive_max_pool2d": (lambda m: m.AdaptiveMaxPool2d((3, 2)), [(2, 3, 5, 4)]),
     "batch_norm_3d": (lambda m: m.BatchNorm3d(3), [(2, 3, 2, 3, 2)]),
     "batch_norm_3d_plain": (
         lambda m: m.BatchNorm3d(2, affine=False, momentum=None),
@@ -419,3 +429,21 @@ def test_pytorch_mnist_model_code_ports_by_changing_imports(device, torch):
     )
     ref_loss = torch.nn.functional.nll_loss(theirs(torch.tensor(images)), torch.tensor(targets))
     assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+
+
+def test_max_unpool2d_layer_matches_torch(device, torch):
+    x = _rand(2, 3, 4, 6)
+    pool, unpool = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
+    tpool, tunpool = torch.nn.MaxPool2d(2, return_indices=True), torch.nn.MaxUnpool2d(2)
+    out = unpool(*pool(engine.tensor(x, device=device)), output_size=(4, 6))
+    ref = tunpool(*tpool(torch.tensor(x)), output_size=(4, 6))
+    np.testing.assert_array_equal(out.numpy(), ref.numpy())
+
+
+def test_conv1d_weights_are_3d_and_load_from_torch(torch):
+    ours, theirs = nn.Conv1d(3, 4, 5), torch.nn.Conv1d(3, 4, 5)
+    assert ours.weight.shape == tuple(theirs.weight.shape)
+    bound = 1 / np.sqrt(3 * 5)  # PyTorch's default init bound over fan_in = C_in * k
+    assert np.abs(ours.weight.numpy()).max() <= bound
+    t = nn.ConvTranspose1d(3, 4, 5)
+    assert t.weight.shape == tuple(torch.nn.ConvTranspose1d(3, 4, 5).weight.shape)

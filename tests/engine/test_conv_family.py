@@ -1,0 +1,109 @@
+"""The 1-D convolutions and pools (the 2-D kernels on a size-1 height), adaptive max-pooling
+and max-unpooling against PyTorch and float64 central differences, on both devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import helper_test_op, torch
+
+import engine
+import engine.functional as F
+
+
+def Fof(x):
+    return F if isinstance(x, engine.Tensor) else torch.nn.functional
+
+
+CASES = {
+    "conv1d": ([(2, 3, 7), (4, 3, 3), (4,)], lambda x, w, b: Fof(x).conv1d(x, w, b)),
+    "conv1d_stride_pad_dilation": (
+        [(2, 2, 9), (3, 2, 2)],
+        lambda x, w: Fof(x).conv1d(x, w, stride=2, padding=1, dilation=2),
+    ),
+    "conv1d_groups_same": (
+        [(1, 4, 6), (4, 2, 3)],
+        lambda x, w: Fof(x).conv1d(x, w, padding="same", groups=2),
+    ),
+    "conv1d_unbatched": ([(3, 5), (2, 3, 2)], lambda x, w: Fof(x).conv1d(x, w, padding=(1,))),
+    "conv_transpose1d": (
+        [(2, 3, 4), (3, 2, 3), (2,)],
+        lambda x, w, b: Fof(x).conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1),
+    ),
+    "conv_transpose1d_groups_dilation": (
+        [(1, 4, 3), (4, 1, 2)],
+        lambda x, w: Fof(x).conv_transpose1d(x, w, groups=2, dilation=2),
+    ),
+    "max_pool1d": ([(2, 3, 8)], lambda x: Fof(x).max_pool1d(x, 2)),
+    "max_pool1d_stride_pad_dilation_ceil": (
+        [(1, 2, 9)],
+        lambda x: Fof(x).max_pool1d(x, 3, 2, 1, 2, ceil_mode=True),
+    ),
+    "max_pool1d_indices": ([(2, 2, 7)], lambda x: Fof(x).max_pool1d(x, 3, 2, return_indices=True)),
+    "max_pool1d_unbatched": ([(3, 6)], lambda x: Fof(x).max_pool1d(x, 2)),
+    "avg_pool1d": ([(2, 3, 8)], lambda x: Fof(x).avg_pool1d(x, 3, 2)),
+    "avg_pool1d_pad_no_count": (
+        [(1, 2, 7)],
+        lambda x: Fof(x).avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+    ),
+    "adaptive_max_pool2d": ([(2, 3, 5, 7)], lambda x: Fof(x).adaptive_max_pool2d(x, (2, 3))),
+    "adaptive_max_pool2d_indices": (
+        [(1, 2, 6, 4)],
+        lambda x: Fof(x).adaptive_max_pool2d(x, 4, return_indices=True),
+    ),
+    "adaptive_max_pool2d_none_unbatched": (
+        [(2, 5, 3)],
+        lambda x: Fof(x).adaptive_max_pool2d(x, (2, None)),
+    ),
+    "adaptive_max_pool2d_upscale": ([(1, 1, 2, 3)], lambda x: Fof(x).adaptive_max_pool2d(x, 5)),
+    "max_unpool2d": (
+        [(2, 3, 4, 6)],
+        lambda x: Fof(x).max_unpool2d(*Fof(x).max_pool2d(x, 2, return_indices=True), 2),
+    ),
+    "max_unpool2d_pad_output_size": (
+        [(1, 2, 5, 5)],
+        lambda x: Fof(x).max_unpool2d(
+            *Fof(x).max_pool2d(x, 2, 2, 1, return_indices=True), 2, 2, 1, output_size=(5, 5)
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv_family_op(name, device):
+    shapes, fn = CASES[name]
+    helper_test_op(shapes, fn, device=device, atol=1e-5)
+
+
+def test_errors_name_the_problem(device):
+    x = engine.ones(2, 3, 4, 5, device=device)
+    with pytest.raises(RuntimeError, match=r"conv1d: expected a 2-D \(C, L\) or 3-D"):
+        F.conv1d(x, engine.ones(2, 3, 3, device=device))
+    with pytest.raises(RuntimeError, match="3-D weight"):
+        F.conv1d(x[0], engine.ones(2, 3, 3, 1, device=device))
+    with pytest.raises(ValueError, match="1-tuple"):
+        F.max_pool1d(x[0], (2, 2))
+    with pytest.raises(RuntimeError, match="indices of its shape"):
+        F.max_unpool2d(x, engine.zeros(2, 3, dtype="int64", device=device), 2)
+
+
+def test_unpool_round_trip_keeps_the_maxima(device):
+    x = engine.tensor(np.random.default_rng(0).standard_normal((1, 1, 4, 4)), device=device)
+    y, i = F.max_pool2d(x, 2, return_indices=True)
+    back = F.max_unpool2d(y, i, 2)
+    kept = back.numpy() != 0
+    assert kept.sum() == 4
+    np.testing.assert_array_equal(back.numpy()[kept], x.numpy()[kept])
+
+
+def test_unpool_of_overlapping_windows_matches_torch(device):
+    """Overlapping windows repeat an index: every copy gets the gradient, as in torch (central
+    differences see one copy, so no gradcheck here)."""
+    helper_test_op(
+        [(1, 2, 5, 5)],
+        lambda x: Fof(x).max_unpool2d(
+            *Fof(x).max_pool2d(x, 3, 2, 1, return_indices=True), 3, 2, 1, output_size=(5, 5)
+        ),
+        device=device,
+        gradcheck=False,
+    )
