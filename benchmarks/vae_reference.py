@@ -190,7 +190,7 @@ def run_ours(
     )
     loader = DataLoader(TensorDataset(x_train, y_train), BATCH_SIZE, shuffle=True, seed=seed)
     start = time.perf_counter()
-    trainer.train(loader, epochs)
+    trainer.fit(loader, epochs)
     seconds = time.perf_counter() - start
     test = TensorDataset(x_test, y_test)
     neg_elbo = vae.evaluate(test, samples=EVAL_DRAWS)["loss"]

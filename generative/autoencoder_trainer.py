@@ -47,7 +47,7 @@ class AutoencoderTrainer(Trainer):
         self.task = task
         self.checkpoint_meta = {"task": task}  # `tensortape sample` dispatches on it
         self.architecture = dict(architecture or {})
-        self.modules = {"model": self.model}
+        self.networks = {"model": self.model}
         self.optimizers = {"model": optimizers.Adam(self.model.parameters(), lr=lr)}
         self.summary: dict[str, Any] = {}  # final numbers, written at the top of metrics.json
         self._fit_data: Any = None
@@ -57,18 +57,18 @@ class AutoencoderTrainer(Trainer):
     def is_vae(self) -> bool:
         return hasattr(self.model, "elbo")
 
-    def train(self, loader: Iterable, epochs: int) -> dict:
+    def fit(self, loader: Iterable, epochs: int) -> dict:
         # A plain autoencoder refits its latent Gaussian on the training images, in order.
         dataset = getattr(loader, "dataset", None)
         self._fit_data = dataset if dataset is not None else loader
-        return super().train(loader, epochs)
+        return super().fit(loader, epochs)
 
     def train_step(self, batch: tuple) -> dict[str, float]:
         opt = self.optimizers["model"]
         losses = self.model.training_losses(batch[0])
         opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
+        self.backward(losses["loss"])
+        self.step(opt)
         return {k: v.item() for k, v in losses.items()}
 
     def epoch_metrics(self) -> dict[str, float]:

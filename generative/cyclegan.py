@@ -114,7 +114,7 @@ class CycleGAN(Trainer):
         self.lambda_identity = float(lambda_identity)
         self.loss = loss
         self.lr, self.betas = lr, tuple(betas)
-        self.modules = {"g_ab": self.g_ab, "g_ba": self.g_ba, "d_a": self.d_a, "d_b": self.d_b}
+        self.networks = {"g_ab": self.g_ab, "g_ba": self.g_ba, "d_a": self.d_a, "d_b": self.d_b}
         gen_params = list(self.g_ab.parameters()) + list(self.g_ba.parameters())
         disc_params = list(self.d_a.parameters()) + list(self.d_b.parameters())
         self.optimizers = {
@@ -161,8 +161,8 @@ class CycleGAN(Trainer):
                 identity = F.l1_loss(self.g_ab(b), b) + F.l1_loss(self.g_ba(a), a)
                 loss = loss + self.lambda_identity * identity
                 out["identity"] = identity.item()
-            loss.backward()
-        opt.step()
+            self.backward(loss)
+        self.step(opt)
         out["loss_g"] = loss.item()
         return out
 
@@ -177,8 +177,8 @@ class CycleGAN(Trainer):
             self._score(self.d_b, b), self._score(self.d_b, fake_b.detach()), self.loss
         )
         loss = loss_a + loss_b
-        loss.backward()
-        opt.step()
+        self.backward(loss)
+        self.step(opt)
         return loss.item()
 
     @staticmethod

@@ -94,7 +94,7 @@ class GAN(Trainer):
         self.lr, self.betas = lr, tuple(betas)
         self.n_critic = n_critic
         self.gp_weight = gp_weight
-        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
             "generator": optimizers.Adam(self.generator.parameters(), lr=lr, betas=self.betas),
             "discriminator": optimizers.Adam(
@@ -152,8 +152,8 @@ class GAN(Trainer):
         opt = self.optimizers["discriminator"]
         opt.zero_grad()
         loss = self.discriminator_loss(real, fake.detach(), cond)
-        loss.backward()
-        opt.step()
+        self.backward(loss)
+        self.step(opt)
         return loss.item()
 
     def generator_step(self, fake: Tensor, cond: Any = None) -> float:
@@ -162,8 +162,8 @@ class GAN(Trainer):
         opt.zero_grad()
         with frozen(self.discriminator):
             loss = self.generator_loss(fake, cond)
-            loss.backward()
-        opt.step()
+            self.backward(loss)
+        self.step(opt)
         return loss.item()
 
     # ---------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class Pix2Pix(Trainer):
         self.loss = loss
         self.adversarial = bool(adversarial)
         self.lr, self.betas = lr, tuple(betas)
-        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
             "generator": optimizers.Adam(self.generator.parameters(), lr=lr, betas=self.betas),
             "discriminator": optimizers.Adam(
@@ -169,8 +169,8 @@ class Pix2Pix(Trainer):
         loss = adversarial.discriminator_loss(
             self.discriminate(x, y), self.discriminate(x, fake.detach()), self.loss
         )
-        loss.backward()
-        opt.step()
+        self.backward(loss)
+        self.step(opt)
         return loss.item()
 
     def generator_step(self, x: Tensor, y: Tensor, fake: Tensor) -> dict[str, float]:
@@ -185,8 +185,8 @@ class Pix2Pix(Trainer):
                 adv = adversarial.generator_loss(self.discriminate(x, fake), self.loss)
                 loss = loss + adv
                 out["loss_g_adv"] = adv.item()
-            loss.backward()
-        opt.step()
+            self.backward(loss)
+        self.step(opt)
         out["loss_g"] = loss.item()
         return out
 

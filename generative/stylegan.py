@@ -434,10 +434,10 @@ class StyleGAN(Trainer):
         self.lr, self.betas = lr, tuple(betas)
         self.r1_gamma, self.r1_every = r1_gamma, r1_every
         self.mixing_prob, self.w_avg_beta = mixing_prob, w_avg_beta
-        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
             name: optimizers.Adam(module.parameters(), lr=lr, betas=self.betas)
-            for name, module in self.modules.items()
+            for name, module in self.networks.items()
         }
         self.judge, self.judge_samples = judge, judge_samples
         self.fixed_z = self.noise(self.preview_count)
@@ -486,8 +486,8 @@ class StyleGAN(Trainer):
             r1 = regularizers.r1_penalty(d, real, gamma=self.r1_gamma * self.r1_every)
             loss = loss + r1
             out["r1"] = r1.item() / self.r1_every
-        loss.backward()
-        opt.step()
+        self.backward(loss)
+        self.step(opt)
         return out
 
     def generator_step(self, fake: Tensor) -> float:
@@ -496,8 +496,8 @@ class StyleGAN(Trainer):
         opt.zero_grad()
         with frozen(self.discriminator):
             loss = adversarial.generator_loss(self.discriminator(fake), "bce")
-            loss.backward()
-        opt.step()
+            self.backward(loss)
+        self.step(opt)
         return loss.item()
 
     # ---------------------------------------------------------------------------------------

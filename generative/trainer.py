@@ -1,36 +1,60 @@
-"""`Trainer`: the base every generative model of tensortape trains with.
+"""`Trainer`: the one training loop of tensortape, for every task (classifier, autoencoders,
+GANs, pix2pix, CycleGAN, StyleGAN).
 
-A subclass builds its networks and optimizers, registers them by name in `self.modules` and
-`self.optimizers` (that is all checkpointing needs), and implements two methods:
+A subclass builds its networks and optimizers, registers them by name in `self.networks` and
+`self.optimizers` (and any per-epoch learning-rate schedulers in `self.schedulers`: that is all
+checkpointing needs), and implements:
 
 - `train_step(batch) -> dict`: one update on one batch (a tuple of Tensors already on
-  `self.device`); returns the losses as floats (or 0-d Tensors) by name;
-- `sample(n) -> Tensor`: `n` generated images, shaped (n, C, H, W) with values in [0, 1].
+  `self.device`); returns the losses by name as 0-d Tensors (kept on the device: the loop reads
+  them only at its log points, so a GPU step needs no host sync) or floats. It calls
+  `self.backward(loss)` and `self.step(optimizer)` rather than `loss.backward()` and
+  `optimizer.step()`, so a precision policy can scale and unscale in one place;
+- `sample(n) -> Tensor` (generators): `n` images, shaped (n, C, H, W) with values in [0, 1].
 
-The base class supplies the rest:
+The base class supplies the rest, each written once:
 
-- `train(loader, epochs)`: trains until `self.epoch == epochs` (a resumed trainer continues where
-  its checkpoint stopped), with a tqdm bar showing the running mean of each loss;
+- `fit(loader, epochs)`: trains until `self.epoch == epochs` (a resumed trainer continues where
+  its checkpoint stopped), with a tqdm bar showing the running mean of each loss; stops with
+  `NonFiniteLossError` (naming the epoch, step and loss) at the first NaN/inf loss, before
+  anything of that epoch is written; an epoch without a single batch is an error, not a
+  silent no-op; each scheduler steps once per epoch;
 - after every epoch, when `out_dir` is set: `samples.png` (and `samples/epoch_NNNN.png`) from
-  `preview()`, `metrics.json` with the per-epoch loss histories, `checkpoint.npz`;
-- `save_checkpoint(path)` / `load_checkpoint(path)`: modules, optimizers, the engine's random
-  state, the loader's shuffling state, the epoch/step counters and the histories, through
-  `engine.save`/`engine.load`; a run resumed from a checkpoint continues bit-exactly (cpu);
+  `preview()` (skipped when it returns None, e.g. for a classifier), `metrics.json` with the
+  per-epoch histories (NaN/inf written as null), `checkpoint.npz`;
+- `save_checkpoint(path)` / `load_checkpoint(path)`: networks, optimizers, schedulers, the
+  precision policy, the engine's random state, the loader's shuffling state, the epoch/step
+  counters and the histories, through `engine.save`/`engine.load`; a run resumed from a
+  checkpoint continues bit-exactly (cpu). Version-1 checkpoints (networks stored under
+  "modules") still load;
 - `device="auto"|"cpu"|"cuda"` and `seed`.
+
+Where the cross-cutting parts attach (one place each):
+
+- `precision`: a `Precision` policy object: `autocast()` wraps every `train_step`,
+  `backward(loss)` and `step(optimizer)` are what the trainer's `backward`/`step` call, and its
+  `state_dict()` is checkpointed (a gradient scaler's scale). The default is plain float32.
+- `callbacks`: a list of `Callback` objects (loggers such as TensorBoard/CSV writers, rank-aware
+  printers) called at `on_fit_start`, `on_log` (the running means at each log point),
+  `on_epoch_end` (the epoch's record) and `on_fit_end`.
+- `is_main_process`: only the main process writes files (multi-process training overrides it).
 
 Optional hooks: `preview()` (images for the per-epoch grid; default `sample(64)`), `config()`
 (JSON-able hyper-parameters for checkpoints and metrics.json), `extra_state()` /
 `load_extra_state(state)` (anything else to checkpoint), `epoch_metrics()` (extra per-epoch
-numbers for the histories, e.g. a judge's score). `checkpoint_meta` (a dict) adds top-level
-checkpoint entries, e.g. the CLI's `{"task": "gan"}`.
+numbers for the histories, e.g. a judge's score or the test accuracy). `checkpoint_meta` (a dict)
+adds top-level checkpoint entries, e.g. the CLI's `{"task": "gan"}`.
+
+The names differ on purpose from `layers.Module`'s: a Trainer *fits* its *networks*
+(`Module.train()` sets a mode, `Module.modules()` walks sub-modules).
 
 A minimal subclass::
 
     class AE(Trainer):
         def __init__(self, encoder, decoder, lr=1e-3, **kw):
-            super().__init__(**kw)  # device, seed, out_dir, progress
+            super().__init__(**kw)  # device, seed, out_dir, progress, precision, callbacks
             self.enc, self.dec = encoder.to(self.device), decoder.to(self.device)
-            self.modules = {"encoder": self.enc, "decoder": self.dec}
+            self.networks = {"encoder": self.enc, "decoder": self.dec}
             params = [*self.enc.parameters(), *self.dec.parameters()]
             self.optimizers = {"adam": optimizers.Adam(params, lr=lr)}
 
@@ -38,15 +62,15 @@ A minimal subclass::
             x = batch[0]
             loss = F.mse_loss(self.dec(self.enc(x)), x)
             self.optimizers["adam"].zero_grad()
-            loss.backward()
-            self.optimizers["adam"].step()
-            return {"loss": loss.item()}
+            self.backward(loss)
+            self.step(self.optimizers["adam"])
+            return {"loss": loss.detach()}
 
         def sample(self, n):
             with evaluating(self.dec):
                 return self.dec(engine.randn(n, 8, device=self.device))
 
-    AE(enc, dec, out_dir="runs/ae").train(loader, epochs=10)
+    AE(enc, dec, out_dir="runs/ae").fit(loader, epochs=10)
 """
 
 from __future__ import annotations
@@ -56,7 +80,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +88,19 @@ import engine
 from dataio.files import atomic_write
 from engine import Tensor
 
-__all__ = ["Trainer", "resolve_device", "frozen", "evaluating", "rng_state_preserved"]
+__all__ = [
+    "Trainer",
+    "Callback",
+    "Precision",
+    "NonFiniteLossError",
+    "resolve_device",
+    "frozen",
+    "evaluating",
+    "rng_state_preserved",
+]
 
 CHECKPOINT_FORMAT = "tensortape-trainer"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: "networks" (was "modules"), "schedulers", "precision"
 
 
 def resolve_device(spec: Any = "auto") -> engine.Device:
@@ -132,6 +165,10 @@ def _cpu_rng_preserved() -> Iterator[None]:
         gen.bit_generator.state = state
 
 
+def _detached(value: Any) -> Any:
+    return value.detach() if isinstance(value, Tensor) else value
+
+
 def _float(value: Any) -> float:
     return float(value.item()) if isinstance(value, Tensor) else float(value)
 
@@ -141,12 +178,62 @@ def _atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or inf; raised before anything of that epoch is written."""
+
+
+class Callback:
+    """Hook points for loggers and other observers of a fit; every method is optional.
+
+    `on_log` gets the running means of the losses at each log point (every `log_every` steps
+    and at the end of each epoch); `on_epoch_end` the epoch's record as it enters the history.
+    """
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_log(self, trainer: Trainer, values: dict[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
+        pass
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        pass
+
+
+class Precision:
+    """The float32 policy (the default): no autocast, plain backward and step.
+
+    A mixed-precision policy subclasses it: `autocast()` around each train_step, a scaled
+    `backward`, a `step` that unscales, checks for inf/NaN and may skip, and its scaler state in
+    `state_dict()` (checkpointed with the trainer).
+    """
+
+    def autocast(self) -> AbstractContextManager:
+        return nullcontext()
+
+    def backward(self, loss: Tensor) -> None:
+        loss.backward()
+
+    def step(self, optimizer: Any) -> None:
+        optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class Trainer:
-    """Base class of the generative trainers (see the module docstring for the contract)."""
+    """Base class of every tensortape trainer (see the module docstring for the contract)."""
 
     #: Number of images in the per-epoch sample grid (and its row length).
     preview_count: int = 64
     preview_nrow: int = 8
+    #: Steps between log points: the loop reads the (device-resident) losses only there.
+    log_every: int = 20
 
     def __init__(
         self,
@@ -154,6 +241,8 @@ class Trainer:
         seed: int | None = None,
         out_dir: str | os.PathLike | None = None,
         progress: bool = True,
+        precision: Precision | None = None,
+        callbacks: Iterable[Callback] = (),
     ) -> None:
         self.device = resolve_device(device)
         self.seed = seed
@@ -161,20 +250,23 @@ class Trainer:
             engine.manual_seed(seed)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
-        self.modules: dict[str, Any] = {}  # name -> layers.Module, checkpointed
+        self.precision = precision if precision is not None else Precision()
+        self.callbacks: list[Callback] = list(callbacks)
+        self.networks: dict[str, Any] = {}  # name -> layers.Module, checkpointed
         self.optimizers: dict[str, Any] = {}  # name -> optimizers.Optimizer, checkpointed
+        self.schedulers: dict[str, Any] = {}  # name -> scheduler stepped once per epoch
         self.epoch = 0  # epochs completed
         self.global_step = 0  # train_step calls completed
         self.history: dict[str, list[float | None]] = {"epoch": []}
         # JSON-able entries stored at the top level of every checkpoint, e.g. the CLI's
         # {"task": "gan", "dataset": "digits"}, so a checkpoint says how to rebuild its trainer.
         self.checkpoint_meta: dict[str, Any] = {}
-        self._loader_state: dict | None = None  # from a checkpoint, for the next train()
+        self._loader_state: dict | None = None  # from a checkpoint, for the next fit()
 
     # ---------------------------------------------------------------------------------------
     # The subclass contract
 
-    def train_step(self, batch: tuple) -> dict[str, float]:
+    def train_step(self, batch: tuple) -> dict[str, Any]:
         """One update on `batch` (Tensors on `self.device`); returns losses by name."""
         raise NotImplementedError(f"{type(self).__name__} must implement train_step(batch)")
 
@@ -182,8 +274,9 @@ class Trainer:
         """`n` generated images (n, C, H, W) in [0, 1] on `self.device`."""
         raise NotImplementedError(f"{type(self).__name__} must implement sample(n)")
 
-    def preview(self) -> Tensor:
-        """Images for the per-epoch grid (override for fixed latents or labelled rows)."""
+    def preview(self) -> Tensor | None:
+        """Images for the per-epoch grid (override for fixed latents or labelled rows; None for
+        a trainer without pictures)."""
         return self.sample(self.preview_count)
 
     def config(self) -> dict:
@@ -201,6 +294,22 @@ class Trainer:
         """Extra numbers recorded in the histories at the end of each epoch."""
         return {}
 
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process writes files (and shows bars); rank 0 of a multi-process run."""
+        return True
+
+    # ---------------------------------------------------------------------------------------
+    # What a train_step calls (the precision policy decides how)
+
+    def backward(self, loss: Tensor) -> None:
+        """`loss.backward()` through the precision policy (a scaler scales it first)."""
+        self.precision.backward(loss)
+
+    def step(self, optimizer: Any) -> None:
+        """`optimizer.step()` through the precision policy (unscale, inf check, maybe skip)."""
+        self.precision.step(optimizer)
+
     # ---------------------------------------------------------------------------------------
     # Training
 
@@ -212,47 +321,89 @@ class Trainer:
             (b if isinstance(b, Tensor) else engine.as_tensor(b)).to(self.device) for b in batch
         )
 
-    def train(self, loader: Iterable, epochs: int) -> dict[str, list[float | None]]:
+    def fit(self, loader: Iterable, epochs: int) -> dict[str, list[float | None]]:
         """Train until `epochs` epochs are complete in total; returns the histories."""
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
         if self._loader_state is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(self._loader_state)
         self._loader_state = None
-        for module in self.modules.values():
-            module.train()
+        for network in self.networks.values():
+            network.train()
+        self._call("on_fit_start")
         while self.epoch < epochs:
             start = time.perf_counter()
             means = self._run_epoch(loader, epochs)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
             means.update(self.epoch_metrics())
             means["seconds"] = time.perf_counter() - start
             self._record(means)
-            if self.out_dir is not None:
+            self._call("on_epoch_end", means)
+            if self.out_dir is not None and self.is_main_process:
                 self._write_outputs(loader)
+        self._call("on_fit_end")
         return self.history
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
 
     def _run_epoch(self, loader: Iterable, epochs: int) -> dict[str, float]:
         from tqdm.auto import tqdm  # noqa: PLC0415  (only needed when training)
 
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        pending: list[dict[str, Any]] = []  # losses of the steps since the last log point
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}/{epochs}",
-            disable=not self.progress,
+            disable=not (self.progress and self.is_main_process),
             leave=False,
             dynamic_ncols=True,
         )
-        for batch in bar:
-            losses = self.train_step(self.to_device(batch))
-            self.global_step += 1
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + _float(value)
-                counts[name] = counts.get(name, 0) + 1
-            bar.set_postfix({k: f"{sums[k] / counts[k]:.3f}" for k in sums}, refresh=False)
-        bar.close()
+        steps = 0
+        try:
+            for batch in bar:
+                with self.precision.autocast():
+                    losses = self.train_step(self.to_device(batch))
+                # Detached: a pending loss must not keep its step's graph alive.
+                pending.append({k: _detached(v) for k, v in losses.items()})
+                self.global_step += 1
+                steps += 1
+                if steps % self.log_every == 0:
+                    self._read(pending, steps, sums, counts)
+                    means = {k: sums[k] / counts[k] for k in sums}
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
+                    self._call("on_log", means)
+            self._read(pending, steps, sums, counts)
+        finally:
+            bar.close()
+        if steps == 0:
+            raise ValueError(_empty_epoch_message(loader, self.epoch + 1))
         self.epoch += 1
-        return {k: sums[k] / counts[k] for k in sums}
+        means = {k: sums[k] / counts[k] for k in sums}
+        if steps % self.log_every:
+            self._call("on_log", means)
+        return means
+
+    def _read(self, pending: list, steps: int, sums: dict, counts: dict) -> None:
+        """Add the pending steps' losses (read from the device here, the only sync) to the
+        sums; the first non-finite one stops training."""
+        first = steps - len(pending) + 1
+        for offset, losses in enumerate(pending):
+            for name, value in losses.items():
+                value = _float(value)
+                if not math.isfinite(value):
+                    step = first + offset
+                    raise NonFiniteLossError(
+                        f"loss {name!r} is {value} at epoch {self.epoch + 1}, step {step} "
+                        f"(global step {self.global_step - steps + step}): training stopped; "
+                        f"the last checkpoint (epoch {self.epoch}) is kept"
+                    )
+                sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+        pending.clear()
 
     def _record(self, values: dict[str, float]) -> None:
         n_before = len(self.history["epoch"])
@@ -271,9 +422,10 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with _cpu_rng_preserved():  # writing a grid must not change the training trajectory
             images = self.preview()
-        self.save_samples(self.out_dir / "samples.png", images)
-        (self.out_dir / "samples").mkdir(exist_ok=True)
-        self.save_samples(self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png", images)
+        if images is not None:
+            self.save_samples(self.out_dir / "samples.png", images)
+            (self.out_dir / "samples").mkdir(exist_ok=True)
+            self.save_samples(self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png", images)
         self.write_metrics(self.out_dir / "metrics.json")
         self.save_checkpoint(self.out_dir / "checkpoint.npz", loader)
 
@@ -299,8 +451,9 @@ class Trainer:
         }
 
     def write_metrics(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        _atomic_write_text(path, json.dumps(self.metrics(), indent=1) + "\n")
+        """metrics.json, atomically, as strict JSON (NaN/inf anywhere become null)."""
+        text = json.dumps(_json_safe(self.metrics()), indent=1, allow_nan=False)
+        _atomic_write_text(Path(path), text + "\n")
 
     # ---------------------------------------------------------------------------------------
     # Checkpoints
@@ -316,31 +469,41 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": self.history,
-            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "networks": {k: m.state_dict() for k, m in self.networks.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "precision": self.precision.state_dict(),
             "rng": engine.random.get_rng_state(),
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
             "extra": self.extra_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict()`; the loader state is applied by the next `train` call."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a trainer checkpoint (format {state.get('format')!r})")
+        """Restore `state_dict()`; the loader state is applied by the next `fit` call."""
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not a trainer checkpoint (format {found!r})")
         if state["model"] != type(self).__name__:
             raise ValueError(
                 f"checkpoint is for a {state['model']}, this trainer is a {type(self).__name__}"
             )
-        for kind, mine in (("modules", self.modules), ("optimizers", self.optimizers)):
-            saved = state[kind]
+        saved_networks = state["networks"] if "networks" in state else state["modules"]  # v1
+        for kind, saved, mine in (
+            ("networks", saved_networks, self.networks),
+            ("optimizers", state["optimizers"], self.optimizers),
+            ("schedulers", state.get("schedulers") or {}, self.schedulers),
+        ):
             if set(saved) != set(mine):
                 raise ValueError(
                     f"checkpoint {kind} {sorted(saved)} do not match this trainer's {sorted(mine)}"
                 )
-        for name, module in self.modules.items():
-            module.load_state_dict(state["modules"][name])
+        for name, network in self.networks.items():
+            network.load_state_dict(saved_networks[name])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        self.precision.load_state_dict(state.get("precision") or {})
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
@@ -357,7 +520,29 @@ class Trainer:
         self.load_state_dict(engine.load(path, map_location=self.device))
 
 
+def _empty_epoch_message(loader: Any, epoch: int) -> str:
+    size = getattr(loader, "batch_size", None)
+    dataset = getattr(loader, "dataset", None)
+    detail = ""
+    if size is not None and dataset is not None and hasattr(dataset, "__len__"):
+        detail = f" (batch size {size}, {len(dataset)} samples"
+        dropped = getattr(loader, "drop_last", False)
+        detail += ", the last partial batch dropped)" if dropped else ")"
+    return f"epoch {epoch} ran no training step: the loader yielded no batches{detail}"
+
+
 def _json_number(value: float) -> float | None:
     """NaN/inf are not JSON: recorded as None."""
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj

@@ -41,7 +41,7 @@ def run_gan(train, judge, args) -> dict:
         "digits", loss=args.loss, device=args.device, seed=args.seed, progress=not args.quiet
     )
     start = time.perf_counter()
-    gan.train(_loader(train, recipe["batch_size"], args.seed), args.gan_epochs or recipe["epochs"])
+    gan.fit(_loader(train, recipe["batch_size"], args.seed), args.gan_epochs or recipe["epochs"])
     seconds = time.perf_counter() - start
     images = gan.sample(N_SAMPLES)
     gan.save_samples(args.out / "gan_samples.png", images[:64])
@@ -60,7 +60,7 @@ def run_cgan(train, judge, args) -> dict:
     recipe = RECIPES[("cgan", "digits")]
     gan = build_cgan("digits", device=args.device, seed=args.seed, progress=not args.quiet)
     start = time.perf_counter()
-    gan.train(_loader(train, recipe["batch_size"], args.seed), args.cgan_epochs or recipe["epochs"])
+    gan.fit(_loader(train, recipe["batch_size"], args.seed), args.cgan_epochs or recipe["epochs"])
     seconds = time.perf_counter() - start
     labels = numpy.arange(N_SAMPLES) % 10
     images = gan.sample(N_SAMPLES, labels)

@@ -57,7 +57,7 @@ def run_ours(train, judge, args) -> dict:
     sg = build_stylegan("digits", device=args.device, seed=args.seed, progress=not args.quiet)
     loader = DataLoader(train, recipe["batch_size"], shuffle=True, drop_last=True, seed=args.seed)
     start, cpu = time.perf_counter(), time.process_time()
-    sg.train(loader, args.epochs or recipe["epochs"])
+    sg.fit(loader, args.epochs or recipe["epochs"])
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
 
     engine.manual_seed(args.seed + 1)

@@ -67,7 +67,7 @@ def run_pix2pix(train, test, args, adversarial: bool) -> tuple[dict, numpy.ndarr
     )
     loader = DataLoader(masked_pairs(train), r["batch_size"], shuffle=True, seed=args.seed)
     start = time.perf_counter()
-    model.train(loader, args.pix2pix_epochs or r["epochs"])
+    model.fit(loader, args.pix2pix_epochs or r["epochs"])
     seconds = time.perf_counter() - start
     x = test.tensors[0]
     out = model.translate(mask_lower(x)).cpu().numpy()
@@ -89,7 +89,7 @@ def run_cyclegan(train, test, args) -> dict:
         DataLoader(bag_b, r["batch_size"], shuffle=True, seed=args.seed + 1),
     )
     start = time.perf_counter()
-    model.train(loader, args.cyclegan_epochs or r["epochs"])
+    model.fit(loader, args.cyclegan_epochs or r["epochs"])
     seconds = time.perf_counter() - start
     x = test.tensors[0]
     mae_ab = translation_error(model, x)

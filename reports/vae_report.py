@@ -98,7 +98,7 @@ def autoencoder_runs(epochs: int, out: Path) -> dict:
         ae, lr=1e-3, test_data=test, task="ae", device="cpu", seed=0, progress=False
     )
     start = time.perf_counter()
-    trainer.train(DataLoader(train, 64, shuffle=True, seed=0), epochs)
+    trainer.fit(DataLoader(train, 64, shuffle=True, seed=0), epochs)
     seconds = time.perf_counter() - start
     ae.fit_latent_gaussian(train)
     engine.manual_seed(0)
@@ -202,7 +202,7 @@ def mnist_run(data_dir: str, epochs: int) -> dict:
     enc, dec = build_networks("mlp", (1, 28, 28), 16, 32, width=256)
     vae = VAE(enc, dec, 16)
     trainer = AutoencoderTrainer(vae, task="vae", device="auto", seed=0, progress=False)
-    trainer.train(DataLoader(train, 128, shuffle=True, seed=0, device=trainer.device), epochs)
+    trainer.fit(DataLoader(train, 128, shuffle=True, seed=0, device=trainer.device), epochs)
     return {
         "epochs": epochs,
         "test_neg_elbo": vae.evaluate(test)["loss"],

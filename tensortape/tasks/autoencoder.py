@@ -132,7 +132,7 @@ def run(args) -> dict:
     )
     loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, device=device)
     ckpt = resume(trainer, out, args)
-    trainer.train(loader, args.epochs)
+    trainer.fit(loader, args.epochs)
     if not isinstance(model, VAE) and model.latent_loc is None:
         model.fit_latent_gaussian(train_set)  # --epochs 0 on a fresh run
     # The evaluation draws must not move the random state a later --resume continues from.
@@ -220,7 +220,7 @@ def sample(checkpoint: str, args) -> None:
     if "in_shape" not in config:
         raise SystemExit(f"{checkpoint}: no architecture in the checkpoint's config")
     model = build_model(task, config, tuple(config["in_shape"])).to(device)
-    model.load_state_dict(state["modules"]["model"])
+    model.load_state_dict((state.get("networks") or state["modules"])["model"])  # v2 or v1
     engine.manual_seed(args.seed)
     save_square_grid(model.sample(args.n), args.out)
     print(f"{args.n} samples from the {task} in {checkpoint} -> {args.out}")

@@ -2,15 +2,14 @@
 
 Writes OUT/metrics.json (per-epoch train loss, test loss, test accuracy), OUT/curves.png and
 OUT/checkpoint.npz (model, optimizer, scheduler, loader and RNG state: `--resume` continues
-exactly where the run stopped).
+exactly where the run stopped). The loop, checkpoints and resume are `generative.Trainer`'s;
+`ClassifierTrainer` adds the cross-entropy step and the per-epoch test numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-
-from tqdm import tqdm
 
 import engine
 import engine.functional as F
@@ -19,8 +18,9 @@ import optimizers
 import regularizers
 from dataio import plots
 from engine.data import DataLoader
+from generative.trainer import Trainer, evaluating
 
-from .common import add_common_arguments, load_dataset, output_dir, resolve_device, write_json
+from .common import add_common_arguments, load_dataset, output_dir, resolve_device, resume
 
 HELP = "an MLP or CNN classifier (the main demo: CNN on the embedded digits)"
 
@@ -93,16 +93,106 @@ def make_optimizer(name: str, params, lr: float):
 
 def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a loader, in eval mode without a graph."""
-    model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    with engine.no_grad():
+    with evaluating(model):
         for x, y in loader:
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum().item())
             count += len(y)
-    model.train()
     return total_loss / count, correct / count
+
+
+class ClassifierTrainer(Trainer):
+    """Cross-entropy (plus weight penalties) on (image, label) batches, on the one Trainer.
+
+    After each epoch the scheduler steps and `test_loss`/`test_accuracy` on `test_loader` join
+    the histories; a classifier draws no sample grids.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer,
+        scheduler=None,
+        penalties=(),
+        test_loader: DataLoader | None = None,
+        settings: dict | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model.to(self.device)
+        self.penalties = list(penalties)
+        self.test_loader = test_loader
+        self.settings = dict(settings or {})
+        self.networks = {"model": self.model}
+        self.optimizers = {"model": optimizer}
+        if scheduler is not None:
+            self.schedulers = {"lr": scheduler}
+        self.checkpoint_meta = {"task": "classifier"}
+
+    def train_step(self, batch: tuple) -> dict:
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        for penalty in self.penalties:
+            loss = loss + penalty(self.model)
+        opt = self.optimizers["model"]
+        opt.zero_grad()
+        self.backward(loss)
+        self.step(opt)
+        return {"train_loss": loss}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        if self.test_loader is None:
+            return {}
+        test_loss, test_acc = evaluate(self.model, self.test_loader)
+        return {"test_loss": test_loss, "test_accuracy": test_acc}
+
+    def preview(self) -> None:
+        return None  # a classifier has no sample grid
+
+    def config(self) -> dict:
+        return dict(self.settings)
+
+    def metrics(self) -> dict:
+        accuracy = self.history.get("test_accuracy") or [None]
+        settings = {k: v for k, v in self.settings.items() if k not in ("dataset", "seed")}
+        return {
+            "final_test_accuracy": accuracy[-1],
+            "dataset": self.settings.get("dataset"),
+            "device": str(self.device),
+            "settings": {**settings, "epochs": self.epoch},
+            **super().metrics(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(_upgrade(state) if "format" not in state else state)
+
+
+def _upgrade(state: dict) -> dict:
+    """A checkpoint of the classifier's former own loop, in the Trainer's format."""
+    old = state.get("metrics") or {}
+    epochs = int(state["epoch"])
+    history = {"epoch": list(range(1, epochs + 1)), **{k: list(v) for k, v in old.items()}}
+    return {
+        "task": "classifier",
+        "format": "tensortape-trainer",
+        "model": "ClassifierTrainer",
+        "epoch": epochs,
+        "global_step": 0,  # not recorded by that format; only counts steps
+        "history": history,
+        "networks": {"model": state["model"]},
+        "optimizers": {"model": state["optimizer"]},
+        "schedulers": {"lr": state["scheduler"]},
+        "rng": state["rng"],
+        "loader": state["loader"],
+    }
+
+
+def settings(args) -> dict:
+    """What ran (one recipe for every dataset: the options' defaults); metrics.json's "settings"."""
+    names = ("model", "optimizer", "epochs", "batch_size", "lr", "dropout", "l1", "l2")
+    return {name: getattr(args, name) for name in names}
 
 
 def run(args) -> dict:
@@ -111,11 +201,11 @@ def run(args) -> dict:
     engine.manual_seed(args.seed)
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     in_shape = tuple(train_set.tensors[0].shape[1:])
-    dropout = args.dropout if args.dropout is not None else (0.2 if args.model == "mlp" else 0.5)
-    model = (mlp if args.model == "mlp" else cnn)(in_shape, dropout=dropout)
+    if args.dropout is None:
+        args.dropout = 0.2 if args.model == "mlp" else 0.5
+    model = (mlp if args.model == "mlp" else cnn)(in_shape, dropout=args.dropout)
     model.to(device)
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr)
-    sched = optimizers.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     penalties = [
         p
         for p in (
@@ -124,91 +214,32 @@ def run(args) -> dict:
         )
         if p is not None
     ]
+    trainer = ClassifierTrainer(
+        model,
+        opt,
+        optimizers.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs),
+        penalties,
+        test_loader=DataLoader(test_set, 512, device=device),
+        settings={"dataset": args.dataset, "seed": args.seed, **settings(args)},
+        device=device,
+        out_dir=out,
+        progress=not args.no_progress,
+    )
     train_loader = DataLoader(
         train_set, args.batch_size, shuffle=True, seed=args.seed, device=device
     )
-    test_loader = DataLoader(test_set, 512, device=device)
-
-    history = {"train_loss": [], "test_loss": [], "test_accuracy": []}
-    start = 0
-    ckpt_path = out / "checkpoint.npz"
-    if args.resume and ckpt_path.exists():
-        state = engine.load(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        train_loader.load_state_dict(state["loader"])
-        engine.random.set_rng_state(state["rng"])
-        history, start = state["metrics"], state["epoch"]
-
-    bar = tqdm(
-        range(start, args.epochs),
-        desc=f"{args.model} on {args.dataset}",
-        disable=args.no_progress,
-        unit="epoch",
-    )
-    for epoch in bar:
-        running, batches = 0.0, 0
-        for x, y in train_loader:
-            loss = F.cross_entropy(model(x), y)
-            for penalty in penalties:
-                loss = loss + penalty(model)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            running += loss.item()
-            batches += 1
-        sched.step()
-        test_loss, test_acc = evaluate(model, test_loader)
-        history["train_loss"].append(running / max(batches, 1))
-        history["test_loss"].append(test_loss)
-        history["test_accuracy"].append(test_acc)
-        bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", test_acc=f"{test_acc:.4f}")
-        engine.save(
-            {
-                "task": "classifier",
-                "args": _plain(vars(args)),
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "loader": train_loader.state_dict(),
-                "rng": engine.random.get_rng_state(),
-                "metrics": history,
-            },
-            ckpt_path,
-        )
-
-    final = history["test_accuracy"][-1] if history["test_accuracy"] else None
-    metrics = {
-        **history,
-        "final_test_accuracy": final,
-        "model": args.model,
-        "dataset": args.dataset,
-        "epochs": args.epochs,
-        "device": device,
-        # One recipe for every dataset (the options' defaults); what ran:
-        "settings": {
-            "model": args.model,
-            "optimizer": args.optimizer,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "dropout": dropout,
-            "l1": args.l1,
-            "l2": args.l2,
-        },
-    }
-    write_json(out / "metrics.json", metrics)
+    resume(trainer, out, args)
+    history = trainer.fit(train_loader, args.epochs)
+    metrics = trainer.metrics()
     if history["train_loss"]:
-        plots.plot_curves(out / "curves.png", history, title=f"{args.model} on {args.dataset}")
+        plots.plot_curves(
+            out / "curves.png",
+            {k: history[k] for k in ("train_loss", "test_loss", "test_accuracy")},
+            title=f"{args.model} on {args.dataset}",
+        )
     print(
-        f"test accuracy {metrics['final_test_accuracy']:.4f} -> {out}/metrics.json, "
-        f"{out}/curves.png, {out}/checkpoint.npz"
+        f"test accuracy {metrics['final_test_accuracy']:.4f}, loss "
+        f"{history['train_loss'][-1]:.4f} -> {out}/metrics.json, {out}/curves.png, "
+        f"{out}/checkpoint.npz"
     )
     return metrics
-
-
-def _plain(d: dict) -> dict:
-    """Arguments as JSON values (checkpoints hold no pickled objects)."""
-    return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool, type(None)))}

@@ -78,7 +78,7 @@ def run(args) -> dict:
     resume(model, out, args)
     train, _ = load_dataset(args.dataset, args.data_dir)
     loader = DataLoader(train, args.batch_size, shuffle=True, drop_last=True, seed=args.seed)
-    model.train(loader, args.epochs)
+    model.fit(loader, args.epochs)
 
     update_json(out / "metrics.json", {"settings": used})
     quality = {}

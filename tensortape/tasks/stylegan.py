@@ -98,7 +98,7 @@ def run(args) -> dict:
         train_set, args.batch_size, shuffle=True, drop_last=True, seed=args.seed, device=device
     )
     resume(trainer, out, args)
-    trainer.train(loader, args.epochs)
+    trainer.fit(loader, args.epochs)
     with rng_state_preserved():  # the picture must not move the resumable state
         _save_mix(trainer, out / "mix.png", n=6, layers="coarse", seed=args.seed)
     update_json(out / "metrics.json", {"settings": used})

@@ -132,7 +132,7 @@ def run(args) -> dict:
     loader = _loader(task, train_set, batch_size, args.seed, device)
     model.set_preview(*eval_data)  # the per-epoch grid shows test inputs and targets
     ckpt = resume(model, out, args)
-    model.train(loader, epochs)
+    model.fit(loader, epochs)
 
     with rng_state_preserved():  # evaluation must not move a later --resume's stream
         test = evaluate(model, task, x_test)

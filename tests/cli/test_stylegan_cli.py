@@ -129,7 +129,7 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
     resumed = train(tmp_path / "b", "--epochs", "2", "--resume")
     assert resumed["history"]["loss_d"] == straight["history"]["loss_d"]
     assert resumed["history"]["loss_g"] == straight["history"]["loss_g"]
-    a = engine.load(tmp_path / "a" / "checkpoint.npz")["modules"]["generator"]
-    b = engine.load(tmp_path / "b" / "checkpoint.npz")["modules"]["generator"]
+    a = engine.load(tmp_path / "a" / "checkpoint.npz")["networks"]["generator"]
+    b = engine.load(tmp_path / "b" / "checkpoint.npz")["networks"]["generator"]
     for key in a:
         numpy.testing.assert_array_equal(a[key].numpy(), b[key].numpy())

@@ -82,8 +82,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     for key in ("loss_g", "loss_d", "l1", "test_l1"):
         assert resumed["history"][key] == straight["history"][key]
     assert resumed["test"] == straight["test"]
-    a = engine.load(tmp_path / "a" / "checkpoint.npz")["modules"]["generator"]
-    b = engine.load(tmp_path / "b" / "checkpoint.npz")["modules"]["generator"]
+    a = engine.load(tmp_path / "a" / "checkpoint.npz")["networks"]["generator"]
+    b = engine.load(tmp_path / "b" / "checkpoint.npz")["networks"]["generator"]
     for key in a:
         numpy.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
 

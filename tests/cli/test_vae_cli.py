@@ -92,7 +92,7 @@ def test_ae_conv_model_checkpoint_samples_from_its_latent_gaussian(tmp_path):
     assert "test_loss" in metrics and "test_neg_elbo" not in metrics
     state = engine.load(out / "checkpoint.npz")
     assert state["task"] == "ae" and state["config"]["model"] == "conv"
-    assert "latent_loc" in state["modules"]["model"]
+    assert "latent_loc" in state["networks"]["model"]
     grid = tmp_path / "ae.png"
     assert (
         main(

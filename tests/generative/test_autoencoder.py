@@ -185,7 +185,7 @@ def test_trainer_reduces_the_loss_and_writes_its_outputs(arch, loss, device, tmp
         architecture={"model": arch},
     )
     before = model.evaluate(test)["loss"]
-    history = trainer.train(DataLoader(train, 32, shuffle=True, seed=0), 3)
+    history = trainer.fit(DataLoader(train, 32, shuffle=True, seed=0), 3)
     assert history["test_loss"][-1] < 0.8 * before
     assert model.latent_loc is not None  # refitted after each epoch
     # ... so the last fit is the mean code of the trained model (a stale fit would differ)
@@ -195,7 +195,7 @@ def test_trainer_reduces_the_loss_and_writes_its_outputs(arch, loss, device, tmp
         assert (tmp_path / name).exists(), name
     state = engine.load(tmp_path / "checkpoint.npz")
     assert state["task"] == "ae" and state["config"]["model"] == arch
-    assert "latent_loc" in state["modules"]["model"]
+    assert "latent_loc" in state["networks"]["model"]
 
 
 def test_pca_2d_matches_sklearn_up_to_sign():

@@ -178,7 +178,7 @@ def test_translation_error_and_eval_data(digits):
         mlp_discriminator(hidden=8), mlp_discriminator(hidden=8),
         eval_data=(x, 1.0 - x), device="cpu", progress=False,
     )  # fmt: skip
-    history = evaluated.train([_batch(digits)], 2)
+    history = evaluated.fit([_batch(digits)], 2)
     assert len(history["test_mae_ab"]) == 2
     assert history["test_mae_ab"][-1] == pytest.approx(translation_error(evaluated, x), rel=1e-5)
 
@@ -210,19 +210,19 @@ def test_bad_arguments_are_named(digits):
 def test_checkpoint_round_trip(device, tmp_path, digits):
     batches = [_batch(digits, 8, device), _batch(digits, 8, device)]
     a = _model(device, seed=1)
-    a.train(batches, 1)
+    a.fit(batches, 1)
     a.save_checkpoint(tmp_path / "cyc.npz")
     b = _model(device, seed=2)
     b.load_checkpoint(tmp_path / "cyc.npz")
     assert (b.epoch, b.global_step) == (1, 2)
     for name in ("g_ab", "g_ba", "d_a", "d_b"):
-        for p, q in zip(a.modules[name].parameters(), b.modules[name].parameters(), strict=True):
+        for p, q in zip(a.networks[name].parameters(), b.networks[name].parameters(), strict=True):
             assert q.device == device
             numpy.testing.assert_array_equal(p.numpy(), q.numpy())
     numpy.testing.assert_array_equal(a.preview().numpy(), b.preview().numpy())
     state = engine.load(tmp_path / "cyc.npz")
-    b.train(batches, 2)  # continues: no deterministic noise in a CycleGAN step
-    a.train(batches, 2)
+    b.fit(batches, 2)  # continues: no deterministic noise in a CycleGAN step
+    a.fit(batches, 2)
     assert a.history["loss_g"] == b.history["loss_g"]
     assert set(state["optimizers"]) == {"generators", "discriminators"}
 
@@ -242,7 +242,7 @@ def test_short_run_learns_the_inversion(digits):
     )
     x = test.tensors[0]
     before = translation_error(model, x)
-    model.train(loader, 6)
+    model.fit(loader, 6)
     after = translation_error(model, x)
     assert before > 0.3 and after < 0.2
     assert model.evaluate(1.0 - x, x, "ba") < 0.2

@@ -257,7 +257,7 @@ def test_gan_resume_is_bit_exact(tmp_path, digits):
         gan.out_dir = out_dir
         if resume is not None:
             gan.load_checkpoint(resume)
-        gan.train(DataLoader(data, batch_size=16, shuffle=True, seed=5), epochs)
+        gan.fit(DataLoader(data, batch_size=16, shuffle=True, seed=5), epochs)
         return gan
 
     straight = run(3)
@@ -265,7 +265,9 @@ def test_gan_resume_is_bit_exact(tmp_path, digits):
     assert (tmp_path / "samples.png").is_file()
     resumed = run(3, resume=tmp_path / "checkpoint.npz")
     for net in ("generator", "discriminator"):
-        for a, b in zip(_params(straight.modules[net]), _params(resumed.modules[net]), strict=True):
+        for a, b in zip(
+            _params(straight.networks[net]), _params(resumed.networks[net]), strict=True
+        ):
             numpy.testing.assert_array_equal(a, b)
     numpy.testing.assert_array_equal(straight.fixed_z.numpy(), resumed.fixed_z.numpy())
     assert straight.history["loss_g"] == resumed.history["loss_g"]
@@ -273,17 +275,17 @@ def test_gan_resume_is_bit_exact(tmp_path, digits):
 
 def test_checkpoint_round_trip_on_device(device, tmp_path, digits):
     a = _cgan("wgan-gp", device=device, seed=1)
-    a.train(DataLoader(TensorDataset(*(t[:32] for t in digits[0].tensors)), batch_size=16), 1)
+    a.fit(DataLoader(TensorDataset(*(t[:32] for t in digits[0].tensors)), batch_size=16), 1)
     a.save_checkpoint(tmp_path / "cgan.npz")
     b = _cgan("wgan-gp", device=device, seed=2)
     b.load_checkpoint(tmp_path / "cgan.npz")
     assert (b.epoch, b.global_step) == (1, 2)
     for net in ("generator", "discriminator"):
-        for pa, pb in zip(a.modules[net].parameters(), b.modules[net].parameters(), strict=True):
+        for pa, pb in zip(a.networks[net].parameters(), b.networks[net].parameters(), strict=True):
             assert pb.device == device
             numpy.testing.assert_array_equal(pa.numpy(), pb.numpy())
     numpy.testing.assert_array_equal(a.preview().numpy(), b.preview().numpy())
-    b.train(DataLoader(TensorDataset(*(t[:32] for t in digits[0].tensors)), batch_size=16), 2)
+    b.fit(DataLoader(TensorDataset(*(t[:32] for t in digits[0].tensors)), batch_size=16), 2)
     assert b.global_step == 4 and all(numpy.isfinite(b.history["loss_d"]))
 
 
@@ -390,7 +392,7 @@ def test_short_cgan_run_follows_the_labels(digits, judge):
     Over seeds 0-3 this measured 75-87% label accuracy and 8-10 classes (threshold 50%, 7).
     """
     gan = build_cgan("digits", device="cpu", seed=0, progress=False)
-    gan.train(DataLoader(digits[0], batch_size=64, shuffle=True, drop_last=True, seed=0), 14)
+    gan.fit(DataLoader(digits[0], batch_size=64, shuffle=True, drop_last=True, seed=0), 14)
     labels = numpy.arange(500) % 10
     images = gan.sample(500, labels)
     assert judge.accuracy(images, labels) >= 0.5
@@ -405,7 +407,7 @@ def test_short_gan_run_spreads_over_classes(digits, judge):
     and 2.5; a collapsed generator scores 1-2 classes and IS ~1).
     """
     gan = build_gan("digits", device="cpu", seed=0, progress=False)
-    gan.train(DataLoader(digits[0], batch_size=64, shuffle=True, drop_last=True, seed=0), 30)
+    gan.fit(DataLoader(digits[0], batch_size=64, shuffle=True, drop_last=True, seed=0), 30)
     images = gan.sample(500)
     assert judge.classes_covered(images) >= 6
     assert judge.inception_score(images) >= 2.5

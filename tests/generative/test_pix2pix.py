@@ -246,7 +246,7 @@ def test_eval_data_records_test_l1_per_epoch(digits):
         CompletionGenerator(hidden=16, noise_dim=0), pair_discriminator(hidden=16),
         lambda_l1=10.0, lr=1e-2, eval_data=(x, y), device="cpu", progress=False,
     )  # fmt: skip
-    history = model.train(DataLoader(TensorDataset(x, y), 16, shuffle=True, seed=0), 2)
+    history = model.fit(DataLoader(TensorDataset(x, y), 16, shuffle=True, seed=0), 2)
     assert len(history["test_l1"]) == 2
     want = numpy.abs(model.translate(x).numpy() - y.numpy()).mean()
     assert history["test_l1"][-1] == pytest.approx(want, rel=1e-5)
@@ -283,10 +283,10 @@ def test_checkpoint_round_trip_and_continued_training(device, tmp_path, digits):
     x, y = _pairs(digits, 32, device)
     loader = [(x[:16], y[:16]), (x[16:], y[16:])]
     a = _model(device, seed=1)
-    a.train(loader, 1)
+    a.fit(loader, 1)
     a.save_checkpoint(tmp_path / "p2p.npz")
     a_after_1 = [p.numpy().copy() for p in a.generator.parameters()]
-    a.train(loader, 2)
+    a.fit(loader, 2)
     b = _model(device, seed=2)
     b.load_checkpoint(tmp_path / "p2p.npz")  # restores the engine's random stream as well
     assert b.epoch == 1 and b.history["epoch"] == [1]
@@ -294,7 +294,7 @@ def test_checkpoint_round_trip_and_continued_training(device, tmp_path, digits):
         numpy.testing.assert_array_equal(p, q.numpy())
         assert q.device == device
     numpy.testing.assert_array_equal(a.preview_inputs.numpy(), b.preview_inputs.numpy())
-    b.train(loader, 2)
+    b.fit(loader, 2)
     assert b.epoch == 2 and all(math.isfinite(v) for v in b.history["loss_g"])
     if device != "cpu":
         return  # the engine checkpoints only the cpu random stream (cuda: its seed)
@@ -331,7 +331,7 @@ def test_short_run_is_near_the_l1_baseline_and_sharper(digits):
     for adversarial in (False, True):
         model = build_pix2pix(adversarial=adversarial, device="cpu", seed=0, progress=False,
                               hidden=128)  # fmt: skip
-        model.train(DataLoader(masked_pairs(train), 64, shuffle=True, seed=0), 10)
+        model.fit(DataLoader(masked_pairs(train), 64, shuffle=True, seed=0), 10)
         results[adversarial] = completion_metrics(model.translate(mask_lower(x)), x)
     p2p, base = results[True], results[False]
     assert p2p["l1"] <= 1.10 * base["l1"]

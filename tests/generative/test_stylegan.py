@@ -383,7 +383,7 @@ def test_short_run_covers_most_digit_classes(digits, judge):
     sg = build_stylegan("digits", device="cpu", seed=0, progress=False)
     loader = DataLoader(digits[0], 64, shuffle=True, drop_last=True, seed=0)
     untrained = judge.classes_covered(sg.sample(500))
-    history = sg.train(loader, 2)
+    history = sg.fit(loader, 2)
     assert all(numpy.isfinite(history["loss_d"])) and all(numpy.isfinite(history["loss_g"]))
     assert untrained <= 5 and judge.classes_covered(sg.sample(500)) >= 8
 
@@ -391,7 +391,7 @@ def test_short_run_covers_most_digit_classes(digits, judge):
 def test_trainer_outputs(tmp_path, digits, judge):
     """train() writes the sample grid, metrics (with the judge's numbers) and the checkpoint."""
     sg = _tiny(out_dir=tmp_path / "run", judge=judge, judge_samples=50)
-    sg.train(DataLoader(TensorDataset(digits[0].tensors[0][:32]), 16, seed=0), 1)
+    sg.fit(DataLoader(TensorDataset(digits[0].tensors[0][:32]), 16, seed=0), 1)
     assert (tmp_path / "run" / "samples.png").exists()
     history = sg.history
     assert history["classes_covered"][0] >= 1 and history["inception_score"][0] >= 1.0

@@ -8,10 +8,19 @@ import numpy
 import pytest
 
 import engine
+import generative.trainer as trainer_module
 import layers as nn
 import optimizers
 from engine.data import DataLoader, TensorDataset
-from generative.trainer import Trainer, evaluating, frozen, resolve_device
+from generative.trainer import (
+    Callback,
+    NonFiniteLossError,
+    Precision,
+    Trainer,
+    evaluating,
+    frozen,
+    resolve_device,
+)
 
 
 class NoisyRegressor(Trainer):
@@ -20,7 +29,7 @@ class NoisyRegressor(Trainer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.net = nn.Linear(4, 4).to(self.device)
-        self.modules = {"net": self.net}
+        self.networks = {"net": self.net}
         self.optimizers = {"net": optimizers.Adam(self.net.parameters(), lr=1e-2)}
 
     def train_step(self, batch):
@@ -29,9 +38,9 @@ class NoisyRegressor(Trainer):
         opt = self.optimizers["net"]
         opt.zero_grad()
         loss = ((self.net(noisy) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        out = {"loss": loss}  # a 0-d Tensor: the base turns it into a float
+        self.backward(loss)
+        self.step(opt)
+        out = {"loss": loss}  # a 0-d Tensor: the base reads it at log points
         if self.global_step % 2 == 0:
             out["sometimes"] = 1.0
         return out
@@ -88,7 +97,7 @@ def test_train_records_histories_and_writes_outputs(tmp_path):
     engine.manual_seed(0)
     trainer = NoisyRegressor(device="cpu", out_dir=tmp_path, progress=False)
     loader = DataLoader(_data(), batch_size=8, shuffle=True, seed=1)  # 3 batches per epoch
-    history = trainer.train(loader, 3)
+    history = trainer.fit(loader, 3)
     assert trainer.epoch == 3 and trainer.global_step == 9
     assert history["epoch"] == [1, 2, 3]
     assert len(history["loss"]) == 3 and all(numpy.isfinite(history["loss"]))
@@ -105,7 +114,7 @@ def test_train_records_histories_and_writes_outputs(tmp_path):
         "samples/epoch_0003.png",
     ):
         assert (tmp_path / name).is_file(), name
-    assert trainer.train(loader, 3) is history and trainer.global_step == 9  # already there
+    assert trainer.fit(loader, 3) is history and trainer.global_step == 9  # already there
 
 
 def test_history_pads_missing_keys_with_none():
@@ -124,7 +133,7 @@ def test_train_rejects_bad_epochs():
     trainer = NoisyRegressor(device="cpu", progress=False)
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="epochs"):
-            trainer.train([], bad)
+            trainer.fit([], bad)
 
 
 def test_base_class_names_what_is_missing():
@@ -150,7 +159,7 @@ def test_resume_continues_bit_exactly(tmp_path):
         if resume_from is not None:
             engine.manual_seed(999)  # whatever happens in between is overwritten by the load
             trainer.load_checkpoint(resume_from)
-        trainer.train(loader, epochs)
+        trainer.fit(loader, epochs)
         return trainer
 
     straight = run(4)
@@ -166,7 +175,7 @@ def test_resume_continues_bit_exactly(tmp_path):
 def test_checkpoint_round_trip_restores_optimizer_state(tmp_path):
     engine.manual_seed(0)
     a = NoisyRegressor(device="cpu", progress=False)
-    a.train(DataLoader(_data(), batch_size=8), 1)
+    a.fit(DataLoader(_data(), batch_size=8), 1)
     a.save_checkpoint(tmp_path / "ckpt.npz")
     b = NoisyRegressor(device="cpu", progress=False)
     b.load_checkpoint(tmp_path / "ckpt.npz")
@@ -197,6 +206,146 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="checkpoint is for a NoisyRegressor"):
         Other(device="cpu").load_checkpoint(tmp_path / "ckpt.npz")
     b = NoisyRegressor(device="cpu", progress=False)
-    b.modules = {"net": b.net, "extra": nn.Linear(1, 1)}
-    with pytest.raises(ValueError, match="modules"):
+    b.networks = {"net": b.net, "extra": nn.Linear(1, 1)}
+    with pytest.raises(ValueError, match="networks"):
         b.load_checkpoint(tmp_path / "ckpt.npz")
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_fit_start(self, trainer):
+        self.calls.append(("start", trainer.epoch))
+
+    def on_log(self, trainer, values):
+        self.calls.append(("log", trainer.global_step, sorted(values)))
+
+    def on_epoch_end(self, trainer, record):
+        self.calls.append(("epoch", trainer.epoch, record["loss"]))
+
+    def on_fit_end(self, trainer):
+        self.calls.append(("end", trainer.epoch))
+
+
+def test_callbacks_see_log_points_and_epochs():
+    recorder = Recorder()
+    trainer = NoisyRegressor(device="cpu", progress=False, callbacks=[recorder])
+    trainer.log_every = 2
+    history = trainer.fit(DataLoader(_data(), batch_size=8), 2)  # 3 steps an epoch
+    logs = [c[1] for c in recorder.calls if c[0] == "log"]
+    assert logs == [2, 3, 5, 6]  # every 2 steps, and at each epoch's end
+    assert recorder.calls[0] == ("start", 0) and recorder.calls[-1] == ("end", 2)
+    epochs = [c for c in recorder.calls if c[0] == "epoch"]
+    assert [(e[1], e[2]) for e in epochs] == list(zip([1, 2], history["loss"]))
+
+
+def test_losses_are_read_only_at_log_points(monkeypatch):
+    """0-d Tensors from train_step stay unread (no device sync) between log points."""
+    reads = []
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    trainer.log_every = 10
+    real_float = trainer_module._float
+    monkeypatch.setattr(
+        trainer_module, "_float", lambda v: reads.append(trainer.global_step) or real_float(v)
+    )
+    trainer.fit(DataLoader(_data(n=96), batch_size=8), 1)  # 12 steps
+    assert sorted(set(reads)) == [10, 12]
+
+
+def test_precision_policy_runs_every_backward_and_step():
+    class Counting(Precision):
+        def __init__(self):
+            self.autocasts = self.backwards = self.steps = 0
+
+        def autocast(self):
+            self.autocasts += 1
+            return super().autocast()
+
+        def backward(self, loss):
+            self.backwards += 1
+            super().backward(loss)
+
+        def step(self, optimizer):
+            self.steps += 1
+            super().step(optimizer)
+
+        def state_dict(self):
+            return {"steps": self.steps}
+
+    policy = Counting()
+    trainer = NoisyRegressor(device="cpu", progress=False, precision=policy)
+    trainer.fit(DataLoader(_data(), batch_size=8), 2)
+    assert (policy.autocasts, policy.backwards, policy.steps) == (6, 6, 6)
+    assert trainer.state_dict()["precision"] == {"steps": 6}
+
+
+def test_non_finite_loss_stops_at_its_step_and_keeps_the_last_checkpoint(tmp_path):
+    class Exploding(NoisyRegressor):
+        def train_step(self, batch):
+            out = super().train_step(batch)
+            if self.global_step == 4:  # epoch 2, step 2
+                out["loss"] = out["loss"] * float("nan")
+            return out
+
+    trainer = Exploding(device="cpu", out_dir=tmp_path, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"'loss' is nan at epoch 2, step 2 \(global"):
+        trainer.fit(DataLoader(_data(), batch_size=8), 3)
+    assert engine.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_metrics_json_is_strict_json(tmp_path):
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    trainer._record({"loss": float("inf")})
+    trainer.epoch_metrics = lambda: {}
+    trainer.config = lambda: {"lr": float("nan")}
+    trainer.write_metrics(tmp_path / "metrics.json")
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["config"]["lr"] is None
+
+
+def test_an_epoch_without_batches_is_an_error():
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    loader = DataLoader(_data(n=24), batch_size=32, drop_last=True)
+    with pytest.raises(ValueError, match=r"no batches \(batch size 32, 24 samples, the last"):
+        trainer.fit(loader, 1)
+    assert trainer.epoch == 0 and trainer.global_step == 0
+
+
+def test_schedulers_step_per_epoch_and_are_checkpointed(tmp_path):
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    opt = trainer.optimizers["net"]
+    trainer.schedulers = {"lr": optimizers.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)}
+    trainer.fit(DataLoader(_data(), batch_size=8), 2)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 / 4)
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    other = NoisyRegressor(device="cpu", progress=False)
+    other.schedulers = {
+        "lr": optimizers.lr_scheduler.StepLR(other.optimizers["net"], step_size=1, gamma=0.5)
+    }
+    other.load_checkpoint(tmp_path / "ckpt.npz")
+    assert other.schedulers["lr"].last_epoch == 2
+
+
+def test_version_1_checkpoints_with_modules_still_load(tmp_path):
+    engine.manual_seed(0)
+    a = NoisyRegressor(device="cpu", progress=False)
+    a.fit(DataLoader(_data(), batch_size=8), 1)
+    state = a.state_dict()
+    state["modules"] = state.pop("networks")  # the version-1 layout
+    del state["schedulers"], state["precision"]
+    state["version"] = 1
+    engine.save(state, tmp_path / "v1.npz")
+    b = NoisyRegressor(device="cpu", progress=False)
+    b.load_checkpoint(tmp_path / "v1.npz")
+    for k, w in _weights(a).items():
+        numpy.testing.assert_array_equal(_weights(b)[k], w)
+
+
+def test_trainer_names_do_not_shadow_modules():
+    """A Trainer fits networks; `train()`/`modules()` stay Module's words only."""
+    trainer = NoisyRegressor(device="cpu", progress=False)
+    assert not hasattr(trainer, "train") and not hasattr(trainer, "modules")
+    assert trainer.networks == {"net": trainer.net}

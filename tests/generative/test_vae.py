@@ -241,7 +241,7 @@ def test_short_training_run_reduces_the_test_negative_elbo(arch, width, likeliho
     )
     train, test = _tiny_digits()
     before = trainer.model.evaluate(test, samples=3)["loss"]
-    history = trainer.train(DataLoader(train, 32, shuffle=True, seed=0), 3)
+    history = trainer.fit(DataLoader(train, 32, shuffle=True, seed=0), 3)
     after = trainer.model.evaluate(test, samples=3)["loss"]
     assert after < before - (5.0 if likelihood == "bernoulli" else 1.0), (before, after)
     assert len(history["test_neg_elbo"]) == 3 and history["loss"][-1] < history["loss"][0]
@@ -250,10 +250,10 @@ def test_short_training_run_reduces_the_test_negative_elbo(arch, width, likeliho
 def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     train, _ = _tiny_digits()
     full = _trainer("mlp", "cpu", width=16)
-    full.train(DataLoader(train, 32, shuffle=True, seed=0), 2)
+    full.fit(DataLoader(train, 32, shuffle=True, seed=0), 2)
 
     first = _trainer("mlp", "cpu", out_dir=tmp_path, width=16)
-    first.train(DataLoader(train, 32, shuffle=True, seed=0), 1)
+    first.fit(DataLoader(train, 32, shuffle=True, seed=0), 1)
     state = engine.load(tmp_path / "checkpoint.npz")
     assert state["task"] == "vae" and state["epoch"] == 1
 
@@ -263,7 +263,7 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path):
         first.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
-    resumed.train(DataLoader(train, 32, shuffle=True, seed=0), 2)
+    resumed.fit(DataLoader(train, 32, shuffle=True, seed=0), 2)
     for (name, a), (_, b) in zip(
         full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):
@@ -274,7 +274,7 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path):
 def test_checkpoint_loads_onto_either_device(tmp_path, device):
     trainer = _trainer("mlp", "cpu", out_dir=tmp_path, width=16)
     train, _ = _tiny_digits(64)
-    trainer.train(DataLoader(train, 32, shuffle=True, seed=0), 1)
+    trainer.fit(DataLoader(train, 32, shuffle=True, seed=0), 1)
     other = _trainer("mlp", device, width=16)
     other.load_checkpoint(tmp_path / "checkpoint.npz")
     z = engine.tensor(np.random.default_rng(5).standard_normal((4, 4)).astype(np.float32))
