@@ -29,7 +29,7 @@ from .activation import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .dropout import Dropout, Dropout2d
 from .linear import Embedding, Flatten, Identity, Linear, Unflatten
 from .loss import (
@@ -67,8 +67,10 @@ from .pooling import (
     AdaptiveMaxPool2d,
     AvgPool1d,
     AvgPool2d,
+    AvgPool3d,
     MaxPool1d,
     MaxPool2d,
+    MaxPool3d,
     MaxUnpool2d,
     Upsample,
     UpsamplingBilinear2d,
@@ -94,6 +96,10 @@ __all__ = [
     "Conv2d",
     "ConvTranspose1d",
     "ConvTranspose2d",
+    "Conv3d",
+    "ConvTranspose3d",
+    "MaxPool3d",
+    "AvgPool3d",
     "MaxPool1d",
     "AvgPool1d",
     "AdaptiveMaxPool2d",

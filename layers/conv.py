@@ -10,7 +10,7 @@ from engine import Tensor
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -352,3 +352,98 @@ class ConvTranspose1d(ConvTranspose2d):
 
     def extra_repr(self) -> str:
         return _repr_1d(super().extra_repr())
+
+
+def _triple(value, name: str) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        return (value,) * 3
+    value = tuple(value)
+    if len(value) != 3 or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"{name} must be an int or a 3-tuple of ints, got {value!r}")
+    return value
+
+
+class _Conv3dBase(Module):
+    """Weight, bias and PyTorch's default initialisation for the 3-D convolutions."""
+
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        transposed, device, dtype,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if groups <= 0 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                f"divisible by groups ({groups})"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _triple(kernel_size, "kernel_size")
+        self.stride, self.padding = _triple(stride, "stride"), _triple(padding, "padding")
+        self.dilation = _triple(dilation, "dilation")
+        if transposed:
+            shape = (in_channels, out_channels // groups) + self.kernel_size
+        else:
+            shape = (out_channels, in_channels // groups) + self.kernel_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight = Parameter(engine.empty(*shape, **kw))
+        self.register_parameter(
+            "bias", Parameter(engine.empty(out_channels, **kw)) if bias else None
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init._linear_default_(self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
+
+
+class Conv3d(_Conv3dBase):
+    """3-D convolution of (N, C_in, D, H, W), weight (C_out, C_in/groups, kd, kh, kw): the 2-D
+    kernels over the depth windows (F.conv3d). padding_mode "zeros" only."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+        groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None,
+    ) -> None:  # fmt: skip
+        if padding_mode != "zeros" or isinstance(padding, str):
+            raise NotImplementedError(
+                "Conv3d: only padding_mode='zeros' with int padding is supported"
+            )
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            False, device, dtype,
+        )  # fmt: skip
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv3d(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
+
+class ConvTranspose3d(_Conv3dBase):
+    """Transposed 3-D convolution, weight (C_in, C_out/groups, kd, kh, kw) (F.conv_transpose3d)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+        output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+        padding_mode: str = "zeros", device=None, dtype=None,
+    ) -> None:  # fmt: skip
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"Only 'zeros' padding mode is supported for ConvTranspose3d, got {padding_mode!r}"
+            )
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            True, device, dtype,
+        )  # fmt: skip
+        self.output_padding = _triple(output_padding, "output_padding")
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv_transpose3d(
+            input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+            self.groups, self.dilation,
+        )  # fmt: skip

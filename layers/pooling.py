@@ -8,6 +8,8 @@ from engine import Tensor
 from .module import Module
 
 __all__ = [
+    "MaxPool3d",
+    "AvgPool3d",
     "MaxPool1d",
     "AvgPool1d",
     "AdaptiveMaxPool2d",
@@ -233,6 +235,39 @@ class MaxUnpool2d(Module):
         return F.max_unpool2d(
             input, indices, self.kernel_size, self.stride, self.padding, output_size
         )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool3d(MaxPool1d):
+    """Max over windows of (N, C, D, H, W); stride defaults to kernel_size."""
+
+    def forward(self, input: Tensor):
+        return F.max_pool3d(
+            input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+            self.return_indices,
+        )  # fmt: skip
+
+
+class AvgPool3d(Module):
+    """Mean over windows of (N, C, D, H, W); stride defaults to kernel_size."""
+
+    def __init__(
+        self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+        count_include_pad: bool = True, divisor_override: int | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.avg_pool3d(
+            input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+            self.count_include_pad, self.divisor_override,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

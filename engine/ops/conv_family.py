@@ -1,6 +1,14 @@
-"""Convolution and pooling ops built on the 2-D ones: the 1-D forms run the 2-D kernels on a
-size-1 height (one code path, as the issue asks); adaptive max-pooling is a gather over padded
-windows and max-unpooling a scatter, so both are differentiable through existing ops.
+"""Convolution and pooling ops built on the 2-D ones, so there is one set of kernels:
+
+- the 1-D forms run the 2-D kernels on a size-1 height;
+- the 3-D forms gather each output depth's window of input depths (an im2col along depth,
+  folded into the batch and channels) and run the 2-D kernels on that: conv3d is one conv2d
+  over (N*OD, C*KD, H, W); max/avg pooling pool each depth slice in 2-D, then reduce over the
+  window's depths (a box window is separable); conv_transpose3d is conv_transpose2d per input
+  depth followed by a scatter-add of the kernel's depths (its adjoint);
+- adaptive max-pooling is a gather over padded windows and max-unpooling a scatter.
+
+Everything goes through differentiable engine ops, so gradients (and double backward) follow.
 """
 
 from __future__ import annotations
@@ -10,10 +18,11 @@ import math
 import numpy
 
 from ..tensorbase import TensorBase
-from .conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
-from .indexing import scatter
+from .conv import _conv_out, _pool_out, avg_pool2d, conv2d, conv_transpose2d, max_pool2d
+from .indexing import scatter, scatter_add
 from .math import where
-from .shape import getitem, reshape, squeeze, unsqueeze
+from .reduction import sum
+from .shape import getitem, pad, permute, reshape, squeeze, unsqueeze
 
 __all__ = [
     "conv1d",
@@ -22,6 +31,10 @@ __all__ = [
     "avg_pool1d",
     "adaptive_max_pool2d",
     "max_unpool2d",
+    "conv3d",
+    "conv_transpose3d",
+    "max_pool3d",
+    "avg_pool3d",
 ]
 
 
@@ -203,3 +216,190 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     zeros = input._new(input.xp.zeros((N, C, math.prod(out)), input.dtype), input.device)
     flat = scatter(zeros, 2, reshape(indices, (N, C, -1)), reshape(input, (N, C, -1)))
     return reshape(flat, (N, C) + out)
+
+
+# 3-D: the 2-D kernels over the depth windows ---------------------------------------------------
+def _triple(value, name: str) -> tuple[int, int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ValueError(f"{name} must be an int or a 3-tuple for a 3-D op, got {value}")
+        return tuple(int(v) for v in value)
+    return (int(value),) * 3
+
+
+def _as_5d(name: str, input: TensorBase):
+    if input.ndim not in (4, 5):
+        raise RuntimeError(
+            f"{name}: expected a 4-D (C, D, H, W) or 5-D (N, C, D, H, W) input, got {input.shape}"
+        )
+    return (input, True) if input.ndim == 5 else (unsqueeze(input, 0), False)
+
+
+def _depth_windows(x: TensorBase, od: int, kd: int, sd: int, dd: int, fill: float):
+    """(N, C, OD, KD, H, W): the input depths of each output depth's window (x already padded
+    in depth); windows reaching past the end (ceil mode) read `fill` there."""
+    D = x.shape[2]
+    idx = numpy.arange(od)[:, None] * sd + numpy.arange(kd)[None, :] * dd
+    inside = idx < D
+    win = getitem(x, (slice(None), slice(None), x.xp.asarray(numpy.minimum(idx, D - 1))))
+    if inside.all():
+        return win
+    mask = x._new(x.xp.asarray(inside[:, :, None, None]), x.device)
+    return where(mask, win, fill)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """3-D cross-correlation of (N, C, D, H, W) with weight (C_out, C/groups, kd, kh, kw):
+    one conv2d over the depth windows folded into batch (output depths) and channels."""
+    x, batched = _as_5d("conv3d", input)
+    if weight.ndim != 5:
+        raise RuntimeError(f"conv3d: expected a 5-D weight, got shape {weight.shape}")
+    if isinstance(padding, str):
+        raise NotImplementedError("conv3d: string padding ('same', 'valid') is not supported")
+    (sd, sh, sw), (pd, ph, pw) = _triple(stride, "stride"), _triple(padding, "padding")
+    (dd, dh, dw) = _triple(dilation, "dilation")
+    N, C, D, H, W = x.shape
+    Co, Cg, kd, kh, kw = weight.shape
+    if Cg * groups != C:
+        raise RuntimeError(
+            f"conv3d: input of shape {x.shape} has {C} channels, weight of shape {weight.shape} "
+            f"expects {Cg} * groups={groups}"
+        )
+    od = _conv_out(D, kd, sd, pd, dd)
+    if od < 1:
+        raise RuntimeError(f"conv3d: output depth {od} < 1 for input {x.shape}, kernel {kd}")
+    if pd:
+        x = pad(x, (0, 0, 0, 0, pd, pd))
+    win = _depth_windows(x, od, kd, sd, dd, 0.0)  # (N, C, OD, KD, H, W)
+    cols = reshape(permute(win, 0, 2, 1, 3, 4, 5), (N * od, C * kd, H, W))
+    w2 = reshape(weight, (Co, Cg * kd, kh, kw))  # channel c*KD + k, grouped as the input's
+    y = conv2d(cols, w2, bias, (sh, sw), (ph, pw), (dh, dw), groups)  # (N*OD, Co, OH, OW)
+    y = permute(reshape(y, (N, od) + y.shape[1:]), 0, 2, 1, 3, 4)
+    return y if batched else squeeze(y, 0)
+
+
+def conv_transpose3d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1
+):
+    """Transposed 3-D convolution of (N, C, D, H, W) with weight (C, C_out/groups, kd, kh, kw):
+    conv_transpose2d of every input depth, then each kernel depth added at its output depth."""
+    x, batched = _as_5d("conv_transpose3d", input)
+    if weight.ndim != 5:
+        raise RuntimeError(f"conv_transpose3d: expected a 5-D weight, got shape {weight.shape}")
+    (sd, sh, sw), (pd, ph, pw) = _triple(stride, "stride"), _triple(padding, "padding")
+    (dd, dh, dw) = _triple(dilation, "dilation")
+    (opd, oph, opw) = _triple(output_padding, "output_padding")
+    N, C, D, H, W = x.shape
+    Ci, Cog, kd, kh, kw = weight.shape
+    if Ci != C or C % groups:
+        raise RuntimeError(
+            f"conv_transpose3d: input of shape {x.shape} has {C} channels, weight of shape "
+            f"{weight.shape} expects {Ci} (divisible by groups={groups})"
+        )
+    planes = reshape(permute(x, 0, 2, 1, 3, 4), (N * D, C, H, W))
+    w2 = reshape(weight, (Ci, Cog * kd, kh, kw))  # output channel co*KD + k within its group
+    y = conv_transpose2d(planes, w2, None, (sh, sw), (ph, pw), (oph, opw), groups, (dh, dw))
+    OH, OW = y.shape[2:]
+    Co = Cog * groups
+    # (N, D, Co, KD, OH, OW) -> (N, Co, D*KD, OH, OW), then depth d*sd + k*dd gets each slice
+    y = reshape(y, (N, D, Co, kd, OH, OW))
+    y = reshape(permute(y, 0, 2, 1, 3, 4, 5), (N, Co, D * kd, OH, OW))
+    full = (D - 1) * sd + dd * (kd - 1) + 1 + opd
+    target = (numpy.arange(D)[:, None] * sd + numpy.arange(kd)[None, :] * dd).reshape(-1)
+    xp = x.xp
+    idx = xp.broadcast_to(xp.asarray(target)[None, None, :, None, None], y.shape)
+    zeros = x._new(xp.zeros((N, Co, full, OH, OW), y.dtype), x.device)
+    out = scatter_add(zeros, 2, x._new(xp.ascontiguousarray(idx), x.device), y)
+    od = full - 2 * pd
+    if od < 1:
+        raise RuntimeError(f"conv_transpose3d: output depth {od} < 1 for input {x.shape}")
+    out = getitem(out, (slice(None), slice(None), slice(pd, pd + od)))
+    if bias is not None:
+        out = out + reshape(bias, (1, Co, 1, 1, 1))
+    return out if batched else squeeze(out, 0)
+
+
+def _pool3d_args(kernel_size, stride, padding, dilation):
+    k = _triple(kernel_size, "kernel_size")
+    s = k if stride is None or stride == [] else _triple(stride, "stride")
+    return k, s, _triple(padding, "padding"), _triple(dilation, "dilation")
+
+
+def max_pool3d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """Max over each (dilated) window of (N, C, D, H, W): max_pool2d of every window depth, then
+    the max over the window's depths; with `return_indices` the flat index into D*H*W."""
+    x, batched = _as_5d("max_pool3d", input)
+    (kd, kh, kw), (sd, sh, sw), (pd, ph, pw), (dd, dh, dw) = _pool3d_args(
+        kernel_size, stride, padding, dilation
+    )
+    N, C, D, H, W = x.shape
+    if 2 * pd > kd:
+        raise ValueError(f"max_pool3d: padding {pd} should be at most half the kernel {kd}")
+    od = _pool_out(D, kd, sd, pd, dd, ceil_mode)
+    if od < 1:
+        raise RuntimeError(f"max_pool3d: output depth {od} < 1 for input {x.shape}")
+    xpad = pad(x, (0, 0, 0, 0, pd, pd), value=float("-inf")) if pd else x
+    win = _depth_windows(xpad, od, kd, sd, dd, float("-inf"))  # (N, C, OD, KD, H, W)
+    planes = reshape(win, (N, C * od * kd, H, W))
+    out = max_pool2d(planes, (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode, return_indices)
+    y, hw = out if return_indices else (out, None)
+    OH, OW = y.shape[2:]
+    y = reshape(y, (N, C, od, kd, OH, OW))
+    values, k = y.max(3)
+    if not return_indices:
+        return values if batched else squeeze(values, 0)
+    xp = x.xp
+    hw = reshape(hw, (N, C, od, kd, OH, OW)).array
+    k = k.array
+    pos = xp.take_along_axis(hw, k[:, :, :, None], axis=3)[:, :, :, 0]
+    depth = xp.arange(od)[None, None, :, None, None] * sd + k * dd - pd
+    idx = values._new((depth * H * W + pos).astype(numpy.int64), x.device)
+    return (values, idx) if batched else (squeeze(values, 0), squeeze(idx, 0))
+
+
+def avg_pool3d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override=None,
+):
+    """Mean over each window of (N, C, D, H, W): the window sums of avg_pool2d over every
+    window depth, summed over the depths and divided by PyTorch's divisor (a product over the
+    three dimensions, so it separates)."""
+    x, batched = _as_5d("avg_pool3d", input)
+    (kd, kh, kw), (sd, sh, sw), (pd, ph, pw), _ = _pool3d_args(kernel_size, stride, padding, 1)
+    N, C, D, H, W = x.shape
+    if 2 * pd > kd:
+        raise ValueError(f"avg_pool3d: padding {pd} should be at most half the kernel {kd}")
+    od = _pool_out(D, kd, sd, pd, 1, ceil_mode)
+    if od < 1:
+        raise RuntimeError(f"avg_pool3d: output depth {od} < 1 for input {x.shape}")
+    xpad = pad(x, (0, 0, 0, 0, pd, pd)) if pd else x
+    win = _depth_windows(xpad, od, kd, sd, 1, 0.0)
+    planes = reshape(win, (N, C * od * kd, H, W))
+    if divisor_override is not None:
+        sums = avg_pool2d(planes, (kh, kw), (sh, sw), (ph, pw), ceil_mode, count_include_pad, 1)
+        sums = sum(reshape(sums, (N, C, od, kd) + sums.shape[2:]), 3)
+        out = sums * (1.0 / divisor_override)
+        return out if batched else squeeze(out, 0)
+    means = avg_pool2d(planes, (kh, kw), (sh, sw), (ph, pw), ceil_mode, count_include_pad)
+    sums = sum(reshape(means, (N, C, od, kd) + means.shape[2:]), 3)
+    start = numpy.arange(od) * sd - pd
+    if count_include_pad:  # the window clipped to the padded input
+        length = numpy.minimum(start + kd, D + pd) - start
+    else:  # the window clipped to the input
+        length = numpy.minimum(start + kd, D) - numpy.maximum(start, 0)
+    scale = x._new(x.xp.asarray((1.0 / length).astype(x.dtype))[:, None, None], x.device)
+    out = sums * scale
+    return out if batched else squeeze(out, 0)

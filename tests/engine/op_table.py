@@ -616,6 +616,21 @@ OPS: list[Op] = [
     ),
     Op(_names("F.adaptive_max_pool2d"), lambda op, x: op(x, (2, 1)), lambda rng: [images(rng)]),
     Op(
+        _names("F.conv3d"),
+        lambda op, x, w, b: op(x, w, b, padding=1),
+        lambda rng: [images(rng, 2)[:, :, None], _normal(rng, (2, 2, 2, 2, 2)), _normal(rng, (2,))],
+    ),
+    Op(
+        _names("F.conv_transpose3d"),
+        lambda op, x, w: op(x, w, stride=2),
+        lambda rng: [images(rng, 2)[:, :, None], _normal(rng, (2, 1, 2, 2, 2))],
+    ),
+    Op(
+        _names("F.max_pool3d", "F.avg_pool3d"),
+        lambda op, x: op(x, (1, 2, 2), 1, (0, 1, 1)),
+        lambda rng: [images(rng, min_hw=2)[:, :, None]],
+    ),
+    Op(
         _names("F.max_unpool2d"),
         lambda op, y, i: op(y, i, 2, output_size=(4, 4)),
         lambda rng: [_normal(rng, (1, 2, 2, 2)), rng.integers(0, 16, (1, 2, 2, 2))],

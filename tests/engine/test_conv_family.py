@@ -66,6 +66,45 @@ CASES = {
             *Fof(x).max_pool2d(x, 2, 2, 1, return_indices=True), 2, 2, 1, output_size=(5, 5)
         ),
     ),
+    "conv3d": ([(2, 2, 4, 5, 3), (3, 2, 2, 3, 2), (3,)], lambda x, w, b: Fof(x).conv3d(x, w, b)),
+    "conv3d_stride_pad_dilation": (
+        [(1, 2, 5, 4, 5), (2, 2, 2, 2, 3)],
+        lambda x, w: Fof(x).conv3d(x, w, stride=(2, 1, 2), padding=(1, 0, 1), dilation=(2, 1, 1)),
+    ),
+    "conv3d_groups_unbatched": (
+        [(4, 3, 3, 3), (2, 2, 2, 2, 2)],
+        lambda x, w: Fof(x).conv3d(x, w, padding=1, groups=2),
+    ),
+    "conv_transpose3d": (
+        [(1, 2, 2, 3, 2), (2, 3, 2, 2, 3), (3,)],
+        lambda x, w, b: Fof(x).conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1),
+    ),
+    "conv_transpose3d_groups_dilation": (
+        [(2, 4, 3, 2, 2), (4, 1, 2, 2, 2)],
+        lambda x, w: Fof(x).conv_transpose3d(x, w, stride=(1, 2, 1), groups=2, dilation=(2, 1, 1)),
+    ),
+    "max_pool3d": ([(2, 2, 4, 4, 6)], lambda x: Fof(x).max_pool3d(x, 2)),
+    "max_pool3d_stride_pad_dilation_ceil": (
+        [(1, 2, 7, 5, 6)],
+        lambda x: Fof(x).max_pool3d(x, 3, 2, 1, (2, 1, 1), ceil_mode=True),
+    ),
+    "max_pool3d_indices_unbatched": (
+        [(2, 5, 4, 4)],
+        lambda x: Fof(x).max_pool3d(x, (3, 2, 2), (2, 2, 1), (1, 0, 1), return_indices=True),
+    ),
+    "avg_pool3d": ([(2, 2, 4, 4, 6)], lambda x: Fof(x).avg_pool3d(x, 2)),
+    "avg_pool3d_pad_ceil": (
+        [(1, 2, 6, 5, 5)],
+        lambda x: Fof(x).avg_pool3d(x, 3, 2, 1, ceil_mode=True),
+    ),
+    "avg_pool3d_no_count_pad": (
+        [(1, 2, 5, 5, 4)],
+        lambda x: Fof(x).avg_pool3d(x, (2, 3, 2), 2, (1, 1, 0), True, count_include_pad=False),
+    ),
+    "avg_pool3d_divisor": (
+        [(1, 1, 4, 4, 4)],
+        lambda x: Fof(x).avg_pool3d(x, 2, 1, divisor_override=3),
+    ),
 }
 
 

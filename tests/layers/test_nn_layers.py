@@ -120,6 +120,14 @@ LAYERS = {
     "max_pool1d": (lambda m: m.MaxPool1d(3, 2, padding=1), [(2, 3, 8)]),
     "avg_pool1d": (lambda m: m.AvgPool1d(2), [(2, 3, 8)]),
     "adaptive_max_pool2d": (lambda m: m.AdaptiveMaxPool2d((3, 2)), [(2, 3, 5, 4)]),
+    "conv3d": (lambda m: m.Conv3d(2, 3, (2, 3, 2), stride=(1, 2, 1), padding=1), [(2, 2, 3, 5, 4)]),
+    "conv3d_groups_no_bias": (lambda m: m.Conv3d(4, 2, 2, groups=2, bias=False), [(1, 4, 3, 3, 3)]),
+    "conv_transpose3d": (
+        lambda m: m.ConvTranspose3d(2, 3, 3, stride=2, padding=1, output_padding=1),
+        [(1, 2, 2, 3, 2)],
+    ),
+    "max_pool3d": (lambda m: m.MaxPool3d(2, padding=1), [(2, 2, 3, 4, 4)]),
+    "avg_pool3d": (lambda m: m.AvgPool3d(3, 2, 1, count_include_pad=False), [(2, 2, 5, 4, 4)]),
     "batch_norm_3d": (lambda m: m.BatchNorm3d(3), [(2, 3, 2, 3, 2)]),
     "batch_norm_3d_plain": (
         lambda m: m.BatchNorm3d(2, affine=False, momentum=None),
