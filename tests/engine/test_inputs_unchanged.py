@@ -1,6 +1,7 @@
 """No op modifies its inputs: every row of `op_table.OPS`, forward and backward, both devices.
 
-Each op runs on random shapes (size-1 dimensions included) three times per device:
+Each op runs on random shapes (size-1 dimensions included) three times per device, once (on cpu)
+with its inputs as non-contiguous views into larger buffers whose other elements must survive:
 
 1. forward with no input requiring grad (the inference path);
 2. forward recorded, then backward twice (the second accumulates into `.grad`) and once with
@@ -90,23 +91,30 @@ def _exists(name: str) -> bool:
     return hasattr(_SPACES[space], attr)
 
 
-def _bits(t: Tensor):
-    return t.dtype, t.shape, t.numpy().tobytes()
+def _bits(t):
+    a = t.numpy() if isinstance(t, Tensor) else t
+    return a.dtype, a.shape, a.tobytes()
 
 
-def _tensors(arrays, device, requires_grad):
-    out = []
+def _tensors(arrays, device, requires_grad, strided=False):
+    """Tensors of `arrays` (floats as float32) and, with `strided` on cpu, the host buffers they
+    are non-contiguous views of (every other element; the rest a sentinel that must survive)."""
+    out, buffers = [], []
     for a in arrays:
         a = np.asarray(a)
         is_float = a.dtype.kind == "f"
-        out.append(
-            engine.tensor(
-                a.astype(np.float32) if is_float else a,
-                device=device,
-                requires_grad=requires_grad and is_float,
-            )
-        )
-    return out
+        a = a.astype(np.float32) if is_float else a
+        if strided and device == "cpu":
+            buffer = np.zeros(a.shape + (2,), a.dtype)
+            buffer[..., 1] = 7 if a.dtype.kind != "b" else True
+            view = buffer[..., 0]
+            view[...] = a
+            t = engine.from_numpy(view)
+            buffers.append(buffer)
+        else:
+            t = engine.tensor(a, device=device)
+        out.append(t.requires_grad_() if requires_grad and is_float else t)
+    return out, buffers
 
 
 def _flat(out):
@@ -139,9 +147,11 @@ def test_op_leaves_inputs_unchanged(device, name, op, row):
         arrays = row.inputs(rng)
         label = f"{name} on shapes {[np.shape(a) for a in arrays]}"
 
-        xs = _tensors(arrays, device, requires_grad=False)
-        watch = _Watch(label)
+        strided = draw == 1  # on cpu, inputs as non-contiguous views into guarded buffers
+        xs, buffers = _tensors(arrays, device, requires_grad=False, strided=strided)
+        watch = _Watch(label + (" (strided views)" if buffers else ""))
         watch.add("input", xs)
+        watch.add("buffer around input", buffers)
         with engine.no_grad():
             row.call(op, *xs)
         watch.check("by the forward under no_grad")
@@ -150,9 +160,10 @@ def test_op_leaves_inputs_unchanged(device, name, op, row):
         if not row.grad:
             continue
 
-        xs = _tensors(arrays, device, requires_grad=True)
-        watch = _Watch(label)
+        xs, buffers = _tensors(arrays, device, requires_grad=True, strided=strided)
+        watch = _Watch(label + (" (strided views)" if buffers else ""))
         watch.add("input", xs)
+        watch.add("buffer around input", buffers)
         outs = [o for o in _flat(row.call(op, *xs)) if o.requires_grad]
         watch.check("by the recorded forward")
         if not outs:
