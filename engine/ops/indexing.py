@@ -208,9 +208,16 @@ def topk(input: TensorBase, k: int, dim: int = -1, largest: bool = True, sorted:
         raise RuntimeError(f"topk(): k={k} is out of range for dimension {dim} of size {n}")
     if input.ndim == 0:
         return ValuesIndices(input, input._new(input.xp.zeros((), numpy.int64), input.device))
-    idx = _argsort(input, d, descending=largest)
-    idx = idx[(slice(None),) * d + (slice(0, k),)].astype(numpy.int64)
-    idx = input._new(idx, input.device)
+    xp, a = input.xp, input.array
+    if 0 < k < n:  # select the k first (O(n)), then sort only those
+        part = xp.argpartition(a, n - k if largest else k - 1, axis=d)
+        keep = slice(n - k, n) if largest else slice(0, k)
+        part = part[(slice(None),) * d + (keep,)]
+        picked = input._new(xp.take_along_axis(a, part, axis=d), input.device)
+        idx = xp.take_along_axis(part, _argsort(picked, d, descending=largest), axis=d)
+    else:
+        idx = _argsort(input, d, descending=largest)[(slice(None),) * d + (slice(0, k),)]
+    idx = input._new(idx.astype(numpy.int64), input.device)
     return ValuesIndices(gather(input, d, idx), idx)
 
 

@@ -290,3 +290,16 @@ def test_double_backward(op, device):
         return gx * s.sum()
 
     check_gradients(grad_of, random_inputs([(3, 4), (2, 4)], seed=5), device)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("n, k", [(7, 3), (5, 1), (5, 4), (4, 4), (1, 1)])
+def test_topk_selects_like_torch_nan_included(n, k, largest, device):
+    """topk partitions first, then sorts the k picked: NaN counts as the largest, as in torch."""
+    if torch is None:
+        pytest.skip("PyTorch (the oracle) is not installed")
+    a = np.random.default_rng(n * k).standard_normal((3, n)).astype(np.float32)
+    a[0, min(1, n - 1)] = np.nan
+    ours = engine.tensor(a, device=device).topk(k, largest=largest)
+    theirs = torch.from_numpy(a).topk(k, largest=largest)
+    np.testing.assert_array_equal(ours.values.numpy(), theirs.values.numpy())
