@@ -14,6 +14,7 @@ the graph unless `retain_graph=True`.
 from __future__ import annotations
 
 import heapq
+import itertools
 import weakref
 from typing import Any, Iterable, Sequence
 
@@ -36,7 +37,87 @@ __all__ = [
     "detect_anomaly",
     "grad",
     "backward",
+    "RemovableHandle",
+    "queue_callback",
 ]
+
+
+# Hooks ---------------------------------------------------------------------------------------
+# A tensor's `_hooks` is None or a pair of dicts {id: fn}: [0] gradient hooks (register_hook),
+# [1] post-accumulate-grad hooks. `_live_hooks` counts registered hooks so that a backward with
+# none anywhere (the common case) skips the dependency count below.
+
+_hook_ids = itertools.count()
+_live_hooks = 0
+
+
+class RemovableHandle:
+    """What `register_hook` returns: `handle.remove()` unregisters the hook (PyTorch's name)."""
+
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        global _live_hooks
+        if self._hooks.pop(self._key, None) is not None:
+            _live_hooks -= 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+
+def add_hook(t, kind: int, hook) -> RemovableHandle:
+    """Register `hook` on tensor `t`: kind 0 a gradient hook, 1 a post-accumulate-grad hook."""
+    global _live_hooks
+    if not callable(hook):
+        raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+    if t._hooks is None:
+        t._hooks = ({}, {})
+    key = next(_hook_ids)
+    t._hooks[kind][key] = hook
+    _live_hooks += 1
+    return RemovableHandle(t._hooks[kind], key)
+
+
+def _has_hooks(t) -> bool:
+    return t._hooks is not None and bool(t._hooks[0] or t._hooks[1])
+
+
+def queue_callback(callback) -> None:
+    """Run `callback()` once the backward walk now running has finished (after every gradient
+    and hook); DistributedDataParallel waits for its last all-reduces there."""
+    if _mode.callbacks is None:
+        raise RuntimeError("queue_callback can only be called during a backward pass")
+    _mode.callbacks.append(callback)
+
+
+def _count_hooked_edges(roots) -> dict:
+    """For every hooked tensor reachable from `roots`: how many graph edges lead into it (its
+    uses), so its hooks run once, as soon as its last gradient contribution arrived."""
+    counts: dict[int, int] = {}
+    seen: set[int] = set()
+    stack = []
+
+    def visit(t):
+        if _has_hooks(t):
+            counts[id(t)] = counts.get(id(t), 0) + 1
+        fn = t.grad_fn
+        if fn is not None and id(fn) not in seen:
+            seen.add(id(fn))
+            stack.append(fn)
+
+    for t in roots:
+        visit(t)
+    while stack:
+        fn = stack.pop()
+        for x in getattr(fn, "inputs", ()):  # a freed function: the walk raises on it
+            if x.requires_grad:
+                visit(x)
+    return counts
 
 
 class AnomalyError(RuntimeError):
@@ -221,7 +302,36 @@ def _run_backward(
             heapq.heappush(heap, (-fn.generation, counter, fn))
             counter += 1
 
+    counts = _count_hooked_edges(roots) if _live_hooks else {}
+    pending: dict[int, tuple] = {}  # hooked tensors: (tensor, gradient so far) until settled
+
     def accumulate(t, g):
+        if id(t) in counts:
+            prev = pending.get(id(t))
+            pending[id(t)] = (t, g if prev is None else prev[1] + g)
+            edge_done(t)
+        else:
+            store(t, g)
+
+    def edge_done(t):
+        """One use of hooked tensor `t` has given its gradient (or none): after the last one,
+        run its hooks on the summed gradient and pass it on."""
+        key = id(t)
+        counts[key] -= 1
+        if counts[key] <= 0 and key in pending:
+            settle(*pending.pop(key))
+
+    def settle(t, g):
+        for hook in list(t._hooks[0].values()):
+            out = hook(g)
+            if out is not None:
+                g = _as_grad(t, out)
+        store(t, g)
+        if inputs is None and t.grad_fn is None and t.requires_grad:
+            for hook in list(t._hooks[1].values()):
+                hook(t)
+
+    def store(t, g):
         key = id(t)
         if key in wanted:
             prev = wanted[key]
@@ -250,44 +360,58 @@ def _run_backward(
         push(t.grad_fn)
 
     stored.update(id(g.array) for g in root_grads)  # the caller's arrays: never alias them
-    with set_grad_enabled(create_graph):
-        for t, g in zip(roots, root_grads):
-            if not t.requires_grad:
-                raise RuntimeError(
-                    "element 0 of tensors does not require grad and does not have a grad_fn"
-                )
-            accumulate(t, g)
-        while heap:
-            fn = heapq.heappop(heap)[2]
-            outs = fn.outputs_alive()
-            gys = []
-            for o in outs:
-                entry = grads.pop(id(o), None) if o is not None else None
-                gys.append(None if entry is None else entry[1])
-            if all(g is None for g in gys):
-                continue
-            if len(gys) > 1:
-                gys = [
-                    g if g is not None else fn.inputs[0]._new(fn.xp.zeros(*meta), fn.device)
-                    for g, meta in zip(gys, fn._out_meta)
-                ]
-            fn._check_versions()
-            if _mode.anomaly:
-                gxs = _anomaly_backward(fn, gys)
-            else:
-                gxs = fn.backward(*gys)
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
-            for x, gx in zip(fn.inputs, gxs):
-                if gx is not None and x.requires_grad:
-                    if gx.shape != x.shape:
-                        raise RuntimeError(
-                            f"{fn.name}.backward returned a gradient of shape {gx.shape} "
-                            f"for an input of shape {x.shape}"
-                        )
-                    accumulate(x, gx)
-            if not retain_graph:
-                fn._release()
+    outer_callbacks, _mode.callbacks = _mode.callbacks, []
+    try:
+        with set_grad_enabled(create_graph):
+            for t, g in zip(roots, root_grads):
+                if not t.requires_grad:
+                    raise RuntimeError(
+                        "element 0 of tensors does not require grad and does not have a grad_fn"
+                    )
+                accumulate(t, g)
+            while heap or pending:
+                if not heap:  # a hooked tensor some of whose uses got no gradient: settle it
+                    settle(*pending.pop(next(iter(pending))))
+                    continue
+                fn = heapq.heappop(heap)[2]
+                outs = fn.outputs_alive()
+                gys = []
+                for o in outs:
+                    entry = grads.pop(id(o), None) if o is not None else None
+                    gys.append(None if entry is None else entry[1])
+                if all(g is None for g in gys):
+                    for x in fn.inputs if counts else ():
+                        if x.requires_grad and id(x) in counts:
+                            edge_done(x)
+                    continue
+                if len(gys) > 1:
+                    gys = [
+                        g if g is not None else fn.inputs[0]._new(fn.xp.zeros(*meta), fn.device)
+                        for g, meta in zip(gys, fn._out_meta)
+                    ]
+                fn._check_versions()
+                if _mode.anomaly:
+                    gxs = _anomaly_backward(fn, gys)
+                else:
+                    gxs = fn.backward(*gys)
+                if not isinstance(gxs, tuple):
+                    gxs = (gxs,)
+                for x, gx in zip(fn.inputs, gxs):
+                    if gx is not None and x.requires_grad:
+                        if gx.shape != x.shape:
+                            raise RuntimeError(
+                                f"{fn.name}.backward returned a gradient of shape {gx.shape} "
+                                f"for an input of shape {x.shape}"
+                            )
+                        accumulate(x, gx)
+                    elif x.requires_grad and id(x) in counts:
+                        edge_done(x)
+                if not retain_graph:
+                    fn._release()
+            while _mode.callbacks:
+                _mode.callbacks.pop(0)()
+    finally:
+        _mode.callbacks = outer_callbacks
 
     if inputs is None:
         return None

@@ -19,6 +19,7 @@ __all__ = [
 class _Mode(threading.local):
     grad_enabled = True
     anomaly = False
+    callbacks: list | None = None  # autograd.queue_callback's list while a backward walk runs
 
 
 _mode = _Mode()

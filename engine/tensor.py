@@ -62,7 +62,7 @@ class Tensor(TensorBase):
         t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
         self.array, self._device = t.array, t._device
         self.grad, self.grad_fn, self.requires_grad = None, None, t.requires_grad
-        self._version, self._retains_grad = [0], False
+        self._version, self._retains_grad, self._hooks = [0], False, None
 
     # An op's result is a plain Tensor, also when an input is a Parameter (PyTorch's rule).
     @staticmethod
@@ -138,6 +138,25 @@ class Tensor(TensorBase):
 
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
+
+    def register_hook(self, hook) -> autograd.RemovableHandle:
+        """Call `hook(grad)` each time the gradient with respect to this tensor is computed (once
+        per backward, with the sum over all its uses); a returned Tensor replaces the gradient.
+        On a leaf it runs before the gradient is accumulated into `.grad`."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        return autograd.add_hook(self, 0, hook)
+
+    def register_post_accumulate_grad_hook(self, hook) -> autograd.RemovableHandle:
+        """Call `hook(tensor)` after this leaf's `.grad` was accumulated in a backward (not in
+        `engine.grad`, which accumulates nothing); its return value is ignored."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        return autograd.add_hook(self, 1, hook)
 
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (multivariate chain rule)."""

@@ -29,6 +29,7 @@ class TensorBase:
         "_device",
         "_version",
         "_retains_grad",
+        "_hooks",
         "__weakref__",
     )
     __array_priority__ = 1000  # numpy scalars on the left defer to Tensor's reflected operators
@@ -45,6 +46,7 @@ class TensorBase:
         t.grad_fn = grad_fn
         t._version = [0]
         t._retains_grad = False
+        t._hooks = None
         return t
 
     # Implemented by engine.Tensor, the class of every op's result ----------------------------

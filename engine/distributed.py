@@ -1,0 +1,500 @@
+"""`engine.distributed` (PyTorch's `torch.distributed`): collectives between processes.
+
+Processes are started by MPI (`mpiexec -n 4 python -m mpi4py train.py`, or
+`tensortape launch --nproc 4 train.py`); host arrays travel through mpi4py's buffer calls
+(uppercase `Allreduce`, `Bcast`, ...: never the pickling lowercase ones), CuPy arrays through NCCL
+(`cupy.cuda.nccl`) when every local rank has its own GPU, else staged through host memory and MPI.
+
+Without mpiexec (or without mpi4py installed) this is a world of size 1: every collective is the
+identity, so single-process code needs no change and `import engine` never imports mpi4py.
+
+Two failure rules keep a job from hanging (ChainerMN's and Horovod's lesson):
+- an unhandled exception on any rank aborts the whole job (`python -m mpi4py` does it; for a
+  script started without it, `init_process_group` installs the same excepthook);
+- a rank that leaves (exits or calls `destroy_process_group`) tells the others; a rank that waits
+  in a collective the leaver will never join raises a clear error instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+
+import numpy
+
+from .device import cupy as _cupy
+
+__all__ = [
+    "ReduceOp",
+    "Work",
+    "is_available",
+    "is_initialized",
+    "init_process_group",
+    "destroy_process_group",
+    "get_rank",
+    "get_world_size",
+    "get_local_rank",
+    "get_backend",
+    "all_reduce",
+    "broadcast",
+    "all_gather",
+    "barrier",
+]
+
+# Environment variables that MPI launchers set in each process they start (MPICH's hydra, Open
+# MPI, Intel MPI, PMIx, Slurm's PMI): without one of them this is not a multi-process job.
+_LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+_LEAVE_TAG = 7117  # on the control communicator: "this rank has left"
+
+
+class ReduceOp:
+    """Reduction operations of `all_reduce` (PyTorch's names)."""
+
+    SUM = "sum"
+    PRODUCT = "product"
+    MIN = "min"
+    MAX = "max"
+    AVG = "avg"
+
+
+_OPS = (ReduceOp.SUM, ReduceOp.PRODUCT, ReduceOp.MIN, ReduceOp.MAX, ReduceOp.AVG)
+
+
+class _Group:
+    """The process group: MPI communicators, ranks, and the NCCL communicator when used."""
+
+    def __init__(self, backend, comm, ctrl, rank, size, local_rank, local_size, nccl=None):
+        self.backend, self.comm, self.ctrl = backend, comm, ctrl
+        self.rank, self.size = rank, size
+        self.local_rank, self.local_size = local_rank, local_size
+        self.nccl = nccl  # a cupy.cuda.nccl.NcclCommunicator, or None
+        self.nccl_stream = None
+        self.left: list[int] = []  # ranks known to have left
+        self.leave_req = None  # the pre-posted receive of a "left" message
+        self.leave_buf = numpy.zeros(1, numpy.int64)
+        self.calls = 0  # collectives started: named in the error when a peer has left
+
+
+_group: _Group | None = None
+_failed = False  # this rank died of an exception: the job is being aborted
+
+
+def is_available() -> bool:
+    """True when multi-process training can run here: mpi4py is installed."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def is_initialized() -> bool:
+    return _group is not None
+
+
+def _launched() -> bool:
+    return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise RuntimeError(
+            "this process was started by an MPI launcher but mpi4py is not installed: "
+            "pip install 'tensortape[mpi]' (mpi4py and MPICH)"
+        ) from e
+    return MPI
+
+
+def init_process_group(backend: str | None = None, **_ignored) -> None:
+    """Join the job's process group.
+
+    `backend`: "mpi" (host buffers over MPI; CuPy arrays staged through host memory), "nccl"
+    (CuPy arrays over NCCL, host arrays over MPI; needs one GPU per local rank), or None: NCCL
+    when CuPy sees at least as many GPUs as there are ranks on this machine, else MPI.
+    Outside an MPI launcher: a world of size 1 (collectives are the identity).
+    Keyword arguments of PyTorch's version (init_method, world_size, rank, ...) are accepted and
+    ignored: the MPI launcher decides them.
+    """
+    global _group
+    if _group is not None:
+        raise RuntimeError("init_process_group was already called (destroy_process_group first)")
+    if backend not in (None, "mpi", "nccl"):
+        raise ValueError(f"unknown backend {backend!r}: expected 'mpi', 'nccl' or None")
+    if not _launched():
+        _group = _Group(backend or "mpi", None, None, 0, 1, 0, 1)
+        return
+    MPI = _mpi()
+    world = MPI.COMM_WORLD
+    comm, ctrl = world.Dup(), world.Dup()  # ours, apart from the user's and from the control
+    local = world.Split_type(MPI.COMM_TYPE_SHARED)
+    local_rank, local_size = local.Get_rank(), local.Get_size()
+    local.Free()
+    g = _Group(None, comm, ctrl, comm.Get_rank(), comm.Get_size(), local_rank, local_size)
+    gpus = _gpu_count()
+    if backend is None:
+        backend = "nccl" if gpus >= local_size and gpus > 0 else "mpi"
+    if backend == "nccl":
+        if gpus < local_size:
+            raise RuntimeError(
+                f"backend 'nccl' needs one GPU per local rank: {local_size} ranks on this machine "
+                f"but CuPy sees {gpus} GPU(s); use backend='mpi' (host-staged) or fewer ranks"
+            )
+        _cupy().cuda.Device(local_rank).use()
+        g.nccl = _nccl_communicator(g)
+        g.nccl_stream = _cupy().cuda.Stream(non_blocking=True)
+    g.backend = backend
+    g.leave_req = ctrl.Irecv(g.leave_buf, source=MPI.ANY_SOURCE, tag=_LEAVE_TAG)
+    _group = g
+    _abort_on_exception()
+    atexit.register(_leave_at_exit)
+
+
+def _gpu_count() -> int:
+    try:
+        return int(_cupy().cuda.runtime.getDeviceCount())
+    except Exception:  # no CuPy, or CuPy without a driver or GPU: a CPU job
+        return 0
+
+
+def _nccl_communicator(g: _Group):
+    from cupy.cuda import nccl
+
+    uid = numpy.zeros(128, numpy.int8)  # NCCL_UNIQUE_ID_BYTES; CuPy gives a tuple of chars
+    if g.rank == 0:
+        uid[:] = numpy.asarray(nccl.get_unique_id(), numpy.int8)
+    g.comm.Bcast(uid, root=0)
+    return nccl.NcclCommunicator(g.size, tuple(int(v) for v in uid), g.rank)
+
+
+def _abort_on_exception() -> None:
+    """Abort the whole MPI job when this rank dies of an exception (also without -m mpi4py)."""
+    previous = sys.excepthook
+    if getattr(previous, "_tensortape_abort", False):
+        return
+
+    def hook(kind, value, tb):
+        from mpi4py.run import set_abort_status
+
+        global _failed
+        _failed = True  # abort at exit: no goodbye to the other ranks, they are killed
+        set_abort_status(value if isinstance(value, SystemExit) else 1)
+        previous(kind, value, tb)
+
+    hook._tensortape_abort = True
+    sys.excepthook = hook
+
+
+def destroy_process_group() -> None:
+    """Leave the group: tell the other ranks, wait for theirs (a finished job leaves together)."""
+    global _group
+    g = _group
+    if g is None:
+        return
+    _group = None
+    if g.comm is None:
+        return
+    MPI = _mpi()
+    for r in range(g.size):
+        if r != g.rank:
+            g.ctrl.Send(numpy.array([g.rank], numpy.int64), dest=r, tag=_LEAVE_TAG)
+    # Collect every other rank's "left"; while some rank still runs, it will either leave too
+    # or find our message in its next collective and abort the job.
+    missing = g.size - 1
+    while missing:
+        g.leave_req.Wait()
+        missing -= 1
+        if missing:
+            g.leave_req = g.ctrl.Irecv(g.leave_buf, source=MPI.ANY_SOURCE, tag=_LEAVE_TAG)
+    for c in (g.comm, g.ctrl):
+        c.Free()
+
+
+def _leave_at_exit() -> None:
+    if _group is not None and not _failed:
+        destroy_process_group()
+
+
+def _require():
+    if _group is None:
+        raise RuntimeError(
+            "Default process group has not been initialized, "
+            "please make sure to call init_process_group."
+        )
+    return _group
+
+
+def get_rank() -> int:
+    return _require().rank
+
+
+def get_world_size() -> int:
+    return _require().size
+
+
+def get_local_rank() -> int:
+    """This process's index among the ranks on its machine (its GPU: `cuda:local_rank`)."""
+    return _require().local_rank
+
+
+def get_backend() -> str:
+    return _require().backend
+
+
+# Requests -------------------------------------------------------------------------------------
+
+
+class Work:
+    """A started collective (`async_op=True`, PyTorch's Work): `wait()` finishes it."""
+
+    def __init__(self, group: _Group, req=None, finish=None, what: str = "collective"):
+        self._group, self._req, self._finish, self._what = group, req, finish, what
+        self._done = req is None and finish is None
+
+    def wait(self) -> bool:
+        if not self._done:
+            if self._req is not None:
+                _wait(self._group, self._req, self._what)
+            if self._finish is not None:
+                self._finish()
+            self._done = True
+        return True
+
+    def is_completed(self) -> bool:
+        return self._done
+
+
+_GRACE_S = 2.0  # after a peer left: time for a collective it did join to complete here
+
+
+def _wait(g: _Group, req, what: str) -> None:
+    """Wait for an MPI request, or raise when a peer has left and never will join it."""
+    MPI = _mpi()
+    if not g.left:
+        if MPI.Request.Waitany([req, g.leave_req]) == 0:
+            return
+        g.left.append(int(g.leave_buf[0]))
+    deadline = time.monotonic() + _GRACE_S
+    while time.monotonic() < deadline:
+        if req.Test():
+            return
+        time.sleep(0.001)
+    raise RuntimeError(
+        f"rank {g.left[0]} has left the process group while rank {g.rank} waits in {what} "
+        f"(its collective number {g.calls}): every rank must run the same collectives (the "
+        "same number of steps and batches: equal shards from DistributedSampler, no "
+        "rank-dependent early exit)"
+    )
+
+
+def _check_tensor(t, name: str):
+    from .tensor import Tensor
+
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")
+    return t
+
+
+def _mpi_op(op: str):
+    MPI = _mpi()
+    if op not in _OPS:
+        raise ValueError(f"unknown reduce op {op!r}: expected one of ReduceOp's {_OPS}")
+    return {
+        ReduceOp.SUM: MPI.SUM,
+        ReduceOp.AVG: MPI.SUM,
+        ReduceOp.PRODUCT: MPI.PROD,
+        ReduceOp.MIN: MPI.MIN,
+        ReduceOp.MAX: MPI.MAX,
+    }[op]
+
+
+def _nccl_op(op: str):
+    from cupy.cuda import nccl
+
+    return {
+        ReduceOp.SUM: nccl.NCCL_SUM,
+        ReduceOp.AVG: nccl.NCCL_SUM,
+        ReduceOp.PRODUCT: nccl.NCCL_PROD,
+        ReduceOp.MIN: nccl.NCCL_MIN,
+        ReduceOp.MAX: nccl.NCCL_MAX,
+    }[op]
+
+
+_NCCL_TYPES = {
+    "float16": "NCCL_FLOAT16",
+    "float32": "NCCL_FLOAT32",
+    "float64": "NCCL_FLOAT64",
+    "int32": "NCCL_INT32",
+    "int64": "NCCL_INT64",
+    "uint8": "NCCL_UINT8",
+    "int8": "NCCL_INT8",
+}
+
+
+def _nccl_type(dtype):
+    from cupy.cuda import nccl
+
+    name = _NCCL_TYPES.get(numpy.dtype(dtype).name)
+    if name is None:
+        raise TypeError(f"NCCL has no type for {numpy.dtype(dtype)}")
+    return getattr(nccl, name)
+
+
+def _uses_nccl(g: _Group, array) -> bool:
+    return g.nccl is not None and not isinstance(array, numpy.ndarray)
+
+
+def all_reduce_array(array, op: str = ReduceOp.SUM, what: str = "all_reduce") -> Work:
+    """Start reducing a contiguous raw array in place over all ranks; `Work.wait()` ends it.
+
+    Host arrays: MPI `Iallreduce`. CuPy arrays: NCCL on the group's stream (the current stream
+    waits for it in `wait()`, no host sync), or staged through host memory and MPI.
+    """
+    g = _require()
+    if op not in _OPS:
+        raise ValueError(f"unknown reduce op {op!r}: expected one of ReduceOp's {_OPS}")
+    scale = None if op != ReduceOp.AVG else 1.0 / g.size
+    if g.size == 1:
+        return Work(g)
+    g.calls += 1
+    if _uses_nccl(g, array):
+        return _nccl_start(g, array, op, scale, what)
+    if isinstance(array, numpy.ndarray):
+        host, back = array, None
+    else:  # a CuPy array without NCCL: through host memory
+        host, back = array.get(), array
+    req = g.comm.Iallreduce(_mpi().IN_PLACE, host, _mpi_op(op))
+
+    def finish():
+        if scale is not None:
+            numpy.multiply(host, host.dtype.type(scale), out=host)
+        if back is not None:
+            back.set(host)
+
+    return Work(g, req, finish, what)
+
+
+def _nccl_start(g: _Group, array, op, scale, what) -> Work:
+    cp = _cupy()
+    current = cp.cuda.get_current_stream()
+    g.nccl_stream.wait_event(current.record())  # the values are written before NCCL reads them
+    g.nccl.allReduce(
+        array.data.ptr,
+        array.data.ptr,
+        array.size,
+        _nccl_type(array.dtype),
+        _nccl_op(op),
+        g.nccl_stream.ptr,
+    )
+    done = g.nccl_stream.record()
+
+    def finish():
+        cp.cuda.get_current_stream().wait_event(done)
+        if scale is not None:
+            cp.multiply(array, array.dtype.type(scale), out=array)
+
+    return Work(g, None, finish, what)
+
+
+def _contiguous_do(t, start, async_op: bool):
+    """Run `start(array)` on t's array (through a contiguous copy, written back, if needed)."""
+    array = t.array
+    xp = t.device.xp
+    flat = array if array.flags.c_contiguous else xp.ascontiguousarray(array)
+    work = start(flat)
+    if flat is not array:
+        inner_finish = work._finish
+
+        def finish():
+            if inner_finish is not None:
+                inner_finish()
+            array[...] = flat
+
+        work._finish, work._done = finish, False
+    t._version[0] += 1
+    if async_op:
+        return work
+    work.wait()
+    return None
+
+
+def all_reduce(tensor, op: str = ReduceOp.SUM, group=None, async_op: bool = False):
+    """Reduce `tensor` over all ranks, in place (every rank gets the result)."""
+    _check_tensor(tensor, "all_reduce")
+    return _contiguous_do(tensor, lambda a: all_reduce_array(a, op), async_op)
+
+
+def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
+    """Overwrite `tensor` on every rank with rank `src`'s values, in place."""
+    _check_tensor(tensor, "broadcast")
+    g = _require()
+    if not 0 <= src < g.size:
+        raise ValueError(f"broadcast: src={src} is not a rank of a world of size {g.size}")
+
+    def start(array):
+        if g.size == 1:
+            return Work(g)
+        g.calls += 1
+        if _uses_nccl(g, array):
+            cp = _cupy()
+            g.nccl_stream.wait_event(cp.cuda.get_current_stream().record())
+            g.nccl.bcast(
+                array.data.ptr, array.size, _nccl_type(array.dtype), src, g.nccl_stream.ptr
+            )
+            done = g.nccl_stream.record()
+            return Work(g, None, lambda: cp.cuda.get_current_stream().wait_event(done))
+        host = array if isinstance(array, numpy.ndarray) else array.get()
+        req = g.comm.Ibcast(host, root=src)
+        return Work(g, req, None if host is array else (lambda: array.set(host)), "broadcast")
+
+    return _contiguous_do(tensor, start, async_op)
+
+
+def all_gather(tensor_list: list, tensor, group=None, async_op: bool = False):
+    """Fill `tensor_list[r]` with rank r's `tensor` (all the same shape and dtype)."""
+    _check_tensor(tensor, "all_gather")
+    g = _require()
+    if len(tensor_list) != g.size:
+        raise ValueError(
+            f"all_gather: tensor_list has {len(tensor_list)} tensors for a world of size {g.size}"
+        )
+    for i, out in enumerate(tensor_list):
+        _check_tensor(out, f"all_gather: tensor_list[{i}]")
+        if out.shape != tensor.shape or out.dtype != tensor.dtype:
+            raise ValueError(
+                f"all_gather: tensor_list[{i}] is {out.shape} {out.dtype}, the input "
+                f"{tensor.shape} {tensor.dtype}: they must match"
+            )
+    xp = tensor.device.xp
+    send = xp.ascontiguousarray(tensor.array)
+    if g.size == 1:
+        tensor_list[0].array[...] = send
+        tensor_list[0]._version[0] += 1
+        return Work(g) if async_op else None
+    g.calls += 1
+    host = send if isinstance(send, numpy.ndarray) else send.get()
+    recv = numpy.empty((g.size,) + host.shape, host.dtype)
+    req = g.comm.Iallgather(host, recv)
+
+    def finish():
+        for r, out in enumerate(tensor_list):
+            out.array[...] = recv[r] if xp is numpy else xp.asarray(recv[r])
+            out._version[0] += 1
+
+    work = Work(g, req, finish, "all_gather")
+    if async_op:
+        return work
+    work.wait()
+    return None
+
+
+def barrier(group=None) -> None:
+    """Wait until every rank has reached this call."""
+    g = _require()
+    if g.size == 1:
+        return
+    g.calls += 1
+    _wait(g, g.comm.Ibarrier(), "barrier")
