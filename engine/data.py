@@ -25,6 +25,7 @@ __all__ = [
     "Dataset",
     "TensorDataset",
     "DataLoader",
+    "DistributedSampler",
     "load_digits",
     "load_mnist",
 ]
@@ -83,7 +84,8 @@ class DataLoader:
     `shuffle=True` draws a new permutation each epoch from the loader's own generator, seeded by
     `seed`, or from the engine's CPU generator when `seed` is None (so `engine.manual_seed` makes
     it reproducible). `state_dict()` / `load_state_dict()` save and restore that generator and the
-    position inside the current epoch.
+    position inside the current epoch. `sampler` (exclusive with `shuffle`): an iterable of
+    dataset indices with a length, e.g. a `DistributedSampler`, read afresh each epoch.
     """
 
     def __init__(
@@ -94,9 +96,13 @@ class DataLoader:
         drop_last: bool = False,
         seed: int | None = None,
         device=None,
+        sampler=None,
     ):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -111,13 +117,16 @@ class DataLoader:
         self._in_epoch = False
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple]:
         n = len(self.dataset)
         self._epoch_start_state = self.generator.bit_generator.state
-        order = self.generator.permutation(n) if self.shuffle else numpy.arange(n)
+        if self.sampler is not None:
+            order = numpy.fromiter(iter(self.sampler), numpy.int64, len(self.sampler))
+        else:
+            order = self.generator.permutation(n) if self.shuffle else numpy.arange(n)
         skip, self._skip = self._skip, 0
         self._done, self._in_epoch = skip, True
         for b in range(skip, len(self)):
@@ -150,6 +159,71 @@ class DataLoader:
         self.generator.bit_generator.state = gen_state
         self._skip = int(state.get("batches_done", 0))
         self._in_epoch = False
+
+
+class DistributedSampler:
+    """The indices of one rank's shard of `dataset` (PyTorch's DistributedSampler).
+
+    Each epoch draws one permutation, the same on every rank (seeded by `seed + epoch`: call
+    `set_epoch(epoch)` before each epoch, or every epoch repeats the first order), and rank r
+    takes every `num_replicas`-th index from position r. Every shard has the same length, so
+    every rank runs the same number of steps and collectives: `drop_last=False` pads with the
+    first indices again (a few samples count twice per epoch), `drop_last=True` drops the tail.
+    For evaluation, where duplicates would bias the result, use
+    `layers.parallel.distributed_evaluate`. `num_replicas` and `rank` default to the process
+    group's (a world of one without it).
+    """
+
+    def __init__(
+        self,
+        dataset,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        from . import distributed
+
+        group = distributed.is_initialized()
+        if num_replicas is None:
+            num_replicas = distributed.get_world_size() if group else 1
+        if rank is None:
+            rank = distributed.get_rank() if group else 0
+        if not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+        if not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"Invalid rank {rank!r}, rank should be in [0, {num_replicas - 1}]")
+        self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
+        self.shuffle, self.seed, self.drop_last, self.epoch = bool(shuffle), int(seed), drop_last, 0
+        n = len(dataset)
+        if drop_last:
+            self.num_samples = n // num_replicas
+        else:
+            self.num_samples = math.ceil(n / num_replicas)
+        if self.num_samples == 0:
+            raise ValueError(
+                f"DistributedSampler: a dataset of {n} samples gives {num_replicas} ranks no "
+                "sample each with drop_last=True"
+            )
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        if self.shuffle:
+            order = numpy.random.default_rng(self.seed + self.epoch).permutation(n)
+        else:
+            order = numpy.arange(n)
+        if self.total_size > n:  # pad with the first indices (again, if the gap is large)
+            order = numpy.resize(order, self.total_size)
+        order = order[: self.total_size]
+        return iter(order[self.rank : self.total_size : self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
 
 def _collate(items: list, device=None) -> tuple:

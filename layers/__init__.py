@@ -4,7 +4,7 @@
 `layers.init`; `Dropout`/`Dropout2d` (layers.dropout) are re-exported by `regularizers` too.
 """
 
-from . import init
+from . import init, parallel
 from .activation import (
     CELU,
     ELU,
@@ -54,6 +54,7 @@ from .normalization import (
     InstanceNorm3d,
     LayerNorm,
     RMSNorm,
+    SyncBatchNorm,
 )
 from .padding import (
     CircularPad2d,
@@ -79,6 +80,7 @@ from .pooling import (
 
 __all__ = [
     "init",
+    "parallel",
     "Module",
     "Parameter",
     "Sequential",
@@ -136,6 +138,7 @@ __all__ = [
     "BatchNorm3d",
     "InstanceNorm1d",
     "InstanceNorm3d",
+    "SyncBatchNorm",
     "InstanceNorm2d",
     "LayerNorm",
     "GroupNorm",

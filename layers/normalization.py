@@ -12,7 +12,7 @@ import math
 import engine
 import engine.functional as F
 from engine import Tensor
-from engine.ops.norm import batch_norm_train
+from engine.ops.norm import batch_norm_train, sync_batch_norm_train
 
 from . import init
 from .module import Module, Parameter
@@ -30,6 +30,7 @@ __all__ = [
     "RMSNorm",
     "GroupNorm",
     "InstanceNorm2d",
+    "SyncBatchNorm",
 ]
 
 
@@ -456,3 +457,81 @@ class RMSNorm(Module):
         return (
             f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
         )
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation whose training statistics span every rank of the process group.
+
+    With DistributedDataParallel each rank sees only its shard of the batch; plain BatchNorm then
+    normalises by per-rank statistics, which is a different (noisier) model than one process
+    with the whole batch. SyncBatchNorm all-reduces the per-channel sum, sum of squares and count
+    in the forward and the two gradient sums in the backward, so N ranks x batch b train like
+    one process x batch N b (per-rank batch sizes may differ). Outside a process group, or in a
+    world of one, or in eval mode, it is BatchNorm. Inputs (N, C, ...) of any rank >= 2.
+    """
+
+    _dims = (2, 3, 4, 5)
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group  # PyTorch's argument; the one group is used
+
+    def forward(self, input: Tensor) -> Tensor:
+        from engine import distributed
+
+        synced = distributed.is_initialized() and distributed.get_world_size() > 1
+        if not (self.training and synced):
+            return super().forward(input)
+        self._check_input_dim(input)
+        if self.weight is not None and self.weight.dtype != input.dtype:
+            raise TypeError(
+                f"SyncBatchNorm: input {input.dtype} and weight {self.weight.dtype} differ"
+            )
+        out, mean, var, count = sync_batch_norm_train(input, self.weight, self.bias, self.eps)
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum
+            if factor is None:
+                factor = 1.0 / float(self.num_batches_tracked.item())
+            xp = input.xp
+            unbiased = var * (count / xp.maximum(count - 1, 1)).astype(var.dtype)
+            _update_running(self.running_mean, Tensor._wrap(mean, input.device), factor)
+            _update_running(self.running_var, Tensor._wrap(unbiased, input.device), factor)
+        return out
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group=None) -> Module:
+        """`module` with every BatchNorm1d/2d/3d (at any depth) replaced by a SyncBatchNorm that
+        shares its parameters and buffers; a BatchNorm passed itself is returned converted."""
+        if isinstance(module, (BatchNorm1d, BatchNorm2d, BatchNorm3d)):
+            sync = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                process_group,
+            )
+            for name in ("weight", "bias"):
+                if name in module._parameters:
+                    sync.register_parameter(name, module._parameters[name])
+            for name, buf in module._buffers.items():
+                sync.register_buffer(name, buf)
+            sync.train(module.training)
+            return sync
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                converted = cls.convert_sync_batchnorm(child, process_group)
+                if converted is not child:
+                    module._modules[name] = converted
+        return module

@@ -10,7 +10,13 @@ beside PyTorch (twins, explicit random draws, trajectory gaps) are in tests/lock
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -180,3 +186,52 @@ def make_mnist_dir(root, n_train=6, n_test=3, gz=("train-images-idx3-ubyte",)):
     for name, array in arrays.items():
         write_idx(root / (name + ".gz" if name in gz else name), array)
     return arrays
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed tests
+
+MPIEXEC = Path(sys.executable).parent / "mpiexec"  # MPICH's, from the `mpi` extra
+try:
+    import mpi4py  # noqa: F401
+
+    _has_mpi = MPIEXEC.exists()
+except ImportError:
+    _has_mpi = False
+requires_mpi = pytest.mark.skipif(
+    not _has_mpi, reason="mpi4py/MPICH (the `mpi` extra) are not installed"
+)
+_WORKER = Path(__file__).with_name("mpi_worker.py")
+
+
+def run_ranks(case: str, *args, tmp_path, nproc: int = 2, timeout: float = 60, env=None):
+    """Run `tests/mpi_worker.py CASE` on `nproc` ranks under `mpiexec -m mpi4py`, as a subprocess
+    with a timeout (never pytest under mpiexec) and one BLAS thread per rank.
+
+    Returns (completed process, [rank 0's result, rank 1's, ...] or None for a rank that wrote
+    none, seconds). A job still running at `timeout` is killed and fails the test.
+    """
+    root = Path(__file__).resolve().parents[1]
+    full_env = dict(os.environ)
+    full_env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")]),
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+    )
+    full_env.update(env or {})
+    cmd = [str(MPIEXEC), "-n", str(nproc), sys.executable, "-m", "mpi4py", str(_WORKER), case]
+    cmd += [str(tmp_path)] + [str(a) for a in args]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{case} on {nproc} ranks still ran after {timeout} s (a hang): {e.stderr}")
+    seconds = time.monotonic() - start
+    results = []
+    for r in range(nproc):
+        f = Path(tmp_path) / f"rank{r}.json"
+        results.append(json.loads(f.read_text()) if f.exists() else None)
+    return proc, results, seconds

@@ -13,7 +13,7 @@ from ..tensorbase import TensorBase
 from .reduction import sum
 from .shape import reshape
 
-__all__ = ["batch_norm_train"]
+__all__ = ["batch_norm_train", "sync_batch_norm_train"]
 
 _LETTERS = "abdefghijklm"  # "c" is the channel axis
 
@@ -110,3 +110,78 @@ def batch_norm_train(
         weight = input._new(input.xp.ones(input.shape[1], input.dtype), input.device)
     args = [a for a in (input, weight, bias) if a is not None]
     return fn(*args), fn.mean, fn.var
+
+
+class SyncBatchNormTrain(BatchNormTrain):
+    """BatchNormTrain with the statistics of the whole process group (SyncBatchNorm).
+
+    Forward all-reduces per channel (sum x, sum x^2) and the sample count in one float64 buffer;
+    backward all-reduces (sum gy, sum gy xhat). Per-rank batches may differ in size. The weight
+    and bias gradients stay this rank's sums (DistributedDataParallel averages them), and the
+    input gradient is that of the sum of every rank's loss, so after DDP's average the
+    parameters get the gradient of the mean loss, as one process with the whole batch would.
+    """
+
+    def __init__(self, eps: float):
+        self.eps = eps
+
+    def _all_reduce(self, array):
+        from .. import distributed
+
+        distributed.all_reduce_array(array, what="SyncBatchNorm").wait()
+
+    def forward(self, x, weight=None, bias=None):
+        xp, c = self.xp, x.shape[1]
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        stats = xp.empty(2 * c + 1, "float64")
+        stats[:c] = x.sum(axes, dtype="float64")
+        stats[c : 2 * c] = (x * x).sum(axes, dtype="float64")
+        stats[2 * c] = x.size // c
+        self._all_reduce(stats)
+        self.count = stats[2 * c :]  # total samples per channel over all ranks (device array)
+        mean = stats[:c] / self.count
+        var = xp.maximum(stats[c : 2 * c] / self.count - mean * mean, 0.0)
+        self.mean, self.var = mean.astype(x.dtype), var.astype(x.dtype)
+        self.invstd = 1 / xp.sqrt(self.var + x.dtype.type(self.eps))
+        xhat = (x - self.mean.reshape(shape)) * self.invstd.reshape(shape)
+        self.xhat = xhat
+        y = xhat if weight is None else xhat * weight.reshape(shape)
+        return y + bias.reshape(shape) if bias is not None else y.copy() if y is xhat else y
+
+    def backward(self, gy):
+        if is_grad_enabled():
+            raise RuntimeError(
+                "SyncBatchNorm has no double backward (create_graph=True): use BatchNorm in a "
+                "network that needs gradients of gradients (WGAN-GP, R1)"
+            )
+        x = self.inputs[0]
+        xp, g, c = self.xp, gy.array, gy.shape[1]
+        axes = (0,) + tuple(range(2, g.ndim))
+        shape = (1, c) + (1,) * (g.ndim - 2)
+        weight = self.inputs[1].array if len(self.inputs) > 1 else None
+        gyx = g * self.xhat
+        gb, gw = g.sum(axes), gyx.sum(axes)
+        gx = None
+        if x.requires_grad:
+            sums = xp.empty(2 * c, "float64")
+            sums[:c], sums[c:] = g.sum(axes, dtype="float64"), gyx.sum(axes, dtype="float64")
+            self._all_reduce(sums)
+            mean_gy = (sums[:c] / self.count).astype(g.dtype)
+            mean_gyx = (sums[c:] / self.count).astype(g.dtype)
+            a = self.invstd if weight is None else weight * self.invstd
+            gx = (g - mean_gy.reshape(shape) - self.xhat * mean_gyx.reshape(shape)) * a.reshape(
+                shape
+            )
+            gx = Tensor._wrap(gx, gy.device)
+        return self._param_grads(gx, Tensor._wrap(gw, gy.device), Tensor._wrap(gb, gy.device))
+
+
+def sync_batch_norm_train(input: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
+    """(normalised input, mean, biased variance, total count) with the statistics of all ranks;
+    the statistics are raw arrays on the input's device (no host sync)."""
+    fn = SyncBatchNormTrain(eps)
+    if weight is None and bias is not None:
+        weight = Tensor._wrap(input.xp.ones(input.shape[1], input.dtype), input.device)
+    args = [a for a in (input, weight, bias) if a is not None]
+    return fn(*args), fn.mean, fn.var, fn.count

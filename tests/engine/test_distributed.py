@@ -1,0 +1,129 @@
+"""engine.distributed: collectives on 2 ranks (mpiexec as a subprocess with a timeout), the
+world of one without a launcher, failure behaviour, and DistributedSampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import requires_mpi, run_ranks
+
+import engine
+import engine.distributed as dist
+from engine.data import DataLoader, DistributedSampler, TensorDataset
+
+
+@pytest.fixture
+def world_of_one(monkeypatch):
+    for var in dist._LAUNCHER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    dist.init_process_group()
+    yield
+    dist.destroy_process_group()
+
+
+def test_world_of_one_without_a_launcher(world_of_one):
+    assert dist.is_initialized() and dist.get_world_size() == 1 and dist.get_rank() == 0
+    t = engine.tensor([1.0, 2.0])
+    dist.all_reduce(t, op=dist.ReduceOp.AVG)
+    dist.broadcast(t, 0)
+    dist.barrier()
+    out = [engine.zeros(2)]
+    dist.all_gather(out, t)
+    np.testing.assert_array_equal(out[0].numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
+    with pytest.raises(RuntimeError, match="already called"):
+        dist.init_process_group()
+    with pytest.raises(ValueError, match="src=1"):
+        dist.broadcast(t, 1)
+    with pytest.raises(ValueError, match="unknown reduce op"):
+        dist.all_reduce(t, op="mean")
+
+
+def test_import_engine_does_not_import_mpi4py():
+    import subprocess
+    import sys
+
+    code = "import engine, layers, engine.distributed, sys; print('mpi4py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_uninitialized_and_bad_backend_are_clear_errors():
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.get_rank()
+    with pytest.raises(ValueError, match="unknown backend 'gloo'"):
+        dist.init_process_group("gloo")
+
+
+@requires_mpi
+def test_collectives_on_two_ranks(tmp_path):
+    proc, res, _ = run_ranks("collectives", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for rank, r in enumerate(res):
+        assert r["rank"] == rank and r["world"] == 2 and r["backend"] == "mpi"
+        assert r["local_rank"] == rank  # one machine
+        assert r["sum"] == [0.0, 3.0, 6.0, 9.0]  # (1 + 2) * arange
+        assert r["max"] == [1.0, 0.0]
+        assert r["avg"] == [[1.5] * 3] * 2
+        assert r["bcast"] == [10.0] * 3  # from the last rank
+        assert r["gather"] == [[0, 0], [1, 1]]
+        assert r["async"] == [2.0] * 5
+
+
+@requires_mpi
+def test_a_rank_raising_ends_the_job_with_its_traceback(tmp_path):
+    proc, _, seconds = run_ranks("fail", "raise", tmp_path=tmp_path, timeout=60)
+    assert proc.returncode != 0
+    assert seconds < 30
+    assert "ValueError: rank 1 fails at step 3" in proc.stderr
+
+
+@requires_mpi
+def test_a_rank_leaving_early_is_a_clear_error_not_a_hang(tmp_path):
+    proc, _, seconds = run_ranks("fail", "exit", tmp_path=tmp_path, timeout=60)
+    assert proc.returncode != 0
+    assert seconds < 30
+    assert "rank 1 has left the process group while rank 0 waits in all_reduce" in proc.stderr
+
+
+# DistributedSampler ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, world, drop_last", [(10, 3, False), (10, 3, True), (4, 4, False)])
+def test_sampler_shards_are_disjoint_covering_equal_and_deterministic(n, world, drop_last):
+    data = list(range(n))
+    shards = [
+        list(DistributedSampler(data, world, r, shuffle=True, seed=7, drop_last=drop_last))
+        for r in range(world)
+    ]
+    lengths = {len(s) for s in shards}
+    assert len(lengths) == 1  # equal: every rank runs the same number of steps
+    assert lengths.pop() == len(DistributedSampler(data, world, 0, drop_last=drop_last))
+    flat = [i for s in shards for i in s]
+    if drop_last:
+        assert len(set(flat)) == len(flat) == (n // world) * world  # disjoint, tail dropped
+    else:
+        assert set(flat) == set(data)  # covering; padding repeats the fewest samples
+        assert len(flat) - len(set(flat)) == -n % world
+    again = list(DistributedSampler(data, world, 0, seed=7, drop_last=drop_last))
+    assert again == shards[0]  # deterministic for a seed and epoch
+
+
+def test_sampler_epochs_differ_and_dataloader_uses_it():
+    data = TensorDataset(np.arange(12, dtype=np.float32))
+    s = DistributedSampler(data, num_replicas=2, rank=1, seed=3)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) != first and sorted(list(s) + list(DistributedSampler(data, 2, 0, seed=3)))
+    s.set_epoch(0)
+    loader = DataLoader(data, batch_size=4, sampler=s)
+    assert len(loader) == 2
+    seen = np.concatenate([b[0].numpy() for b in loader])
+    np.testing.assert_array_equal(seen, np.array(first, np.float32))
+    unshuffled = list(DistributedSampler(data, 2, 1, shuffle=False))
+    assert unshuffled == [1, 3, 5, 7, 9, 11]
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        DataLoader(data, sampler=s, shuffle=True)
+    with pytest.raises(ValueError, match="Invalid rank 2"):
+        DistributedSampler(data, num_replicas=2, rank=2)

@@ -1,0 +1,349 @@
+"""One rank of a distributed test: `mpiexec -n 2 python -m mpi4py tests/mpi_worker.py CASE OUT`.
+
+Run by `helpers.run_ranks` (a subprocess with a timeout; pytest itself never runs under mpiexec,
+where one rank's failing assert would hang the others). Each case computes on every rank and
+writes what it measured to OUT/rank<r>.json; the test asserts on those numbers. Cases that
+compare N ranks x batch b with one process x batch N b run the one-process reference on rank 0,
+from the same seed, after the distributed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import engine
+import engine.distributed as dist
+import engine.functional as F
+import layers as nn
+import optimizers as optim
+
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def _flat(module) -> np.ndarray:
+    return np.concatenate([p.numpy().ravel() for p in module.parameters()])
+
+
+def _replicas_identical(module) -> bool:
+    """All ranks' parameters bit-identical (compared as raw bytes, gathered from every rank)."""
+    mine = engine.tensor(_flat(module).view(np.int32).astype(np.int64))
+    out = [engine.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, mine)
+    return all(np.array_equal(o.numpy(), out[0].numpy()) for o in out)
+
+
+# Collectives ---------------------------------------------------------------------------------
+
+
+@case
+def collectives(rank, world, args):
+    t = engine.tensor(np.arange(4.0, dtype=np.float32) * (rank + 1))
+    dist.all_reduce(t)
+    m = engine.tensor([float(rank), -float(rank)])
+    dist.all_reduce(m, op=dist.ReduceOp.MAX)
+    avg = engine.tensor(np.full((3, 2), rank + 1.0)).T  # not contiguous: copied and written back
+    dist.all_reduce(avg, op=dist.ReduceOp.AVG)
+    b = engine.tensor(np.full(3, 10.0 * rank))
+    dist.broadcast(b, world - 1)
+    out = [engine.zeros(2, dtype="int64") for _ in range(world)]
+    dist.all_gather(out, engine.tensor([rank, rank * rank], dtype="int64"))
+    dist.barrier()
+    w = engine.tensor(np.ones(5), requires_grad=True)
+    work = dist.all_reduce(w.detach(), async_op=True)
+    work.wait()
+    return {
+        "sum": t.tolist(),
+        "max": m.tolist(),
+        "avg": avg.tolist(),
+        "bcast": b.tolist(),
+        "gather": [o.tolist() for o in out],
+        "async": w.tolist(),
+        "rank": dist.get_rank(),
+        "world": dist.get_world_size(),
+        "local_rank": dist.get_local_rank(),
+        "backend": dist.get_backend(),
+    }
+
+
+# Training: N ranks x b == 1 process x N b ----------------------------------------------------
+
+
+def _mlp(norm: str | None):
+    engine.manual_seed(0)
+    layers = [nn.Linear(6, 16)]
+    if norm:
+        layers.append(nn.BatchNorm1d(16))
+    layers += [nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)]
+    model = nn.Sequential(*layers)
+    if norm == "sync":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+_OPTS = {
+    "momentum": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    "nesterov": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda ps: optim.Adam(ps, lr=1e-2, weight_decay=1e-3),
+}
+
+
+def _data(steps: int, batch: int):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(steps, batch, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=(steps, batch))
+    return x, y
+
+
+def _train(model, opt, x, y, lo: int, hi: int) -> None:
+    for s in range(len(x)):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(engine.tensor(x[s, lo:hi])), engine.tensor(y[s, lo:hi]))
+        loss.backward()
+        opt.step()
+
+
+@case
+def train(rank, world, args):
+    """For each optimizer and norm: max |DDP - one process| after the steps, replicas equal."""
+    steps, b = int(args[0]), 4
+    x, y = _data(steps, b * world)
+    results = {}
+    for opt_name in ("momentum", "nesterov", "adam"):
+        for norm in (None, "sync", "bn") if opt_name == "momentum" else (None,):
+            model = _mlp(norm)
+            ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.001)
+            opt = _OPTS[opt_name](ddp.parameters())
+            _train(ddp, opt, x, y, rank * b, (rank + 1) * b)
+            key = f"{opt_name}/{norm}"
+            results[key] = {"identical": _replicas_identical(model), "buckets": len(ddp._buckets)}
+            if rank == 0:
+                ref = _mlp("bn" if norm else None)
+                _train(ref, _OPTS[opt_name](ref.parameters()), x, y, 0, b * world)
+                results[key]["max_diff"] = float(np.abs(_flat(model) - _flat(ref)).max())
+                if norm:
+                    bn_ours = next(m for m in model.modules() if hasattr(m, "running_var"))
+                    bn_ref = next(m for m in ref.modules() if isinstance(m, nn.BatchNorm1d))
+                    results[key]["running_var_diff"] = float(
+                        np.abs(bn_ours.running_var.numpy() - bn_ref.running_var.numpy()).max()
+                    )
+    return results
+
+
+@case
+def overlap(rank, world, args):
+    """Buckets start inside backward, the first before the early layers' gradients exist."""
+    model = _mlp(None)
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.001)
+    first = model[0].weight
+    events = []
+    first.register_post_accumulate_grad_hook(lambda p: events.append("first layer grad"))
+    original = dist.all_reduce_array
+
+    def spy(array, *a, **k):
+        events.append("all-reduce started")
+        return original(array, *a, **k)
+
+    nn.parallel.dist.all_reduce_array = spy
+    x, y = _data(1, 4)
+    F.cross_entropy(ddp(engine.tensor(x[0])), engine.tensor(y[0])).backward()
+    nn.parallel.dist.all_reduce_array = original
+    return {"events": events, "log": ddp.bucket_log, "buckets": len(ddp._buckets)}
+
+
+@case
+def unused(rank, world, args):
+    """A branch used on rank 0 only, one used nowhere, no_sync accumulation."""
+    engine.manual_seed(0)
+    net = nn.ModuleDict({"a": nn.Linear(3, 2), "b": nn.Linear(3, 2), "never": nn.Linear(3, 2)})
+    ddp = nn.parallel.DistributedDataParallel(net)
+    x = engine.tensor(np.full((1, 3), rank + 1.0, np.float32))
+    out = net["a"](x).sum() + (net["b"](x).sum() if rank == 0 else 0.0)
+    out.backward()  # the 'b' gradient is rank 0's, halved; 'never' stays without a gradient
+    res = {
+        "a_grad": net["a"].weight.grad.tolist(),
+        "b_grad": net["b"].weight.grad.tolist(),
+        "never_grad_is_none": net["never"].weight.grad is None,
+    }
+    net.zero_grad()
+    with ddp.no_sync():
+        net["a"](x).sum().backward()
+    res["local_after_no_sync"] = net["a"].weight.grad.tolist()
+    net["a"](x).sum().backward()
+    res["synced_after_accumulation"] = net["a"].weight.grad.tolist()
+    return res
+
+
+@case
+def syncbn_uneven(rank, world, args):
+    """SyncBatchNorm with per-rank batches 3 and 5 against BatchNorm2d on all 8 samples."""
+    rng = np.random.default_rng(3)
+    xa = rng.normal(size=(8, 4, 3, 3)).astype(np.float32) * 2 + 1
+    wa = rng.normal(size=(8, 4, 3, 3)).astype(np.float32)
+    lo, hi = (0, 3) if rank == 0 else (3, 8)
+
+    def run(norm, a, b):
+        engine.manual_seed(0)
+        x = engine.tensor(xa[a:b], requires_grad=True)
+        out = norm(x)
+        (out * engine.tensor(wa[a:b])).sum().backward()
+        return out, x, norm
+
+    out, x, sync = run(nn.SyncBatchNorm(4), lo, hi)
+    for p in sync.parameters():  # the loss is a sum over samples: parameter grads add up
+        dist.all_reduce(p.grad)
+    res = {}
+    if rank == 0:
+        ref_out, ref_x, ref = run(nn.BatchNorm2d(4), 0, 8)
+        res = {
+            "out": float(np.abs(out.numpy() - ref_out.numpy()[lo:hi]).max()),
+            "grad_x": float(np.abs(x.grad.numpy() - ref_x.grad.numpy()[lo:hi]).max()),
+            "grad_w": float(np.abs(sync.weight.grad.numpy() - ref.weight.grad.numpy()).max()),
+            "grad_b": float(np.abs(sync.bias.grad.numpy() - ref.bias.grad.numpy()).max()),
+            "running_var": float(np.abs(sync.running_var.numpy() - ref.running_var.numpy()).max()),
+        }
+    return res
+
+
+# Generative steps ----------------------------------------------------------------------------
+
+
+def _gan():
+    engine.manual_seed(0)
+    g = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 6), nn.Tanh())
+    d = nn.Sequential(nn.Linear(6, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    return g, d
+
+
+def _gan_steps(g, d, gd, dd, real, z, lo, hi):
+    opt_g = optim.Adam(gd.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    opt_d = optim.Adam(dd.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    bce = F.binary_cross_entropy_with_logits
+    for s in range(len(real)):
+        r, zz = engine.tensor(real[s, lo:hi]), engine.tensor(z[s, lo:hi])
+        fake = gd(zz)
+        opt_d.zero_grad()
+        d_real, d_fake = dd(r), dd(fake.detach())
+        loss_d = bce(d_real, engine.ones_like(d_real)) + bce(d_fake, engine.zeros_like(d_fake))
+        loss_d.backward()  # reaches D only: G's DDP sees no gradient and does nothing
+        opt_d.step()
+        opt_g.zero_grad()
+        d_fake = dd(fake)
+        bce(d_fake, engine.ones_like(d_fake)).backward()  # through D into G: both reduce
+        opt_g.step()
+
+
+@case
+def gan(rank, world, args):
+    steps, b = int(args[0]), 4
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(steps, b * world, 6)).astype(np.float32)
+    z = rng.normal(size=(steps, b * world, 4)).astype(np.float32)  # drawn per rank in real use
+    g, d = _gan()
+    gd = nn.parallel.DistributedDataParallel(g)
+    dd = nn.parallel.DistributedDataParallel(d)
+    _gan_steps(g, d, gd, dd, real, z, rank * b, (rank + 1) * b)
+    res = {"identical": _replicas_identical(g) and _replicas_identical(d)}
+    if rank == 0:
+        rg, rd = _gan()
+        _gan_steps(rg, rd, rg, rd, real, z, 0, b * world)
+        res["max_diff"] = float(
+            max(np.abs(_flat(g) - _flat(rg)).max(), np.abs(_flat(d) - _flat(rd)).max())
+        )
+    return res
+
+
+def _vae():
+    engine.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))  # (mu, logvar) x 2
+    dec = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 8))
+    return nn.ModuleDict({"enc": enc, "dec": dec})
+
+
+def _vae_steps(vae, model, data, eps, lo, hi):
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    for s in range(len(data)):
+        x = engine.tensor(data[s, lo:hi])
+        h = vae["enc"](x)
+        mu, logvar = h[:, :2], h[:, 2:]
+        zz = mu + engine.exp(0.5 * logvar) * engine.tensor(eps[s, lo:hi])
+        rec = F.mse_loss(vae["dec"](zz), x, reduction="sum") / (hi - lo)
+        kl = -0.5 * (1 + logvar - mu * mu - engine.exp(logvar)).sum() / (hi - lo)
+        opt.zero_grad()
+        (rec + kl).backward()
+        opt.step()
+
+
+@case
+def vae(rank, world, args):
+    steps, b = int(args[0]), 4
+    rng = np.random.default_rng(6)
+    data = rng.normal(size=(steps, b * world, 8)).astype(np.float32)
+    eps = rng.normal(size=(steps, b * world, 2)).astype(np.float32)
+    v = _vae()
+    ddp = nn.parallel.DistributedDataParallel(v)
+    _vae_steps(v, ddp, data, eps, rank * b, (rank + 1) * b)
+    res = {"identical": _replicas_identical(v)}
+    if rank == 0:
+        ref = _vae()
+        _vae_steps(ref, ref, data, eps, 0, b * world)
+        res["max_diff"] = float(np.abs(_flat(v) - _flat(ref)).max())
+    return res
+
+
+# Evaluation, failures ------------------------------------------------------------------------
+
+
+@case
+def evaluate(rank, world, args):
+    engine.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    rng = np.random.default_rng(2)
+    ds = engine.data.TensorDataset(
+        rng.normal(size=(37, 6)).astype(np.float32), rng.integers(0, 3, size=37)
+    )
+    got = nn.parallel.distributed_evaluate(model, ds, batch_size=5)
+    x, y = ds.tensors
+    logits = model(x)
+    ref = {
+        "loss": float(F.cross_entropy(logits, y).item()),
+        "accuracy": float((logits.argmax(1) == y).float().mean().item()),
+        "count": 37,
+    }
+    return {"got": got, "ref": ref}
+
+
+@case
+def fail(rank, world, args):
+    """Rank 1 raises (or exits) at step 3 while rank 0 goes on all-reducing."""
+    t = engine.tensor(np.ones(4))
+    for step in range(100):
+        if rank == 1 and step == 3:
+            if args[0] == "raise":
+                raise ValueError("rank 1 fails at step 3")
+            sys.exit(0)
+        dist.all_reduce(t)
+        time.sleep(0.01)
+    return {}
+
+
+def main() -> None:
+    name, out = sys.argv[1], sys.argv[2]
+    dist.init_process_group(os.environ.get("TENSORTAPE_TEST_BACKEND") or None)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    result = CASES[name](rank, world, sys.argv[3:])
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()
