@@ -1023,6 +1023,8 @@ NOT_OPS = {
                 "__init__",
                 "backward",
                 "retain_grad",
+                "register_hook",
+                "register_post_accumulate_grad_hook",
                 "size",
                 "numel",
                 "dim",
