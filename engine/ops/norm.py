@@ -173,15 +173,17 @@ class SyncBatchNormTrain(BatchNormTrain):
             gx = (g - mean_gy.reshape(shape) - self.xhat * mean_gyx.reshape(shape)) * a.reshape(
                 shape
             )
-            gx = Tensor._wrap(gx, gy.device)
-        return self._param_grads(gx, Tensor._wrap(gw, gy.device), Tensor._wrap(gb, gy.device))
+            gx = gy._new(gx, gy.device)
+        return self._param_grads(gx, gy._new(gw, gy.device), gy._new(gb, gy.device))
 
 
-def sync_batch_norm_train(input: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
+def sync_batch_norm_train(
+    input: TensorBase, weight: TensorBase | None, bias: TensorBase | None, eps: float
+):
     """(normalised input, mean, biased variance, total count) with the statistics of all ranks;
     the statistics are raw arrays on the input's device (no host sync)."""
     fn = SyncBatchNormTrain(eps)
     if weight is None and bias is not None:
-        weight = Tensor._wrap(input.xp.ones(input.shape[1], input.dtype), input.device)
+        weight = input._new(input.xp.ones(input.shape[1], input.dtype), input.device)
     args = [a for a in (input, weight, bias) if a is not None]
     return fn(*args), fn.mean, fn.var, fn.count
