@@ -37,6 +37,7 @@ __all__ = [
     "get_world_size",
     "get_local_rank",
     "get_backend",
+    "local_device",
     "all_reduce",
     "broadcast",
     "all_gather",
@@ -163,11 +164,11 @@ def _gpu_count() -> int:
 def _nccl_communicator(g: _Group):
     from cupy.cuda import nccl
 
-    uid = numpy.zeros(128, numpy.int8)  # NCCL_UNIQUE_ID_BYTES; CuPy gives a tuple of chars
+    uid = numpy.zeros(128, numpy.uint8)  # an ncclUniqueId: CuPy (>= 14) gives and takes bytes
     if g.rank == 0:
-        uid[:] = numpy.asarray(nccl.get_unique_id(), numpy.int8)
+        uid[:] = numpy.frombuffer(nccl.get_unique_id(), numpy.uint8)
     g.comm.Bcast(uid, root=0)
-    return nccl.NcclCommunicator(g.size, tuple(int(v) for v in uid), g.rank)
+    return nccl.NcclCommunicator(g.size, uid.tobytes(), g.rank)
 
 
 def _abort_on_exception() -> None:
@@ -242,6 +243,17 @@ def get_local_rank() -> int:
 
 def get_backend() -> str:
     return _require().backend
+
+
+def local_device() -> str:
+    """The device this rank computes on: "cuda:<local rank mod GPUs>" when CuPy sees a GPU (one
+    GPU per local rank with NCCL; with more ranks than GPUs they share, host-staged), else
+    "cpu". Works before `init_process_group` too (then as rank 0)."""
+    gpus = _gpu_count()
+    if gpus == 0:
+        return "cpu"
+    local = _group.local_rank if _group is not None else 0
+    return f"cuda:{local % gpus}"
 
 
 # Requests -------------------------------------------------------------------------------------

@@ -300,6 +300,48 @@ def vae(rank, world, args):
     return res
 
 
+# The cuda path (CuPy stand-in in CI: NCCL over MPI, or host-staged MPI) -----------------------
+
+
+@case
+def cuda(rank, world, args):
+    """Collectives and 20 DDP steps on cuda tensors; the reference is one process on the cpu."""
+    dev = dist.local_device()
+    t = engine.tensor(np.arange(4.0, dtype=np.float32) * (rank + 1), device=dev)
+    dist.all_reduce(t)
+    avg = engine.tensor(np.full(3, rank + 1.0, np.float32), device=dev)
+    dist.all_reduce(avg, op=dist.ReduceOp.AVG)
+    b = engine.tensor(np.full(3, 10.0 * rank, np.float32), device=dev)
+    dist.broadcast(b, world - 1)
+    out = [engine.zeros(2, device=dev) for _ in range(world)]
+    dist.all_gather(out, engine.tensor([rank, rank + 0.5], device=dev))
+    steps, bsz = 20, 4
+    x, y = _data(steps, bsz * world)
+    model = _mlp("sync").to(dev)
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.001)
+    opt = _OPTS["momentum"](ddp.parameters())
+    for s in range(steps):
+        opt.zero_grad()
+        lo, hi = rank * bsz, (rank + 1) * bsz
+        xb = engine.tensor(x[s, lo:hi], device=dev)
+        F.cross_entropy(ddp(xb), engine.tensor(y[s, lo:hi], device=dev)).backward()
+        opt.step()
+    res = {
+        "backend": dist.get_backend(),
+        "device": str(t.device),
+        "sum": t.tolist(),
+        "avg": avg.tolist(),
+        "bcast": b.tolist(),
+        "gather": [o.tolist() for o in out],
+        "identical": _replicas_identical(model.to("cpu")),
+    }
+    if rank == 0:
+        ref = _mlp("bn")
+        _train(ref, _OPTS["momentum"](ref.parameters()), x, y, 0, bsz * world)
+        res["max_diff"] = float(np.abs(_flat(model) - _flat(ref)).max())
+    return res
+
+
 # Evaluation, failures ------------------------------------------------------------------------
 
 
@@ -338,6 +380,10 @@ def fail(rank, world, args):
 
 def main() -> None:
     name, out = sys.argv[1], sys.argv[2]
+    if os.environ.get("TENSORTAPE_TEST_SIM") == "1":  # the CuPy stand-in, as tests/conftest.py
+        import cuda_sim
+
+        cuda_sim.install()
     dist.init_process_group(os.environ.get("TENSORTAPE_TEST_BACKEND") or None)
     rank, world = dist.get_rank(), dist.get_world_size()
     result = CASES[name](rank, world, sys.argv[3:])

@@ -127,3 +127,33 @@ def test_sampler_epochs_differ_and_dataloader_uses_it():
         DataLoader(data, sampler=s, shuffle=True)
     with pytest.raises(ValueError, match="Invalid rank 2"):
         DistributedSampler(data, num_replicas=2, rank=2)
+
+
+# The cuda path in CI: the CuPy stand-in with its NCCL stand-in (MPI underneath) -------------
+
+
+@requires_mpi
+@pytest.mark.parametrize("gpus, backend", [(2, "nccl"), (1, "mpi")])
+def test_cuda_tensors_over_nccl_or_host_staged_mpi(tmp_path, gpus, backend):
+    """One simulated GPU per rank: NCCL (the default backend); fewer GPUs than ranks: the ranks
+    share cuda:0 and CuPy arrays go through host memory and MPI. Both: collectives and 20 DDP
+    steps with SyncBatchNorm equal to one cpu process with the double batch."""
+    env = {"TENSORTAPE_TEST_SIM": "1", "TENSORTAPE_SIM_DEVICES": str(gpus)}
+    proc, res, _ = run_ranks("cuda", tmp_path=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank, r in enumerate(res):
+        assert r["backend"] == backend
+        assert r["device"] == (f"cuda:{rank}" if gpus == 2 else "cuda:0")
+        assert r["sum"] == [0.0, 3.0, 6.0, 9.0] and r["avg"] == [1.5] * 3
+        assert r["bcast"] == [10.0] * 3 and r["gather"] == [[0.0, 0.5], [1.0, 1.5]]
+        assert r["identical"]
+    assert res[0]["max_diff"] <= 1e-5
+
+
+@requires_mpi
+def test_nccl_backend_without_a_gpu_per_rank_is_a_clear_error(tmp_path):
+    env = {"TENSORTAPE_TEST_SIM": "1", "TENSORTAPE_SIM_DEVICES": "1"}
+    env["TENSORTAPE_TEST_BACKEND"] = "nccl"
+    proc, _, seconds = run_ranks("collectives", tmp_path=tmp_path, env=env)
+    assert proc.returncode != 0 and seconds < 30
+    assert "backend 'nccl' needs one GPU per local rank: 2 ranks on this machine" in proc.stderr

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time as _time
 
 from . import compiler, driver, runtime
+from . import nccl as _nccl  # noqa: F401 (in sys.modules for `from cupy.cuda import nccl`)
+
+del nccl  # noqa: F821 (bound by the import above; as in CuPy, no attribute until imported)
 
 __all__ = [
     "Device",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 is_hip = False
-_device_count = 1
+# Devices per machine: one, as on a one-GPU machine; TENSORTAPE_SIM_DEVICES=N models N (the
+# distributed tests give each of 2 ranks its own device, as NCCL demands).
+_device_count = int(os.environ.get("TENSORTAPE_SIM_DEVICES", "1"))
 _current = 0
 
 
