@@ -5,6 +5,7 @@
     tensortape sample CHECKPOINT --n 64 --out grid.png
     tensortape mix CHECKPOINT --out mix.png          (StyleGAN style mixing)
     tensortape bench [--device cpu|cuda]
+    tensortape launch --nproc 4 train.py [args]   (N ranks under MPI: data-parallel training)
 
 Each trainable model is a module in `tensortape/tasks/` with `add_arguments(parser)`,
 `run(args)` and, for generators, `sample(checkpoint, args)`; the checkpoint names its task.
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--truncation-psi", type=float, default=1.0)
 
+    from . import launch
+
+    launch.add_arguments(
+        verbs.add_parser("launch", help="run a training script on N ranks with mpiexec")
+    )
+
     bench = verbs.add_parser("bench", help="benchmarks side by side with PyTorch")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--repeats", type=int, default=None)
@@ -101,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         if task != "stylegan":
             raise SystemExit(f"mix needs a StyleGAN checkpoint, {args.checkpoint} holds a {task}")
         task_module(task).mix(args.checkpoint, args)
+    elif args.verb == "launch":
+        from . import launch
+
+        return launch.run(args)
     elif args.verb == "bench":
         from benchmarks import run as bench
 

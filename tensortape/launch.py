@@ -1,0 +1,54 @@
+"""`tensortape launch --nproc N script.py [args]`: start N ranks of a training script with MPI.
+
+In the spirit of torchrun, on MPI: it runs the `mpiexec` installed beside this Python (MPICH's,
+from the `mpi` extra) as `mpiexec -n N python -m mpi4py script.py args`. The `-m mpi4py` runner
+turns an unhandled exception on any rank into an MPI_Abort of the whole job (without it the
+other ranks would wait forever in their next collective). Each rank gets cores // N BLAS threads
+unless OMP_NUM_THREADS is set. `--hostfile` spreads the ranks over machines (MPICH's hydra `-f`:
+one `host[:slots]` per line; the script and its environment must be on every machine).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--nproc", type=int, required=True, help="number of ranks (processes)")
+    parser.add_argument("--hostfile", default=None, help="MPI hostfile: one host[:slots] a line")
+    parser.add_argument("script", help="the training script (it calls init_process_group)")
+    parser.add_argument("script_args", nargs="...", help="arguments passed to the script")
+
+
+def mpiexec() -> Path:
+    path = Path(sys.executable).parent / "mpiexec"
+    if not path.exists():
+        raise SystemExit(
+            f"tensortape launch needs MPI: no mpiexec beside {sys.executable}; "
+            "pip install 'tensortape[mpi]' (mpi4py and MPICH)"
+        )
+    return path
+
+
+def command(args) -> list[str]:
+    if args.nproc < 1:
+        raise SystemExit(f"--nproc must be at least 1, got {args.nproc}")
+    if not Path(args.script).is_file():
+        raise SystemExit(f"tensortape launch: no script {args.script!r}")
+    cmd = [str(mpiexec()), "-n", str(args.nproc)]
+    if args.hostfile:
+        if not Path(args.hostfile).is_file():
+            raise SystemExit(f"tensortape launch: no hostfile {args.hostfile!r}")
+        cmd += ["-f", args.hostfile]
+    return cmd + [sys.executable, "-m", "mpi4py", args.script, *args.script_args]
+
+
+def run(args) -> int:
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:  # share this machine's cores between its ranks
+        threads = str(max(1, (os.cpu_count() or 1) // args.nproc))
+        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    return subprocess.call(command(args), env=env)

@@ -1,0 +1,72 @@
+"""`tensortape launch --nproc N script.py args`: N ranks under mpiexec -m mpi4py (a subprocess
+with a timeout), the script's arguments passed through, a failing rank ending the job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import requires_mpi
+
+from tensortape import launch
+
+SCRIPT = """
+import sys
+import engine
+import engine.distributed as dist
+
+dist.init_process_group()
+t = engine.tensor([1.0])
+dist.all_reduce(t)
+rank = dist.get_rank()
+open(sys.argv[1] + f".{rank}", "w").write(f"{dist.get_world_size()} {t.item()} {sys.argv[2:]}")
+if "fail" in sys.argv and rank == 1:
+    raise KeyError("rank 1 fails")
+"""
+
+
+def _launch(tmp_path, *args):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "tensortape", "launch", "--nproc", "2", str(script)]
+    cmd += [str(tmp_path / "out"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+
+
+@requires_mpi
+def test_launch_runs_n_ranks_with_the_scripts_arguments(tmp_path):
+    proc = _launch(tmp_path, "--lr", "0.1")
+    assert proc.returncode == 0, proc.stderr
+    for rank in (0, 1):
+        assert (tmp_path / f"out.{rank}").read_text() == "2 2.0 ['--lr', '0.1']"
+
+
+@requires_mpi
+def test_launch_ends_the_job_non_zero_when_a_rank_raises(tmp_path):
+    proc = _launch(tmp_path, "fail")
+    assert proc.returncode != 0
+    assert "KeyError: 'rank 1 fails'" in proc.stderr
+
+
+def test_launch_command_and_its_errors(tmp_path):
+    script = tmp_path / "t.py"
+    script.write_text("")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("node1:4\nnode2:4\n")
+    args = type("A", (), {"nproc": 8, "hostfile": str(hosts), "script": str(script)})()
+    args.script_args = ["--epochs", "3"]
+    if Path(sys.executable).with_name("mpiexec").exists():
+        cmd = launch.command(args)
+        assert cmd[1:5] == ["-n", "8", "-f", str(hosts)]
+        assert cmd[5:] == [sys.executable, "-m", "mpi4py", str(script), "--epochs", "3"]
+    args.script = str(tmp_path / "missing.py")
+    with pytest.raises(SystemExit, match="no script"):
+        launch.command(args)
+    args.nproc = 0
+    with pytest.raises(SystemExit, match="--nproc must be at least 1"):
+        launch.command(args)
