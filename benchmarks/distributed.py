@@ -173,20 +173,19 @@ def allreduce_worker(out: str, mib: float = 4.0, repeats: int = 50) -> None:
     dist.init_process_group("mpi")
     buf = np.ones(int(mib * 2**20) // 4, np.float32)
     comm = MPI.COMM_WORLD
-    res = {}
-    for name, call in (
-        ("raw mpi4py Allreduce", lambda: comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)),
-        ("ours (bucket)", lambda: dist.all_reduce_array(buf).wait()),
-    ):
-        for _ in range(5):
-            call()
-        times = []
-        for _ in range(repeats):
+    calls = {
+        "raw mpi4py Allreduce": lambda: comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM),
+        "ours (bucket)": lambda: dist.all_reduce_array(buf).wait(),
+    }
+    times = {name: [] for name in calls}
+    for i in range(repeats + 5):  # interleaved, so both see the same machine load
+        for name, call in calls.items():
             comm.Barrier()
             t0 = time.perf_counter()
             call()
-            times.append(time.perf_counter() - t0)
-        res[name] = float(np.median(times))
+            if i >= 5:
+                times[name].append(time.perf_counter() - t0)
+    res = {name: float(np.median(t)) for name, t in times.items()}
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps({"bytes": buf.nbytes, "seconds": res}))
 
