@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import requires_mpi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -69,3 +70,21 @@ def test_examples_model_code_is_pytorch_code_but_for_the_imports(tmp_path):
     recon, mu, logvar = model(x)
     vae.loss_function(recon, x, mu, logvar).backward()
     assert recon.shape == (5, 64) and model.fc1.weight.grad is not None
+
+
+@requires_mpi
+def test_ddp_example_on_two_ranks_learns_and_only_rank_0_reports(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "tensortape", "launch", "--nproc", "2", str(EXAMPLES / "ddp.py")]
+    cmd += ["--epochs", "1", "--save", str(tmp_path / "w.npz")]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch 1")]
+    assert len(lines) == 1 and "(359 samples, 2 ranks)" in lines[0]  # rank 0 alone prints
+    assert float(lines[0].split("accuracy ")[1].split()[0]) > 0.8
+    assert (tmp_path / "w.npz").exists()
