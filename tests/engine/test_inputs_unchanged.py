@@ -1,7 +1,8 @@
 """No op modifies its inputs: every row of `op_table.OPS`, forward and backward, both devices.
 
-Each op runs on random shapes (size-1 dimensions included) three times per device, once (on cpu)
-with its inputs as non-contiguous views into larger buffers whose other elements must survive:
+Each op runs on random shapes (size-1 dimensions included) three times per device: float32
+inputs, then (on cpu) float32 views into larger buffers whose other elements must survive, then
+float64 inputs; each time:
 
 1. forward with no input requiring grad (the inference path);
 2. forward recorded, then backward twice (the second accumulates into `.grad`) and once with
@@ -96,14 +97,15 @@ def _bits(t):
     return a.dtype, a.shape, a.tobytes()
 
 
-def _tensors(arrays, device, requires_grad, strided=False):
-    """Tensors of `arrays` (floats as float32) and, with `strided` on cpu, the host buffers they
-    are non-contiguous views of (every other element; the rest a sentinel that must survive)."""
+def _tensors(arrays, device, requires_grad, strided=False, float_dtype=np.float32):
+    """Tensors of `arrays` (floats in `float_dtype`) and, with `strided` on cpu, the host buffers
+    they are non-contiguous views of (every other element; the rest a sentinel that must
+    survive)."""
     out, buffers = [], []
     for a in arrays:
         a = np.asarray(a)
         is_float = a.dtype.kind == "f"
-        a = a.astype(np.float32) if is_float else a
+        a = a.astype(float_dtype) if is_float else a
         if strided and device == "cpu":
             buffer = np.zeros(a.shape + (2,), a.dtype)
             buffer[..., 1] = 7 if a.dtype.kind != "b" else True
@@ -145,10 +147,11 @@ def test_op_leaves_inputs_unchanged(device, name, op, row):
     for draw in range(DRAWS):
         rng = np.random.default_rng([zlib.crc32(name.encode()), draw])
         arrays = row.inputs(rng)
-        label = f"{name} on shapes {[np.shape(a) for a in arrays]}"
+        label = f"{name} on shapes {[np.shape(a) for a in arrays]}, draw {draw}"
 
         strided = draw == 1  # on cpu, inputs as non-contiguous views into guarded buffers
-        xs, buffers = _tensors(arrays, device, requires_grad=False, strided=strided)
+        dtype = np.float64 if draw == 2 else np.float32  # float64 paths differ in places
+        xs, buffers = _tensors(arrays, device, False, strided, dtype)
         watch = _Watch(label + (" (strided views)" if buffers else ""))
         watch.add("input", xs)
         watch.add("buffer around input", buffers)
@@ -160,7 +163,7 @@ def test_op_leaves_inputs_unchanged(device, name, op, row):
         if not row.grad:
             continue
 
-        xs, buffers = _tensors(arrays, device, requires_grad=True, strided=strided)
+        xs, buffers = _tensors(arrays, device, True, strided, dtype)
         watch = _Watch(label + (" (strided views)" if buffers else ""))
         watch.add("input", xs)
         watch.add("buffer around input", buffers)
