@@ -6,6 +6,7 @@ flushed to disk, then renamed over the target (atomic on POSIX), and the folder 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -57,3 +58,9 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    """`obj` as JSON in `path`, atomically: a crash never leaves a torn metrics file."""
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=indent) + "\n")

@@ -225,6 +225,25 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
     # Helpers for backward implementations --------------------------------------------------
+    def operands(self, gy):
+        """`(inputs, gy)` for a backward formula written once for both of its modes.
+
+        When the backward is recorded (`create_graph=True`) they are the Tensors themselves, so
+        the formula's operators and methods (`@`, `*`, `.T`, `.reshape`, `.sum`) are engine ops
+        and the gradient is differentiable again; otherwise they are the raw arrays, so the same
+        formula runs on NumPy/CuPy without the tape's wrappers (the fast path). `results` turns
+        what the formula returns back into Tensors.
+        """
+        if _mode.grad_enabled:
+            return self.inputs, gy
+        return tuple(t.array for t in self.inputs), gy.array
+
+    def results(self, gy, *grads):
+        """The gradients a formula on `operands` computed, as Tensors (None stays None)."""
+        if _mode.grad_enabled:
+            return grads
+        return tuple(None if g is None else gy._new(g, gy.device) for g in grads)
+
     def output(self):
         """The (single) output tensor; alive whenever backward reaches this function.
 
@@ -478,3 +497,28 @@ def grad(
     retain = create_graph if retain_graph is None else retain_graph
     gs = _root_grads(outputs, grad_outputs)
     return _run_backward(outputs, gs, retain, create_graph, inputs, allow_unused)
+
+
+def owns_memory(array) -> bool:
+    """Whether ``array`` may be written in place: it owns its C-contiguous memory, so it is no
+    view of another array (a broadcast, a reshape of another tensor's gradient).
+
+    Asked through ``base``, which NumPy and CuPy both have; CuPy's ``flags`` has no ``writeable``.
+    """
+    return array.base is None and array.flags.c_contiguous
+
+
+def zero_grads(tensors: Iterable, set_to_none: bool = True) -> None:
+    """PyTorch's `zero_grad` for `Module` and `Optimizer` alike: every `.grad` to None (default),
+    or with `set_to_none=False` to zeros in place (a fresh zero tensor where the gradient is
+    part of a graph or a view of memory it does not own)."""
+    for t in tensors:
+        g = t.grad
+        if g is None:
+            continue
+        if set_to_none:
+            t.grad = None
+        elif g.grad_fn is not None or not owns_memory(g.array):
+            t.grad = g._new(g.xp.zeros(g.shape, g.dtype), g.device)
+        else:
+            g.array.fill(0)

@@ -11,7 +11,7 @@ import math
 import numpy
 
 from . import random
-from .autograd import Function, is_grad_enabled
+from .autograd import Function
 from .creation import full_like
 from .ops import (
     abs,
@@ -385,32 +385,19 @@ class BCEWithLogits(Function):
         return y
 
     def backward(self, gy):
-        if not is_grad_enabled():
-            return self._backward_arrays(gy)
-        x, t = self.inputs
-        gx = gy * (sigmoid(x) - t) if x.requires_grad else None
-        gt = -gy * x if t.requires_grad else None
-        return gx, gt
+        (x, t), g = self.operands(gy)  # one formula: Tensors when recorded, raw arrays otherwise
+        gx = g * (self._sigmoid(x) - t) if self.inputs[0].requires_grad else None
+        gt = -g * x if self.inputs[1].requires_grad else None
+        return self.results(gy, gx, gt)
 
-    def _backward_arrays(self, gy):
-        """The same gradients on the raw arrays when backward is not recorded, with
-        sigmoid(x) = max(e, [x >= 0]) / (1 + e) from the forward's e = exp(-|x|): a few
-        cheap passes instead of a sigmoid (an exp or tanh) and three engine ops."""
-        xp, g = self.xp, gy.array
-        x, t = self.inputs
-        gx = gt = None
-        if x.requires_grad:
-            s = xp.maximum(self.e, x.array >= 0)
-            s /= self.e + 1
-            if s.dtype == t.dtype == g.dtype:
-                s -= t.array
-                s *= g
-            else:  # mixed dtypes promote, as in the recorded path
-                s = (s - t.array) * g
-            gx = Tensor._wrap(s, gy.device)
-        if t.requires_grad:
-            gt = Tensor._wrap(-(g * x.array), gy.device)
-        return gx, gt
+    def _sigmoid(self, x):
+        """sigmoid(x): the engine op on a Tensor (differentiable again); on the raw array
+        max(e, [x >= 0]) / (1 + e) from the forward's e = exp(-|x|), without another exp."""
+        if isinstance(x, Tensor):
+            return sigmoid(x)
+        s = self.xp.maximum(self.e, x >= 0)
+        s /= self.e + 1
+        return s
 
 
 def binary_cross_entropy_with_logits(

@@ -93,21 +93,10 @@ class Tensor(TensorBase):
 
     def to(self, *args, **kwargs) -> Tensor:
         """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`."""
-        dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        for a in args:
-            if isinstance(a, Tensor):
-                dev, dtype = a.device, a.dtype
-            elif isinstance(a, Device) or (
-                isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")
-            ):
-                dev = a
-            else:
-                dtype = a
+        dev, dtype = to_args(args, kwargs)
         out = self
-        dev = None if dev is None else _device(dev)
         if dev is not None and dev != self._device:
             out = _shape.to_device(out, dev)
-        dtype = _dtype(dtype)
         if dtype is not None and dtype != out.dtype:
             out = _shape.astype(out, dtype)
         return out
@@ -411,6 +400,23 @@ class Tensor(TensorBase):
         return _shape.reshape(self, other.shape)
 
     view_as = reshape_as
+
+
+def to_args(args: tuple, kwargs: dict) -> tuple[Device | None, numpy.dtype | None]:
+    """(device, dtype) of a `to(...)` call (Tensor.to and Module.to): a device, a dtype, both,
+    or a tensor whose device and dtype are taken; `non_blocking` is accepted and ignored."""
+    dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, TensorBase):
+            dev, dtype = a.device, a.dtype
+        elif isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
+            dev = a
+        else:
+            dtype = a
+    return (None if dev is None else _device(dev)), _dtype(dtype)
 
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

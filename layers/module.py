@@ -15,8 +15,8 @@ import numpy
 
 import engine
 from engine import Tensor
-from engine.device import Device
-from engine.tensor import _dtype
+from engine.autograd import zero_grads
+from engine.tensor import to_args
 
 __all__ = [
     "Parameter",
@@ -329,13 +329,9 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.array), p.grad.device)
+        """Reset every parameter's gradient: to None (default) or to zeros in place (as
+        `Optimizer.zero_grad`; both are `engine.autograd.zero_grads`)."""
+        zero_grads(self.parameters(), set_to_none)
 
     # Devices and dtypes -------------------------------------------------------------------
     def _apply(self, fn: Callable[[Tensor], Tensor]) -> Module:
@@ -480,22 +476,10 @@ def _assign(target: Tensor, new: Tensor) -> None:
 
 
 def _parse_to(args: tuple, kwargs: dict) -> tuple[Any, Any]:
-    dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-    kwargs.pop("non_blocking", None)
-    if kwargs:
-        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-    for a in args:
-        if isinstance(a, Tensor):
-            dev, dtype = a.device, a.dtype
-        elif isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
-            dev = a
-        else:
-            dtype = a
-    if dtype is not None:
-        dtype = _dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Module.to() only accepts floating point dtypes, got {dtype}")
-    return (engine.device(dev) if dev is not None else None), dtype
+    dev, dtype = to_args(args, kwargs)
+    if dtype is not None and dtype.kind != "f":
+        raise TypeError(f"Module.to() only accepts floating point dtypes, got {dtype}")
+    return dev, dtype
 
 
 class _RemovableHandle:

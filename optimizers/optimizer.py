@@ -23,8 +23,7 @@ import numpy
 
 import engine
 from engine import Tensor
-
-from .utils import owns_memory
+from engine.autograd import zero_grads
 
 __all__ = ["Optimizer", "required"]
 
@@ -162,19 +161,9 @@ class Optimizer:
 
     # Gradients ---------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset every parameter's gradient: to None (default) or to zeros in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                    continue
-                grad = p.grad.array
-                if p.grad.grad_fn is not None or not owns_memory(grad):
-                    p.grad = engine.zeros(p.shape, dtype=p.grad.dtype, device=p.grad.device)
-                else:
-                    grad.fill(0)
+        """Reset every parameter's gradient: to None (default) or to zeros in place (as
+        `Module.zero_grad`; both are `engine.autograd.zero_grads`)."""
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     # Stepping ----------------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

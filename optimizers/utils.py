@@ -11,6 +11,7 @@ from typing import Iterable
 
 import engine
 from engine import Tensor
+from engine.autograd import owns_memory
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -23,15 +24,6 @@ def _with_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     if len(devices) > 1:
         raise RuntimeError(f"gradients to clip are on several devices: {sorted(devices)}")
     return params
-
-
-def owns_memory(array) -> bool:
-    """Whether ``array`` may be written in place: it owns its C-contiguous memory, so it is no
-    view of another array (a broadcast, a reshape of another tensor's gradient).
-
-    Asked through ``base``, which NumPy and CuPy both have; CuPy's ``flags`` has no ``writeable``.
-    """
-    return array.base is None and array.flags.c_contiguous
 
 
 def _writable(p_grad: Tensor) -> Tensor:

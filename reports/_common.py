@@ -8,7 +8,6 @@ It imports nothing heavy: the scripts set their BLAS thread variables before Num
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -36,8 +35,11 @@ def real_row(metrics: dict) -> dict:
 
 
 def write_json(path: Path | None, obj) -> None:
+    """`obj` as JSON in `path` (when given), written atomically."""
+    from dataio.files import write_json as write  # noqa: PLC0415  (after the script's sys.path)
+
     if path is not None:
-        path.write_text(json.dumps(obj, indent=1) + "\n")
+        write(path, obj, indent=1)
 
 
 def torch_prototype(seed: int):

@@ -9,7 +9,7 @@ import numpy
 
 from ..autograd import Function, is_grad_enabled
 from ..tensorbase import TensorBase
-from .shape import _norm_dim, broadcast_to, permute, reshape, squeeze, sum_to, transpose, unsqueeze
+from .shape import _norm_dim, broadcast_to, permute, reduce_to, reshape, squeeze, sum_to, unsqueeze
 
 
 class MatMul(Function):
@@ -17,12 +17,11 @@ class MatMul(Function):
         return self.xp.matmul(a, b)
 
     def backward(self, gy):
-        a, b = self.inputs
-        if a.ndim == b.ndim == 2 and not is_grad_enabled():
-            return _matmul_grads_2d(self.xp, gy, a, b)
-        ga = sum_to(matmul(gy, transpose(b, -1, -2)), a.shape) if a.requires_grad else None
-        gb = sum_to(matmul(transpose(a, -1, -2), gy), b.shape) if b.requires_grad else None
-        return ga, gb
+        (a, b), g = self.operands(gy)  # Tensors when recorded, raw arrays otherwise
+        xp, (ta, tb) = self.xp, self.inputs
+        ga = reduce_to(g @ b.mT, a.shape, xp) if ta.requires_grad else None
+        gb = reduce_to(a.mT @ g, b.shape, xp) if tb.requires_grad else None
+        return self.results(gy, ga, gb)
 
 
 def matmul(a: TensorBase, b: TensorBase) -> TensorBase:
@@ -52,45 +51,15 @@ class Linear(Function):
         return y
 
     def backward(self, gy):
-        x, w = self.inputs[0], self.inputs[1]
-        if not is_grad_enabled():
-            return self._backward_arrays(gy)
-        gx = linear(gy, transpose(w, 0, 1)) if x.requires_grad else None
-        gw = gb = None
-        if w.requires_grad:
-            g2 = reshape(gy, (-1, gy.shape[-1])) if gy.ndim != 2 else gy
-            x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
-            gw = matmul(transpose(g2, 0, 1), x2)
-        if len(self.inputs) == 3 and self.inputs[2].requires_grad:
-            gb = sum_to(gy, self.inputs[2].shape)
-        return gx, gw, gb
-
-    def _backward_arrays(self, gy):
-        """The same gradients straight from the arrays when backward is not recorded: three
-        GEMM/sum calls instead of ~6 engine ops (transposes, reshapes, sum_to)."""
-        xp, g = self.xp, gy.array
-        x, w = self.inputs[0], self.inputs[1]
+        # One formula for both modes (Function.operands): three GEMM/sum calls on raw arrays,
+        # or the same in engine ops when the backward is recorded.
+        (x, w, *_), g = self.operands(gy)
+        wanted = [t.requires_grad for t in self.inputs]
         g2 = g.reshape(-1, g.shape[-1])
-        grads = [
-            _wrap(xp.matmul(g, w.array), gy) if x.requires_grad else None,
-            _wrap(xp.matmul(g2.T, x.array.reshape(-1, x.shape[-1])), gy)
-            if w.requires_grad
-            else None,
-        ]
-        if len(self.inputs) == 3:
-            grads.append(_wrap(g2.sum(axis=0), gy) if self.inputs[2].requires_grad else None)
-        return tuple(grads)
-
-
-def _wrap(array, like: TensorBase) -> TensorBase:
-    return like._new(array, like.device)
-
-
-def _matmul_grads_2d(xp, gy, a, b):
-    g = gy.array
-    ga = _wrap(xp.matmul(g, b.array.T), gy) if a.requires_grad else None
-    gb = _wrap(xp.matmul(a.array.T, g), gy) if b.requires_grad else None
-    return ga, gb
+        gx = g @ w if wanted[0] else None
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if wanted[1] else None
+        gb = g2.sum(0) if len(wanted) == 3 and wanted[2] else None
+        return self.results(gy, gx, gw, gb)[: len(wanted)]
 
 
 def linear(x: TensorBase, weight: TensorBase, bias: TensorBase | None = None) -> TensorBase:

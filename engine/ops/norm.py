@@ -8,7 +8,7 @@ gradient penalties) it is written in engine ops, so gradients of gradients stay 
 
 from __future__ import annotations
 
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..tensorbase import TensorBase
 from .reduction import sum
 from .shape import reshape
@@ -52,53 +52,34 @@ class BatchNormTrain(Function):
         return y
 
     def backward(self, gy):
-        if is_grad_enabled():
-            return self._backward_recorded(gy)
-        x = self.inputs[0]
-        xp, g = self.xp, gy.array
-        sub = _subscripts(g.ndim)
-        shape = (1, g.shape[1]) + (1,) * (g.ndim - 2)
-        weight = self.inputs[1].array if len(self.inputs) > 1 else None
-        gb = xp.einsum(f"{sub}->c", g)
-        gw = xp.einsum(f"{sub},{sub}->c", g, self.xhat)
-        gx = None
-        if x.requires_grad:
-            # gx = w invstd (gy - mean(gy) - xhat mean(gy xhat)), per-channel factors first.
-            a = self.invstd if weight is None else weight * self.invstd
-            inv_n = g.dtype.type(1 / self.n)
-            gx = g * a.reshape(shape)
-            t = self.xhat * (-a * gw * inv_n).reshape(shape)
-            gx += t
-            gx -= (a * gb * inv_n).reshape(shape)
-            gx = gy._new(gx, gy.device)
-        return self._param_grads(gx, gy._new(gw, gy.device), gy._new(gb, gy.device))
-
-    def _param_grads(self, gx, gw, gb):
-        """(gx, gw, gb) cut to the inputs given, None for a weight or bias needing no grad."""
-        return (gx,) + tuple(
-            g if t.requires_grad else None for t, g in zip(self.inputs[1:], (gw, gb))
-        )
-
-    def _backward_recorded(self, gy):
-        """The same gradient in engine ops of x, weight and gy (double backward)."""
-        x = self.inputs[0]
-        weight = self.inputs[1] if len(self.inputs) > 1 else None
-        axes = (0,) + tuple(range(2, x.ndim))
+        # gx = w invstd (gy - mean(gy) - xhat mean(gy xhat)) = gy a + xhat k + c with per-channel
+        # a = w invstd, k = -a sum(gy xhat) / n, c = -a sum(gy) / n; written once
+        # (Function.operands) for raw arrays and, when recorded, for Tensors.
+        (x, *params), g = self.operands(gy)
+        wanted = [t.requires_grad for t in self.inputs]
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        mean = x.mean(axes, keepdim=True)
-        centred = x - mean
-        invstd = ((centred * centred).mean(axes, keepdim=True) + self.eps).rsqrt()
-        xhat = centred * invstd
-        params = self.inputs[1:]  # (weight, bias) as given: record only the wanted sums
-        gw = sum(gy * xhat, axes) if params and params[0].requires_grad else None
-        gb = sum(gy, axes) if len(params) > 1 and params[1].requires_grad else None
+        xhat, invstd, csum = self._statistics(x)
+        gb = csum(g) if wanted[0] or (len(wanted) > 2 and wanted[2]) else None
+        gw = csum(g * xhat) if wanted[0] or (len(wanted) > 1 and wanted[1]) else None
         gx = None
-        if x.requires_grad:
-            a = invstd if weight is None else invstd * reshape(weight, shape)
-            gy_mean = gy.mean(axes, keepdim=True)
-            gyx_mean = (gy * xhat).mean(axes, keepdim=True)
-            gx = a * (gy - gy_mean - xhat * gyx_mean)
-        return self._param_grads(gx, gw, gb)
+        if wanted[0]:
+            a = invstd if not params else invstd * params[0]
+            k, c = a * gw * (-1 / self.n), a * gb * (-1 / self.n)
+            gx = g * a.reshape(shape) + xhat * k.reshape(shape) + c.reshape(shape)
+        grads = (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
+        return self.results(gy, *grads)
+
+    def _statistics(self, x):
+        """(xhat, per-channel invstd, per-channel sum) for the backward: the forward's arrays on
+        the fast path; recomputed from x in engine ops when recorded (x's second derivative
+        flows through them)."""
+        if not isinstance(x, TensorBase):
+            sub = _subscripts(x.ndim)
+            return self.xhat, self.invstd, lambda v: self.xp.einsum(f"{sub}->c", v)
+        axes = (0,) + tuple(range(2, x.ndim))
+        centred = x - x.mean(axes, keepdim=True)
+        invstd = ((centred * centred).mean(axes, keepdim=True) + self.eps).rsqrt()
+        return centred * invstd, reshape(invstd, (x.shape[1],)), lambda v: sum(v, axes)
 
 
 def batch_norm_train(

@@ -198,6 +198,13 @@ def sum_to(x: TensorBase, shape) -> TensorBase:
     return SumTo(shape)(x)
 
 
+def reduce_to(value, shape, xp):
+    """`sum_to` for a value of a backward written once (Function.operands): a Tensor or an array."""
+    if isinstance(value, TensorBase):
+        return sum_to(value, shape)
+    return value if value.shape == tuple(shape) else _sum_to_array(xp, value, tuple(shape))
+
+
 def _index_arrays(index):
     """Replace Tensors inside an index by their raw arrays."""
     if isinstance(index, TensorBase):

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from dataio.files import atomic_write
+from dataio.files import write_json
 
 
 def resolve_device(spec: str) -> str:
@@ -48,12 +48,6 @@ def save_square_grid(images, path) -> None:
 
     nrow = max(1, round(images.shape[0] ** 0.5))
     save_image(images.cpu().clip(0.0, 1.0), path, nrow=nrow)
-
-
-def write_json(path: Path, obj) -> None:
-    """Atomic JSON write (temp file + rename): a crash never leaves a torn metrics file."""
-    with atomic_write(path, "w") as f:
-        f.write(json.dumps(obj, indent=2) + "\n")
 
 
 def add_common_arguments(

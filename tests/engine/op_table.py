@@ -1038,7 +1038,7 @@ NOT_OPS = {
 # engine.functional helpers imported into its namespace, not part of its API
 NOT_OPS.update(
     dict.fromkeys(
-        ["F.full_like", "F.is_grad_enabled", "F.as_tensor"],
+        ["F.full_like", "F.as_tensor"],
         "imported helper, not part of engine.functional's API",
     )
 )

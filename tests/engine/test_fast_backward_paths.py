@@ -1,5 +1,6 @@
-"""Ops whose backward has a fast path on raw arrays (taken when the backward is not recorded)
-give the same gradients as their recorded path (create_graph=True), and match PyTorch."""
+"""Ops whose backward formula is written once (Function.operands / results): run on raw arrays
+when the backward is not recorded, it gives the gradients of the same formula in engine ops
+(create_graph=True), and matches PyTorch."""
 
 from __future__ import annotations
 

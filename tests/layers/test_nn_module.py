@@ -401,3 +401,18 @@ def test_repr_and_state_dict_keys_match_torch(torch):
         seq.append(shared).append(m.ReLU()).append(shared)
     assert list(tied.state_dict()) == list(tied_torch.state_dict())  # tied weights under each name
     assert len(list(tied.parameters())) == 2
+
+
+def test_module_and_optimizer_zero_grad_agree_with_torch():
+    """Both default to set_to_none=True; set_to_none=False zeros the same array in place."""
+    import optimizers
+
+    model = nn.Linear(3, 2)
+    opt = optimizers.SGD(model.parameters(), lr=0.1)
+    for zero_grad in (model.zero_grad, opt.zero_grad):
+        model(engine.ones(4, 3)).sum().backward()
+        kept = model.weight.grad.array
+        zero_grad(set_to_none=False)
+        assert model.weight.grad.array is kept and not kept.any()
+        zero_grad()
+        assert model.weight.grad is None and model.bias.grad is None
