@@ -330,10 +330,10 @@ class ScatterReduce(Function):
         if not self.include_self:
             identity = {"sum": 0, "mean": 0, "prod": 1}.get(r)
             if identity is None:  # amax / amin start from the dtype's lowest / highest value
-                info = xp.finfo(x.dtype) if x.dtype.kind == "f" else xp.iinfo(x.dtype)
                 identity = -numpy.inf if r == "amax" else numpy.inf
                 if x.dtype.kind != "f":
-                    identity = info.min if r == "amax" else info.max
+                    info = numpy.iinfo(x.dtype) if x.dtype.kind in "iu" else None
+                    identity = (info.min if r == "amax" else info.max) if info else r == "amin"
             out[w] = identity
         if r in ("sum", "mean"):
             xp.add.at(out, w, src)
