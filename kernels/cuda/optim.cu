@@ -1,6 +1,6 @@
 // Fused optimizer updates: one elementwise pass per parameter, one kernel per update rule.
 //
-// Conventions (see DESIGN.md): no #include, 1-D grid-stride loops, C-contiguous pointers,
+// Conventions (see docs/design.md): no #include, 1-D grid-stride loops, C-contiguous pointers,
 // scalars of the parameter's type T (float or double) so float64 training keeps full precision.
 // Instantiate with name expressions such as "adam_update<float>". Host code folds bias
 // corrections and learning-rate decays into the scalars; flags are ints (0 or 1).
