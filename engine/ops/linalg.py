@@ -206,6 +206,21 @@ def einsum(equation: str, *operands) -> TensorBase:
     subs, out = _parse_einsum(equation, [t.shape for t in operands])
     dt = numpy.result_type(*[t.dtype for t in operands])
     operands = [t if t.dtype == dt else t.to(dt) for t in operands]
+    # Size-1 sides broadcast (NumPy does it inside einsum, CuPy's einsum may refuse): expand
+    # them here, so the Function sees equal sizes and the gradient sums back through the view.
+    size = {}
+    for sub, t in zip(subs, operands):
+        for c, n in zip(sub, t.shape):
+            if size.get(c, 1) not in (1, n) and n != 1:
+                raise RuntimeError(
+                    f"einsum(): subscript {c!r} has sizes {size[c]} and {n} in {equation!r}"
+                )
+            size[c] = n if n != 1 else size.get(c, 1)
+    operands = [
+        t if all(n == size[c] for c, n in zip(sub, t.shape))
+        else broadcast_to(t, tuple(size[c] for c in sub))
+        for sub, t in zip(subs, operands)
+    ]  # fmt: skip
     return Einsum(subs, out)(*operands)
 
 

@@ -37,6 +37,7 @@ EINSUM = {
     "summed_inside_one": ("ij,k->ik", [(2, 3), (4,)]),
     "repeated_and_kept": ("iij->ij", [(3, 3, 2)]),
     "bilinear": ("bn,anm,bm->ba", [(2, 3), (2, 3, 4), (2, 4)]),
+    "size_one_sides_broadcast": ("ij,ij->i", [(2, 1), (2, 3)]),
 }
 
 
@@ -44,6 +45,11 @@ EINSUM = {
 def test_einsum(name, device):
     eq, shapes = EINSUM[name]
     helper_test_op(shapes, lambda *xs: lib(xs[0]).einsum(eq, *xs), device=device)
+
+
+def test_einsum_size_mismatch_names_the_subscript(device):
+    with pytest.raises(RuntimeError, match="'j' has sizes 3 and 4"):
+        engine.einsum("ij,jk", engine.ones(2, 3, device=device), engine.ones(4, 2, device=device))
 
 
 def test_einsum_takes_a_list_and_double_backward(device):
