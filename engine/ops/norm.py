@@ -8,7 +8,7 @@ gradient penalties) it is written in engine ops, so gradients of gradients stay 
 
 from __future__ import annotations
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..tensorbase import TensorBase
 from .reduction import sum
 from .shape import reshape
@@ -63,11 +63,17 @@ class BatchNormTrain(Function):
         gw = csum(g * xhat) if wanted[0] or (len(wanted) > 1 and wanted[1]) else None
         gx = None
         if wanted[0]:
+            sum_gy, sum_gyx, n = self._channel_totals(g, xhat, gb, gw)
             a = invstd if not params else invstd * params[0]
-            k, c = a * gw * (-1 / self.n), a * gb * (-1 / self.n)
+            k, c = a * sum_gyx * (-1 / n), a * sum_gy * (-1 / n)
             gx = g * a.reshape(shape) + xhat * k.reshape(shape) + c.reshape(shape)
         grads = (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
         return self.results(gy, *grads)
+
+    def _channel_totals(self, g, xhat, sum_gy, sum_gyx):
+        """(sum gy, sum gy xhat, n) over every sample the statistics saw: this batch's here;
+        SyncBatchNormTrain all-reduces them over the ranks."""
+        return sum_gy, sum_gyx, self.n
 
     def _statistics(self, x):
         """(xhat, per-channel invstd, per-channel sum) for the backward: the forward's arrays on
@@ -136,26 +142,17 @@ class SyncBatchNormTrain(BatchNormTrain):
                 "SyncBatchNorm has no double backward (create_graph=True): use BatchNorm in a "
                 "network that needs gradients of gradients (WGAN-GP, R1)"
             )
-        x = self.inputs[0]
-        xp, g, c = self.xp, gy.array, gy.shape[1]
-        axes = (0,) + tuple(range(2, g.ndim))
-        shape = (1, c) + (1,) * (g.ndim - 2)
-        weight = self.inputs[1].array if len(self.inputs) > 1 else None
-        gyx = g * self.xhat
-        gb, gw = g.sum(axes), gyx.sum(axes)
-        gx = None
-        if x.requires_grad:
-            sums = xp.empty(2 * c, "float64")
-            sums[:c], sums[c:] = g.sum(axes, dtype="float64"), gyx.sum(axes, dtype="float64")
-            self._all_reduce(sums)
-            mean_gy = (sums[:c] / self.count).astype(g.dtype)
-            mean_gyx = (sums[c:] / self.count).astype(g.dtype)
-            a = self.invstd if weight is None else weight * self.invstd
-            gx = (g - mean_gy.reshape(shape) - self.xhat * mean_gyx.reshape(shape)) * a.reshape(
-                shape
-            )
-            gx = gy._new(gx, gy.device)
-        return self._param_grads(gx, gy._new(gw, gy.device), gy._new(gb, gy.device))
+        return super().backward(gy)  # BatchNormTrain's formula with _channel_totals below
+
+    def _channel_totals(self, g, xhat, sum_gy, sum_gyx):
+        """(sum gy, sum gy xhat) of every rank, summed in float64 and all-reduced in one
+        buffer, and the total sample count: the input gradient of the sum of all ranks' losses.
+        The weight and bias gradients stay this rank's sums (DDP averages them)."""
+        c, axes = g.shape[1], (0,) + tuple(range(2, g.ndim))
+        sums = self.xp.empty(2 * c, "float64")
+        sums[:c], sums[c:] = g.sum(axes, dtype="float64"), (g * xhat).sum(axes, dtype="float64")
+        self._all_reduce(sums)
+        return sums[:c].astype(g.dtype), sums[c:].astype(g.dtype), self.count.astype(g.dtype)
 
 
 def sync_batch_norm_train(
