@@ -26,7 +26,7 @@ lint: $(STAMP)
 	@$(PY) -m ruff check engine kernels layers optimizers regularizers generative tensortape tests benchmarks examples reports
 
 demo: $(STAMP)
-	@$(VENV)/bin/tensortape train classifier --model cnn --dataset digits --device cpu --out runs/demo
+	@$(VENV)/bin/tensortape train classifier --model cnn --dataset digits --device cpu --out runs/demo --overwrite
 
 bench: $(STAMP)
 	@$(PY) -m benchmarks.run

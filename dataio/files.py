@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -32,7 +34,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temps(directory, path.name)
+    prefix = f".{path.name}.{os.getpid()}."  # the pid tells a later write whether it is stale
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -45,6 +49,40 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete temp files of earlier writes of `name` whose process died mid-write (kill -9).
+
+    A temp file carries its writer's pid; one whose process is gone is stale. Temp files of
+    the older form without a pid are stale once a minute old.
+    """
+    try:
+        candidates = list(directory.glob(f".{glob_escape(name)}.*.tmp"))
+    except OSError:
+        return
+    for tmp in candidates:
+        middle = tmp.name[len(name) + 2 : -len(".tmp")]  # "<pid>.<random>" or "<random>"
+        pid = middle.split(".", 1)[0]
+        try:
+            if pid.isdigit() and "." in middle:
+                if _alive(int(pid)):
+                    continue
+            elif time.time() - tmp.stat().st_mtime < 60:
+                continue
+            tmp.unlink()
+        except OSError:
+            pass  # removed meanwhile, or not ours to remove
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

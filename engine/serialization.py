@@ -13,6 +13,8 @@ import json
 import os
 import sys
 import warnings
+import zipfile
+import zlib
 from typing import Any
 
 import numpy
@@ -158,14 +160,48 @@ class _Decoder:
 
 
 def load(path: str | os.PathLike, map_location=None) -> Any:
-    """Load what `save` wrote; Tensors go to `map_location` or their saved device."""
-    with numpy.load(path, allow_pickle=False) as npz:
-        if _META_KEY not in npz.files:
-            raise ValueError(f"{path} is not a tensortape checkpoint (no {_META_KEY} entry)")
-        meta = json.loads(npz[_META_KEY].tobytes().decode("utf-8"))
-        if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
+    """Load what `save` wrote; Tensors go to `map_location` or their saved device.
+
+    A file that is not a readable checkpoint (empty, truncated, random bytes, another format)
+    raises ValueError naming `path` and what is wrong; a missing file FileNotFoundError.
+    """
+    try:
+        npz = numpy.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except EOFError:
+        raise ValueError(f"{path} is not a tensortape checkpoint (the file is empty)") from None
+    except (ValueError, OSError, zipfile.BadZipFile):
+        # numpy's own message for unknown bytes suggests allow_pickle=True: never pass that on.
+        raise ValueError(
+            f"{path} is not a tensortape checkpoint (not an .npz archive, or a truncated one)"
+        ) from None
+    if not isinstance(npz, numpy.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not a tensortape checkpoint (a single .npy array)")
+    with npz:
+        try:
+            return _decode(npz, path, map_location)
+        except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, KeyError) as e:
             raise ValueError(
-                f"{path}: unsupported checkpoint format {meta.get('format')!r} "
-                f"version {meta.get('version')!r} (this is {FORMAT} version {VERSION})"
-            )
-        return _Decoder(npz, map_location).decode(meta["root"])
+                f"{path}: corrupt tensortape checkpoint ({type(e).__name__})"
+            ) from None
+
+
+def _decode(npz, path, map_location) -> Any:
+    if _META_KEY not in npz.files:
+        raise ValueError(f"{path} is not a tensortape checkpoint (no {_META_KEY} entry)")
+    try:
+        meta = json.loads(npz[_META_KEY].tobytes().decode("utf-8"))
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: corrupt tensortape checkpoint (its structure entry)") from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT
+        or meta.get("version", 0) > VERSION
+    ):
+        meta = meta if isinstance(meta, dict) else {}
+        raise ValueError(
+            f"{path}: unsupported checkpoint format {meta.get('format')!r} "
+            f"version {meta.get('version')!r} (this is {FORMAT} version {VERSION})"
+        )
+    return _Decoder(npz, map_location).decode(meta["root"])

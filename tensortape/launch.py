@@ -18,7 +18,11 @@ from pathlib import Path
 
 def add_arguments(parser) -> None:
     parser.add_argument("--nproc", type=int, required=True, help="number of ranks (processes)")
-    parser.add_argument("--hostfile", default=None, help="MPI hostfile: one host[:slots] a line")
+    parser.add_argument(
+        "--hostfile",
+        default=None,
+        help="MPI hostfile: one host[:slots] a line (default: this machine only)",
+    )
     parser.add_argument("script", help="the training script (it calls init_process_group)")
     parser.add_argument("script_args", nargs="...", help="arguments passed to the script")
 

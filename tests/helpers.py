@@ -65,8 +65,9 @@ def _outputs(out) -> list:
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def check_gradients(fn: Callable, arrays, device="cpu", eps: float = 1e-6, atol: float = 1e-5,
-                    rtol: float = 1e-3) -> None:
+def check_gradients(
+    fn: Callable, arrays, device="cpu", eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3
+) -> None:
     """`engine.gradcheck` of `fn` at float64 copies of `arrays` on `device` (float arrays only)."""
     inputs = as_engine(arrays, device, np.float64)
 
@@ -120,8 +121,10 @@ def helper_test_op(
 
     ours_in = as_engine(arrays, device, requires_grad=grad)
     theirs_in = [
-        torch.tensor(a.astype(np.float32) if a.dtype.kind == "f" else a,
-                     requires_grad=grad and a.dtype.kind == "f")
+        torch.tensor(
+            a.astype(np.float32) if a.dtype.kind == "f" else a,
+            requires_grad=grad and a.dtype.kind == "f",
+        )
         for a in arrays
     ]
     ours_out, theirs_out = _outputs(our_fn(*ours_in)), _outputs(torch_fn(*theirs_in))
@@ -138,9 +141,7 @@ def helper_test_op(
     rng = np.random.default_rng(seed + 1)
     pairs = [(o, t) for o, t in zip(ours_out, theirs_out, strict=True) if t.dtype.is_floating_point]
     cotangents = [rng.standard_normal(t.shape).astype(np.float32) for _, t in pairs]
-    torch.autograd.backward(
-        [t for _, t in pairs], [torch.from_numpy(v) for v in cotangents]
-    )
+    torch.autograd.backward([t for _, t in pairs], [torch.from_numpy(v) for v in cotangents])
     engine.autograd.backward(
         [o for o, _ in pairs], [engine.tensor(v, device=device) for v in cotangents]
     )
@@ -235,3 +236,22 @@ def run_ranks(case: str, *args, tmp_path, nproc: int = 2, timeout: float = 60, e
         f = Path(tmp_path) / f"rank{r}.json"
         results.append(json.loads(f.read_text()) if f.exists() else None)
     return proc, results, seconds
+
+
+def cli_error(argv: list[str], capsys) -> tuple[int, str]:
+    """Run `tensortape argv` expecting a user error: (exit status, its one stderr line).
+
+    Fails when the command succeeds, prints more than the error line (a usage line from argparse
+    excepted), or shows a traceback.
+    """
+    from tensortape.cli import main  # noqa: PLC0415
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    assert lines and ": error: " in lines[-1], err
+    assert all(line.startswith(("usage:", " ")) for line in lines[:-1]), err
+    return exc.value.code, lines[-1]

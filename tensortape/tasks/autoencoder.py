@@ -31,9 +31,12 @@ from generative.trainer import rng_state_preserved
 from generative.vae import VAE
 
 from .common import (
+    RunError,
     add_common_arguments,
     load_dataset,
-    output_dir,
+    non_negative_int,
+    positive_int,
+    prepare_run,
     resolve_device,
     resume,
     save_square_grid,
@@ -48,18 +51,23 @@ HELP = {
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     add_common_arguments(p, epochs=50, batch_size=64, lr=1e-3)
-    p.add_argument("--latent-dim", type=int, default=8)
+    p.add_argument("--latent-dim", type=positive_int, default=8, help="size of the code z")
     p.add_argument(
         "--width",
-        type=int,
+        type=positive_int,
         default=None,
         help="hidden units (mlp, default 128) or first conv channels (conv, default 32)",
     )
     if name == "ae":
-        p.add_argument("--model", default="mlp", choices=["mlp", "conv"])
-        p.add_argument("--loss", default="bce", choices=["bce", "mse"])
+        p.add_argument("--model", default="mlp", choices=["mlp", "conv"], help="architecture")
+        p.add_argument("--loss", default="bce", choices=["bce", "mse"], help="reconstruction loss")
     else:
-        p.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
+        p.add_argument(
+            "--likelihood",
+            default="bernoulli",
+            choices=["bernoulli", "gaussian"],
+            help="p(x | z) of the decoder",
+        )
         p.add_argument(
             "--no-binarize",
             action="store_true",
@@ -67,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
         )
         p.add_argument(
             "--iw-samples",
-            type=int,
+            type=non_negative_int,
             default=100,
             help="k of the importance-weighted test NLL (0 to skip)",
         )
@@ -107,10 +115,8 @@ def _prepare(dataset: TensorDataset, binarize: bool) -> TensorDataset:
 
 
 def run(args) -> dict:
-    if args.latent_dim < 1:
-        raise SystemExit(f"--latent-dim must be positive, got {args.latent_dim}")
     device = resolve_device(args.device)
-    out = output_dir(args, args.task)
+    out = prepare_run(args, args.task)
     arch = architecture(args)
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     binarize = bool(arch.get("binarize"))
@@ -218,7 +224,7 @@ def sample(checkpoint: str, args) -> None:
     config = state.get("config") or {}
     task = state.get("task")
     if "in_shape" not in config:
-        raise SystemExit(f"{checkpoint}: no architecture in the checkpoint's config")
+        raise RunError(f"{checkpoint}: no architecture in the checkpoint's config")
     model = build_model(task, config, tuple(config["in_shape"])).to(device)
     model.load_state_dict((state.get("networks") or state["modules"])["model"])  # v2 or v1
     engine.manual_seed(args.seed)

@@ -20,7 +20,15 @@ from dataio import plots
 from engine.data import DataLoader
 from generative.trainer import Trainer, evaluating
 
-from .common import add_common_arguments, load_dataset, output_dir, resolve_device, resume
+from .common import (
+    add_common_arguments,
+    dropout_probability,
+    load_dataset,
+    non_negative_float,
+    prepare_run,
+    resolve_device,
+    resume,
+)
 
 HELP = "an MLP or CNN classifier (the main demo: CNN on the embedded digits)"
 
@@ -28,7 +36,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("--model", default="cnn", choices=["mlp", "cnn"])
+    p.add_argument("--model", default="cnn", choices=["mlp", "cnn"], help="architecture")
     add_common_arguments(p, epochs=30, batch_size=32, lr=2e-3)
     p.add_argument(
         "--optimizer",
@@ -37,11 +45,15 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
         help="momentum/nesterov are torch.optim.SGD's (momentum 0.9, buffer in gradient units: "
         "the cosine schedule's lr scales the whole buffer, as in PyTorch)",
     )
-    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty weight on the weights")
-    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight on the weights")
+    p.add_argument(
+        "--l1", type=non_negative_float, default=0.0, help="L1 penalty weight on the weights"
+    )
+    p.add_argument(
+        "--l2", type=non_negative_float, default=0.0, help="L2 penalty weight on the weights"
+    )
     p.add_argument(
         "--dropout",
-        type=float,
+        type=dropout_probability,
         default=None,
         help="dropout probability (default 0.5 for cnn, 0.2 for mlp)",
     )
@@ -197,7 +209,7 @@ def settings(args) -> dict:
 
 def run(args) -> dict:
     device = resolve_device(args.device)
-    out = output_dir(args, "classifier")
+    out = prepare_run(args, "classifier")
     engine.manual_seed(args.seed)
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     in_shape = tuple(train_set.tensors[0].shape[1:])

@@ -1,13 +1,71 @@
-"""What every training verb shares: device choice, datasets by name, output folders, seeding."""
+"""What every training verb shares: device choice, datasets by name, output folders, seeding,
+option types, and the two kinds of user error.
+
+A user's mistake is one line on stderr, never a traceback (`--debug` shows one): `UsageError`
+(a bad option value or combination, exit status 2 as argparse's) and `RunError` (a file, dataset
+or checkpoint that is missing, unreadable or of the wrong kind; exit status 1).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 from pathlib import Path
 
 from dataio.files import write_json
+
+
+class UsageError(Exception):
+    """A bad option value or combination: one line on stderr, exit status 2."""
+
+
+class RunError(Exception):
+    """A user error met while running (files, data, checkpoints): one line, exit status 1."""
+
+
+# -------------------------------------------------------------------------------------------
+# Option types: argparse turns their ArgumentTypeError into "argument --x: ..." and exit 2.
+
+
+def _number(kind, text: str, what: str, ok) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(int, text, "a positive integer", lambda v: v > 0)
+
+
+def non_negative_int(text: str) -> int:
+    return _number(int, text, "an integer >= 0", lambda v: v >= 0)
+
+
+def positive_float(text: str) -> float:
+    return _number(float, text, "a finite number > 0", lambda v: v > 0)
+
+
+def non_negative_float(text: str) -> float:
+    return _number(float, text, "a finite number >= 0", lambda v: v >= 0)
+
+
+def probability(text: str) -> float:
+    return _number(float, text, "a probability in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def dropout_probability(text: str) -> float:
+    return _number(float, text, "a probability in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def finite_float(text: str) -> float:
+    return _number(float, text, "a finite number", lambda v: True)
 
 
 def resolve_device(spec: str) -> str:
@@ -17,28 +75,158 @@ def resolve_device(spec: str) -> str:
     return str(resolve(spec))
 
 
-def load_dataset(name: str, data_dir: str = "data"):
-    """(train, test) TensorDatasets: float32 images in [0, 1], (N, 1, H, W); int64 labels."""
+def load_dataset(name: str, data_dir: str = "data", download: bool = True):
+    """(train, test) TensorDatasets: float32 images in [0, 1], (N, 1, H, W); int64 labels.
+
+    A dataset that cannot be read or downloaded is a RunError naming the folder; a data folder
+    this call created is removed again when it stays empty.
+    """
     from engine import data
 
     if name == "digits":
         return data.load_digits()
-    if name in ("mnist", "fashion"):
-        return data.load_mnist(data_dir, kind=name)
-    raise SystemExit(f"unknown dataset {name!r}: expected digits, mnist or fashion")
+    if name not in ("mnist", "fashion"):
+        raise UsageError(f"unknown dataset {name!r}: expected digits, mnist or fashion")
+    root = Path(data_dir)
+    existed = root.exists()
+    try:
+        return data.load_mnist(root, kind=name, download=download)
+    except (OSError, RuntimeError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunError(
+            f"--data-dir {data_dir}: cannot read {name}: {first} (put the IDX files "
+            f"{', '.join(data._MNIST_FILES)}, plain or .gz, there)"
+        ) from None
+    finally:
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
 
 
-def output_dir(args, task: str) -> Path:
+def check_batch_size(batch_size: int, n_train: int, drop_last: bool) -> None:
+    """A batch larger than the training set would run no step when partial batches drop."""
+    if drop_last and batch_size > n_train:
+        raise UsageError(
+            f"--batch-size {batch_size} is larger than the {n_train} training images: with the "
+            f"last partial batch dropped, no training step would run"
+        )
+
+
+#: Options that do not define a run: they may change on --resume (--epochs is the total to reach).
+_NOT_SETTINGS = {
+    "verb", "task", "epochs", "device", "out", "resume", "overwrite", "no_progress", "data_dir",
+    "debug", "explicit",
+}  # fmt: skip
+#: What a train verb writes into --out (--overwrite removes these, nothing else).
+_OUTPUTS = (
+    "checkpoint.npz", "metrics.json", "samples.png", "curves.png", "reconstructions.png",
+    "interpolations.png", "latent.png", "mix.png",
+)  # fmt: skip
+
+
+def run_settings(args) -> dict:
+    """The options that define a run (stored in its checkpoint; --resume takes them from there)."""
+    plain = (str, int, float, bool, type(None))
+    return {
+        k: v
+        for k, v in sorted(vars(args).items())
+        if k not in _NOT_SETTINGS and isinstance(v, plain)
+    }
+
+
+def checkpoint_state(path) -> dict:
+    """The checkpoint at `path` (on the cpu); a RunError if it is missing or not one of ours."""
+    import engine  # noqa: PLC0415
+
+    try:
+        state = engine.load(path, map_location="cpu")
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise RunError(f"{path}: is a directory, not a checkpoint file") from None
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    if not isinstance(state, dict) or not isinstance(state.get("task"), str):
+        raise RunError(f"{path}: not a checkpoint of `tensortape train` (no task recorded)")
+    return state
+
+
+def prepare_run(args, task: str) -> Path:
+    """The run directory --out (default runs/<task>), checked before anything is built.
+
+    Without --resume an existing run there is refused unless --overwrite (which removes the
+    outputs a train verb writes). With --resume the checkpoint must exist and be of this task;
+    the settings that define a run come from it: an option given on the command line with
+    another value is a UsageError, the others are filled in from the checkpoint. Nothing is
+    created here (the trainer makes the folder when it first writes).
+    """
     out = Path(args.out or os.path.join("runs", task))
-    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.npz"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a run directory")
+    if args.resume:
+        if getattr(args, "overwrite", False):
+            raise UsageError(
+                "--resume continues the run in --out, --overwrite replaces it: pick one"
+            )
+        if not ckpt.is_file():
+            raise RunError(f"--resume: no checkpoint at {ckpt} (nothing to continue)")
+        state = checkpoint_state(ckpt)
+        if state["task"] != task:
+            raise RunError(f"--resume: {ckpt} holds a {state['task']} run, not a {task}")
+        _take_settings(args, state.get("args"), ckpt)
+    elif out.is_dir() and any(out.iterdir()):
+        if not getattr(args, "overwrite", False):
+            found = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+            raise UsageError(
+                f"--out {out} already holds files ({found}): pass --resume to continue that "
+                f"run or --overwrite to replace it"
+            )
+        _remove_outputs(out)
     return out
 
 
+def _take_settings(args, saved: dict | None, ckpt: Path) -> None:
+    if saved is None:  # written before checkpoints recorded their settings
+        return
+    explicit = getattr(args, "explicit", set())
+    differ = []
+    for key, value in saved.items():
+        if not hasattr(args, key):
+            continue
+        if key in explicit and getattr(args, key) != value:
+            differ.append(f"--{key.replace('_', '-')} {getattr(args, key)} (checkpoint: {value})")
+        else:
+            setattr(args, key, value)
+    if differ:
+        raise UsageError(
+            f"--resume: {'; '.join(differ)}: a resumed run keeps the settings of {ckpt}; drop "
+            f"the option, or start a new run (another --out, or --overwrite)"
+        )
+
+
+def _remove_outputs(out: Path) -> None:
+    for name in _OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    grids = out / "samples"
+    if grids.is_dir():
+        for png in grids.glob("epoch_*.png"):
+            png.unlink()
+
+
 def resume(trainer, out: Path, args) -> Path:
-    """OUT/checkpoint.npz, loaded into `trainer` first with `--resume` when it exists."""
+    """OUT/checkpoint.npz: records the run's settings in `trainer`'s checkpoints and, with
+    --resume, loads it into `trainer` (saying so on stderr); --epochs is the total to reach."""
     ckpt = out / "checkpoint.npz"
-    if args.resume and ckpt.exists():
+    trainer.checkpoint_meta["args"] = run_settings(args)
+    if args.resume:
         trainer.load_checkpoint(ckpt)
+        if args.epochs < trainer.epoch:
+            raise UsageError(
+                f"--epochs {args.epochs} is less than the {trainer.epoch} epochs {ckpt} holds "
+                f"(--epochs is the total to reach)"
+            )
+        print(f"resuming {ckpt}: epoch {trainer.epoch} done, training to {args.epochs}",
+              file=sys.stderr)  # fmt: skip
     return ckpt
 
 
@@ -62,11 +250,28 @@ def add_common_arguments(
         help="digits is embedded (offline); mnist/fashion read IDX files",
     )
     p.add_argument("--data-dir", default="data", help="where MNIST-style IDX files live")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
+    recipe = "default: the dataset's recipe"
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=epochs,
+        help="epochs in total (with --resume: continue up to this many)"
+        + ("" if epochs is not None else f" ({recipe})"),
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help="training batch size" + ("" if batch_size is not None else f" ({recipe})"),
+    )
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=lr,
+        help="learning rate" + ("" if lr is not None else f" ({recipe})"),
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="output directory (default runs/<task>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -15,8 +15,10 @@ from engine.data import DataLoader
 from .common import (
     add_common_arguments,
     apply_recipe,
+    check_batch_size,
     load_dataset,
-    output_dir,
+    positive_int,
+    prepare_run,
     resolve_device,
     resume,
     update_json,
@@ -32,8 +34,19 @@ JUDGED_SAMPLES = 1000
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     add_common_arguments(p, epochs=None, batch_size=None, lr=None)
     p.epilog = "epochs, batch size, lr and latent size default to the dataset's recipe"
-    p.add_argument("--loss", default="bce", choices=["bce", "hinge", "wgan-gp"])
-    p.add_argument("--latent-dim", type=int, default=None)
+    p.add_argument(
+        "--gan-loss",
+        dest="loss",
+        default="bce",
+        choices=["bce", "hinge", "wgan-gp"],
+        help="adversarial loss",
+    )
+    p.add_argument(
+        "--latent-dim",
+        type=positive_int,
+        default=None,
+        help="size of the generator's input z (default: the dataset's recipe)",
+    )
 
 
 def settings(args) -> dict:
@@ -69,14 +82,15 @@ def run(args) -> dict:
     from generative import load_judge
 
     device = resolve_device(args.device)
-    out = output_dir(args, args.task)
+    out = prepare_run(args, args.task)
     used = settings(args)
+    train, _ = load_dataset(args.dataset, args.data_dir)
+    check_batch_size(args.batch_size, len(train), drop_last=True)
     overrides = {"latent_dim": args.latent_dim, "lr": args.lr}
     model = build(
         args.task, args.dataset, args.loss, device, args.seed, out, not args.no_progress, overrides
     )
     resume(model, out, args)
-    train, _ = load_dataset(args.dataset, args.data_dir)
     loader = DataLoader(train, args.batch_size, shuffle=True, drop_last=True, seed=args.seed)
     model.fit(loader, args.epochs)
 

@@ -22,10 +22,16 @@ from generative.stylegan import RECIPES, StyleGAN, build_stylegan
 from generative.trainer import rng_state_preserved
 
 from .common import (
+    RunError,
+    UsageError,
     add_common_arguments,
     apply_recipe,
+    check_batch_size,
     load_dataset,
-    output_dir,
+    non_negative_float,
+    positive_int,
+    prepare_run,
+    probability,
     resolve_device,
     resume,
     save_square_grid,
@@ -40,22 +46,27 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.epilog = "epochs, batch size, lr and the networks default to the dataset's recipe"
     p.add_argument(
         "--r1-gamma",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="R1 penalty weight (0 turns it off; default from the recipe)",
     )
     p.add_argument(
         "--mixing-prob",
-        type=float,
+        type=probability,
         default=None,
         help="probability of mixing regularisation per batch (default 0.9)",
     )
-    p.add_argument("--z-dim", type=int, default=None, help="latent size (default from the recipe)")
+    p.add_argument(
+        "--latent-dim",
+        type=positive_int,
+        default=None,
+        help="size of the latent z (default: the dataset's recipe)",
+    )
 
 
 def _overrides(args) -> dict:
     """The recipe settings given on the command line (after `settings` filled lr from it)."""
-    keys = {"r1_gamma": args.r1_gamma, "mixing_prob": args.mixing_prob, "z_dim": args.z_dim}
+    keys = {"r1_gamma": args.r1_gamma, "mixing_prob": args.mixing_prob, "z_dim": args.latent_dim}
     return {"lr": args.lr, **{k: v for k, v in keys.items() if v is not None}}
 
 
@@ -72,16 +83,17 @@ def _parse_layers(spec: str) -> str | list[int]:
     try:
         return [int(i) for i in spec.split(",") if i.strip()]
     except ValueError:
-        raise SystemExit(
+        raise UsageError(
             f"--layers must be coarse, middle, fine, all or comma-separated indices, got {spec!r}"
         ) from None
 
 
 def run(args) -> dict:
     device = resolve_device(args.device)
-    out = output_dir(args, "stylegan")
+    out = prepare_run(args, "stylegan")
     used = settings(args)
     train_set, _ = load_dataset(args.dataset, args.data_dir)
+    check_batch_size(args.batch_size, len(train_set), drop_last=True)
     trainer = build_stylegan(
         args.dataset,
         device=device,
@@ -122,7 +134,7 @@ def _load(checkpoint: str, device_spec: str) -> StyleGAN:
     try:
         return StyleGAN.from_checkpoint(checkpoint, device=resolve_device(device_spec))
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise RunError(str(e)) from None
 
 
 def sample(checkpoint: str, args) -> None:
@@ -136,13 +148,11 @@ def sample(checkpoint: str, args) -> None:
 
 def mix(checkpoint: str, args) -> None:
     """`tensortape mix CHECKPOINT --n 4 --layers coarse`: the style-mixing grid."""
-    if args.n < 1:
-        raise SystemExit(f"--n must be positive, got {args.n}")
     trainer = _load(checkpoint, args.device)
     layers = _parse_layers(args.layers)
     try:
         trainer.layer_indices(layers)
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise UsageError(f"--layers {args.layers}: {e}") from None
     _save_mix(trainer, args.out, args.n, layers, args.seed, getattr(args, "truncation_psi", 1.0))
     print(f"style mixing ({args.layers} from the rows' sources) from {checkpoint} -> {args.out}")

@@ -17,6 +17,7 @@ inputs, translations, targets in blocks of rows; `samples/epoch_NNNN.png`), `met
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import engine
@@ -39,9 +40,14 @@ from generative.pix2pix import (
 from generative.trainer import rng_state_preserved
 
 from .common import (
+    RunError,
+    UsageError,
     add_common_arguments,
     load_dataset,
-    output_dir,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    prepare_run,
     resolve_device,
     resume,
     write_json,
@@ -66,20 +72,58 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.epilog = "epochs, batch size, lr and the networks' sizes default to the dataset's recipe"
     p.add_argument(
         "--hidden",
-        type=int,
+        type=positive_int,
         default=None,
-        help="hidden units (pix2pix: both networks; cyclegan: the discriminators)",
+        help="hidden units (pix2pix: both networks; cyclegan: the discriminators); default: "
+        "the recipe's",
     )
     if name == "pix2pix":
-        p.add_argument("--lambda-l1", type=float, default=None, help="weight of the L1 term")
-        p.add_argument("--noise-dim", type=int, default=None, help="generator noise size")
-        p.add_argument("--gan-loss", dest="loss", default=None, choices=["bce", "lsgan"])
+        p.add_argument(
+            "--lambda-l1",
+            type=non_negative_float,
+            default=None,
+            help="weight of the L1 term (default: the recipe's)",
+        )
+        p.add_argument(
+            "--noise-dim",
+            type=non_negative_int,
+            default=None,
+            help="generator noise size (default: the recipe's)",
+        )
+        p.add_argument(
+            "--gan-loss",
+            dest="loss",
+            default=None,
+            choices=["bce", "lsgan"],
+            help="adversarial loss (default: the recipe's)",
+        )
         p.add_argument("--l1-only", action="store_true", help="train the L1-only baseline")
     else:
-        p.add_argument("--lambda-cycle", type=float, default=None)
-        p.add_argument("--lambda-identity", type=float, default=None)
-        p.add_argument("--width", type=int, default=None, help="generator conv channels")
-        p.add_argument("--gan-loss", dest="loss", default=None, choices=["lsgan", "bce"])
+        p.add_argument(
+            "--lambda-cycle",
+            type=non_negative_float,
+            default=None,
+            help="weight of the cycle-consistency term (default: the recipe's)",
+        )
+        p.add_argument(
+            "--lambda-identity",
+            type=non_negative_float,
+            default=None,
+            help="weight of the identity term (default: the recipe's)",
+        )
+        p.add_argument(
+            "--width",
+            type=positive_int,
+            default=None,
+            help="generator conv channels (default: the recipe's)",
+        )
+        p.add_argument(
+            "--gan-loss",
+            dest="loss",
+            default=None,
+            choices=["lsgan", "bce"],
+            help="adversarial loss (default: the recipe's)",
+        )
 
 
 def settings(args) -> dict:
@@ -95,7 +139,7 @@ def settings(args) -> dict:
 def build(task: str, dataset: str, overrides: dict, l1_only: bool = False, **kw) -> Any:
     """The trainer of `task` for `dataset` with recipe `overrides` (kw: device, seed, ...)."""
     if dataset not in RECIPES[task]:
-        raise SystemExit(f"no {task} recipe for dataset {dataset!r}")
+        raise UsageError(f"no {task} recipe for dataset {dataset!r}")
     if task == "pix2pix":
         return build_pix2pix(dataset, adversarial=not l1_only, **overrides, **kw)
     return build_cyclegan(dataset, **overrides, **kw)
@@ -104,12 +148,10 @@ def build(task: str, dataset: str, overrides: dict, l1_only: bool = False, **kw)
 def run(args) -> dict:
     task = args.task
     device = resolve_device(args.device)
-    out = output_dir(args, task)
+    out = prepare_run(args, task)
     recipe = RECIPES[task][args.dataset]  # every --dataset choice has one
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
-    batch_size = args.batch_size or recipe["batch_size"]
-    if epochs < 0 or batch_size < 1:
-        raise SystemExit(f"--epochs must be >= 0 and --batch-size >= 1, got {epochs}, {batch_size}")
+    batch_size = args.batch_size if args.batch_size is not None else recipe["batch_size"]
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     overrides = settings(args)
     l1_only = bool(getattr(args, "l1_only", False))
@@ -125,7 +167,7 @@ def run(args) -> dict:
     model.checkpoint_meta = {
         "task": task,
         "dataset": args.dataset,
-        "data_dir": args.data_dir,
+        "data_dir": str(Path(args.data_dir).resolve()),  # sample may run from elsewhere
         "settings": overrides,
         "l1_only": l1_only,
     }
@@ -190,9 +232,7 @@ def sample(checkpoint: str, args) -> None:
     model = build(task, dataset, dict(meta.get("settings") or {}), bool(meta.get("l1_only")),
                   device=device, progress=False)  # fmt: skip
     model.load_checkpoint(checkpoint)
-    if args.n < 1:
-        raise SystemExit(f"--n must be positive, got {args.n}")
-    x = _sample_inputs(model, task, meta, args.n)
+    x = _sample_inputs(model, task, meta, args.n, getattr(args, "data_dir", None))
     engine.manual_seed(args.seed)
     if task == "pix2pix":
         grid = comparison_rows(mask_lower(x), model.translate(mask_lower(x)), x, nrow=8)
@@ -203,11 +243,18 @@ def sample(checkpoint: str, args) -> None:
     print(f"{args.n} {task} translations from {checkpoint} -> {args.out}")
 
 
-def _sample_inputs(model, task: str, meta: dict, n: int):
-    """The first n test images of the checkpoint's dataset (its preview images if unreadable)."""
+def _sample_inputs(model, task: str, meta: dict, n: int, data_dir: str | None = None):
+    """The first n test images of the checkpoint's dataset, read from `data_dir` (sample's
+    --data-dir) or the training run's (absolute) data folder, never downloaded; without
+    --data-dir an unreadable folder falls back to the checkpoint's preview images."""
+    dataset = meta.get("dataset", "digits")
     try:
-        _, test_set = load_dataset(meta.get("dataset", "digits"), meta.get("data_dir", "data"))
+        _, test_set = load_dataset(
+            dataset, data_dir or meta.get("data_dir", "data"), download=False
+        )
         x = test_set.tensors[0]
-    except (OSError, SystemExit, ValueError):
+    except RunError:
+        if data_dir is not None:
+            raise
         x = model.preview_targets if task == "pix2pix" else model.preview_a
     return repeat_rows(x, n).to(model.device)

@@ -4,6 +4,7 @@ import json
 
 import numpy
 import pytest
+from helpers import cli_error
 from PIL import Image
 
 import engine
@@ -111,16 +112,18 @@ def test_train_sample_and_mix(tmp_path, capsys):
     assert "mix.png" in out and "9 StyleGAN samples" in out
 
 
-def test_mix_rejects_bad_layers_and_other_checkpoints(tmp_path):
+def test_mix_rejects_bad_layers_and_other_checkpoints(tmp_path, capsys):
     train(tmp_path, "--epochs", "1")
     ckpt = str(tmp_path / "checkpoint.npz")
-    with pytest.raises(SystemExit, match="out of range"):
-        main(["mix", ckpt, "--layers", "0,9", "--out", str(tmp_path / "x.png"), "--device", "cpu"])
-    with pytest.raises(SystemExit, match="comma-separated"):
-        main(["mix", ckpt, "--layers", "big", "--out", str(tmp_path / "x.png"), "--device", "cpu"])
+    x = str(tmp_path / "x.png")
+    code, line = cli_error(["mix", ckpt, "--layers", "0,9", "--out", x, "--device", "cpu"], capsys)
+    assert code == 2 and "out of range" in line
+    code, line = cli_error(["mix", ckpt, "--layers", "big", "--out", x, "--device", "cpu"], capsys)
+    assert code == 2 and "comma-separated" in line
     engine.save({"task": "classifier"}, tmp_path / "other.npz")
-    with pytest.raises(SystemExit, match="StyleGAN"):
-        main(["mix", str(tmp_path / "other.npz"), "--out", str(tmp_path / "x.png")])
+    code, line = cli_error(["mix", str(tmp_path / "other.npz"), "--out", x], capsys)
+    assert code == 1 and "mix needs a StyleGAN checkpoint" in line
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_resume_continues_like_an_uninterrupted_run(tmp_path):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import cli_error
 from PIL import Image
 
 import engine
@@ -171,7 +172,7 @@ def test_train_and_sample_on_each_device(tmp_path, device):
     assert _pixels(grid).shape == (22, 22)  # 2 x 2 digits of 8 + padding 2
 
 
-def test_sample_rejects_a_checkpoint_without_a_task(tmp_path):
+def test_sample_rejects_a_checkpoint_without_a_task(tmp_path, capsys):
     engine.save({"model": {}}, tmp_path / "x.npz")
-    with pytest.raises(SystemExit, match="not a tensortape generator checkpoint"):
-        main(["sample", str(tmp_path / "x.npz")])
+    code, line = cli_error(["sample", str(tmp_path / "x.npz")], capsys)
+    assert code == 1 and "not a checkpoint of `tensortape train`" in line

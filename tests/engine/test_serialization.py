@@ -231,3 +231,21 @@ def test_round_trip_on_device(tmp_path, device):
     on_cpu = load(tmp_path / "d.npz", map_location="cpu")
     assert on_cpu["w"].device == "cpu" and isinstance(on_cpu["m"], np.ndarray)
     np.testing.assert_array_equal(on_cpu["w"].numpy(), w.numpy())
+
+
+def test_load_names_the_file_and_never_suggests_pickle(tmp_path):
+    engine.save({"a": engine.ones(300)}, tmp_path / "good.npz")
+    whole = (tmp_path / "good.npz").read_bytes()
+    cases = {
+        "empty.npz": (b"", "the file is empty"),
+        "truncated.npz": (whole[: len(whole) // 2], "not an .npz archive, or a truncated one"),
+        "random.npz": (bytes(range(256)) * 2, "not an .npz archive, or a truncated one"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError) as e:
+            engine.load(tmp_path / name)
+        assert str(tmp_path / name) in str(e.value) and message in str(e.value)
+        assert "pickle" not in str(e.value)
+    with pytest.raises(FileNotFoundError):
+        engine.load(tmp_path / "missing.npz")
