@@ -436,6 +436,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in _flat(data)):
             data = [d.numpy() if isinstance(d, Tensor) else d for d in data]
         arr = numpy.asarray(data)
+        if arr.dtype.kind not in "biufc":  # strings, bytes, objects, None: not a tensor
+            raise TypeError(
+                f"tensor() takes numbers (a number, nested lists of numbers or an array), got "
+                f"{type(data).__name__} {_short(data)} (dtype {arr.dtype})"
+            )
         if dtype is None and not isinstance(data, numpy.generic):
             dtype = default_dtype(arr)
         src = CPU
@@ -454,6 +459,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+def _short(data) -> str:
+    text = repr(data)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _flat(seq):

@@ -116,9 +116,18 @@ class TensorBase:
 
     # Conversion ---------------------------------------------------------------------------
     def numpy(self) -> numpy.ndarray:
-        """The values as a host NumPy array (a copy from the GPU; shared memory on cpu)."""
+        """The values as a host NumPy array (a copy from the GPU; shared memory on cpu).
+
+        On the cpu, a tensor that requires grad gives a read-only view: writing into it would
+        change values the tape recorded and give silently wrong gradients (PyTorch refuses
+        `.numpy()` there; `.detach().numpy()` is the writable array, as in PyTorch).
+        """
         if self._device.type == "cpu":
-            return self.array
+            if not self.requires_grad or not isinstance(self.array, numpy.ndarray):
+                return self.array  # (a NumPy scalar is immutable already)
+            view = self.array.view()
+            view.flags.writeable = False
+            return view
         return cupy().asnumpy(self.array)
 
     def item(self):

@@ -400,3 +400,23 @@ def test_outputs_keep_the_tensor_class(device):
     assert type(y) is engine.Tensor and type(x[0]) is engine.Tensor
     y.sum().backward()
     assert type(x.grad) is engine.Tensor
+
+
+def test_numpy_of_a_tensor_that_requires_grad_cannot_be_written_into():
+    """Writing into it would change what the tape recorded: silently wrong gradients."""
+    x = engine.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    z = y.sum()
+    with pytest.raises(ValueError, match="read-only"):
+        y.numpy()[:] = 0
+    z.backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp([1.0, 2.0]), rtol=1e-6)
+    d = y.detach().numpy()
+    d[:] = 0  # the detached array is the writable one, as in PyTorch
+    assert x.numpy().tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("bad", ["abc", ["a", "b"], b"xy", {"a": 1}, None, object()])
+def test_tensor_rejects_non_numeric_data(bad):
+    with pytest.raises(TypeError, match="numbers"):
+        engine.tensor(bad)
