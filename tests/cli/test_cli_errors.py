@@ -289,8 +289,10 @@ def test_help_shows_every_options_default(verb):
         if not action.option_strings or action.dest in ("help",):
             continue
         assert action.help, f"{verb} {action.option_strings[0]} has no help text"
+        if action.required:
+            continue  # no default to show
         shown = HelpFormatter(verb)._get_help_string(action)
-        if action.default is None and not action.required:
+        if action.default is None:
             assert "default" in action.help.lower(), f"{verb} {action.option_strings[0]}"
         else:
             assert "(default: %(default)s)" in shown, f"{verb} {action.option_strings[0]}"
