@@ -35,8 +35,11 @@ class ConditionalGAN(GAN):
     ) -> None:
         _check_positive_int("num_classes", num_classes)
         self.num_classes = num_classes
+        # Preview grid: one row per class (row r asks for class r), ten samples each.
+        self.preview_nrow = 10
+        self.preview_count = 10 * num_classes
         super().__init__(generator, discriminator, latent_dim, **options)
-        # Preview grid: row r holds class r % num_classes, the same latents every epoch.
+        # The same latents every epoch.
         self.fixed_labels = self._grid_labels(self.preview_count)
 
     def _grid_labels(self, n: int) -> Tensor:

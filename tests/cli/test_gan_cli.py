@@ -32,7 +32,8 @@ def test_gan_verbs_write_samples_metrics_checkpoint_and_sample(tmp_path, task):
     main(
         ["sample", str(out / "checkpoint.npz"), "--n", "16", "--out", str(grid), "--device", "cpu"]
     )
-    assert Image.open(grid).size == (82, 22)  # --n 16: 8 x 2 cells of 8 + padding 2
+    # --n 16 in rows of 8 (gan) or of 10, one of each digit (cgan): cells of 8 + padding 2
+    assert Image.open(grid).size == ((82, 22) if task == "gan" else (102, 22))
 
 
 def test_gan_resume_continues_to_the_requested_epochs(tmp_path):

@@ -241,7 +241,9 @@ def test_cgan_labels_change_the_samples():
 
 def test_cgan_preview_rows_cycle_through_classes():
     gan = _cgan()
-    assert gan.fixed_labels.numpy().reshape(8, 8)[:, 0].tolist() == list(range(8))
+    rows = gan.fixed_labels.numpy().reshape(gan.num_classes, 10)  # row r: ten of class r
+    assert (rows == numpy.arange(gan.num_classes)[:, None]).all()
+    assert gan.preview().shape[0] == 10 * gan.num_classes
 
 
 # ------------------------------------------------------------------------------------------
