@@ -33,11 +33,16 @@ from .common import (
 HELP = "an MLP or CNN classifier (the main demo: CNN on the embedded digits)"
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+#: Each optimizer's default --lr (one 2e-3 for all, Adam's, left plain SGD far from converged):
+#: with them every optimizer reaches >= 0.96 test accuracy on the digits MLP with the other
+#: defaults (30 epochs, batch 32, cosine schedule); tests/cli/test_classifier_cli.py checks it.
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adam": 2e-3}
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--model", default="cnn", choices=["mlp", "cnn"], help="architecture")
-    add_common_arguments(p, epochs=30, batch_size=32, lr=2e-3)
+    per_optimizer = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+    add_common_arguments(p, epochs=30, batch_size=32, lr=None, lr_default=per_optimizer)
     p.add_argument(
         "--optimizer",
         default="adam",
@@ -213,6 +218,8 @@ def run(args) -> dict:
     engine.manual_seed(args.seed)
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     in_shape = tuple(train_set.tensors[0].shape[1:])
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.optimizer]
     if args.dropout is None:
         args.dropout = 0.2 if args.model == "mlp" else 0.5
     model = (mlp if args.model == "mlp" else cnn)(in_shape, dropout=args.dropout)

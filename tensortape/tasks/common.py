@@ -239,7 +239,11 @@ def save_square_grid(images, path) -> None:
 
 
 def add_common_arguments(
-    p: argparse.ArgumentParser, epochs: int | None, batch_size: int | None, lr: float | None
+    p: argparse.ArgumentParser,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    lr_default: str = "the dataset's recipe",
 ) -> None:
     """Options every training verb shares (a None default: the dataset's recipe decides, see
     `apply_recipe`)."""
@@ -268,7 +272,7 @@ def add_common_arguments(
         "--lr",
         type=positive_float,
         default=lr,
-        help="learning rate" + ("" if lr is not None else f" ({recipe})"),
+        help="learning rate" + ("" if lr is not None else f" (default: {lr_default})"),
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")

@@ -101,3 +101,11 @@ def test_resume_from_a_checkpoint_of_the_former_classifier_loop(tmp_path, monkey
     resumed = run(tmp_path / "b", "--epochs", "2", "--resume")
     for key in ("train_loss", "test_loss", "test_accuracy"):
         assert resumed["history"][key] == straight["history"][key]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", classifier.OPTIMIZERS)
+def test_every_optimizer_learns_the_digits_mlp_with_its_default_lr(tmp_path, optimizer):
+    metrics = run(tmp_path, "--optimizer", optimizer)  # 30 epochs, the defaults
+    assert metrics["settings"]["lr"] == classifier.DEFAULT_LR[optimizer]
+    assert metrics["final_test_accuracy"] >= 0.96
