@@ -260,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # argparse would print the top-level usage; the verb's own is the useful one
         _leaf_parser(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     args.explicit = explicit_options(parser, argv)
+    args.option_names = {  # dest -> the option's name, for messages (dest "loss": --gan-loss)
+        a.dest: a.option_strings[-1]
+        for a in _leaf_parser(parser, argv)._actions
+        if a.option_strings
+    }
     from engine import memory  # noqa: PLC0415  (`--help` stays fast without the engine)
 
     memory.configure_from_env()  # keep freed host memory for the next step (README)

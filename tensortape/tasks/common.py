@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -88,18 +89,20 @@ def load_dataset(name: str, data_dir: str = "data", download: bool = True):
     if name not in ("mnist", "fashion"):
         raise UsageError(f"unknown dataset {name!r}: expected digits, mnist or fashion")
     root = Path(data_dir)
-    existed = root.exists()
+    # The topmost folder of data_dir that does not exist yet: a failed download removes what
+    # it created from there down, when it holds no file.
+    fresh = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)
     try:
         return data.load_mnist(root, kind=name, download=download)
     except (OSError, RuntimeError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RunError(
-            f"--data-dir {data_dir}: cannot read {name}: {first} (put the IDX files "
-            f"{', '.join(data._MNIST_FILES)}, plain or .gz, there)"
+            f"--data-dir {data_dir}: cannot read {name}: {first} (the four standard IDX files, "
+            "plain or .gz, belong there)"
         ) from None
     finally:
-        if not existed and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
+        if fresh is not None and fresh.is_dir() and not any(p.is_file() for p in fresh.rglob("*")):
+            shutil.rmtree(fresh)
 
 
 def check_batch_size(batch_size: int, n_train: int, drop_last: bool) -> None:
@@ -114,7 +117,7 @@ def check_batch_size(batch_size: int, n_train: int, drop_last: bool) -> None:
 #: Options that do not define a run: they may change on --resume (--epochs is the total to reach).
 _NOT_SETTINGS = {
     "verb", "task", "epochs", "device", "out", "resume", "overwrite", "no_progress", "data_dir",
-    "debug", "explicit",
+    "debug", "explicit", "option_names",
 }  # fmt: skip
 #: What a train verb writes into --out (--overwrite removes these, nothing else).
 _OUTPUTS = (
@@ -189,12 +192,14 @@ def _take_settings(args, saved: dict | None, ckpt: Path) -> None:
     if saved is None:  # written before checkpoints recorded their settings
         return
     explicit = getattr(args, "explicit", set())
+    names = getattr(args, "option_names", {})
     differ = []
     for key, value in saved.items():
         if not hasattr(args, key):
             continue
         if key in explicit and getattr(args, key) != value:
-            differ.append(f"--{key.replace('_', '-')} {getattr(args, key)} (checkpoint: {value})")
+            name = names.get(key, "--" + key.replace("_", "-"))
+            differ.append(f"{name} {getattr(args, key)} (checkpoint: {value})")
         else:
             setattr(args, key, value)
     if differ:

@@ -310,3 +310,26 @@ def test_metrics_are_strict_json(tmp_path):
     out = tmp_path / "run"
     _train(out)
     json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
+
+
+def test_resume_names_the_option_as_the_user_wrote_it(tmp_path, capsys):
+    out = tmp_path / "gan"
+    main(["train", "gan", *FAST, "--out", str(out), "--batch-size", "512"])
+    argv = ["train", "gan", "--device", "cpu", "--out", str(out), "--resume", "--epochs", "2"]
+    code, line = cli_error(argv + ["--gan-loss", "hinge"], capsys)
+    assert code == 2 and "--gan-loss hinge (checkpoint: bce)" in line
+
+
+def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch, capsys):
+    from engine import data
+
+    def offline(root, kind="mnist", download=True, **kw):
+        Path(root).mkdir(parents=True)  # as the downloader does before it fails
+        raise RuntimeError("could not download train-images-idx3-ubyte.gz (offline?)\nTried: ...")
+
+    monkeypatch.setattr(data, "load_mnist", offline)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "gan", *FAST, "--dataset", "mnist", "--data-dir", "fresh/data"]
+    code, line = cli_error(argv, capsys)
+    assert code == 1 and "--data-dir fresh/data: cannot read mnist: could not download" in line
+    assert not list(tmp_path.iterdir())  # neither fresh/data nor runs/gan
