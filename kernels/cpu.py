@@ -1,40 +1,25 @@
 """NumPy kernels for convolution and pooling: raw ``numpy.ndarray`` in, raw arrays out.
 
-Windows are strided views of the (padded) input; loops run over the kh*kw kernel offsets
-only, never over batch, channels or pixels. The GEMMs go to BLAS through ``numpy.matmul``.
+Every function takes the call's :class:`kernels.geometry.Geometry`, built and checked once at
+the op's entry, and trusts it. Windows are strided views of the (padded) input; loops run over
+the kh*kw kernel offsets only, never over batch, channels or pixels. The GEMMs go to BLAS
+through ``numpy.matmul``.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
-from typing import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from kernels._shared import (
-    ConvGemm,
-    Pair,
-    check_4d,
-    check_avg_pool_grad,
-    check_col,
-    check_conv_backward_input,
-    check_conv_backward_weight,
-    check_conv_forward,
-    check_float,
-    check_max_pool_grad,
-    check_pool_padding,
-    conv_geometry,
-    flat_indices,
-    output_hw,
-)
+from kernels.geometry import Geometry
 
-FLOAT_DTYPES = ("float16", "float32", "float64")
-
-# im2col columns are large and short-lived; refilling one buffer instead of a fresh allocation
-# per call skips the page faults, which cost as much as the copy itself. Per thread; columns
-# above the cap get an ordinary allocation.
+# Scratch for arrays that never leave a kernel call (im2col columns consumed by the GEMM right
+# away, gradient columns, pooling temporaries): refilling one buffer instead of a fresh
+# allocation per call skips the page faults, which cost as much as the copy itself. Per thread;
+# above the cap, an ordinary allocation. Nothing in it outlives the call that filled it: columns
+# a Function keeps for its backward are fresh arrays it owns.
 WORKSPACE_MAX_BYTES = 1 << 30
 _workspace = threading.local()
 
@@ -49,135 +34,81 @@ def _pad(x: np.ndarray, top: int, bottom: int, left: int, right: int, value: flo
     return out
 
 
-def _unpad(img: np.ndarray, ph: int, pw: int, H: int, W: int) -> np.ndarray:
+def _padded(x: np.ndarray, g: Geometry, value: float) -> np.ndarray:
+    """x padded so that every window of the sweep lies inside (ceil mode may need extra)."""
+    bottom, right = g.far_padding()
+    return _pad(x, g.ph, bottom, g.pw, right, value)
+
+
+def _zeros_padded(g: Geometry, dtype: np.dtype) -> np.ndarray:
+    """A zero (N, C) image padded as :func:`_padded` pads, for scatters that are unpadded after."""
+    bottom, right = g.far_padding()
+    return np.zeros((g.N, g.C, g.H + g.ph + bottom, g.W + g.pw + right), dtype=dtype)
+
+
+def _unpad(img: np.ndarray, g: Geometry) -> np.ndarray:
     """The contiguous (H, W) image at offset (ph, pw) of a padded one; img when unpadded."""
-    if img.shape[2:] == (H, W):
+    if img.shape[2:] == (g.H, g.W):
         return img
-    return np.ascontiguousarray(img[:, :, ph : ph + H, pw : pw + W])
+    return np.ascontiguousarray(img[:, :, g.ph : g.ph + g.H, g.pw : g.pw + g.W])
 
 
-def _window(
-    xp_: np.ndarray, ky: int, kx: int, OH: int, OW: int, sy: int, sx: int, dy: int, dx: int
-) -> np.ndarray:
-    """The (N, C, OH, OW) view of kernel offset (ky, kx) over a padded input."""
-    y0, x0 = ky * dy, kx * dx
-    return xp_[:, :, y0 : y0 + sy * (OH - 1) + 1 : sy, x0 : x0 + sx * (OW - 1) + 1 : sx]
+def _window(xp_: np.ndarray, ky: int, kx: int, g: Geometry) -> np.ndarray:
+    """The (..., OH, OW) view of kernel offset (ky, kx) over a padded input (H, W last)."""
+    y0, x0 = ky * g.dy, kx * g.dx
+    return xp_[..., y0 : y0 + g.sy * (g.OH - 1) + 1 : g.sy, x0 : x0 + g.sx * (g.OW - 1) + 1 : g.sx]
 
 
-def _far_padding(size: int, O: int, k: int, s: int, p: int, d: int) -> int:
-    """Padding after the image that the last of O windows reaches (0 when it ends inside)."""
-    return max((O - 1) * s + d * (k - 1) + 1 - size - p, 0)
-
-
-def _padded_for(
-    x: np.ndarray,
-    OH: int,
-    OW: int,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int,
-    dx: int,
-    value: float,
-) -> np.ndarray:
-    """x padded so that every window of the sweep lies inside (ceil_mode may need extra)."""
-    H, W = x.shape[2:]
-    bottom = _far_padding(H, OH, kh, sy, ph, dy)
-    right = _far_padding(W, OW, kw, sx, pw, dx)
-    return _pad(x, ph, bottom, pw, right, value)
-
-
-def im2col(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> np.ndarray:
+def im2col(x: np.ndarray, g: Geometry) -> np.ndarray:
     """x (N, C, H, W) -> col (N, C, kh, kw, OH, OW), a read-only strided view of padded x.
 
     ``col[n, c, i, j, oh, ow] = x_pad[n, c, oh*sy + i*dy, ow*sx + j*dx]`` (zero padding).
     """
-    N, C, H, W = check_4d(x, "im2col input")
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
-    xp_ = np.ascontiguousarray(_pad(x, ph, ph, pw, pw, 0))
+    xp_ = np.ascontiguousarray(_pad(x, g.ph, g.ph, g.pw, g.pw, 0))
     s0, s1, s2, s3 = xp_.strides
     return as_strided(
         xp_,
-        shape=(N, C, kh, kw, OH, OW),
-        strides=(s0, s1, s2 * dy, s3 * dx, s2 * sy, s3 * sx),
+        shape=(g.N, g.C, g.kh, g.kw, g.OH, g.OW),
+        strides=(s0, s1, s2 * g.dy, s3 * g.dx, s2 * g.sy, s3 * g.sx),
         writeable=False,
     )
 
 
-def col2im(
-    col: np.ndarray,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    H: int,
-    W: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> np.ndarray:
+def col2im(col: np.ndarray, g: Geometry) -> np.ndarray:
     """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
-    N, C, kh, kw, OH, OW = check_col(col, H, W, sy, sx, ph, pw, dy, dx)
-    img = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
-    for ky in range(kh):
-        for kx in range(kw):
-            _window(img, ky, kx, OH, OW, sy, sx, dy, dx)[...] += col[:, :, ky, kx]
-    return _unpad(img, ph, pw, H, W)
+    img = np.zeros((g.N, g.C, g.H + 2 * g.ph, g.W + 2 * g.pw), dtype=col.dtype)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            _window(img, ky, kx, g)[...] += col[:, :, ky, kx]
+    return _unpad(img, g)
 
 
 def _workspace_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised array in this thread's reusable buffer (or a fresh one if too big)."""
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
     if nbytes > WORKSPACE_MAX_BYTES:
         return np.empty(shape, dtype=dtype)
     buf = getattr(_workspace, "buf", None)
     if buf is None or buf.nbytes < nbytes:
         buf = _workspace.buf = np.empty(nbytes, dtype=np.uint8)
-    _workspace.generation = getattr(_workspace, "generation", 0) + 1
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-# The im2col columns of the latest conv stay in the workspace until its next use. Backward
-# computes the weight gradient of the last conv first, from the same columns: recorded here with
-# the input (a weak reference: a new array at a recycled address never matches) and the
-# workspace generation (any later use of the workspace invalidates them).
-def _remember_cols(x: np.ndarray, key: tuple, cols: np.ndarray) -> np.ndarray:
-    if cols.base is not None and cols.nbytes <= WORKSPACE_MAX_BYTES:
-        _workspace.cols_of = (weakref.ref(x), key, cols, _workspace.generation)
-    return cols
-
-
-def _recall_cols(x: np.ndarray, key: tuple) -> np.ndarray | None:
-    rec = getattr(_workspace, "cols_of", None)
-    if rec is None or rec[0]() is not x or rec[1] != key:
-        return None
-    return rec[2] if rec[3] == _workspace.generation else None
+def _scratch_or_new(shape: tuple[int, ...], dtype: np.dtype, keep: bool) -> np.ndarray:
+    """A fresh array when the caller keeps it, else workspace scratch."""
+    return np.empty(shape, dtype=dtype) if keep else _workspace_array(shape, dtype)
 
 
 def release_workspace() -> None:
     """Frees this thread's im2col and pooling scratch (reallocated on next use)."""
     _workspace.buf = None
-    _workspace.cols_of = None
     _workspace.pool = None
 
 
 def _pool_scratch(*specs: tuple[int, np.dtype]) -> list[np.ndarray]:
-    """Uninitialised 1-D scratch arrays (size, dtype) carved from one per-thread buffer.
-
-    Separate from the im2col workspace, whose columns the conv backward may still need.
-    """
+    """Uninitialised 1-D scratch arrays (size, dtype) carved from one per-thread buffer."""
     sizes = [-(-n * np.dtype(dt).itemsize // 64) * 64 for n, dt in specs]
     total = sum(sizes)
     buf = getattr(_workspace, "pool", None)
@@ -199,18 +130,15 @@ def _valid(O: int, size: int, offset: int, s: int, p: int) -> tuple[int, int]:
     return lo, max(lo, hi)
 
 
-def _fill_cols(
-    col: np.ndarray, x: np.ndarray, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int
-) -> None:
+def _fill_cols(col: np.ndarray, x: np.ndarray, g: Geometry) -> None:
     """Writes im2col columns into ``col``, an (N, C, kh, kw, OH, OW) view of any layout, from
     x, an (N, C, H, W) view: offset by offset, the in-image rectangle copied, the rest zeroed
     (no padded copy)."""
-    H, W = x.shape[2:]
-    kh, kw, OH, OW = col.shape[2:]
-    for ky in range(kh):
-        r0, r1 = _valid(OH, H, ky * dy, sy, ph)
-        for kx in range(kw):
-            c0, c1 = _valid(OW, W, kx * dx, sx, pw)
+    sy, sx, ph, pw, OH, OW = g.sy, g.sx, g.ph, g.pw, g.OH, g.OW
+    for ky in range(g.kh):
+        r0, r1 = _valid(OH, g.H, ky * g.dy, sy, ph)
+        for kx in range(g.kw):
+            c0, c1 = _valid(OW, g.W, kx * g.dx, sx, pw)
             dst = col[:, :, ky, kx]
             if r1 == r0 or c1 == c0:
                 dst[...] = 0
@@ -219,35 +147,17 @@ def _fill_cols(
             dst[:, :, r1:] = 0
             dst[:, :, r0:r1, :c0] = 0
             dst[:, :, r0:r1, c1:] = 0
-            iy, ix = r0 * sy - ph + ky * dy, c0 * sx - pw + kx * dx
+            iy, ix = r0 * sy - ph + ky * g.dy, c0 * sx - pw + kx * g.dx
             dst[:, :, r0:r1, c0:c1] = x[
                 :, :, iy : iy + (r1 - r0 - 1) * sy + 1 : sy, ix : ix + (c1 - c0 - 1) * sx + 1 : sx
             ]
 
 
-def _cols(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int,
-    dx: int,
-    batch_last: bool,
-) -> np.ndarray:
-    """Contiguous im2col columns in the workspace: (N, C, kh, kw, OH, OW) or (C, kh, kw, N, ...)."""
-    N, C, H, W = check_4d(x, "conv2d input")
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
-    key = ("CNHW" if batch_last else "NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx)
-    shape = (C, kh, kw, N, OH, OW) if batch_last else (N, C, kh, kw, OH, OW)
-    out = _workspace_array(shape, x.dtype)
-    _fill_cols(out.transpose(3, 0, 1, 2, 4, 5) if batch_last else out, x, sy, sx, ph, pw, dy, dx)
-    return _remember_cols(x, key, out)
-
-
-_gemm = ConvGemm(np, _cols, col2im, stride1_input_grad_by_conv=True)
+def _cols(x: np.ndarray, g: Geometry, keep: bool = False) -> np.ndarray:
+    """Contiguous (N, C, kh, kw, OH, OW) im2col columns: fresh if kept, else workspace."""
+    out = _scratch_or_new((g.N, g.C, g.kh, g.kw, g.OH, g.OW), x.dtype, keep)
+    _fill_cols(out, x, g)
+    return out
 
 
 # Strided convs in batch-last layout ----------------------------------------------------------
@@ -266,198 +176,155 @@ def _use_batch_last(N: int, C: int, sy: int, sx: int, OW: int, groups: int) -> b
     return (sy, sx) != (1, 1) or OW <= BATCH_LAST_MAX_STRIDE1_WIDTH
 
 
+def _batch_last(g: Geometry) -> bool:
+    """The layout a conv of geometry ``g`` runs in (and keeps its columns in)."""
+    return _use_batch_last(g.N, g.C, g.sy, g.sx, g.OW, g.groups)
+
+
 def _to_batch_last(a: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> contiguous (C, H, W, N)."""
     return np.ascontiguousarray(a.transpose(1, 2, 3, 0))
 
 
-def _cols_batch_last(
-    xt: np.ndarray, kh: int, kw: int, sy: int, sx: int, ph: int, pw: int, dy: int, dx: int,
-    OH: int, OW: int,
-) -> np.ndarray:  # fmt: skip
-    """xt (C, H, W, N) -> columns (C, kh, kw, OH, OW, N) in the workspace, zero padding."""
-    C, H, W, N = xt.shape
-    col = _workspace_array((C, kh, kw, OH, OW, N), xt.dtype)
-    _fill_cols(col.transpose(5, 0, 1, 2, 3, 4), xt.transpose(3, 0, 1, 2), sy, sx, ph, pw, dy, dx)
+def _cols_batch_last(x: np.ndarray, g: Geometry, keep: bool = False) -> np.ndarray:
+    """x (N, C, H, W) -> columns (C, kh, kw, OH, OW, N), zero padding: fresh if kept."""
+    xt = _to_batch_last(x)
+    col = _scratch_or_new((g.C, g.kh, g.kw, g.OH, g.OW, g.N), x.dtype, keep)
+    _fill_cols(col.transpose(5, 0, 1, 2, 3, 4), xt.transpose(3, 0, 1, 2), g)
     return col
-
-
-def _batch_last_cols(x: np.ndarray, geo: tuple, reuse: bool) -> np.ndarray:
-    """The (C, kh, kw, OH, OW, N) columns of x (NCHW); with `reuse` (weight gradients only: a
-    forward must see in-place changes made to x's array since) those of the latest forward
-    while they are still in the workspace."""
-    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
-    key = ("CHWN", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx)
-    col = _recall_cols(x, key) if reuse else None
-    if col is None:
-        col = _cols_batch_last(_to_batch_last(x), kh, kw, sy, sx, ph, pw, dy, dx, OH, OW)
-        _remember_cols(x, key, col)
-    return col
-
-
-def _forward_batch_last(x, w, b, geo) -> np.ndarray:
-    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
-    N, C = x.shape[:2]
-    Co = w.shape[0]
-    col = _batch_last_cols(x, geo, reuse=False)
-    yt = np.ascontiguousarray(w).reshape(Co, C * kh * kw) @ col.reshape(C * kh * kw, -1)
-    if b is not None:
-        yt += b.reshape(Co, 1)
-    return np.ascontiguousarray(yt.reshape(Co, OH, OW, N).transpose(3, 0, 1, 2))
-
-
-def _backward_weight_batch_last(gy, x, w_shape, geo) -> np.ndarray:
-    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
-    C = x.shape[1]
-    Co = w_shape[0]
-    col = _batch_last_cols(x, geo, reuse=True)
-    gyt = _to_batch_last(gy).reshape(Co, -1)
-    return (gyt @ col.reshape(C * kh * kw, -1).T).reshape(tuple(w_shape))
-
-
-def _backward_weight_from_forward_cols(gy, x, w_shape, geo) -> np.ndarray | None:
-    """dL/dw from the (N, C, kh, kw, OH, OW) columns of the forward if still in the workspace:
-    one GEMM per image summed over the batch, instead of new columns in the other layout."""
-    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
-    col = _recall_cols(x, ("NCHW", x.dtype, kh, kw, sy, sx, ph, pw, dy, dx))
-    if col is None:
-        return None
-    N, C = x.shape[:2]
-    Co = w_shape[0]
-    col = col.reshape(N, C * kh * kw, OH * OW)
-    gw = np.matmul(gy.reshape(N, Co, OH * OW), col.transpose(0, 2, 1))
-    return gw.sum(axis=0).reshape(tuple(w_shape))
-
-
-def _backward_input_batch_last(gy, w, x_shape, geo) -> np.ndarray:
-    """Columns gcol = W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window;
-    with stride 1, the full correlation of gy with the flipped weight (no col2im)."""
-    sy, sx, ph, pw, dy, dx, kh, kw, OH, OW = geo
-    N, C, H, W = x_shape
-    Co = w.shape[0]
-    if sy == sx == 1 and ph <= dy * (kh - 1) and pw <= dx * (kw - 1):
-        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        pad = (dy * (kh - 1) - ph, dx * (kw - 1) - pw)
-        return _forward_batch_last(
-            gy, wf, None, conv_geometry(gy.shape, wf.shape, 1, pad, (dy, dx), 1)
-        )
-    gyt = _to_batch_last(gy).reshape(Co, -1)
-    gcol = _workspace_array((C * kh * kw, OH * OW * N), gy.dtype)
-    np.matmul(np.ascontiguousarray(w).reshape(Co, C * kh * kw).T, gyt, out=gcol)
-    gcol = gcol.reshape(C, kh, kw, OH, OW, N)
-    img = np.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=gy.dtype)
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dy, kx * dx
-            img[:, y0 : y0 + sy * (OH - 1) + 1 : sy, x0 : x0 + sx * (OW - 1) + 1 : sx] += gcol[
-                :, ky, kx
-            ]
-    return np.ascontiguousarray(img[:, ph : ph + H, pw : pw + W].transpose(3, 0, 1, 2))
 
 
 def conv2d_forward(
-    x: np.ndarray,
-    w: np.ndarray,
-    b: np.ndarray | None = None,
-    stride: Pair = 1,
-    padding: Pair = 0,
-    dilation: Pair = 1,
-    groups: int = 1,
-) -> np.ndarray:
-    """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
-    geo = check_conv_forward(x, w, b, stride, padding, dilation, groups)
-    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
-        return _gemm.forward(x, w, b, stride, padding, dilation, groups)
-    return _forward_batch_last(x, w, b, geo)
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, keep_cols: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw).
 
-
-def conv2d_backward_input(
-    gy: np.ndarray,
-    w: np.ndarray,
-    x_shape: Sequence[int],
-    stride: Pair = 1,
-    padding: Pair = 0,
-    dilation: Pair = 1,
-    groups: int = 1,
-) -> np.ndarray:
-    """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
-    geo = check_conv_backward_input(gy, w, x_shape, stride, padding, dilation, groups)
-    # Stride 1 runs as a conv of gy: its input has C_out channels and its output x's width.
-    C = x_shape[1] if geo[:2] != (1, 1) else w.shape[0]
-    if not _use_batch_last(x_shape[0], C, geo[0], geo[1], x_shape[3], groups):
-        return _gemm.backward_input(gy, w, x_shape, stride, padding, dilation, groups)
-    return _backward_input_batch_last(gy, w, tuple(x_shape), geo)
+    Returns (y, cols): with ``keep_cols``, the im2col columns as
+    :func:`conv2d_backward_weight` takes them (the caller owns them), else None.
+    """
+    N, Co, G = g.N, g.K, g.groups
+    K = g.C // G * g.kh * g.kw
+    wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
+    if _batch_last(g):
+        col = _cols_batch_last(x, g, keep_cols)
+        yt = wm[0] @ col.reshape(K, -1)
+        if b is not None:
+            yt += b.reshape(Co, 1)
+        y = np.ascontiguousarray(yt.reshape(Co, g.OH, g.OW, N).transpose(3, 0, 1, 2))
+    else:
+        col = _cols(x, g, keep_cols)
+        y = np.matmul(wm, col.reshape(N, G, K, g.OH * g.OW)).reshape(g.y_shape)
+        if b is not None:
+            y += b.reshape(1, Co, 1, 1)
+    return y, (col if keep_cols else None)
 
 
 def conv2d_backward_weight(
-    gy: np.ndarray,
-    x: np.ndarray,
-    w_shape: Sequence[int],
-    stride: Pair = 1,
-    padding: Pair = 0,
-    dilation: Pair = 1,
-    groups: int = 1,
+    gy: np.ndarray, x: np.ndarray, g: Geometry, cols: np.ndarray | None = None
 ) -> np.ndarray:
-    """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
-    geo = check_conv_backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
-    if not _use_batch_last(x.shape[0], x.shape[1], geo[0], geo[1], geo[9], groups):
-        gw = _backward_weight_from_forward_cols(gy, x, w_shape, geo) if groups == 1 else None
-        if gw is not None:
-            return gw
-        return _gemm.backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
-    return _backward_weight_batch_last(gy, x, w_shape, geo)
+    """dL/dw of conv2d, shape (C_out, C/groups, kh, kw); ``cols`` are the forward's kept
+    columns of x (recomputed when None)."""
+    N, Co, G = g.N, g.K, g.groups
+    K = g.C // G * g.kh * g.kw
+    L = g.OH * g.OW
+    if _batch_last(g):
+        col = _cols_batch_last(x, g) if cols is None else cols
+        gyt = _to_batch_last(gy).reshape(Co, -1)
+        return (gyt @ col.reshape(K, -1).T).reshape(g.w_shape)
+    if cols is not None and G == 1:
+        # The forward's (N, C kh kw, L) columns: one GEMM per image, summed over the batch.
+        gw = np.matmul(gy.reshape(N, Co, L), cols.reshape(N, K, L).transpose(0, 2, 1))
+        return gw.sum(axis=0).reshape(g.w_shape)
+    # Batch folded into the GEMM's inner dimension: one (Co/G, N*L) x (N*L, K) product per
+    # group instead of a (N, Co, K) temporary summed afterwards.
+    colT = _workspace_array((g.C, g.kh, g.kw, N, g.OH, g.OW), x.dtype)
+    if cols is None:
+        _fill_cols(colT.transpose(3, 0, 1, 2, 4, 5), x, g)
+    else:
+        colT[...] = cols.transpose(1, 2, 3, 0, 4, 5)
+    colT = colT.reshape(G, K, N * L)
+    gyT = np.ascontiguousarray(gy.reshape(N, G, Co // G, L).transpose(1, 2, 0, 3))
+    gw = np.matmul(gyT.reshape(G, Co // G, N * L), colT.transpose(0, 2, 1))
+    return gw.reshape(g.w_shape)
 
 
-def _first_valid(OH: int, H: int, sy: int, ph: int, dy: int, kh: int) -> np.ndarray:
-    """Per output row, the first kernel row inside the image (kh when there is none)."""
-    start = np.arange(OH) * sy - ph
-    first = np.maximum(-(start // dy), 0)  # ceil(-start / dy) for start < 0
-    first[(first >= kh) | (start + first * dy >= H)] = kh
+def _flipped(w: np.ndarray, g: Geometry) -> tuple[np.ndarray, Geometry]:
+    """Stride 1: the input gradient is the full correlation of gy with the flipped,
+    in/out-swapped weight; that weight and the geometry of that conv."""
+    G, Co, C, kh, kw = g.groups, g.K, g.C, g.kh, g.kw
+    wf = w.reshape(G, Co // G, C // G, kh, kw)[:, :, :, ::-1, ::-1]
+    wf = np.ascontiguousarray(wf.transpose(0, 2, 1, 3, 4)).reshape(C, Co // G, kh, kw)
+    pad_y, pad_x = g.dy * (kh - 1) - g.ph, g.dx * (kw - 1) - g.pw
+    gf = Geometry(
+        g.N, Co, g.OH, g.OW, C, g.H, g.W, kh, kw, 1, 1, pad_y, pad_x, g.dy, g.dx, G
+    )  # fmt: skip
+    return wf, gf
+
+
+def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
+    """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
+    N, C, H, W, Co, G = g.N, g.C, g.H, g.W, g.K, g.groups
+    kh, kw, OH, OW = g.kh, g.kw, g.OH, g.OW
+    K = C // G * kh * kw
+    if g.sy == g.sx == 1 and g.ph <= g.dy * (kh - 1) and g.pw <= g.dx * (kw - 1):
+        wf, gf = _flipped(w, g)
+        return conv2d_forward(gy, wf, None, gf)[0]
+    wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
+    if _use_batch_last(N, C, g.sy, g.sx, W, G):
+        # Columns W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window.
+        gyt = _to_batch_last(gy).reshape(Co, -1)
+        gcol = _workspace_array((K, OH * OW * N), gy.dtype)
+        np.matmul(wm[0].T, gyt, out=gcol)
+        gcol = gcol.reshape(C, kh, kw, OH, OW, N)
+        img = np.zeros((C, H + 2 * g.ph, W + 2 * g.pw, N), dtype=gy.dtype)
+        imgw = img.transpose(3, 0, 1, 2)  # (N, C, H', W') view: windows index its last two axes
+        for ky in range(kh):
+            for kx in range(kw):
+                _window(imgw, ky, kx, g)[...] += gcol[:, ky, kx].transpose(3, 0, 1, 2)
+        return np.ascontiguousarray(img[:, g.ph : g.ph + H, g.pw : g.pw + W].transpose(3, 0, 1, 2))
+    gyr = np.ascontiguousarray(gy).reshape(N, G, Co // G, OH * OW)
+    gcol = np.matmul(wm.transpose(0, 2, 1), gyr).reshape(N, C, kh, kw, OH, OW)
+    return col2im(gcol, g)
+
+
+# Pooling -------------------------------------------------------------------------------------
+def _first_valid(O: int, size: int, s: int, p: int, d: int, k: int) -> np.ndarray:
+    """Per output row, the first kernel row inside the image (k when there is none)."""
+    start = np.arange(O) * s - p
+    first = np.maximum(-(start // d), 0)  # ceil(-start / d) for start < 0
+    first[(first >= k) | (start + first * d >= size)] = k
     return first
 
 
-def max_pool2d_forward(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-    ceil_mode: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+def max_pool2d_forward(x: np.ndarray, g: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Max pooling with -inf padding -> (y, argmax); argmax is ``ky*kw + kx`` inside the window.
 
     Ties keep the first maximum and NaN propagates (the last NaN's offset), as in PyTorch.
     A window lying entirely in the padding gives -inf with argmax -1.
     """
-    N, C, H, W = check_4d(x, "max_pool2d input")
-    check_float(x, "max_pool2d input", FLOAT_DTYPES)
-    check_pool_padding(kh, kw, ph, pw)
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx, ceil_mode)
-    if _tiles(x.shape, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx) and x.flags.c_contiguous:
-        return _max_pool2d_tiled(x, kh, kw, OH, OW)
-    xp_ = _padded_for(x, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx, -np.inf)
-    fy = _first_valid(OH, H, sy, ph, dy, kh)
-    fx = _first_valid(OW, W, sx, pw, dx, kw)
-    argmax = np.zeros((N, C, OH, OW), dtype=np.int32)
+    kh, kw = g.kh, g.kw
+    if _tiles(g) and x.flags.c_contiguous:
+        return _max_pool2d_tiled(x, g)
+    xp_ = _padded(x, g, -np.inf)
+    fy = _first_valid(g.OH, g.H, g.sy, g.ph, g.dy, kh)
+    fx = _first_valid(g.OW, g.W, g.sx, g.pw, g.dx, kw)
+    shape = (g.N, g.C, g.OH, g.OW)
+    argmax = np.zeros(shape, dtype=np.int32)
     if not fy.any() and not fx.any():
         # Offset (0, 0) lies inside the image for every window: start from it. A copy, never
         # ascontiguousarray: for one image and channel the window view can already be
         # contiguous, and the maximum below would then be written into the caller's input.
-        y = _window(xp_, 0, 0, OH, OW, sy, sx, dy, dx).copy()
+        y = _window(xp_, 0, 0, g).copy()
         first = None
     else:
-        y = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
+        y = np.full(shape, -np.inf, dtype=x.dtype)
         first = np.where((fy[:, None] < kh) & (fx[None, :] < kw), fy[:, None] * kw + fx, -1)
         argmax += first.astype(np.int32)
     # Scratch arrays reused across offsets: fresh ones per offset tripled the bytes allocated,
     # and on a busy allocator their page faults cost as much as the arithmetic.
     win, better, step = np.empty_like(y), np.empty(y.shape, bool), np.empty(y.shape, np.int32)
     for k in range(1 if first is None else 0, kh * kw):
-        np.copyto(win, _window(xp_, k // kw, k % kw, OH, OW, sy, sx, dy, dx))
+        np.copyto(win, _window(xp_, k // kw, k % kw, g))
         # Branch-free updates (masked assignments are several times slower): offsets come in
         # increasing order, so the newest strict improvement is the largest k seen.
         np.greater(win, y, out=better)
@@ -467,27 +334,15 @@ def max_pool2d_forward(
     if first is not None and (first < 0).any():
         argmax[:, :, first < 0] = -1
     if y.size and np.isnan(y.min()):
-        _max_pool_nan_argmax(xp_, argmax, kh, kw, OH, OW, sy, sx, dy, dx)
+        _max_pool_nan_argmax(xp_, argmax, g)
     return y, argmax
 
 
-def _tiles(
-    x_shape: Sequence[int],
-    OH: int,
-    OW: int,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int,
-    dx: int,
-) -> bool:
+def _tiles(g: Geometry) -> bool:
     """Windows tile whole rows: kernel == stride, no padding or dilation, W == OW * kw."""
-    plain = (sy, sx, ph, pw, dy, dx) == (kh, kw, 0, 0, 1, 1)
-    fits = x_shape[3] == OW * kw and OH * kh <= x_shape[2] and OH > 0 and OW > 0
-    return plain and fits and 0 < kh * kw < 256 and x_shape[0] * x_shape[1] > 0
+    plain = (g.sy, g.sx, g.ph, g.pw, g.dy, g.dx) == (g.kh, g.kw, 0, 0, 1, 1)
+    fits = g.W == g.OW * g.kw and g.OH * g.kh <= g.H and g.OH > 0 and g.OW > 0
+    return plain and fits and 0 < g.kh * g.kw < 256 and g.N * g.C > 0
 
 
 def _row_records(a: np.ndarray, kh: int, OH: int) -> tuple[np.dtype, list[np.ndarray]]:
@@ -503,16 +358,14 @@ def _row_records(a: np.ndarray, kh: int, OH: int) -> tuple[np.dtype, list[np.nda
     return rec, [recs[:, ky : OH * kh : kh] for ky in range(kh)]
 
 
-def _max_pool2d_tiled(
-    x: np.ndarray, kh: int, kw: int, OH: int, OW: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _max_pool2d_tiled(x: np.ndarray, g: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """max_pool2d_forward for windows tiling the rows (see ``_tiles``); same results.
 
     Each offset's plane is one stride-kw slice of a packed row block, so every copy and
     comparison runs over the whole plane in one loop; the argmax is kept in uint8 until the end.
     """
-    N, C, H, W = x.shape
-    shape = (N, C, OH, OW)
+    N, C, kh, kw, OH = g.N, g.C, g.kh, g.kw, g.OH
+    shape = (N, C, OH, g.OW)
     y = np.empty(shape, dtype=x.dtype)
     yf = y.reshape(-1)
     n = yf.size
@@ -536,25 +389,14 @@ def _max_pool2d_tiled(
             np.maximum(am8, step, out=am8)
     argmax = am8.astype(np.int32).reshape(shape)
     if y.size and np.isnan(y.min()):
-        _max_pool_nan_argmax(x, argmax, kh, kw, OH, OW, kh, kw, 1, 1)
+        _max_pool_nan_argmax(x, argmax, g)
     return y, argmax
 
 
-def _max_pool_nan_argmax(
-    xp_: np.ndarray,
-    argmax: np.ndarray,
-    kh: int,
-    kw: int,
-    OH: int,
-    OW: int,
-    sy: int,
-    sx: int,
-    dy: int,
-    dx: int,
-) -> None:
+def _max_pool_nan_argmax(xp_: np.ndarray, argmax: np.ndarray, g: Geometry) -> None:
     """In windows holding NaN, PyTorch's argmax is the last NaN (y is NaN already)."""
-    for k in range(kh * kw):
-        win = _window(xp_, k // kw, k % kw, OH, OW, sy, sx, dy, dx)
+    for k in range(g.kh * g.kw):
+        win = _window(xp_, k // g.kw, k % g.kw, g)
         argmax[win != win] = k
 
 
@@ -577,50 +419,30 @@ def _select_bits(
     np.bitwise_and(gy_bits, bits, out=out)
 
 
-def max_pool2d_backward(
-    gy: np.ndarray,
-    argmax: np.ndarray,
-    x_shape: Sequence[int],
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> np.ndarray:
+def max_pool2d_backward(gy: np.ndarray, argmax: np.ndarray, g: Geometry) -> np.ndarray:
     """dL/dx of max pooling: each gy goes to its window's argmax (summed where windows overlap)."""
-    check_max_pool_grad(gy, argmax, x_shape)
-    N, C, H, W = x_shape
-    OH, OW = gy.shape[2:]
-    if _tiles(x_shape, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx):
-        return _max_pool2d_backward_tiled(gy, argmax, x_shape, kh, kw)
-    bottom = _far_padding(H, OH, kh, sy, ph, dy)
-    right = _far_padding(W, OW, kw, sx, pw, dx)
-    gx = np.zeros((N, C, H + ph + bottom, W + pw + right), dtype=gy.dtype)
+    if _tiles(g):
+        return _max_pool2d_backward_tiled(gy, argmax, g)
+    gx = _zeros_padded(g, gy.dtype)
     gy = np.ascontiguousarray(gy)
     # Windows that cannot overlap: each input pixel gets at most one write.
-    disjoint = sy >= dy * (kh - 1) + 1 and sx >= dx * (kw - 1) + 1
+    disjoint = g.sy >= g.dy * (g.kh - 1) + 1 and g.sx >= g.dx * (g.kw - 1) + 1
     itype = np.dtype(f"int{gy.dtype.itemsize * 8}")
     mask, bits = np.empty(gy.shape, bool), np.empty(gy.shape, itype)  # reused scratch
-    for k in range(kh * kw):
-        win = _window(gx, k // kw, k % kw, OH, OW, sy, sx, dy, dx)
+    for k in range(g.kh * g.kw):
+        win = _window(gx, k // g.kw, k % g.kw, g)
         _select_bits(gy.view(itype), argmax, k, mask, bits, out=bits)
         if disjoint:
             win[...] = bits.view(gy.dtype)
         else:
             win += bits.view(gy.dtype)
-    return _unpad(gx, ph, pw, H, W)
+    return _unpad(gx, g)
 
 
-def _max_pool2d_backward_tiled(
-    gy: np.ndarray, argmax: np.ndarray, x_shape: Sequence[int], kh: int, kw: int
-) -> np.ndarray:
+def _max_pool2d_backward_tiled(gy: np.ndarray, argmax: np.ndarray, g: Geometry) -> np.ndarray:
     """max_pool2d_backward for windows tiling the rows: every gx element is written once."""
-    N, C, H, W = x_shape
-    OH, OW = gy.shape[2:]
-    gx = np.empty((N, C, H, W), dtype=gy.dtype)
+    N, C, kh, kw, OH = g.N, g.C, g.kh, g.kw, g.OH
+    gx = np.empty(g.x_shape, dtype=gy.dtype)
     gx[:, :, OH * kh :] = 0  # rows below the last window (floor mode)
     itype = np.dtype(f"int{gy.dtype.itemsize * 8}")
     gyi = np.ascontiguousarray(gy).view(itype).reshape(-1)
@@ -634,87 +456,20 @@ def _max_pool2d_backward_tiled(
     return gx
 
 
-def max_pool2d_indices(
-    argmax: np.ndarray,
-    x_shape: Sequence[int],
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> np.ndarray:
-    """argmax offsets -> PyTorch's ``return_indices`` (int64 flat index into H*W; -1 if none)."""
-    return flat_indices(np, argmax, x_shape, kw, sy, sx, ph, pw, dy, dx)
-
-
-def _avg_divisor(
-    H: int,
-    W: int,
-    OH: int,
-    OW: int,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    count_include_pad: bool,
-) -> np.ndarray | int:
-    """kh*kw, or the (OH, OW) count of window cells inside the image."""
-    if count_include_pad:
-        return kh * kw
-
-    def counts(O: int, size: int, k: int, s: int, p: int) -> np.ndarray:
-        start = np.arange(O) * s - p
-        return np.minimum(start + k, size) - np.maximum(start, 0)
-
-    return np.outer(counts(OH, H, kh, sy, ph), counts(OW, W, kw, sx, pw))
-
-
-def avg_pool2d_forward(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    count_include_pad: bool = True,
-) -> np.ndarray:
-    """Average pooling with zero padding (PyTorch semantics, floor mode)."""
-    N, C, H, W = check_4d(x, "avg_pool2d input")
-    check_float(x, "avg_pool2d input", FLOAT_DTYPES)
-    check_pool_padding(kh, kw, ph, pw)
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
-    xp_ = _pad(x, ph, ph, pw, pw, 0)
-    y = _window(xp_, 0, 0, OH, OW, sy, sx, 1, 1).copy()
-    for k in range(1, kh * kw):
-        y += _window(xp_, k // kw, k % kw, OH, OW, sy, sx, 1, 1)
-    div = _avg_divisor(H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
-    y /= np.asarray(div, dtype=x.dtype)
+def avg_pool2d_forward(x: np.ndarray, g: Geometry) -> np.ndarray:
+    """Average pooling with zero padding, divisor by :meth:`Geometry.avg_divisors`."""
+    xp_ = _padded(x, g, 0)
+    y = _window(xp_, 0, 0, g).copy()
+    for k in range(1, g.kh * g.kw):
+        y += _window(xp_, k // g.kw, k % g.kw, g)
+    y /= np.asarray(g.avg_divisors(), dtype=x.dtype)
     return y
 
 
-def avg_pool2d_backward(
-    gy: np.ndarray,
-    x_shape: Sequence[int],
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    count_include_pad: bool = True,
-) -> np.ndarray:
+def avg_pool2d_backward(gy: np.ndarray, g: Geometry) -> np.ndarray:
     """dL/dx of average pooling: gy / divisor spread over each window."""
-    OH, OW = check_avg_pool_grad(gy, x_shape, kh, kw, sy, sx, ph, pw)
-    N, C, H, W = x_shape
-    div = _avg_divisor(H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
-    g = gy / np.asarray(div, dtype=gy.dtype)
-    gx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=gy.dtype)
-    for k in range(kh * kw):
-        _window(gx, k // kw, k % kw, OH, OW, sy, sx, 1, 1)[...] += g
-    return _unpad(gx, ph, pw, H, W)
+    gd = gy / np.asarray(g.avg_divisors(), dtype=gy.dtype)
+    gx = _zeros_padded(g, gy.dtype)
+    for k in range(g.kh * g.kw):
+        _window(gx, k // g.kw, k % g.kw, g)[...] += gd
+    return _unpad(gx, g)

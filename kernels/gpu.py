@@ -1,255 +1,138 @@
 """CUDA kernels for convolution and pooling: raw ``cupy.ndarray`` in, raw arrays out.
 
-Same functions and signatures as :mod:`kernels.cpu`. The hand-written kernels live in
-``kernels/cuda/*.cu`` and run through :mod:`kernels.launch`; the GEMMs are ``cupy.matmul``
-(cuBLAS).
+Same functions and signatures as :mod:`kernels.cpu`, each taking the call's
+:class:`kernels.geometry.Geometry` and trusting it. The hand-written kernels live in
+``kernels/cuda/*.cu`` and run through :mod:`kernels.launch` with the geometry's
+``launch_ints()``; the GEMMs are ``cupy.matmul`` (cuBLAS).
+
+The im2col columns are written once, as the (C kh kw, N OH OW) matrix, so that each conv GEMM
+folds the batch into one product: forward ``W (C_out, C kh kw) @ col``, weight gradient
+``gy^T (C_out, N OH OW) @ col^T`` and input gradient ``W^T @ gy^T`` into columns that col2im
+gathers. (A broadcast batched matmul over images makes CuPy build pointer arrays, several
+extra kernels per call, and copy the weight.) With groups, the same matrices split into G
+blocks, one batched product over the groups.
 CuPy is imported inside the functions only, so ``import kernels.gpu`` works without it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy
 
 from kernels import launch
-from kernels._shared import (
-    ConvGemm,
-    Pair,
-    check_4d,
-    check_avg_pool_grad,
-    check_col,
-    check_float,
-    check_max_pool_grad,
-    check_pool_padding,
-    flat_indices,
-    output_hw,
-)
+from kernels.geometry import Geometry
 
 
-def _cupy() -> Any:
-    import cupy
-
-    return cupy
+def _cp() -> Any:
+    return launch._cupy()
 
 
-def _input(x: Any, name: str) -> tuple[Any, tuple[int, int, int, int]]:
-    shape = check_4d(x, name)
-    check_float(x, name, launch.FLOAT_DTYPES)
-    return _cupy().ascontiguousarray(x), shape
-
-
-def im2col(
-    x: Any,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> Any:
-    """x (N, C, H, W) -> col (N, C, kh, kw, OH, OW), zero padding (a new contiguous array)."""
-    x, (N, C, H, W) = _input(x, "im2col input")
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx)
-    col = _cupy().empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
-    ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
-    launch.launch("conv.cu", "im2col", (x, col), col.size, ints)
+def _cols(x: Any, g: Geometry) -> Any:
+    """x (N, C, H, W) -> col (C, kh, kw, N, OH, OW), zero padding (a new contiguous array)."""
+    col = _cp().empty((g.C, g.kh, g.kw, g.N, g.OH, g.OW), dtype=x.dtype)
+    launch.launch("conv.cu", "im2col", (x, col), col.size, g.launch_ints())
     return col
 
 
-def col2im(
-    col: Any,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    H: int,
-    W: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> Any:
-    """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
-    N, C, kh, kw, OH, OW = check_col(col, H, W, sy, sx, ph, pw, dy, dx)
-    check_float(col, "col2im input", launch.FLOAT_DTYPES)
-    cupy = _cupy()
-    col = cupy.ascontiguousarray(col)
-    x = cupy.empty((N, C, H, W), dtype=col.dtype)
-    ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
-    launch.launch("conv.cu", "col2im", (col, x), x.size, ints)
+def _col2im(col: Any, g: Geometry) -> Any:
+    """Adjoint of :func:`_cols`: col (C, kh, kw, N, OH, OW) -> x (N, C, H, W), sums overlaps."""
+    x = _cp().empty(g.x_shape, dtype=col.dtype)
+    launch.launch("conv.cu", "col2im", (col, x), x.size, g.launch_ints())
     return x
 
 
-def _cols(
-    x: Any,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int,
-    dx: int,
-    batch_last: bool,
-) -> Any:
-    col = im2col(x, kh, kw, sy, sx, ph, pw, dy, dx)
-    if batch_last:
-        col = _cupy().ascontiguousarray(col.transpose(1, 2, 3, 0, 4, 5))
-    return col
+def _mm(a: Any, b: Any, G: int) -> Any:
+    """a @ b over the group axis: 2-D products for one group, one batched product for G."""
+    return _cp().matmul(a[0], b[0])[None] if G == 1 else _cp().matmul(a, b)
 
 
-def _gemm() -> ConvGemm:
-    # The input gradient goes through col2im on the GPU (a gather, no atomics).
-    return ConvGemm(_cupy(), _cols, col2im, stride1_input_grad_by_conv=False)
+def _gy_t(gy: Any, g: Geometry) -> Any:
+    """gy (N, C_out, OH, OW) -> (G, C_out/G, N OH OW), contiguous."""
+    G = g.groups
+    gyt = _cp().ascontiguousarray(gy.reshape(g.N, g.K, g.OH * g.OW).transpose(1, 0, 2))
+    return gyt.reshape(G, g.K // G, -1)
+
+
+def _w(w: Any, g: Geometry) -> Any:
+    """w (C_out, C/G, kh, kw) -> (G, C_out/G, C/G kh kw)."""
+    G = g.groups
+    return _cp().ascontiguousarray(w).reshape(G, g.K // G, -1)
 
 
 def conv2d_forward(
-    x: Any,
-    w: Any,
-    b: Any | None = None,
-    stride: Pair = 1,
-    padding: Pair = 0,
-    dilation: Pair = 1,
-    groups: int = 1,
-) -> Any:
-    """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
-    return _gemm().forward(x, w, b, stride, padding, dilation, groups)
+    x: Any, w: Any, b: Any | None, g: Geometry, keep_cols: bool = False
+) -> tuple[Any, Any | None]:
+    """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw).
+
+    Returns (y, cols): with ``keep_cols``, the columns :func:`conv2d_backward_weight` takes.
+    """
+    cp = _cp()
+    G = g.groups
+    col = _cols(cp.ascontiguousarray(x), g)
+    yt = _mm(_w(w, g), col.reshape(G, -1, g.N * g.OH * g.OW), G)  # (G, Co/G, N L)
+    yt = yt.reshape(g.K, g.N, g.OH * g.OW).transpose(1, 0, 2)
+    y = cp.empty(g.y_shape, dtype=x.dtype)
+    out = y.reshape(g.N, g.K, g.OH * g.OW)
+    if b is None:
+        out[...] = yt
+    else:
+        cp.add(yt, b.reshape(1, g.K, 1), out=out)  # bias added in the transposing copy
+    return y, (col if keep_cols else None)
 
 
-def conv2d_backward_input(
-    gy: Any,
-    w: Any,
-    x_shape: Sequence[int],
-    stride: Pair = 1,
-    padding: Pair = 0,
-    dilation: Pair = 1,
-    groups: int = 1,
-) -> Any:
+def conv2d_backward_weight(gy: Any, x: Any, g: Geometry, cols: Any | None = None) -> Any:
+    """dL/dw of conv2d, shape (C_out, C/groups, kh, kw); ``cols`` from the forward, or None."""
+    G = g.groups
+    col = _cols(_cp().ascontiguousarray(x), g) if cols is None else cols
+    col = col.reshape(G, -1, g.N * g.OH * g.OW)
+    return _mm(_gy_t(gy, g), col.transpose(0, 2, 1), G).reshape(g.w_shape)
+
+
+def conv2d_backward_input(gy: Any, w: Any, g: Geometry) -> Any:
     """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
-    return _gemm().backward_input(gy, w, x_shape, stride, padding, dilation, groups)
+    G = g.groups
+    gcol = _mm(_w(w, g).transpose(0, 2, 1), _gy_t(gy, g), G)  # (G, C/G kh kw, N L)
+    return _col2im(gcol, g)
 
 
-def conv2d_backward_weight(
-    gy: Any,
-    x: Any,
-    w_shape: Sequence[int],
-    stride: Pair = 1,
-    padding: Pair = 0,
-    dilation: Pair = 1,
-    groups: int = 1,
-) -> Any:
-    """dL/dw of conv2d, shape ``w_shape`` (C_out, C/groups, kh, kw)."""
-    return _gemm().backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
-
-
-def max_pool2d_forward(
-    x: Any,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-    ceil_mode: bool = False,
-) -> tuple[Any, Any]:
+def max_pool2d_forward(x: Any, g: Geometry) -> tuple[Any, Any]:
     """Max pooling with -inf padding -> (y, argmax int32 offset ``ky*kw + kx`` in the window)."""
-    x, (N, C, H, W) = _input(x, "max_pool2d input")
-    check_pool_padding(kh, kw, ph, pw)
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw, dy, dx, ceil_mode)
-    cupy = _cupy()
-    y = cupy.empty((N, C, OH, OW), dtype=x.dtype)
-    argmax = cupy.empty((N, C, OH, OW), dtype=numpy.int32)
-    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
-    launch.launch("pool.cu", "max_pool2d_forward", (x, y, argmax), y.size, ints)
+    cp = _cp()
+    x = cp.ascontiguousarray(x)
+    y = cp.empty(g.y_shape, dtype=x.dtype)
+    argmax = cp.empty(g.y_shape, dtype=numpy.int32)
+    launch.launch("pool.cu", "max_pool2d_forward", (x, y, argmax), y.size, g.launch_ints())
     return y, argmax
 
 
-def max_pool2d_backward(
-    gy: Any,
-    argmax: Any,
-    x_shape: Sequence[int],
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> Any:
+def max_pool2d_backward(gy: Any, argmax: Any, g: Geometry) -> Any:
     """dL/dx of max pooling: each input sums gy over the windows whose argmax it is."""
-    check_max_pool_grad(gy, argmax, x_shape)
-    N, C, H, W = (int(v) for v in x_shape)
-    if argmax.dtype != numpy.int32:
-        raise TypeError(f"max_pool2d_backward: argmax must be int32, got {argmax.dtype.name}")
-    check_float(gy, "max_pool2d_backward gy", launch.FLOAT_DTYPES)
-    OH, OW = gy.shape[2:]
-    cupy = _cupy()
-    gy = cupy.ascontiguousarray(gy)
-    argmax = cupy.ascontiguousarray(argmax)
-    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
-    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
-    launch.launch("pool.cu", "max_pool2d_backward", (gy, argmax, gx), gx.size, ints)
+    cp = _cp()
+    gy = cp.ascontiguousarray(gy)
+    gx = cp.empty(g.x_shape, dtype=gy.dtype)
+    arrays = (gy, cp.ascontiguousarray(argmax), gx)
+    launch.launch("pool.cu", "max_pool2d_backward", arrays, gx.size, g.launch_ints())
     return gx
 
 
-def max_pool2d_indices(
-    argmax: Any,
-    x_shape: Sequence[int],
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    dy: int = 1,
-    dx: int = 1,
-) -> Any:
-    """argmax offsets -> PyTorch's ``return_indices`` (int64 flat index into H*W; -1 if none)."""
-    return flat_indices(_cupy(), argmax, x_shape, kw, sy, sx, ph, pw, dy, dx)
+def _avg_ints(g: Geometry) -> tuple[int, ...]:
+    return (*g.launch_ints(), int(g.count_include_pad), g.divisor_override)
 
 
-def avg_pool2d_forward(
-    x: Any,
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    count_include_pad: bool = True,
-) -> Any:
-    """Average pooling with zero padding (PyTorch semantics, floor mode)."""
-    x, (N, C, H, W) = _input(x, "avg_pool2d input")
-    check_pool_padding(kh, kw, ph, pw)
-    OH, OW = output_hw(H, W, kh, kw, sy, sx, ph, pw)
-    y = _cupy().empty((N, C, OH, OW), dtype=x.dtype)
-    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)))
-    launch.launch("pool.cu", "avg_pool2d_forward", (x, y), y.size, ints)
+def avg_pool2d_forward(x: Any, g: Geometry) -> Any:
+    """Average pooling with zero padding, PyTorch's divisor rule."""
+    cp = _cp()
+    x = cp.ascontiguousarray(x)
+    y = cp.empty(g.y_shape, dtype=x.dtype)
+    launch.launch("pool.cu", "avg_pool2d_forward", (x, y), y.size, _avg_ints(g))
     return y
 
 
-def avg_pool2d_backward(
-    gy: Any,
-    x_shape: Sequence[int],
-    kh: int,
-    kw: int,
-    sy: int,
-    sx: int,
-    ph: int,
-    pw: int,
-    count_include_pad: bool = True,
-) -> Any:
+def avg_pool2d_backward(gy: Any, g: Geometry) -> Any:
     """dL/dx of average pooling: gy / divisor spread over each window."""
-    OH, OW = check_avg_pool_grad(gy, x_shape, kh, kw, sy, sx, ph, pw)
-    N, C, H, W = (int(v) for v in x_shape)
-    check_float(gy, "avg_pool2d_backward gy", launch.FLOAT_DTYPES)
-    cupy = _cupy()
-    gy = cupy.ascontiguousarray(gy)
-    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
-    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)))
-    launch.launch("pool.cu", "avg_pool2d_backward", (gy, gx), gx.size, ints)
+    cp = _cp()
+    gy = cp.ascontiguousarray(gy)
+    gx = cp.empty(g.x_shape, dtype=gy.dtype)
+    launch.launch("pool.cu", "avg_pool2d_backward", (gy, gx), gx.size, _avg_ints(g))
     return gx

@@ -6,6 +6,7 @@ from __future__ import annotations
 import engine
 import engine.functional as F
 from engine import Tensor
+from kernels.geometry import pair, same_padding, string_padding
 
 from . import init
 from .module import Module, Parameter
@@ -13,15 +14,6 @@ from .module import Module, Parameter
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) for v in value):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return value
 
 
 class _ConvNd(Module):
@@ -54,11 +46,12 @@ class _ConvNd(Module):
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.dilation = _pair(dilation, "dilation")
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
-        self.transposed, self.output_padding = transposed, _pair(output_padding, "output_padding")
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride, "stride", 1)
+        self.dilation = pair(dilation, "dilation", 1)
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding", 0)
+        self.output_padding = pair(output_padding, "output_padding", 0)
+        self.transposed = transposed
         self.groups, self.padding_mode = groups, padding_mode
         if transposed:
             shape = (in_channels, out_channels // groups) + self.kernel_size
@@ -116,10 +109,7 @@ class Conv2d(_ConvNd):
         dtype=None,
     ) -> None:
         if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"Invalid padding string {padding!r}, should be 'same' or 'valid'")
-            if padding == "same" and _pair(stride, "stride") != (1, 1):
-                raise ValueError("padding='same' is not supported for strided convolutions")
+            string_padding(padding, stride, "Conv2d")
         super().__init__(
             in_channels,
             out_channels,
@@ -142,11 +132,8 @@ class Conv2d(_ConvNd):
         if self.padding == "valid":
             return (0, 0, 0, 0)
         if self.padding == "same":
-            pads = []
-            for d, k in zip(self.dilation[::-1], self.kernel_size[::-1], strict=True):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]
-            return tuple(pads)
+            (ph, pw), (bottom, right) = same_padding(self.kernel_size, self.dilation)
+            return (pw, pw + right, ph, ph + bottom)
         ph, pw = self.padding
         return (pw, pw, ph, ph)
 

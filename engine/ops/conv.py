@@ -22,11 +22,12 @@ from typing import Sequence
 import numpy
 
 import kernels
+from kernels import geometry
+from kernels.geometry import Geometry
 
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 from .linalg import matmul
-from .reduction import sum
 from .shape import broadcast_to, getitem, pad, reshape, squeeze, unsqueeze
 
 __all__ = [
@@ -42,24 +43,6 @@ __all__ = [
 IntPair = int | Sequence[int]
 
 
-def _kernels(device):
-    """The raw kernels of a device: chosen by the tensor's device, not by its array's type."""
-    return kernels.backend(device.type)
-
-
-# Argument checks ---------------------------------------------------------------------------
-def _pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        out = (int(value[0]), int(value[1]))
-    else:
-        out = (int(value), int(value))
-    if min(out) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return out
-
-
 def _check_float(name: str, *tensors: Tensor | None) -> None:
     ts = [t for t in tensors if t is not None]
     for t in ts:
@@ -71,29 +54,11 @@ def _check_float(name: str, *tensors: Tensor | None) -> None:
         )
 
 
-def _check_4d(name: str, x: Tensor) -> None:
-    if x.ndim != 4:
-        raise RuntimeError(f"{name}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
-
-
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling_output_shape: in ceil mode the last window must start inside."""
-    span = size + 2 * p - d * (k - 1) - 1
-    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
-def _check_out(name: str, out: tuple[int, int], x: Tensor, **params) -> None:
-    if min(out) < 1:
-        desc = ", ".join(f"{k}={v}" for k, v in params.items())
+def _check_bias(name: str, bias: Tensor | None, channels: int) -> None:
+    if bias is not None and bias.shape != (channels,):
         raise RuntimeError(
-            f"{name}: output size {out} is too small for input of shape {x.shape} ({desc})"
+            f"{name}: bias must have shape ({channels},) for {channels} output channels, "
+            f"got {bias.shape}"
         )
 
 
@@ -113,87 +78,82 @@ def _unbatched(fn):
 
 
 # Convolution -------------------------------------------------------------------------------
-class _ConvParams:
-    """stride, padding, dilation (pairs) and groups of a convolution."""
-
-    def __init__(self, stride, padding, dilation, groups):
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-
-    @property
-    def args(self) -> tuple:
-        return self.stride, self.padding, self.dilation, self.groups
-
-
 class Conv2d(Function):
-    """y = conv(x, w) (+ b): cross-correlation, PyTorch semantics."""
+    """y = conv(x, w) (+ b): cross-correlation, PyTorch semantics.
 
-    def __init__(self, p: _ConvParams):
-        self.p = p
+    With ``keep_cols`` (the weight needs a gradient) the forward's im2col columns are kept
+    here, owned by this node and freed with the graph, for the weight gradient.
+    """
+
+    def __init__(self, geo: Geometry, keep_cols: bool = False):
+        self.geo, self.keep_cols = geo, keep_cols
+        self.cols = None
 
     def forward(self, x, w, b=None):
-        return _kernels(self.device).conv2d_forward(x, w, b, *self.p.args)
+        kern = kernels.backend(self.device.type)
+        y, self.cols = kern.conv2d_forward(x, w, b, self.geo, self.keep_cols)
+        return y
 
     def backward(self, gy):
         x, w = self.inputs[:2]
-        # The weight gradient first: on the CPU it reuses the forward's im2col columns while
-        # they are still in the kernels' workspace (the input gradient overwrites it).
-        gw = Conv2dGradWeight(self.p, w.shape)(x, gy) if w.requires_grad else None
-        gx = Conv2dGradInput(self.p, x.shape)(gy, w) if x.requires_grad else None
+        gx = Conv2dGradInput(self.geo)(gy, w) if x.requires_grad else None
+        gw = Conv2dGradWeight(self.geo, self.cols)(x, gy) if w.requires_grad else None
         gb = None
         if len(self.inputs) == 3 and self.inputs[2].requires_grad:
-            gb = _bias_grad(gy)
+            gb = ConvBiasGrad()(gy)
         return gx, gw, gb
 
 
-def _bias_grad(gy: Tensor) -> Tensor:
-    """gy summed over batch and pixels. Unrecorded float32/64 NumPy sums go through einsum,
-    3x faster than ``sum(axis=(0, 2, 3))``, which strides across the batch for every channel."""
-    a = gy.array
-    if is_grad_enabled() or gy.xp is not numpy or a.dtype not in (numpy.float32, numpy.float64):
-        return sum(gy, (0, 2, 3))
-    return Tensor._wrap(numpy.einsum("nchw->c", a), gy.device)
+class ConvBiasGrad(Function):
+    """gy summed over batch and pixels. NumPy float32/64 sums go through einsum, 3x faster than
+    ``sum(axis=(0, 2, 3))``, which strides across the batch for every channel."""
+
+    saves_inputs = False
+
+    def forward(self, gy):
+        self.shape = gy.shape
+        if self.xp is numpy and gy.dtype in (numpy.float32, numpy.float64):
+            return numpy.einsum("nchw->c", gy)
+        return gy.sum(axis=(0, 2, 3))
+
+    def backward(self, ggb):
+        return broadcast_to(reshape(ggb, (1, -1, 1, 1)), self.shape)
 
 
 class Conv2dGradInput(Function):
     """gx = conv's input gradient of gy for weight w: the transposed convolution."""
 
-    def __init__(self, p: _ConvParams, x_shape: tuple):
-        self.p, self.x_shape = p, tuple(x_shape)
+    def __init__(self, geo: Geometry):
+        self.geo = geo
 
     def forward(self, gy, w):
-        return _kernels(self.device).conv2d_backward_input(gy, w, self.x_shape, *self.p.args)
+        return kernels.backend(self.device.type).conv2d_backward_input(gy, w, self.geo)
 
     def backward(self, ggx):
         # <ggx, T(gy, w)> = <conv(ggx, w), gy>: differentiate that in gy and in w.
         gy, w = self.inputs
-        g_gy = Conv2d(self.p)(ggx, w) if gy.requires_grad else None
-        g_w = Conv2dGradWeight(self.p, w.shape)(ggx, gy) if w.requires_grad else None
+        g_gy = Conv2d(self.geo)(ggx, w) if gy.requires_grad else None
+        g_w = Conv2dGradWeight(self.geo)(ggx, gy) if w.requires_grad else None
         return g_gy, g_w
 
 
 class Conv2dGradWeight(Function):
-    """gw = conv's weight gradient of gy for input x."""
+    """gw = conv's weight gradient of gy for input x (from the forward's columns of x when
+    the conv kept them)."""
 
-    def __init__(self, p: _ConvParams, w_shape: tuple):
-        self.p, self.w_shape = p, tuple(w_shape)
+    def __init__(self, geo: Geometry, cols=None):
+        self.geo, self.cols = geo, cols
 
     def forward(self, x, gy):
-        return _kernels(self.device).conv2d_backward_weight(gy, x, self.w_shape, *self.p.args)
+        kern = kernels.backend(self.device.type)
+        return kern.conv2d_backward_weight(gy, x, self.geo, self.cols)
 
     def backward(self, ggw):
         # <ggw, W(x, gy)> = <conv(x, ggw), gy>.
         x, gy = self.inputs
-        g_x = Conv2dGradInput(self.p, x.shape)(gy, ggw) if x.requires_grad else None
-        g_gy = Conv2d(self.p)(x, ggw) if gy.requires_grad else None
+        g_x = Conv2dGradInput(self.geo)(gy, ggw) if x.requires_grad else None
+        g_gy = Conv2d(self.geo)(x, ggw) if gy.requires_grad else None
         return g_x, g_gy
-
-
-def _check_bias(name: str, bias: Tensor | None, channels: int) -> None:
-    if bias is not None and bias.shape != (channels,):
-        raise RuntimeError(
-            f"{name}: bias must have shape ({channels},) for {channels} output channels, "
-            f"got {bias.shape}"
-        )
 
 
 @_unbatched
@@ -212,60 +172,18 @@ def conv2d(
     `padding` may also be "valid" (no padding) or "same" (output size = input size, stride 1).
     """
     name = "conv2d"
-    _check_4d(name, input)
-    if weight.ndim != 4:
-        raise RuntimeError(
-            f"{name}: expected a 4-D weight (C_out, C/groups, kh, kw), got {weight.shape}"
-        )
     _check_float(name, input, weight, bias)
     if isinstance(padding, str):
-        input, padding = _string_padding(input, weight, padding, stride, dilation)
-    p = _conv_params(stride, padding, dilation, groups)
-    N, C, H, W = input.shape
-    Co, Cg, kh, kw = weight.shape
-    if C % groups or Co % groups or Cg * groups != C:
-        raise RuntimeError(
-            f"{name}: input of shape {input.shape} has {C} channels and weight of shape "
-            f"{weight.shape} expects {Cg} * groups={groups} = {Cg * groups} with C_out={Co}; "
-            f"both channel counts must be divisible by groups"
-        )
-    _check_bias(name, bias, Co)
-    out = tuple(
-        _conv_out(n, k, s, q, d)
-        for n, k, s, q, d in zip((H, W), (kh, kw), p.stride, p.padding, p.dilation, strict=True)
-    )
-    _check_out(
-        name, out, input, kernel=(kh, kw), stride=p.stride, padding=p.padding, dilation=p.dilation
-    )
-    fn = Conv2d(p)
+        geometry.string_padding(padding, stride, name)
+        mode, padding = padding, 0
+        if mode == "same" and weight.ndim == 4:
+            padding, (bottom, right) = geometry.same_padding(weight.shape[2:], dilation)
+            if bottom or right:  # an odd total: the extra row/column at the bottom/right
+                input = pad(input, (0, right, 0, bottom))
+    geo = geometry.conv2d(input.shape, weight.shape, stride, padding, dilation, groups)
+    _check_bias(name, bias, geo.K)
+    fn = Conv2d(geo, keep_cols=weight.requires_grad and is_grad_enabled())
     return fn(input, weight) if bias is None else fn(input, weight, bias)
-
-
-def _string_padding(x: Tensor, weight: Tensor, mode: str, stride, dilation):
-    """PyTorch's padding="valid" | "same": (input, symmetric padding). An odd total padding
-    puts the extra row/column at the bottom/right, explicitly padded."""
-    if mode == "valid":
-        return x, 0
-    if mode != "same":
-        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {mode!r}")
-    if _pair(stride, "stride", 1) != (1, 1):
-        raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
-    dil = _pair(dilation, "dilation", 1)
-    total = [d * (k - 1) for d, k in zip(dil, weight.shape[2:], strict=True)]
-    if total[0] % 2 or total[1] % 2:
-        x = pad(x, (0, total[1] % 2, 0, total[0] % 2))
-    return x, (total[0] // 2, total[1] // 2)
-
-
-def _conv_params(stride, padding, dilation, groups) -> _ConvParams:
-    if int(groups) != groups or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
-    return _ConvParams(
-        _pair(stride, "stride", 1),
-        _pair(padding, "padding", 0),
-        _pair(dilation, "dilation", 1),
-        int(groups),
-    )
 
 
 @_unbatched
@@ -285,100 +203,36 @@ def conv_transpose2d(
     OH = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1.
     """
     name = "conv_transpose2d"
-    _check_4d(name, input)
-    if weight.ndim != 4:
-        raise RuntimeError(
-            f"{name}: expected a 4-D weight (C, C_out/groups, kh, kw), got {weight.shape}"
-        )
     _check_float(name, input, weight, bias)
-    p = _conv_params(stride, padding, dilation, groups)
-    op = _pair(output_padding, "output_padding", 0)
-    N, C, H, W = input.shape
-    Ci, Cog, kh, kw = weight.shape
-    if Ci != C or C % groups:
-        raise RuntimeError(
-            f"{name}: input of shape {input.shape} has {C} channels, weight of shape "
-            f"{weight.shape} expects {Ci}; the channel count must be divisible by groups={groups}"
-        )
-    for o, s, d in zip(op, p.stride, p.dilation, strict=True):
-        if o >= s and o >= d:
-            raise ValueError(
-                f"{name}: output_padding {op} must be smaller than either stride {p.stride} "
-                f"or dilation {p.dilation}"
-            )
-    Co = Cog * groups
-    _check_bias(name, bias, Co)
-    out = tuple(
-        (n - 1) * s - 2 * q + d * (k - 1) + o + 1
-        for n, k, s, q, d, o in zip(
-            (H, W), (kh, kw), p.stride, p.padding, p.dilation, op, strict=True
-        )
+    geo, (bottom, right) = geometry.conv_transpose2d(
+        input.shape, weight.shape, stride, padding, output_padding, groups, dilation
     )
-    _check_out(
-        name,
-        out,
-        input,
-        kernel=(kh, kw),
-        stride=p.stride,
-        padding=p.padding,
-        dilation=p.dilation,
-        output_padding=op,
-    )
-    # With output_padding >= stride (allowed when dilation is larger) the matching conv of the
-    # output has more rows than the input: those rows get zero gradient-input, i.e. zero padding.
-    conv_hw = tuple(
-        _conv_out(n, k, s, q, d)
-        for n, k, s, q, d in zip(out, (kh, kw), p.stride, p.padding, p.dilation, strict=True)
-    )
-    if conv_hw != (H, W):
-        input = pad(input, (0, conv_hw[1] - W, 0, conv_hw[0] - H))
-    y = Conv2dGradInput(p, (N, Co) + out)(input, weight)
+    _check_bias(name, bias, geo.C)
+    if bottom or right:
+        # output_padding >= stride: the matching conv has more outputs than the input has
+        # pixels; those get zero gradient-input, i.e. zero padding.
+        input = pad(input, (0, right, 0, bottom))
+    y = Conv2dGradInput(geo)(input, weight)
     if bias is not None:
-        y = y + reshape(bias, (1, Co, 1, 1))
+        y = y + reshape(bias, (1, geo.C, 1, 1))
     return y
 
 
 # Max pooling -------------------------------------------------------------------------------
-class _PoolGeometry:
-    """Window geometry of one pooling call, plus the stored argmax for max pooling."""
-
-    def __init__(self, x_shape, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
-        self.x_shape = tuple(x_shape)
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
-        self.argmax = None
-        self._flat = None
-
-    @property
-    def window(self) -> tuple:
-        """(kh, kw, sy, sx, ph, pw): the kernels' positional window arguments."""
-        return self.kernel + self.stride + self.padding
-
-    def flat_indices(self, device):
-        """PyTorch's return_indices: for each output, the flat index into H*W (-1: none)."""
-        if self._flat is None:
-            kern = _kernels(device)
-            self._flat = kern.max_pool2d_indices(
-                self.argmax, self.x_shape, *self.window, *self.dilation
-            )
-        return self._flat
-
-
 class MaxPool2d(Function):
+    """Max over each window; keeps the argmax (window offsets) for its backward."""
+
     saves_inputs = False
 
-    def __init__(self, geo: _PoolGeometry):
+    def __init__(self, geo: Geometry):
         self.geo = geo
 
     def forward(self, x):
-        g = self.geo
-        y, g.argmax = _kernels(self.device).max_pool2d_forward(
-            x, *g.window, *g.dilation, g.ceil_mode
-        )
+        y, self.argmax = kernels.backend(self.device.type).max_pool2d_forward(x, self.geo)
         return y
 
     def backward(self, gy):
-        return MaxPool2dGrad(self.geo)(gy)
+        return MaxPool2dGrad(self.geo, self.argmax)(gy)
 
 
 class MaxPool2dGrad(Function):
@@ -386,54 +240,37 @@ class MaxPool2dGrad(Function):
 
     saves_inputs = False
 
-    def __init__(self, geo: _PoolGeometry):
-        self.geo = geo
+    def __init__(self, geo: Geometry, argmax):
+        self.geo, self.argmax = geo, argmax
 
     def forward(self, gy):
-        g = self.geo
-        return _kernels(self.device).max_pool2d_backward(
-            gy, g.argmax, g.x_shape, *g.window, *g.dilation
-        )
+        kern = kernels.backend(self.device.type)
+        return kern.max_pool2d_backward(gy, self.argmax, self.geo)
 
     def backward(self, ggx):
-        return MaxPool2dGather(self.geo)(ggx)
+        return MaxPool2dGather(self.geo, self.argmax)(ggx)
 
 
 class MaxPool2dGather(Function):
-    """Read x at each window's stored argmax: the adjoint of `MaxPool2dGrad`."""
+    """Read x at each window's argmax: the adjoint of `MaxPool2dGrad`."""
 
     saves_inputs = False
 
-    def __init__(self, geo: _PoolGeometry):
-        self.geo = geo
+    def __init__(self, geo: Geometry, argmax):
+        self.geo, self.argmax = geo, argmax
 
     def forward(self, x):
-        xp = self.xp
-        idx = self.geo.flat_indices(self.device)
-        N, C, OH, OW = idx.shape
-        flat = idx.reshape(N, C, OH * OW)
-        y = xp.take_along_axis(x.reshape(N, C, -1), xp.maximum(flat, 0), axis=2)
-        y = y.reshape(N, C, OH, OW)
-        if self.geo.padding != (0, 0) or self.geo.ceil_mode:
+        xp, g = self.xp, self.geo
+        idx = g.indices(self.argmax, xp)
+        flat = idx.reshape(g.N, g.C, g.OH * g.OW)
+        y = xp.take_along_axis(x.reshape(g.N, g.C, -1), xp.maximum(flat, 0), axis=2)
+        y = y.reshape(g.y_shape)
+        if g.padding != (0, 0) or g.ceil_mode:
             y[idx < 0] = 0  # windows lying entirely in the padding have no argmax
         return y
 
     def backward(self, gy):
-        return MaxPool2dGrad(self.geo)(gy)
-
-
-def _pool_window(kernel_size, stride, padding, dilation=1):
-    kernel = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel if stride is None or stride == [] else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    dilation = _pair(dilation, "dilation", 1)
-    for k, q, d in zip(kernel, padding, dilation, strict=True):
-        if q > (d * (k - 1) + 1) // 2:
-            raise ValueError(
-                f"pad should be at most half of effective kernel size, but got pad={padding}, "
-                f"kernel_size={kernel} and dilation={dilation}"
-            )
-    return kernel, stride, padding, dilation
+        return MaxPool2dGrad(self.geo, self.argmax)(gy)
 
 
 @_unbatched
@@ -448,37 +285,27 @@ def max_pool2d(
 ):
     """Max over each (dilated) window; padding counts as -inf. With `return_indices`, also the
     int64 flat index into H*W of each maximum (PyTorch's layout, usable by max_unpool2d)."""
-    name = "max_pool2d"
-    _check_4d(name, input)
-    _check_float(name, input)
-    kernel, stride, padding, dilation = _pool_window(kernel_size, stride, padding, dilation)
-    H, W = input.shape[2:]
-    out = tuple(
-        _pool_out(n, k, s, q, d, ceil_mode)
-        for n, k, s, q, d in zip((H, W), kernel, stride, padding, dilation, strict=True)
-    )
-    _check_out(
-        name, out, input, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation
-    )
-    geo = _PoolGeometry(input.shape, kernel, stride, padding, dilation, bool(ceil_mode))
-    y = MaxPool2d(geo)(input)
+    _check_float("max_pool2d", input)
+    geo = geometry.pool2d(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    fn = MaxPool2d(geo)
+    y = fn(input)
     if not return_indices:
         return y
-    return y, Tensor._wrap(geo.flat_indices(input.device), input.device)
+    return y, Tensor._wrap(geo.indices(fn.argmax, input.xp), input.device)
 
 
 # Average pooling ---------------------------------------------------------------------------
 class AvgPool2d(Function):
     saves_inputs = False
 
-    def __init__(self, geo: _PoolGeometry, count_include_pad: bool):
-        self.geo, self.count_include_pad = geo, count_include_pad
+    def __init__(self, geo: Geometry):
+        self.geo = geo
 
     def forward(self, x):
-        return _kernels(self.device).avg_pool2d_forward(x, *self.geo.window, self.count_include_pad)
+        return kernels.backend(self.device.type).avg_pool2d_forward(x, self.geo)
 
     def backward(self, gy):
-        return AvgPool2dGrad(self.geo, self.count_include_pad)(gy)
+        return AvgPool2dGrad(self.geo)(gy)
 
 
 class AvgPool2dGrad(Function):
@@ -486,32 +313,14 @@ class AvgPool2dGrad(Function):
 
     saves_inputs = False
 
-    def __init__(self, geo: _PoolGeometry, count_include_pad: bool):
-        self.geo, self.count_include_pad = geo, count_include_pad
+    def __init__(self, geo: Geometry):
+        self.geo = geo
 
     def forward(self, gy):
-        return _kernels(self.device).avg_pool2d_backward(
-            gy, self.geo.x_shape, *self.geo.window, self.count_include_pad
-        )
+        return kernels.backend(self.device.type).avg_pool2d_backward(gy, self.geo)
 
     def backward(self, ggx):
-        return AvgPool2d(self.geo, self.count_include_pad)(ggx)
-
-
-def _avg_divisors(H, W, out, kernel, stride, padding, count_include_pad) -> numpy.ndarray:
-    """PyTorch's per-window divisor (OH, OW): windows are clipped to the padded input, and
-    to the input itself unless count_include_pad."""
-
-    def lengths(O, n, k, s, q):
-        start = numpy.arange(O) * s - q
-        end = numpy.minimum(start + k, n + q)
-        if not count_include_pad:
-            start, end = numpy.maximum(start, 0), numpy.minimum(end, n)
-        return end - start
-
-    args = zip(out, (H, W), kernel, stride, padding, strict=True)
-    rows, cols = (lengths(*a) for a in args)
-    return numpy.outer(rows, cols)
+        return AvgPool2d(self.geo)(ggx)
 
 
 @_unbatched
@@ -525,36 +334,12 @@ def avg_pool2d(
     divisor_override: int | None = None,
 ) -> Tensor:
     """Mean over each window, zero padding (counted in the divisor when count_include_pad)."""
-    name = "avg_pool2d"
-    _check_4d(name, input)
-    _check_float(name, input)
-    kernel, stride, padding, _ = _pool_window(kernel_size, stride, padding)
-    H, W = input.shape[2:]
-    out = tuple(
-        _pool_out(n, k, s, q, 1, ceil_mode)
-        for n, k, s, q in zip((H, W), kernel, stride, padding, strict=True)
-    )
-    _check_out(name, out, input, kernel_size=kernel, stride=stride, padding=padding)
-    if divisor_override is not None and divisor_override <= 0:
-        raise ValueError(f"divisor_override must be positive, got {divisor_override}")
-    if not ceil_mode and divisor_override is None:
-        geo = _PoolGeometry(input.shape, kernel, stride, padding)
-        return AvgPool2d(geo, bool(count_include_pad))(input)
-    # Ceil mode or a fixed divisor: the window mean over an explicitly zero-padded input,
-    # rescaled to PyTorch's divisor per window.
-    extra = tuple(
-        max((o - 1) * s + k - (n + 2 * q), 0)
-        for o, s, k, n, q in zip(out, stride, kernel, (H, W), padding, strict=True)
-    )
-    x = pad(input, (padding[1], padding[1] + extra[1], padding[0], padding[0] + extra[0]))
-    geo = _PoolGeometry(x.shape, kernel, stride, (0, 0))
-    mean = AvgPool2d(geo, True)(x)
-    if divisor_override is not None:
-        div = numpy.full(out, float(divisor_override))
-    else:
-        div = _avg_divisors(H, W, out, kernel, stride, padding, count_include_pad)
-    scale = (kernel[0] * kernel[1] / div).astype(input.dtype)
-    return mean * Tensor._wrap(input.xp.asarray(scale), input.device)
+    _check_float("avg_pool2d", input)
+    geo = geometry.pool2d(
+        input.shape, kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
+        divisor_override, name="avg_pool2d",
+    )  # fmt: skip
+    return AvgPool2d(geo)(input)
 
 
 def _output_size_pair(output_size, H: int, W: int) -> tuple[int, int]:
@@ -586,7 +371,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     ceil((i + 1) H / OH)). A plain avg_pool2d when the sizes divide; two small matmuls
     otherwise."""
     name = "adaptive_avg_pool2d"
-    _check_4d(name, input)
+    geometry.check_4d(name, input.shape)
     _check_float(name, input)
     H, W = input.shape[2:]
     oh, ow = _output_size_pair(output_size, H, W)

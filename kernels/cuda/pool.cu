@@ -1,20 +1,22 @@
 // Max and average pooling, forward and backward, compiled by NVRTC through cupy.RawModule and,
 // for the tests, as host C++ through tests/cuda_sim's shim.
 //
-// x is (N, C, H, W) and y (N, C, OH, OW), both C-contiguous. argmax holds the offset
-// ky * kw + kx of the maximum inside its window (-1 for a window entirely in the padding).
+// x is (N, C, H, W) and y (N, C, OH, OW), both C-contiguous. The integer parameters are
+// kernels.geometry.LAUNCH_FIELDS, in that order, in every kernel (then flags). argmax holds the
+// offset ky * kw + kx of the maximum inside its window (-1 for a window entirely in padding).
 // The backward kernels are gathers, one thread per input element: no atomics.
 
 template <typename T>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
-                                   int* __restrict__ argmax, long long total, int H, int W,
-                                   int OH, int OW, int kh, int kw, int sy, int sx, int ph,
-                                   int pw, int dy, int dx) {
+                                   int* __restrict__ argmax, long long total, int N, int C,
+                                   int H, int W, int OH, int OW, int kh, int kw, int sy, int sx,
+                                   int ph, int pw, int dy, int dx) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        const int ow = (int)(i % OW);
-        const int oh = (int)((i / OW) % OH);
-        const long long nc = i / ((long long)OW * OH);
+        const long long r = i / OW;
+        const int ow = (int)(i - r * OW);
+        const long long nc = r / OH;
+        const int oh = (int)(r - nc * OH);
         const T* plane = x + nc * H * W;
         const T zero = (T)0;
         T best = -(T)1 / zero;  // -inf: padding never wins
@@ -41,25 +43,27 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 // One thread per input element: sums gy over the windows covering it whose argmax it is.
 template <typename T>
 __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restrict__ argmax,
-                                    T* __restrict__ gx, long long total, int H, int W, int OH,
-                                    int OW, int kh, int kw, int sy, int sx, int ph, int pw,
-                                    int dy, int dx) {
+                                    T* __restrict__ gx, long long total, int N, int C, int H,
+                                    int W, int OH, int OW, int kh, int kw, int sy, int sx,
+                                    int ph, int pw, int dy, int dx) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        const int ix = (int)(i % W);
-        const int iy = (int)((i / W) % H);
-        const long long base = (i / ((long long)W * H)) * OH * OW;
+        const long long r = i / W;
+        const int ix = (int)(i - r * W);
+        const long long nc = r / H;
+        const int iy = (int)(r - nc * H);
+        const long long base = nc * OH * OW;
         T sum = (T)0;
         for (int ky = 0; ky < kh; ++ky) {
             const int ty = iy + ph - ky * dy;
-            if (ty < 0 || ty % sy != 0) continue;
+            if (ty < 0) break;  // ty only falls as ky grows
             const int oh = ty / sy;
-            if (oh >= OH) continue;
+            if (oh * sy != ty || oh >= OH) continue;
             for (int kx = 0; kx < kw; ++kx) {
                 const int tx = ix + pw - kx * dx;
-                if (tx < 0 || tx % sx != 0) continue;
+                if (tx < 0) break;
                 const int ow = tx / sx;
-                if (ow >= OW) continue;
+                if (ow * sx != tx || ow >= OW) continue;
                 const long long o = base + oh * OW + ow;
                 if (argmax[o] == ky * kw + kx) sum += gy[o];
             }
@@ -68,26 +72,38 @@ __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restr
     }
 }
 
-// Number of window cells inside the image (count_include_pad=0) or kh * kw.
+// Average pooling's divisor of window (oh, ow), PyTorch's rule (kernels.geometry's
+// Geometry.avg_divisors, which the tests hold this to): divisor_override if > 0; else the window
+// clipped to the padded input (count_include_pad) or to the input itself. Average pooling has no
+// dilation (its geometry has dy = dx = 1).
 __device__ inline int avg_pool_divisor(int oh, int ow, int H, int W, int kh, int kw, int sy,
-                                       int sx, int ph, int pw, int count_include_pad) {
-    if (count_include_pad) return kh * kw;
-    const int y0 = oh * sy - ph;
-    const int x0 = ow * sx - pw;
-    const int rows = min(y0 + kh, H) - max(y0, 0);
-    const int cols = min(x0 + kw, W) - max(x0, 0);
-    return rows * cols;
+                                       int sx, int ph, int pw, int count_include_pad,
+                                       int divisor_override) {
+    if (divisor_override > 0) return divisor_override;
+    int y0 = oh * sy - ph;
+    int x0 = ow * sx - pw;
+    int y1 = min(y0 + kh, H + ph);
+    int x1 = min(x0 + kw, W + pw);
+    if (count_include_pad) return (y1 - y0) * (x1 - x0);
+    y0 = max(y0, 0);
+    x0 = max(x0, 0);
+    y1 = min(y1, H);
+    x1 = min(x1, W);
+    return (y1 - y0) * (x1 - x0);
 }
 
 template <typename T>
 __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long total,
-                                   int H, int W, int OH, int OW, int kh, int kw, int sy, int sx,
-                                   int ph, int pw, int count_include_pad) {
+                                   int N, int C, int H, int W, int OH, int OW, int kh, int kw,
+                                   int sy, int sx, int ph, int pw, int dy, int dx,
+                                   int count_include_pad, int divisor_override) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        const int ow = (int)(i % OW);
-        const int oh = (int)((i / OW) % OH);
-        const T* plane = x + (i / ((long long)OW * OH)) * H * W;
+        const long long r = i / OW;
+        const int ow = (int)(i - r * OW);
+        const long long nc = r / OH;
+        const int oh = (int)(r - nc * OH);
+        const T* plane = x + nc * H * W;
         T sum = (T)0;
         for (int iy = max(oh * sy - ph, 0); iy < min(oh * sy - ph + kh, H); ++iy) {
             for (int ix = max(ow * sx - pw, 0); ix < min(ow * sx - pw + kw, W); ++ix) {
@@ -95,35 +111,37 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, l
             }
         }
         y[i] = sum / (T)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
-                                         count_include_pad);
+                                         count_include_pad, divisor_override);
     }
 }
 
 // One thread per input element: sums gy / divisor over the windows covering it.
 template <typename T>
 __global__ void avg_pool2d_backward(const T* __restrict__ gy, T* __restrict__ gx,
-                                    long long total, int H, int W, int OH, int OW, int kh,
-                                    int kw, int sy, int sx, int ph, int pw,
-                                    int count_include_pad) {
+                                    long long total, int N, int C, int H, int W, int OH, int OW,
+                                    int kh, int kw, int sy, int sx, int ph, int pw, int dy,
+                                    int dx, int count_include_pad, int divisor_override) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        const int ix = (int)(i % W);
-        const int iy = (int)((i / W) % H);
-        const long long base = (i / ((long long)W * H)) * OH * OW;
+        const long long r = i / W;
+        const int ix = (int)(i - r * W);
+        const long long nc = r / H;
+        const int iy = (int)(r - nc * H);
+        const long long base = nc * OH * OW;
         T sum = (T)0;
         for (int ky = 0; ky < kh; ++ky) {
             const int ty = iy + ph - ky;
-            if (ty < 0 || ty % sy != 0) continue;
+            if (ty < 0) break;
             const int oh = ty / sy;
-            if (oh >= OH) continue;
+            if (oh * sy != ty || oh >= OH) continue;
             for (int kx = 0; kx < kw; ++kx) {
                 const int tx = ix + pw - kx;
-                if (tx < 0 || tx % sx != 0) continue;
+                if (tx < 0) break;
                 const int ow = tx / sx;
-                if (ow >= OW) continue;
+                if (ow * sx != tx || ow >= OW) continue;
                 sum += gy[base + oh * OW + ow] /
                        (T)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
-                                           count_include_pad);
+                                           count_include_pad, divisor_override);
             }
         }
         gx[i] = sum;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import window_calls as K
 
 import engine
 import engine.functional as F
@@ -45,24 +46,31 @@ def test_the_cases_take_the_batch_last_path(case):
     assert not cpu._use_batch_last(xs[0], xs[1], *s, xs[3], 2)
 
 
+def _nchw(monkeypatch, fn, *args):
+    """``fn(*args)`` with the batch-last layout switched off: the NCHW path's result."""
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "BATCH_LAST_MIN", 1 << 30)
+        return fn(*args)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_and_gradients_match_the_nchw_path(case, dtype):
+def test_forward_and_gradients_match_the_nchw_path(case, dtype, monkeypatch):
     xs, ws, s, p, d = case
     x, w, b = _arrays(case, dtype)
-    y = cpu.conv2d_forward(x, w, b, s, p, d)
+    y = K.conv2d_forward(x, w, b, s, p, d)
     assert y.dtype == dtype and y.flags.c_contiguous
-    ref = cpu._gemm.forward(x, w, b, s, p, d, 1)
+    ref = _nchw(monkeypatch, K.conv2d_forward, x, w, b, s, p, d)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
     gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    gx = cpu.conv2d_backward_input(gy, w, xs, s, p, d)
-    gx_ref = cpu._gemm.backward_input(gy, w, xs, s, p, d, 1)
+    gx = K.conv2d_backward_input(gy, w, xs, s, p, d)
+    gx_ref = _nchw(monkeypatch, K.conv2d_backward_input, gy, w, xs, s, p, d)
     assert gx.dtype == dtype and gx.shape == xs and gx.flags.c_contiguous
     np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol)
 
-    gw = cpu.conv2d_backward_weight(gy, x, ws, s, p, d)
-    gw_ref = cpu._gemm.backward_weight(gy, x, ws, s, p, d, 1)
+    gw = K.conv2d_backward_weight(gy, x, ws, s, p, d)
+    gw_ref = _nchw(monkeypatch, K.conv2d_backward_weight, gy, x, ws, s, p, d)
     assert gw.dtype == dtype and gw.shape == ws
     np.testing.assert_allclose(gw, gw_ref, rtol=tol, atol=tol * 10)
 
@@ -70,7 +78,7 @@ def test_forward_and_gradients_match_the_nchw_path(case, dtype):
 def test_forward_matches_the_direct_definition():
     xs, ws, s, p, d = CASES[3]
     x, w, b = _arrays(CASES[3], np.float64)
-    y = cpu.conv2d_forward(x, w, b, s, p, d)
+    y = K.conv2d_forward(x, w, b, s, p, d)
     N, C, H, W = xs
     Co, _, kh, kw = ws
     xp_ = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
@@ -86,21 +94,11 @@ def test_adjoint_identities(case):
     """<conv(x), gy> = <x, backward_input(gy)> = <w, backward_weight(gy, x)>."""
     xs, ws, s, p, d = case
     x, w, _ = _arrays(case, np.float64)
-    y = cpu.conv2d_forward(x, w, None, s, p, d)
+    y = K.conv2d_forward(x, w, None, s, p, d)
     gy = np.random.default_rng(2).standard_normal(y.shape)
     lhs = np.vdot(y, gy)
-    np.testing.assert_allclose(np.vdot(x, cpu.conv2d_backward_input(gy, w, xs, s, p, d)), lhs)
-    np.testing.assert_allclose(np.vdot(w, cpu.conv2d_backward_weight(gy, x, ws, s, p, d)), lhs)
-
-
-def test_errors_name_shapes_and_dtypes():
-    x, w, b = _arrays(CASES[0], np.float32)
-    with pytest.raises(TypeError, match="float32 and float64"):
-        cpu.conv2d_forward(x, w.astype(np.float64), None, 2, 1)
-    with pytest.raises(ValueError, match=r"bias must have shape \(5,\)"):
-        cpu.conv2d_forward(x, w, b[:3], 2, 1)
-    with pytest.raises(ValueError, match="gradient has shape"):
-        cpu.conv2d_backward_input(np.zeros((8, 5, 3, 3), np.float32), w, x.shape, 2, 1)
+    np.testing.assert_allclose(np.vdot(x, K.conv2d_backward_input(gy, w, xs, s, p, d)), lhs)
+    np.testing.assert_allclose(np.vdot(w, K.conv2d_backward_weight(gy, x, ws, s, p, d)), lhs)
 
 
 def test_engine_gradcheck_through_the_batch_last_path():
@@ -142,44 +140,27 @@ def test_matches_torch_dcgan_shapes():
 
 # Weight gradients from the forward's columns --------------------------------------------------
 @pytest.mark.parametrize(
-    "xs, ws, s, p",
-    [((4, 3, 9, 8), (5, 3, 3, 3), 1, 1), ((8, 8, 9, 9), (5, 8, 3, 3), 2, 1)],
-    ids=["nchw", "batch-last"],
+    "xs, ws, s, p, g",
+    [
+        ((4, 3, 9, 8), (5, 3, 3, 3), 1, 1, 1),
+        ((4, 4, 9, 8), (6, 2, 3, 3), 1, 1, 2),
+        ((8, 8, 9, 9), (5, 8, 3, 3), 2, 1, 1),
+    ],
+    ids=["nchw", "nchw-groups", "batch-last"],
 )
-def test_weight_gradient_reuses_the_forward_columns_only_while_valid(xs, ws, s, p):
+def test_weight_gradient_from_the_kept_columns(xs, ws, s, p, g):
+    # The columns a Conv2d node keeps are its own: later convs (which refill the workspace)
+    # and the input gradient in between leave them, and the weight gradient, unchanged.
     rng = np.random.default_rng(5)
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
-    y = cpu.conv2d_forward(x, w, None, s, p)
+    geo = K.conv_geo(xs, ws, s, p, 1, g)
+    y, cols = cpu.conv2d_forward(x, w, None, geo, keep_cols=True)
+    assert cols is not None and cpu.conv2d_forward(x, w, None, geo)[1] is None
     gy = rng.standard_normal(y.shape).astype(np.float32)
-    cpu.release_workspace()
-    want = cpu.conv2d_backward_weight(gy, x, ws, s, p)  # fresh columns
-
-    cpu.conv2d_forward(x, w, None, s, p)
-    assert cpu._workspace.cols_of[0]() is x
+    want = cpu.conv2d_backward_weight(gy, x, geo)  # columns recomputed
+    cpu.conv2d_forward(x + 1, w, None, geo)
+    cpu.conv2d_backward_input(gy, w, geo)
     np.testing.assert_allclose(
-        cpu.conv2d_backward_weight(gy, x, ws, s, p), want, rtol=1e-4, atol=1e-4
+        cpu.conv2d_backward_weight(gy, x, geo, cols), want, rtol=1e-4, atol=1e-4
     )
-
-    # Another array of the same shape never matches the record.
-    cpu.conv2d_forward(x, w, None, s, p)
-    other = x + 1
-    want_other = cpu._gemm.backward_weight(gy, other, ws, s, p, 1, 1)
-    np.testing.assert_allclose(
-        cpu.conv2d_backward_weight(gy, other, ws, s, p), want_other, rtol=1e-4, atol=1e-4
-    )
-
-    # Any other use of the workspace in between (here an input gradient) invalidates the record.
-    cpu.conv2d_forward(x, w, None, s, p)
-    x_saved = x.copy()
-    x += 1  # a raw in-place change: a forward sees it, a later weight gradient recomputes
-    cpu.conv2d_backward_input(gy, w, xs, s, p)
-    want_changed = cpu._gemm.backward_weight(gy, x, ws, s, p, 1, 1)
-    np.testing.assert_allclose(
-        cpu.conv2d_backward_weight(gy, x, ws, s, p), want_changed, rtol=1e-4, atol=1e-4
-    )
-    y_changed = cpu.conv2d_forward(x, w, None, s, p)
-    np.testing.assert_allclose(
-        y_changed, cpu._gemm.forward(x, w, None, s, p, 1, 1), rtol=1e-4, atol=1e-4
-    )
-    assert not np.allclose(y_changed, cpu._gemm.forward(x_saved, w, None, s, p, 1, 1))

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import window_calls as K
 from cuda_sim import cupy as sim
 from cuda_sim import hostbuild
 
-from kernels import cpu, gpu, launch
+from kernels import cpu, geometry, gpu, launch
 
 CUDA_DIR = launch.CUDA_DIR
 SOURCES = ("conv.cu", "pool.cu")
@@ -30,7 +31,10 @@ def modules():
 
 
 def run_kernel(modules, source, name, dtype, arrays, total, ints, grid):
-    """Launch ``name<T>`` on stand-in copies of ``arrays``; returns them as host arrays."""
+    """Launch ``name<T>`` on stand-in copies of ``arrays``; returns them as host arrays.
+    ``ints`` is a Geometry (its launch integers) or the integers themselves."""
+    if isinstance(ints, geometry.Geometry):
+        ints = ints.launch_ints()
     fn = modules[source].get_function(f"{name}<{CTYPE[dtype]}>")
     dev = [sim.asarray(a) for a in arrays]
     blocks, threads = grid
@@ -87,21 +91,20 @@ DTYPES = [np.float32, np.float64]
 def test_im2col_and_col2im_kernels(modules, cfg, dtype, grid):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(cfg["shape"]).astype(dtype)
-    kh, kw, sy, sx, ph, pw, dy, dx = wargs(cfg)
-    expected = np.ascontiguousarray(cpu.im2col(x, *wargs(cfg)))
-    N, C, H, W = x.shape
-    OH, OW = expected.shape[4:]
-    ints = (H, W, kh, kw, OH, OW, sy, sx, ph, pw, dy, dx)
+    geo = K.window_geo(x.shape, *wargs(cfg))
+    # The GPU's columns are (C, kh, kw, N, OH, OW): the GEMM's (C kh kw, N OH OW) matrix.
+    expected = np.ascontiguousarray(cpu.im2col(x, geo).transpose(1, 2, 3, 0, 4, 5))
 
     col = np.full(expected.shape, np.nan, dtype=dtype)
-    _, col = run_kernel(modules, "conv.cu", "im2col", dtype, (x, col), col.size, ints, grid)
+    _, col = run_kernel(modules, "conv.cu", "im2col", dtype, (x, col), col.size, geo, grid)
     np.testing.assert_array_equal(col, expected)
 
     c = rng.standard_normal(expected.shape).astype(dtype)
     img = np.full(x.shape, np.nan, dtype=dtype)
-    _, img = run_kernel(modules, "conv.cu", "col2im", dtype, (c, img), img.size, ints, grid)
+    _, img = run_kernel(modules, "conv.cu", "col2im", dtype, (c, img), img.size, geo, grid)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(img, cpu.col2im(c, sy, sx, ph, pw, H, W, dy, dx), rtol=tol, atol=tol)
+    want = cpu.col2im(np.ascontiguousarray(c.transpose(3, 0, 1, 2, 4, 5)), geo)
+    np.testing.assert_allclose(img, want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
@@ -112,11 +115,9 @@ def test_max_pool_kernels(modules, cfg, dtype, grid):
     # Small integers: plenty of ties, which must resolve to the first maximum as on the CPU.
     x = rng.integers(-3, 4, size=cfg["shape"]).astype(dtype)
     x.reshape(-1)[::7] = np.nan
-    y_ref, am_ref = cpu.max_pool2d_forward(x, *wargs(cfg), ceil_mode=cfg["ceil_mode"])
-    N, C, H, W = x.shape
-    OH, OW = y_ref.shape[2:]
-    kh, kw, sy, sx, ph, pw, dy, dx = wargs(cfg)
-    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, dy, dx)
+    geo = K.pool_geo(x.shape, *wargs(cfg), ceil_mode=cfg["ceil_mode"])
+    y_ref, am_ref = cpu.max_pool2d_forward(x, geo)
+    ints = geo.launch_ints()
 
     y = np.zeros(y_ref.shape, dtype=dtype)
     am = np.full(y_ref.shape, -7, dtype=np.int32)
@@ -132,7 +133,7 @@ def test_max_pool_kernels(modules, cfg, dtype, grid):
         modules, "pool.cu", "max_pool2d_backward", dtype, (gy, am, gx), gx.size, ints, grid
     )
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    expected = cpu.max_pool2d_backward(gy, am_ref, x.shape, *wargs(cfg))
+    expected = cpu.max_pool2d_backward(gy, am_ref, geo)
     np.testing.assert_allclose(gx, expected, rtol=tol, atol=tol)
 
 
@@ -144,22 +145,50 @@ def test_avg_pool_kernels(modules, cfg, count_include_pad, grid):
     rng = np.random.default_rng(2)
     x = rng.standard_normal(cfg["shape"])
     kh, kw, sy, sx, ph, pw, _, _ = wargs(cfg)
-    y_ref = cpu.avg_pool2d_forward(x, kh, kw, sy, sx, ph, pw, bool(count_include_pad))
-    N, C, H, W = x.shape
-    OH, OW = y_ref.shape[2:]
-    ints = (H, W, OH, OW, kh, kw, sy, sx, ph, pw, count_include_pad)
+    for ceil_mode, override in ((False, None), (cfg["ceil_mode"], None), (True, 3)):
+        geo = geometry.pool2d(
+            x.shape, (kh, kw), (sy, sx), (ph, pw), 1, ceil_mode, bool(count_include_pad), override
+        )
+        y_ref = cpu.avg_pool2d_forward(x, geo)
+        ints = (*geo.launch_ints(), count_include_pad, geo.divisor_override)
 
-    y = np.full(y_ref.shape, np.nan)
-    _, y = run_kernel(modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), y.size, ints, grid)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+        y = np.full(y_ref.shape, np.nan)
+        _, y = run_kernel(
+            modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), y.size, ints, grid
+        )
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
 
-    gy = rng.standard_normal(y.shape)
-    gx = np.full(x.shape, np.nan)
-    _, gx = run_kernel(
-        modules, "pool.cu", "avg_pool2d_backward", dtype, (gy, gx), gx.size, ints, grid
-    )
-    expected = cpu.avg_pool2d_backward(gy, x.shape, kh, kw, sy, sx, ph, pw, bool(count_include_pad))
-    np.testing.assert_allclose(gx, expected, rtol=1e-12, atol=1e-12)
+        gy = rng.standard_normal(y.shape)
+        gx = np.full(x.shape, np.nan)
+        _, gx = run_kernel(
+            modules, "pool.cu", "avg_pool2d_backward", dtype, (gy, gx), gx.size, ints, grid
+        )
+        expected = cpu.avg_pool2d_backward(gy, geo)
+        np.testing.assert_allclose(gx, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_avg_pool_divisors_match_torch():
+    # Geometry.avg_divisors (and pool.cu's avg_pool_divisor, held to it above) is PyTorch's rule.
+    torch = pytest.importorskip("torch")
+    x = np.ones((1, 1, 7, 6))
+    for ceil_mode in (False, True):
+        for cip in (False, True):
+            geo = geometry.pool2d(x.shape, 3, 2, 1, 1, ceil_mode, cip)
+            want = torch.nn.functional.avg_pool2d(
+                torch.ones(1, 1, 7, 6), 3, 2, 1, ceil_mode, cip
+            ).numpy()
+            y = cpu.avg_pool2d_forward(x, geo)
+            np.testing.assert_allclose(y, want, rtol=1e-6)
+
+
+def test_kernel_parameters_are_the_geometry_launch_fields():
+    # Every conv/pool kernel takes the geometry's integers by name, in LAUNCH_FIELDS order.
+    for src in SOURCES:
+        code = (CUDA_DIR / src).read_text()
+        for name in launch.KERNELS[src]:
+            sig = hostbuild.signature(code, f"{name}<float>")
+            ints = [p.name for p in sig.params if p.ctype == "int" and not p.pointer]
+            assert tuple(ints[: len(geometry.LAUNCH_FIELDS)]) == geometry.LAUNCH_FIELDS, name
 
 
 def test_max_pool_kernel_window_in_padding(modules):
@@ -167,7 +196,7 @@ def test_max_pool_kernel_window_in_padding(modules):
     x = np.ones((1, 1, 3, 3), np.float32)
     y = np.zeros((1, 1, 1, 1), np.float32)
     am = np.zeros((1, 1, 1, 1), np.int32)
-    ints = (3, 3, 1, 1, 2, 2, 1, 1, 1, 1, 4, 4)
+    ints = K.pool_geo(x.shape, 2, 2, 1, 1, 1, 1, 4, 4)
     _, y, am = run_kernel(
         modules, "pool.cu", "max_pool2d_forward", np.float32, (x, y, am), 1, ints, (1, 32)
     )
@@ -222,21 +251,21 @@ def test_gpu_conv2d_matches_cpu(cupy, cfg, dtype):
     w = rng.standard_normal(cfg["w"]).astype(dtype)
     b = rng.standard_normal(cfg["w"][0]).astype(dtype)
     args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
-    y = cpu.conv2d_forward(x, w, b, *args)
+    y = K.conv2d_forward(x, w, b, *args)
     gy = rng.standard_normal(y.shape).astype(dtype)
     X, Wd, B, GY = (cupy.asarray(a) for a in (x, w, b, gy))
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
-    Y = gpu.conv2d_forward(X, Wd, B, *args)
+    Y = K.conv2d_forward(X, Wd, B, *args, kern=gpu)
     assert isinstance(Y, cupy.ndarray) and Y.dtype == dtype
     np.testing.assert_allclose(cupy.asnumpy(Y), y, **tol)
     np.testing.assert_allclose(
-        cupy.asnumpy(gpu.conv2d_backward_input(GY, Wd, x.shape, *args)),
-        cpu.conv2d_backward_input(gy, w, x.shape, *args),
+        cupy.asnumpy(K.conv2d_backward_input(GY, Wd, x.shape, *args, kern=gpu)),
+        K.conv2d_backward_input(gy, w, x.shape, *args),
         **tol,
     )
     np.testing.assert_allclose(
-        cupy.asnumpy(gpu.conv2d_backward_weight(GY, X, w.shape, *args)),
-        cpu.conv2d_backward_weight(gy, x, w.shape, *args),
+        cupy.asnumpy(K.conv2d_backward_weight(GY, X, w.shape, *args, kern=gpu)),
+        K.conv2d_backward_weight(gy, x, w.shape, *args),
         **tol,
     )
 
@@ -248,26 +277,26 @@ def test_gpu_pooling_matches_cpu(cupy, cfg):
     X = cupy.asarray(x)[:, :, ::-1]  # non-contiguous input: kernels.gpu must copy it
     x = np.ascontiguousarray(x[:, :, ::-1])
     wa = wargs(cfg)
-    y, am = cpu.max_pool2d_forward(x, *wa, ceil_mode=cfg["ceil_mode"])
-    Y, AM = gpu.max_pool2d_forward(X, *wa, ceil_mode=cfg["ceil_mode"])
+    y, am = K.max_pool2d_forward(x, *wa, ceil_mode=cfg["ceil_mode"])
+    Y, AM = K.max_pool2d_forward(X, *wa, ceil_mode=cfg["ceil_mode"], kern=gpu)
     np.testing.assert_array_equal(cupy.asnumpy(Y), y)
     np.testing.assert_array_equal(cupy.asnumpy(AM), am)
     np.testing.assert_array_equal(
-        cupy.asnumpy(gpu.max_pool2d_indices(AM, x.shape, *wa)),
-        cpu.max_pool2d_indices(am, x.shape, *wa),
+        cupy.asnumpy(K.max_pool2d_indices(AM, x.shape, *wa, xp=cupy)),
+        K.max_pool2d_indices(am, x.shape, *wa),
     )
     gy = rng.standard_normal(y.shape).astype(np.float32)
     np.testing.assert_allclose(
-        cupy.asnumpy(gpu.max_pool2d_backward(cupy.asarray(gy), AM, x.shape, *wa)),
-        cpu.max_pool2d_backward(gy, am, x.shape, *wa),
+        cupy.asnumpy(K.max_pool2d_backward(cupy.asarray(gy), AM, x.shape, *wa, kern=gpu)),
+        K.max_pool2d_backward(gy, am, x.shape, *wa),
         rtol=1e-5,
         atol=1e-6,
     )
     kh, kw, sy, sx, ph, pw, _, _ = wa
     for cip in (True, False):
-        ya = cpu.avg_pool2d_forward(x, kh, kw, sy, sx, ph, pw, cip)
+        ya = K.avg_pool2d_forward(x, kh, kw, sy, sx, ph, pw, cip)
         np.testing.assert_allclose(
-            cupy.asnumpy(gpu.avg_pool2d_forward(X, kh, kw, sy, sx, ph, pw, cip)),
+            cupy.asnumpy(K.avg_pool2d_forward(X, kh, kw, sy, sx, ph, pw, cip, kern=gpu)),
             ya,
             rtol=1e-5,
             atol=1e-6,
@@ -275,9 +304,11 @@ def test_gpu_pooling_matches_cpu(cupy, cfg):
         ga = rng.standard_normal(ya.shape).astype(np.float32)
         np.testing.assert_allclose(
             cupy.asnumpy(
-                gpu.avg_pool2d_backward(cupy.asarray(ga), x.shape, kh, kw, sy, sx, ph, pw, cip)
+                K.avg_pool2d_backward(
+                    cupy.asarray(ga), x.shape, kh, kw, sy, sx, ph, pw, cip, kern=gpu
+                )
             ),
-            cpu.avg_pool2d_backward(ga, x.shape, kh, kw, sy, sx, ph, pw, cip),
+            K.avg_pool2d_backward(ga, x.shape, kh, kw, sy, sx, ph, pw, cip),
             rtol=1e-5,
             atol=1e-6,
         )
@@ -285,4 +316,4 @@ def test_gpu_pooling_matches_cpu(cupy, cfg):
 
 def test_gpu_rejects_unsupported_dtype(cupy):
     with pytest.raises(TypeError, match="float16"):
-        gpu.max_pool2d_forward(cupy.zeros((1, 1, 4, 4), dtype=np.float16), 2, 2, 2, 2, 0, 0)
+        K.max_pool2d_forward(cupy.zeros((1, 1, 4, 4), dtype=np.float16), 2, 2, 2, 2, 0, 0, kern=gpu)
