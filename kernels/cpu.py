@@ -97,14 +97,38 @@ def _workspace_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _scratch_or_new(shape: tuple[int, ...], dtype: np.dtype, keep: bool) -> np.ndarray:
-    """A fresh array when the caller keeps it, else workspace scratch."""
-    return np.empty(shape, dtype=dtype) if keep else _workspace_array(shape, dtype)
+    """An array the caller keeps (the spare buffer :func:`give_back` returned, when it fits,
+    else a fresh one), or workspace scratch."""
+    if not keep:
+        return _workspace_array(shape, dtype)
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
+    buf = getattr(_workspace, "spare", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(nbytes, dtype=np.uint8)
+    else:
+        _workspace.spare = None
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def give_back(cols: np.ndarray) -> None:
+    """Columns a Conv2d node kept, handed back by the node when its graph is freed (nothing
+    else holds them then): the next kept columns reuse the buffer. Columns above malloc's
+    32 MiB heap limit would otherwise be mapped, page-faulted in and unmapped every step."""
+    buf = cols
+    while buf.base is not None:
+        buf = buf.base
+    spare = getattr(_workspace, "spare", None)
+    if buf.dtype == np.uint8 and buf.ndim == 1 and (spare is None or spare.nbytes < buf.nbytes):
+        _workspace.spare = buf
 
 
 def release_workspace() -> None:
     """Frees this thread's im2col and pooling scratch (reallocated on next use)."""
     _workspace.buf = None
     _workspace.pool = None
+    _workspace.spare = None
 
 
 def _pool_scratch(*specs: tuple[int, np.dtype]) -> list[np.ndarray]:

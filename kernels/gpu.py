@@ -96,6 +96,10 @@ def conv2d_backward_input(gy: Any, w: Any, g: Geometry) -> Any:
     return _col2im(gcol, g)
 
 
+def give_back(cols: Any) -> None:
+    """Nothing to do: CuPy's memory pool already reuses freed device memory."""
+
+
 def max_pool2d_forward(x: Any, g: Geometry) -> tuple[Any, Any]:
     """Max pooling with -inf padding -> (y, argmax int32 offset ``ky*kw + kx`` in the window)."""
     cp = _cp()

@@ -103,6 +103,14 @@ class Conv2d(Function):
             gb = ConvBiasGrad()(gy)
         return gx, gw, gb
 
+    def _release(self) -> None:
+        # The graph is freed and nothing else holds the columns: their buffer goes back to
+        # the kernels for the next conv's columns.
+        cols, device = self.cols, self.device
+        super()._release()
+        if cols is not None:
+            kernels.backend(device.type).give_back(cols)
+
 
 class ConvBiasGrad(Function):
     """gy summed over batch and pixels. NumPy float32/64 sums go through einsum, 3x faster than
@@ -146,7 +154,9 @@ class Conv2dGradWeight(Function):
 
     def forward(self, x, gy):
         kern = kernels.backend(self.device.type)
-        return kern.conv2d_backward_weight(gy, x, self.geo, self.cols)
+        gw = kern.conv2d_backward_weight(gy, x, self.geo, self.cols)
+        self.cols = None  # the Conv2d node owns them; this node's backward never reads them
+        return gw
 
     def backward(self, ggw):
         # <ggw, W(x, gy)> = <conv(x, ggw), gy>.

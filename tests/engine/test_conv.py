@@ -13,6 +13,7 @@ from helpers import assert_close, requires_torch
 
 import engine
 import engine.functional as F
+from kernels import cpu, geometry
 
 try:
     import torch
@@ -552,3 +553,33 @@ def test_conv_transpose_and_pool_errors(device):
         F.interpolate(x, size=3, mode="area")
     with pytest.raises(ValueError, match="trilinear expects a 5-D"):
         F.interpolate(x, size=3, mode="trilinear")
+
+
+# State ownership ------------------------------------------------------------------------------
+def test_conv_node_owns_its_columns_until_its_graph_is_freed():
+    # The columns a Conv2d node keeps for its weight gradient are its own: other convs in
+    # between (which refill the kernels' scratch) leave them alone; once the graph is freed the
+    # buffer is handed back and reused by the next conv, whose gradients stay right.
+    rng = np.random.default_rng(0)
+    x = engine.tensor(rng.standard_normal((3, 4, 9, 8)).astype(np.float32))
+    w = engine.tensor(rng.standard_normal((5, 4, 3, 3)).astype(np.float32), requires_grad=True)
+    geo = geometry.conv2d(x.shape, w.shape, 1, 1)
+    for step in range(3):
+        y = F.conv2d(x, w, padding=1)
+        assert y.grad_fn.cols is not None
+        F.conv2d(x * 2, w, padding=1)  # another conv in between
+        gy = np.full(y.shape, step + 1.0, np.float32)
+        w.grad = None
+        y.backward(engine.tensor(gy))
+        want = cpu.conv2d_backward_weight(gy, x.numpy(), geo)  # columns recomputed
+        np.testing.assert_allclose(w.grad.numpy(), want, rtol=1e-4, atol=1e-4)
+    assert cpu._workspace.spare is not None
+
+
+def test_max_pool_node_owns_its_argmax():
+    x = engine.tensor(np.arange(32.0).reshape(1, 2, 4, 4), requires_grad=True)
+    y, idx = F.max_pool2d(x, 2, return_indices=True)
+    F.max_pool2d(x * -1, 2)  # another pooling in between changes nothing
+    np.testing.assert_array_equal(y.grad_fn.argmax, np.full((1, 2, 2, 2), 3))
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy().reshape(-1)[idx.numpy().reshape(2, -1)[0]], 1)
