@@ -17,8 +17,10 @@ import math
 
 import numpy
 
+from kernels.geometry import out_size
+
 from ..tensorbase import TensorBase
-from .conv import _conv_out, _pool_out, avg_pool2d, conv2d, conv_transpose2d, max_pool2d
+from .conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
 from .indexing import scatter, scatter_add
 from .math import where
 from .reduction import sum
@@ -265,7 +267,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
             f"conv3d: input of shape {x.shape} has {C} channels, weight of shape {weight.shape} "
             f"expects {Cg} * groups={groups}"
         )
-    od = _conv_out(D, kd, sd, pd, dd)
+    od = out_size(D, kd, sd, pd, dd)
     if od < 1:
         raise RuntimeError(f"conv3d: output depth {od} < 1 for input {x.shape}, kernel {kd}")
     if pd:
@@ -343,7 +345,7 @@ def max_pool3d(
     N, C, D, H, W = x.shape
     if 2 * pd > kd:
         raise ValueError(f"max_pool3d: padding {pd} should be at most half the kernel {kd}")
-    od = _pool_out(D, kd, sd, pd, dd, ceil_mode)
+    od = out_size(D, kd, sd, pd, dd, ceil_mode)
     if od < 1:
         raise RuntimeError(f"max_pool3d: output depth {od} < 1 for input {x.shape}")
     xpad = pad(x, (0, 0, 0, 0, pd, pd), value=float("-inf")) if pd else x
@@ -382,7 +384,7 @@ def avg_pool3d(
     N, C, D, H, W = x.shape
     if 2 * pd > kd:
         raise ValueError(f"avg_pool3d: padding {pd} should be at most half the kernel {kd}")
-    od = _pool_out(D, kd, sd, pd, 1, ceil_mode)
+    od = out_size(D, kd, sd, pd, 1, ceil_mode)
     if od < 1:
         raise RuntimeError(f"avg_pool3d: output depth {od} < 1 for input {x.shape}")
     xpad = pad(x, (0, 0, 0, 0, pd, pd)) if pd else x
