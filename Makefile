@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e ".[dev,mpi,oracle]"
+	@$(PY) -m pip install -q -e ".[dev,mpi,oracle,logs]"
 	@touch $(STAMP)
 
 test: $(STAMP)

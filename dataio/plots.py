@@ -1,142 +1,107 @@
-"""Plots as PNG files, drawn with Pillow: `plot_curves` (training curves, one panel per group)
-and `save_latent_plot` (codes projected to 2-D by PCA, one colour per class)."""
+"""Plots as PNG files, drawn by matplotlib: `plot_curves` (training curves, one panel per group)
+`save_latent_plot` (codes projected to 2-D by PCA, one colour per class, with a legend) and
+`save_scatter` (named point sets).
+
+matplotlib is imported inside the functions (never at `import engine`), and only its
+object-oriented API is used: a `Figure` rendered by the Agg canvas, so no pyplot state, no GUI
+backend and no `matplotlib.use` call that would change a user's own plotting.
+"""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from typing import Any
 
 import numpy
 
-from .images import atomic_save, host_array
+from .files import atomic_write
+from .images import host_array
 
-__all__ = ["plot_curves", "pca_2d", "save_latent_plot"]
+__all__ = ["plot_curves", "curves_figure", "pca_2d", "save_latent_plot", "save_scatter", "group_of"]
 
-
-# --------------------------------------------------------------------------------------------
-# Training curves
-
-_PANEL_W, _PANEL_H = 480, 350
-_MARGIN_L, _MARGIN_R, _MARGIN_T, _MARGIN_B = 62, 16, 44, 44
-_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127)]  # fmt: skip
+PANEL_SIZE = (480, 350)  # pixels of one panel (at DPI)
+DPI = 100
+# A panel whose positive values span more than this ratio gets a log y axis.
+LOG_SCALE_RATIO = 100.0
 
 
-def _group_of(name: str) -> str:
-    """Panel of a series: 'loss/train' -> 'loss', 'train_loss' -> 'loss', 'lr' -> 'lr'."""
+def _figure(width: int, height: int):
+    from matplotlib.figure import Figure  # noqa: PLC0415  (lazy: `import engine` stays light)
+
+    return Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    """The figure as a PNG of exactly its pixel size, written atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def group_of(name: str) -> str:
+    """Panel of a series: 'loss/train' -> 'loss'; 'test_accuracy' -> 'accuracy'; 'lr' -> 'lr';
+    every other name with 'loss' in it -> 'loss' ('loss_d', 'recon_loss')."""
     if "/" in name:
         return name.split("/", 1)[0]
+    if "acc" in name:
+        return "accuracy"
+    if name in ("lr", "learning_rate") or name.endswith("_lr"):
+        return "lr"
+    if "loss" in name:
+        return "loss"
     return name.rsplit("_", 1)[-1]
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> numpy.ndarray:
-    """About `count` round tick values (steps of 1, 2 or 5 x 10^k) covering [lo, hi]."""
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    raw = (hi - lo) / count
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    start, stop = math.floor(lo / step) * step, math.ceil(hi / step) * step
-    return numpy.arange(round((stop - start) / step) + 1) * step + start
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _finite_runs(values: list[float]) -> list[list[tuple[int, float]]]:
-    """Split (epoch, value) points into runs of finite values: a NaN or inf leaves a gap."""
-    runs: list[list[tuple[int, float]]] = [[]]
-    for i, v in enumerate(values):
-        if math.isfinite(v):
-            runs[-1].append((i + 1, v))
-        elif runs[-1]:
-            runs.append([])
-    return [run for run in runs if run]
-
-
-def _draw_panel(draw, font, origin: tuple[int, int], group: str, series: dict, xlabel: str):
-    ox, oy = origin
-    left, top = ox + _MARGIN_L, oy + _MARGIN_T
-    right, bottom = ox + _PANEL_W - _MARGIN_R, oy + _PANEL_H - _MARGIN_B
-    values = numpy.concatenate([numpy.asarray(v, float) for v in series.values()])
+def _wants_log_scale(values: numpy.ndarray) -> bool:
     finite = values[numpy.isfinite(values)]
-    if finite.size == 0:
-        raise ValueError(f"plot_curves: panel {group!r} has no finite values")
-    yticks = _nice_ticks(float(finite.min()), float(finite.max()))
-    n = max(len(v) for v in series.values())
-    xticks = _nice_ticks(1, max(n, 2), count=min(max(n - 1, 1), 6))
-    x0, x1 = 1.0, float(max(n, 2))
-    xticks = xticks[(xticks >= x0) & (xticks <= x1)]
-
-    def px(x, y):
-        return (left + (x - x0) / (x1 - x0) * (right - left),
-                bottom - (y - yticks[0]) / (yticks[-1] - yticks[0]) * (bottom - top))  # fmt: skip
-
-    draw.text((ox + _PANEL_W / 2, oy + 8), group, fill="black", font=font, anchor="mt")
-    for y in yticks:
-        _, yy = px(x0, y)
-        draw.line([(left, yy), (right, yy)], fill=(230, 230, 230))
-        draw.text((left - 6, yy), _fmt(y), fill="black", font=font, anchor="rm")
-    for x in xticks:
-        xx, _ = px(x, yticks[0])
-        draw.line([(xx, bottom), (xx, bottom + 4)], fill="black")
-        draw.text((xx, bottom + 6), str(int(x)), fill="black", font=font, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline="black")
-    draw.text(((left + right) / 2, bottom + 24), xlabel, fill="black", font=font, anchor="mt")
-    for k, vals in enumerate(series.values()):
-        color = _COLORS[k % len(_COLORS)]
-        for run in _finite_runs(vals):
-            points = [px(x, y) for x, y in run]
-            if len(points) > 1:
-                draw.line(points, fill=color, width=2, joint="curve")
-            if len(vals) <= 30:  # markers only while they stay readable
-                for x, y in points:
-                    draw.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=color)
-    _draw_legend(draw, font, (left, oy + 28), list(series))
-
-
-def _draw_legend(draw, font, origin: tuple[float, float], names: list[str]) -> None:
-    """One row above the plot: a colour swatch and the name of each series."""
-    x, y = origin
-    for k, name in enumerate(names):
-        color = _COLORS[k % len(_COLORS)]
-        draw.line([(x, y), (x + 18, y)], fill=color, width=3)
-        draw.text((x + 23, y), name, fill="black", font=font, anchor="lm")
-        x += 23 + draw.textlength(name, font=font) + 16
+    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > LOG_SCALE_RATIO)
 
 
 def plot_curves(
     path: str | os.PathLike,
-    series: dict[str, list[float]],
+    series: dict[str, list[float | None]],
     title: str | None = None,
     xlabel: str = "epoch",
 ) -> None:
-    """Draw line charts of per-epoch values into a PNG, one panel per group, side by side.
+    """Line charts of per-epoch values as a PNG, one panel per group (`group_of`), side by side,
+    each `PANEL_SIZE` pixels. x runs 1..len(values); None/NaN/inf leave gaps; a panel whose
+    values span more than two decades is drawn on a log scale."""
+    _save(curves_figure(series, title, xlabel), path)
 
-    A series' group is the part before '/' ('loss/train'), else after the last '_' ('test_loss',
-    'test_accuracy'), so losses share one panel and accuracies another. x runs 1..len(values);
-    non-finite values leave gaps.
-    """
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
+def curves_figure(
+    series: dict[str, list[float | None]], title: str | None = None, xlabel: str = "epoch"
+):
+    """The matplotlib `Figure` that `plot_curves` saves (for a notebook or more drawing)."""
     if not series or any(len(v) == 0 for v in series.values()):
         lengths = {k: len(v) for k, v in series.items()}
         raise ValueError(f"plot_curves needs at least one non-empty series, got lengths {lengths}")
-    groups: dict[str, dict[str, list[float]]] = {}
+    groups: dict[str, dict[str, numpy.ndarray]] = {}
     for name, values in series.items():
-        groups.setdefault(_group_of(name), {})[name] = [float(v) for v in values]
-    title_h = 28 if title else 0
-    image = Image.new("RGB", (_PANEL_W * len(groups), _PANEL_H + title_h), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=12)
+        array = numpy.array([math.nan if v is None else float(v) for v in values])
+        groups.setdefault(group_of(name), {})[name] = array
+    for group, members in groups.items():
+        if not any(numpy.isfinite(v).any() for v in members.values()):
+            raise ValueError(f"plot_curves: panel {group!r} has no finite values")
+    fig = _figure(PANEL_SIZE[0] * len(groups), PANEL_SIZE[1])
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (group, members) in zip(axes, groups.items()):
+        for name, values in members.items():
+            x = numpy.arange(1, len(values) + 1)
+            ax.plot(x, values, marker="o" if len(values) <= 30 else None, markersize=3, label=name)
+        if _wants_log_scale(numpy.concatenate(list(members.values()))):
+            ax.set_yscale("log")
+        ax.set_title(group)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
     if title:
-        big = ImageFont.load_default(size=16)
-        draw.text((image.width / 2, 8), title, fill="black", font=big, anchor="mt")
-    for k, (group, members) in enumerate(groups.items()):
-        _draw_panel(draw, font, (k * _PANEL_W, title_h), group, members, xlabel)
-    atomic_save(image, path, "PNG")
+        fig.suptitle(title)
+    return fig
 
 
 # -------------------------------------------------------------------------------------------
@@ -153,47 +118,40 @@ def pca_2d(z: Any) -> numpy.ndarray:
     return a @ vt[:2].T
 
 
-_PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-
-
 def save_latent_plot(
     z: Any, labels: Any, path: str | os.PathLike, size: int = 480, title: str = "latent space (PCA)"
 ) -> None:
-    """Scatter of the 2-D PCA projection of codes `z`, one colour per class, as a PNG."""
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
-
+    """Scatter of the 2-D PCA projection of codes `z`, one colour per class with a legend, as a
+    `size` x `size` PNG."""
     xy = pca_2d(z)
-    if labels is None:
-        labels = numpy.zeros(len(xy), dtype=numpy.int64)
-    labels = host_array(labels)
+    labels = numpy.zeros(len(xy), numpy.int64) if labels is None else host_array(labels)
     if labels.shape != (len(xy),):
         raise ValueError(f"save_latent_plot: {len(xy)} codes but labels of shape {labels.shape}")
-    margin, legend = 30, 60
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    span = numpy.where(hi - lo > 0, hi - lo, 1.0)
-    pix = margin + (xy - lo) / span * (size - 2 * margin)
-    pix[:, 1] = size - pix[:, 1]  # y grows upwards
-    image = Image.new("RGB", (size + legend, size), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    draw.text((margin, 8), title, fill="black", font=font)
-    classes = numpy.unique(labels)
-    for (px, py), lab in zip(pix, labels, strict=True):
-        color = _PALETTE[int(numpy.searchsorted(classes, lab)) % len(_PALETTE)]
-        draw.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=color)
-    for i, lab in enumerate(classes):
-        y = margin + 18 * i
-        draw.ellipse([size + 10, y, size + 20, y + 10], fill=_PALETTE[i % len(_PALETTE)])
-        draw.text((size + 26, y - 1), str(lab), fill="black", font=font)
-    atomic_save(image, path)
+    points = {str(label): xy[labels == label] for label in numpy.unique(labels)}
+    save_scatter(path, points, title, size, legend_title="class", xlabel="PC 1", ylabel="PC 2")
+
+
+def save_scatter(
+    path: str | os.PathLike,
+    points: dict[str, Any],
+    title: str | None = None,
+    size: int = 480,
+    legend_title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+) -> None:
+    """A `size` x `size` PNG scatter: each entry of `points` ((N, 2) array) in its own colour,
+    named in the legend."""
+    fig = _figure(size, size)
+    ax = fig.subplots()
+    for k, (name, xy) in enumerate(points.items()):
+        xy = numpy.asarray(host_array(xy), dtype=numpy.float64).reshape(-1, 2)
+        ax.scatter(xy[:, 0], xy[:, 1], s=8, color=f"C{k % 10}", label=name)
+    if title:
+        ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.legend(title=legend_title, fontsize="small", markerscale=1.5, loc="best")
+    _save(fig, path)

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import engine  # noqa: E402
 from benchmarks import vae_reference as ref  # noqa: E402
 from benchmarks.run import set_threads  # noqa: E402
-from dataio.plots import save_latent_plot  # noqa: E402
+from dataio.plots import save_latent_plot, save_scatter  # noqa: E402
 from engine.data import DataLoader, TensorDataset  # noqa: E402
 from engine.utils import save_image  # noqa: E402
 from generative.autoencoder import Autoencoder, encode_dataset  # noqa: E402
@@ -152,21 +152,17 @@ def thickness_demo(ae: Autoencoder, train: TensorDataset, test: TensorDataset, o
 
 
 def naive_demo(out: Path) -> dict:
-    from PIL import Image, ImageDraw  # noqa: PLC0415
-
     engine.manual_seed(0)
     rng = np.random.default_rng(0)
     modes = np.array([[2.0, 2.0], [2.0, -2.0], [-2.0, 2.0], [-2.0, -2.0]])
     data = modes[rng.integers(0, 4, 1000)] + 0.15 * rng.standard_normal((1000, 2))
     toy = naive_mse_generator(engine.tensor(data.astype(np.float32)), steps=1000)
-    size, scale = 320, 60.0
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    for points, colour in ((data, (31, 119, 180)), (toy["samples"].numpy(), (214, 39, 40))):
-        for px, py in points[:500] * [scale, -scale] + size / 2:
-            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
-    draw.text((8, 8), "data (blue), MSE-trained generator (red)", fill="black")
-    image.save(out / "naive_mse_modes.png")
+    save_scatter(
+        out / "naive_mse_modes.png",
+        {"data": data[:500], "MSE-trained generator": toy["samples"].numpy()[:500]},
+        title="four modes: data vs an MSE-trained generator",
+        size=320,
+    )
 
     train, _ = engine.data.load_digits()
     engine.manual_seed(0)

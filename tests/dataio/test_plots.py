@@ -1,35 +1,21 @@
-"""dataio.plots: plot_curves (training curves as a PNG)."""
+"""dataio.plots: training curves and the latent scatter through matplotlib, as PNG files."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dataio import plots as utils
-from dataio.plots import plot_curves
+from dataio import plots
+from dataio.plots import curves_figure, group_of, plot_curves, save_latent_plot
 
-
-def test_nice_ticks():
-    ticks = utils._nice_ticks(0.23, 2.31)
-    np.testing.assert_allclose(ticks, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
-    ticks = utils._nice_ticks(0.93, 0.975)
-    assert ticks[0] <= 0.93 and ticks[-1] >= 0.975 and 4 <= len(ticks) <= 8
-    np.testing.assert_allclose(utils._nice_ticks(3.0, 3.0), [2.4, 2.6, 2.8, 3.0, 3.2, 3.4, 3.6])
-
-
-def test_group_of():
-    assert utils._group_of("train_loss") == "loss"
-    assert utils._group_of("test_accuracy") == "accuracy"
-    assert utils._group_of("loss/train") == "loss"
-    assert utils._group_of("lr") == "lr"
-
-
-def test_finite_runs_leave_gaps():
-    runs = utils._finite_runs([1.0, math.nan, 3.0, 4.0, math.inf])
-    assert runs == [[(1, 1.0)], [(3, 3.0), (4, 4.0)]]
+ROOT = Path(__file__).resolve().parents[2]
+BLUE, ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's C0 and C1
 
 
 def _colour_columns(img: np.ndarray, colour) -> np.ndarray:
@@ -37,7 +23,15 @@ def _colour_columns(img: np.ndarray, colour) -> np.ndarray:
     return np.nonzero(mask.any(axis=0))[0]
 
 
-def test_plot_curves_panels_and_lines(tmp_path):
+def test_group_of():
+    assert group_of("train_loss") == "loss"
+    assert group_of("loss_d") == "loss"
+    assert group_of("test_accuracy") == "accuracy"
+    assert group_of("loss/train") == "loss"
+    assert group_of("lr") == "lr"
+
+
+def test_plot_curves_is_a_png_with_one_panel_per_group(tmp_path):
     path = tmp_path / "curves.png"
     series = {
         "train_loss": [2.0, 1.0, 0.5, 0.4],
@@ -45,15 +39,22 @@ def test_plot_curves_panels_and_lines(tmp_path):
         "test_accuracy": [0.5, 0.7, 0.8, 0.85],
     }
     plot_curves(path, series, title="demo")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = np.asarray(Image.open(path).convert("RGB"))
-    assert img.shape == (utils._PANEL_H + 28, 2 * utils._PANEL_W, 3)
-    blue, orange = utils._COLORS[0], utils._COLORS[1]
-    blue_cols = _colour_columns(img, blue)
-    orange_cols = _colour_columns(img, orange)
-    # the loss panel (left) has both colours; the accuracy panel (right) only the first
-    assert blue_cols.min() < utils._PANEL_W and blue_cols.max() > utils._PANEL_W
-    assert orange_cols.size and orange_cols.max() < utils._PANEL_W
-    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+    w, h = plots.PANEL_SIZE
+    assert img.shape == (h, 2 * w, 3)
+    blue_cols, orange_cols = _colour_columns(img, BLUE), _colour_columns(img, ORANGE)
+    # the loss panel (left) has both series; the accuracy panel (right) only its first colour
+    assert blue_cols.min() < w and blue_cols.max() > w
+    assert orange_cols.size and orange_cols.max() < w
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]  # no temp file left
+
+
+def test_plot_curves_log_scale_when_values_span_decades():
+    fig = curves_figure({"loss": [10.0, 1.0, 0.01, None], "accuracy": [0.1, 0.5, 0.9, 0.95]})
+    loss, acc = fig.axes
+    assert loss.get_yscale() == "log" and acc.get_yscale() == "linear"
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["loss"]
 
 
 def test_plot_curves_errors(tmp_path):
@@ -64,3 +65,33 @@ def test_plot_curves_errors(tmp_path):
     with pytest.raises(ValueError, match="panel 'loss' has no finite values"):
         plot_curves(tmp_path / "a.png", {"loss": [math.nan]})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_latent_plot_colours_and_legend(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    z = rng.standard_normal((90, 4)) + labels[:, None] * 4.0
+    save_latent_plot(z, labels, tmp_path / "latent.png", size=300)
+    img = np.asarray(Image.open(tmp_path / "latent.png").convert("RGB"))
+    assert img.shape == (300, 300, 3)
+    for colour in [BLUE, ORANGE, (44, 160, 44)]:
+        assert (img == colour).all(-1).sum() > 20, colour
+
+
+def test_import_engine_does_not_import_matplotlib():
+    code = "import sys, engine, engine.utils, dataio.plots; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_no_hand_drawn_plots_remain():
+    """Curves and scatters are matplotlib's: no Pillow drawing code left in the project."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for folder in ("engine", "dataio", "generative", "tensortape", "reports", "examples")
+        for p in (ROOT / folder).rglob("*.py")
+        if "ImageDraw" in p.read_text()
+    ]
+    assert offenders == []

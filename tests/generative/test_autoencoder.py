@@ -219,7 +219,7 @@ def test_latent_plot_draws_one_colour_per_class(device, tmp_path):
     np.testing.assert_array_equal(got.numpy(), labels)
     save_latent_plot(codes, got, tmp_path / "latent.png", size=200)
     image = np.asarray(Image.open(tmp_path / "latent.png").convert("RGB"))
-    assert image.shape == (200, 260, 3)
+    assert image.shape == (200, 200, 3)
     for colour in [(31, 119, 180), (255, 127, 14), (44, 160, 44)]:
         assert (image == colour).all(-1).sum() > 20, colour
     with pytest.raises(ValueError, match="labels"):
