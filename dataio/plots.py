@@ -83,6 +83,9 @@ def curves_figure(
     for name, values in series.items():
         array = numpy.array([math.nan if v is None else float(v) for v in values])
         groups.setdefault(group_of(name), {})[name] = array
+    # losses first, learning rates last: the panels read from what is optimised to how
+    order = {"loss": 0, "lr": 2}
+    groups = dict(sorted(groups.items(), key=lambda item: order.get(item[0], 1)))
     for group, members in groups.items():
         if not any(numpy.isfinite(v).any() for v in members.values()):
             raise ValueError(f"plot_curves: panel {group!r} has no finite values")

@@ -34,10 +34,18 @@ Where the cross-cutting parts attach (one place each):
 - `precision`: a `Precision` policy object: `autocast()` wraps every `train_step`,
   `backward(loss)` and `step(optimizer)` are what the trainer's `backward`/`step` call, and its
   `state_dict()` is checkpointed (a gradient scaler's scale). The default is plain float32.
-- `callbacks`: a list of `Callback` objects (loggers such as TensorBoard/CSV writers, rank-aware
-  printers) called at `on_fit_start`, `on_log` (the running means at each log point),
-  `on_epoch_end` (the epoch's record) and `on_fit_end`.
-- `is_main_process`: only the main process writes files (multi-process training overrides it).
+- `callbacks`: a list of `Callback` objects (loggers, rank-aware printers) called at
+  `on_fit_start`, `on_log` (the running means at each log point), `on_epoch_end` (the epoch's
+  record), `on_samples` (the epoch's preview grid) and `on_fit_end` (also when training stops
+  with an error, so files are closed).
+- `logger`: the run logs (`generative.loggers`): "tensorboard" (event files + metrics.csv),
+  "csv" (metrics.csv), "auto" (tensorboard when tensorboardX is installed, else csv), None/"none"
+  (the default), a user's `SummaryWriter`, or a `Callback`; written into `out_dir`, appended to
+  on resume. `hparams` (a dict, e.g. the CLI's options) is logged with `config()` as the run's
+  settings. The epoch records hold the learning rates (`lr`, or `lr/<optimizer>` for several).
+- `curves.png`: at the end of `fit`, when `out_dir` is set, every numeric history drawn by
+  matplotlib (`dataio.plots.plot_curves`, one panel per group: losses, accuracy, lr).
+- `is_main_process`: only the main process (rank 0 of `engine.distributed`) writes files and logs.
 
 Optional hooks: `preview()` (images for the per-epoch grid; default `sample(64)`), `config()`
 (JSON-able hyper-parameters for checkpoints and metrics.json), `extra_state()` /
@@ -198,6 +206,9 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
         pass
 
+    def on_samples(self, trainer: Trainer, images: Tensor) -> None:
+        pass
+
     def on_fit_end(self, trainer: Trainer) -> None:
         pass
 
@@ -243,6 +254,7 @@ class Trainer:
         progress: bool = True,
         precision: Precision | None = None,
         callbacks: Iterable[Callback] = (),
+        logger: Any = None,
     ) -> None:
         self.device = resolve_device(device)
         self.seed = seed
@@ -252,6 +264,12 @@ class Trainer:
         self.progress = progress
         self.precision = precision if precision is not None else Precision()
         self.callbacks: list[Callback] = list(callbacks)
+        if isinstance(logger, str) and logger not in ("auto", "tensorboard", "csv", "none"):
+            raise ValueError(f"logger must be auto, tensorboard, csv or none, got {logger!r}")
+        self.logger = logger  # resolved into callbacks by each fit (see generative.loggers)
+        self._loggers: list[Callback] = []
+        self.hparams: dict[str, Any] = {}  # the run's options, logged as its settings
+        self.curves_title: str | None = None  # title of curves.png (default: the class name)
         self.networks: dict[str, Any] = {}  # name -> layers.Module, checkpointed
         self.optimizers: dict[str, Any] = {}  # name -> optimizers.Optimizer, checkpointed
         self.schedulers: dict[str, Any] = {}  # name -> scheduler stepped once per epoch
@@ -296,8 +314,41 @@ class Trainer:
 
     @property
     def is_main_process(self) -> bool:
-        """Whether this process writes files (and shows bars); rank 0 of a multi-process run."""
-        return True
+        """Whether this process writes files and logs (and shows bars): rank 0 of a
+        multi-process run (`engine.distributed`), the only process otherwise."""
+        from engine import distributed  # noqa: PLC0415  (never imports mpi4py by itself)
+
+        return not distributed.is_initialized() or distributed.get_rank() == 0
+
+    def learning_rates(self) -> dict[str, float]:
+        """The first parameter group's lr of each optimizer: {"lr": ...} for one optimizer,
+        {"lr/<name>": ...} for several."""
+        rates = {
+            name: float(opt.param_groups[0]["lr"])
+            for name, opt in self.optimizers.items()
+            if getattr(opt, "param_groups", None)
+        }
+        if len(rates) == 1:
+            return {"lr": next(iter(rates.values()))}
+        return {f"lr/{name}": lr for name, lr in rates.items()}
+
+    def grad_scale(self) -> float | None:
+        """The gradient scaler's current scale when the precision policy has one, else None."""
+        scaler = getattr(self.precision, "scaler", self.precision)
+        get_scale = getattr(scaler, "get_scale", None)
+        if get_scale is None or not getattr(scaler, "is_enabled", lambda: True)():
+            return None
+        return float(get_scale())
+
+    def run_settings(self) -> dict:
+        """What the logs record as the run's settings: model, config, checkpoint meta, options."""
+        return {
+            "model": type(self).__name__,
+            "config": self.config(),
+            **self.checkpoint_meta,
+            "options": self.hparams,
+            "device": str(self.device),
+        }
 
     # ---------------------------------------------------------------------------------------
     # What a train_step calls (the precision policy decides how)
@@ -330,23 +381,32 @@ class Trainer:
         self._loader_state = None
         for network in self.networks.values():
             network.train()
+        from .loggers import make_loggers  # noqa: PLC0415  (loggers import this module)
+
+        self._loggers = make_loggers(self.logger, self.out_dir)
         self._call("on_fit_start")
-        while self.epoch < epochs:
-            start = time.perf_counter()
-            means = self._run_epoch(loader, epochs)
-            for scheduler in self.schedulers.values():
-                scheduler.step()
-            means.update(self.epoch_metrics())
-            means["seconds"] = time.perf_counter() - start
-            self._record(means)
-            self._call("on_epoch_end", means)
-            if self.out_dir is not None and self.is_main_process:
-                self._write_outputs(loader)
-        self._call("on_fit_end")
+        try:
+            while self.epoch < epochs:
+                start = time.perf_counter()
+                rates = self.learning_rates()  # the epoch's rates, before the schedulers step
+                means = self._run_epoch(loader, epochs)
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+                means.update(rates)
+                means.update(self.epoch_metrics())
+                means["seconds"] = time.perf_counter() - start
+                self._record(means)
+                self._call("on_epoch_end", means)
+                if self.out_dir is not None and self.is_main_process:
+                    self._write_outputs(loader)
+        finally:
+            self._call("on_fit_end")
+        if self.out_dir is not None and self.is_main_process and self.history["epoch"]:
+            self.plot_curves(self.out_dir / "curves.png")
         return self.history
 
     def _call(self, hook: str, *args: Any) -> None:
-        for callback in self.callbacks:
+        for callback in (*self.callbacks, *self._loggers):
             getattr(callback, hook)(self, *args)
 
     def _run_epoch(self, loader: Iterable, epochs: int) -> dict[str, float]:
@@ -423,6 +483,7 @@ class Trainer:
         with _cpu_rng_preserved():  # writing a grid must not change the training trajectory
             images = self.preview()
         if images is not None:
+            self._call("on_samples", images)
             self.save_samples(self.out_dir / "samples.png", images)
             (self.out_dir / "samples").mkdir(exist_ok=True)
             self.save_samples(self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png", images)
@@ -439,6 +500,18 @@ class Trainer:
             images = self.preview()
         images = images.detach().cpu().clip(0.0, 1.0)
         save_image(images, path, nrow=nrow or self.preview_nrow)
+
+    def plot_curves(self, path: str | os.PathLike) -> None:
+        """The per-epoch histories (all but epoch and seconds) as a PNG drawn by matplotlib."""
+        from dataio.plots import plot_curves  # noqa: PLC0415  (matplotlib only when drawing)
+
+        series = {
+            name: values
+            for name, values in self.history.items()
+            if name not in ("epoch", "seconds") and any(v is not None for v in values)
+        }
+        if series:
+            plot_curves(path, series, title=self.curves_title or type(self).__name__)
 
     def metrics(self) -> dict:
         """What metrics.json holds: model, config, counters and the per-epoch histories."""

@@ -16,7 +16,6 @@ import engine.functional as F
 import layers as nn
 import optimizers
 import regularizers
-from dataio import plots
 from engine.data import DataLoader
 from generative.trainer import Trainer, evaluating
 
@@ -247,15 +246,10 @@ def run(args) -> dict:
     train_loader = DataLoader(
         train_set, args.batch_size, shuffle=True, seed=args.seed, device=device
     )
+    trainer.curves_title = f"{args.model} on {args.dataset}"
     resume(trainer, out, args)
     history = trainer.fit(train_loader, args.epochs)
     metrics = trainer.metrics()
-    if history["train_loss"]:
-        plots.plot_curves(
-            out / "curves.png",
-            {k: history[k] for k in ("train_loss", "test_loss", "test_accuracy")},
-            title=f"{args.model} on {args.dataset}",
-        )
     print(
         f"test accuracy {metrics['final_test_accuracy']:.4f}, loss "
         f"{history['train_loss'][-1]:.4f} -> {out}/metrics.json, {out}/curves.png, "

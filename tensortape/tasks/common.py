@@ -122,7 +122,7 @@ _NOT_SETTINGS = {
 #: What a train verb writes into --out (--overwrite removes these, nothing else).
 _OUTPUTS = (
     "checkpoint.npz", "metrics.json", "samples.png", "curves.png", "reconstructions.png",
-    "interpolations.png", "latent.png", "mix.png",
+    "interpolations.png", "latent.png", "mix.png", "metrics.csv",
 )  # fmt: skip
 
 
@@ -216,11 +216,16 @@ def _remove_outputs(out: Path) -> None:
     if grids.is_dir():
         for png in grids.glob("epoch_*.png"):
             png.unlink()
+    for events in out.glob("events.out.tfevents.*"):  # --overwrite: a new run's logs only
+        events.unlink()
 
 
 def resume(trainer, out: Path, args) -> Path:
     """OUT/checkpoint.npz: records the run's settings in `trainer`'s checkpoints and, with
-    --resume, loads it into `trainer` (saying so on stderr); --epochs is the total to reach."""
+    --resume, loads it into `trainer` (saying so on stderr); --epochs is the total to reach.
+    Also hands the trainer its run logs (`--logger`, into OUT) and the options to log."""
+    trainer.logger = getattr(args, "logger", None) or "auto"
+    trainer.hparams = {k: v for k, v in vars(args).items() if _plain(v) and k != "func"}
     ckpt = out / "checkpoint.npz"
     trainer.checkpoint_meta["args"] = run_settings(args)
     if args.resume:
@@ -233,6 +238,10 @@ def resume(trainer, out: Path, args) -> Path:
         print(f"resuming {ckpt}: epoch {trainer.epoch} done, training to {args.epochs}",
               file=sys.stderr)  # fmt: skip
     return ckpt
+
+
+def _plain(value) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def save_square_grid(images, path) -> None:
@@ -284,6 +293,13 @@ def add_common_arguments(
     p.add_argument("--out", default=None, help="output directory (default runs/<task>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--logger",
+        default=None,
+        choices=["tensorboard", "csv", "none"],
+        help="run logs in OUT: TensorBoard event files and metrics.csv, metrics.csv only, or "
+        "none (default: tensorboard when tensorboardX is installed, else csv)",
+    )
 
 
 def update_json(path: Path, extra: dict) -> None:
