@@ -143,7 +143,13 @@ class TensorBoardLogger(Callback):
             from tensorboardX import SummaryWriter  # noqa: PLC0415  (optional dependency)
 
             # purge_step: TensorBoard forgets what a killed run logged past the checkpoint.
-            self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.global_step + 1)
+            # The suffix: event files are named by the second they start in; a resume within
+            # the same second must not truncate the file it appends to.
+            self.writer = SummaryWriter(
+                str(self.log_dir),
+                purge_step=trainer.global_step + 1,
+                filename_suffix=f".{os.getpid()}.step{trainer.global_step}",
+            )
         settings = json.dumps(trainer.run_settings(), indent=1, sort_keys=True, default=str)
         self.writer.add_text("settings", f"```\n{settings}\n```", trainer.global_step)
 
