@@ -84,7 +84,7 @@ class CSVLogger(Callback):
             return
         rows = self._read()
         kept = [row for row in rows if int(float(row["epoch"])) <= trainer.epoch]
-        if kept != rows or not rows:
+        if kept != rows:  # nothing is written before the first epoch ends
             self._rewrite(kept, self.columns)
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
@@ -135,10 +135,16 @@ class TensorBoardLogger(Callback):
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.writer = writer
         self._own = writer is None
+        self._started = False
 
     def on_fit_start(self, trainer) -> None:
-        if not trainer.is_main_process:
+        self._started = False  # the writer opens at the first log point: a run that fails
+        # before it leaves no files
+
+    def _start(self, trainer) -> None:
+        if self._started:
             return
+        self._started = True
         if self.writer is None:
             from tensorboardX import SummaryWriter  # noqa: PLC0415  (optional dependency)
 
@@ -156,6 +162,7 @@ class TensorBoardLogger(Callback):
     def on_log(self, trainer, values: dict[str, float]) -> None:
         if not trainer.is_main_process:
             return
+        self._start(trainer)
         step = trainer.global_step
         for name, value in {**values, **trainer.learning_rates()}.items():
             self._scalar(name if name.startswith("lr") else f"step/{name}", value, step)
@@ -166,6 +173,7 @@ class TensorBoardLogger(Callback):
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
         if not trainer.is_main_process:
             return
+        self._start(trainer)
         for name, value in record.items():
             self._scalar(f"epoch/{name}", value, trainer.global_step)
         self._scalar("epoch", trainer.epoch, trainer.global_step)
@@ -176,6 +184,7 @@ class TensorBoardLogger(Callback):
             return
         from dataio.images import make_grid  # noqa: PLC0415
 
+        self._start(trainer)
         if hasattr(images, "detach"):
             images = images.detach().cpu().numpy()
         grid = make_grid(images, nrow=trainer.preview_nrow, pad_value=1.0)  # (3, H, W) in [0, 1]
