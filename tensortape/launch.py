@@ -15,9 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .tasks.common import RunError, positive_int
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--nproc", type=int, required=True, help="number of ranks (processes)")
+    parser.add_argument(
+        "--nproc", type=positive_int, required=True, help="number of ranks (processes)"
+    )
     parser.add_argument(
         "--hostfile",
         default=None,
@@ -30,22 +34,28 @@ def add_arguments(parser) -> None:
 def mpiexec() -> Path:
     path = Path(sys.executable).parent / "mpiexec"
     if not path.exists():
-        raise SystemExit(
-            f"tensortape launch needs MPI: no mpiexec beside {sys.executable}; "
+        raise RunError(
+            f"needs MPI: no mpiexec beside {sys.executable}; "
             "pip install 'tensortape[mpi]' (mpi4py and MPICH)"
         )
     return path
 
 
+def _check_file(path: str, what: str) -> None:
+    if not Path(path).exists():
+        raise RunError(f"{what} {path}: no such file")
+    if not Path(path).is_file():
+        raise RunError(f"{what} {path}: not a file")
+
+
 def command(args) -> list[str]:
-    if args.nproc < 1:
-        raise SystemExit(f"--nproc must be at least 1, got {args.nproc}")
-    if not Path(args.script).is_file():
-        raise SystemExit(f"tensortape launch: no script {args.script!r}")
+    """The mpiexec command line; a RunError (one line, exit status 1) names a missing file.
+    (--nproc < 1 never gets here: its option type refuses it with exit status 2.)"""
+    _check_file(args.script, "script")
+    if args.hostfile:
+        _check_file(args.hostfile, "--hostfile")
     cmd = [str(mpiexec()), "-n", str(args.nproc)]
     if args.hostfile:
-        if not Path(args.hostfile).is_file():
-            raise SystemExit(f"tensortape launch: no hostfile {args.hostfile!r}")
         cmd += ["-f", args.hostfile]
     return cmd + [sys.executable, "-m", "mpi4py", args.script, *args.script_args]
 

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import requires_mpi
+from helpers import cli_error, requires_mpi
 
 from tensortape import launch
+from tensortape.tasks.common import RunError
 
 SCRIPT = """
 import sys
@@ -65,8 +66,27 @@ def test_launch_command_and_its_errors(tmp_path):
         assert cmd[1:5] == ["-n", "8", "-f", str(hosts)]
         assert cmd[5:] == [sys.executable, "-m", "mpi4py", str(script), "--epochs", "3"]
     args.script = str(tmp_path / "missing.py")
-    with pytest.raises(SystemExit, match="no script"):
+    with pytest.raises(RunError, match="missing.py: no such file"):
         launch.command(args)
-    args.nproc = 0
-    with pytest.raises(SystemExit, match="--nproc must be at least 1"):
-        launch.command(args)
+
+
+def test_launch_user_errors_are_one_line_naming_the_option_or_file(tmp_path, capsys, monkeypatch):
+    script = tmp_path / "t.py"
+    script.write_text("")
+    before = sorted(tmp_path.iterdir())
+    cases = [  # (argv, exit status, the error line)
+        (["--nproc", "0", str(script)], 2, "argument --nproc: must be a positive integer, got '0'"),
+        (["--nproc", "two", str(script)], 2, "argument --nproc: must be a positive integer"),
+        (["--nproc", "2", str(tmp_path / "nope.py")], 1, f"script {tmp_path}/nope.py: no such"),
+        (["--nproc", "2", str(tmp_path)], 1, f"script {tmp_path}: not a file"),
+        (["--nproc", "2", "--hostfile", str(tmp_path / "hosts"), str(script)], 1,
+         f"--hostfile {tmp_path}/hosts: no such file"),
+    ]  # fmt: skip
+    for argv, status, message in cases:
+        code, line = cli_error(["launch", *argv], capsys)
+        assert (code, line.split(": error: ")[0]) == (status, "tensortape launch"), line
+        assert message in line, line
+    monkeypatch.setattr(launch.sys, "executable", str(tmp_path / "bin" / "python"))
+    code, line = cli_error(["launch", "--nproc", "2", str(script)], capsys)
+    assert code == 1 and f"needs MPI: no mpiexec beside {tmp_path}/bin/python" in line
+    assert sorted(tmp_path.iterdir()) == before
