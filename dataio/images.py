@@ -3,6 +3,8 @@
 They take NumPy arrays, CuPy arrays or anything with `__array__` (an engine.Tensor), and write
 8-bit images with Pillow atomically (temp file in the same directory, then renamed).
 `engine.utils` offers the same two functions to tensor code (make_grid then returns a Tensor).
+`save_grid` is the sample grid for people: clipped to [0, 1] and each cell upscaled by nearest
+neighbour (an integer factor) so that 8x8 digits and 28x28 MNIST digits are legible.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import numpy
 
 from .files import atomic_write
 
-__all__ = ["make_grid", "save_image", "atomic_save"]
+__all__ = ["make_grid", "save_image", "save_grid", "upscale", "legible_scale", "atomic_save"]
+
+#: The shorter side a sample grid's cells get at least (save_grid): 8x8 digits x4, MNIST x2.
+LEGIBLE_CELL = 32
 
 
 def host_array(x: Any) -> numpy.ndarray:
@@ -124,3 +129,40 @@ def save_image(
     grid = make_grid(tensor, nrow, padding, normalize, value_range, scale_each, pad_value)
     pixels = numpy.clip(grid * 255 + 0.5, 0, 255).astype(numpy.uint8).transpose(1, 2, 0)
     atomic_save(Image.fromarray(numpy.ascontiguousarray(pixels)), path, format)
+
+
+def upscale(images, scale: int) -> numpy.ndarray:
+    """Nearest-neighbour upscaling of (..., H, W) images by an integer `scale`: each pixel
+    becomes a `scale` x `scale` block (no interpolation, so no blur and no new grey levels)."""
+    if not isinstance(scale, (int, numpy.integer)) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    array = host_array(images)
+    if array.ndim < 2:
+        raise ValueError(f"expected images of shape (..., H, W), got shape {array.shape}")
+    if scale == 1:
+        return array
+    *lead, h, w = array.shape
+    blocks = numpy.broadcast_to(array[..., :, None, :, None], (*lead, h, scale, w, scale))
+    return blocks.reshape(*lead, h * scale, w * scale)
+
+
+def legible_scale(height: int, width: int, cell: int = LEGIBLE_CELL) -> int:
+    """The smallest integer factor that makes an image's shorter side at least `cell` pixels."""
+    return max(1, math.ceil(cell / max(1, min(height, width))))
+
+
+def save_grid(
+    images,
+    path: str | os.PathLike,
+    nrow: int = 8,
+    cell: int = LEGIBLE_CELL,
+    pad_value: float = 0.0,
+) -> None:
+    """A sample grid for people: `images` (B, C, H, W) clipped to [0, 1], each upscaled by
+    `legible_scale(H, W, cell)` (nearest neighbour), tiled `nrow` a row with 2-pixel padding."""
+    batch = host_array(images)
+    if batch.ndim != 4:
+        raise ValueError(f"expected images of shape (B, C, H, W), got shape {batch.shape}")
+    batch = numpy.clip(batch, 0.0, 1.0)
+    batch = upscale(batch, legible_scale(*batch.shape[-2:], cell=cell))
+    save_image(batch, path, nrow=nrow, pad_value=pad_value)

@@ -182,11 +182,12 @@ class TensorBoardLogger(Callback):
     def on_samples(self, trainer, images: Any) -> None:
         if not trainer.is_main_process:
             return
-        from dataio.images import make_grid  # noqa: PLC0415
+        from dataio.images import legible_scale, make_grid, upscale  # noqa: PLC0415
 
         self._start(trainer)
         if hasattr(images, "detach"):
             images = images.detach().cpu().numpy()
+        images = upscale(images, legible_scale(*images.shape[-2:]))  # as samples.png: legible
         grid = make_grid(images, nrow=trainer.preview_nrow, pad_value=1.0)  # (3, H, W) in [0, 1]
         self.writer.add_image("samples", grid.clip(0.0, 1.0), trainer.global_step)
         self.writer.flush()

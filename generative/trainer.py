@@ -493,13 +493,13 @@ class Trainer:
     def save_samples(
         self, path: str | os.PathLike, images: Tensor | None = None, nrow: int | None = None
     ) -> None:
-        """Write `images` (default: `preview()`) as a PNG grid, `nrow` images per row."""
-        from engine.utils import save_image  # noqa: PLC0415
+        """Write `images` (default: `preview()`) as a PNG grid, `nrow` images per row, each cell
+        upscaled by nearest neighbour so small images are legible (`dataio.images.save_grid`)."""
+        from dataio.images import save_grid  # noqa: PLC0415
 
         if images is None:
             images = self.preview()
-        images = images.detach().cpu().clip(0.0, 1.0)
-        save_image(images, path, nrow=nrow or self.preview_nrow)
+        save_grid(images.detach().cpu().numpy(), path, nrow=nrow or self.preview_nrow)
 
     def plot_curves(self, path: str | os.PathLike) -> None:
         """The per-epoch histories (all but epoch and seconds) as a PNG drawn by matplotlib."""

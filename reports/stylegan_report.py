@@ -28,8 +28,8 @@ from pathlib import Path  # noqa: E402
 import numpy  # noqa: E402
 
 import engine  # noqa: E402
+from dataio.images import save_grid  # noqa: E402
 from engine.data import DataLoader, load_digits  # noqa: E402
-from engine.utils import save_image  # noqa: E402
 from generative.judge import load_judge  # noqa: E402
 from generative.stylegan import RECIPES, build_stylegan  # noqa: E402
 
@@ -85,17 +85,19 @@ def run_ours(train, judge, args) -> dict:
 
 def write_pictures(sg, out: Path) -> None:
     engine.manual_seed(7)
-    save_image(sg.sample(64, noise_mode="const"), out / "stylegan_samples.png", nrow=8)
+    save_grid(sg.sample(64, noise_mode="const").cpu().numpy(), out / "stylegan_samples.png", nrow=8)
     z_src, z_dst = sg.noise(6), sg.noise(6)
     grids = [sg.mixing_grid(z_src, z_dst, g) for g in GROUPS]
     # One picture: the three 7 x 7 grids side by side, a blank column between them.
     cells = [g.reshape(7, 7, 1, 8, 8) for g in grids]
     gap = engine.ones(7, 1, 1, 8, 8)
     wide = engine.cat([cells[0], gap, cells[1], gap, cells[2]], dim=1)
-    save_image(wide.reshape(-1, 1, 8, 8), out / "stylegan_mixing.png", nrow=wide.shape[1])
+    save_grid(
+        wide.reshape(-1, 1, 8, 8).cpu().numpy(), out / "stylegan_mixing.png", nrow=wide.shape[1]
+    )
     z = sg.noise(10)
     rows = [sg.generate(z, truncation_psi=psi, noise_mode="const") for psi in (1.0, 0.7, 0.4, 0.0)]
-    save_image(engine.cat(rows), out / "stylegan_truncation.png", nrow=10)
+    save_grid(engine.cat(rows).cpu().numpy(), out / "stylegan_truncation.png", nrow=10)
 
 
 # ------------------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ import time  # noqa: E402
 import numpy  # noqa: E402
 
 import engine  # noqa: E402
+from dataio.images import save_grid  # noqa: E402
 from engine.data import DataLoader, load_digits  # noqa: E402
-from engine.utils import save_image  # noqa: E402
 from generative.cyclegan import (  # noqa: E402
     CYCLEGAN_RECIPES,
     UnpairedLoader,
@@ -98,7 +98,7 @@ def run_cyclegan(train, test, args) -> dict:
     ab = model.translate(a, "ab").cpu()
     back = model.translate(ab, "ba").cpu()
     grid = comparison_rows(a, ab, 1.0 - a, back, nrow=8)
-    save_image(grid, args.out / "cyclegan_translation.png", nrow=8)
+    save_grid(grid.cpu().numpy(), args.out / "cyclegan_translation.png", nrow=8)
     return {
         "model": "CycleGAN (ours)",
         "device": str(model.device),
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
         x[:24],
         nrow=8,
     )
-    save_image(grid, args.out / "pix2pix_completions.png", nrow=8)
+    save_grid(grid.cpu().numpy(), args.out / "pix2pix_completions.png", nrow=8)
     cycle = [run_cyclegan(train, test, args)]
     if args.torch:
         completion.append(torch_pix2pix(train, test, args, adversarial=False))

@@ -35,9 +35,9 @@ import numpy as np  # noqa: E402
 import engine  # noqa: E402
 from benchmarks import vae_reference as ref  # noqa: E402
 from benchmarks.run import set_threads  # noqa: E402
+from dataio.images import save_grid  # noqa: E402
 from dataio.plots import save_latent_plot, save_scatter  # noqa: E402
 from engine.data import DataLoader, TensorDataset  # noqa: E402
-from engine.utils import save_image  # noqa: E402
 from generative.autoencoder import Autoencoder, encode_dataset  # noqa: E402
 from generative.autoencoder_trainer import AutoencoderTrainer  # noqa: E402
 from generative.distributions import naive_mse_generator  # noqa: E402
@@ -46,7 +46,7 @@ from tensortape.tasks.autoencoder import save_reconstructions  # noqa: E402
 
 
 def _grid(images, path: Path, nrow: int = 8) -> None:
-    save_image(images.detach().cpu().clip(0.0, 1.0), path, nrow=nrow)
+    save_grid(images.detach().cpu().numpy(), path, nrow=nrow)
 
 
 def _judge():

@@ -178,26 +178,26 @@ def _judge(model: Autoencoder) -> dict:
 
 def save_reconstructions(model: Autoencoder, x, path) -> None:
     """Images `x` in rows of 8, each row followed by its reconstructions (eval mode, no graph)."""
-    from engine.utils import save_image  # noqa: PLC0415
+    from dataio.images import save_grid  # noqa: PLC0415
 
     with engine.no_grad():
         model.eval()
         recon = model.reconstruct(x)
         model.train()
     rows = [t for i in range(0, len(x), 8) for t in (x[i : i + 8], recon[i : i + 8])]
-    save_image(engine.cat(rows).cpu().clip(0.0, 1.0), path, nrow=8)
+    save_grid(engine.cat(rows).cpu().numpy(), path, nrow=8)
 
 
 def write_pictures(trainer: AutoencoderTrainer, test_set: TensorDataset, out) -> None:
     """reconstructions.png, interpolations.png and latent.png from the test images."""
-    from engine.utils import save_image  # noqa: PLC0415
+    from dataio.images import save_grid  # noqa: PLC0415
 
     model = trainer.model
     x = test_set.tensors[0][:32].to(trainer.device)
     save_reconstructions(model, x, out / "reconstructions.png")
     steps = 8
     lerp = model.interpolate(x[:8], x[8:16], steps=steps)
-    save_image(lerp.cpu().clip(0.0, 1.0), out / "interpolations.png", nrow=steps)
+    save_grid(lerp.detach().cpu().numpy(), out / "interpolations.png", nrow=steps)
     codes, labels = encode_dataset(model, test_set)
     save_latent_plot(codes.cpu(), labels, out / "latent.png")
 

@@ -245,11 +245,11 @@ def _plain(value) -> bool:
 
 
 def save_square_grid(images, path) -> None:
-    """Images clipped to [0, 1] as a PNG grid about as wide as it is tall."""
-    from engine.utils import save_image  # noqa: PLC0415
+    """Images clipped to [0, 1] as a PNG grid about as wide as it is tall (cells upscaled)."""
+    from dataio.images import save_grid  # noqa: PLC0415
 
     nrow = max(1, round(images.shape[0] ** 0.5))
-    save_image(images.cpu().clip(0.0, 1.0), path, nrow=nrow)
+    save_grid(images.cpu().numpy(), path, nrow=nrow)
 
 
 def add_common_arguments(

@@ -122,12 +122,12 @@ def run(args) -> dict:
 
 
 def _save_mix(trainer: StyleGAN, path, n: int, layers, seed: int, psi: float = 1.0) -> None:
-    from engine.utils import save_image  # noqa: PLC0415
+    from dataio.images import save_grid  # noqa: PLC0415
 
     engine.manual_seed(seed)
     z_src, z_dst = trainer.noise(n), trainer.noise(n)
     grid = trainer.mixing_grid(z_src, z_dst, layers, truncation_psi=psi)
-    save_image(grid.cpu(), path, nrow=n + 1)
+    save_grid(grid.detach().cpu().numpy(), path, nrow=n + 1)
 
 
 def _load(checkpoint: str, device_spec: str) -> StyleGAN:

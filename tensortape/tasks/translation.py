@@ -224,7 +224,7 @@ def evaluate(model, task: str, x_test) -> dict[str, float]:
 def sample(checkpoint: str, args) -> None:
     """`tensortape sample CHECKPOINT`: `--n` test examples translated, as blocks of rows
     (pix2pix: masked input / completion / real; cyclegan: digit / G_ab / G_ba(G_ab))."""
-    from engine.utils import save_image  # noqa: PLC0415
+    from dataio.images import save_grid  # noqa: PLC0415
 
     device = resolve_device(args.device)
     meta = engine.load(checkpoint)
@@ -239,7 +239,7 @@ def sample(checkpoint: str, args) -> None:
     else:
         ab = model.translate(x, "ab")
         grid = comparison_rows(x, ab, model.translate(ab, "ba"), nrow=8)
-    save_image(grid.cpu().clip(0.0, 1.0), args.out, nrow=8)
+    save_grid(grid.detach().cpu().numpy(), args.out, nrow=8)
     print(f"{args.n} {task} translations from {checkpoint} -> {args.out}")
 
 

@@ -32,8 +32,9 @@ def test_gan_verbs_write_samples_metrics_checkpoint_and_sample(tmp_path, task):
     main(
         ["sample", str(out / "checkpoint.npz"), "--n", "16", "--out", str(grid), "--device", "cpu"]
     )
-    # --n 16 in rows of 8 (gan) or of 10, one of each digit (cgan): cells of 8 + padding 2
-    assert Image.open(grid).size == ((82, 22) if task == "gan" else (102, 22))
+    # --n 16 in rows of 8 (gan) or of 10, one of each digit (cgan): 8x8 digits upscaled x4 to
+    # cells of 32 (legible), + padding 2
+    assert Image.open(grid).size == ((274, 70) if task == "gan" else (342, 70))
 
 
 def test_gan_resume_continues_to_the_requested_epochs(tmp_path):

@@ -55,7 +55,7 @@ def test_train_sample_and_mix(tmp_path, capsys):
     assert metrics["config"]["r1_gamma"] == 0.5 and metrics["config"]["z_dim"] == 8
     for name in ("samples.png", "mix.png", "checkpoint.npz"):
         assert (tmp_path / name).stat().st_size > 100
-    assert Image.open(tmp_path / "mix.png").size == (72, 72)  # (6 + 1) x (6 + 1) cells
+    assert Image.open(tmp_path / "mix.png").size == (240, 240)  # (6 + 1) x (6 + 1) cells of 32 + 2
 
     ckpt = str(tmp_path / "checkpoint.npz")
     main(
@@ -72,7 +72,7 @@ def test_train_sample_and_mix(tmp_path, capsys):
             "0.5",
         ]
     )
-    assert Image.open(tmp_path / "grid.png").size == (32, 32)  # 3 x 3 cells of 8 + padding 2
+    assert Image.open(tmp_path / "grid.png").size == (104, 104)  # 3 x 3 cells of 8 x4 + padding 2
 
     main(
         [
@@ -104,10 +104,10 @@ def test_train_sample_and_mix(tmp_path, capsys):
     )
     fine = numpy.asarray(Image.open(tmp_path / "fine.png"))
     coarse = numpy.asarray(Image.open(tmp_path / "coarse.png"))
-    assert fine.shape[:2] == (42, 42)  # (3 + 1) x (3 + 1) cells
+    assert fine.shape[:2] == (138, 138)  # (3 + 1) x (3 + 1) cells of 8 x4 + padding 2
     # Same latents, so the header row and column agree; the mixed cells differ.
-    numpy.testing.assert_array_equal(fine[:10], coarse[:10])
-    assert not numpy.array_equal(fine[10:], coarse[10:])
+    numpy.testing.assert_array_equal(fine[:34], coarse[:34])
+    assert not numpy.array_equal(fine[34:], coarse[34:])
     out = capsys.readouterr().out
     assert "mix.png" in out and "9 StyleGAN samples" in out
 

@@ -24,8 +24,9 @@ def train(task, out, *extra):
     return json.loads((out / "metrics.json").read_text())
 
 
-def grid_size(examples: int, rows_per_block: int, nrow: int = 8, side: int = 8, pad: int = 2):
-    """(width, height) of save_image's grid of blocks of `rows_per_block` rows of `nrow`."""
+def grid_size(examples: int, rows_per_block: int, nrow: int = 8, side: int = 32, pad: int = 2):
+    """(width, height) of save_grid's grid of blocks of `rows_per_block` rows of `nrow` (8x8
+    digits upscaled x4 to cells of 32)."""
     rows = math.ceil(examples / nrow) * rows_per_block
     return nrow * (side + pad) + pad, rows * (side + pad) + pad
 

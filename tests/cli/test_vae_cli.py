@@ -65,8 +65,9 @@ def test_vae_trains_writes_everything_and_samples(tmp_path, capsys):
     assert len(metrics["history"]["test_neg_elbo"]) == 1
     assert 1 <= metrics["judge"]["classes_covered"] <= 10
     assert "test_neg_elbo" in capsys.readouterr().out
-    # reconstructions.png: 8 rows (images and reconstructions) of 8 digits, 8x8 + 2px padding
-    assert _pixels(out / "reconstructions.png").shape == (82, 82)
+    # reconstructions.png: 8 rows (images and reconstructions) of 8 digits, 8x8 upscaled x4 to
+    # cells of 32, + 2px padding
+    assert _pixels(out / "reconstructions.png").shape == (274, 274)
     grid = tmp_path / "grid.png"
     assert (
         main(
@@ -84,7 +85,7 @@ def test_vae_trains_writes_everything_and_samples(tmp_path, capsys):
         == 0
     )
     pixels = _pixels(grid)
-    assert pixels.shape == (32, 32) and pixels.max() > 100  # 3x3 digits, not blank
+    assert pixels.shape == (104, 104) and pixels.max() > 100  # 3x3 digits (x4), not blank
 
 
 def test_ae_conv_model_checkpoint_samples_from_its_latent_gaussian(tmp_path):
@@ -110,7 +111,7 @@ def test_ae_conv_model_checkpoint_samples_from_its_latent_gaussian(tmp_path):
         )
         == 0
     )
-    assert _pixels(grid).shape == (22, 22)
+    assert _pixels(grid).shape == (70, 70)
 
 
 def test_conv_vae_resume_continues_the_run(tmp_path):
@@ -169,7 +170,7 @@ def test_train_and_sample_on_each_device(tmp_path, device):
         )
         == 0
     )
-    assert _pixels(grid).shape == (22, 22)  # 2 x 2 digits of 8 + padding 2
+    assert _pixels(grid).shape == (70, 70)  # 2 x 2 digits of 8 x4 + padding 2
 
 
 def test_sample_rejects_a_checkpoint_without_a_task(tmp_path, capsys):
