@@ -186,7 +186,14 @@ class Function:
         dev = ref._device
         self.device = dev
         self.xp = dev.xp
-        ys = self.forward(*[t.array for t in inputs])
+        if dev.index is None:  # cpu
+            ys = self.forward(*[t.array for t in inputs])
+        else:  # the one place every op's CUDA work is put on its tensors' device
+            previous = dev.activate()
+            try:
+                ys = self.forward(*[t.array for t in inputs])
+            finally:
+                dev.restore(previous)
         single = type(ys) is not tuple
         if single:
             ys = (ys,)
@@ -387,7 +394,8 @@ def _run_backward(
                     raise RuntimeError(
                         "element 0 of tensors does not require grad and does not have a grad_fn"
                     )
-                accumulate(t, g)
+                with t.device:
+                    accumulate(t, g)
             while heap or pending:
                 if not heap:  # a hooked tensor some of whose uses got no gradient: settle it
                     settle(*pending.pop(next(iter(pending))))
@@ -409,22 +417,28 @@ def _run_backward(
                         for g, meta in zip(gys, fn._out_meta)
                     ]
                 fn._check_versions()
-                if _mode.anomaly:
-                    gxs = _anomaly_backward(fn, gys)
-                else:
-                    gxs = fn.backward(*gys)
-                if not isinstance(gxs, tuple):
-                    gxs = (gxs,)
-                for x, gx in zip(fn.inputs, gxs):
-                    if gx is not None and x.requires_grad:
-                        if gx.shape != x.shape:
-                            raise RuntimeError(
-                                f"{fn.name}.backward returned a gradient of shape {gx.shape} "
-                                f"for an input of shape {x.shape}"
-                            )
-                        accumulate(x, gx)
-                    elif x.requires_grad and id(x) in counts:
-                        edge_done(x)
+                # The backward and the accumulation into .grad run on the op's device.
+                previous = fn.device.activate() if fn.device.index is not None else None
+                try:
+                    if _mode.anomaly:
+                        gxs = _anomaly_backward(fn, gys)
+                    else:
+                        gxs = fn.backward(*gys)
+                    if not isinstance(gxs, tuple):
+                        gxs = (gxs,)
+                    for x, gx in zip(fn.inputs, gxs):
+                        if gx is not None and x.requires_grad:
+                            if gx.shape != x.shape:
+                                raise RuntimeError(
+                                    f"{fn.name}.backward returned a gradient of shape "
+                                    f"{gx.shape} for an input of shape {x.shape}"
+                                )
+                            accumulate(x, gx)
+                        elif x.requires_grad and id(x) in counts:
+                            edge_done(x)
+                finally:
+                    if previous is not None:
+                        fn.device.restore(previous)
                 if not retain_graph:
                     fn._release()
             while _mode.callbacks:
@@ -452,7 +466,8 @@ def _ones_grad(t):
             f"grad can be implicitly created only for scalar outputs, got shape {t.shape}; "
             "pass a gradient of the same shape"
         )
-    return t._new(t.device.xp.ones(t.shape, t.dtype), t.device)
+    with t.device:
+        return t._new(t.device.xp.ones(t.shape, t.dtype), t.device)
 
 
 def _as_grad(t, g):
@@ -518,7 +533,9 @@ def zero_grads(tensors: Iterable, set_to_none: bool = True) -> None:
             continue
         if set_to_none:
             t.grad = None
-        elif g.grad_fn is not None or not owns_memory(g.array):
-            t.grad = g._new(g.xp.zeros(g.shape, g.dtype), g.device)
         else:
-            g.array.fill(0)
+            with g.device:  # the zeros / the fill on the gradient's own GPU
+                if g.grad_fn is not None or not owns_memory(g.array):
+                    t.grad = g._new(g.xp.zeros(g.shape, g.dtype), g.device)
+                else:
+                    g.array.fill(0)

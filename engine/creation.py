@@ -39,7 +39,8 @@ def _make(array_fn, size, dtype, device, requires_grad, default=_F32) -> Tensor:
     """A tensor of `array_fn(device, shape, dtype)`, the arguments normalised once here."""
     dev = _device(device)
     dt = _dtype(dtype) or default
-    t = Tensor._wrap(array_fn(dev, _shape_arg(size), dt), dev)
+    with dev:
+        t = Tensor._wrap(array_fn(dev, _shape_arg(size), dt), dev)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -78,7 +79,8 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     default = numpy.dtype(numpy.int64) if ints else _F32
     dev = _device(device)
     dt = _dtype(dtype) or default
-    t = Tensor._wrap(dev.xp.arange(start, end, step).astype(dt), dev)
+    with dev:
+        t = Tensor._wrap(dev.xp.arange(start, end, step).astype(dt), dev)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -89,7 +91,8 @@ def linspace(
     dt = _dtype(dtype) or _F32
     if dt.kind == "b":
         raise TypeError("linspace: dtype bool is not supported (as in PyTorch); use a number dtype")
-    t = Tensor._wrap(dev.xp.linspace(start, end, steps).astype(dt), dev)
+    with dev:
+        t = Tensor._wrap(dev.xp.linspace(start, end, steps).astype(dt), dev)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -97,7 +100,8 @@ def eye(
     n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False
 ) -> Tensor:
     dev = _device(device)
-    t = Tensor._wrap(dev.xp.eye(n, m, dtype=_dtype(dtype) or _F32), dev)
+    with dev:
+        t = Tensor._wrap(dev.xp.eye(n, m, dtype=_dtype(dtype) or _F32), dev)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -134,9 +138,9 @@ def randint(low, high=None, size=(), dtype=None, device=None) -> Tensor:
 
 def randperm(n: int, dtype=None, device=None) -> Tensor:
     dev = _device(device)
-    return Tensor._wrap(
-        dev.xp.asarray(random.permutation(n, dev)).astype(_dtype(dtype) or numpy.int64), dev
-    )
+    with dev:
+        perm = dev.xp.asarray(random.permutation(n, dev)).astype(_dtype(dtype) or numpy.int64)
+    return Tensor._wrap(perm, dev)
 
 
 def _like(fn, x: Tensor, dtype, device, requires_grad, *args):

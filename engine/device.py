@@ -6,8 +6,9 @@ and tests can put a CuPy stand-in into `sys.modules` before the first CUDA call.
 
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy
 
@@ -25,7 +26,7 @@ class Device:
     Compares equal to its string form, so `x.device == "cpu"` works as in PyTorch.
     """
 
-    __slots__ = ("type", "index", "_xp")
+    __slots__ = ("type", "index", "_xp", "_runtime", "_previous")
 
     def __init__(self, spec: str | Device = "cpu", index: int | None = None):
         if isinstance(spec, Device):
@@ -42,6 +43,8 @@ class Device:
         self.type = kind
         self.index = index if kind == "cuda" else None
         self._xp = numpy if kind == "cpu" else None
+        self._runtime = None
+        self._previous: list = []
 
     @property
     def xp(self):
@@ -52,6 +55,33 @@ class Device:
         if xp is None:
             xp = self._xp = cupy()
         return xp
+
+    def activate(self) -> int | None:
+        """Make this CUDA device the current one for the work that follows; returns the index
+        to hand to `restore` afterwards, or None when it already was current (one cheap
+        `cudaGetDevice`). CuPy runs kernels and allocates on the current device, whatever
+        device the arrays are on, so every op on `cuda:1` needs this."""
+        rt = self._runtime
+        if rt is None:
+            rt = self._runtime = self.xp.cuda.runtime
+        previous = rt.getDevice()
+        if previous == self.index:
+            return None
+        rt.setDevice(self.index)
+        return previous
+
+    def restore(self, previous: int | None) -> None:
+        """Undo `activate` (a no-op for None)."""
+        if previous is not None:
+            self._runtime.setDevice(previous)
+
+    def __enter__(self) -> Device:
+        """`with dev:` runs the block with `dev` current (nothing to do for the cpu)."""
+        self._previous.append(self.activate() if self.index is not None else None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore(self._previous.pop())
 
     def __str__(self) -> str:
         return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
@@ -75,6 +105,31 @@ class Device:
     def __reduce__(self):
         # By name: the cached `_xp` module cannot be pickled or deep-copied (copy.deepcopy(model)).
         return (Device, (str(self),))
+
+
+def on_device(fn: Callable) -> Callable:
+    """Run `fn` with the device of its first tensor argument current.
+
+    For the ops that work on raw arrays outside a `Function` (comparisons, in-place updates,
+    constant-output ops, losses' helpers): `Function.__call__` does this for every recorded op.
+    Free on the cpu and when the device already is current (one `cudaGetDevice`).
+    """
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        for a in args:
+            dev = getattr(a, "_device", None)
+            if dev is not None:
+                if dev.index is None:
+                    break
+                previous = dev.activate()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    dev.restore(previous)
+        return fn(*args, **kwargs)
+
+    return run
 
 
 CPU = Device("cpu")

@@ -71,30 +71,33 @@ def _float(dtype) -> tuple[numpy.dtype, numpy.dtype]:
 def uniform(shape, dtype, device: Device, low: float = 0.0, high: float = 1.0):
     """Raw array of uniform draws in [low, high)."""
     dt, draw_dt = _float(dtype)
-    a = generator(device).random(shape, dtype=draw_dt)
-    if low != 0.0 or high != 1.0:
-        a = a * (high - low) + low
-    return a.astype(dt, copy=False)
+    with device:  # a generator draws on the current device: make it the generator's
+        a = generator(device).random(shape, dtype=draw_dt)
+        if low != 0.0 or high != 1.0:
+            a = a * (high - low) + low
+        return a.astype(dt, copy=False)
 
 
 def normal(shape, dtype, device: Device, mean: float = 0.0, std: float = 1.0):
     """Raw array of normal draws."""
     dt, draw_dt = _float(dtype)
-    a = generator(device).standard_normal(shape, dtype=draw_dt)
-    if std != 1.0:
-        a = a * std
-    if mean != 0.0:
-        a = a + mean
-    return a.astype(dt, copy=False)
+    with device:
+        a = generator(device).standard_normal(shape, dtype=draw_dt)
+        if std != 1.0:
+            a = a * std
+        if mean != 0.0:
+            a = a + mean
+        return a.astype(dt, copy=False)
 
 
 def integers(low: int, high: int, shape, dtype, device: Device):
-    gen = generator(device)
-    return gen.integers(low, high, size=shape).astype(dtype, copy=False)
+    with device:
+        return generator(device).integers(low, high, size=shape).astype(dtype, copy=False)
 
 
 def permutation(n: int, device: Device = CPU):
     if device.type == "cpu":
         return _cpu.permutation(n)
     # cupy.random.Generator has no permutation: argsort of uniform draws is one.
-    return generator(device).random(n).argsort()
+    with device:
+        return generator(device).random(n).argsort()

@@ -80,7 +80,8 @@ class Tensor(TensorBase):
                 dtype = self.dtype
             else:
                 dtype = numpy.float32
-            return Tensor._wrap(self.xp.asarray(data, dtype=dtype), self._device)
+            with self._device:
+                return Tensor._wrap(self.xp.asarray(data, dtype=dtype), self._device)
         return as_tensor(data, device=self._device)
 
     @property

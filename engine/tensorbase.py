@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy
 
 from . import random
-from .device import Device, array_device, cupy
+from .device import Device, array_device, cupy, on_device
 from .grad_mode import is_grad_enabled
 
 __all__ = ["TensorBase", "default_dtype", "promote_types", "result_type", "floating"]
@@ -245,6 +245,7 @@ class TensorBase:
             )
         return other.array
 
+    @on_device
     def fill_(self, value) -> TensorBase:
         self._inplace(None).array.fill(self._raw(value))
         return self
@@ -252,6 +253,7 @@ class TensorBase:
     def zero_(self) -> TensorBase:
         return self.fill_(0)
 
+    @on_device
     def add_(self, other, alpha=1) -> TensorBase:
         o = self._raw(other)
         self._inplace(None)
@@ -261,24 +263,28 @@ class TensorBase:
     def sub_(self, other, alpha=1) -> TensorBase:
         return self.add_(other, alpha=-alpha)
 
+    @on_device
     def mul_(self, other) -> TensorBase:
         o = self._raw(other)
         self._inplace(None)
         self.array *= o
         return self
 
+    @on_device
     def div_(self, other) -> TensorBase:
         o = self._raw(other)
         self._inplace(None)
         self.array /= o
         return self
 
+    @on_device
     def copy_(self, src) -> TensorBase:
         s = src.array if isinstance(src, TensorBase) else src
         if isinstance(src, TensorBase) and src.device != self._device:
             s = src.to(self._device).array
         return self._inplace(self.xp.broadcast_to(self.xp.asarray(s, dtype=self.dtype), self.shape))
 
+    @on_device
     def clamp_(self, min=None, max=None) -> TensorBase:
         return self._inplace(self.xp.clip(self.array, min, max))
 
@@ -294,6 +300,7 @@ class TensorBase:
         draw = random.uniform(self.shape, numpy.float32, self._device, 0.0, 1.0) < p
         return self._inplace(draw.astype(self.dtype))
 
+    @on_device
     def _compare(self, other, op):
         """An elementwise op outside the graph (comparisons, %, //: no gradient)."""
         return self._new(op(self.array, self._raw(other)), self._device)
@@ -316,6 +323,7 @@ class TensorBase:
     def __ne__(self, other):  # type: ignore[override]
         return self._compare(other, lambda a, b: a != b)
 
+    @on_device
     def _promoted(self, other, op):
         """`op` on both operands in PyTorch's result dtype (%, //: no gradient)."""
         dtype = result_type(self, other)

@@ -61,6 +61,11 @@ def clip_grad_norm_(
     if not params:
         return engine.tensor(0.0)
     dev = params[0].grad.device
+    with dev:  # raw array work on the gradients' device (cuda:1 included)
+        return _clip_norm(params, dev, max_norm, norm_type, error_if_nonfinite)
+
+
+def _clip_norm(params, dev, max_norm: float, norm_type: float, error_if_nonfinite: bool):
     xp = dev.xp
     norms = xp.stack([_norm(xp, p.grad.array, norm_type) for p in params])
     total = _norm(xp, norms, norm_type)
@@ -81,6 +86,7 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     """Clamp every gradient element into ``[-clip_value, clip_value]`` in place."""
     clip_value = float(clip_value)
     for p in _with_grads(parameters):
-        p.grad = _writable(p.grad)
-        xp = p.grad.device.xp
-        xp.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
+        with p.grad.device:
+            p.grad = _writable(p.grad)
+            xp = p.grad.device.xp
+            xp.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function, is_grad_enabled
+from ..device import on_device
 from ..tensorbase import TensorBase
 from .math import where
 from .reduction import ValuesIndices
@@ -78,6 +79,7 @@ def _check_gather_shapes(x: TensorBase, idx, dim: int, what: str, other=None) ->
 
 
 # Gathers --------------------------------------------------------------------------------------
+@on_device
 def gather(input: TensorBase, dim: int, index: TensorBase) -> TensorBase:
     """out[i][j][k] = input[index[i][j][k]][j][k] (dim=0); the output has index's shape."""
     d = _norm_dim(dim, input.ndim)
@@ -89,6 +91,7 @@ def gather(input: TensorBase, dim: int, index: TensorBase) -> TensorBase:
     return getitem(input, _along(idx, d, input.xp))
 
 
+@on_device
 def take_along_dim(input: TensorBase, indices: TensorBase, dim: int | None = None) -> TensorBase:
     """Values of `input` at `indices` along `dim` (the flattened input when `dim` is None);
     the other dimensions broadcast, as in PyTorch."""
@@ -122,6 +125,7 @@ def index_select(input: TensorBase, dim: int, index: TensorBase) -> TensorBase:
     return getitem(input, (slice(None),) * d + (idx.reshape(-1),))
 
 
+@on_device
 def masked_select(input: TensorBase, mask: TensorBase) -> TensorBase:
     """The 1-D tensor of `input`'s elements where the boolean `mask` holds (both broadcast)."""
     m = mask.array if isinstance(mask, TensorBase) else input.xp.asarray(mask)
@@ -131,6 +135,7 @@ def masked_select(input: TensorBase, mask: TensorBase) -> TensorBase:
     return getitem(broadcast_to(input, shape), input.xp.broadcast_to(m, shape))
 
 
+@on_device
 def masked_fill(input: TensorBase, mask: TensorBase, value) -> TensorBase:
     """`input` with `value` where the boolean `mask` holds (differentiable in a 0-d tensor
     `value` too); the output keeps `input`'s shape and dtype."""
@@ -157,6 +162,7 @@ def masked_fill(input: TensorBase, mask: TensorBase, value) -> TensorBase:
     return where(input._new(m, input.device), v, input)
 
 
+@on_device
 def nonzero(input: TensorBase, *, as_tuple: bool = False):
     """Indices of the non-zero elements: an (n, ndim) int64 tensor, or one 1-D tensor per
     dimension with `as_tuple=True` (a device-to-host sync on the GPU, as in PyTorch)."""
@@ -184,6 +190,7 @@ def _argsort(x: TensorBase, d: int, descending: bool):
     return (n - 1) - xp.flip(xp.argsort(xp.flip(a, d), axis=d, kind="stable"), d)
 
 
+@on_device
 def argsort(input: TensorBase, dim: int = -1, descending: bool = False, stable: bool = False):
     """int64 indices that sort `input` along `dim` (always stable here)."""
     if input.ndim == 0:
@@ -200,6 +207,7 @@ def sort(input: TensorBase, dim: int = -1, descending: bool = False, stable: boo
     return ValuesIndices(gather(input, dim, idx), idx)
 
 
+@on_device
 def topk(input: TensorBase, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     """(values, indices) of the `k` largest (or smallest) entries along `dim`."""
     d = _norm_dim(dim, input.ndim)
@@ -278,6 +286,7 @@ def _scatter_src(input: TensorBase, src, idx, what: str) -> TensorBase:
     return src
 
 
+@on_device
 def _scatter_args(input: TensorBase, dim: int, index, src, what: str):
     d = _norm_dim(dim, input.ndim)
     idx = _index_array(index, input, what)
@@ -493,6 +502,7 @@ def _diag_positions(n: int, m: int, offset: int, xp):
     return i + max(-offset, 0), i + max(offset, 0)
 
 
+@on_device
 def diagonal(input: TensorBase, offset: int = 0, dim1: int = 0, dim2: int = 1) -> TensorBase:
     """The diagonal of the (dim1, dim2) planes, as a last dimension (PyTorch's layout)."""
     _check_matrix(input, "diagonal")
@@ -505,6 +515,7 @@ def diagonal(input: TensorBase, offset: int = 0, dim1: int = 0, dim2: int = 1) -
     return getitem(x, (Ellipsis, rows, cols))
 
 
+@on_device
 def diag(input: TensorBase, diagonal: int = 0) -> TensorBase:
     """1-D input: the square matrix with it on the `diagonal`-th diagonal; 2-D: that diagonal."""
     if input.ndim == 2:
@@ -517,6 +528,7 @@ def diag(input: TensorBase, diagonal: int = 0) -> TensorBase:
 
 
 # Rearranging ----------------------------------------------------------------------------------
+@on_device
 def roll(input: TensorBase, shifts, dims=None) -> TensorBase:
     """Shift elements along `dims` with wrap-around (the flattened tensor when `dims` is None)."""
     shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
@@ -539,6 +551,7 @@ def roll(input: TensorBase, shifts, dims=None) -> TensorBase:
     return input
 
 
+@on_device
 def repeat_interleave(input: TensorBase, repeats=None, dim: int | None = None) -> TensorBase:
     """Repeat each element `repeats` times (an int, or one count per element) along `dim`
     (the flattened input when `dim` is None). A tensor of counts is read on the host."""
@@ -566,6 +579,7 @@ def repeat_interleave(input: TensorBase, repeats=None, dim: int | None = None) -
     return getitem(input, (slice(None),) * d + (input.xp.asarray(pos),))
 
 
+@on_device
 def unfold(input: TensorBase, dimension: int, size: int, step: int) -> TensorBase:
     """Tensor.unfold: every slice of length `size` along `dimension`, `step` apart, as a new
     last dimension (an (n - size) // step + 1 windows long `dimension`)."""

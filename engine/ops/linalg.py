@@ -8,6 +8,7 @@ import string
 import numpy
 
 from ..autograd import Function, is_grad_enabled
+from ..device import on_device
 from ..tensorbase import TensorBase
 from .shape import _norm_dim, broadcast_to, permute, reduce_to, reshape, squeeze, sum_to, unsqueeze
 
@@ -103,6 +104,7 @@ def outer(input: TensorBase, vec2: TensorBase) -> TensorBase:
     return unsqueeze(input, 1) * unsqueeze(vec2, 0)
 
 
+@on_device
 def cross(input: TensorBase, other: TensorBase, dim: int | None = None) -> TensorBase:
     """The cross product of 3-vectors along `dim` (the first dimension of size 3 when None, as
     torch.cross; torch.linalg.cross uses -1); the operands broadcast."""
@@ -232,6 +234,7 @@ def _dims(dim, ndim):
     return tuple(sorted({_norm_dim(d, ndim) for d in dims}))
 
 
+@on_device
 def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
     """The `ord`-norm of `x` over `dim` (all elements by default) seen as one vector:
     sum(|x|^ord)^(1/ord), max |x| for inf, min |x| for -inf, the count of non-zeros for 0."""

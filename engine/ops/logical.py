@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy
 
+from ..device import on_device
 from ..tensorbase import TensorBase
 
 
@@ -20,6 +21,7 @@ def _tensor_of(x, like: TensorBase) -> TensorBase:
     return x if isinstance(x, TensorBase) else like._operand(x)
 
 
+@on_device
 def _logical(name: str, a, b) -> TensorBase:
     ref = a if isinstance(a, TensorBase) else b
     a, b = _tensor_of(a, ref), _tensor_of(b, ref)
@@ -45,6 +47,7 @@ def logical_xor(input, other) -> TensorBase:
     return _logical("logical_xor", input, other)
 
 
+@on_device
 def logical_not(input: TensorBase) -> TensorBase:
     """True where the input is zero (a bool tensor)."""
     return _wrap(input, input.xp.logical_not(input.array))
@@ -80,6 +83,7 @@ def _integer_arrays(name: str, a, b):
     return ref, arrays
 
 
+@on_device
 def _bitwise(ufunc: str, name: str, a, b) -> TensorBase:
     ref, (x, y) = _integer_arrays(name, a, b)
     return _wrap(ref, getattr(ref.xp, ufunc)(x, y))
@@ -106,6 +110,7 @@ def bitwise_right_shift(input, other) -> TensorBase:
     return _bitwise("right_shift", "bitwise_right_shift", input, other)
 
 
+@on_device
 def bitwise_not(input: TensorBase) -> TensorBase:
     if input.dtype.kind not in "iub":
         raise TypeError(f"bitwise_not: only integer and bool tensors are supported, got "

@@ -8,6 +8,7 @@ import numbers
 import numpy
 
 from ..autograd import Function
+from ..device import on_device
 from ..tensorbase import TensorBase, default_dtype, floating, result_type
 from .shape import sum_to
 
@@ -101,6 +102,7 @@ class Pow(Function):
         return ga, gb
 
 
+@on_device
 def _binary_operands(a, b):
     """Both operands as tensors of the dtype PyTorch computes them in (`result_type`: 0-d
     tensors and Python numbers are weak), on the tensor operand's device."""
@@ -123,6 +125,7 @@ def _binary_operands(a, b):
     return _in_dtype(a, dt, ref), _in_dtype(b, dt, ref)
 
 
+@on_device
 def _in_dtype(x, dtype, ref: TensorBase) -> TensorBase:
     if isinstance(x, TensorBase):
         return x if x.dtype == dtype else x.to(dtype)
@@ -249,6 +252,7 @@ class Where(Function):
         )
 
 
+@on_device
 def where(condition, a, b) -> TensorBase:
     """Elements of `a` where `condition` holds, else of `b` (differentiable in a and b)."""
     cond = condition.array if isinstance(condition, TensorBase) else condition
@@ -443,6 +447,7 @@ class Log1p(Function):
         return gy / (self.inputs[0] + 1.0)
 
 
+@on_device
 def sign(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.sign(x.array))
 
@@ -470,10 +475,12 @@ class Erf(Function):
         return gy * exp(-(x * x)) * (2.0 / math.sqrt(math.pi))
 
 
+@on_device
 def isfinite(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isfinite(x.array))
 
 
+@on_device
 def isnan(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isnan(x.array))
 
@@ -657,24 +664,29 @@ def copysign(input, other) -> TensorBase:
     return Copysign()(*_float_pair(a, b))
 
 
+@on_device
 def isinf(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isinf(x.array))
 
 
+@on_device
 def isposinf(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isposinf(x.array))
 
 
+@on_device
 def isneginf(x: TensorBase) -> TensorBase:
     return _const(x, x.xp.isneginf(x.array))
 
 
+@on_device
 def isclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False):
     """|input - other| <= atol + rtol * |other|, elementwise (bool, no gradient)."""
     a, b = _binary_operands(input, other)
     return _const(a, a.xp.isclose(a.array, b.array, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
+@on_device
 def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False):
     """True when every element is close (a Python bool: a device-to-host sync on the GPU)."""
     return bool(isclose(input, other, rtol, atol, equal_nan).array.all())

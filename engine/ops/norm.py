@@ -9,6 +9,7 @@ gradient penalties) it is written in engine ops, so gradients of gradients stay 
 from __future__ import annotations
 
 from ..autograd import Function, is_grad_enabled
+from ..device import on_device
 from ..tensorbase import TensorBase
 from .reduction import sum
 from .shape import reshape
@@ -88,6 +89,7 @@ class BatchNormTrain(Function):
         return centred * invstd, reshape(invstd, (x.shape[1],)), lambda v: sum(v, axes)
 
 
+@on_device
 def batch_norm_train(
     input: TensorBase, weight: TensorBase | None, bias: TensorBase | None, eps: float
 ) -> tuple[TensorBase, object, object]:

@@ -8,6 +8,7 @@ from collections import namedtuple
 import numpy
 
 from ..autograd import Function, is_grad_enabled
+from ..device import on_device
 from ..tensorbase import TensorBase
 from .math import exp, log, sqrt, where
 from .shape import _norm_dim, broadcast_to, reshape
@@ -162,6 +163,7 @@ class Min(_Extremum):
     pick = "min"
 
 
+@on_device
 def _extremum(cls, x, dim, keepdim, other):
     if isinstance(dim, TensorBase) or isinstance(other, TensorBase):
         from .math import maximum, minimum
@@ -207,6 +209,7 @@ def amin(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return -amax(-x, dim, keepdim)
 
 
+@on_device
 def _arg(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:
     """argmax/argmin (`pick` is the array method's name): int64 indices, no gradient."""
     if dim is None or x.ndim == 0:
@@ -283,6 +286,7 @@ def prod(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return Prod(axis if x.ndim else None, keepdim)(x)
 
 
+@on_device
 def logsumexp(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     """log(sum(exp(x))) with the max shifted out, stable for large |x|."""
     axes = _axes(dim, x.ndim)
@@ -330,6 +334,7 @@ def norm(x: TensorBase, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     return vector_norm(x, 2 if p == "fro" else p, dim, keepdim, dtype=dtype)
 
 
+@on_device
 def _logical_reduce(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:
     """any/all (`pick`): a bool tensor, no gradient."""
     a = x.array
@@ -360,6 +365,7 @@ def std_mean(input: TensorBase, dim=None, unbiased: bool | None = None, keepdim:
     return std(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
 
 
+@on_device
 def count_nonzero(input: TensorBase, dim=None) -> TensorBase:
     """How many elements over `dim` (an int or a tuple; all by default) are non-zero (int64)."""
     axes = None if dim is None or input.ndim == 0 else _axes(dim, input.ndim)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function, is_grad_enabled
+from ..device import on_device
 from ..tensorbase import TensorBase
 from .math import exp, log, where
 from .reduction import ValuesIndices
@@ -100,6 +101,7 @@ def cumprod(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     return Cumprod(_dim(input, dim))(input)
 
 
+@on_device
 def _cum_extremum(pick: str, input: TensorBase, dim: int):
     """(values, indices) of the running max/min; ties and NaN take the latest index, as
     PyTorch; the gradient of each value goes to the element it came from."""

@@ -7,6 +7,7 @@ import functools
 import numpy
 
 from ..autograd import Function
+from ..device import on_device
 from ..tensorbase import TensorBase, promote_types, split_int_indices
 
 
@@ -255,6 +256,7 @@ class GetItemGrad(Function):
         return getitem(ggx, self.index)
 
 
+@on_device
 def getitem(x: TensorBase, index) -> TensorBase:
     idx = _index_arrays(index)
     split = split_int_indices(idx)
@@ -493,7 +495,8 @@ class ToDevice(Function):
             return cupy().asnumpy(x)
         cp = cupy()
         with cp.cuda.Device(self.target.index):
-            return cp.asarray(x)
+            # cupy.asarray would hand back an array of another GPU itself; copy() moves it
+            return x.copy() if isinstance(x, cp.ndarray) else cp.asarray(x)
 
     def __call__(self, x):
         # The output lives on the target device, unlike other ops.

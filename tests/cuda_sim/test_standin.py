@@ -125,13 +125,54 @@ def test_generator_offers_only_what_cupy_has() -> None:
 # ---------------------------------------------------------------- cuda runtime
 
 
-def test_one_simulated_device() -> None:
-    assert cp.cuda.runtime.getDeviceCount() == 1
+def test_two_simulated_devices() -> None:
+    assert cp.cuda.runtime.getDeviceCount() == 2
     with cp.cuda.Device(0) as dev:
         assert dev.id == 0 and cp.cuda.runtime.getDevice() == 0
     with pytest.raises(cp.cuda.runtime.CUDARuntimeError, match="invalid device ordinal"):
-        cp.cuda.Device(1)
+        cp.cuda.Device(2)
     assert cp.ones(1).device.id == 0
+
+
+def test_arrays_remember_their_device_and_work_only_where_current() -> None:
+    # As CuPy without peer access: a kernel on arrays of another device than the current one
+    # raises; views, copies and transfers to the host work from anywhere.
+    a0 = cp.arange(6.0).reshape(2, 3)
+    with cp.cuda.Device(1):
+        a1 = cp.ones((2, 3))
+        assert a1.device.id == 1 and a1.data.device_id == 1 and (a1 + a1).device.id == 1
+        for op in (
+            lambda: a0 + a1,
+            lambda: a1 * a0,
+            lambda: a0.sum(),
+            lambda: cp.exp(a0),
+            lambda: cp.concatenate([a1, a0]),
+            lambda: a0[cp.asarray([0, 1])],
+            lambda: a0.__setitem__(0, 1.0),
+            lambda: a0.astype(cp.float32),
+        ):
+            with pytest.raises(ValueError, match=r"resides \(0\).*current device \(1\)"):
+                op()
+        assert a0.T.device.id == 0 and a0[0].device.id == 0 and a0.reshape(3, 2).device.id == 0
+        moved = a0.copy()  # CuPy copies between devices onto the current one
+        assert moved.device.id == 1 and moved.get().tolist() == a0.get().tolist()
+        assert a0.get().sum() == 15.0 and a0.tolist()[1] == [3.0, 4.0, 5.0]
+    with pytest.raises(ValueError, match=r"resides \(1\).*current device \(0\)"):
+        a1 - a0
+
+
+def test_a_raw_kernel_launch_needs_its_arrays_on_the_current_device() -> None:
+    code = 'extern "C" __global__ void fill(float* y, long long n) {\n'
+    code += "    for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
+    code += "         i += (long long)blockDim.x * gridDim.x) y[i] = 1.0f;\n}\n"
+    fill = cp.RawKernel(code, "fill")
+    with cp.cuda.Device(1):
+        y1 = cp.zeros(4, dtype=cp.float32)
+    with pytest.raises(ValueError, match="argument 0 lives on device 1 but device 0 is current"):
+        fill((1,), (32,), (y1, 4))
+    with y1.device:
+        fill((1,), (32,), (y1, 4))
+    assert y1.get().tolist() == [1.0] * 4
 
 
 def test_events_time_in_milliseconds() -> None:
@@ -197,7 +238,7 @@ def test_install_makes_import_cupy_give_the_stand_in(monkeypatch) -> None:
         import cupyx.scipy.special
 
         assert cuda_sim.is_installed() and cupy is cp
-        assert cupy.cuda.runtime.getDeviceCount() == 1
+        assert cupy.cuda.runtime.getDeviceCount() == 2
         assert abs(float(cupyx.scipy.special.erf(cupy.asarray(0.5))) - 0.5204998778) < 1e-9
     finally:
         cuda_sim.uninstall()

@@ -39,7 +39,7 @@ def _reject_text(host: _np.ndarray) -> _np.ndarray:
 def _host_data(obj: _Any) -> _Any:
     """Host data from ``obj`` (device arrays, nested lists of them, host arrays, scalars)."""
     if isinstance(obj, ndarray):
-        return obj._host
+        return obj._here("cupy.array")
     if isinstance(obj, (list, tuple)):
         return [_host_data(v) for v in obj]
     return obj
@@ -73,7 +73,7 @@ def ascontiguousarray(a, dtype=None):
     same_dtype = dtype is None or _np.dtype(dtype) == a.dtype
     if a._host.flags.c_contiguous and same_dtype and a.ndim > 0:
         return a  # a 0-d array comes back with shape (1,), as in CuPy and NumPy
-    return ndarray._wrap(_np.ascontiguousarray(a._host, dtype=dtype))
+    return ndarray._wrap(_np.ascontiguousarray(a._here("cupy.ascontiguousarray"), dtype=dtype))
 
 
 def asnumpy(a, stream=None, order="C", out=None, blocking=True) -> _np.ndarray:
@@ -92,8 +92,8 @@ def empty(shape, dtype=float, order="C"):
 
 
 def empty_like(prototype, dtype=None, order="K", subok=None, shape=None):
-    host = _unwrap(prototype, "cupy.empty_like")
-    like = _np.empty_like(host, dtype=dtype, shape=shape)
+    host = prototype._host if isinstance(prototype, ndarray) else prototype  # no kernel: any device
+    like = _np.empty_like(_unwrap(host, "cupy.empty_like"), dtype=dtype, shape=shape)
     return ndarray._wrap(_empty(like.shape, like.dtype))
 
 
@@ -109,7 +109,7 @@ def get_array_module(*args):
 def from_dlpack(array, *, device=None, copy=None):
     """Share the memory of a device array exported through DLPack."""
     if isinstance(array, ndarray):
-        return ndarray._wrap(array._host)
+        return ndarray._wrap(array._host, array._dev)
     dev = array.__dlpack_device__() if hasattr(array, "__dlpack_device__") else None
     if dev is None or int(dev[0]) != 2:
         raise TypeError(
@@ -416,6 +416,16 @@ class RawKernel:
         return self._function
 
     def __call__(self, grid, block, args, **kwargs) -> None:
+        # A kernel runs on the current device; a pointer into another device's memory there is
+        # an illegal address on a GPU (or garbage): an error here, before it runs.
+        from .cuda import runtime
+
+        for i, a in enumerate(args):
+            if isinstance(a, ndarray) and a._dev != runtime._current:
+                raise ValueError(
+                    f"RawKernel {self.name!r}: argument {i} lives on device {a._dev} but device "
+                    f"{runtime._current} is current (launch under `with array.device:`)"
+                )
         self.kernel(grid, block, args, **kwargs)
 
     def compile(self, log_stream=None) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _api
+from .cuda import runtime as _runtime
 
 _IMPLICIT = (
     "Implicit conversion to a NumPy array is not allowed. "
@@ -30,9 +31,17 @@ class _MemoryPointer:
 
     __slots__ = ("ptr", "device_id")
 
-    def __init__(self, ptr: int):
+    def __init__(self, ptr: int, device_id: int):
         self.ptr = ptr
-        self.device_id = 0
+        self.device_id = device_id
+
+
+def foreign_device_error(device_id: int, where: str) -> ValueError:
+    """CuPy's error for an array used where another device is current (no peer access)."""
+    return ValueError(
+        f"{where}: The device where the array resides ({device_id}) is different from the "
+        f"current device ({_runtime._current}). Peer access is unavailable between these devices."
+    )
 
 
 class Flags:
@@ -66,9 +75,10 @@ for _name in _api.tables.NDARRAY_FLAGS:  # each attribute CuPy's Flags has, read
 
 
 class ndarray:  # noqa: N801 (CuPy's name)
-    """Device array of the stand-in; ``._host`` is the NumPy array holding its memory."""
+    """Device array of the stand-in; ``._host`` is the NumPy array holding its memory and
+    ``._dev`` the device it lives on (the current device when it was made, as in CuPy)."""
 
-    __slots__ = ("_host",)
+    __slots__ = ("_host", "_dev")
     __cuda_sim_device_array__ = True  # recognised by hostbuild without importing this module
     __array_priority__ = 100.0
 
@@ -76,12 +86,24 @@ class ndarray:  # noqa: N801 (CuPy's name)
         if memptr is not None or strides is not None:
             raise NotImplementedError("the CuPy stand-in has no raw memory pointers")
         self._host = _empty(shape, dtype, order)
+        self._dev = _runtime._current
 
     @classmethod
-    def _wrap(cls, host: np.ndarray) -> "ndarray":
+    def _wrap(cls, host: np.ndarray, dev: int | None = None) -> "ndarray":
         obj = cls.__new__(cls)
         obj._host = host
+        obj._dev = _runtime._current if dev is None else dev
         return obj
+
+    def _here(self, where: str) -> np.ndarray:
+        """The host array, for work a kernel does: only on the current device (as CuPy)."""
+        if self._dev != _runtime._current:
+            raise foreign_device_error(self._dev, where)
+        return self._host
+
+    def copy(self, order="C") -> "ndarray":
+        """A copy on the *current* device, from any device (CuPy copies between peers here)."""
+        return ndarray._wrap(np.array(self._host, order=order, copy=True))
 
     # ------------------------------------------------------------------ host transfers
     def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
@@ -123,21 +145,21 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     @property
     def data(self) -> _MemoryPointer:
-        return _MemoryPointer(self._host.ctypes.data)
+        return _MemoryPointer(self._host.ctypes.data, self._dev)
 
     @property
     def device(self):
         from .cuda import Device
 
-        return Device(0)
+        return Device(self._dev)
 
     @property
-    def T(self) -> "ndarray":  # noqa: N802
-        return ndarray._wrap(self._host.T)
+    def T(self) -> "ndarray":  # noqa: N802 (a view: no kernel, so from any device)
+        return ndarray._wrap(self._host.T, self._dev)
 
     @property
     def base(self):
-        return None if self._host.base is None else ndarray._wrap(self._host.base)
+        return None if self._host.base is None else ndarray._wrap(self._host.base, self._dev)
 
     def __getattr__(self, name: str):
         # Only what CuPy's ndarray has (cupy_api.NDARRAY), as numpy's method on the host array,
@@ -152,7 +174,9 @@ class ndarray:  # noqa: N801 (CuPy's name)
             raise _api.not_simulated(f"cupy.ndarray.{name}") from None
         if callable(value):
             params = entry[1] if entry[0] == "function" else None
-            return _wrap_callable(value, f"cupy.ndarray.{name}", params)
+            return _wrap_callable(value, f"cupy.ndarray.{name}", params, owner=self)
+        if isinstance(value, np.ndarray) and np.may_share_memory(value, self._host):
+            return ndarray._wrap(value, self._dev)  # .real, .imag: views
         return wrap(value)
 
     def __dir__(self):
@@ -202,16 +226,16 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return self._host.__dlpack__(**kwargs)
 
     def __dlpack_device__(self):
-        return (2, 0)  # kDLCUDA, device 0
+        return (2, self._dev)  # kDLCUDA
 
     def __copy__(self):
-        return ndarray._wrap(self._host.copy())
+        return ndarray._wrap(self._host.copy(), self._dev)
 
     def __deepcopy__(self, memo):
-        return ndarray._wrap(self._host.copy())
+        return ndarray._wrap(self._host.copy(), self._dev)
 
     def __reduce__(self):
-        return (ndarray._wrap, (self._host.copy(),))
+        return (ndarray._wrap, (self._host.copy(), self._dev))
 
     # ------------------------------------------------------------------ python protocol
     def __repr__(self) -> str:
@@ -226,7 +250,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d array")
-        return (wrap(self._host[i]) for i in range(len(self._host)))
+        return (ndarray._wrap(self._host[i], self._dev) for i in range(len(self._host)))
 
     def __bool__(self) -> bool:
         return bool(self._host)
@@ -246,7 +270,12 @@ class ndarray:  # noqa: N801 (CuPy's name)
     __hash__ = None  # type: ignore[assignment]
 
     def __getitem__(self, key):
-        return wrap(self._host[_index(key)])
+        key = _index(key, "cupy.ndarray.__getitem__")
+        out = self._host[key]
+        if isinstance(out, np.ndarray) and np.may_share_memory(out, self._host):
+            return ndarray._wrap(out, self._dev)  # a view: no kernel, so from any device
+        self._here("cupy.ndarray.__getitem__")  # a gather kernel
+        return wrap(out)
 
     def __setitem__(self, key, value) -> None:
         if isinstance(value, np.ndarray) and value.ndim > 0:
@@ -254,7 +283,9 @@ class ndarray:  # noqa: N801 (CuPy's name)
                 f"cannot assign a host numpy.ndarray {value.dtype} {value.shape} into a device "
                 "array; copy it first with cupy.asarray(...)"
             )
-        self._host[_index(key)] = value._host if isinstance(value, ndarray) else value
+        where = "cupy.ndarray.__setitem__"
+        host = self._here(where)
+        host[_index(key, where)] = value._here(where) if isinstance(value, ndarray) else value
 
 
 def _empty(shape, dtype, order="C") -> np.ndarray:
@@ -283,9 +314,10 @@ def wrap(x: Any) -> Any:
 
 
 def unwrap(x: Any, where: str) -> Any:
-    """Device arrays -> their host arrays; a host array with data is an error (as in CuPy)."""
+    """Device arrays -> their host arrays; a host array with data is an error (as in CuPy), and
+    so is a device array of another device than the current one."""
     if isinstance(x, ndarray):
-        return x._host
+        return x._here(where)
     if isinstance(x, np.ndarray):
         if x.ndim == 0:
             return x
@@ -298,12 +330,12 @@ def unwrap(x: Any, where: str) -> Any:
     return x
 
 
-def _index(key: Any) -> Any:
+def _index(key: Any, where: str) -> Any:
     """Index keys: device arrays unwrapped; host index arrays and lists allowed, as in CuPy."""
     if isinstance(key, ndarray):
-        return key._host
+        return key._here(where)
     if isinstance(key, tuple):
-        return tuple(_index(k) for k in key)
+        return tuple(_index(k, where) for k in key)
     return key
 
 
@@ -326,10 +358,19 @@ def call_numpy(func: Callable, args, kwargs, where: str) -> Any:
     return wrap(result)
 
 
-def _wrap_callable(func: Callable, where: str, params: tuple[str, ...] | None = None) -> Callable:
+def _wrap_callable(
+    func: Callable, where: str, params: tuple[str, ...] | None = None, owner: ndarray | None = None
+) -> Callable:
     def method(*args, **kwargs):
         _api.check_call(where, params, args, kwargs)
-        return call_numpy(func, args, kwargs, where)
+        if owner is None or owner._dev == _runtime._current:
+            return call_numpy(func, args, kwargs, where)
+        # On an array of another device only what launches no kernel works: a view.
+        out = call_numpy(func, args, kwargs, where)
+        if isinstance(out, ndarray) and np.may_share_memory(out._host, owner._host):
+            out._dev = owner._dev
+            return out
+        raise foreign_device_error(owner._dev, where)
 
     method.__name__ = getattr(func, "__name__", where)
     method.__doc__ = getattr(func, "__doc__", None)
@@ -341,7 +382,7 @@ def _wrap_callable(func: Callable, where: str, params: tuple[str, ...] | None = 
 
 def _operand(x: Any) -> Any:
     if isinstance(x, ndarray):
-        return x._host
+        return x._here("cupy.ndarray operator")
     if isinstance(x, (numbers.Number, np.generic)):
         return x
     if isinstance(x, np.ndarray):
@@ -359,7 +400,8 @@ def _binary(op: Callable, reflected: bool = False):
         o = _operand(other)
         if o is NotImplemented:
             return NotImplemented
-        return wrap(op(o, self._host) if reflected else op(self._host, o))
+        h = self._here("cupy.ndarray operator")
+        return wrap(op(o, h) if reflected else op(h, o))
 
     return method
 
@@ -369,14 +411,15 @@ def _inplace(op: Callable):
         o = _operand(other)
         if o is NotImplemented:
             return NotImplemented
-        op(self._host, o, out=self._host)
+        h = self._here("cupy.ndarray operator")
+        op(h, o, out=h)
         return self
 
     return method
 
 
 def _unary(op: Callable):
-    return lambda self: wrap(op(self._host))
+    return lambda self: wrap(op(self._here("cupy.ndarray operator")))
 
 
 _BINARY = {

@@ -20,7 +20,7 @@ def _scatter(ufunc, a, slices, value) -> None:
         if not isinstance(slices, tuple)
         else tuple(_unwrap(s, "cupyx.scatter") for s in slices)
     )
-    ufunc.at(a._host, key, _unwrap(value, "cupyx.scatter"))
+    ufunc.at(a._here("cupyx.scatter"), key, _unwrap(value, "cupyx.scatter"))
 
 
 def scatter_add(a, slices, value) -> None:

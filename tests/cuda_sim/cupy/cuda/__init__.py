@@ -1,4 +1,4 @@
-"""``cupy.cuda`` of the stand-in: one simulated device, streams and events that time on the host."""
+"""``cupy.cuda`` of the stand-in: two simulated devices, streams and events timed on the host."""
 
 from __future__ import annotations
 

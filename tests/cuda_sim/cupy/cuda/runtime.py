@@ -1,13 +1,14 @@
-"""``cupy.cuda.runtime`` of the stand-in: one device, as on a one-GPU machine."""
+"""``cupy.cuda.runtime`` of the stand-in: two devices, so CI runs ``cuda:1`` (arrays remember
+theirs; work on another device than the current one fails, as in CuPy without peer access)."""
 
 from __future__ import annotations
 
 import os
 
 is_hip = False
-# Devices per machine: one, as on a one-GPU machine; TENSORTAPE_SIM_DEVICES=N models N (the
-# distributed tests give each of 2 ranks its own device, as NCCL demands).
-_device_count = int(os.environ.get("TENSORTAPE_SIM_DEVICES", "1"))
+# Devices per machine: two, so CI runs cuda:1 (tests/engine/test_multi_device.py);
+# TENSORTAPE_SIM_DEVICES=N models N (the distributed tests give each rank its own device).
+_device_count = int(os.environ.get("TENSORTAPE_SIM_DEVICES", "2"))
 _current = 0
 
 
