@@ -13,7 +13,7 @@ import numpy
 from . import random
 from .autograd import Function
 from .creation import full_like
-from .device import on_device
+from .device import on_device as _on_device
 from .ops import (
     abs,
     clip,
@@ -296,7 +296,7 @@ def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> 
 
 
 # Dropout -----------------------------------------------------------------------------------
-@on_device
+@_on_device
 def _dropout_mask(x: Tensor, p: float, shape) -> Tensor:
     keep = random.uniform(shape, numpy.float32, x.device) >= p
     return Tensor._wrap((keep * (1.0 / (1.0 - p))).astype(x.dtype), x.device)
@@ -419,7 +419,7 @@ def binary_cross_entropy_with_logits(
     return _reduce(loss, reduction)
 
 
-@on_device
+@_on_device
 def one_hot(target: Tensor, num_classes: int = -1) -> Tensor:
     t = target.array
     n = int(t.max()) + 1 if num_classes < 0 else num_classes
@@ -470,7 +470,7 @@ class NLLScatter(Function):
         return NLLGather(self.target, self.weight)(ggx)
 
 
-@on_device
+@_on_device
 def nll_loss(
     input: Tensor,
     target: Tensor,
@@ -511,7 +511,7 @@ def nll_loss(
     return _reduce(loss, reduction)
 
 
-@on_device
+@_on_device
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -568,7 +568,7 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     return _reduce(loss, reduction)
 
 
-@on_device
+@_on_device
 def gaussian_nll_loss(
     input: Tensor,
     target: Tensor,
@@ -615,7 +615,7 @@ from .ops.conv_family import *  # noqa: E402,F401,F403  (conv1d, 1-D pools, adap
 
 
 # Attention and RMS normalisation ---------------------------------------------------------------
-@on_device
+@_on_device
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,
