@@ -19,6 +19,7 @@ import numpy
 
 from kernels.geometry import out_size
 
+from ..device import on_device
 from ..tensorbase import TensorBase
 from .conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
 from .indexing import scatter, scatter_add
@@ -152,6 +153,7 @@ def _adaptive_windows(n: int, out: int):
     return numpy.minimum(idx, n - 1), idx < end[:, None]
 
 
+@on_device
 def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
     """Max over PyTorch's adaptive windows of (N, C, H, W) (or (C, H, W)); with
     `return_indices` also the int64 flat index into H*W of each maximum."""
@@ -183,6 +185,7 @@ def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
     return values, input._new((rows * W + cols).astype(numpy.int64), dev)
 
 
+@on_device
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """The inverse of max_pool2d: each value goes to its flat index into the output's H*W,
     zeros elsewhere (differentiable in `input`)."""
@@ -250,6 +253,7 @@ def _depth_windows(x: TensorBase, od: int, kd: int, sd: int, dd: int, fill: floa
     return where(mask, win, fill)
 
 
+@on_device
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
     """3-D cross-correlation of (N, C, D, H, W) with weight (C_out, C/groups, kd, kh, kw):
     one conv2d over the depth windows folded into batch (output depths) and channels."""
@@ -280,6 +284,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     return y if batched else squeeze(y, 0)
 
 
+@on_device
 def conv_transpose3d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1
 ):
@@ -327,6 +332,7 @@ def _pool3d_args(kernel_size, stride, padding, dilation):
     return k, s, _triple(padding, "padding"), _triple(dilation, "dilation")
 
 
+@on_device
 def max_pool3d(
     input,
     kernel_size,
@@ -367,6 +373,7 @@ def max_pool3d(
     return (values, idx) if batched else (squeeze(values, 0), squeeze(idx, 0))
 
 
+@on_device
 def avg_pool3d(
     input,
     kernel_size,

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from test_inputs_unchanged import _cases, _flat, _tensors
+from test_inputs_unchanged import _cases, _flat
 
 import engine
 from engine.device import cupy
@@ -32,6 +32,16 @@ def two_gpus():
 
 def _on(t, index: int) -> bool:
     return t.device == f"cuda:{index}" and t.array.device.id == index
+
+
+def _tensors(arrays, device, requires_grad):
+    """Float arrays as float32 tensors (requiring grad when asked), the others as they are."""
+    out = []
+    for a in map(np.asarray, arrays):
+        is_float = a.dtype.kind == "f"
+        a = a.astype(np.float32) if is_float else a
+        out.append(engine.tensor(a, device=device, requires_grad=requires_grad and is_float))
+    return out
 
 
 def _run(row, op, arrays, device):
