@@ -26,6 +26,7 @@ from kernels import geometry
 from kernels.geometry import Geometry
 
 from ..autograd import Function, is_grad_enabled
+from ..device import on_device
 from ..tensor import Tensor
 from .linalg import matmul
 from .shape import broadcast_to, getitem, pad, reshape, squeeze, unsqueeze
@@ -514,6 +515,7 @@ def _nearest(x: Tensor, sizes, scales, exact: bool) -> Tensor:
     return getitem(x, tuple(index))
 
 
+@on_device  # its index and weight matrices are built on the input's GPU
 def interpolate(
     input: Tensor,
     size=None,

@@ -60,15 +60,9 @@ MOVES = {"Tensor.cpu", "Tensor.cuda", "engine.to_device"}  # results meant to le
 RANDOM = {"engine.rand_like", "engine.randn_like", "F.dropout", "F.dropout2d"}  # per-device RNG
 
 
-# Not yet: engine/ops/conv.py (the conv engineer's file this round) builds interpolate's
-# matrices on the current device; its public function needs @engine.device.on_device.
-NOT_YET = {"F.interpolate"}
-
 
 @pytest.mark.parametrize("name, op, row", _cases())
 def test_every_op_runs_on_cuda_1_as_on_cuda_0(two_gpus, name, op, row):
-    if name in NOT_YET:
-        pytest.xfail(f"{name} does not run on cuda:1 yet")
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     arrays = row.inputs(rng)
     outs1, grads1 = _run(row, op, arrays, "cuda:1")
