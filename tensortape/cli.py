@@ -252,7 +252,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; a user error raises SystemExit (2: usage, 1: anything else)."""
-    from .tasks.common import UsageError  # noqa: PLC0415
+    from .tasks.common import DeprecatedAlias, UsageError  # noqa: PLC0415
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args.option_names = {  # dest -> the option's name, for messages (dest "loss": --gan-loss)
         a.dest: a.option_strings[-1]
         for a in _leaf_parser(parser, argv)._actions
-        if a.option_strings
+        if a.option_strings and not isinstance(a, DeprecatedAlias)
     }
     from engine import memory  # noqa: PLC0415  (`--help` stays fast without the engine)
 

@@ -33,6 +33,7 @@ from generative.vae import VAE
 from .common import (
     RunError,
     add_common_arguments,
+    add_option,
     load_dataset,
     non_negative_int,
     positive_int,
@@ -52,11 +53,15 @@ HELP = {
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     add_common_arguments(p, epochs=50, batch_size=64, lr=1e-3)
     p.add_argument("--latent-dim", type=positive_int, default=8, help="size of the code z")
-    p.add_argument(
-        "--width",
+    add_option(
+        p,
+        "--hidden-dim",
+        old="--width",
+        dest="width",  # the name its checkpoints record
         type=positive_int,
         default=None,
-        help="hidden units (mlp, default 128) or first conv channels (conv, default 32)",
+        help="hidden units (mlp, default 128) or first conv channels (conv, default 32); "
+        "formerly --width",
     )
     if name == "ae":
         p.add_argument("--model", default="mlp", choices=["mlp", "conv"], help="architecture")

@@ -69,6 +69,39 @@ def finite_float(text: str) -> float:
     return _number(float, text, "a finite number", lambda v: True)
 
 
+class DeprecatedAlias(argparse.Action):
+    """An option's old spelling, kept for one release: it sets the new option's value (same
+    dest, same type) and prints one warning line naming the new option. Hidden from --help."""
+
+    def __init__(self, option_strings, dest, new: str, **kw) -> None:
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"{parser.prog}: warning: {option_string} is deprecated, use {self.new} "
+            f"(the old name will be removed in the next release)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_option(p: argparse.ArgumentParser, name: str, *, old: str | None = None, **kw) -> None:
+    """`p.add_argument(name, **kw)`, and `old` (a former name) as a deprecated alias of it."""
+    kw.setdefault("metavar", name.lstrip("-").upper().replace("-", "_"))
+    action = p.add_argument(name, **kw)
+    if old is not None:
+        p.add_argument(
+            old,
+            action=DeprecatedAlias,
+            new=name,
+            dest=action.dest,
+            type=kw.get("type"),
+            default=argparse.SUPPRESS,  # the new option's default stands
+            help=argparse.SUPPRESS,
+        )
+
+
 def resolve_device(spec: str) -> str:
     """'auto' picks cuda when a GPU answers, else cpu; asking for cuda without one is an error."""
     from generative.trainer import resolve_device as resolve  # noqa: PLC0415

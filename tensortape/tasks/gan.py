@@ -14,6 +14,7 @@ from engine.data import DataLoader
 
 from .common import (
     add_common_arguments,
+    add_option,
     apply_recipe,
     check_batch_size,
     load_dataset,
@@ -33,7 +34,7 @@ JUDGED_SAMPLES = 1000
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     add_common_arguments(p, epochs=None, batch_size=None, lr=None)
-    p.epilog = "epochs, batch size, lr and latent size default to the dataset's recipe"
+    p.epilog = "epochs, batch size, lr, latent and hidden sizes default to the dataset's recipe"
     p.add_argument(
         "--gan-loss",
         dest="loss",
@@ -47,6 +48,15 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
         default=None,
         help="size of the generator's input z (default: the dataset's recipe)",
     )
+    add_option(
+        p,
+        "--hidden-dim",
+        dest="hidden",  # the recipe's name
+        type=positive_int,
+        default=None,
+        help="hidden units of both networks (conv channels on MNIST; default: the dataset's "
+        "recipe)",
+    )
 
 
 def settings(args) -> dict:
@@ -54,7 +64,7 @@ def settings(args) -> dict:
     from generative.models import RECIPES
 
     recipe = RECIPES[(args.task, args.dataset)]
-    used = apply_recipe(args, recipe, ("epochs", "batch_size", "lr", "latent_dim"))
+    used = apply_recipe(args, recipe, ("epochs", "batch_size", "lr", "latent_dim", "hidden"))
     return {**recipe, **used, "loss": args.loss}
 
 
@@ -86,7 +96,7 @@ def run(args) -> dict:
     used = settings(args)
     train, _ = load_dataset(args.dataset, args.data_dir)
     check_batch_size(args.batch_size, len(train), drop_last=True)
-    overrides = {"latent_dim": args.latent_dim, "lr": args.lr}
+    overrides = {"latent_dim": args.latent_dim, "lr": args.lr, "hidden": args.hidden}
     model = build(
         args.task, args.dataset, args.loss, device, args.seed, out, not args.no_progress, overrides
     )

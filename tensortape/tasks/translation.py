@@ -43,6 +43,7 @@ from .common import (
     RunError,
     UsageError,
     add_common_arguments,
+    add_option,
     load_dataset,
     non_negative_float,
     non_negative_int,
@@ -70,14 +71,16 @@ _SETTINGS = {
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
     add_common_arguments(p, epochs=None, batch_size=None, lr=None)
     p.epilog = "epochs, batch size, lr and the networks' sizes default to the dataset's recipe"
-    p.add_argument(
-        "--hidden",
-        type=positive_int,
-        default=None,
-        help="hidden units (pix2pix: both networks; cyclegan: the discriminators); default: "
-        "the recipe's",
-    )
     if name == "pix2pix":
+        add_option(
+            p,
+            "--hidden-dim",
+            old="--hidden",
+            dest="hidden",  # the recipe's (and its checkpoints') name
+            type=positive_int,
+            default=None,
+            help="hidden units of both networks (default: the recipe's); formerly --hidden",
+        )
         p.add_argument(
             "--lambda-l1",
             type=non_negative_float,
@@ -111,11 +114,24 @@ def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
             default=None,
             help="weight of the identity term (default: the recipe's)",
         )
-        p.add_argument(
-            "--width",
+        add_option(
+            p,
+            "--hidden-dim",
+            old="--width",
+            dest="width",  # the recipe's (and its checkpoints') name
             type=positive_int,
             default=None,
-            help="generator conv channels (default: the recipe's)",
+            help="the generators' conv channels (default: the recipe's); formerly --width",
+        )
+        add_option(
+            p,
+            "--disc-hidden-dim",
+            old="--hidden",
+            dest="hidden",
+            type=positive_int,
+            default=None,
+            help="the discriminators' hidden units (conv channels on MNIST; default: the "
+            "recipe's); formerly --hidden",
         )
         p.add_argument(
             "--gan-loss",

@@ -43,7 +43,10 @@ BAD_OPTION_VALUES = [
     (["train", "vae", "--latent-dim", "0"], "argument --latent-dim: must be a positive integer"),
     (["train", "gan", "--latent-dim", "0"], "argument --latent-dim: must be a positive integer"),
     (["train", "stylegan", "--latent-dim", "0"], "argument --latent-dim: must be a positive"),
-    (["train", "ae", "--width", "0"], "argument --width: must be a positive integer"),
+    (["train", "ae", "--hidden-dim", "0"], "argument --hidden-dim: must be a positive integer"),
+    (["train", "ae", "--width", "0"], "argument --width: must be a positive integer"),  # old name
+    (["train", "gan", "--hidden-dim", "0"], "argument --hidden-dim: must be a positive integer"),
+    (["train", "cyclegan", "--disc-hidden-dim", "-1"], "argument --disc-hidden-dim: must be a "),
     (["train", "stylegan", "--mixing-prob", "2"], "argument --mixing-prob: must be a probab"),
     (["train", "cyclegan", "--lambda-cycle", "nan"], "argument --lambda-cycle: must be a finite"),
     (["train", "vae", "--iw-samples", "-1"], "argument --iw-samples: must be an integer >= 0"),
@@ -288,6 +291,10 @@ def test_help_shows_every_options_default(verb):
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help",):
             continue
+        if action.help == argparse.SUPPRESS:  # a deprecated alias: hidden from --help
+            assert f"[{action.option_strings[0]} " not in text  # not in the usage line
+            assert f"\n  {action.option_strings[0]} " not in text  # nor in the option list
+            continue
         assert action.help, f"{verb} {action.option_strings[0]} has no help text"
         if action.required:
             continue  # no default to show
@@ -318,6 +325,54 @@ def test_resume_names_the_option_as_the_user_wrote_it(tmp_path, capsys):
     argv = ["train", "gan", "--device", "cpu", "--out", str(out), "--resume", "--epochs", "2"]
     code, line = cli_error(argv + ["--gan-loss", "hinge"], capsys)
     assert code == 2 and "--gan-loss hinge (checkpoint: bce)" in line
+
+
+# (verb, the old name, the new one, the dest both set)
+RENAMED = [
+    ("ae", "--width", "--hidden-dim", "width"),
+    ("vae", "--width", "--hidden-dim", "width"),
+    ("conv-vae", "--width", "--hidden-dim", "width"),
+    ("pix2pix", "--hidden", "--hidden-dim", "hidden"),
+    ("cyclegan", "--width", "--hidden-dim", "width"),
+    ("cyclegan", "--hidden", "--disc-hidden-dim", "hidden"),
+]
+
+
+@pytest.mark.parametrize(("verb", "old", "new", "dest"), RENAMED)
+def test_an_old_option_name_still_works_with_one_warning_line(verb, old, new, dest, capsys):
+    parser = build_parser()
+    capsys.readouterr()
+    renamed = parser.parse_args(["train", verb, new, "7"])
+    assert getattr(renamed, dest) == 7 and capsys.readouterr().err == ""
+    aliased = parser.parse_args(["train", verb, f"{old}=7"])
+    assert vars(aliased) == vars(renamed)
+    assert capsys.readouterr().err == (
+        f"tensortape train {verb}: warning: {old} is deprecated, use {new} "
+        "(the old name will be removed in the next release)\n"
+    )
+    default = parser.parse_args(["train", verb])
+    assert getattr(default, dest) is None  # the alias leaves the new option's default alone
+    assert f"formerly {old}" in _leaf_parsers()[f"train {verb}"].format_help()
+
+
+def test_resume_names_a_renamed_option_by_its_new_name(tmp_path, capsys):
+    out = tmp_path / "ae"
+    main(["train", "ae", *FAST, "--out", str(out), "--logger", "none", "--hidden-dim", "8"])
+    argv = ["train", "ae", "--device", "cpu", "--out", str(out), "--resume", "--epochs", "2"]
+    code, line = cli_error(argv + ["--hidden-dim", "16"], capsys)  # not its old name --width
+    assert code == 2 and "--hidden-dim 16 (checkpoint: 8)" in line
+
+
+def test_gan_hidden_dim_sizes_both_networks_and_sample_rebuilds_them(tmp_path):
+    out = tmp_path / "gan"
+    main(["train", "gan", *FAST, "--out", str(out), "--logger", "none", "--hidden-dim", "16"])
+    state = engine.load(out / "checkpoint.npz")
+    assert state["overrides"]["hidden"] == 16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["hidden"] == 16
+    main(["sample", str(out / "checkpoint.npz"), "--n", "4", "--out", str(tmp_path / "s.png"),
+          "--device", "cpu"])  # fmt: skip
+    assert (tmp_path / "s.png").stat().st_size > 100
 
 
 def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch, capsys):

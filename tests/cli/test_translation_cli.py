@@ -13,8 +13,8 @@ import engine
 from tensortape.cli import main
 
 TINY = {
-    "pix2pix": ["--hidden", "16", "--noise-dim", "4"],
-    "cyclegan": ["--width", "4", "--hidden", "16"],
+    "pix2pix": ["--hidden-dim", "16", "--noise-dim", "4"],
+    "cyclegan": ["--hidden-dim", "4", "--disc-hidden-dim", "16"],
 }
 
 

@@ -55,7 +55,7 @@ def _pixels(path):
 
 def test_vae_trains_writes_everything_and_samples(tmp_path, capsys):
     out = tmp_path / "vae"
-    metrics = _train("vae", out, "--width", "32", "--iw-samples", "5")
+    metrics = _train("vae", out, "--hidden-dim", "32", "--iw-samples", "5")
     for name in OUTPUTS:
         assert (out / name).exists(), name
     # better than coin flips (64 log 2 nats), worse than a trained model
@@ -90,7 +90,7 @@ def test_vae_trains_writes_everything_and_samples(tmp_path, capsys):
 
 def test_ae_conv_model_checkpoint_samples_from_its_latent_gaussian(tmp_path):
     out = tmp_path / "ae"
-    metrics = _train("ae", out, "--model", "conv", "--width", "4", "--loss", "mse")
+    metrics = _train("ae", out, "--model", "conv", "--hidden-dim", "4", "--loss", "mse")
     assert "test_loss" in metrics and "test_neg_elbo" not in metrics
     state = engine.load(out / "checkpoint.npz")
     assert state["task"] == "ae" and state["config"]["model"] == "conv"
@@ -116,7 +116,7 @@ def test_ae_conv_model_checkpoint_samples_from_its_latent_gaussian(tmp_path):
 
 def test_conv_vae_resume_continues_the_run(tmp_path):
     out = tmp_path / "cvae"
-    _train("conv-vae", out, "--width", "4", "--iw-samples", "0")
+    _train("conv-vae", out, "--hidden-dim", "4", "--iw-samples", "0")
     argv = [
         "train",
         "conv-vae",
@@ -131,7 +131,7 @@ def test_conv_vae_resume_continues_the_run(tmp_path):
         "--no-progress",
         "--latent-dim",
         "4",
-        "--width",
+        "--hidden-dim",
         "4",
         "--iw-samples",
         "0",
@@ -145,14 +145,16 @@ def test_conv_vae_resume_continues_the_run(tmp_path):
 
 def test_gaussian_likelihood_keeps_grey_levels(tmp_path):
     metrics = _train(
-        "vae", tmp_path / "g", "--likelihood", "gaussian", "--width", "16", "--iw-samples", "3"
+        "vae", tmp_path / "g", "--likelihood", "gaussian", "--hidden-dim", "16", "--iw-samples", "3"
     )
     assert metrics["config"]["binarize"] is False
     assert np.isfinite(metrics["test_neg_elbo"]) and np.isfinite(metrics["test_iw_nll"])
 
 
 def test_train_and_sample_on_each_device(tmp_path, device):
-    metrics = _train("conv-vae", tmp_path / "d", "--width", "4", "--iw-samples", "2", device=device)
+    metrics = _train(
+        "conv-vae", tmp_path / "d", "--hidden-dim", "4", "--iw-samples", "2", device=device
+    )
     assert metrics["device"].startswith(device) and np.isfinite(metrics["test_neg_elbo"])
     grid = tmp_path / "d.png"
     assert (
