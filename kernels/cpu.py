@@ -13,6 +13,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from kernels import winograd
 from kernels.geometry import Geometry
 
 # Scratch for arrays that never leave a kernel call (im2col columns consumed by the GEMM right
@@ -226,6 +227,8 @@ def conv2d_forward(
     Returns (y, cols): with ``keep_cols``, the im2col columns as
     :func:`conv2d_backward_weight` takes them (the caller owns them), else None.
     """
+    if winograd.applies(g, x.dtype):
+        return winograd.conv2d(x, w, b, g), None  # its weight gradient keeps no columns
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
@@ -248,6 +251,8 @@ def conv2d_backward_weight(
 ) -> np.ndarray:
     """dL/dw of conv2d, shape (C_out, C/groups, kh, kw); ``cols`` are the forward's kept
     columns of x (recomputed when None)."""
+    if cols is None and winograd.applies(g, x.dtype):
+        return winograd.conv2d_backward_weight(gy, x, g)
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     L = g.OH * g.OW

@@ -13,7 +13,7 @@ from helpers import assert_close, requires_torch
 
 import engine
 import engine.functional as F
-from kernels import cpu, geometry
+from kernels import cpu, geometry, winograd
 
 try:
     import torch
@@ -556,6 +556,7 @@ def test_conv_transpose_and_pool_errors(device):
 
 
 # State ownership ------------------------------------------------------------------------------
+@winograd.set_enabled(False)  # the im2col path's columns (Winograd keeps none)
 def test_conv_node_owns_its_columns_until_its_graph_is_freed():
     # The columns a Conv2d node keeps for its weight gradient are its own: other convs in
     # between (which refill the kernels' scratch) leave them alone; once the graph is freed the

@@ -9,7 +9,7 @@ import window_calls as K
 
 import engine
 import engine.functional as F
-from kernels import cpu
+from kernels import cpu, winograd
 
 CASES = [
     # x shape, w shape, stride, padding, dilation
@@ -148,6 +148,7 @@ def test_matches_torch_dcgan_shapes():
     ],
     ids=["nchw", "nchw-groups", "batch-last"],
 )
+@winograd.set_enabled(False)  # the im2col path's columns (Winograd keeps none)
 def test_weight_gradient_from_the_kept_columns(xs, ws, s, p, g):
     # The columns a Conv2d node keeps are its own: later convs (which refill the workspace)
     # and the input gradient in between leave them, and the weight gradient, unchanged.
