@@ -4,6 +4,12 @@ Writes OUT/metrics.json (per-epoch train loss, test loss, test accuracy), OUT/cu
 OUT/checkpoint.npz (model, optimizer, scheduler, loader and RNG state: `--resume` continues
 exactly where the run stopped). The loop, checkpoints and resume are `generative.Trainer`'s;
 `ClassifierTrainer` adds the cross-entropy step and the per-epoch test numbers.
+
+The learning rate follows a cosine over the run's `--epochs` (to 0 at the last epoch). A resumed
+run with the same `--epochs` continues it exactly; with another total the rest is re-planned
+(`plan_schedule`): from the rate the next epoch would have used, a half cosine down to 0 at the
+new total, so the curve stays continuous. A finished schedule (its rate already 0) cannot be
+extended: that is an error, not a run at lr 0 or a silent warm restart.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from engine.data import DataLoader
 from generative.trainer import Trainer, evaluating
 
 from .common import (
+    UsageError,
     add_common_arguments,
     dropout_probability,
     load_dataset,
@@ -205,6 +212,30 @@ def _upgrade(state: dict) -> dict:
     }
 
 
+def plan_schedule(trainer: Trainer, epochs: int, ckpt) -> str:
+    """Fit the resumed cosine schedule to the total `epochs` (see the module's docstring);
+    returns a note for the "resuming" line when it re-plans."""
+    scheduler = trainer.schedulers["lr"]
+    done, left = trainer.epoch, scheduler.T_max - scheduler.last_epoch
+    end = done + left  # the epoch the checkpoint's schedule reaches 0 at
+    if epochs in (end, done):
+        return ""
+    lr = scheduler.get_last_lr()[0]
+    if left <= 0:
+        raise UsageError(
+            f"--epochs {epochs}: {ckpt} is a finished run (its cosine lr schedule reached "
+            f"{lr:g} at epoch {done}), so more epochs would not train; to train longer, start a "
+            f"new run with --epochs {epochs} (another --out, or --overwrite)"
+        )
+    for group in scheduler.optimizer.param_groups:  # the new cosine starts at the current rate
+        group["initial_lr"] = group["lr"]
+    trainer.schedulers["lr"] = optimizers.lr_scheduler.CosineAnnealingLR(
+        scheduler.optimizer, T_max=epochs - done, eta_min=scheduler.eta_min
+    )
+    return (f"; lr schedule re-planned: cosine from {lr:.4g} after epoch {done} to "
+            f"{scheduler.eta_min:g} at epoch {epochs} (it ended at epoch {end})")  # fmt: skip
+
+
 def settings(args) -> dict:
     """What ran (one recipe for every dataset: the options' defaults); metrics.json's "settings"."""
     names = ("model", "optimizer", "epochs", "batch_size", "lr", "dropout", "l1", "l2")
@@ -247,7 +278,7 @@ def run(args) -> dict:
         train_set, args.batch_size, shuffle=True, seed=args.seed, device=device
     )
     trainer.curves_title = f"{args.model} on {args.dataset}"
-    resume(trainer, out, args)
+    resume(trainer, out, args, plan=plan_schedule)
     history = trainer.fit(train_loader, args.epochs)
     metrics = trainer.metrics()
     print(

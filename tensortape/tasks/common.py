@@ -253,10 +253,12 @@ def _remove_outputs(out: Path) -> None:
         events.unlink()
 
 
-def resume(trainer, out: Path, args) -> Path:
+def resume(trainer, out: Path, args, plan=None) -> Path:
     """OUT/checkpoint.npz: records the run's settings in `trainer`'s checkpoints and, with
     --resume, loads it into `trainer` (saying so on stderr); --epochs is the total to reach.
-    Also hands the trainer its run logs (`--logger`, into OUT) and the options to log."""
+    `plan(trainer, epochs, ckpt)`, when given, then fits the loaded schedule to --epochs (it
+    returns a note for that line, or raises a UsageError). Also hands the trainer its run logs
+    (`--logger`, into OUT) and the options to log."""
     trainer.logger = getattr(args, "logger", None) or "auto"
     trainer.hparams = {k: v for k, v in vars(args).items() if _plain(v) and k != "func"}
     ckpt = out / "checkpoint.npz"
@@ -268,7 +270,8 @@ def resume(trainer, out: Path, args) -> Path:
                 f"--epochs {args.epochs} is less than the {trainer.epoch} epochs {ckpt} holds "
                 f"(--epochs is the total to reach)"
             )
-        print(f"resuming {ckpt}: epoch {trainer.epoch} done, training to {args.epochs}",
+        note = plan(trainer, args.epochs, ckpt) if plan is not None else ""
+        print(f"resuming {ckpt}: epoch {trainer.epoch} done, training to {args.epochs}{note}",
               file=sys.stderr)  # fmt: skip
     return ckpt
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import cli_error
 
 import engine
 from tensortape.cli import main
@@ -109,3 +110,73 @@ def test_every_optimizer_learns_the_digits_mlp_with_its_default_lr(tmp_path, opt
     metrics = run(tmp_path, "--optimizer", optimizer)  # 30 epochs, the defaults
     assert metrics["settings"]["lr"] == classifier.DEFAULT_LR[optimizer]
     assert metrics["final_test_accuracy"] >= 0.96
+
+
+def _crash_after(monkeypatch, epochs: int) -> None:
+    """The next run raises KeyboardInterrupt in epoch `epochs + 1` (its checkpoint: `epochs`)."""
+    evaluate, calls = classifier.evaluate, []
+
+    def crash(*args):
+        calls.append(1)
+        if len(calls) == epochs + 1:
+            monkeypatch.setattr(classifier, "evaluate", evaluate)
+            raise KeyboardInterrupt
+        return evaluate(*args)
+
+    monkeypatch.setattr(classifier, "evaluate", crash)
+
+
+def test_resume_with_more_epochs_replans_the_cosine_continuously(tmp_path, monkeypatch, capsys):
+    lr0 = classifier.DEFAULT_LR["adam"]
+    cosine = lambda t, T, start: start * (1 + np.cos(np.pi * t / T)) / 2  # noqa: E731
+    _crash_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "--epochs", "6")  # killed after epoch 3 of 6
+    capsys.readouterr()
+    resumed = run(tmp_path, "--epochs", "10", "--resume")
+    assert (
+        "epoch 3 done, training to 10; lr schedule re-planned: cosine from 0.001 after epoch 3 "
+        "to 0 at epoch 10 (it ended at epoch 6)\n"
+    ) in capsys.readouterr().err
+    lr = np.array(resumed["history"]["lr"])
+    assert resumed["history"]["epoch"] == list(range(1, 11))
+    # Epochs 1-3 on the 6-epoch cosine; epoch 4 at the rate the 6-epoch run would have used
+    # (lr0 / 2); from there a half cosine over the 7 epochs left, reaching 0 after epoch 10.
+    np.testing.assert_allclose(lr[:4], cosine(np.arange(4), 6, lr0), rtol=1e-12)
+    np.testing.assert_allclose(lr[3:], cosine(np.arange(7), 7, lr0 / 2), rtol=1e-12)
+    assert np.all(np.diff(lr) < 0) and lr[-1] > 0  # decreasing, no jump, no restart
+    assert np.max(np.abs(np.diff(lr))) <= lr0 * np.pi / 12  # no step bigger than the cosine's
+
+    # Killed again mid-way, the re-planned schedule resumes exactly (no second re-plan).
+    _crash_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", "--epochs", "6")
+    _crash_after(monkeypatch, 4)  # resumed at 2: crashes in epoch 7, checkpoint at 6
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", "--epochs", "10", "--resume")
+    capsys.readouterr()
+    again = run(tmp_path / "b", "--epochs", "10", "--resume")
+    assert "re-planned" not in capsys.readouterr().err
+    lr_b = np.array(again["history"]["lr"])
+    np.testing.assert_allclose(lr_b[2:], cosine(np.arange(8), 8, cosine(2, 6, lr0)), rtol=1e-12)
+
+
+def test_resume_with_fewer_epochs_replans_and_a_finished_run_cannot_be_extended(
+    tmp_path, monkeypatch, capsys
+):
+    lr0 = classifier.DEFAULT_LR["adam"]
+    _crash_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "--epochs", "8")
+    shorter = run(tmp_path, "--epochs", "4", "--resume")
+    lr = np.array(shorter["history"]["lr"])
+    start = lr0 * (1 + np.cos(np.pi * 2 / 8)) / 2
+    np.testing.assert_allclose(lr[2:], start * (1 + np.cos(np.pi * np.arange(2) / 2)) / 2)
+
+    # Its schedule has now reached 0: more epochs would train at lr 0 (or silently restart).
+    argv = ["train", "classifier", "--model", "mlp", "--device", "cpu", "--out", str(tmp_path)]
+    code, line = cli_error(argv + ["--resume", "--epochs", "6"], capsys)
+    assert code == 2
+    assert "--epochs 6: " in line and "is a finished run (its cosine lr schedule reached 0" in line
+    assert "start a new run with --epochs 6" in line
+    assert engine.load(tmp_path / "checkpoint.npz")["epoch"] == 4  # nothing changed
