@@ -137,20 +137,18 @@ class Conv2d(_ConvNd):
         ph, pw = self.padding
         return (pw, pw, ph, ph)
 
-    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        left, right, top, bottom = self._pad_lr
-        if self.padding_mode != "zeros":
-            input = F.pad(input, self._pad_lr, mode=self.padding_mode)
-            padding = (0, 0)
-        elif left == right and top == bottom:
-            padding = (top, left)
-        else:
-            input = F.pad(input, self._pad_lr)
-            padding = (0, 0)
-        return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+    def _padded(self, input: Tensor) -> tuple[Tensor, tuple[int, int] | str]:
+        """The input and padding for F.conv2d: zero padding (also "same" and "valid") goes to
+        F.conv2d, another padding_mode pads the input here first."""
+        if self.padding_mode == "zeros":
+            return input, self.padding
+        return F.pad(input, self._pad_lr, mode=self.padding_mode), (0, 0)
 
     def forward(self, input: Tensor) -> Tensor:
-        return self._conv_forward(input, self.weight, self.bias)
+        input, padding = self._padded(input)
+        return F.conv2d(
+            input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups
+        )
 
 
 class ConvTranspose2d(_ConvNd):
@@ -276,7 +274,9 @@ class Conv1d(Conv2d):
     def forward(self, input: Tensor) -> Tensor:
         if input.ndim not in (2, 3):
             raise RuntimeError(f"Conv1d: expected a (C, L) or (N, C, L) input, got {input.shape}")
-        out = self._conv_forward(input.unsqueeze(-2), self.weight.unsqueeze(2), self.bias)
+        input, padding = self._padded(input.unsqueeze(-2))
+        weight = self.weight.unsqueeze(2)
+        out = F.conv2d(input, weight, self.bias, self.stride, padding, self.dilation, self.groups)
         return out.squeeze(-2)
 
     def extra_repr(self) -> str:

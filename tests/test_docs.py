@@ -28,3 +28,28 @@ def test_paths_named_in_the_design_file_exist():
     names = re.findall(rf"`((?:{packages}|benchmarks)/[\w/.-]+)`", DESIGN.read_text())
     missing = sorted({n for n in names if not (ROOT / n).exists()})
     assert not missing, f"docs/design.md names paths that do not exist: {missing}"
+
+
+def _imports(path: Path) -> set[str]:
+    """The project modules `path` imports, at the top or inside a function, as dotted names."""
+    import ast
+
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            stem = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join(stem + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+    return found
+
+
+def test_engine_ops_never_import_the_tensor_module():
+    # docs/design.md: the ops sit below Tensor and make results through their input's _new.
+    for path in sorted((ROOT / "engine" / "ops").glob("*.py")):
+        bad = {m for m in _imports(path) if m == "engine.tensor" or m.startswith("engine.tensor.")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -15,7 +15,6 @@ work (WGAN-GP, R1):
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 
@@ -27,8 +26,8 @@ from kernels.geometry import Geometry
 
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
-from ..tensor import Tensor
-from .linalg import matmul
+from ..tensorbase import TensorBase
+from .linalg import einsum, matmul
 from .shape import broadcast_to, getitem, pad, reshape, squeeze, unsqueeze
 
 __all__ = [
@@ -44,7 +43,7 @@ __all__ = [
 IntPair = int | Sequence[int]
 
 
-def _check_float(name: str, *tensors: Tensor | None) -> None:
+def _check_float(name: str, *tensors: TensorBase | None) -> None:
     ts = [t for t in tensors if t is not None]
     for t in ts:
         if t.dtype.kind != "f":
@@ -55,7 +54,7 @@ def _check_float(name: str, *tensors: Tensor | None) -> None:
         )
 
 
-def _check_bias(name: str, bias: Tensor | None, channels: int) -> None:
+def _check_bias(name: str, bias: TensorBase | None, channels: int) -> None:
     if bias is not None and bias.shape != (channels,):
         raise RuntimeError(
             f"{name}: bias must have shape ({channels},) for {channels} output channels, "
@@ -63,19 +62,12 @@ def _check_bias(name: str, bias: Tensor | None, channels: int) -> None:
         )
 
 
-def _unbatched(fn):
-    """Accept (C, H, W) inputs as PyTorch does: add and remove a batch dimension."""
-
-    @functools.wraps(fn)
-    def wrapper(x: Tensor, *args, **kwargs):
-        if x.ndim != 3:
-            return fn(x, *args, **kwargs)
-        out = fn(unsqueeze(x, 0), *args, **kwargs)
-        if isinstance(out, tuple):
-            return tuple(squeeze(o, 0) for o in out)
-        return squeeze(out, 0)
-
-    return wrapper
+def _per_image(fn, x: TensorBase, *args):
+    """``fn`` on a (C, H, W) input, as PyTorch accepts it: a batch of one added and removed."""
+    out = fn(unsqueeze(x, 0), *args)
+    if isinstance(out, tuple):
+        return tuple(squeeze(o, 0) for o in out)
+    return squeeze(out, 0)
 
 
 # Convolution -------------------------------------------------------------------------------
@@ -99,10 +91,11 @@ class Conv2d(Function):
         x, w = self.inputs[:2]
         gx = Conv2dGradInput(self.geo)(gy, w) if x.requires_grad else None
         gw = Conv2dGradWeight(self.geo, self.cols)(x, gy) if w.requires_grad else None
-        gb = None
-        if len(self.inputs) == 3 and self.inputs[2].requires_grad:
-            gb = ConvBiasGrad()(gy)
-        return gx, gw, gb
+        if len(self.inputs) < 3 or not self.inputs[2].requires_grad:
+            return gx, gw, None
+        # The bias gradient: one formula for both modes (Function.operands).
+        _, g = self.operands(gy)
+        return (gx, gw) + self.results(gy, _channel_sum(g, self.xp))
 
     def _release(self) -> None:
         # The graph is freed and nothing else holds the columns: their buffer goes back to
@@ -113,20 +106,13 @@ class Conv2d(Function):
             kernels.backend(device.type).give_back(cols)
 
 
-class ConvBiasGrad(Function):
-    """gy summed over batch and pixels. NumPy float32/64 sums go through einsum, 3x faster than
-    ``sum(axis=(0, 2, 3))``, which strides across the batch for every channel."""
-
-    saves_inputs = False
-
-    def forward(self, gy):
-        self.shape = gy.shape
-        if self.xp is numpy and gy.dtype in (numpy.float32, numpy.float64):
-            return numpy.einsum("nchw->c", gy)
-        return gy.sum(axis=(0, 2, 3))
-
-    def backward(self, ggb):
-        return broadcast_to(reshape(ggb, (1, -1, 1, 1)), self.shape)
+def _channel_sum(g, xp):
+    """g (N, C, H, W) summed over batch and pixels: raw arrays, or Tensors when the backward is
+    recorded. NumPy float32/64 sums go through einsum, 3x faster than ``sum(axis=(0, 2, 3))``,
+    which strides across the batch for every channel."""
+    if xp is numpy and g.dtype in (numpy.float32, numpy.float64):
+        return (numpy.einsum if isinstance(g, numpy.ndarray) else einsum)("nchw->c", g)
+    return g.sum((0, 2, 3))
 
 
 class Conv2dGradInput(Function):
@@ -167,21 +153,22 @@ class Conv2dGradWeight(Function):
         return g_x, g_gy
 
 
-@_unbatched
 def conv2d(
-    input: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
+    input: TensorBase,
+    weight: TensorBase,
+    bias: TensorBase | None = None,
     stride: IntPair = 1,
     padding: IntPair | str = 0,
     dilation: IntPair = 1,
     groups: int = 1,
-) -> Tensor:
+) -> TensorBase:
     """2-D cross-correlation of input (N, C, H, W) with weight (C_out, C/groups, kh, kw).
 
     Output (N, C_out, OH, OW), OH = (H + 2 padding - dilation (kh - 1) - 1) // stride + 1.
     `padding` may also be "valid" (no padding) or "same" (output size = input size, stride 1).
     """
+    if input.ndim == 3:
+        return _per_image(conv2d, input, weight, bias, stride, padding, dilation, groups)
     name = "conv2d"
     _check_float(name, input, weight, bias)
     if isinstance(padding, str):
@@ -197,22 +184,24 @@ def conv2d(
     return fn(input, weight) if bias is None else fn(input, weight, bias)
 
 
-@_unbatched
 def conv_transpose2d(
-    input: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
+    input: TensorBase,
+    weight: TensorBase,
+    bias: TensorBase | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
     output_padding: IntPair = 0,
     groups: int = 1,
     dilation: IntPair = 1,
-) -> Tensor:
+) -> TensorBase:
     """Transposed conv of input (N, C, H, W) with weight (C, C_out/groups, kh, kw): the
     gradient of conv2d with respect to its input.
 
     OH = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1.
     """
+    if input.ndim == 3:
+        args = (weight, bias, stride, padding, output_padding, groups, dilation)
+        return _per_image(conv_transpose2d, input, *args)
     name = "conv_transpose2d"
     _check_float(name, input, weight, bias)
     geo, (bottom, right) = geometry.conv_transpose2d(
@@ -284,9 +273,8 @@ class MaxPool2dGather(Function):
         return MaxPool2dGrad(self.geo, self.argmax)(gy)
 
 
-@_unbatched
 def max_pool2d(
-    input: Tensor,
+    input: TensorBase,
     kernel_size: IntPair,
     stride: IntPair | None = None,
     padding: IntPair = 0,
@@ -296,13 +284,16 @@ def max_pool2d(
 ):
     """Max over each (dilated) window; padding counts as -inf. With `return_indices`, also the
     int64 flat index into H*W of each maximum (PyTorch's layout, usable by max_unpool2d)."""
+    if input.ndim == 3:
+        args = (kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        return _per_image(max_pool2d, input, *args)
     _check_float("max_pool2d", input)
     geo = geometry.pool2d(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     fn = MaxPool2d(geo)
     y = fn(input)
     if not return_indices:
         return y
-    return y, Tensor._wrap(geo.indices(fn.argmax, input.xp), input.device)
+    return y, input._new(geo.indices(fn.argmax, input.xp), input.device)
 
 
 # Average pooling ---------------------------------------------------------------------------
@@ -334,17 +325,19 @@ class AvgPool2dGrad(Function):
         return AvgPool2d(self.geo)(ggx)
 
 
-@_unbatched
 def avg_pool2d(
-    input: Tensor,
+    input: TensorBase,
     kernel_size: IntPair,
     stride: IntPair | None = None,
     padding: IntPair = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
-) -> Tensor:
+) -> TensorBase:
     """Mean over each window, zero padding (counted in the divisor when count_include_pad)."""
+    if input.ndim == 3:
+        args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        return _per_image(avg_pool2d, input, *args)
     _check_float("avg_pool2d", input)
     geo = geometry.pool2d(
         input.shape, kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
@@ -376,11 +369,12 @@ def _adaptive_matrix(out: int, n: int, dtype) -> numpy.ndarray:
     return (inside / (end - start)[:, None]).astype(dtype)
 
 
-@_unbatched
-def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+def adaptive_avg_pool2d(input: TensorBase, output_size) -> TensorBase:
     """Average pooling to a fixed output size, with PyTorch's windows [floor(i H / OH),
     ceil((i + 1) H / OH)). A plain avg_pool2d when the sizes divide; two small matmuls
     otherwise."""
+    if input.ndim == 3:
+        return _per_image(adaptive_avg_pool2d, input, output_size)
     name = "adaptive_avg_pool2d"
     geometry.check_4d(name, input.shape)
     _check_float(name, input)
@@ -391,13 +385,13 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
             return input.mean((2, 3), keepdim=True)
         return avg_pool2d(input, (H // oh, W // ow))
     xp, dev = input.xp, input.device
-    rows = Tensor._wrap(xp.asarray(_adaptive_matrix(oh, H, input.dtype)), dev)
-    cols = Tensor._wrap(xp.asarray(_adaptive_matrix(ow, W, input.dtype).T.copy()), dev)
+    rows = input._new(xp.asarray(_adaptive_matrix(oh, H, input.dtype)), dev)
+    cols = input._new(xp.asarray(_adaptive_matrix(ow, W, input.dtype).T.copy()), dev)
     return matmul(rows, matmul(input, cols))
 
 
 # Resizing ----------------------------------------------------------------------------------
-def _resize_sizes(x: Tensor, size, scale_factor) -> tuple[tuple[int, ...], tuple]:
+def _resize_sizes(x: TensorBase, size, scale_factor) -> tuple[tuple[int, ...], tuple]:
     """Output spatial size and per-dimension scale factors (None where `size` was given)."""
     spatial = x.shape[2:]
     k = len(spatial)
@@ -475,7 +469,7 @@ def _cubic_matrix(n_in: int, n_out: int, scale, align_corners: bool, dtype) -> n
     return m.astype(dtype)
 
 
-def _separable(x: Tensor, sizes, scales, align_corners: bool, matrix) -> Tensor:
+def _separable(x: TensorBase, sizes, scales, align_corners: bool, matrix) -> TensorBase:
     """Resize each spatial dimension in turn by a (n_out, n_in) weight matrix (linear, bilinear,
     trilinear and bicubic are all this): one matmul per dimension, differentiable."""
     xp, dev = x.xp, x.device
@@ -483,7 +477,7 @@ def _separable(x: Tensor, sizes, scales, align_corners: bool, matrix) -> Tensor:
     for d, (n_out, scale) in enumerate(zip(sizes, scales, strict=True)):
         n_in = x.shape[2 + d]
         m = matrix(n_in, n_out, scale, align_corners, x.dtype).T.copy()  # (n_in, n_out)
-        m = Tensor._wrap(xp.asarray(m), dev)
+        m = x._new(xp.asarray(m), dev)
         if d == k - 1:
             x = matmul(x, m)
         else:
@@ -491,7 +485,7 @@ def _separable(x: Tensor, sizes, scales, align_corners: bool, matrix) -> Tensor:
     return x
 
 
-def _nearest(x: Tensor, sizes, scales, exact: bool) -> Tensor:
+def _nearest(x: TensorBase, sizes, scales, exact: bool) -> TensorBase:
     N, C = x.shape[:2]
     spatial = x.shape[2:]
     idx = [_nearest_index(n, o, s, exact) for n, o, s in zip(spatial, sizes, scales, strict=True)]
@@ -517,14 +511,14 @@ def _nearest(x: Tensor, sizes, scales, exact: bool) -> Tensor:
 
 @on_device  # its index and weight matrices are built on the input's GPU
 def interpolate(
-    input: Tensor,
+    input: TensorBase,
     size=None,
     scale_factor=None,
     mode: str = "nearest",
     align_corners: bool | None = None,
     recompute_scale_factor: bool | None = None,
     antialias: bool = False,
-) -> Tensor:
+) -> TensorBase:
     """Resize (N, C, L), (N, C, H, W) or (N, C, D, H, W) with PyTorch's index rules.
 
     Modes: "nearest" (src = floor(dst / scale)) and "nearest-exact" for any of them; "linear"
@@ -557,11 +551,11 @@ def interpolate(
 
 
 def upsample(
-    input: Tensor,
+    input: TensorBase,
     size=None,
     scale_factor=None,
     mode: str = "nearest",
     align_corners: bool | None = None,
-) -> Tensor:
+) -> TensorBase:
     """Deprecated PyTorch alias of `interpolate`."""
     return interpolate(input, size, scale_factor, mode, align_corners)
