@@ -1,10 +1,17 @@
-"""tensortape vs PyTorch, side by side in the same process: `python -m benchmarks.run`.
+"""tensortape vs PyTorch, side by side: `python -m benchmarks.run`.
 
     python -m benchmarks.run [--device cpu|cuda] [--repeats N] [--builds B] [--only mlp,cnn]
-                             [--threads T] [--cpu-time] [--in-process]
+                             [--threads T] [--cpu-time] [--same-process] [--in-process]
 
-Each workload (see `benchmarks.workloads`) runs in a fresh interpreter (`--in-process` to share
-one), with B fresh builds of the model in each library; per build a warm-up, then N steps of each
+By default each library runs each workload (see `benchmarks.workloads`) in a process of its
+own, so that neither library's thread pool (OpenBLAS's spinning workers, torch's OpenMP pool)
+nor its allocator policy (ours keeps freed host memory, `engine.memory`) touches the other's
+timing: per build one process of ours and one of torch, in turn (torch first on odd builds),
+each a warm-up and then N timed steps of one fresh model. The ratio is that of the medians over
+all builds; the range of the per-build ratios comes with it.
+
+`--same-process` runs both libraries in one interpreter per workload (`--in-process`: all in
+this one), B fresh builds of the model in each library; per build a warm-up, then N steps of each
 timed in blocks ours, torch, torch, ours (torch first on odd builds), so machine noise hits both
 alike; each block starts after a pause in which the other library's worker threads go idle.
 Reported: medians over all timed steps, the ratio ours / torch (lower is better; the target is
@@ -55,15 +62,16 @@ def _torch(device: str):
     return torch
 
 
-def set_threads(n: int | None) -> int:
-    """Give NumPy's BLAS and torch the same thread count; returns it."""
+def set_threads(n: int | None, torch_too: bool = True) -> int:
+    """Give NumPy's BLAS and torch the same thread count; returns it. `torch_too=False` leaves
+    torch unimported (a process that runs ours alone)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     if n is None:
         pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
         n = max(pools) if pools else 1
     threadpool_limits(n, user_api="blas")
-    torch = _torch("cpu")
+    torch = _torch("cpu") if torch_too else None
     if torch is not None:
         torch.set_num_threads(n)
     return n
@@ -227,6 +235,44 @@ def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, w
     return {"ours": m, "torch": t, "ratio": m / t if t else None, "mem": mem, "steps": counts}
 
 
+def bench_one_library(w: Workload, device: str, lib: str, repeats: int | None, warmup: int) -> dict:
+    """One fresh model of one library in this process: the step times (s) after a warm-up, and
+    the peak memory of one step."""
+    build = ours_lib if lib == "ours" else torch_lib
+    sync = _syncs(device)[0 if lib == "ours" else 1]
+    step = w.build(build(device))
+    slowest = max(_time(step, sync) for _ in range(max(warmup, 1)))
+    n = repeats or _auto_repeats(slowest)
+    times = [_time(step, sync) for _ in range(n)]
+    return {"times": times, "mem": _peak(step, device, lib), "steps": n}
+
+
+def bench_separate(args: argparse.Namespace, threads: int, w: Workload) -> dict:
+    """`args.builds` pairs of processes, one per library each, in turn (torch first on odd
+    builds); medians over all timed steps and the per-build ratios."""
+    times = {"ours": [], "torch": []}
+    counts, build_ratios, mem = [], [], {}
+    torch = _torch(args.device) is not None
+    for b in range(args.builds):
+        order = ["ours", "torch"] if torch else ["ours"]
+        medians = {}
+        for lib in order[:: -1 if b % 2 else 1]:
+            r = _run_isolated(args, threads, w.name, lib)
+            times[lib] += r["times"]
+            medians[lib] = statistics.median(r["times"])
+            mem[lib] = r["mem"]
+            if lib == "ours":
+                counts.append(r["steps"])
+        if torch:
+            build_ratios.append(medians["ours"] / medians["torch"])
+    m = statistics.median(times["ours"])
+    t = statistics.median(times["torch"]) if torch else None
+    return {
+        "ours": m, "torch": t, "ratio": m / t if t else None, "steps": counts,
+        "mem": (mem.get("ours"), mem.get("torch")), "build_ratios": build_ratios,
+    }  # fmt: skip
+
+
 def bench_overhead(device: str, samples: int = 7) -> dict:
     """Seconds per `a * b` on 16 floats that require grad (the graph is recorded)."""
     import engine
@@ -298,8 +344,12 @@ def _row(w: Workload, r: dict, rate: dict) -> str:
         f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
         f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
         f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
-        f"{sum(r['steps']):7d}"
+        f"{sum(r['steps']):7d}{_range(r.get('build_ratios')):>12}"
     )
+
+
+def _range(ratios: list[float] | None) -> str:
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
 
 
 def _overhead_row(overhead: dict) -> str:
@@ -318,6 +368,12 @@ def _host_cache() -> str:
     return f"{mib}MiB" if mib else "off"
 
 
+def _processes(args) -> str:
+    if args.in_process:
+        return "one-for-all"
+    return "one-per-workload" if args.same_process else "one-per-library"
+
+
 def _header(args, threads: int, rate: dict, note: str | None) -> str:
     torch = _torch("cpu")
     version = torch.__version__ if torch else "absent"
@@ -328,7 +384,8 @@ def _header(args, threads: int, rate: dict, note: str | None) -> str:
         f"repeats={args.repeats or 'auto'} warmup={args.warmup} "
         f"torch={version} numpy={np.__version__} "
         f"python={sys.version.split()[0]} clock={'cpu' if args.cpu_time else 'wall'} "
-        f"host_cache={_host_cache()}",
+        f"host_cache={_host_cache()} "
+        f"processes={_processes(args)}",
     ]
     if note:
         lines.append(note)
@@ -336,7 +393,7 @@ def _header(args, threads: int, rate: dict, note: str | None) -> str:
     lines.append(f"float32 GEMM 1024^3: ours {rate['ours'] / 1e9:.1f} GFLOP/s, torch {tgf} GFLOP/s")
     lines.append(
         f"{'workload':<44}{'ours ms':>9}{'torch ms':>10}{'ratio':>7}{'floor ms':>10}"
-        f"{'ours MiB':>10}{'torch MiB':>10}{'steps':>7}"
+        f"{'ours MiB':>10}{'torch MiB':>10}{'steps':>7}{'build ratios':>12}"
     )
     return "\n".join(lines)
 
@@ -369,7 +426,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run every workload in this process (default: one fresh process each)",
     )
+    p.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run both libraries in one process per workload (default: one process each)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one workload, JSON out
+    p.add_argument("--lib", default=None, choices=("ours", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--cpu-time", action="store_true",
                    help="process CPU time instead of wall time (steadier on a busy machine; "
                    "use with --threads 1)")  # fmt: skip
@@ -380,6 +443,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = (names or set()) - {w.name for w in WORKLOADS} - {"overhead"}
     if unknown:
         p.error(f"unknown workload(s) {sorted(unknown)}")
+    if args.in_process:
+        args.same_process = True
     args.names = names
     return args
 
@@ -402,19 +467,22 @@ def _busy_machine_mode(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _child_argv(args: argparse.Namespace, threads: int, name: str) -> list[str]:
+def _child_argv(args: argparse.Namespace, threads: int, name: str, lib: str | None) -> list[str]:
     argv = ["--child", name, "--device", args.device, "--builds", str(args.builds)]
+    argv += ["--lib", lib] if lib else []
     argv += ["--warmup", str(args.warmup), "--threads", str(threads)]
     argv += ["--repeats", str(args.repeats)] if args.repeats else []
     return argv + (["--cpu-time"] if args.cpu_time else [])
 
 
-def _run_isolated(args: argparse.Namespace, threads: int, name: str) -> dict:
-    """One workload in a fresh interpreter: the allocator state left by the previous
-    workloads moved ratios by up to 0.3 (benchmarks/NOTES.md)."""
+def _run_isolated(
+    args: argparse.Namespace, threads: int, name: str, lib: str | None = None
+) -> dict:
+    """One workload (of one library, or both) in a fresh interpreter: the allocator state left
+    by the previous workloads moved ratios by up to 0.3 (benchmarks/NOTES.md)."""
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "benchmarks.run", *_child_argv(args, threads, name)]
+    cmd = [sys.executable, "-m", "benchmarks.run", *_child_argv(args, threads, name, lib)]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
     if done.returncode:
         raise SystemExit(f"benchmarks.run: workload {name} failed:\n{done.stderr}")
@@ -422,17 +490,23 @@ def _run_isolated(args: argparse.Namespace, threads: int, name: str) -> dict:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    """Clock, threads and seeds for this process; returns the thread count."""
+    """Clock, threads and seeds for this process; returns the thread count. A process that
+    runs torch alone never imports tensortape (nor its host-memory policy), one that runs
+    ours alone never imports torch."""
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    if args.lib == "torch":
+        threads = set_threads(args.threads)
+        _torch(args.device).manual_seed(0)
+        return threads
     import engine
 
     if args.device == "cuda" and not engine.cuda.is_available():
         raise SystemExit("benchmarks.run: --device cuda but no CUDA device is available")
-    engine.memory.configure_from_env()  # keep freed host memory (both libraries; README)
-    threads = set_threads(args.threads)
+    engine.memory.configure_from_env()  # keep freed host memory (README)
+    threads = set_threads(args.threads, torch_too=args.lib is None)
     engine.manual_seed(0)
-    torch = _torch(args.device)
+    torch = _torch(args.device) if args.lib is None else None
     if torch:
         torch.manual_seed(0)
     return threads
@@ -444,14 +518,20 @@ def main(argv: list[str] | None = None) -> int:
     threads = _setup(args)
     if args.child:
         w = next(w for w in WORKLOADS if w.name == args.child)
-        print(json.dumps(bench_workload(w, args.device, args.builds, args.repeats, args.warmup)))
+        if args.lib:
+            r = bench_one_library(w, args.device, args.lib, args.repeats, args.warmup)
+        else:
+            r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup)
+        print(json.dumps(r))
         return 0
     selected = [w for w in WORKLOADS if args.names is None or w.name in args.names]
     isolate = len(selected) > 1 and not args.in_process
     rate = gemm_rate(args.device)
     print(_header(args, threads, rate, note), flush=True)
     for w in selected:
-        if isolate:
+        if not args.same_process:
+            r = bench_separate(args, threads, w)
+        elif isolate:
             r = _run_isolated(args, threads, w.name)
         else:
             r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,15 +83,22 @@ def test_flop_counts():
     assert workloads.MLP_FLOPS == 2 * 128 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
 
 
-def test_main_prints_the_table(capsys):
+@pytest.mark.parametrize("mode", ["one-per-library", "one-per-workload"])
+def test_main_prints_the_table(capsys, mode):
     argv = ["--only", "maxpool,overhead", "--builds", "1", "--repeats", "2", "--warmup", "1"]
+    argv += ["--same-process"] if mode == "one-per-workload" else []
     assert run.main(argv + ["--threads", "1", "--cpu-time"]) == 0
     out = capsys.readouterr().out
     assert "threads=1 (BLAS and torch)" in out and "clock=cpu" in out and "host_cache=" in out
+    assert f"processes={mode}" in out
     row = next(line for line in out.splitlines() if line.startswith("maxpool:"))
-    ours, theirs, ratio = (float(v) for v in row.split()[-7:-4])
+    ours, theirs, ratio = (float(v) for v in row.split()[-8:-5])
     assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.02)
-    assert row.split()[-1] == "2"  # timed steps
+    assert row.split()[-2] == "2"  # timed steps
+    if mode == "one-per-library":  # one build: its ratio is the ratio
+        assert row.split()[-1] == f"{ratio:.2f}-{ratio:.2f}"
+    else:
+        assert row.split()[-1] == "-"
     assert any(line.startswith("overhead:") for line in out.splitlines())
     assert "GFLOP/s" in out
 
@@ -149,3 +161,24 @@ def test_page_faults_reports_the_memory_policy(capsys):
     assert r["cpu_ms"] > 0 and r["faults"] < 64
     assert page_faults.main(["mlp", "--steps", "3"]) == 0
     assert "mlp: host_cache=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lib, absent", [("ours", "torch"), ("torch", "engine")])
+def test_a_library_process_never_loads_the_other_library(lib, absent):
+    """Default mode: each library's steps run in a process of its own; torch's process has
+    neither tensortape nor its host-memory policy, ours has no torch thread pool."""
+    code = (
+        "import sys, json; from benchmarks import run; "
+        f"run.main(['--child', 'maxpool', '--lib', '{lib}', '--builds', '1', '--repeats', '2', "
+        "'--warmup', '1', '--threads', '1']); "
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == '{absent}')))"
+    )
+    root = Path(run.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    result, loaded = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    assert len(result["times"]) == 2 and result["steps"] == 2
+    assert loaded == []
