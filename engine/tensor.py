@@ -348,7 +348,7 @@ class Tensor(TensorBase):
     argmax = _reduction.argmax
     argmin = _reduction.argmin
     logsumexp = _reduction.logsumexp
-    norm = _reduction.norm
+    norm = _linalg.norm
     any = _reduction.any
     all = _reduction.all
     count_nonzero = _reduction.count_nonzero

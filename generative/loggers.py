@@ -26,7 +26,7 @@ from typing import Any
 
 from dataio.files import atomic_write
 
-from .trainer import Callback
+from .callbacks import Callback
 
 __all__ = ["CSVLogger", "TensorBoardLogger", "make_loggers", "LOGGERS"]
 

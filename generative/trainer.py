@@ -96,6 +96,9 @@ import engine
 from dataio.files import atomic_write
 from engine import Tensor
 
+from .callbacks import Callback
+from .loggers import make_loggers
+
 __all__ = [
     "Trainer",
     "Callback",
@@ -188,29 +191,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 class NonFiniteLossError(RuntimeError):
     """A training loss became NaN or inf; raised before anything of that epoch is written."""
-
-
-class Callback:
-    """Hook points for loggers and other observers of a fit; every method is optional.
-
-    `on_log` gets the running means of the losses at each log point (every `log_every` steps
-    and at the end of each epoch); `on_epoch_end` the epoch's record as it enters the history.
-    """
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        pass
-
-    def on_log(self, trainer: Trainer, values: dict[str, float]) -> None:
-        pass
-
-    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
-        pass
-
-    def on_samples(self, trainer: Trainer, images: Tensor) -> None:
-        pass
-
-    def on_fit_end(self, trainer: Trainer) -> None:
-        pass
 
 
 class Precision:
@@ -381,8 +361,6 @@ class Trainer:
         self._loader_state = None
         for network in self.networks.values():
             network.train()
-        from .loggers import make_loggers  # noqa: PLC0415  (loggers import this module)
-
         self._loggers = make_loggers(self.logger, self.out_dir)
         self._call("on_fit_start")
         try:

@@ -53,3 +53,52 @@ def test_engine_ops_never_import_the_tensor_module():
     for path in sorted((ROOT / "engine" / "ops").glob("*.py")):
         bad = {m for m in _imports(path) if m == "engine.tensor" or m.startswith("engine.tensor.")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+PACKAGES = ("kernels", "dataio", "engine", "layers", "optimizers", "regularizers", "generative",
+            "tensortape")  # fmt: skip
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of project module `name` (a package's __init__.py), else None."""
+    path = ROOT.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if name.split(".")[0] in PACKAGES and candidate.is_file():
+            return candidate
+    return None
+
+
+def _import_edges(path: Path) -> set[Path]:
+    """The project files `path` imports (lazy imports inside functions included): for each
+    imported name the most specific module file (`from .. import x` names module x)."""
+    names = _imports(path)
+    edges = set()
+    for name in names:
+        if any(other.startswith(name + ".") and _module_file(other) for other in names):
+            continue  # `from a import b` with b a module: the edge goes to b, not to a
+        while name and _module_file(name) is None:
+            name = name.rpartition(".")[0]
+        if name and _module_file(name) != path:
+            edges.add(_module_file(name))
+    return edges
+
+
+def test_no_import_circles():
+    # docs/design.md: every arrow points down, inside a package as between packages; a circle
+    # held together by an import inside a function counts too.
+    files = [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
+    graph = {p: _import_edges(p) for p in files}
+    done: set[Path] = set()
+
+    def visit(p: Path, trail: list[Path]) -> None:
+        for q in sorted(graph.get(p, ())):
+            if q in trail:
+                loop = " -> ".join(str(f.relative_to(ROOT)) for f in trail[trail.index(q) :] + [q])
+                raise AssertionError(f"import circle: {loop}")
+            if q not in done:
+                visit(q, trail + [q])
+        done.add(p)
+
+    for p in files:
+        if p not in done:
+            visit(p, [p])

@@ -24,7 +24,7 @@ from .indexing import (
     tril,
     triu,
 )
-from .linalg import baddbmm, bmm, cross, einsum, linear, matmul, outer
+from .linalg import baddbmm, bmm, cross, einsum, linear, matmul, norm, outer
 from .logical import (
     bitwise_and,
     bitwise_left_shift,
@@ -113,7 +113,6 @@ from .reduction import (
     max,
     mean,
     min,
-    norm,
     prod,
     std,
     std_mean,

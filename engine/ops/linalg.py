@@ -10,6 +10,11 @@ import numpy
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..tensorbase import TensorBase
+from .indexing import index_select
+from .math import abs as _abs
+from .math import where
+from .reduction import _keep_shape, amax, amin
+from .reduction import sum as _sum
 from .shape import _norm_dim, broadcast_to, permute, reduce_to, reshape, squeeze, sum_to, unsqueeze
 
 
@@ -108,8 +113,6 @@ def outer(input: TensorBase, vec2: TensorBase) -> TensorBase:
 def cross(input: TensorBase, other: TensorBase, dim: int | None = None) -> TensorBase:
     """The cross product of 3-vectors along `dim` (the first dimension of size 3 when None, as
     torch.cross; torch.linalg.cross uses -1); the operands broadcast."""
-    from .indexing import index_select
-
     shape = numpy.broadcast_shapes(input.shape, other.shape)
     a, b = broadcast_to(input, shape), broadcast_to(other, shape)
     if dim is None:
@@ -234,14 +237,28 @@ def _dims(dim, ndim):
     return tuple(sorted({_norm_dim(d, ndim) for d in dims}))
 
 
+class Norm2(Function):
+    """Euclidean norm over axes; its gradient x / ||x|| is 0 where the norm is 0 (as PyTorch)."""
+
+    def __init__(self, axes, keepdim):
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x):
+        return self.xp.sqrt((x * x).sum(axis=self.axes, keepdims=self.keepdim))
+
+    def backward(self, gy):
+        x, n = self.inputs[0], self.output()
+        if not self.keepdim:
+            keep = _keep_shape(x.shape, self.axes)
+            n, gy = reshape(n, keep), reshape(gy, keep)
+        safe = where(n > 0, n, 1.0)  # x is 0 wherever n is, so the gradient is 0 there
+        return broadcast_to(gy / safe, x.shape) * x
+
+
 @on_device
 def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
     """The `ord`-norm of `x` over `dim` (all elements by default) seen as one vector:
     sum(|x|^ord)^(1/ord), max |x| for inf, min |x| for -inf, the count of non-zeros for 0."""
-    from .math import abs as _abs
-    from .math import where
-    from .reduction import Norm2, amax, amin, sum
-
     if dtype is not None:
         x = x.to(dtype)
     if x.dtype.kind not in "fc":
@@ -257,19 +274,16 @@ def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=
         return amin(_abs(x), axes, keepdim)
     if ord == 0:  # the count of non-zeros, in the graph with a zero gradient (PyTorch)
         nonzero = x._new((x.array != 0).astype(x.dtype), x.device)
-        return sum(where(x.xp.ones(x.shape, bool), nonzero, x), axes, keepdim)
+        return _sum(where(x.xp.ones(x.shape, bool), nonzero, x), axes, keepdim)
     if ord == 1:
-        return sum(_abs(x), axes, keepdim)
-    return sum(_abs(x) ** ord, axes, keepdim) ** (1.0 / ord)
+        return _sum(_abs(x), axes, keepdim)
+    return _sum(_abs(x) ** ord, axes, keepdim) ** (1.0 / ord)
 
 
 def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
     """Matrix norms over the two dims `dim`: 'fro', 'nuc' (sum of singular values), 2 / -2
     (largest / smallest singular value), 1 / -1 (max / min column sum of |A|), inf / -inf
     (max / min row sum)."""
-    from .math import abs as _abs
-    from .reduction import amax, amin, sum
-
     if dtype is not None:
         A = A.to(dtype)
     if A.ndim < 2 or len(dim) != 2:
@@ -278,11 +292,9 @@ def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *
     if ord == "fro":
         return vector_norm(A, 2, (r, c), keepdim)
     if ord in ("nuc", 2, -2):
-        from .reduction import amax, amin, sum
-
         rest = [d for d in range(A.ndim) if d not in (r, c)]
         s = svdvals(permute(A, *rest, r, c))
-        out = sum(s, -1) if ord == "nuc" else (amax if ord == 2 else amin)(s, -1)
+        out = _sum(s, -1) if ord == "nuc" else (amax if ord == 2 else amin)(s, -1)
         if keepdim:
             out = unsqueeze(unsqueeze(out, min(r, c)), max(r, c))
         return out
@@ -291,9 +303,21 @@ def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *
             f"matrix_norm: ord must be 'fro', 'nuc', 2, -2, 1, -1, inf or -inf, got {ord!r}"
         )
     across, then = (r, c) if ord in (1, -1) else (c, r)  # sum over rows for column sums
-    sums = sum(_abs(A), across, keepdim=True)
+    sums = _sum(_abs(A), across, keepdim=True)
     out = (amax if ord > 0 else amin)(sums, then, keepdim=True)
     return out if keepdim else squeeze(out, (r, c))
+
+
+def norm(x: TensorBase, p="fro", dim=None, keepdim: bool = False, dtype=None) -> TensorBase:
+    """torch.norm: the p-norm over `dim` (all elements by default) as one vector; p may be a
+    number, inf, -inf, 0 or 'fro'; 'nuc' (and 'fro' over two dims) are matrix norms."""
+    if p == "nuc":
+        if dim is None and x.ndim != 2:
+            raise RuntimeError(f"norm: 'nuc' needs a 2-D input or two dims, got shape {x.shape}")
+        return matrix_norm(x, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
+    if isinstance(p, str) and p != "fro":
+        raise RuntimeError(f"norm: p must be a number, inf, 'fro' or 'nuc', got {p!r}")
+    return vector_norm(x, 2 if p == "fro" else p, dim, keepdim, dtype=dtype)
 
 
 class SingularValues(Function):
@@ -336,4 +360,4 @@ def linalg_norm(A: TensorBase, ord=None, dim=None, keepdim: bool = False, *, dty
     return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
 
 
-__all__ = ["matmul", "linear", "bmm", "baddbmm", "outer", "cross", "einsum"]
+__all__ = ["matmul", "linear", "bmm", "baddbmm", "outer", "cross", "einsum", "norm"]

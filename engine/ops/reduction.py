@@ -10,7 +10,7 @@ import numpy
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..tensorbase import TensorBase
-from .math import exp, log, sqrt, where
+from .math import exp, log, maximum, minimum, sqrt
 from .shape import _norm_dim, broadcast_to, reshape
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -166,8 +166,6 @@ class Min(_Extremum):
 @on_device
 def _extremum(cls, x, dim, keepdim, other):
     if isinstance(dim, TensorBase) or isinstance(other, TensorBase):
-        from .math import maximum, minimum
-
         return (maximum if cls is Max else minimum)(x, other if other is not None else dim)
     if isinstance(dim, (tuple, list)):  # several dims: values only, as amax/amin
         return (amax if cls is Max else amin)(x, dim, keepdim)
@@ -302,38 +300,6 @@ def logsumexp(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     )
 
 
-class Norm2(Function):
-    """Euclidean norm over axes; its gradient x / ||x|| is 0 where the norm is 0 (as PyTorch)."""
-
-    def __init__(self, axes, keepdim):
-        self.axes, self.keepdim = axes, keepdim
-
-    def forward(self, x):
-        return self.xp.sqrt((x * x).sum(axis=self.axes, keepdims=self.keepdim))
-
-    def backward(self, gy):
-        x, n = self.inputs[0], self.output()
-        if not self.keepdim:
-            keep = _keep_shape(x.shape, self.axes)
-            n, gy = reshape(n, keep), reshape(gy, keep)
-        safe = where(n > 0, n, 1.0)  # x is 0 wherever n is, so the gradient is 0 there
-        return broadcast_to(gy / safe, x.shape) * x
-
-
-def norm(x: TensorBase, p="fro", dim=None, keepdim: bool = False, dtype=None) -> TensorBase:
-    """torch.norm: the p-norm over `dim` (all elements by default) as one vector; p may be a
-    number, inf, -inf, 0 or 'fro'; 'nuc' (and 'fro' over two dims) are matrix norms."""
-    from .linalg import matrix_norm, vector_norm
-
-    if p == "nuc":
-        if dim is None and x.ndim != 2:
-            raise RuntimeError(f"norm: 'nuc' needs a 2-D input or two dims, got shape {x.shape}")
-        return matrix_norm(x, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
-    if isinstance(p, str) and p != "fro":
-        raise RuntimeError(f"norm: p must be a number, inf, 'fro' or 'nuc', got {p!r}")
-    return vector_norm(x, 2 if p == "fro" else p, dim, keepdim, dtype=dtype)
-
-
 @on_device
 def _logical_reduce(pick, x: TensorBase, dim, keepdim: bool) -> TensorBase:
     """any/all (`pick`): a bool tensor, no gradient."""
@@ -386,7 +352,6 @@ __all__ = [
     "argmin",
     "prod",
     "logsumexp",
-    "norm",
     "any",
     "all",
     "var_mean",
