@@ -344,7 +344,7 @@ def _row(w: Workload, r: dict, rate: dict) -> str:
         f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
         f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
         f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
-        f"{sum(r['steps']):7d}{_range(r.get('build_ratios')):>12}"
+        f"{sum(r['steps']):7d}{_range(r.get('build_ratios')):>14}"
     )
 
 
@@ -393,7 +393,7 @@ def _header(args, threads: int, rate: dict, note: str | None) -> str:
     lines.append(f"float32 GEMM 1024^3: ours {rate['ours'] / 1e9:.1f} GFLOP/s, torch {tgf} GFLOP/s")
     lines.append(
         f"{'workload':<44}{'ours ms':>9}{'torch ms':>10}{'ratio':>7}{'floor ms':>10}"
-        f"{'ours MiB':>10}{'torch MiB':>10}{'steps':>7}{'build ratios':>12}"
+        f"{'ours MiB':>10}{'torch MiB':>10}{'steps':>7}{'build ratios':>14}"
     )
     return "\n".join(lines)
 

@@ -6,10 +6,11 @@ outputs comes from a 6x6 tile of the padded input d (tiles overlap by 2) and the
     y_tile = A^T [ (G g G^T) * (B^T d B) ] A            (* elementwise over the 6x6 tile)
 
 i.e. 36 multiplications per 4x4 outputs instead of 144. Summed over input channels, the
-elementwise stage is 36 GEMMs (tiles x C_in) @ (C_in x C_out); the three transforms are fixed
-linear maps of the 36 (or 16) tile positions, each one GEMM with a 36x36 (16x36) Kronecker
-matrix over all tiles and channels. Every step is a BLAS call or one copy; no loops over
-pixels. The work is done in chunks of a few images whose transformed tiles fit in the L2
+elementwise stage is 36 GEMMs (tiles x C_in) @ (C_in x C_out); the transforms are fixed linear
+maps applied along the tile rows, then along the tile columns, each a GEMM with the 6x6 (4x6)
+matrix over all tiles and channels at once (a third of the FLOPs of one GEMM with the 36x36
+Kronecker matrix, and twice as fast in cache). Every step is a BLAS call or one copy; no loops
+over pixels. The work is done in chunks of a few images whose transformed tiles fit in the L2
 cache: over the whole batch the tile arrays (2.25x the input, 36 GEMM operands) would stream
 through memory several times, and the batched GEMM ran at 49 GFLOP/s instead of ~130
 (benchmarks/NOTES.md, item 14).
@@ -78,10 +79,12 @@ AT = np.array(
 )
 M_OUT, TILE = 4, 6  # outputs per tile side, input tile side (M_OUT + 3 - 1)
 
-# Bytes of one chunk's tile arrays (input tiles, transformed tiles, products), about what the
-# L2 cache holds. Measured on the 32x64x32x32 conv (float32, 1.8 MB a image): 2 images per chunk
-# 18 ms, 4 images 23 ms, 8 images 30 ms, the whole batch at once 38 ms.
-CHUNK_BYTES = 4 << 20
+# Bytes of one chunk's tile arrays (input tiles, transformed tiles, products): half of a core's
+# L2 cache here (2 MiB), the rest is for the GEMMs' packed panels. Forward, CPU time, one thread:
+# the 32x64x32x32 conv (1.8 MB an image) 20.5 ms with 1 image per chunk, 22.0 with 2, 26.9 with
+# 4, 38 with the whole batch at once; the 64x32x14x14 one (0.3 MB an image) 6.8 ms with 2 or 4
+# images, 10.6 with 8, 12.6 with 14, 14.2 with 32.
+CHUNK_BYTES = 1 << 20
 
 MODES = ("0", "1", "all")  # off; on where the rule below says; every 3x3 stride-1 conv
 _override: str | None = None
@@ -130,12 +133,21 @@ def applies(g: Geometry, dtype: np.dtype) -> bool:
 
 
 @functools.cache
-def _matrices(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(BB, AA, GG): kron(B^T, B^T) (36x36), kron(A^T, A^T) (16x36) in ``dtype``, and
-    kron(G, G) (36x9) in float64. Row-major (a, b) tile positions throughout."""
-    BB = np.kron(BT, BT).astype(dtype)
-    AA = np.kron(AT, AT).astype(dtype)
-    return BB, np.ascontiguousarray(AA), np.kron(G, G)
+def _matrices(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(B^T, A^T, A) in ``dtype`` and kron(G, G) (36x9) in float64. Row-major (a, b) tile
+    positions throughout."""
+    A = np.ascontiguousarray(AT.T, dtype=dtype)
+    return BT.astype(dtype), AT.astype(dtype), A, np.kron(G, G)
+
+
+def _both_sides(m: np.ndarray, d: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> None:
+    """out (p, p, X) = m d m^T on every column: d (q, q, X), m (p, q), tmp >= p*q*X scratch.
+    First along the rows (one GEMM over all q*X columns), then along the columns (p GEMMs)."""
+    p, q = m.shape
+    X = d.shape[-1]
+    t = tmp[: p * q * X].reshape(p, q * X)
+    np.matmul(m, d.reshape(q, q * X), out=t)
+    np.matmul(m, t.reshape(p, q, X), out=out.reshape(p, p, X))
 
 
 def _tiles(OH: int, OW: int) -> tuple[int, int]:
@@ -161,7 +173,8 @@ class _InputTiles:
         T = self.th * self.tw
         self.d = np.empty(36 * nb * T * g.C, dtype=dtype)
         self.v = np.empty(36 * nb * T * g.C, dtype=dtype)
-        self.BB = _matrices(dtype)[0]
+        self.tmp = np.empty(36 * nb * T * g.C, dtype=dtype)
+        self.BT = _matrices(dtype)[0]
 
     def __call__(self, x: np.ndarray, n0: int, b: int) -> np.ndarray:
         g, th, tw, xc = self.g, self.th, self.tw, self.xc
@@ -172,8 +185,8 @@ class _InputTiles:
         )
         d = self.d[: 36 * b * th * tw * g.C].reshape(view.shape)
         np.copyto(d, view)
-        v = self.v[: d.size].reshape(36, -1)
-        np.matmul(self.BB, d.reshape(36, -1), out=v)
+        v = self.v[: d.size]
+        _both_sides(self.BT, d.reshape(TILE, TILE, -1), self.tmp, v)
         return v.reshape(36, b * th * tw, g.C)
 
 
@@ -181,7 +194,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> n
     """y = conv2d(x, w) + b for a geometry where :func:`applies` holds: (N, K, OH, OW)."""
     N, C, K, OH, OW = g.N, g.C, g.K, g.OH, g.OW
     dtype = x.dtype
-    _, AA, GG = _matrices(dtype)
+    _, AT_, _, GG = _matrices(dtype)
     # U = G g G^T for every (out, in) channel pair, as (36, C, K): the GEMMs' right operand.
     U = (GG @ w.reshape(K * C, 9).T.astype(np.float64)).reshape(36, K, C)
     U = np.ascontiguousarray(U.transpose(0, 2, 1), dtype=dtype)
@@ -191,6 +204,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> n
     tiles = _InputTiles(g, dtype, nb)
     m = np.empty(36 * nb * T * K, dtype=dtype)
     yt = np.empty(16 * nb * T * K, dtype=dtype)
+    tmp = np.empty(24 * nb * T * K, dtype=dtype)
     yc = np.empty((nb, M_OUT * th, M_OUT * tw, K), dtype=dtype)
     y = np.empty(g.y_shape, dtype=dtype)
     for n0 in range(0, N, nb):
@@ -198,8 +212,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> n
         v = tiles(x, n0, bn)
         mc = m[: 36 * bn * T * K].reshape(36, bn * T, K)
         np.matmul(v, U, out=mc)
-        ytc = yt[: 16 * bn * T * K].reshape(16, -1)
-        np.matmul(AA, mc.reshape(36, -1), out=ytc)
+        ytc = yt[: 16 * bn * T * K]
+        _both_sides(AT_, mc.reshape(TILE, TILE, -1), tmp, ytc)
         # (4, 4, images, th, tw, K) -> channels-last (images, 4 th, 4 tw, K), then NCHW.
         ycc = yc[:bn]
         ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)[...] = ytc.reshape(
@@ -215,12 +229,12 @@ def conv2d_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.nda
     """dL/dw (K, C, 3, 3) of :func:`conv2d` for output gradient gy (N, K, OH, OW)."""
     N, C, K, OH, OW = g.N, g.C, g.K, g.OH, g.OW
     dtype = x.dtype
-    _, AA, GG = _matrices(dtype)
+    _, _, A, GG = _matrices(dtype)
     th, tw = _tiles(OH, OW)
     T = th * tw
     nb = _chunk_images(g, T, dtype.itemsize)
     tiles = _InputTiles(g, dtype, nb)
-    AAT = np.ascontiguousarray(AA.T)
+    tmp = np.empty(24 * nb * T * K, dtype=dtype)
     gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=dtype)  # zero beyond (OH, OW)
     e = np.empty(16 * nb * T * K, dtype=dtype)
     mg = np.empty(36 * nb * T * K, dtype=dtype)
@@ -234,7 +248,7 @@ def conv2d_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.nda
         ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
         ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
         mgc = mg[: 36 * bn * T * K].reshape(36, -1)
-        np.matmul(AAT, ec.reshape(16, -1), out=mgc)
+        _both_sides(A, ec.reshape(M_OUT, M_OUT, -1), tmp, mgc)
         # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C)
         np.matmul(mgc.reshape(36, bn * T, K).transpose(0, 2, 1), v, out=part)
         du += part
@@ -243,13 +257,15 @@ def conv2d_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.nda
 
 
 def flops(g: Geometry) -> dict[str, float]:
-    """Floating-point operations (multiply-adds x 2) of :func:`conv2d` on geometry ``g``: the
-    input transform, the 36 GEMMs, the output transform; and the direct (im2col) count."""
+    """Floating-point operations (multiply-adds x 2) of :func:`conv2d` on geometry ``g``: its
+    input transform, the 36 GEMMs, its output transform (the same counts for
+    :func:`conv2d_backward_weight`, whose gy transform mirrors the output transform); and, for
+    comparison, the direct (im2col) count."""
     th, tw = _tiles(g.OH, g.OW)
     P = g.N * th * tw
     return {
-        "input transform": 2.0 * 36 * 36 * P * g.C,
+        "input transform": 2.0 * (36 * 6 + 36 * 6) * P * g.C,  # rows, then columns
         "products": 2.0 * 36 * P * g.C * g.K,
-        "output transform": 2.0 * 16 * 36 * P * g.K,
+        "output transform": 2.0 * (24 * 6 + 16 * 6) * P * g.K,
         "direct": 2.0 * g.N * g.K * g.OH * g.OW * g.C * 9,
     }
