@@ -116,10 +116,17 @@ def set_enabled(flag: bool | str | None):
         _override = before
 
 
-# Which convs take this path. The thresholds are measured (benchmarks/NOTES.md, item 14):
-# below 16 input or output channels the channels-last copies are rows too short for NumPy and
-# the 36 GEMMs too thin for BLAS; im2col + GEMM wins there (the CNN's first conv, 1 -> 32).
+# Which convs take this path: measured A/B against im2col + GEMM, forward, input and weight
+# gradient, one thread, CPU time (benchmarks/NOTES.md, item 14). What decides is the input
+# channels C of the call: every tile copy moves rows of C floats and the input transform works
+# on C columns per tile; below 16 NumPy's per-row cost wins over the saved multiplications
+# (64x4x28x28 -> 32: 1.9x slower forward; 64x8x14x14 -> 8: 1.16x; 64x16x28x28 -> 16: 0.48x).
+# The output channels do not matter (64x32x28x28 -> 1: 0.27x). And the batch must hold enough
+# tiles to pay for the filter transform (36 C K values) and the tiles' 6x6 overlap: 16x64x4x4
+# (16 tiles) 1.45x slower, 64x128x4x4 (64 single-tile images) 1.04x, 8x64x8x8 (32 tiles) 1.0x,
+# 1x64x32x32 (64 tiles) 0.78x, 32x16x8x8 (128 tiles) 0.75x.
 MIN_CHANNELS = 16
+MIN_TILES = 64
 
 
 def applies(g: Geometry, dtype: np.dtype) -> bool:
@@ -129,7 +136,10 @@ def applies(g: Geometry, dtype: np.dtype) -> bool:
     if dtype not in (np.float32, np.float64):
         return False
     m = mode()
-    return m == "all" or (m == "1" and min(g.C, g.K) >= MIN_CHANNELS)
+    if m != "1":
+        return m == "all"
+    th, tw = _tiles(g.OH, g.OW)
+    return g.C >= MIN_CHANNELS and g.N * th * tw >= MIN_TILES and th * tw > 1
 
 
 @functools.cache

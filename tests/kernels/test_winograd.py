@@ -207,27 +207,30 @@ def test_matches_torch_float32(xs, k, p):
 
 # Dispatch rule and switch ----------------------------------------------------------------------
 def test_dispatch_rule():
-    def geo(C=16, K=16, k=3, s=1, d=1, groups=1):
-        return geometry.conv2d((2, C, 9, 9), (K, C // groups, k, k), s, 1, d, groups)
+    def geo(C=16, K=16, k=3, s=1, d=1, groups=1, N=3, H=17):
+        return geometry.conv2d((N, C, H, H), (K, C // groups, k, k), s, 1, d, groups)
 
     f32 = np.dtype(np.float32)
     with winograd.set_enabled(True):
-        assert winograd.applies(geo(), f32)
+        assert winograd.applies(geo(), f32)  # 3 images x 5 x 5 tiles
         assert winograd.applies(geo(), np.dtype(np.float64))
+        assert winograd.applies(geo(K=1), f32)  # output channels do not matter
         assert not winograd.applies(geo(), np.dtype(np.float16))
-        assert not winograd.applies(geo(C=8), f32)  # thin convs stay im2col
-        assert not winograd.applies(geo(K=8), f32)
+        assert not winograd.applies(geo(C=8), f32)  # short channel rows stay im2col
+        assert not winograd.applies(geo(N=1, H=9), f32)  # 9 tiles: the filter transform dominates
+        assert not winograd.applies(geo(N=64, H=4), f32)  # 64 tiles, but one per image
+        assert winograd.applies(geo(N=4, H=16), f32)  # exactly 64 tiles
         for other in (geo(k=5), geo(s=2), geo(d=2), geo(C=32, K=32, groups=2)):
             assert not winograd.applies(other, f32)
     with winograd.set_enabled("all"):
-        assert winograd.applies(geo(C=1, K=1), f32)
+        assert winograd.applies(geo(C=1, K=1, N=1, H=1), f32)
         assert not winograd.applies(geo(s=2), f32)
     with winograd.set_enabled(False):
         assert not winograd.applies(geo(), f32)
 
 
 def test_env_var_switch(monkeypatch):
-    g = geometry.conv2d((2, 16, 9, 9), (16, 16, 3, 3), 1, 1)
+    g = geometry.conv2d((4, 16, 16, 16), (16, 16, 3, 3), 1, 1)
     f32 = np.dtype(np.float32)
     with winograd.set_enabled(None):  # follow the environment
         monkeypatch.delenv(winograd.ENV_VAR, raising=False)
