@@ -219,3 +219,46 @@ def array_device(array) -> Device:
     if isinstance(array, numpy.ndarray) or numpy.isscalar(array):
         return CPU
     return device(f"cuda:{array.device.id}")
+
+
+# Checks of device data deferred to the next host read ------------------------------------
+# Validating data that lives on a GPU (nll_loss's class indices, an integer division's
+# divisor) would make the host wait for the device at every call: a sync per training step.
+# On cuda the check runs as a device reduction to a 0-d boolean instead, and the flag is read
+# with the next read of device data (`Tensor.numpy()`, so `.item()`, `float()`, the Trainer's
+# loss reads at log points), where the host waits anyway; the error names the op as it would
+# at the call. PyTorch's CUDA kernels likewise report a bad index asynchronously.
+_deferred: list[tuple[Any, Callable[[], Exception]]] = []
+_DEFERRED_MAX = 1024  # a loop that never reads device data still hears within this many checks
+
+
+def check_later(bad, error: Callable[[], Exception]) -> None:
+    """Raise `error()` if the 0-d boolean `bad` is true: at once for a host array, at the next
+    `raise_deferred()` for a device one (no sync now)."""
+    if isinstance(bad, (numpy.ndarray, numpy.generic, bool)):
+        if bool(bad):
+            raise error()
+        return
+    _deferred.append((bad, error))
+    if len(_deferred) >= _DEFERRED_MAX:
+        raise_deferred()
+
+
+def raise_deferred() -> None:
+    """Read the pending device checks (one small copy per device) and raise the first failed
+    one's error; called before device data is read back to the host."""
+    if not _deferred:
+        return
+    pending = _deferred[:]
+    _deferred.clear()
+    cp = cupy()
+    by_device: dict[int, list] = {}
+    for k, (bad, _) in enumerate(pending):
+        by_device.setdefault(bad.device.id, []).append(k)
+    failed = []
+    for index, ks in by_device.items():
+        with cp.cuda.Device(index):
+            flags = cp.stack([pending[k][0].reshape(()) for k in ks]).get()
+        failed += [k for k, f in zip(ks, flags, strict=True) if f]
+    if failed:
+        raise pending[min(failed)][1]()

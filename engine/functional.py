@@ -13,6 +13,7 @@ import numpy
 from . import random
 from .autograd import Function
 from .creation import full_like
+from .device import check_later as _check_later
 from .device import on_device as _on_device
 from .ops import (
     abs,
@@ -494,12 +495,16 @@ def nll_loss(
     xp = input.xp
     valid = t != ignore_index
     n_classes = logp.shape[1]
-    if bool(((t < 0) | (t >= n_classes))[valid].any()):
-        raise IndexError(
-            f"nll_loss: target values must be in [0, {n_classes}), "
-            f"got {int(t[valid].min())}..{int(t[valid].max())}"
-        )
     safe_t = xp.where(valid, t, 0).astype(numpy.int64)
+    if t.size:  # out of range: negative (huge as unsigned) or >= C; on cuda read later
+        _check_later(
+            safe_t.view(numpy.uint64).max() >= n_classes,
+            lambda: IndexError(
+                f"nll_loss: target values must be in [0, {n_classes}) (or ignore_index "
+                f"{ignore_index}), got {int(t[t != ignore_index].min())}.."
+                f"{int(t[t != ignore_index].max())}"
+            ),
+        )
     w = valid.astype(input.dtype)
     if weight is not None:
         w = w * weight.array[safe_t]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy
 
 from . import random
-from .device import Device, array_device, cupy, on_device
+from .device import Device, array_device, cupy, on_device, raise_deferred
 from .grad_mode import is_grad_enabled
 
 __all__ = ["TensorBase", "default_dtype", "promote_types", "result_type", "floating"]
@@ -128,6 +128,7 @@ class TensorBase:
             view = self.array.view()
             view.flags.writeable = False
             return view
+        raise_deferred()  # the host waits for the device here anyway
         return cupy().asnumpy(self.array)
 
     def item(self):

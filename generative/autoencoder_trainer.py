@@ -63,13 +63,13 @@ class AutoencoderTrainer(Trainer):
         self._fit_data = dataset if dataset is not None else loader
         return super().fit(loader, epochs)
 
-    def train_step(self, batch: tuple) -> dict[str, float]:
+    def train_step(self, batch: tuple) -> dict[str, Tensor]:
         opt = self.optimizers["model"]
         losses = self.model.training_losses(batch[0])
         opt.zero_grad()
         self.backward(losses["loss"])
         self.step(opt)
-        return {k: v.item() for k, v in losses.items()}
+        return {k: v.detach() for k, v in losses.items()}
 
     def epoch_metrics(self) -> dict[str, float]:
         if not self.is_vae and self._fit_data is not None:

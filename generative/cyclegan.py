@@ -133,7 +133,7 @@ class CycleGAN(Trainer):
     # ---------------------------------------------------------------------------------------
     # Steps
 
-    def train_step(self, batch: tuple) -> dict[str, float]:
+    def train_step(self, batch: tuple) -> dict[str, Tensor]:
         a, b = self._domains(batch)
         if self.preview_a is None:
             self.set_preview(a, b)
@@ -156,17 +156,17 @@ class CycleGAN(Trainer):
             adv = adv_b + adversarial.generator_loss(self._score(self.d_a, fake_a), self.loss)
             cycle = F.l1_loss(self.g_ba(fake_b), a) + F.l1_loss(self.g_ab(fake_a), b)
             loss = adv + self.lambda_cycle * cycle
-            out = {"loss_g_adv": adv.item(), "cycle": cycle.item()}
+            out = {"loss_g_adv": adv.detach(), "cycle": cycle.detach()}
             if self.lambda_identity:
                 identity = F.l1_loss(self.g_ab(b), b) + F.l1_loss(self.g_ba(a), a)
                 loss = loss + self.lambda_identity * identity
-                out["identity"] = identity.item()
+                out["identity"] = identity.detach()
             self.backward(loss)
         self.step(opt)
-        out["loss_g"] = loss.item()
+        out["loss_g"] = loss.detach()
         return out
 
-    def discriminator_step(self, a: Tensor, b: Tensor, fake_a: Tensor, fake_b: Tensor) -> float:
+    def discriminator_step(self, a: Tensor, b: Tensor, fake_a: Tensor, fake_b: Tensor) -> Tensor:
         """One update of both discriminators: real images towards real, detached fakes fake."""
         opt = self.optimizers["discriminators"]
         opt.zero_grad()
@@ -179,7 +179,7 @@ class CycleGAN(Trainer):
         loss = loss_a + loss_b
         self.backward(loss)
         self.step(opt)
-        return loss.item()
+        return loss.detach()
 
     @staticmethod
     def _score(d, x: Tensor) -> Tensor:

@@ -124,7 +124,7 @@ class GAN(Trainer):
         """n standard-normal latents (n, latent_dim) on the trainer's device."""
         return engine.randn(n, self.latent_dim, device=self.device)
 
-    def train_step(self, batch: tuple) -> dict[str, float]:
+    def train_step(self, batch: tuple) -> dict[str, Tensor]:
         real, cond = self._split(batch)
         update_g = (self.global_step + 1) % self.n_critic == 0
         with engine.set_grad_enabled(update_g):
@@ -147,24 +147,25 @@ class GAN(Trainer):
         kind = "wgan" if self.loss == "wgan-gp" else self.loss
         return adversarial.generator_loss(self._discriminate(fake, cond), kind)
 
-    def discriminator_step(self, real: Tensor, fake: Tensor, cond: Any = None) -> float:
-        """One discriminator update on real and (detached) fake samples; returns its loss."""
+    def discriminator_step(self, real: Tensor, fake: Tensor, cond: Any = None) -> Tensor:
+        """One discriminator update on real and (detached) fake samples; returns its loss
+        (detached, on the device: the Trainer reads it at its log points, no sync per step)."""
         opt = self.optimizers["discriminator"]
         opt.zero_grad()
         loss = self.discriminator_loss(real, fake.detach(), cond)
         self.backward(loss)
         self.step(opt)
-        return loss.item()
+        return loss.detach()
 
-    def generator_step(self, fake: Tensor, cond: Any = None) -> float:
-        """One generator update through the frozen discriminator; returns its loss."""
+    def generator_step(self, fake: Tensor, cond: Any = None) -> Tensor:
+        """One generator update through the frozen discriminator; returns its loss (detached)."""
         opt = self.optimizers["generator"]
         opt.zero_grad()
         with frozen(self.discriminator):
             loss = self.generator_loss(fake, cond)
             self.backward(loss)
         self.step(opt)
-        return loss.item()
+        return loss.detach()
 
     # ---------------------------------------------------------------------------------------
     # Sampling

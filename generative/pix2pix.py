@@ -147,7 +147,7 @@ class Pix2Pix(Trainer):
             )
         return self.discriminator(engine.cat([x, y], dim=1)).reshape(-1)
 
-    def train_step(self, batch: tuple) -> dict[str, float]:
+    def train_step(self, batch: tuple) -> dict[str, Tensor]:
         x, y = self._pair(batch)
         if self.preview_inputs is None:
             self.set_preview(x, y)
@@ -162,7 +162,7 @@ class Pix2Pix(Trainer):
         losses.update(self.generator_step(x, y, fake))
         return losses
 
-    def discriminator_step(self, x: Tensor, y: Tensor, fake: Tensor) -> float:
+    def discriminator_step(self, x: Tensor, y: Tensor, fake: Tensor) -> Tensor:
         """One D update: real pairs (x, y) towards real, (x, fake) towards fake."""
         opt = self.optimizers["discriminator"]
         opt.zero_grad()
@@ -171,23 +171,23 @@ class Pix2Pix(Trainer):
         )
         self.backward(loss)
         self.step(opt)
-        return loss.item()
+        return loss.detach()
 
-    def generator_step(self, x: Tensor, y: Tensor, fake: Tensor) -> dict[str, float]:
+    def generator_step(self, x: Tensor, y: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """One G update through the frozen D: adversarial + lambda_l1 * L1(fake, y)."""
         opt = self.optimizers["generator"]
         opt.zero_grad()
         l1 = F.l1_loss(fake, y)
-        out = {"l1": l1.item()}
+        out = {"l1": l1.detach()}
         with frozen(self.discriminator):
             loss = self.lambda_l1 * l1
             if self.adversarial:
                 adv = adversarial.generator_loss(self.discriminate(x, fake), self.loss)
                 loss = loss + adv
-                out["loss_g_adv"] = adv.item()
+                out["loss_g_adv"] = adv.detach()
             self.backward(loss)
         self.step(opt)
-        out["loss_g"] = loss.item()
+        out["loss_g"] = loss.detach()
         return out
 
     def _pair(self, batch: tuple) -> tuple[Tensor, Tensor]:

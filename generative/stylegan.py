@@ -468,29 +468,29 @@ class StyleGAN(Trainer):
             ws = engine.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
         return ws
 
-    def train_step(self, batch: tuple) -> dict[str, float]:
+    def train_step(self, batch: tuple) -> dict[str, Tensor]:
         real = batch[0] * 2.0 - 1.0
         fake = self.generator.synthesis(self._training_ws(real.shape[0]))
         losses = self.discriminator_step(real, fake.detach())
         losses["loss_g"] = self.generator_step(fake)
         return losses
 
-    def discriminator_step(self, real: Tensor, fake: Tensor) -> dict[str, float]:
+    def discriminator_step(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Logistic loss on real and (detached) fake images in [-1, 1], plus lazy R1."""
         opt = self.optimizers["discriminator"]
         opt.zero_grad()
         d = self.discriminator
         loss = adversarial.discriminator_loss(d(real), d(fake.detach()), "bce")
-        out = {"loss_d": loss.item()}
+        out = {"loss_d": loss.detach()}
         if self.r1_gamma > 0 and self.global_step % self.r1_every == 0:
             r1 = regularizers.r1_penalty(d, real, gamma=self.r1_gamma * self.r1_every)
             loss = loss + r1
-            out["r1"] = r1.item() / self.r1_every
+            out["r1"] = r1.detach() / self.r1_every
         self.backward(loss)
         self.step(opt)
         return out
 
-    def generator_step(self, fake: Tensor) -> float:
+    def generator_step(self, fake: Tensor) -> Tensor:
         """Non-saturating loss softplus(-D(G(z))) through the frozen discriminator."""
         opt = self.optimizers["generator"]
         opt.zero_grad()
@@ -498,7 +498,7 @@ class StyleGAN(Trainer):
             loss = adversarial.generator_loss(self.discriminator(fake), "bce")
             self.backward(loss)
         self.step(opt)
-        return loss.item()
+        return loss.detach()
 
     # ---------------------------------------------------------------------------------------
     # Sampling and style mixing

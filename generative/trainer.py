@@ -180,8 +180,21 @@ def _detached(value: Any) -> Any:
     return value.detach() if isinstance(value, Tensor) else value
 
 
-def _float(value: Any) -> float:
-    return float(value.item()) if isinstance(value, Tensor) else float(value)
+def _read_all(values: list) -> list[float]:
+    """`values` (numbers and one-element Tensors) as floats; the Tensors of each device are
+    stacked there and read in one copy (one host sync per log point, not one per loss)."""
+    out: list[Any] = list(values)
+    by_device: dict[Any, list[int]] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, Tensor):
+            by_device.setdefault(v.device, []).append(i)
+        else:
+            out[i] = float(v)
+    for indices in by_device.values():
+        stacked = engine.stack([values[i].reshape(()).double() for i in indices])
+        for i, v in zip(indices, stacked.numpy().tolist(), strict=True):
+            out[i] = v
+    return out
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -429,9 +442,10 @@ class Trainer:
         """Add the pending steps' losses (read from the device here, the only sync) to the
         sums; the first non-finite one stops training."""
         first = steps - len(pending) + 1
+        read = iter(_read_all([v for losses in pending for v in losses.values()]))
         for offset, losses in enumerate(pending):
             for name, value in losses.items():
-                value = _float(value)
+                value = next(read)
                 if not math.isfinite(value):
                     step = first + offset
                     raise NonFiniteLossError(

@@ -255,3 +255,11 @@ def cli_error(argv: list[str], capsys) -> tuple[int, str]:
     assert lines and ": error: " in lines[-1], err
     assert all(line.startswith(("usage:", " ")) for line in lines[:-1]), err
     return exc.value.code, lines[-1]
+
+
+def floats(losses):
+    """A training step's losses (detached 0-d tensors, a dict of them, or numbers) as floats:
+    the steps keep them on the device and the Trainer reads them at its log points."""
+    if isinstance(losses, dict):
+        return {k: floats(v) for k, v in losses.items()}
+    return float(losses.item()) if isinstance(losses, engine.Tensor) else float(losses)

@@ -300,8 +300,26 @@ def test_loss_argument_errors(device):
         F.l1_loss(x, x, reduction="average")
     with pytest.raises(ValueError, match=r"target of shape \(3,\)"):
         F.cross_entropy(x, engine.tensor([0, 1], device=device))
-    with pytest.raises(IndexError, match=r"\[0, 4\).*7"):
-        F.cross_entropy(x, engine.tensor([0, 1, 7], device=device))
+    with pytest.raises(IndexError, match=r"\[0, 4\).*7"):  # on cuda at the next read (no sync)
+        F.cross_entropy(x, engine.tensor([0, 1, 7], device=device)).item()
+    with pytest.raises(IndexError, match=r"\[0, 4\).*-2"):
+        F.cross_entropy(x, engine.tensor([0, -2, 1], device=device)).item()
+    assert F.cross_entropy(x, engine.tensor([0, -100, 1], device=device)).item() > 0
+
+
+def test_a_target_check_on_cuda_waits_for_the_next_read(device):
+    """A bad class index on cuda is found by a device reduction and reported by the next read
+    of device data, naming the op; on the cpu at the call."""
+    x, bad = engine.ones(3, 4, device=device), engine.tensor([0, 1, 9], device=device)
+    if device == "cpu":
+        with pytest.raises(IndexError, match="nll_loss"):
+            F.cross_entropy(x, bad)
+        return
+    loss = F.cross_entropy(x, bad)  # no error yet: that would be a host sync
+    good = F.cross_entropy(x, engine.tensor([0, 1, 2], device=device))
+    with pytest.raises(IndexError, match=r"nll_loss: target values must be in \[0, 4\).*9"):
+        good.item()
+    assert loss.shape == () and good.item() == pytest.approx(np.log(4))  # reported once
 
 
 @requires_torch

@@ -6,6 +6,7 @@ import math
 
 import numpy
 import pytest
+from helpers import floats
 
 import engine
 from engine.data import DataLoader, TensorDataset
@@ -52,7 +53,7 @@ def test_train_step_updates_all_four_networks(device, digits, loss):
     model = _model(device, loss)
     gens, discs = (model.g_ab, model.g_ba), (model.d_a, model.d_b)
     g0, d0 = _params(*gens), _params(*discs)
-    losses = model.train_step(_batch(digits, device=device))
+    losses = floats(model.train_step(_batch(digits, device=device)))
     assert set(losses) == {"loss_g", "loss_g_adv", "cycle", "loss_d"}
     assert all(math.isfinite(v) for v in losses.values())
     assert losses["loss_g"] == pytest.approx(losses["loss_g_adv"] + 10.0 * losses["cycle"])
@@ -64,7 +65,7 @@ def test_generator_step_leaves_the_frozen_discriminators_alone(device, digits):
     model = _model(device, lambda_identity=0.5)
     a, b = _batch(digits, device=device)
     d0, g0 = _params(model.d_a, model.d_b), _params(model.g_ab, model.g_ba)
-    out = model.generator_step(a, b, model.g_ba(b), model.g_ab(a))
+    out = floats(model.generator_step(a, b, model.g_ba(b), model.g_ab(a)))
     assert "identity" in out and math.isfinite(out["identity"])
     assert all(_same(d0, model.d_a, model.d_b))
     assert not any(_same(g0, model.g_ab, model.g_ba))
@@ -106,12 +107,12 @@ def test_losses_match_their_formulas(digits, loss):
         fake = lambda v: numpy.logaddexp(0, v).mean()  # noqa: E731
     want_g = real(s["fb"]) + real(s["fa"]) + 10.0 * cycle + 0.5 * identity
     want_d = real(s["a"]) + fake(s["fa"]) + real(s["b"]) + fake(s["fb"])
-    out = model.generator_step(a, b, fake_a, fake_b)
+    out = floats(model.generator_step(a, b, fake_a, fake_b))
     assert out["cycle"] == pytest.approx(cycle, rel=1e-5)
     assert out["identity"] == pytest.approx(identity, rel=1e-5)
     assert out["loss_g"] == pytest.approx(want_g, rel=1e-5)
     # the discriminators were frozen during the generator step, so their scores still hold
-    assert model.discriminator_step(a, b, fake_a, fake_b) == pytest.approx(want_d, rel=1e-5)
+    assert floats(model.discriminator_step(a, b, fake_a, fake_b)) == pytest.approx(want_d, rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------

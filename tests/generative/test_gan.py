@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from helpers import floats
 
 import engine
 import layers as nn
@@ -68,7 +69,7 @@ def _weights_changed(before, module):
 def test_train_step_updates_both_networks(device, digits, loss):
     gan = _gan(loss, device)
     g0, d0 = _params(gan.generator), _params(gan.discriminator)
-    losses = gan.train_step(_tiny_batch(digits, device=device))
+    losses = floats(gan.train_step(_tiny_batch(digits, device=device)))
     assert set(losses) == {"loss_d", "loss_g"}
     assert all(numpy.isfinite(v) for v in losses.values())
     assert all(_changed(g0, gan.generator)) and _weights_changed(d0, gan.discriminator)
@@ -200,7 +201,7 @@ def test_interpolation_is_linear_in_latent_space():
 def test_cgan_step_trains_label_embeddings(device, digits):
     gan = _cgan(device=device)
     g0, d0 = _params(gan.generator), _params(gan.discriminator)
-    losses = gan.train_step(_tiny_batch(digits, device=device))
+    losses = floats(gan.train_step(_tiny_batch(digits, device=device)))
     assert all(numpy.isfinite(v) for v in losses.values())
     assert all(_changed(g0, gan.generator)) and all(_changed(d0, gan.discriminator))
     fake = gan.generator(gan.noise(4), engine.tensor([1, 2, 3, 4], device=device))
@@ -212,7 +213,7 @@ def test_cgan_step_trains_label_embeddings(device, digits):
 def test_cgan_wgan_gp_step_trains_both_networks(digits):
     gan = _cgan("wgan-gp")
     g0, d0 = _params(gan.generator), _params(gan.discriminator)
-    losses = gan.train_step(_tiny_batch(digits))
+    losses = floats(gan.train_step(_tiny_batch(digits)))
     assert set(losses) == {"loss_d", "loss_g"}
     assert all(numpy.isfinite(v) for v in losses.values())
     assert all(_changed(g0, gan.generator)) and _weights_changed(d0, gan.discriminator)

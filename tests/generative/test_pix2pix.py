@@ -6,6 +6,7 @@ import math
 
 import numpy
 import pytest
+from helpers import floats
 
 import engine
 from engine.data import DataLoader, TensorDataset
@@ -62,7 +63,7 @@ def _none_changed(before, module):
 def test_train_step_updates_both_networks(device, digits, loss):
     model = _model(device, loss)
     g0, d0 = _params(model.generator), _params(model.discriminator)
-    losses = model.train_step(_pairs(digits, device=device))
+    losses = floats(model.train_step(_pairs(digits, device=device)))
     assert set(losses) == {"loss_d", "loss_g", "loss_g_adv", "l1"}
     assert all(math.isfinite(v) for v in losses.values())
     assert losses["loss_g"] == pytest.approx(losses["loss_g_adv"] + 10.0 * losses["l1"], rel=1e-5)
@@ -92,7 +93,7 @@ def test_discriminator_step_leaves_the_generator_alone(device, digits):
 def test_l1_only_baseline_trains_only_the_generator(digits):
     model = _model(adversarial=False)
     d0 = _params(model.discriminator)
-    losses = model.train_step(_pairs(digits))
+    losses = floats(model.train_step(_pairs(digits)))
     assert set(losses) == {"l1", "loss_g"} and losses["loss_g"] == pytest.approx(10 * losses["l1"])
     assert _none_changed(d0, model.discriminator)
 
@@ -113,9 +114,9 @@ def test_losses_match_their_formulas(digits, loss):
     else:
         want_d = ((real_s - 1) ** 2).mean() + (fake_s**2).mean()
         want_g = ((fake_s - 1) ** 2).mean() + 10.0 * l1
-    got_g = model.generator_step(x, y, fake)["loss_g"]  # G first: D's weights as measured
+    got_g = floats(model.generator_step(x, y, fake))["loss_g"]  # G first: D's weights as measured
     assert got_g == pytest.approx(want_g, rel=1e-5)
-    assert model.discriminator_step(x, y, fake) == pytest.approx(want_d, rel=1e-5)
+    assert floats(model.discriminator_step(x, y, fake)) == pytest.approx(want_d, rel=1e-5)
 
 
 def test_discriminator_sees_channel_concatenated_pairs(digits):

@@ -6,6 +6,7 @@ import json
 
 import numpy
 import pytest
+from helpers import floats
 
 import engine
 import regularizers
@@ -190,7 +191,7 @@ def test_train_step_updates_both_networks(device, digits):
     sg = _tiny(device)
     g0, d0 = _params(sg.generator), _params(sg.discriminator)
     w_avg0 = sg.generator.w_avg.numpy().copy()
-    losses = sg.train_step(_batch(digits, device=device))
+    losses = floats(sg.train_step(_batch(digits, device=device)))
     assert set(losses) == {"loss_d", "r1", "loss_g"}  # global_step 0: an R1 step
     assert all(numpy.isfinite(v) for v in losses.values())
     assert all(_changed(d0, sg.discriminator))
@@ -219,7 +220,7 @@ def test_discriminator_step_leaves_the_generator_alone(digits):
     sg = _tiny()
     g0 = _params(sg.generator)
     real = _batch(digits)[0] * 2.0 - 1.0
-    losses = sg.discriminator_step(real, sg.generator(sg.noise(8)))
+    losses = floats(sg.discriminator_step(real, sg.generator(sg.noise(8))))
     assert not any(_changed(g0, sg.generator))
     assert all(p.grad is None for p in sg.generator.parameters())
     assert losses["loss_d"] > 0 and losses["r1"] >= 0
@@ -242,7 +243,7 @@ def test_r1_penalty_is_added_every_r1_every_steps(digits):
 
     original = sg.optimizers["discriminator"].step
     sg.optimizers["discriminator"].step = lambda: None  # keep the gradients, skip the update
-    losses = sg.discriminator_step(real, fake)
+    losses = floats(sg.discriminator_step(real, fake))
     assert losses["r1"] == pytest.approx(penalty.item() / 3, rel=1e-4)
     for p, g in zip(d.parameters(), want, strict=True):
         numpy.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-4, atol=1e-6)
@@ -367,9 +368,9 @@ def test_checkpoint_round_trip(tmp_path, digits):
     # Training on from the checkpoint continues exactly like the original (from the same
     # point of the engine's random stream: the saved one).
     engine.random.set_rng_state(state["rng"])
-    a = sg.train_step(_batch(digits))
+    a = floats(sg.train_step(_batch(digits)))
     engine.random.set_rng_state(state["rng"])
-    assert back.train_step(_batch(digits)) == a
+    assert floats(back.train_step(_batch(digits))) == a
     for p, q in zip(sg.generator.parameters(), back.generator.parameters(), strict=True):
         numpy.testing.assert_array_equal(p.numpy(), q.numpy())
     with pytest.raises(ValueError, match="not a StyleGAN checkpoint"):

@@ -18,6 +18,7 @@ from typing import Sequence as _Sequence
 
 import numpy as _np
 
+from .. import counters as _counters
 from .. import hostbuild as _hostbuild
 from . import _api
 from ._array import _empty, ndarray
@@ -45,10 +46,24 @@ def _host_data(obj: _Any) -> _Any:
     return obj
 
 
-def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-    """A new device array from device or host data (copies host data to the "device")."""
+def _holds_device_array(obj: _Any) -> bool:
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_device_array(v) for v in obj)
+    return isinstance(obj, ndarray)
+
+
+def _array_from_host(obj, dtype=None, order="K", ndmin=0):
     host = _np.array(_host_data(obj), dtype=dtype, copy=True, order=order, ndmin=ndmin)
     return ndarray._wrap(_reject_text(host))
+
+
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    """A new device array from device or host data (copies host data to the "device")."""
+    if _holds_device_array(obj):
+        _counters.launch("copy")  # a device copy, or a concatenation of device arrays
+    else:
+        _counters.h2d("cupy.array")
+    return _array_from_host(obj, dtype, order, ndmin)
 
 
 def asarray(a, dtype=None, order=None, *, blocking=False):
@@ -57,7 +72,8 @@ def asarray(a, dtype=None, order=None, *, blocking=False):
         if dtype is None or _np.dtype(dtype) == a.dtype:
             return a
         return a.astype(dtype)
-    return array(a, dtype=dtype, order=order if order is not None else "K")
+    _counters.h2d("cupy.asarray")
+    return _array_from_host(a, dtype, order if order is not None else "K")
 
 
 asanyarray = asarray
@@ -73,7 +89,22 @@ def ascontiguousarray(a, dtype=None):
     same_dtype = dtype is None or _np.dtype(dtype) == a.dtype
     if a._host.flags.c_contiguous and same_dtype and a.ndim > 0:
         return a  # a 0-d array comes back with shape (1,), as in CuPy and NumPy
+    _counters.launch("copy")
     return ndarray._wrap(_np.ascontiguousarray(a._here("cupy.ascontiguousarray"), dtype=dtype))
+
+
+def take_along_axis(a, indices, axis):
+    """As CuPy's (a fancy index): out-of-range indices wrap around instead of raising."""
+    where = "cupy.take_along_axis"
+    _api.check_call(where, _api.tables.CUPY["take_along_axis"][1], (a, indices, axis), {})
+    if not isinstance(indices, ndarray) or indices.dtype.kind not in "iu":
+        raise IndexError("`indices` must be an integer array")
+    host, index = _unwrap(a, where), _unwrap(indices, where)
+    if axis is None:
+        host, axis = host.ravel(), 0
+    n = host.shape[axis]
+    _counters.launch(where)
+    return ndarray._wrap(_np.take_along_axis(host, index % n if n else index, axis))
 
 
 def asnumpy(a, stream=None, order="C", out=None, blocking=True) -> _np.ndarray:
@@ -426,6 +457,7 @@ class RawKernel:
                     f"RawKernel {self.name!r}: argument {i} lives on device {a._dev} but device "
                     f"{runtime._current} is current (launch under `with array.device:`)"
                 )
+        _counters.launch("RawKernel")
         self.kernel(grid, block, args, **kwargs)
 
     def compile(self, log_stream=None) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import counters as _counters
 from . import _api
 from .cuda import runtime as _runtime
 
@@ -93,6 +94,8 @@ class ndarray:  # noqa: N801 (CuPy's name)
         obj = cls.__new__(cls)
         obj._host = host
         obj._dev = _runtime._current if dev is None else dev
+        if _counters._open:
+            _counters.allocated(host)
         return obj
 
     def _here(self, where: str) -> np.ndarray:
@@ -103,11 +106,13 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     def copy(self, order="C") -> "ndarray":
         """A copy on the *current* device, from any device (CuPy copies between peers here)."""
+        _counters.launch("copy")
         return ndarray._wrap(np.array(self._host, order=order, copy=True))
 
     # ------------------------------------------------------------------ host transfers
     def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
         """Copy to a host ``numpy.ndarray``."""
+        _counters.sync("cupy.ndarray.get")
         if out is not None:
             out[...] = self._host
             return out
@@ -122,15 +127,18 @@ class ndarray:  # noqa: N801 (CuPy's name)
                 f"set(): shape/dtype mismatch: device {self.shape} {self.dtype}, "
                 f"host {arr.shape} {arr.dtype}"
             )
+        _counters.h2d("cupy.ndarray.set")
         self._host[...] = arr
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError(_IMPLICIT)
 
     def tolist(self):
+        _counters.sync("cupy.ndarray.tolist")
         return self._host.tolist()
 
     def item(self):
+        _counters.sync("cupy.ndarray.item")
         return self._host.item()
 
     # ------------------------------------------------------------------ attributes
@@ -229,9 +237,11 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return (2, self._dev)  # kDLCUDA
 
     def __copy__(self):
+        _counters.launch("copy")
         return ndarray._wrap(self._host.copy(), self._dev)
 
     def __deepcopy__(self, memo):
+        _counters.launch("copy")
         return ndarray._wrap(self._host.copy(), self._dev)
 
     def __reduce__(self):
@@ -239,9 +249,11 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     # ------------------------------------------------------------------ python protocol
     def __repr__(self) -> str:
+        _counters.sync("repr(cupy.ndarray)")
         return repr(self._host)
 
     def __str__(self) -> str:
+        _counters.sync("str(cupy.ndarray)")
         return str(self._host)
 
     def __len__(self) -> int:
@@ -253,28 +265,37 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return (ndarray._wrap(self._host[i], self._dev) for i in range(len(self._host)))
 
     def __bool__(self) -> bool:
+        _counters.sync("bool(cupy.ndarray)")
         return bool(self._host)
 
     def __int__(self) -> int:
+        _counters.sync("int(cupy.ndarray)")
         return int(self._host)
 
     def __float__(self) -> float:
+        _counters.sync("float(cupy.ndarray)")
         return float(self._host)
 
     def __complex__(self) -> complex:
+        _counters.sync("complex(cupy.ndarray)")
         return complex(self._host)
 
     def __format__(self, spec: str) -> str:
+        _counters.sync("format(cupy.ndarray)")
         return format(self._host, spec)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __getitem__(self, key):
-        key = _index(key, "cupy.ndarray.__getitem__")
+        _count_index(key, "cupy.ndarray.__getitem__")
+        key = _wrap_indices(_index(key, "cupy.ndarray.__getitem__"), self._host.shape)
         out = self._host[key]
+        if isinstance(out, np.generic) and not _is_fancy(key):  # CuPy: a 0-d view
+            out = self._host[(*(key if isinstance(key, tuple) else (key,)), Ellipsis)]
         if isinstance(out, np.ndarray) and np.may_share_memory(out, self._host):
             return ndarray._wrap(out, self._dev)  # a view: no kernel, so from any device
         self._here("cupy.ndarray.__getitem__")  # a gather kernel
+        _counters.launch("getitem")
         return wrap(out)
 
     def __setitem__(self, key, value) -> None:
@@ -285,7 +306,11 @@ class ndarray:  # noqa: N801 (CuPy's name)
             )
         where = "cupy.ndarray.__setitem__"
         host = self._here(where)
-        host[_index(key, where)] = value._here(where) if isinstance(value, ndarray) else value
+        _count_index(key, where)
+        _counters.launch("setitem")
+        host[_wrap_indices(_index(key, where), host.shape)] = (
+            value._here(where) if isinstance(value, ndarray) else value
+        )
 
 
 def _empty(shape, dtype, order="C") -> np.ndarray:
@@ -330,6 +355,43 @@ def unwrap(x: Any, where: str) -> Any:
     return x
 
 
+def _count_index(key: Any, where: str) -> None:
+    """What an index key costs beyond the kernel: a boolean mask makes CuPy count its true
+    elements on the host (a sync); a host index list or array is copied to the device."""
+    if not _counters._open:
+        return
+    for k in key if isinstance(key, tuple) else (key,):
+        if isinstance(k, (ndarray, np.ndarray)) and k.dtype == np.bool_ and k.ndim > 0:
+            _counters.sync(f"{where} with a boolean mask")
+        if isinstance(k, list) or (isinstance(k, np.ndarray) and k.ndim > 0):
+            _counters.h2d(where)
+
+
+def _is_fancy(key: Any) -> bool:
+    return any(isinstance(k, np.ndarray) for k in (key if isinstance(key, tuple) else (key,)))
+
+
+def _wrap_indices(key: Any, shape: tuple) -> Any:
+    """Integer index arrays as CuPy reads them: an out-of-range index wraps around (CuPy's
+    documented difference from NumPy, which raises), so an unchecked index gives wrong values
+    here too, not an error a GPU would never raise. Keys with ``...`` or ``None`` are left to
+    NumPy."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(
+        k is Ellipsis or k is None or (isinstance(k, np.ndarray) and k.dtype == np.bool_)
+        for k in keys
+    ):
+        return key
+    out = []
+    for axis, k in enumerate(keys):
+        if isinstance(k, list):
+            k = np.asarray(k)
+        if isinstance(k, np.ndarray) and k.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
+            k = k % shape[axis]
+        out.append(k)
+    return tuple(out) if isinstance(key, tuple) else out[0]
+
+
 def _index(key: Any, where: str) -> Any:
     """Index keys: device arrays unwrapped; host index arrays and lists allowed, as in CuPy."""
     if isinstance(key, ndarray):
@@ -348,6 +410,8 @@ def call_numpy(func: Callable, args, kwargs, where: str) -> Any:
     args = unwrap(tuple(args), where)
     kwargs = {k: unwrap(v, where) for k, v in kwargs.items()}
     result = func(*args, **kwargs)
+    if _counters._open:
+        _count_call(where, args, kwargs, result, getattr(func, "__self__", None))
     if out is not None:
         outs = out if isinstance(out, tuple) else (out,)
         if isinstance(result, tuple):
@@ -356,6 +420,59 @@ def call_numpy(func: Callable, args, kwargs, where: str) -> Any:
         if isinstance(outs[0], ndarray):
             return outs[0]
     return wrap(result)
+
+
+# CuPy routines whose output size depends on the data: CuPy reads a count back (a sync).
+_DATA_SIZED = {
+    "cupy.nonzero",
+    "cupy.ndarray.nonzero",
+    "cupy.argwhere",
+    "cupy.flatnonzero",
+    "cupy.unique",
+    "cupy.extract",
+    "cupy.compress",
+    "cupy.ndarray.compress",
+}
+
+
+def _count_call(where: str, args: tuple, kwargs: dict, result: Any, owner: Any) -> None:
+    """Launches and syncs of one CuPy call that ran ``result = numpy_func(*args, **kwargs)``
+    (``owner``: the host array of a method's ndarray)."""
+    if where in _DATA_SIZED or (where == "cupy.where" and len(args) + len(kwargs) == 1):
+        _counters.sync(where)
+    if (
+        where == "cupy.bincount"
+        and kwargs.get("minlength", args[2] if len(args) > 2 else None) is None
+    ):
+        _counters.sync("cupy.bincount without minlength")  # CuPy reads max(x) back
+    inputs = [a for a in (owner, *args) if isinstance(a, np.ndarray)]
+    if where == "cupy.matmul" and len(inputs) == 2:
+        _counters.launch(where, _matmul_launches(*inputs))
+        return
+    if kwargs.get("out") is not None or result is None:  # writes an existing array
+        _counters.launch(where)
+        return
+    results = result if isinstance(result, tuple) else (result,)
+    for r in results:
+        if isinstance(r, np.generic) or (
+            isinstance(r, np.ndarray) and not any(np.may_share_memory(r, a) for a in inputs)
+        ):
+            _counters.launch(where)
+            return
+
+
+def _matmul_launches(a: np.ndarray, b: np.ndarray) -> int:
+    """Kernels of one ``cupy.matmul`` (cupy/_core/_routines_linalg.pyx): cuBLAS reads a
+    C- or F-contiguous matrix as it is and copies any other; a product of stacks (ndim > 2)
+    copies each operand to a contiguous stack of its broadcast shape and builds the device
+    arrays of matrix pointers for ``gemmBatched`` (6 small kernels)."""
+
+    def readable(x: np.ndarray) -> bool:
+        return x.flags.c_contiguous or x.flags.f_contiguous
+
+    if a.ndim <= 2 and b.ndim <= 2:
+        return 1 + (not readable(a)) + (not readable(b))
+    return 1 + 6 + (not readable(a) or a.ndim < 3) + (not readable(b) or b.ndim < 3)
 
 
 def _wrap_callable(
@@ -401,6 +518,10 @@ def _binary(op: Callable, reflected: bool = False):
         if o is NotImplemented:
             return NotImplemented
         h = self._here("cupy.ndarray operator")
+        if op is np.matmul and isinstance(o, np.ndarray):
+            _counters.launch("cupy.matmul", _matmul_launches(*((o, h) if reflected else (h, o))))
+        else:
+            _counters.launch("operator")
         return wrap(op(o, h) if reflected else op(h, o))
 
     return method
@@ -412,6 +533,7 @@ def _inplace(op: Callable):
         if o is NotImplemented:
             return NotImplemented
         h = self._here("cupy.ndarray operator")
+        _counters.launch("operator")
         op(h, o, out=h)
         return self
 
@@ -419,7 +541,11 @@ def _inplace(op: Callable):
 
 
 def _unary(op: Callable):
-    return lambda self: wrap(op(self._here("cupy.ndarray operator")))
+    def method(self):
+        _counters.launch("operator")
+        return wrap(op(self._here("cupy.ndarray operator")))
+
+    return method
 
 
 _BINARY = {

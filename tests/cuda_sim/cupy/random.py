@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import numpy as _np
 
+from .. import counters as _counters
 from ._array import ndarray as _ndarray
 from ._array import unwrap as _unwrap
-from ._array import wrap as _wrap
+from ._array import wrap as _wrap_host
+
+
+def _wrap(host):
+    """A draw's result as a device array: one kernel (cuRAND or CuPy's own)."""
+    _counters.launch("random")
+    return _wrap_host(host)
+
 
 __all__ = [
     "BitGenerator",
@@ -153,6 +161,7 @@ class Generator:
                 f"Supplied output array has the wrong type or shape: expected {draw.dtype} "
                 f"{draw.shape}, got {out.dtype} {out.shape}"
             )
+        _counters.launch("random")
         out._host[...] = draw
         return out
 

@@ -20,6 +20,9 @@ def _scatter(ufunc, a, slices, value) -> None:
         if not isinstance(slices, tuple)
         else tuple(_unwrap(s, "cupyx.scatter") for s in slices)
     )
+    from .. import counters
+
+    counters.launch("cupyx.scatter")
     ufunc.at(a._here("cupyx.scatter"), key, _unwrap(value, "cupyx.scatter"))
 
 

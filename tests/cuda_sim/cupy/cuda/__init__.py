@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time as _time
 
+from ... import counters as _counters
 from . import compiler, driver, runtime
 from . import nccl as _nccl  # noqa: F401 (in sys.modules for `from cupy.cuda import nccl`)
 
@@ -51,7 +52,7 @@ class Device:
         runtime.setDevice(self.id)
 
     def synchronize(self) -> None:
-        pass
+        _counters.sync("cupy.cuda.Device.synchronize")
 
     @property
     def compute_capability(self) -> str:
@@ -87,7 +88,7 @@ class Stream:
         self._previous: list[Stream] = []
 
     def synchronize(self) -> None:
-        pass
+        _counters.sync("cupy.cuda.Stream.synchronize")
 
     def use(self) -> "Stream":
         global _current_stream
@@ -135,7 +136,7 @@ class Event:
         self._time = _time.perf_counter()
 
     def synchronize(self) -> None:
-        pass
+        _counters.sync("cupy.cuda.Event.synchronize")
 
     @property
     def done(self) -> bool:

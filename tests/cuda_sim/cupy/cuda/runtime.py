@@ -32,7 +32,9 @@ def setDevice(device: int) -> None:  # noqa: N802
 
 
 def deviceSynchronize() -> None:  # noqa: N802
-    pass
+    from ... import counters
+
+    counters.sync("cupy.cuda.runtime.deviceSynchronize")
 
 
 def runtimeGetVersion() -> int:  # noqa: N802
