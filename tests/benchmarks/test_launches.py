@@ -1,0 +1,36 @@
+"""`python -m benchmarks.launches`: launches, syncs, copies and peak bytes per benchmark step,
+counted on the CuPy stand-in; the counts may only go down (issue 12's goals in the comments)."""
+
+from __future__ import annotations
+
+import cuda_sim
+import pytest
+
+from benchmarks import launches
+
+# Launches per step now; issue 12 counted PyTorch at mlp 28, cnn 32, dcgan 103 and asks for
+# at most 1.25x that. Lower these when a change cuts launches.
+LIMITS = {"mlp": 57, "cnn": 86, "conv2d": 10, "maxpool": 2, "dcgan": 291, "vae": 83}
+
+
+@pytest.fixture
+def sim():
+    if not cuda_sim.is_installed():
+        pytest.skip("launches are counted on the CuPy stand-in (a GPU run has real CuPy)")
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_a_step_launches_no_more_than_its_limit_and_never_syncs(sim, name):
+    c = launches.count(name)
+    assert c.syncs == 0, c.sync_sites
+    assert c.launches <= LIMITS[name], dict(c.launch_kinds)
+    assert c.peak_bytes > 0
+
+
+def test_the_table_prints_every_asked_workload(sim, capsys):
+    assert launches.main(["maxpool", "--kinds"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["step", "launches", "PyTorch", "ratio", "syncs", "H2D", "peak", "MiB"]
+    assert out[1].split()[:2] == ["maxpool", "2"] and "RawKernel 2" in out[2]
+    with pytest.raises(SystemExit):
+        launches.main(["resnet"])
