@@ -15,6 +15,7 @@ from .autograd import Function
 from .creation import full_like
 from .device import check_later as _check_later
 from .device import on_device as _on_device
+from .grad_mode import is_grad_enabled as _is_grad_enabled
 from .ops import (
     abs,
     clip,
@@ -436,6 +437,68 @@ def _classes_last(input: Tensor) -> Tensor:
     return input.permute(*perm).reshape(-1, input.shape[1])
 
 
+class CrossEntropy(Function):
+    """Cross-entropy of logits (N, C) against int64 class indices, mean or sum, on cuda: one
+    kernel forward (log-sum-exp, picked logit, row weights) and one backward
+    (kernels/cuda/loss.cu) instead of log_softmax + nll's ~25."""
+
+    def __init__(self, target, ignore_index: int, reduction: str):
+        self.target, self.ignore_index, self.mean = target, ignore_index, reduction == "mean"
+
+    def forward(self, x):
+        from kernels import loss_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        self.x = x = self.xp.ascontiguousarray(x)
+        out, self.lse = loss_gpu.cross_entropy_forward(x, self.target, self.ignore_index)
+        sums = out.sum(axis=1)  # [sum of the row losses, rows that count (> N: a bad target)]
+        self.count, self.valid = sums[1:], out[1]
+        t, n, c, ignore = self.target, x.shape[0], x.shape[1], self.ignore_index
+        _check_later(sums[1] > n, lambda: _target_range_error(t, c, ignore))
+        return sums[0] / sums[1] if self.mean else sums[0]
+
+    def backward(self, gy):
+        if not _is_grad_enabled():
+            from kernels import loss_gpu  # noqa: PLC0415
+
+            g = self.xp.ascontiguousarray(gy.array.reshape(1))
+            gx = loss_gpu.cross_entropy_backward(
+                self.x, self.target, self.lse, g, self.count, self.ignore_index, self.mean
+            )
+            return gy._new(gx, gy.device)
+        # Recorded (create_graph=True): the same gradient in engine ops, differentiable again.
+        (x,) = self.inputs
+        xp = self.xp
+        rows = (self.valid == 1).astype(x.dtype)[:, None]
+        onehot = (self.target[:, None] == xp.arange(x.shape[1])).astype(x.dtype) * rows
+        rows, onehot = Tensor._wrap(rows, x.device), Tensor._wrap(onehot, x.device)
+        scale = gy / Tensor._wrap(self.count.reshape(()), x.device) if self.mean else gy
+        return (softmax(x, 1) * rows - onehot) * scale
+
+
+def _target_range_error(t, n_classes: int, ignore_index: int) -> IndexError:
+    kept = t[t != ignore_index]
+    return IndexError(
+        f"nll_loss: target values must be in [0, {n_classes}) (or ignore_index {ignore_index}), "
+        f"got {int(kept.min())}..{int(kept.max())}"
+    )
+
+
+def _fused_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing) -> bool:
+    """Whether `cross_entropy` takes the one-kernel cuda path (the common classifier case)."""
+    return (
+        input.device.type == "cuda"
+        and input.ndim == 2
+        and input.shape[1] > 0
+        and input.dtype.name in ("float32", "float64")
+        and target.dtype.kind in "iu"
+        and target.shape == input.shape[:1]
+        and weight is None
+        and not label_smoothing
+        and reduction in ("mean", "sum")
+        and -(2**31) <= ignore_index < 2**31
+    )
+
+
 class NLLGather(Function):
     """-logp[i, target[i]] weighted, as one gather (forward) and one scatter (backward)."""
 
@@ -499,11 +562,7 @@ def nll_loss(
     if t.size:  # out of range: negative (huge as unsigned) or >= C; on cuda read later
         _check_later(
             safe_t.view(numpy.uint64).max() >= n_classes,
-            lambda: IndexError(
-                f"nll_loss: target values must be in [0, {n_classes}) (or ignore_index "
-                f"{ignore_index}), got {int(t[t != ignore_index].min())}.."
-                f"{int(t[t != ignore_index].max())}"
-            ),
+            lambda: _target_range_error(t, n_classes, ignore_index),
         )
     w = valid.astype(input.dtype)
     if weight is not None:
@@ -536,6 +595,9 @@ def cross_entropy(
             label_smoothing,
         )
         return loss.reshape(()) if reduction == "none" else loss
+    if _fused_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing):
+        t = input.xp.ascontiguousarray(target.array.astype(numpy.int64, copy=False))
+        return CrossEntropy(t, ignore_index, reduction)(input)
     logp = log_softmax(input, 1)
     if target.dtype.kind == "f":
         _same_shape("cross_entropy", input, target)

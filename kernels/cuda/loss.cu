@@ -1,0 +1,65 @@
+// Cross-entropy of logits x (N, C) against class indices: forward and backward in one pass
+// each (issue 12: log_softmax + nll + the target check were ~25 kernels per training step).
+//
+// Conventions (see docs/design.md): no #include, 1-D grid-stride loops, C-contiguous pointers,
+// parameters in the order (arrays..., long long total, int ints..., T scalars..., int flags...).
+// Class indices are int64 (long long), PyTorch's and our targets' dtype.
+
+// One thread per row i: lse[i] = log sum_c exp(x[i, c]) (max-shifted), and with t = target[i]
+// out[i] = lse[i] - x[i, t], out[n + i] = 1 (the row counts toward the mean).
+// An ignored row (t == ignore_index) gives 0 and 0. A target outside [0, C) gives 0 and n + 1,
+// so the count of valid rows exceeds n: the host turns that into an IndexError (read later,
+// no sync) instead of reading x out of bounds.
+template <typename T>
+__global__ void cross_entropy_forward(const T* __restrict__ x, const long long* __restrict__ target,
+                                      T* __restrict__ out, T* __restrict__ lse, long long n,
+                                      int classes, int ignore_index) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T* row = x + i * classes;
+        T m = row[0];
+        for (int c = 1; c < classes; ++c) {
+            m = row[c] > m ? row[c] : m;
+        }
+        T s = T(0);
+        for (int c = 0; c < classes; ++c) {
+            s += exp(row[c] - m);
+        }
+        const T l = m + log(s);
+        lse[i] = l;
+        const long long t = target[i];
+        if (t == (long long)ignore_index) {
+            out[i] = T(0);
+            out[n + i] = T(0);
+        } else if (t < 0 || t >= (long long)classes) {
+            out[i] = T(0);
+            out[n + i] = T(n + 1);
+        } else {
+            out[i] = l - row[t];
+            out[n + i] = T(1);
+        }
+    }
+}
+
+// One thread per element k = i * C + c: gx = (exp(x - lse[i]) - [c == t]) * gy[0] / count[0]
+// (mean) or * gy[0] (sum); 0 on an ignored or out-of-range row.
+template <typename T>
+__global__ void cross_entropy_backward(const T* __restrict__ x,
+                                       const long long* __restrict__ target,
+                                       const T* __restrict__ lse, const T* __restrict__ gy,
+                                       const T* __restrict__ count, T* __restrict__ gx,
+                                       long long total, int classes, int ignore_index,
+                                       int mean) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
+        const long long i = k / classes;
+        const long long c = k - i * classes;
+        const long long t = target[i];
+        if (t == (long long)ignore_index || t < 0 || t >= (long long)classes) {
+            gx[k] = T(0);
+        } else {
+            const T p = exp(x[k] - lse[i]);
+            gx[k] = (c == t ? p - T(1) : p) * (mean ? gy[0] / count[0] : gy[0]);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+"""Fused cross-entropy on CuPy arrays: logits (N, C) and int64 class indices, two kernels.
+
+The kernels are in ``kernels/cuda/loss.cu``, launched through :mod:`kernels.launch`. CuPy is
+imported lazily, only when a launch happens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kernels import launch
+
+
+def cross_entropy_forward(x: Any, target: Any, ignore_index: int) -> tuple[Any, Any]:
+    """``(out, lse)``: out (2, N) holds each row's loss and its weight in the mean (1, 0 when
+    ignored, N + 1 when its target is outside [0, C)); lse (N,) the rows' log-sum-exp."""
+    cp = launch._cupy()
+    n, classes = x.shape
+    out = cp.empty((2, n), dtype=x.dtype)
+    lse = cp.empty((n,), dtype=x.dtype)
+    launch.launch(
+        "loss.cu", "cross_entropy_forward", (x, target, out, lse), n, (classes, ignore_index)
+    )
+    return out, lse
+
+
+def cross_entropy_backward(
+    x: Any, target: Any, lse: Any, gy: Any, count: Any, ignore_index: int, mean: bool
+) -> Any:
+    """gx (N, C) = (softmax(x) - onehot(target)) * gy (/ count for a mean) on the rows that
+    count; gy and count are one-element device arrays (no host read)."""
+    gx = launch._cupy().empty(x.shape, dtype=x.dtype)
+    launch.launch(
+        "loss.cu",
+        "cross_entropy_backward",
+        (x, target, lse, gy, count, gx),
+        x.size,
+        (x.shape[1], ignore_index),
+        flags=(mean,),
+    )
+    return gx
