@@ -153,9 +153,23 @@ def _train(out, *extra):
     main(["train", "classifier", "--model", "mlp", *FAST, "--out", str(out), *extra])
 
 
-def test_resume_takes_the_runs_settings_and_refuses_different_ones(tmp_path, capsys):
+def test_resume_takes_the_runs_settings_and_refuses_different_ones(tmp_path, capsys, monkeypatch):
+    from tensortape.tasks import classifier
+
     out = tmp_path / "run"
-    _train(out, "--optimizer", "sgd", "--lr", "0.05", "--l2", "1e-4")
+    evaluate = classifier.evaluate
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    def killed_in_epoch_2(*args):  # a 3-epoch run whose checkpoint holds epoch 1
+        monkeypatch.setattr(classifier, "evaluate", interrupt)
+        return evaluate(*args)
+
+    monkeypatch.setattr(classifier, "evaluate", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(out, "--optimizer", "sgd", "--lr", "0.05", "--l2", "1e-4", "--epochs", "3")
+    monkeypatch.setattr(classifier, "evaluate", evaluate)
     metrics = (out / "metrics.json").read_text()
     for extra, piece in [
         (("--lr", "0.01"), "--lr 0.01 (checkpoint: 0.05)"),
@@ -169,7 +183,7 @@ def test_resume_takes_the_runs_settings_and_refuses_different_ones(tmp_path, cap
     assert code == 2 and "pass --resume to continue that run or --overwrite" in line
     assert (out / "metrics.json").read_text() == metrics  # untouched by the refusals
     # Options left out come from the checkpoint (sgd at 0.05 on the mlp, not adam on the cnn);
-    # the same value given again is fine; --epochs extends the run.
+    # the same value given again is fine; --epochs sets the total (here shorter than planned).
     main(["train", "classifier", "--device", "cpu", "--no-progress", "--out", str(out), "--resume",
           "--epochs", "2", "--lr", "0.05"])  # fmt: skip
     assert "resuming" in capsys.readouterr().err
@@ -196,7 +210,7 @@ def test_a_non_finite_loss_stops_the_run_with_one_line(tmp_path, capsys):
 
 def test_stale_temp_files_are_cleaned_at_the_next_save(tmp_path):
     out = tmp_path / "run"
-    _train(out)
+    main(["train", "ae", *FAST, "--out", str(out)])  # constant lr: a finished run extends
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     stale = out / f".checkpoint.npz.{dead}.abc123.tmp"  # what a kill -9 mid-save leaves
@@ -204,8 +218,8 @@ def test_stale_temp_files_are_cleaned_at_the_next_save(tmp_path):
     old = out / ".metrics.json.xyz.tmp"  # the older form without a pid, an hour old
     old.write_text("torn")
     os.utime(old, (0, 0))
-    main(["train", "classifier", "--model", "mlp", "--device", "cpu", "--no-progress",
-          "--out", str(out), "--resume", "--epochs", "2"])  # fmt: skip
+    main(["train", "ae", "--device", "cpu", "--no-progress", "--out", str(out), "--resume",
+          "--epochs", "2"])  # fmt: skip
     assert not stale.exists() and not old.exists()
     assert not list(out.glob(".*.tmp"))
 
