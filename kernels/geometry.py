@@ -5,7 +5,10 @@ A :class:`Geometry` is the sweep of a (kh, kw) window with stride, padding and d
 The op's entry (``engine.functional.conv2d``, ``conv_transpose2d``, ``max_pool2d``,
 ``avg_pool2d``) builds it with :func:`conv2d`, :func:`conv_transpose2d` or :func:`pool2d`, which
 check every size and raise one clear error naming them; the Functions, the NumPy kernels and
-the CUDA launches take the value and trust it. A 1-D or 3-D op can reuse it with size-1 dims.
+the CUDA launches take the value and trust it. A 1-D op is the 2-D one on a size-1 height; a 3-D
+op is checked by :func:`conv3d`, :func:`conv_transpose3d` or :func:`pool3d` with the same rules
+(one tuple parser, one output-size rule, one pool padding rule, one divisor rule) and then runs
+the 2-D ops over its depth windows (``engine/ops/conv_family.py``).
 
 Every CUDA kernel in ``kernels/cuda/conv.cu`` and ``pool.cu`` takes the geometry's integers in
 the one order of :data:`LAUNCH_FIELDS`, by those names (a test holds the .cu signatures to it).
@@ -103,16 +106,8 @@ class Geometry:
             return self.divisor_override
         if self.count_include_pad and not self.ceil_mode:
             return self.kh * self.kw
-
-        def lengths(O: int, n: int, k: int, s: int, p: int) -> numpy.ndarray:
-            start = numpy.arange(O) * s - p
-            end = numpy.minimum(start + k, n + p)
-            if not self.count_include_pad:
-                start, end = numpy.maximum(start, 0), numpy.minimum(end, n)
-            return end - start
-
-        rows = lengths(self.OH, self.H, self.kh, self.sy, self.ph)
-        cols = lengths(self.OW, self.W, self.kw, self.sx, self.pw)
+        rows = window_lengths(self.OH, self.H, self.kh, self.sy, self.ph, self.count_include_pad)
+        cols = window_lengths(self.OW, self.W, self.kw, self.sx, self.pw, self.count_include_pad)
         return numpy.outer(rows, cols).astype(numpy.float64)
 
     def indices(self, argmax: Any, xp: Any) -> Any:
@@ -129,18 +124,24 @@ class Geometry:
 
 
 # Building and checking ------------------------------------------------------------------------
-def pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
-    """``3 -> (3, 3)``, ``(2, 3) -> (2, 3)``; a GeometryError for anything else or below
-    ``minimum``."""
+def ntuple(value: IntPair, n: int, name: str, minimum: int) -> tuple[int, ...]:
+    """``3 -> (3,) * n``, an n-sequence -> its ints; a GeometryError for anything else or below
+    ``minimum``. The one parser of kernel/stride/padding/dilation arguments, 1-D to 3-D."""
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise GeometryError(f"{name} must be an int or a pair of ints, got {value!r}")
-        out = (int(value[0]), int(value[1]))
+        if len(value) != n:
+            kind = "pair" if n == 2 else f"{n}-tuple"
+            raise GeometryError(f"{name} must be an int or a {kind} of ints, got {value!r}")
+        out = tuple(int(v) for v in value)
     else:
-        out = (int(value), int(value))
+        out = (int(value),) * n
     if min(out) < minimum:
         raise GeometryError(f"{name} must be >= {minimum}, got {value!r}")
     return out
+
+
+def pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
+    """``3 -> (3, 3)``, ``(2, 3) -> (2, 3)``: :func:`ntuple` for the 2-D ops."""
+    return ntuple(value, 2, name, minimum)
 
 
 def _groups(groups: Any) -> int:
@@ -159,12 +160,75 @@ def out_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool = False) ->
     return out
 
 
-def check_4d(name: str, x_shape: Sequence[int], what: str = "input") -> tuple[int, ...]:
-    if len(x_shape) != 4:
+def transposed_size(n: int, k: int, s: int, p: int, d: int, output_padding: int = 0) -> int:
+    """The output length of a transposed sweep (the input length of the conv it undoes)."""
+    return (n - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
+
+
+def window_lengths(O: int, n: int, k: int, s: int, p: int, count_include_pad: bool):
+    """Average pooling's window length along one axis, (O,) ints: the window clipped to the
+    padded input (``count_include_pad``) or to the input itself."""
+    start = numpy.arange(O) * s - p
+    end = numpy.minimum(start + k, n + p)
+    if not count_include_pad:
+        start, end = numpy.maximum(start, 0), numpy.minimum(end, n)
+    return end - start
+
+
+def _check_dims(name: str, shape: Sequence[int], layout: Sequence[str], what: str) -> tuple:
+    """``shape`` as ints when it has one dim per name in ``layout`` ("NCHW"), else an error."""
+    if len(shape) != len(layout):
         raise GeometryError(
-            f"{name}: expected a 4-D (N, C, H, W) {what}, got shape {tuple(x_shape)}"
+            f"{name}: expected a {len(layout)}-D ({', '.join(layout)}) {what}, "
+            f"got shape {tuple(shape)}"
         )
-    return tuple(int(v) for v in x_shape)
+    return tuple(int(v) for v in shape)
+
+
+def check_4d(name: str, x_shape: Sequence[int], what: str = "input") -> tuple[int, ...]:
+    return _check_dims(name, x_shape, "NCHW", what)
+
+
+def _check_conv_channels(name: str, x_shape, w_shape, groups: int) -> None:
+    """A conv's weight (C_out, C/groups, ...) against its input (N, C, ...)."""
+    C, (Co, Cg) = int(x_shape[1]), (int(v) for v in w_shape[:2])
+    if C % groups or Co % groups or Cg * groups != C:
+        raise GeometryError(
+            f"{name}: input of shape {tuple(x_shape)} has {C} channels and weight of shape "
+            f"{tuple(w_shape)} expects {Cg} * groups={groups} = {Cg * groups} with C_out={Co}; "
+            f"both channel counts must be divisible by groups"
+        )
+
+
+def _check_transpose_channels(name: str, x_shape, w_shape, groups: int) -> None:
+    """A transposed conv's weight (C, C_out/groups, ...) against its input (N, C, ...)."""
+    C, Ci = int(x_shape[1]), int(w_shape[0])
+    if Ci != C or C % groups:
+        raise GeometryError(
+            f"{name}: input of shape {tuple(x_shape)} has {C} channels, weight of shape "
+            f"{tuple(w_shape)} expects {Ci}; the channel count must be divisible by "
+            f"groups={groups}"
+        )
+
+
+def _check_output_padding(name: str, op, s, d) -> None:
+    for o, si, di in zip(op, s, d, strict=True):
+        if o >= si and o >= di:
+            raise GeometryError(
+                f"{name}: output_padding {op} must be smaller than either stride {s} "
+                f"or dilation {d}"
+            )
+
+
+def _check_pool_padding(name: str, kernel, p, d, dilated: bool = True) -> None:
+    """PyTorch's rule: padding at most half the effective (dilated) window; its 3-D pools hold
+    it to half the undilated window (``dilated=False``)."""
+    for k, q, di in zip(kernel, p, d, strict=True):
+        if q > ((di if dilated else 1) * (k - 1) + 1) // 2:
+            raise GeometryError(
+                f"{name}: pad should be at most half of {'effective ' if dilated else ''}kernel "
+                f"size, but got pad={p}, kernel_size={kernel} and dilation={d}"
+            )
 
 
 def _check_out(name: str, out: tuple[int, int], x_shape, **params) -> None:
@@ -194,13 +258,8 @@ def conv2d(
     ph, pw = pair(padding, "padding", 0)
     dy, dx = pair(dilation, "dilation", 1)
     groups = _groups(groups)
-    Co, Cg, kh, kw = (int(v) for v in w_shape)
-    if C % groups or Co % groups or Cg * groups != C:
-        raise GeometryError(
-            f"{name}: input of shape {tuple(x_shape)} has {C} channels and weight of shape "
-            f"{tuple(w_shape)} expects {Cg} * groups={groups} = {Cg * groups} with C_out={Co}; "
-            f"both channel counts must be divisible by groups"
-        )
+    _check_conv_channels(name, x_shape, w_shape, groups)
+    Co, _, kh, kw = (int(v) for v in w_shape)
     out = (out_size(H, kh, sy, ph, dy), out_size(W, kw, sx, pw, dx))
     _check_out(
         name, out, x_shape, kernel=(kh, kw), stride=(sy, sx), padding=(ph, pw), dilation=(dy, dx)
@@ -250,23 +309,10 @@ def conv_transpose2d(
     d = pair(dilation, "dilation", 1)
     op = pair(output_padding, "output_padding", 0)
     groups = _groups(groups)
+    _check_transpose_channels(name, x_shape, w_shape, groups)
+    _check_output_padding(name, op, s, d)
     Ci, Cog, kh, kw = (int(v) for v in w_shape)
-    if Ci != C or C % groups:
-        raise GeometryError(
-            f"{name}: input of shape {tuple(x_shape)} has {C} channels, weight of shape "
-            f"{tuple(w_shape)} expects {Ci}; the channel count must be divisible by "
-            f"groups={groups}"
-        )
-    for o, si, di in zip(op, s, d, strict=True):
-        if o >= si and o >= di:
-            raise GeometryError(
-                f"{name}: output_padding {op} must be smaller than either stride {s} "
-                f"or dilation {d}"
-            )
-    out = tuple(
-        (n - 1) * si - 2 * pi + di * (k - 1) + o + 1
-        for n, k, si, pi, di, o in zip((H, W), (kh, kw), s, p, d, op, strict=True)
-    )
+    out = tuple(map(transposed_size, (H, W), (kh, kw), s, p, d, op))
     _check_out(
         name, out, x_shape, kernel=(kh, kw), stride=s, padding=p, dilation=d, output_padding=op
     )
@@ -291,12 +337,7 @@ def pool2d(
     s = kernel if stride is None or stride == [] else pair(stride, "stride", 1)
     p = pair(padding, "padding", 0)
     d = pair(dilation, "dilation", 1)
-    for k, q, di in zip(kernel, p, d, strict=True):
-        if q > (di * (k - 1) + 1) // 2:
-            raise GeometryError(
-                f"{name}: pad should be at most half of effective kernel size, but got pad={p}, "
-                f"kernel_size={kernel} and dilation={d}"
-            )
+    _check_pool_padding(name, kernel, p, d)
     if divisor_override is not None and divisor_override <= 0:
         raise GeometryError(f"divisor_override must be positive, got {divisor_override}")
     out = tuple(
@@ -310,3 +351,50 @@ def pool2d(
         count_include_pad=bool(count_include_pad),
         divisor_override=int(divisor_override or 0),
     )  # fmt: skip
+
+
+# 3-D ops: checked here by the same rules, then run as 2-D ops over the depth windows -----------
+def conv3d(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, name: str = "conv3d"):
+    """conv3d(x, w), x (N, C, D, H, W), w (C_out, C/groups, kd, kh, kw), checked as
+    :func:`conv2d` checks a 2-D one: ``(stride, padding, dilation, out)`` triples, out the
+    output's (OD, OH, OW)."""
+    _check_dims(name, x_shape, "NCDHW", "input")
+    _check_dims(name, w_shape, ("C_out", "C/groups", "kd", "kh", "kw"), "weight")
+    s, p = ntuple(stride, 3, "stride", 1), ntuple(padding, 3, "padding", 0)
+    d = ntuple(dilation, 3, "dilation", 1)
+    _check_conv_channels(name, x_shape, w_shape, _groups(groups))
+    out = tuple(map(out_size, x_shape[2:], w_shape[2:], s, p, d))
+    _check_out(name, out, x_shape, kernel=tuple(w_shape[2:]), stride=s, padding=p, dilation=d)
+    return s, p, d, out
+
+
+def conv_transpose3d(x_shape, w_shape, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, name: str = "conv_transpose3d"):  # fmt: skip
+    """conv_transpose3d(x, w), x (N, C, D, H, W), w (C, C_out/groups, kd, kh, kw), checked as
+    :func:`conv_transpose2d` checks a 2-D one: ``(stride, padding, output_padding, dilation,
+    out)``, out the output's (OD, OH, OW)."""
+    _check_dims(name, x_shape, "NCDHW", "input")
+    _check_dims(name, w_shape, ("C", "C_out/groups", "kd", "kh", "kw"), "weight")
+    s, p = ntuple(stride, 3, "stride", 1), ntuple(padding, 3, "padding", 0)
+    d, op = ntuple(dilation, 3, "dilation", 1), ntuple(output_padding, 3, "output_padding", 0)
+    _check_transpose_channels(name, x_shape, w_shape, _groups(groups))
+    _check_output_padding(name, op, s, d)
+    out = tuple(map(transposed_size, x_shape[2:], w_shape[2:], s, p, d, op))
+    _check_out(name, out, x_shape, kernel=tuple(w_shape[2:]), stride=s, padding=p, dilation=d,
+               output_padding=op)  # fmt: skip
+    return s, p, op, d, out
+
+
+def pool3d(x_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+           name: str = "max_pool3d"):  # fmt: skip
+    """Max/avg pooling over x (N, C, D, H, W), checked as :func:`pool2d` checks a 2-D one:
+    ``(kernel, stride, padding, dilation, out)`` triples, out the output's (OD, OH, OW).
+    PyTorch's 3-D pools hold the padding to half the undilated window."""
+    _check_dims(name, x_shape, "NCDHW", "input")
+    k = ntuple(kernel_size, 3, "kernel_size", 1)
+    s = k if stride is None or stride == [] else ntuple(stride, 3, "stride", 1)
+    p, d = ntuple(padding, 3, "padding", 0), ntuple(dilation, 3, "dilation", 1)
+    _check_pool_padding(name, k, p, d, dilated=False)
+    out = tuple(out_size(*a, bool(ceil_mode)) for a in zip(x_shape[2:], k, s, p, d))
+    _check_out(name, out, x_shape, kernel_size=k, stride=s, padding=p, dilation=d)
+    return k, s, p, d, out

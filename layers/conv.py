@@ -6,7 +6,7 @@ from __future__ import annotations
 import engine
 import engine.functional as F
 from engine import Tensor
-from kernels.geometry import pair, same_padding, string_padding
+from kernels.geometry import ntuple, pair, same_padding, string_padding
 
 from . import init
 from .module import Module, Parameter
@@ -222,12 +222,8 @@ class ConvTranspose2d(_ConvNd):
         )
 
 
-def _single(value, name: str) -> int:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 1:
-            raise ValueError(f"{name} must be an int or a 1-tuple, got {value!r}")
-        value = value[0]
-    return int(value)
+def _single(value, name: str, minimum: int) -> int:
+    return ntuple(value, 1, name, minimum)[0]
 
 
 def _repr_1d(s: str) -> str:
@@ -255,14 +251,14 @@ class Conv1d(Conv2d):
         device=None,
         dtype=None,
     ) -> None:
-        pad = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
+        pad = padding if isinstance(padding, str) else (0, _single(padding, "padding", 0))
         super().__init__(
             in_channels,
             out_channels,
-            (1, _single(kernel_size, "kernel_size")),
-            (1, _single(stride, "stride")),
+            (1, _single(kernel_size, "kernel_size", 1)),
+            (1, _single(stride, "stride", 1)),
             pad,
-            (1, _single(dilation, "dilation")),
+            (1, _single(dilation, "dilation", 1)),
             groups,
             bias,
             padding_mode,
@@ -305,13 +301,13 @@ class ConvTranspose1d(ConvTranspose2d):
         super().__init__(
             in_channels,
             out_channels,
-            (1, _single(kernel_size, "kernel_size")),
-            (1, _single(stride, "stride")),
-            (0, _single(padding, "padding")),
-            (0, _single(output_padding, "output_padding")),
+            (1, _single(kernel_size, "kernel_size", 1)),
+            (1, _single(stride, "stride", 1)),
+            (0, _single(padding, "padding", 0)),
+            (0, _single(output_padding, "output_padding", 0)),
             groups,
             bias,
-            (1, _single(dilation, "dilation")),
+            (1, _single(dilation, "dilation", 1)),
             padding_mode,
             device,
             dtype,
@@ -341,15 +337,6 @@ class ConvTranspose1d(ConvTranspose2d):
         return _repr_1d(super().extra_repr())
 
 
-def _triple(value, name: str) -> tuple[int, int, int]:
-    if isinstance(value, int):
-        return (value,) * 3
-    value = tuple(value)
-    if len(value) != 3 or not all(isinstance(v, int) for v in value):
-        raise ValueError(f"{name} must be an int or a 3-tuple of ints, got {value!r}")
-    return value
-
-
 class _Conv3dBase(Module):
     """Weight, bias and PyTorch's default initialisation for the 3-D convolutions."""
 
@@ -364,9 +351,9 @@ class _Conv3dBase(Module):
                 f"divisible by groups ({groups})"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _triple(kernel_size, "kernel_size")
-        self.stride, self.padding = _triple(stride, "stride"), _triple(padding, "padding")
-        self.dilation = _triple(dilation, "dilation")
+        self.kernel_size = ntuple(kernel_size, 3, "kernel_size", 1)
+        self.stride, self.padding = ntuple(stride, 3, "stride", 1), ntuple(padding, 3, "padding", 0)
+        self.dilation = ntuple(dilation, 3, "dilation", 1)
         if transposed:
             shape = (in_channels, out_channels // groups) + self.kernel_size
         else:
@@ -427,7 +414,7 @@ class ConvTranspose3d(_Conv3dBase):
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
             True, device, dtype,
         )  # fmt: skip
-        self.output_padding = _triple(output_padding, "output_padding")
+        self.output_padding = ntuple(output_padding, 3, "output_padding", 0)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv_transpose3d(

@@ -17,7 +17,8 @@ import math
 
 import numpy
 
-from kernels.geometry import out_size
+from kernels import geometry
+from kernels.geometry import ntuple, pair, transposed_size, window_lengths
 
 from ..device import on_device
 from ..tensorbase import TensorBase
@@ -41,13 +42,9 @@ __all__ = [
 ]
 
 
-def _single(value, name: str) -> int:
-    """An int, or a 1-tuple of one (PyTorch's `_single`)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 1:
-            raise ValueError(f"{name} must be an int or a 1-tuple for a 1-D op, got {value}")
-        value = value[0]
-    return int(value)
+def _single(value, name: str, minimum: int) -> int:
+    """An int, or a 1-tuple of one (PyTorch's `_single`): :func:`kernels.geometry.ntuple`."""
+    return ntuple(value, 1, name, minimum)[0]
 
 
 def _as_2d(name: str, input: TensorBase, weight: TensorBase | None = None):
@@ -71,14 +68,14 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     """1-D cross-correlation of (N, C, L) with weight (C_out, C/groups, k); `padding` may be
     an int or "valid" / "same"."""
     x, batched = _as_2d("conv1d", input, weight)
-    pad = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
+    pad = padding if isinstance(padding, str) else (0, _single(padding, "padding", 0))
     y = conv2d(
         x,
         unsqueeze(weight, 2),
         bias,
-        (1, _single(stride, "stride")),
+        (1, _single(stride, "stride", 1)),
         pad,
-        (1, _single(dilation, "dilation")),
+        (1, _single(dilation, "dilation", 1)),
         groups,
     )
     return _as_1d(y, batched)
@@ -93,11 +90,11 @@ def conv_transpose1d(
         x,
         unsqueeze(weight, 2),
         bias,
-        (1, _single(stride, "stride")),
-        (0, _single(padding, "padding")),
-        (0, _single(output_padding, "output_padding")),
+        (1, _single(stride, "stride", 1)),
+        (0, _single(padding, "padding", 0)),
+        (0, _single(output_padding, "output_padding", 0)),
         groups,
-        (1, _single(dilation, "dilation")),
+        (1, _single(dilation, "dilation", 1)),
     )
     return _as_1d(y, batched)
 
@@ -113,14 +110,14 @@ def max_pool1d(
 ):
     """Max over each window of (N, C, L); with `return_indices` also the int64 index into L."""
     x, batched = _as_2d("max_pool1d", input)
-    k = _single(kernel_size, "kernel_size")
-    s = k if stride is None or stride == [] else _single(stride, "stride")
+    k = _single(kernel_size, "kernel_size", 1)
+    s = k if stride is None or stride == [] else _single(stride, "stride", 1)
     out = max_pool2d(
         x,
         (1, k),
         (1, s),
-        (0, _single(padding, "padding")),
-        (1, _single(dilation, "dilation")),
+        (0, _single(padding, "padding", 0)),
+        (1, _single(dilation, "dilation", 1)),
         ceil_mode,
         return_indices,
     )
@@ -134,10 +131,10 @@ def avg_pool1d(
 ):
     """Mean over each window of (N, C, L), zero padding counted when count_include_pad."""
     x, batched = _as_2d("avg_pool1d", input)
-    k = _single(kernel_size, "kernel_size")
-    s = k if stride is None or stride == [] else _single(stride, "stride")
+    k = _single(kernel_size, "kernel_size", 1)
+    s = k if stride is None or stride == [] else _single(stride, "stride", 1)
     y = avg_pool2d(
-        x, (1, k), (1, s), (0, _single(padding, "padding")), ceil_mode, count_include_pad
+        x, (1, k), (1, s), (0, _single(padding, "padding", 0)), ceil_mode, count_include_pad
     )
     return _as_1d(y, batched)
 
@@ -207,15 +204,12 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
             0,
         )
 
-    def pair(v):
-        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-    k = pair(kernel_size)
-    s = k if stride is None else pair(stride)
-    p = pair(padding)
+    k = pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None else pair(stride, "stride", 1)
+    p = pair(padding, "padding", 0)
     N, C, h, w = input.shape
-    if output_size is None:
-        out = tuple((n - 1) * s_ - 2 * p_ + k_ for n, s_, p_, k_ in zip((h, w), s, p, k))
+    if output_size is None:  # the input size of the max_pool2d that gave `indices`
+        out = tuple(map(transposed_size, (h, w), k, s, p, (1, 1)))
     else:
         out = tuple(int(o) for o in tuple(output_size)[-2:])
     zeros = input._new(input.xp.zeros((N, C, math.prod(out)), input.dtype), input.device)
@@ -224,14 +218,6 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
 
 
 # 3-D: the 2-D kernels over the depth windows ---------------------------------------------------
-def _triple(value, name: str) -> tuple[int, int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 3:
-            raise ValueError(f"{name} must be an int or a 3-tuple for a 3-D op, got {value}")
-        return tuple(int(v) for v in value)
-    return (int(value),) * 3
-
-
 def _as_5d(name: str, input: TensorBase):
     if input.ndim not in (4, 5):
         raise RuntimeError(
@@ -258,22 +244,12 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     """3-D cross-correlation of (N, C, D, H, W) with weight (C_out, C/groups, kd, kh, kw):
     one conv2d over the depth windows folded into batch (output depths) and channels."""
     x, batched = _as_5d("conv3d", input)
-    if weight.ndim != 5:
-        raise RuntimeError(f"conv3d: expected a 5-D weight, got shape {weight.shape}")
     if isinstance(padding, str):
         raise NotImplementedError("conv3d: string padding ('same', 'valid') is not supported")
-    (sd, sh, sw), (pd, ph, pw) = _triple(stride, "stride"), _triple(padding, "padding")
-    (dd, dh, dw) = _triple(dilation, "dilation")
+    s, p, d, (od, _, _) = geometry.conv3d(x.shape, weight.shape, stride, padding, dilation, groups)
+    (sd, sh, sw), (pd, ph, pw), (dd, dh, dw) = s, p, d
     N, C, D, H, W = x.shape
     Co, Cg, kd, kh, kw = weight.shape
-    if Cg * groups != C:
-        raise RuntimeError(
-            f"conv3d: input of shape {x.shape} has {C} channels, weight of shape {weight.shape} "
-            f"expects {Cg} * groups={groups}"
-        )
-    od = out_size(D, kd, sd, pd, dd)
-    if od < 1:
-        raise RuntimeError(f"conv3d: output depth {od} < 1 for input {x.shape}, kernel {kd}")
     if pd:
         x = pad(x, (0, 0, 0, 0, pd, pd))
     win = _depth_windows(x, od, kd, sd, dd, 0.0)  # (N, C, OD, KD, H, W)
@@ -291,18 +267,12 @@ def conv_transpose3d(
     """Transposed 3-D convolution of (N, C, D, H, W) with weight (C, C_out/groups, kd, kh, kw):
     conv_transpose2d of every input depth, then each kernel depth added at its output depth."""
     x, batched = _as_5d("conv_transpose3d", input)
-    if weight.ndim != 5:
-        raise RuntimeError(f"conv_transpose3d: expected a 5-D weight, got shape {weight.shape}")
-    (sd, sh, sw), (pd, ph, pw) = _triple(stride, "stride"), _triple(padding, "padding")
-    (dd, dh, dw) = _triple(dilation, "dilation")
-    (opd, oph, opw) = _triple(output_padding, "output_padding")
+    s, p, op, d, (od, _, _) = geometry.conv_transpose3d(
+        x.shape, weight.shape, stride, padding, output_padding, groups, dilation
+    )
+    (sd, sh, sw), (pd, ph, pw), (dd, dh, dw), (opd, oph, opw) = s, p, d, op
     N, C, D, H, W = x.shape
     Ci, Cog, kd, kh, kw = weight.shape
-    if Ci != C or C % groups:
-        raise RuntimeError(
-            f"conv_transpose3d: input of shape {x.shape} has {C} channels, weight of shape "
-            f"{weight.shape} expects {Ci} (divisible by groups={groups})"
-        )
     planes = reshape(permute(x, 0, 2, 1, 3, 4), (N * D, C, H, W))
     w2 = reshape(weight, (Ci, Cog * kd, kh, kw))  # output channel co*KD + k within its group
     y = conv_transpose2d(planes, w2, None, (sh, sw), (ph, pw), (oph, opw), groups, (dh, dw))
@@ -311,25 +281,16 @@ def conv_transpose3d(
     # (N, D, Co, KD, OH, OW) -> (N, Co, D*KD, OH, OW), then depth d*sd + k*dd gets each slice
     y = reshape(y, (N, D, Co, kd, OH, OW))
     y = reshape(permute(y, 0, 2, 1, 3, 4, 5), (N, Co, D * kd, OH, OW))
-    full = (D - 1) * sd + dd * (kd - 1) + 1 + opd
+    full = transposed_size(D, kd, sd, 0, dd, opd)  # the output depth before the padding is cut
     target = (numpy.arange(D)[:, None] * sd + numpy.arange(kd)[None, :] * dd).reshape(-1)
     xp = x.xp
     idx = xp.broadcast_to(xp.asarray(target)[None, None, :, None, None], y.shape)
     zeros = x._new(xp.zeros((N, Co, full, OH, OW), y.dtype), x.device)
     out = scatter_add(zeros, 2, x._new(xp.ascontiguousarray(idx), x.device), y)
-    od = full - 2 * pd
-    if od < 1:
-        raise RuntimeError(f"conv_transpose3d: output depth {od} < 1 for input {x.shape}")
     out = getitem(out, (slice(None), slice(None), slice(pd, pd + od)))
     if bias is not None:
         out = out + reshape(bias, (1, Co, 1, 1, 1))
     return out if batched else squeeze(out, 0)
-
-
-def _pool3d_args(kernel_size, stride, padding, dilation):
-    k = _triple(kernel_size, "kernel_size")
-    s = k if stride is None or stride == [] else _triple(stride, "stride")
-    return k, s, _triple(padding, "padding"), _triple(dilation, "dilation")
 
 
 @on_device
@@ -345,15 +306,11 @@ def max_pool3d(
     """Max over each (dilated) window of (N, C, D, H, W): max_pool2d of every window depth, then
     the max over the window's depths; with `return_indices` the flat index into D*H*W."""
     x, batched = _as_5d("max_pool3d", input)
-    (kd, kh, kw), (sd, sh, sw), (pd, ph, pw), (dd, dh, dw) = _pool3d_args(
-        kernel_size, stride, padding, dilation
+    k, s, p, d, (od, _, _) = geometry.pool3d(
+        x.shape, kernel_size, stride, padding, dilation, ceil_mode
     )
+    (kd, kh, kw), (sd, sh, sw), (pd, ph, pw), (dd, dh, dw) = k, s, p, d
     N, C, D, H, W = x.shape
-    if 2 * pd > kd:
-        raise ValueError(f"max_pool3d: padding {pd} should be at most half the kernel {kd}")
-    od = out_size(D, kd, sd, pd, dd, ceil_mode)
-    if od < 1:
-        raise RuntimeError(f"max_pool3d: output depth {od} < 1 for input {x.shape}")
     xpad = pad(x, (0, 0, 0, 0, pd, pd), value=float("-inf")) if pd else x
     win = _depth_windows(xpad, od, kd, sd, dd, float("-inf"))  # (N, C, OD, KD, H, W)
     planes = reshape(win, (N, C * od * kd, H, W))
@@ -387,13 +344,10 @@ def avg_pool3d(
     window depth, summed over the depths and divided by PyTorch's divisor (a product over the
     three dimensions, so it separates)."""
     x, batched = _as_5d("avg_pool3d", input)
-    (kd, kh, kw), (sd, sh, sw), (pd, ph, pw), _ = _pool3d_args(kernel_size, stride, padding, 1)
+    (kd, kh, kw), (sd, sh, sw), (pd, ph, pw), _, (od, _, _) = geometry.pool3d(
+        x.shape, kernel_size, stride, padding, 1, ceil_mode, name="avg_pool3d"
+    )
     N, C, D, H, W = x.shape
-    if 2 * pd > kd:
-        raise ValueError(f"avg_pool3d: padding {pd} should be at most half the kernel {kd}")
-    od = out_size(D, kd, sd, pd, 1, ceil_mode)
-    if od < 1:
-        raise RuntimeError(f"avg_pool3d: output depth {od} < 1 for input {x.shape}")
     xpad = pad(x, (0, 0, 0, 0, pd, pd)) if pd else x
     win = _depth_windows(xpad, od, kd, sd, 1, 0.0)
     planes = reshape(win, (N, C * od * kd, H, W))
@@ -404,11 +358,7 @@ def avg_pool3d(
         return out if batched else squeeze(out, 0)
     means = avg_pool2d(planes, (kh, kw), (sh, sw), (ph, pw), ceil_mode, count_include_pad)
     sums = sum(reshape(means, (N, C, od, kd) + means.shape[2:]), 3)
-    start = numpy.arange(od) * sd - pd
-    if count_include_pad:  # the window clipped to the padded input
-        length = numpy.minimum(start + kd, D + pd) - start
-    else:  # the window clipped to the input
-        length = numpy.minimum(start + kd, D) - numpy.maximum(start, 0)
+    length = window_lengths(od, D, kd, sd, pd, count_include_pad)  # the divisor's depth factor
     scale = x._new(x.xp.asarray((1.0 / length).astype(x.dtype))[:, None, None], x.device)
     out = sums * scale
     return out if batched else squeeze(out, 0)

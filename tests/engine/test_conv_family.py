@@ -146,3 +146,48 @@ def test_unpool_of_overlapping_windows_matches_torch(device):
         device=device,
         gradcheck=False,
     )
+
+
+# The 3-D ops are checked by kernels.geometry's rules, as the 2-D ones: what PyTorch refuses,
+# they refuse with one error naming the op and the sizes.
+REFUSED_3D = {
+    "conv3d C_out not divisible by groups": (
+        lambda lib, x: lib.conv3d(x, _w(lib, 3, 1), groups=2),
+        "conv3d: .*divisible by groups",
+    ),
+    "conv3d output too small": (
+        lambda lib, x: lib.conv3d(x[:, :, :2], _w(lib, 2, 2)),
+        r"conv3d: output size \(0, 3, 3\)",
+    ),
+    "conv_transpose3d output_padding past stride and dilation": (
+        lambda lib, x: lib.conv_transpose3d(x, _w(lib, 2, 1), output_padding=(1, 0, 0)),
+        "conv_transpose3d: output_padding",
+    ),
+    "max_pool3d padding past half the undilated window": (
+        lambda lib, x: lib.max_pool3d(x, 3, 1, padding=(0, 2, 0), dilation=2),
+        "max_pool3d: pad should be at most half of kernel size",
+    ),
+    "avg_pool3d padding past half the window": (
+        lambda lib, x: lib.avg_pool3d(x, 2, padding=(2, 0, 0)),
+        "avg_pool3d: pad should be at most half",
+    ),
+    "max_pool3d kernel of two sizes": (
+        lambda lib, x: lib.max_pool3d(x, (2, 2)),
+        "kernel_size must be an int or a 3-tuple",
+    ),
+}
+
+
+def _w(lib, c_out, c_in):
+    shape = (c_out, c_in, 3, 3, 3)
+    return engine.ones(*shape) if lib is F else torch.ones(shape)
+
+
+@pytest.mark.parametrize("case", list(REFUSED_3D))
+def test_3d_ops_refuse_what_pytorch_refuses(case):
+    call, message = REFUSED_3D[case]
+    x = np.ones((1, 2, 5, 5, 5), np.float32)
+    with pytest.raises(RuntimeError):
+        call(torch.nn.functional, torch.from_numpy(x))
+    with pytest.raises(RuntimeError, match=message):
+        call(F, engine.tensor(x))
