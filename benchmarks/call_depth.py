@@ -11,6 +11,9 @@ channel Conv2d on a (2, 8, 16, 16) input, after a warm-up call:
 - files: the distinct project source files touched at all (all files, NumPy's too, apart);
 - calls: Python function calls (all), and calls into C (NumPy/CuPy functions, builtins).
 
+The third row is the functional op alone, ``F.conv2d`` on the same tensors: where a count of
+Chainer's ``F.convolution_2d`` starts (no layer, no ``Module.__call__``).
+
 The issue's goal for the conv path is a forward in at most 6 frames across at most 4 files.
 ``--verbose`` prints the deepest stack and the files.
 """
@@ -23,6 +26,7 @@ import sys
 from typing import Callable
 
 import engine
+import engine.functional as F
 import layers
 
 
@@ -115,6 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     fwd = measure(forward)
     loss = out["y"].sum()
 
+    def functional() -> None:
+        F.conv2d(x, conv.weight, conv.bias, 1, 1)
+
+    # The op without the layer: where Chainer's count starts (F.convolution_2d).
+    fn = measure(functional)
+
     def backward() -> None:
         loss.backward()
 
@@ -123,14 +133,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"layers.Conv2d(8, 8, 3, padding=1) on {args.device}, input (2, 8, 16, 16)")
     print(f"{'pass':<10}{'frames':>8}{'in files':>10}{'files':>7}{'all frames':>12}"
           f"{'all files':>11}{'calls':>7}{'C calls':>9}")  # fmt: skip
-    for name, c in (("forward", fwd), ("backward", bwd)):
+    for name, c in (("forward", fwd), ("backward", bwd), ("F.conv2d", fn)):
         path_files = len({f.split(":")[0] for f in c.deepest_own})
         print(
             f"{name:<10}{c.max_own_depth:>8}{path_files:>10}{len(_own_files(c)):>7}"
             f"{c.max_depth:>12}{len(c.files):>11}{c.calls:>7}{c.c_calls:>9}"
         )
     if args.verbose:
-        for name, c in (("forward", fwd), ("backward", bwd)):
+        for name, c in (("forward", fwd), ("backward", bwd), ("F.conv2d", fn)):
             print(f"\n{name}: deepest stack of project frames")
             for i, f in enumerate(c.deepest_own, 1):
                 print(f"  {i:2d} {f}")
