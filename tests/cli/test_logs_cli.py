@@ -37,6 +37,16 @@ def test_gan_run_writes_tensorboard_scalars_images_settings_and_curves(tmp_path)
     assert {"lr/generator", "lr/discriminator"} & scalars or "lr" in scalars
     assert [e.value for e in acc.Scalars("epoch")] == [1.0, 2.0]
     assert len(acc.Images("samples")) == 2
+    # Step counts: every scalar at the global step; epoch tags and the grid at each epoch's end,
+    # step tags every 20 steps of an epoch and at its end (1,438 digits: 22 batches of 64).
+    per_epoch = json.loads((out / "metrics.json").read_text())["steps"] // 2
+    assert per_epoch == 1438 // 64
+    ends = [per_epoch, 2 * per_epoch]
+    points = sorted({e * per_epoch + k for e in (0, 1) for k in (20, per_epoch)})
+    for tag in scalars:
+        steps = [e.step for e in acc.Scalars(tag)]
+        assert steps == (points if tag.startswith(("step/", "lr")) else ends), tag
+    assert [e.step for e in acc.Images("samples")] == ends
     settings = acc.Tensors("settings/text_summary")[0].tensor_proto.string_val[0].decode()
     assert '"loss": "bce"' in settings and '"task": "gan"' in settings
     assert [int(r["epoch"]) for r in _rows(out / "metrics.csv")] == [1, 2]
