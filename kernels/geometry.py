@@ -131,7 +131,7 @@ def ntuple(value: IntPair, n: int, name: str, minimum: int) -> tuple[int, ...]:
         if len(value) != n:
             kind = "pair" if n == 2 else f"{n}-tuple"
             raise GeometryError(f"{name} must be an int or a {kind} of ints, got {value!r}")
-        out = tuple(int(v) for v in value)
+        out = tuple(map(int, value))
     else:
         out = (int(value),) * n
     if min(out) < minimum:
@@ -182,7 +182,7 @@ def _check_dims(name: str, shape: Sequence[int], layout: Sequence[str], what: st
             f"{name}: expected a {len(layout)}-D ({', '.join(layout)}) {what}, "
             f"got shape {tuple(shape)}"
         )
-    return tuple(int(v) for v in shape)
+    return tuple(map(int, shape))
 
 
 def check_4d(name: str, x_shape: Sequence[int], what: str = "input") -> tuple[int, ...]:
@@ -191,7 +191,7 @@ def check_4d(name: str, x_shape: Sequence[int], what: str = "input") -> tuple[in
 
 def _check_conv_channels(name: str, x_shape, w_shape, groups: int) -> None:
     """A conv's weight (C_out, C/groups, ...) against its input (N, C, ...)."""
-    C, (Co, Cg) = int(x_shape[1]), (int(v) for v in w_shape[:2])
+    C, (Co, Cg) = int(x_shape[1]), map(int, w_shape[:2])
     if C % groups or Co % groups or Cg * groups != C:
         raise GeometryError(
             f"{name}: input of shape {tuple(x_shape)} has {C} channels and weight of shape "
@@ -259,7 +259,7 @@ def conv2d(
     dy, dx = pair(dilation, "dilation", 1)
     groups = _groups(groups)
     _check_conv_channels(name, x_shape, w_shape, groups)
-    Co, _, kh, kw = (int(v) for v in w_shape)
+    Co, _, kh, kw = map(int, w_shape)
     out = (out_size(H, kh, sy, ph, dy), out_size(W, kw, sx, pw, dx))
     _check_out(
         name, out, x_shape, kernel=(kh, kw), stride=(sy, sx), padding=(ph, pw), dilation=(dy, dx)
@@ -311,7 +311,7 @@ def conv_transpose2d(
     groups = _groups(groups)
     _check_transpose_channels(name, x_shape, w_shape, groups)
     _check_output_padding(name, op, s, d)
-    Ci, Cog, kh, kw = (int(v) for v in w_shape)
+    Ci, Cog, kh, kw = map(int, w_shape)
     out = tuple(map(transposed_size, (H, W), (kh, kw), s, p, d, op))
     _check_out(
         name, out, x_shape, kernel=(kh, kw), stride=s, padding=p, dilation=d, output_padding=op
