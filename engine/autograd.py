@@ -221,8 +221,8 @@ class Function:
         if single:
             self._outputs = (weakref.ref(outputs[0]),)
             return outputs[0]
-        self._outputs = tuple(weakref.ref(o) for o in outputs)
-        self._out_meta = tuple((y.shape, y.dtype) for y in ys)  # zero grads for unused outputs
+        self._outputs = tuple([weakref.ref(o) for o in outputs])
+        self._out_meta = tuple([(y.shape, y.dtype) for y in ys])  # zero grads for unused outputs
         return tuple(outputs)
 
     def forward(self, *xs):
@@ -243,13 +243,13 @@ class Function:
         """
         if _mode.grad_enabled:
             return self.inputs, gy
-        return tuple(t.array for t in self.inputs), gy.array
+        return tuple([t.array for t in self.inputs]), gy.array  # a list: one call, not one per item
 
     def results(self, gy, *grads):
         """The gradients a formula on `operands` computed, as Tensors (None stays None)."""
         if _mode.grad_enabled:
             return grads
-        return tuple(None if g is None else gy._new(g, gy.device) for g in grads)
+        return tuple([None if g is None else gy._new(g, gy.device) for g in grads])
 
     def output(self):
         """The (single) output tensor; alive whenever backward reaches this function.
@@ -267,7 +267,7 @@ class Function:
         return out
 
     def outputs_alive(self):
-        return tuple(r() for r in self._outputs)
+        return tuple([r() for r in self._outputs])
 
     @property
     def name(self) -> str:
