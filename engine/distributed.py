@@ -35,6 +35,7 @@ __all__ = [
     "destroy_process_group",
     "get_rank",
     "get_world_size",
+    "is_main_process",
     "get_local_rank",
     "get_backend",
     "local_device",
@@ -234,6 +235,12 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     return _require().size
+
+
+def is_main_process() -> bool:
+    """Whether this process writes files and logs: rank 0 of an initialized group, or the one
+    process when no group was initialized (single-process code needs no change)."""
+    return _group is None or _group.rank == 0
 
 
 def get_local_rank() -> int:

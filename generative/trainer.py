@@ -45,7 +45,16 @@ Where the cross-cutting parts attach (one place each):
   settings. The epoch records hold the learning rates (`lr`, or `lr/<optimizer>` for several).
 - `curves.png`: at the end of `fit`, when `out_dir` is set, every numeric history drawn by
   matplotlib (`dataio.plots.plot_curves`, one panel per group: losses, accuracy, lr).
-- `is_main_process`: only the main process (rank 0 of `engine.distributed`) writes files and logs.
+- ranks: under `engine.distributed` with more than one rank (`tensortape launch`, `--nproc`),
+  `fit` wraps every network in `DistributedDataParallel` (rank 0's weights broadcast, gradients
+  averaged over the ranks in every `backward`), gives each rank its shard of the loader (a
+  `DistributedSampler`; the loader's `batch_size` is the global batch and must divide by the
+  number of ranks), seeds each epoch's random draws from (seed, rank, epoch) so ranks draw
+  different noise and a resumed run continues exactly (cpu), and `is_main_process`
+  (`engine.distributed.is_main_process()`) is rank 0 alone: only it shows bars and writes
+  samples, metrics.json, logs and checkpoints. Each rank's history holds its own losses;
+  BatchNorm statistics stay per rank (use `layers.SyncBatchNorm` in the network for whole-batch
+  statistics).
 
 Optional hooks: `preview()` (images for the per-epoch grid; default `sample(64)`), `config()`
 (JSON-able hyper-parameters for checkpoints and metrics.json), `extra_state()` /
@@ -92,7 +101,10 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy
+
 import engine
+import engine.distributed
 from dataio.files import atomic_write
 from engine import Tensor
 
@@ -273,6 +285,7 @@ class Trainer:
         # {"task": "gan", "dataset": "digits"}, so a checkpoint says how to rebuild its trainer.
         self.checkpoint_meta: dict[str, Any] = {}
         self._loader_state: dict | None = None  # from a checkpoint, for the next fit()
+        self._ddp: dict[str, Any] = {}  # name -> DistributedDataParallel, in a multi-rank fit
 
     # ---------------------------------------------------------------------------------------
     # The subclass contract
@@ -309,9 +322,7 @@ class Trainer:
     def is_main_process(self) -> bool:
         """Whether this process writes files and logs (and shows bars): rank 0 of a
         multi-process run (`engine.distributed`), the only process otherwise."""
-        from engine import distributed  # noqa: PLC0415  (never imports mpi4py by itself)
-
-        return not distributed.is_initialized() or distributed.get_rank() == 0
+        return engine.distributed.is_main_process()
 
     def learning_rates(self) -> dict[str, float]:
         """The first parameter group's lr of each optimizer: {"lr": ...} for one optimizer,
@@ -369,6 +380,7 @@ class Trainer:
         """Train until `epochs` epochs are complete in total; returns the histories."""
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        loader = self._distribute(loader)
         if self._loader_state is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(self._loader_state)
         self._loader_state = None
@@ -379,6 +391,8 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 start = time.perf_counter()
+                if self._ddp:
+                    self._seed_rank_epoch(loader)
                 rates = self.learning_rates()  # the epoch's rates, before the schedulers step
                 means = self._run_epoch(loader, epochs)
                 for scheduler in self.schedulers.values():
@@ -395,6 +409,51 @@ class Trainer:
         if self.out_dir is not None and self.is_main_process and self.history["epoch"]:
             self.plot_curves(self.out_dir / "curves.png")
         return self.history
+
+    def _distribute(self, loader: Iterable) -> Iterable:
+        """In a multi-rank run: DDP around every network (once) and this rank's shard of
+        `loader` (an engine DataLoader without a sampler); otherwise `loader` unchanged."""
+        world = _world_size()
+        if world == 1:
+            return loader
+        from engine.data import DataLoader, DistributedSampler  # noqa: PLC0415
+        from layers.parallel import DistributedDataParallel  # noqa: PLC0415
+
+        for name, network in self.networks.items():
+            if name not in self._ddp:
+                self._ddp[name] = DistributedDataParallel(network, broadcast_buffers=False)
+        if not isinstance(loader, DataLoader) or loader.sampler is not None:
+            return loader
+        if loader.batch_size % world:
+            raise ValueError(
+                f"batch size {loader.batch_size} is the global batch of {world} ranks and must "
+                f"divide by {world}"
+            )
+        sampler = DistributedSampler(
+            loader.dataset, shuffle=loader.shuffle, seed=self._base_seed(),
+            drop_last=loader.drop_last,
+        )  # fmt: skip
+        return DataLoader(
+            loader.dataset, loader.batch_size // world, drop_last=loader.drop_last,
+            device=loader.device, sampler=sampler,
+        )  # fmt: skip
+
+    def _base_seed(self) -> int:
+        """The run's seed, fixed at the first multi-rank fit (reseeding changes initial_seed)."""
+        if getattr(self, "_rank_seed", None) is None:
+            self._rank_seed = self.seed if self.seed is not None else engine.random.initial_seed()
+        return self._rank_seed
+
+    def _seed_rank_epoch(self, loader: Any) -> None:
+        """Each rank's draws this epoch from (seed, rank, epoch): they differ between ranks (or
+        N ranks would train like one) and do not depend on where a run was resumed."""
+        rank = engine.distributed.get_rank()
+        seed = self._base_seed()
+        engine.random.manual_seed(
+            int(numpy.random.SeedSequence([seed, rank, self.epoch]).generate_state(1)[0])
+        )
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+            loader.sampler.set_epoch(self.epoch)
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in (*self.callbacks, *self._loggers):
@@ -583,6 +642,11 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint written by `save_checkpoint`, onto `self.device`."""
         self.load_state_dict(engine.load(path, map_location=self.device))
+
+
+def _world_size() -> int:
+    dist = engine.distributed
+    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def _empty_epoch_message(loader: Any, epoch: int) -> str:

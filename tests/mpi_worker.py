@@ -342,6 +342,57 @@ def cuda(rank, world, args):
     return res
 
 
+# The Trainer on ranks --------------------------------------------------------------------------
+
+
+def _trainer_run(out, epochs, batch, resume_from=None):
+    from engine.data import DataLoader, TensorDataset
+    from generative.trainer import Trainer
+
+    class MLPTrainer(Trainer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+            self.networks = {"net": self.net}
+            self.optimizers = {"sgd": optim.SGD(self.net.parameters(), lr=0.1, momentum=0.9)}
+
+        def train_step(self, batch):
+            x, y = batch
+            loss = F.cross_entropy(self.net(x + 0.01 * engine.randn_like(x)), y)
+            self.optimizers["sgd"].zero_grad()
+            self.backward(loss)
+            self.step(self.optimizers["sgd"])
+            return {"loss": loss}
+
+        def preview(self):
+            return None
+
+    rng = np.random.default_rng(4)
+    data = TensorDataset(rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64))
+    t = MLPTrainer(device="cpu", seed=0, out_dir=out, progress=False)
+    if resume_from:
+        t.load_checkpoint(resume_from)
+    t.fit(DataLoader(data, batch, shuffle=False), epochs)
+    return t
+
+
+@case
+def trainer(rank, world, args):
+    """2 ranks x 4 == 1 process x 8 without noise; rank 0 alone writes; resume is exact."""
+    import os.path as osp
+
+    out = args[0]
+    mine = osp.join(out, f"run_rank{rank}")
+    t = _trainer_run(mine, 2, 8)
+    res = {"wrote": osp.exists(mine), "identical": _replicas_identical(t.net)}
+    part = osp.join(out, "part")
+    _trainer_run(part if rank == 0 else osp.join(out, "part_rank1"), 1, 8)
+    dist.barrier()
+    resumed = _trainer_run(None, 2, 8, resume_from=osp.join(part, "checkpoint.npz"))
+    res["resume_diff"] = float(np.abs(_flat(resumed.net) - _flat(t.net)).max())
+    return res
+
+
 # Evaluation, failures ------------------------------------------------------------------------
 
 
@@ -386,7 +437,7 @@ def main() -> None:
         cuda_sim.install()
     dist.init_process_group(os.environ.get("TENSORTAPE_TEST_BACKEND") or None)
     rank, world = dist.get_rank(), dist.get_world_size()
-    result = CASES[name](rank, world, sys.argv[3:])
+    result = CASES[name](rank, world, sys.argv[3:] if name != "trainer" else [out])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
 
