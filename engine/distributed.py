@@ -39,6 +39,7 @@ __all__ = [
     "get_local_rank",
     "get_backend",
     "local_device",
+    "is_mpi_launched",
     "all_reduce",
     "broadcast",
     "all_gather",
@@ -96,7 +97,8 @@ def is_initialized() -> bool:
     return _group is not None
 
 
-def _launched() -> bool:
+def is_mpi_launched() -> bool:
+    """Whether an MPI launcher (mpiexec, srun) started this process as one rank of a job."""
     return any(v in os.environ for v in _LAUNCHER_VARS)
 
 
@@ -126,7 +128,7 @@ def init_process_group(backend: str | None = None, **_ignored) -> None:
         raise RuntimeError("init_process_group was already called (destroy_process_group first)")
     if backend not in (None, "mpi", "nccl"):
         raise ValueError(f"unknown backend {backend!r}: expected 'mpi', 'nccl' or None")
-    if not _launched():
+    if not is_mpi_launched():
         _group = _Group(backend or "mpi", None, None, 0, 1, 0, 1)
         return
     MPI = _mpi()

@@ -545,8 +545,12 @@ class Trainer:
         self, path: str | os.PathLike, images: Tensor | None = None, nrow: int | None = None
     ) -> None:
         """Write `images` (default: `preview()`) as a PNG grid, `nrow` images per row, each cell
-        upscaled by nearest neighbour so small images are legible (`dataio.images.save_grid`)."""
+        upscaled by nearest neighbour so small images are legible (`dataio.images.save_grid`);
+        rank 0 alone writes files."""
         from dataio.images import save_grid  # noqa: PLC0415
+
+        if not self.is_main_process:
+            return
 
         if images is None:
             images = self.preview()
@@ -576,6 +580,8 @@ class Trainer:
 
     def write_metrics(self, path: str | os.PathLike) -> None:
         """metrics.json, atomically, as strict JSON (NaN/inf anywhere become null)."""
+        if not self.is_main_process:
+            return
         text = json.dumps(_json_safe(self.metrics()), indent=1, allow_nan=False)
         _atomic_write_text(Path(path), text + "\n")
 
@@ -636,7 +642,10 @@ class Trainer:
         self.load_extra_state(state.get("extra") or {})
 
     def save_checkpoint(self, path: str | os.PathLike, loader: Any = None) -> None:
-        """`engine.save` of `state_dict(loader)` (atomic: a crash keeps the previous file)."""
+        """`engine.save` of `state_dict(loader)` (atomic: a crash keeps the previous file);
+        rank 0 alone writes."""
+        if not self.is_main_process:
+            return
         engine.save(self.state_dict(loader), path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:

@@ -225,9 +225,25 @@ def _bench(args) -> None:
     )
 
 
-def _dispatch(args) -> int:
+def _train(args, argv: list[str]) -> int:
+    from engine import distributed  # noqa: PLC0415
+
+    from . import launch  # noqa: PLC0415
+
+    if not distributed.is_mpi_launched():
+        if args.nproc > 1:  # data parallel: this same command on N ranks under mpiexec
+            return launch.train_on_ranks(args.nproc, argv)
+    else:  # one rank of `--nproc N`, or of `mpiexec -n N python -m mpi4py -m tensortape`
+        launch.join_ranks(args.nproc)
+        if args.device == "auto":
+            args.device = distributed.local_device()
+    task_module(args.task).run(args)
+    return 0
+
+
+def _dispatch(args, argv: list[str]) -> int:
     if args.verb == "train":
-        task_module(args.task).run(args)
+        return _train(args, argv)
     elif args.verb in ("sample", "mix"):
         task = _generator_checkpoint(args, args.verb)
         _prepare_image_out(args)
@@ -270,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     memory.configure_from_env()  # keep freed host memory for the next step (README)
     prog = " ".join(["tensortape", args.verb] + ([args.task] if args.verb == "train" else []))
     try:
-        code = _dispatch(args)
+        code = _dispatch(args, argv)
     except UsageError as e:
         if args.debug:
             raise

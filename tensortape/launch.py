@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .tasks.common import RunError, positive_int
+from .tasks.common import RunError, UsageError, positive_int
 
 
 def add_arguments(parser) -> None:
@@ -60,9 +60,32 @@ def command(args) -> list[str]:
     return cmd + [sys.executable, "-m", "mpi4py", args.script, *args.script_args]
 
 
-def run(args) -> int:
+def _env(nproc: int) -> dict:
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:  # share this machine's cores between its ranks
-        threads = str(max(1, (os.cpu_count() or 1) // args.nproc))
+        threads = str(max(1, (os.cpu_count() or 1) // nproc))
         env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    return subprocess.call(command(args), env=env)
+    return env
+
+
+def run(args) -> int:
+    return subprocess.call(command(args), env=_env(args.nproc))
+
+
+def train_on_ranks(nproc: int, argv: list[str]) -> int:
+    """`tensortape train ... --nproc N` outside an MPI job: the same command on N ranks."""
+    cmd = [str(mpiexec()), "-n", str(nproc), sys.executable, "-m", "mpi4py", "-m", "tensortape"]
+    return subprocess.call(cmd + list(argv), env=_env(nproc))
+
+
+def join_ranks(nproc: int) -> None:
+    """In a rank of an MPI job: join the process group; ranks > 0 print nothing (rank 0 shows
+    the bars and summaries; errors still reach stderr)."""
+    from engine import distributed as dist  # noqa: PLC0415
+
+    dist.init_process_group()
+    world = dist.get_world_size()
+    if nproc > 1 and world != nproc:
+        raise UsageError(f"--nproc {nproc} but this MPI job has {world} ranks")
+    if dist.get_rank() > 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)

@@ -24,6 +24,7 @@ import numpy
 import engine
 from dataio.plots import save_latent_plot
 from engine.data import DataLoader, TensorDataset
+from engine.distributed import is_main_process
 from generative.autoencoder import Autoencoder, encode_dataset
 from generative.autoencoder_trainer import AutoencoderTrainer
 from generative.encoders import DEFAULT_WIDTH, build_networks
@@ -149,7 +150,8 @@ def run(args) -> dict:
     # The evaluation draws must not move the random state a later --resume continues from.
     with rng_state_preserved():
         trainer.summary.update(final_metrics(trainer, test_set, args))
-        write_pictures(trainer, test_set, out)
+        if is_main_process():  # rank 0 alone writes files
+            write_pictures(trainer, test_set, out)
     trainer.write_metrics(out / "metrics.json")
     trainer.save_checkpoint(ckpt, loader)
     _print_summary(args.task, trainer.summary, out)

@@ -281,8 +281,13 @@ def _plain(value) -> bool:
 
 
 def save_square_grid(images, path) -> None:
-    """Images clipped to [0, 1] as a PNG grid about as wide as it is tall (cells upscaled)."""
+    """Images clipped to [0, 1] as a PNG grid about as wide as it is tall (cells upscaled;
+    rank 0 alone writes)."""
     from dataio.images import save_grid  # noqa: PLC0415
+    from engine.distributed import is_main_process  # noqa: PLC0415
+
+    if not is_main_process():
+        return
 
     nrow = max(1, round(images.shape[0] ** 0.5))
     save_grid(images.cpu().numpy(), path, nrow=nrow)
@@ -336,10 +341,20 @@ def add_common_arguments(
         help="run logs in OUT: TensorBoard event files and metrics.csv, metrics.csv only, or "
         "none (default: tensorboard when tensorboardX is installed, else csv)",
     )
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="train data-parallel on N ranks (mpiexec); --batch-size is then the global batch",
+    )
 
 
 def update_json(path: Path, extra: dict) -> None:
-    """Merge `extra` into a JSON file written by a trainer (atomically)."""
+    """Merge `extra` into a JSON file written by a trainer (atomically; rank 0 alone)."""
+    from engine.distributed import is_main_process  # noqa: PLC0415
+
+    if not is_main_process():
+        return
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(extra)
     write_json(path, data)

@@ -18,6 +18,7 @@ import argparse
 
 import engine
 from engine.data import DataLoader
+from engine.distributed import is_main_process
 from generative.stylegan import RECIPES, StyleGAN, build_stylegan
 from generative.trainer import rng_state_preserved
 
@@ -112,7 +113,8 @@ def run(args) -> dict:
     resume(trainer, out, args)
     trainer.fit(loader, args.epochs)
     with rng_state_preserved():  # the picture must not move the resumable state
-        _save_mix(trainer, out / "mix.png", n=6, layers="coarse", seed=args.seed)
+        if is_main_process():  # rank 0 alone writes files
+            _save_mix(trainer, out / "mix.png", n=6, layers="coarse", seed=args.seed)
     update_json(out / "metrics.json", {"settings": used})
     metrics = trainer.metrics()
     last = {k: v[-1] for k, v in metrics["history"].items() if v}

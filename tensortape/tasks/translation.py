@@ -22,6 +22,7 @@ from typing import Any
 
 import engine
 from engine.data import DataLoader
+from engine.distributed import is_main_process
 from generative.cyclegan import (
     CYCLEGAN_RECIPES,
     UnpairedLoader,
@@ -198,7 +199,8 @@ def run(args) -> dict:
     used = {**recipe, **overrides, "epochs": epochs, "batch_size": batch_size, "l1_only": l1_only}
     metrics = {**model.metrics(), "task": task, "dataset": args.dataset, "device": str(device),
                "settings": used, "test": test}  # fmt: skip
-    write_json(out / "metrics.json", metrics)
+    if is_main_process():  # rank 0 alone writes files
+        write_json(out / "metrics.json", metrics)
     model.save_checkpoint(ckpt, loader)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
     print(f"{task}: {shown} -> {out}/samples.png, {out}/metrics.json, {out}/checkpoint.npz")

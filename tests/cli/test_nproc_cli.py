@@ -1,0 +1,53 @@
+"""`tensortape train classifier --nproc 2`: one set of outputs (rank 0's), the accuracy of the
+one-process run with the same global batch, and --resume on 2 ranks (subprocesses with timeouts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import requires_mpi
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _train(out, *args, timeout=300):
+    cmd = [sys.executable, "-m", "tensortape", "train", "classifier", "--model", "mlp"]
+    cmd += ["--batch-size", "32", "--out", str(out), "--no-progress", "--device", "cpu", *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads((out / "metrics.json").read_text())
+
+
+def _accuracy(metrics):
+    return metrics["history"]["test_accuracy"][-1]
+
+
+@requires_mpi
+def test_classifier_on_two_ranks_matches_one_process_and_resumes(tmp_path):
+    _, one = _train(tmp_path / "one", "--epochs", "2")
+    proc, two = _train(tmp_path / "two", "--epochs", "1", "--nproc", "2")
+    assert two["epochs"] == 1
+    summaries = [line for line in proc.stdout.splitlines() if "accuracy" in line.lower()]
+    assert len(summaries) <= 1  # rank 1 prints nothing
+    proc, two = _train(tmp_path / "two", "--epochs", "2", "--nproc", "2", "--resume")
+    assert two["epochs"] == 2 and len(two["history"]["epoch"]) == 2
+    assert abs(_accuracy(two) - _accuracy(one)) < 0.05  # same global batch: within noise
+    assert _accuracy(two) > 0.85
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir()
+    )  # one set of outputs, nothing per rank
+
+
+@requires_mpi
+def test_global_batch_must_divide_by_the_ranks(tmp_path):
+    cmd = [sys.executable, "-m", "tensortape", "train", "classifier", "--model", "mlp"]
+    cmd += ["--batch-size", "33", "--nproc", "2", "--epochs", "1", "--out", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0
+    assert "batch size 33 is the global batch of 2 ranks and must divide by 2" in proc.stderr
