@@ -271,8 +271,9 @@ def resume(trainer, out: Path, args, plan=None) -> Path:
                 f"(--epochs is the total to reach)"
             )
         note = plan(trainer, args.epochs, ckpt) if plan is not None else ""
-        print(f"resuming {ckpt}: epoch {trainer.epoch} done, training to {args.epochs}{note}",
-              file=sys.stderr)  # fmt: skip
+        if trainer.is_main_process:  # said once, by rank 0
+            print(f"resuming {ckpt}: epoch {trainer.epoch} done, training to {args.epochs}{note}",
+                  file=sys.stderr)  # fmt: skip
     return ckpt
 
 

@@ -1,5 +1,6 @@
-"""`tensortape train classifier --nproc 2`: one set of outputs (rank 0's), the accuracy of the
-one-process run with the same global batch, and --resume on 2 ranks (subprocesses with timeouts)."""
+"""`tensortape train <verb> --nproc 2`: one set of outputs (rank 0's), the accuracy of the
+one-process run with the same global batch, and --resume on 2 ranks equal to the uninterrupted
+run (subprocesses with timeouts)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from helpers import requires_mpi
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _train(out, *args, timeout=300):
-    cmd = [sys.executable, "-m", "tensortape", "train", "classifier", "--model", "mlp"]
-    cmd += ["--batch-size", "32", "--out", str(out), "--no-progress", "--device", "cpu", *args]
+def _train(verb, out, *args, timeout=300):
+    cmd = [sys.executable, "-m", "tensortape", "train", verb, "--out", str(out), "--no-progress"]
+    cmd += ["--device", "cpu", *args]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,19 +36,31 @@ def _accuracy(metrics):
 
 
 @requires_mpi
-def test_classifier_on_two_ranks_matches_one_process_and_resumes(tmp_path):
-    _, one = _train(tmp_path / "one", "--epochs", "2")
-    proc, two = _train(tmp_path / "two", "--epochs", "1", "--nproc", "2")
-    assert two["epochs"] == 1
-    summaries = [line for line in proc.stdout.splitlines() if "accuracy" in line.lower()]
-    assert len(summaries) <= 1  # rank 1 prints nothing
-    proc, two = _train(tmp_path / "two", "--epochs", "2", "--nproc", "2", "--resume")
+def test_classifier_on_two_ranks_matches_one_process(tmp_path):
+    args = ["--model", "mlp", "--batch-size", "32", "--epochs", "2"]
+    _, one = _train("classifier", tmp_path / "one", *args)
+    proc, two = _train("classifier", tmp_path / "two", *args, "--nproc", "2")
     assert two["epochs"] == 2 and len(two["history"]["epoch"]) == 2
+    summaries = [line for line in proc.stdout.splitlines() if "accuracy" in line.lower()]
+    assert len(summaries) == 1  # rank 0's summary; rank 1 prints nothing
     assert abs(_accuracy(two) - _accuracy(one)) < 0.05  # same global batch: within noise
     assert _accuracy(two) > 0.85
     assert _kinds(tmp_path / "two") == _kinds(tmp_path / "one")  # one set, nothing per rank
     events = [p for p in (tmp_path / "two").iterdir() if p.name.startswith("events.out.")]
-    assert len(events) == 2  # rank 0's writer in the first run and in the resumed one
+    assert len(events) == 1  # rank 0's writer alone
+
+
+@requires_mpi
+def test_resume_on_two_ranks_equals_the_uninterrupted_run(tmp_path):
+    args = ["--logger", "none", "--nproc", "2"]
+    _, whole = _train("ae", tmp_path / "whole", "--epochs", "2", *args)
+    _train("ae", tmp_path / "part", "--epochs", "1", *args)
+    proc, resumed = _train("ae", tmp_path / "part", "--epochs", "2", "--resume", *args)
+    assert proc.stderr.count("resuming") == 1  # said once, by rank 0
+    for key, values in whole["history"].items():
+        if key != "seconds":
+            assert resumed["history"][key] == values, key  # exactly (cpu)
+    assert resumed["test_loss"] == whole["test_loss"]
 
 
 @requires_mpi
