@@ -33,13 +33,15 @@ bench: $(STAMP)
 
 # The README's pictures and result numbers (docs/img/*.png, *.json, vae_report.md): every report
 # trains its models from scratch, ours and the PyTorch prototypes, on the CPU with seed 0
-# (about 10 minutes on 2 cores); the last draws a GAN run's TensorBoard scalars and images.
+# (about 15 minutes on 2 cores); then a GAN run's TensorBoard picture and the demo's curves.
 docs-img: $(STAMP)
 	@$(PY) reports/gan_report.py --device cpu --torch --quiet --json docs/img/gan_report.json
 	@$(PY) reports/translation_report.py --device cpu --torch --quiet
 	@$(PY) reports/stylegan_report.py --device cpu --torch --quiet --json docs/img/stylegan_report.json
 	@$(PY) reports/vae_report.py
 	@$(PY) reports/tensorboard_figure.py --train-gan
+	@$(VENV)/bin/tensortape train classifier --model cnn --device cpu --no-progress --out runs/demo --overwrite
+	@cp runs/demo/curves.png docs/img/cnn_curves.png
 
 # On a CUDA machine: CuPy with its CUDA libraries (the cuda12 extra; CUDA=cuda13 for a CUDA 13
 # driver), the suite on cuda and the benchmarks vs PyTorch CUDA, written to runs/gpu-check/.
