@@ -47,6 +47,8 @@ def test_gan_run_writes_tensorboard_scalars_images_settings_and_curves(tmp_path)
         steps = [e.step for e in acc.Scalars(tag)]
         assert steps == (points if tag.startswith(("step/", "lr")) else ends), tag
     assert [e.step for e in acc.Images("samples")] == ends
+    grid = acc.Images("samples")[-1]  # 64 digits in rows of 8, upscaled x4 as samples.png
+    assert (grid.width, grid.height) == (8 * 34 + 2, 8 * 34 + 2)
     settings = acc.Tensors("settings/text_summary")[0].tensor_proto.string_val[0].decode()
     assert '"loss": "bce"' in settings and '"task": "gan"' in settings
     assert [int(r["epoch"]) for r in _rows(out / "metrics.csv")] == [1, 2]
