@@ -43,6 +43,8 @@ __all__ = [
     "all_reduce",
     "broadcast",
     "all_gather",
+    "broadcast_bytes",
+    "abort_at_exit",
     "barrier",
 ]
 
@@ -215,6 +217,19 @@ def destroy_process_group() -> None:
             g.leave_req = g.ctrl.Irecv(g.leave_buf, source=MPI.ANY_SOURCE, tag=_LEAVE_TAG)
     for c in (g.comm, g.ctrl):
         c.Free()
+
+
+def abort_at_exit(status: int = 1) -> None:
+    """This rank ends with an error it has already reported (the CLI's one line): abort the
+    whole job when it exits, with `status`, instead of leaving the group (the others would
+    then fail in their next collective with a message about this rank's leaving)."""
+    global _failed
+    if _group is None or _group.comm is None:
+        return
+    from mpi4py.run import set_abort_status
+
+    _failed = True
+    set_abort_status(status)
 
 
 def _leave_at_exit() -> None:
@@ -519,3 +534,26 @@ def barrier(group=None) -> None:
         return
     g.calls += 1
     _wait(g, g.comm.Ibarrier(), "barrier")
+
+
+def broadcast_bytes(data: bytes | None, src: int = 0) -> bytes:
+    """Rank `src`'s `data` on every rank (the others pass None): its length, then the bytes, as
+    uint8 host buffers (MPI's buffer calls, never pickle). What `--resume` on N ranks uses so
+    that rank 0 alone reads the checkpoint file: no shared filesystem is assumed."""
+    g = _require()
+    if not 0 <= src < g.size:
+        raise ValueError(f"broadcast_bytes: src={src} is not a rank of a world of size {g.size}")
+    if g.rank == src and not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"broadcast_bytes: rank {src} must pass bytes, got {type(data).__name__}")
+    if g.size == 1:
+        return bytes(data)
+    length = numpy.array([len(data) if g.rank == src else 0], numpy.int64)
+    g.calls += 1
+    _wait(g, g.comm.Ibcast(length, root=src), "broadcast_bytes")
+    if g.rank == src:
+        buf = numpy.frombuffer(bytes(data), numpy.uint8).copy()
+    else:
+        buf = numpy.empty(int(length[0]), numpy.uint8)
+    g.calls += 1
+    _wait(g, g.comm.Ibcast(buf, root=src), "broadcast_bytes")
+    return buf.tobytes()

@@ -15,7 +15,7 @@ import sys
 import warnings
 import zipfile
 import zlib
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy
 
@@ -159,14 +159,19 @@ class _Decoder:
         raise ValueError(f"corrupt checkpoint: unknown node type {kind!r}")
 
 
-def load(path: str | os.PathLike, map_location=None) -> Any:
+def load(path: str | os.PathLike | BinaryIO, map_location=None) -> Any:
     """Load what `save` wrote; Tensors go to `map_location` or their saved device.
 
+    `path` may also be a binary file object (as torch.load's), e.g. an `io.BytesIO` of the bytes
+    that rank 0 read and broadcast; messages then name its `name` attribute.
     A file that is not a readable checkpoint (empty, truncated, random bytes, another format)
     raises ValueError naming `path` and what is wrong; a missing file FileNotFoundError.
     """
+    source = path
+    if not isinstance(path, (str, os.PathLike)):
+        path = getattr(path, "name", "<checkpoint bytes>")
     try:
-        npz = numpy.load(path, allow_pickle=False)
+        npz = numpy.load(source, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except EOFError:

@@ -92,6 +92,7 @@ A minimal subclass::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -120,6 +121,7 @@ __all__ = [
     "frozen",
     "evaluating",
     "rng_state_preserved",
+    "read_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "tensortape-trainer"
@@ -649,8 +651,33 @@ class Trainer:
         engine.save(self.state_dict(loader), path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint written by `save_checkpoint`, onto `self.device`."""
-        self.load_state_dict(engine.load(path, map_location=self.device))
+        """Restore a checkpoint written by `save_checkpoint`, onto `self.device` (on ranks: the
+        file rank 0 read and broadcast, see `read_checkpoint`)."""
+        self.load_state_dict(read_checkpoint(path, map_location=self.device))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = None) -> Any:
+    """`engine.load(path, map_location)`; in a multi-rank run rank 0 alone reads and decodes
+    the file (its errors are rank 0's alone, and end the job), then broadcasts its bytes and
+    every other rank decodes them: the state (networks, optimizers, schedulers, precision, RNG,
+    epoch, histories) is rank 0's everywhere and no shared filesystem is needed."""
+    dist = engine.distributed
+    if _world_size() == 1:
+        return engine.load(path, map_location=map_location)
+    if dist.get_rank() == 0:
+        data = Path(path).read_bytes()
+        state = engine.load(_named_bytes(data, path), map_location=map_location)
+        dist.broadcast_bytes(data, src=0)
+        return state
+    data = dist.broadcast_bytes(None, src=0)
+    return engine.load(_named_bytes(data, path), map_location=map_location)
+
+
+def _named_bytes(data: bytes, path: str | os.PathLike) -> io.BytesIO:
+    """The checkpoint bytes as a file object whose messages name `path`."""
+    f = io.BytesIO(data)
+    f.name = str(path)
+    return f
 
 
 def _world_size() -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 # task name -> module in tensortape.tasks (build_parser imports each one for its options)
 TASKS = {
@@ -266,6 +267,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (RunError, NonFiniteLossError)
 
 
+def _fail(line: str, status: int) -> NoReturn:
+    """The one line on stderr, then exit with `status`; in a rank of `--nproc`, the whole job
+    is aborted (the other ranks may be waiting for this one in a collective)."""
+    from engine import distributed  # noqa: PLC0415
+
+    print(line, file=sys.stderr)
+    distributed.abort_at_exit(status)
+    raise SystemExit(status) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; a user error raises SystemExit (2: usage, 1: anything else)."""
     from .tasks.common import DeprecatedAlias, UsageError  # noqa: PLC0415
@@ -290,18 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if args.debug:
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(f"{prog}: error: {e}", 2)
     except _user_errors() as e:
         if args.debug:
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(f"{prog}: error: {e}", 1)
     except OSError as e:  # a file the user named: unwritable --out, a full disk, ...
         if args.debug or e.filename is None:
             raise
-        print(f"{prog}: error: {e.filename}: {e.strerror}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(f"{prog}: error: {e.filename}: {e.strerror}", 1)
     return code
 
 

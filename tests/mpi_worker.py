@@ -61,7 +61,13 @@ def collectives(rank, world, args):
     w = engine.tensor(np.ones(5), requires_grad=True)
     work = dist.all_reduce(w.detach(), async_op=True)
     work.wait()
+    sent = bytes([0, 1, 2, 3, 255] * 200_000) if rank == 0 else None
+    got = dist.broadcast_bytes(sent, src=0)
+    empty = dist.broadcast_bytes(b"" if rank == 0 else None)
     return {
+        "bytes": list(got),
+        "empty": len(empty),
+        "main": dist.is_main_process(),
         "sum": t.tolist(),
         "max": m.tolist(),
         "avg": avg.tolist(),
@@ -386,11 +392,25 @@ def trainer(rank, world, args):
     t = _trainer_run(mine, 2, 8)
     res = {"wrote": osp.exists(mine), "identical": _replicas_identical(t.net)}
     part = osp.join(out, "part")
-    _trainer_run(part if rank == 0 else osp.join(out, "part_rank1"), 1, 8)
+    _trainer_run(part, 1, 8)  # rank 0 alone writes part/checkpoint.npz
     dist.barrier()
-    resumed = _trainer_run(None, 2, 8, resume_from=osp.join(part, "checkpoint.npz"))
+    # Rank 0 reads the checkpoint and broadcasts it: rank 1's path (on "another machine") does
+    # not exist, and the resumed run still equals the uninterrupted one on every rank.
+    ckpt = osp.join(part, "checkpoint.npz") if rank == 0 else osp.join(out, "absent", "c.npz")
+    resumed = _trainer_run(None, 2, 8, resume_from=ckpt)
     res["resume_diff"] = float(np.abs(_flat(resumed.net) - _flat(t.net)).max())
+    res["resume_momentum_diff"] = float(
+        max(np.abs(a - b).max() for a, b in zip(_momenta(resumed), _momenta(t), strict=True))
+    )
+    res["resume_history"] = resumed.history["loss"] == t.history["loss"]
+    res["resume_steps"] = [resumed.epoch, resumed.global_step, t.epoch, t.global_step]
     return res
+
+
+def _momenta(trainer) -> list:
+    """The optimizer's per-parameter momentum buffers, in parameter order."""
+    state = trainer.optimizers["sgd"].state_dict()["state"]
+    return [np.asarray(state[k]["momentum_buffer"]) for k in sorted(state)]
 
 
 # Evaluation, failures ------------------------------------------------------------------------

@@ -170,11 +170,12 @@ def run_settings(args) -> dict:
 
 
 def checkpoint_state(path) -> dict:
-    """The checkpoint at `path` (on the cpu); a RunError if it is missing or not one of ours."""
-    import engine  # noqa: PLC0415
+    """The checkpoint at `path` (on the cpu); a RunError if it is missing or not one of ours.
+    On ranks (`--nproc`) rank 0 alone reads the file and broadcasts it."""
+    from generative.trainer import read_checkpoint  # noqa: PLC0415
 
     try:
-        state = engine.load(path, map_location="cpu")
+        state = read_checkpoint(path, map_location="cpu")
     except FileNotFoundError:
         raise RunError(f"{path}: no such checkpoint file") from None
     except IsADirectoryError:
@@ -195,6 +196,8 @@ def prepare_run(args, task: str) -> Path:
     another value is a UsageError, the others are filled in from the checkpoint. Nothing is
     created here (the trainer makes the folder when it first writes).
     """
+    from engine.distributed import is_main_process  # noqa: PLC0415
+
     out = Path(args.out or os.path.join("runs", task))
     ckpt = out / "checkpoint.npz"
     if out.exists() and not out.is_dir():
@@ -204,13 +207,13 @@ def prepare_run(args, task: str) -> Path:
             raise UsageError(
                 "--resume continues the run in --out, --overwrite replaces it: pick one"
             )
-        if not ckpt.is_file():
+        if is_main_process() and not ckpt.is_file():  # rank 0 reads it for all (no shared fs)
             raise RunError(f"--resume: no checkpoint at {ckpt} (nothing to continue)")
         state = checkpoint_state(ckpt)
         if state["task"] != task:
             raise RunError(f"--resume: {ckpt} holds a {state['task']} run, not a {task}")
         _take_settings(args, state.get("args"), ckpt)
-    elif out.is_dir() and any(out.iterdir()):
+    elif is_main_process() and out.is_dir() and any(out.iterdir()):  # rank 0's folder
         if not getattr(args, "overwrite", False):
             found = ", ".join(sorted(p.name for p in out.iterdir())[:4])
             raise UsageError(

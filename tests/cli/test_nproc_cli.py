@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from helpers import requires_mpi
@@ -71,3 +72,24 @@ def test_global_batch_must_divide_by_the_ranks(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode != 0
     assert "batch size 33 is the global batch of 2 ranks and must divide by 2" in proc.stderr
+
+
+@requires_mpi
+def test_a_failing_rank_ends_the_job_fast_with_one_line(tmp_path):
+    """--resume on 2 ranks from a corrupt checkpoint: rank 0 alone reads it and fails while
+    rank 1 waits for the broadcast; the job ends (MPI_Abort) with rank 0's one line."""
+    _train("ae", tmp_path / "run", "--epochs", "1", "--logger", "none")
+    (tmp_path / "run" / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    cmd = [sys.executable, "-m", "tensortape", "train", "ae", "--out", str(tmp_path / "run")]
+    cmd += ["--device", "cpu", "--epochs", "2", "--resume", "--nproc", "2"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert errors == [
+        f"tensortape train ae: error: {tmp_path / 'run' / 'checkpoint.npz'} is not a tensortape "
+        "checkpoint (not an .npz archive, or a truncated one)"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -35,6 +35,8 @@ def test_world_of_one_without_a_launcher(world_of_one):
         dist.init_process_group()
     with pytest.raises(ValueError, match="src=1"):
         dist.broadcast(t, 1)
+    assert dist.broadcast_bytes(b"abc") == b"abc"
+    assert dist.is_main_process()
     with pytest.raises(ValueError, match="unknown reduce op"):
         dist.all_reduce(t, op="mean")
 
@@ -50,6 +52,7 @@ def test_import_engine_does_not_import_mpi4py():
 
 def test_uninitialized_and_bad_backend_are_clear_errors():
     assert not dist.is_initialized()
+    assert dist.is_main_process()  # single-process code writes its files
     with pytest.raises(RuntimeError, match="init_process_group"):
         dist.get_rank()
     with pytest.raises(ValueError, match="unknown backend 'gloo'"):
@@ -69,6 +72,8 @@ def test_collectives_on_two_ranks(tmp_path):
         assert r["bcast"] == [10.0] * 3  # from the last rank
         assert r["gather"] == [[0, 0], [1, 1]]
         assert r["async"] == [2.0] * 5
+        assert r["bytes"] == [0, 1, 2, 3, 255] * 200_000  # rank 0's 1 MB, read nowhere else
+        assert r["empty"] == 0 and r["main"] == (rank == 0)
 
 
 @requires_mpi

@@ -157,6 +157,23 @@ def test_load_rejects_foreign_files(tmp_path):
         load(tmp_path / "other.npz")
 
 
+def test_load_from_a_file_object_names_it_in_errors(tmp_path):
+    """What --resume on ranks decodes: the bytes rank 0 read, in an io.BytesIO named by path."""
+    import io
+
+    save({"w": engine.tensor([1.0, 2.0]), "epoch": 3}, tmp_path / "c.npz")
+    f = io.BytesIO((tmp_path / "c.npz").read_bytes())
+    got = load(f)
+    np.testing.assert_array_equal(got["w"].numpy(), [1.0, 2.0])
+    assert got["epoch"] == 3
+    bad = io.BytesIO(b"not a checkpoint")
+    bad.name = "runs/x/checkpoint.npz"
+    with pytest.raises(ValueError, match="^runs/x/checkpoint.npz is not a tensortape checkpoint"):
+        load(bad)
+    with pytest.raises(ValueError, match="^<checkpoint bytes> is not a tensortape checkpoint"):
+        load(io.BytesIO(b""))
+
+
 def _retarget(path, device: str) -> None:
     """Rewrite a checkpoint as if its tensors had been saved on `device`."""
     with np.load(path) as npz:
