@@ -33,6 +33,7 @@ from .ops import (
     tanh,
     where,
 )
+from .ops.math import _one_kernel
 from .ops.shape import _norm_dim
 from .tensor import Tensor, as_tensor
 
@@ -107,6 +108,11 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
+        if self.xp is not numpy and x.dtype.name in ("float32", "float64") and self.slope >= 0:
+            from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+            self.mask = None  # y > 0 where x > 0: the backward reads the output
+            return activation_gpu.leaky_relu_forward(x, self.slope)
         self.mask = x > 0
         slope = x.dtype.type(self.slope) if x.dtype.kind == "f" else self.slope
         y = x * slope
@@ -117,6 +123,14 @@ class LeakyReLU(Function):
         return self.xp.where(self.mask, x, y)
 
     def backward(self, gy):
+        if self.mask is None:  # the one-kernel forward (cuda)
+            y = self.output()
+            if _one_kernel(self.xp, gy, y):
+                from kernels import activation_gpu  # noqa: PLC0415
+
+                gx = activation_gpu.leaky_relu_backward(y.array, gy.array, self.slope)
+                return Tensor._wrap(gx, gy.device)
+            self.mask = y.array > 0
         scale = self.mask.astype(gy.dtype)  # 1 - slope + slope where x > 0, else slope
         scale *= gy.dtype.type(1 - self.slope)
         scale += gy.dtype.type(self.slope)

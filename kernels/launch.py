@@ -34,6 +34,7 @@ KERNELS = {
         "avg_pool2d_forward",
         "avg_pool2d_backward",
     ),
+    "activation.cu": ("leaky_relu_forward", "leaky_relu_backward"),
     "loss.cu": ("cross_entropy_forward", "cross_entropy_backward"),
     "optim.cu": (
         "sgd_update",

@@ -9,6 +9,7 @@ import numpy
 
 from ..autograd import Function
 from ..device import check_later, on_device
+from ..grad_mode import is_grad_enabled
 from ..tensorbase import TensorBase, default_dtype, floating, result_type
 from .shape import sum_to
 
@@ -368,7 +369,22 @@ class ReLU(Function):
 
     def backward(self, gy):
         y = self.output()
+        if _one_kernel(self.xp, gy, y):
+            from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+            return _const(gy, activation_gpu.leaky_relu_backward(y.array, gy.array, 0.0))
         return gy * _const(y, y.array > 0)
+
+
+def _one_kernel(xp, gy: TensorBase, y: TensorBase) -> bool:
+    """Whether an activation's backward runs as one CUDA kernel: on cuda, float32/float64,
+    not recorded (a recorded backward stays in engine ops, differentiable again)."""
+    return (
+        xp is not numpy
+        and gy.dtype == y.dtype
+        and gy.dtype.name in ("float32", "float64")
+        and not is_grad_enabled()
+    )
 
 
 class Clip(Function):

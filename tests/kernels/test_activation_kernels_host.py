@@ -1,0 +1,72 @@
+"""The activation kernels of ``kernels/cuda/activation.cu`` against NumPy (float and double,
+three grids), then ReLU / LeakyReLU on cuda against the cpu, first and second derivatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cuda_sim import cupy as sim
+from cuda_sim import hostbuild
+
+import engine
+import engine.functional as F
+from kernels import launch
+
+CTYPE = {np.float32: "float", np.float64: "double"}
+GRIDS = [(1, 1), (3, 32), (None, launch.THREADS)]
+
+
+@pytest.fixture(scope="module")
+def module():
+    src = "activation.cu"
+    return hostbuild.build(launch.CUDA_DIR / src, launch.name_expressions(src))
+
+
+def _grid(grid, total):
+    blocks, threads = grid
+    return (blocks or launch.blocks(total),), (threads,)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_kernels(module, dtype, grid, slope):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(1001).astype(dtype)
+    x[:3] = 0
+    gy = rng.standard_normal(1001).astype(dtype)
+    c, n = CTYPE[dtype], np.int64(x.size)
+    y = sim.empty(x.shape, dtype)
+    fwd = module.get_function(f"leaky_relu_forward<{c}>")
+    fwd(*_grid(grid, x.size), (sim.asarray(x), y, n, dtype(slope)))
+    want_y = np.where(x > 0, x, dtype(slope) * x)
+    np.testing.assert_array_equal(y.get(), want_y)
+    gx = sim.empty(x.shape, dtype)
+    bwd = module.get_function(f"leaky_relu_backward<{c}>")
+    bwd(*_grid(grid, x.size), (y, sim.asarray(gy), gx, n, dtype(slope)))
+    np.testing.assert_array_equal(gx.get(), np.where(x > 0, gy, dtype(slope) * gy))
+
+
+@pytest.fixture
+def cuda():
+    if not engine.cuda.is_available():
+        pytest.skip("needs cuda (the CuPy stand-in in CI)")
+    return "cuda"
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_activations_on_cuda_match_the_cpu_to_the_second_derivative(cuda, act):
+    x = np.random.default_rng(1).standard_normal((5, 7))
+    x[0, :3] = 0
+    fn = F.relu if act == "relu" else (lambda t: F.leaky_relu(t, 0.2))
+    got = []
+    for device in ("cpu", cuda):
+        xt = engine.tensor(x, device=device, requires_grad=True)
+        y = fn(xt)
+        (gx,) = engine.autograd.grad((y * y).sum(), (xt,), create_graph=True)
+        (gx * xt).sum().backward()
+        xt2 = engine.tensor(x, device=device, requires_grad=True)
+        (fn(xt2) * 3).sum().backward()
+        got.append([y.numpy(), gx.detach().numpy(), xt.grad.numpy(), xt2.grad.numpy()])
+    for a, b in zip(*got, strict=True):
+        np.testing.assert_array_equal(a, b)
