@@ -32,6 +32,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .determinism import are_deterministic_algorithms_enabled, use_deterministic_algorithms
 from .device import Device, cuda, device
 from .gradcheck import gradcheck
 from .ops import *  # noqa: F401,F403  (the torch-style functional forms: engine.exp(x), ...)
@@ -73,6 +74,8 @@ __all__ = [
     "is_grad_enabled",
     "detect_anomaly",
     "gradcheck",
+    "use_deterministic_algorithms",
+    "are_deterministic_algorithms_enabled",
     "manual_seed",
     "seed",
     "set_num_threads",

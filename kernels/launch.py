@@ -36,6 +36,7 @@ KERNELS = {
     ),
     "activation.cu": ("leaky_relu_forward", "leaky_relu_backward"),
     "loss.cu": ("cross_entropy_forward", "cross_entropy_backward"),
+    "scatter.cu": ("segment_add",),
     "optim.cu": (
         "sgd_update",
         "momentum_update",

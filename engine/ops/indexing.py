@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function, is_grad_enabled
+from ..determinism import add_at
 from ..device import on_device
 from ..tensorbase import TensorBase
 from .math import where
@@ -263,7 +264,7 @@ class ScatterAdd(Function):
 
     def forward(self, x, src):
         out = x.copy()
-        self.xp.add.at(out, self.where_, src)
+        add_at(self.xp, out, self.where_, src)
         return out
 
     def backward(self, gy):
@@ -330,7 +331,7 @@ class ScatterReduce(Function):
         """How many values each position of the output reduces (input's own included)."""
         xp = self.xp
         c = xp.ones(x.shape, x.dtype) if self.include_self else xp.zeros(x.shape, x.dtype)
-        xp.add.at(c, self.where_, xp.ones(_shape_of(self.where_), x.dtype))
+        add_at(xp, c, self.where_, xp.ones(_shape_of(self.where_), x.dtype))
         return c
 
     def forward(self, x, src):
@@ -345,7 +346,7 @@ class ScatterReduce(Function):
                     identity = (info.min if r == "amax" else info.max) if info else r == "amin"
             out[w] = identity
         if r in ("sum", "mean"):
-            xp.add.at(out, w, src)
+            add_at(xp, out, w, src)
             if r == "mean":
                 c = self._counts(x)
                 out = xp.where(c > 0, out / xp.maximum(c, 1), x).astype(x.dtype, copy=False)
@@ -368,9 +369,9 @@ class ScatterReduce(Function):
             )
         logs = xp.log(xp.where(out == 0, 1, xp.abs(out)))
         zeros, negs = (out == 0).astype(out.dtype), (out < 0).astype(out.dtype)
-        xp.add.at(logs, w, xp.log(xp.where(src == 0, 1, xp.abs(src))))
-        xp.add.at(zeros, w, (src == 0).astype(out.dtype))
-        xp.add.at(negs, w, (src < 0).astype(out.dtype))
+        add_at(xp, logs, w, xp.log(xp.where(src == 0, 1, xp.abs(src))))
+        add_at(xp, zeros, w, (src == 0).astype(out.dtype))
+        add_at(xp, negs, w, (src < 0).astype(out.dtype))
         sign = 1 - 2 * (negs % 2)
         return xp.where(zeros > 0, 0, sign * xp.exp(logs)).astype(out.dtype)
 
@@ -394,7 +395,7 @@ class ScatterReduce(Function):
             hit_x = (x.array == y) & (True if keep is None else ~scattered)
             hit_src = src.array == y[w]
             c = hit_x.astype(gy.dtype)
-            xp.add.at(c, w, hit_src.astype(gy.dtype))
+            add_at(xp, c, w, hit_src.astype(gy.dtype))
             g = gy / gy._new(xp.maximum(c, 1), gy.device)
             gx = g * gy._new(hit_x, gy.device)
             return gx, getitem(g, w) * gy._new(hit_src, gy.device)
@@ -420,7 +421,7 @@ class ScatterReduce(Function):
         nz.xp = xp
         nonzero_prod = nz.forward(xp.where(x_in == 0, 1, x_in), xp.where(src == 0, 1, src))
         zeros = (x_in == 0).astype(y.dtype)  # float counts: CuPy's add.at takes no int64
-        xp.add.at(zeros, w, (src == 0).astype(y.dtype))
+        add_at(xp, zeros, w, (src == 0).astype(y.dtype))
 
         def others(v, prod, nzp, zc):
             safe = xp.where(v == 0, 1, v)

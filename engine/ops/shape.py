@@ -7,6 +7,7 @@ import functools
 import numpy
 
 from ..autograd import Function
+from ..determinism import add_at
 from ..device import on_device
 from ..tensorbase import TensorBase, promote_types, split_int_indices
 
@@ -249,7 +250,7 @@ class GetItemGrad(Function):
         if _is_basic(self.index):
             gx[self.index] = gy
         else:
-            self.xp.add.at(gx, self.index, gy)
+            add_at(self.xp, gx, self.index, gy)
         return gx
 
     def backward(self, ggx):
