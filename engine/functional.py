@@ -418,11 +418,47 @@ class BCEWithLogits(Function):
         return s
 
 
+class BCEWithLogitsReduced(Function):
+    """The mean or sum of BCEWithLogits on cuda: one kernel forward (then the sum) and one
+    backward (kernels/cuda/loss.cu), for a target that needs no gradient."""
+
+    def __init__(self, target, mean: bool):
+        self.target, self.mean = target, mean
+
+    def forward(self, x):
+        from kernels import loss_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        total = loss_gpu.bce_logits_forward(x, self.target).sum()
+        return total / x.dtype.type(x.size) if self.mean else total
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        scale = 1.0 / x.numel() if self.mean else 1.0
+        if not _is_grad_enabled():
+            from kernels import loss_gpu  # noqa: PLC0415
+
+            g = self.xp.ascontiguousarray(gy.array.reshape(1))
+            return gy._new(loss_gpu.bce_logits_backward(x.array, self.target, g, scale), gy.device)
+        # Recorded (create_graph=True): the same gradient in engine ops, differentiable again.
+        return gy * scale * (sigmoid(x) - Tensor._wrap(self.target, x.device))
+
+
 def binary_cross_entropy_with_logits(
     input: Tensor, target: Tensor, weight=None, reduction: str = "mean", pos_weight=None
 ) -> Tensor:
     """BCE on logits: max(x, 0) - x t + log(1 + exp(-|x|)), finite for |x| = 1000."""
     _same_shape("binary_cross_entropy_with_logits", input, target)
+    if (
+        input.device.type == "cuda"
+        and weight is None
+        and pos_weight is None
+        and reduction in ("mean", "sum")
+        and input.dtype.name in ("float32", "float64")
+        and target.dtype == input.dtype
+        and not target.requires_grad
+        and input.numel() > 0
+    ):
+        return BCEWithLogitsReduced(target.array, reduction == "mean")(input)
     if pos_weight is None:
         loss = BCEWithLogits()(input, target)
     else:

@@ -35,7 +35,12 @@ KERNELS = {
         "avg_pool2d_backward",
     ),
     "activation.cu": ("leaky_relu_forward", "leaky_relu_backward"),
-    "loss.cu": ("cross_entropy_forward", "cross_entropy_backward"),
+    "loss.cu": (
+        "cross_entropy_forward",
+        "cross_entropy_backward",
+        "bce_logits_forward",
+        "bce_logits_backward",
+    ),
     "scatter.cu": ("segment_add",),
     "optim.cu": (
         "sgd_update",

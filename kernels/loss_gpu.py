@@ -1,4 +1,5 @@
-"""Fused cross-entropy on CuPy arrays: logits (N, C) and int64 class indices, two kernels.
+"""Fused losses on CuPy arrays: cross-entropy of logits (N, C) against int64 class indices, and
+binary cross-entropy on logits, one kernel forward and one backward each.
 
 The kernels are in ``kernels/cuda/loss.cu``, launched through :mod:`kernels.launch`. CuPy is
 imported lazily, only when a launch happens.
@@ -38,4 +39,23 @@ def cross_entropy_backward(
         (x.shape[1], ignore_index),
         flags=(mean,),
     )
+    return gx
+
+
+def bce_logits_forward(x: Any, t: Any) -> Any:
+    """Elementwise max(x, 0) - x t + log1p(exp(-|x|)), a new contiguous array."""
+    cp = launch._cupy()
+    x, t = cp.ascontiguousarray(x), cp.ascontiguousarray(t)
+    y = cp.empty(x.shape, dtype=x.dtype)
+    launch.launch("loss.cu", "bce_logits_forward", (x, t, y), x.size)
+    return y
+
+
+def bce_logits_backward(x: Any, t: Any, gy: Any, scale: float) -> Any:
+    """gx = gy * scale * (sigmoid(x) - t); gy a one-element device array (the gradient of the
+    mean, scale 1 / n, or of the sum, scale 1)."""
+    cp = launch._cupy()
+    x, t = cp.ascontiguousarray(x), cp.ascontiguousarray(t)
+    gx = cp.empty(x.shape, dtype=x.dtype)
+    launch.launch("loss.cu", "bce_logits_backward", (x, t, gy, gx), x.size, scalars=(scale,))
     return gx

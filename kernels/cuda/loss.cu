@@ -63,3 +63,30 @@ __global__ void cross_entropy_backward(const T* __restrict__ x,
         }
     }
 }
+
+// Binary cross-entropy on logits, elementwise: y = max(x, 0) - x t + log1p(exp(-|x|)), finite
+// for any x (engine.functional.BCEWithLogits's formula).
+template <typename T>
+__global__ void bce_logits_forward(const T* __restrict__ x, const T* __restrict__ t,
+                                   T* __restrict__ y, long long n) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T v = x[i];
+        y[i] = (v > T(0) ? v : T(0)) - v * t[i] + log1p(exp(-fabs(v)));
+    }
+}
+
+// Its gradient for a mean (scale 1 / n) or sum (scale 1) of y, gy the reduction's one-element
+// gradient: gx = gy[0] * scale * (sigmoid(x) - t), sigmoid from e = exp(-|x|) without overflow.
+template <typename T>
+__global__ void bce_logits_backward(const T* __restrict__ x, const T* __restrict__ t,
+                                    const T* __restrict__ gy, T* __restrict__ gx, long long n,
+                                    T scale) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T v = x[i];
+        const T e = exp(-fabs(v));
+        const T s = (v >= T(0) ? T(1) : e) / (T(1) + e);
+        gx[i] = gy[0] * scale * (s - t[i]);
+    }
+}

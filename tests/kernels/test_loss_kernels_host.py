@@ -1,7 +1,7 @@
-"""The fused cross-entropy kernels of ``kernels/cuda/loss.cu`` against NumPy, for float and
-double: built with ``cuda_sim.hostbuild`` and launched directly over grids that run one thread,
-wrap the grid-stride loop and match the production launch (part 1); then ``kernels.loss_gpu``
-and ``F.cross_entropy``'s cuda path through whatever ``cupy`` the suite has (part 2)."""
+"""The fused loss kernels of ``kernels/cuda/loss.cu`` (cross-entropy, BCE on logits) against
+NumPy, for float and double: built with ``cuda_sim.hostbuild`` and launched directly over grids
+that run one thread, wrap the grid-stride loop and match the production launch (part 1); then
+the engine's cuda paths through whatever ``cupy`` the suite has (part 2)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,57 @@ def test_all_rows_ignored_gives_nan_as_pytorch(cuda):
     t = engine.tensor([IGNORE] * 3, device=cuda)
     assert np.isnan(F.cross_entropy(x, t).item())
     assert F.cross_entropy(x, t, reduction="sum").item() == 0.0
+
+
+# Binary cross-entropy on logits ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_logits_kernels(module, dtype, grid):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(301) * 4).astype(dtype)
+    x[:4] = [0.0, 1000.0, -1000.0, -0.0]
+    t = rng.random(301).astype(dtype)
+    c, n = CTYPE[dtype], np.int64(x.size)
+    y = sim.empty(x.shape, dtype)
+    module.get_function(f"bce_logits_forward<{c}>")(
+        *_grid(grid, x.size), (sim.asarray(x), sim.asarray(t), y, n)
+    )
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    want = np.maximum(x64, 0) - x64 * t64 + np.log1p(np.exp(-np.abs(x64)))
+    np.testing.assert_allclose(y.get(), want, **TOL[dtype])
+    gx = sim.empty(x.shape, dtype)
+    gy = sim.asarray(np.array([2.0], dtype))
+    module.get_function(f"bce_logits_backward<{c}>")(
+        *_grid(grid, x.size), (sim.asarray(x), sim.asarray(t), gy, gx, n, dtype(0.25))
+    )
+    want_g = 2.0 * 0.25 * (1 / (1 + np.exp(-x64)) - t64)
+    np.testing.assert_allclose(gx.get(), want_g, **TOL[dtype])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_bce_with_logits_on_cuda_is_fused_and_matches_the_cpu(cuda, reduction):
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((6, 5)) * 3, rng.random((6, 5))
+    got = []
+    for device in ("cpu", cuda):
+        xt = engine.tensor(x, device=device, requires_grad=True)
+        loss = F.binary_cross_entropy_with_logits(
+            xt, engine.tensor(t, device=device), reduction=reduction
+        )
+        (gx,) = engine.autograd.grad(loss, (xt,), create_graph=True)
+        (gx * gx).sum().backward()
+        got.append((loss.item(), gx.detach().numpy(), xt.grad.numpy(), loss.grad_fn))
+    (l0, g0, h0, f0), (l1, g1, h1, f1) = got
+    assert type(f1).__name__ == "BCEWithLogitsReduced" and type(f0) is not type(f1)
+    assert l1 == pytest.approx(l0, rel=1e-13)
+    np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(h1, h0, rtol=1e-12, atol=1e-16)
+
+
+def test_bce_with_logits_keeps_the_target_gradient_on_cuda(cuda):
+    x = engine.tensor([0.5, -1.0], device=cuda, requires_grad=True)
+    t = engine.tensor([0.2, 0.9], device=cuda, requires_grad=True)
+    F.binary_cross_entropy_with_logits(x, t).backward()
+    np.testing.assert_allclose(t.grad.numpy(), [-0.25, 0.5], rtol=1e-6)
