@@ -49,6 +49,8 @@ KERNELS = {
         "rmsprop_update",
         "adagrad_update",
         "adadelta_update",
+        "sgd_update_multi",
+        "adam_update_multi",
     ),
 }
 OPTIONS = ("--std=c++14",)
@@ -114,10 +116,12 @@ def pack(
     ints: Sequence[int] = (),
     scalars: Sequence[float] = (),
     flags: Sequence[bool] = (),
+    dtype: Any = None,
 ) -> tuple:
     """The argument tuple ``(arrays..., long long total, int..., T..., int flags...)`` with T
-    the first array's dtype. Arrays must be C-contiguous (a RawKernel ignores strides)."""
-    t = arrays[0].dtype.type
+    ``dtype`` (default: the first array's). Arrays must be C-contiguous (a RawKernel ignores
+    strides)."""
+    t = numpy.dtype(dtype).type if dtype is not None else arrays[0].dtype.type
     return (
         *arrays,
         numpy.int64(total),
@@ -135,13 +139,14 @@ def launch(
     ints: Sequence[int] = (),
     scalars: Sequence[float] = (),
     flags: Sequence[bool] = (),
+    dtype: Any = None,
 ) -> None:
-    """Run ``name<T>`` of ``source`` (T from the first array) over ``total`` elements, on the
-    first array's device. Nothing is launched for an empty range (an empty grid would still
-    launch one block)."""
+    """Run ``name<T>`` of ``source`` (T: ``dtype``, default the first array's) over ``total``
+    elements, on the first array's device. Nothing is launched for an empty range (an empty
+    grid would still launch one block)."""
     if total <= 0:
         return
     first = arrays[0]
-    fn = kernel(source, name, first.dtype)
+    fn = kernel(source, name, first.dtype if dtype is None else dtype)
     with first.device:
-        fn((blocks(total),), (THREADS,), pack(arrays, total, ints, scalars, flags))
+        fn((blocks(total),), (THREADS,), pack(arrays, total, ints, scalars, flags, dtype))

@@ -1,4 +1,5 @@
-"""Fused optimizer updates on CuPy arrays: one RawKernel launch per parameter update.
+"""Fused optimizer updates on CuPy arrays: one RawKernel launch per parameter update, or for
+SGD and Adam one launch for a whole group (``*_update_multi``, PyTorch's multi-tensor apply).
 
 Same functions and arguments as :mod:`kernels.optim_cpu`; the kernels are in
 ``kernels/cuda/optim.cu``, launched through :mod:`kernels.launch` (scalars as the parameter's
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy
+
 from kernels import launch
 
 __all__ = [
@@ -20,6 +23,8 @@ __all__ = [
     "rmsprop_update",
     "adagrad_update",
     "adadelta_update",
+    "sgd_update_multi",
+    "adam_update_multi",
 ]
 
 
@@ -179,3 +184,95 @@ def adadelta_update(
     """torch.optim.Adadelta: delta = sqrt(acc + eps) / sqrt(sq + eps) d; p -= lr delta."""
     scalars = (lr, rho, 1.0 - float(rho), eps, weight_decay)
     _launch("adadelta_update", p, g, (sq, acc), scalars, (maximize,))
+
+
+# Multi-tensor updates ----------------------------------------------------------------------------
+def _launch_multi(name: str, tensors: Sequence[Sequence[Any]], scalars, flags) -> None:
+    """Run ``name<T>(tables..., offsets, n, count, *scalars, *flags)`` over every element of the
+    parameters ``tensors[0]``, with one address table per list in ``tensors`` (an all-None
+    list is a null table: state the update does not use). One host-to-device copy carries all
+    the tables and the offsets."""
+    cp = launch._cupy()
+    params = tensors[0]
+    p0 = params[0]
+    launch.c_type(p0.dtype, "fused CUDA optimizer updates")
+    for i, p in enumerate(params):
+        if p.dtype != p0.dtype or not p.flags.c_contiguous or p.device != p0.device:
+            raise ValueError(
+                f"{name}: parameter {i} ({p.dtype.name}{tuple(p.shape)}) is not a C-contiguous "
+                f"{p0.dtype.name} array on device {p0.device.id} like parameter 0"
+            )
+        arrays = [t[i] for t in tensors[1:]]
+        _check_shapes(p, arrays)
+        if any(a is not None and not a.flags.c_contiguous for a in arrays):
+            raise ValueError(f"{name}: the gradients and state of parameter {i} must be contiguous")
+    used = [t for t in tensors if t[0] is not None]
+    sizes = numpy.array([0] + [p.size for p in params], numpy.int64)
+    offsets = numpy.cumsum(sizes)
+    count = len(params)
+    host = numpy.empty(count * len(used) + count + 1, numpy.uint64)
+    for k, t in enumerate(used):
+        host[k * count : (k + 1) * count] = [a.data.ptr for a in t]
+    host[count * len(used) :] = offsets.view(numpy.uint64)
+    with p0.device:
+        table = cp.asarray(host)  # the one copy to the device
+    views, k = [], 0
+    for t in tensors:
+        if t[0] is None:
+            views.append(None)
+        else:
+            views.append(table[k * count : (k + 1) * count])
+            k += 1
+    views.append(table[count * len(used) :].view(cp.int64))
+    launch.launch("optim.cu", name, views, int(offsets[-1]), (count,), scalars, flags, p0.dtype)
+
+
+def sgd_update_multi(
+    ps: Sequence[Any],
+    gs: Sequence[Any],
+    bufs: Sequence[Any] | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    first: bool,
+) -> None:
+    """:func:`sgd_update` on every parameter of ``ps`` in one launch (bit-identical)."""
+    if momentum != 0 and bufs is None:
+        raise ValueError("sgd_update_multi: momentum != 0 needs momentum buffers")
+    gs = [launch._cupy().ascontiguousarray(g) for g in gs]
+    _launch_multi(
+        "sgd_update_multi",
+        (ps, gs, bufs if bufs is not None else [None] * len(ps)),
+        (lr, momentum, 1.0 - float(dampening), weight_decay),
+        (nesterov, maximize, first),
+    )
+
+
+def adam_update_multi(
+    ps: Sequence[Any],
+    gs: Sequence[Any],
+    ms: Sequence[Any],
+    vs: Sequence[Any],
+    vmaxs: Sequence[Any] | None,
+    *,
+    step_size: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`adam_update` on every parameter of ``ps`` in one launch (bit-identical); all of
+    them at the same step (the bias corrections are folded into ``step_size`` and ``eps``)."""
+    gs = [launch._cupy().ascontiguousarray(g) for g in gs]
+    _launch_multi(
+        "adam_update_multi",
+        (ps, gs, ms, vs, vmaxs if vmaxs is not None else [None] * len(ps)),
+        (step_size, 1.0 - float(beta1), beta2, 1.0 - float(beta2), eps, weight_decay, decay),
+        (vmaxs is not None, maximize),
+    )

@@ -64,14 +64,10 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = self._zeros(p)
         return state
 
+    _multi_tensor = True
+
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
-        if group["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = self._zeros(p)
-        state["step"] += 1
-        step = state["step"]
-        lr, wd = group["lr"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
-        root_c2 = math.sqrt(1 - beta2**step)
+        step = self._advance(p, state, group)
         vmax = state["max_exp_avg_sq"].array if group["amsgrad"] else None
         _backend(p).adam_update(
             p.array,
@@ -79,6 +75,37 @@ class Adam(Optimizer):
             state["exp_avg"].array,
             state["exp_avg_sq"].array,
             vmax,
+            **self._scalars(step, group),
+        )
+
+    def _update_together(self, items: list, group: dict[str, Any]) -> None:
+        for p, _, state in items:
+            self._advance(p, state, group)
+        from kernels import optim_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        for batch in self._batches(items, lambda p, state: state["step"]):
+            ps, gs, states = zip(*batch, strict=True)
+            optim_gpu.adam_update_multi(
+                [p.array for p in ps],
+                list(gs),
+                [s["exp_avg"].array for s in states],
+                [s["exp_avg_sq"].array for s in states],
+                [s["max_exp_avg_sq"].array for s in states] if group["amsgrad"] else None,
+                **self._scalars(states[0]["step"], group),
+            )
+
+    def _advance(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> int:
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = self._zeros(p)
+        state["step"] += 1
+        return state["step"]
+
+    def _scalars(self, step: int, group: dict[str, Any]) -> dict[str, Any]:
+        """The kernel's scalars at `step`: bias corrections folded into step size and eps."""
+        lr, wd = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        root_c2 = math.sqrt(1 - beta2**step)
+        return dict(
             step_size=lr * root_c2 / (1 - beta1**step),
             beta1=beta1,
             beta2=beta2,

@@ -43,6 +43,11 @@ required = _Required()
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 
+def _owner(cls: type, name: str) -> type | None:
+    """The class of `cls`'s MRO that defines `name`."""
+    return next((c for c in cls.__mro__ if name in c.__dict__), None)
+
+
 def _backend(p: Tensor) -> Any:
     """The fused update kernels for the parameter's device."""
     return _kernels(p.device.type)
@@ -172,7 +177,11 @@ class Optimizer:
         if closure is not None:
             with engine.enable_grad():
                 loss = closure()
+        multi = self._multi_tensor and _owner(type(self), "_update") is _owner(
+            type(self), "_update_together"
+        )  # a subclass that changes `_update` alone keeps its per-parameter updates
         for group in self.param_groups:
+            together = []  # (p, grad, state) updated by one launch (CUDA multi-tensor apply)
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -180,9 +189,33 @@ class Optimizer:
                 state = self.state.get(p)
                 if not state:
                     state = self.state[p] = self._init_state(p, group)
+                if multi and p.device.type == "cuda" and p.array.flags.c_contiguous:
+                    together.append((p, grad, state))
+                    continue
                 self._update(p, grad, state, group)
                 p._version[0] += 1  # in-place change: saved tensors of old graphs see it
+            if together:
+                self._update_together(together, group)
+                for p, _, _ in together:
+                    p._version[0] += 1
         return loss
+
+    # Subclasses with a multi-tensor CUDA kernel set this and implement `_update_together`.
+    _multi_tensor = False
+
+    def _update_together(self, items: list[tuple[Tensor, Any, dict]], group: dict) -> None:
+        """Update the CUDA parameters ``items`` ((p, grad, state), C-contiguous) of ``group``
+        with one launch per batch that shares a device, a dtype and the update's scalars."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _batches(items: list, key: Callable[[Tensor, dict], Any]) -> list[list]:
+        """``items`` split by device, dtype and ``key(p, state)``, in their order."""
+        out: dict[Any, list] = {}
+        for item in items:
+            p, _, state = item
+            out.setdefault((p.device, p.dtype, key(p, state)), []).append(item)
+        return list(out.values())
 
     @staticmethod
     def _grad_array(p: Tensor) -> Any:

@@ -63,26 +63,43 @@ class SGD(Optimizer):
                 f"momentum={group['momentum']} dampening={group['dampening']}"
             )
 
+    _multi_tensor = True
+
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
-        momentum = group["momentum"]
-        buf = None
-        first = False
-        if momentum != 0:
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = self._zeros(p)
-                first = True
-            buf = state["momentum_buffer"].array
-        _backend(p).sgd_update(
-            p.array,
-            grad,
-            buf,
+        first = self._buffer(p, state, group)
+        buf = state["momentum_buffer"].array if group["momentum"] != 0 else None
+        _backend(p).sgd_update(p.array, grad, buf, **self._scalars(group), first=first)
+
+    def _update_together(self, items: list, group: dict[str, Any]) -> None:
+        firsts = {id(p): self._buffer(p, state, group) for p, _, state in items}
+        from kernels import optim_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        for batch in self._batches(items, lambda p, state: firsts[id(p)]):
+            ps, gs, states = zip(*batch, strict=True)
+            optim_gpu.sgd_update_multi(
+                [p.array for p in ps],
+                list(gs),
+                [s["momentum_buffer"].array for s in states] if group["momentum"] != 0 else None,
+                **self._scalars(group),
+                first=firsts[id(ps[0])],
+            )
+
+    def _buffer(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> bool:
+        """Create the momentum buffer on the first step; whether this is that step."""
+        if group["momentum"] != 0 and "momentum_buffer" not in state:
+            state["momentum_buffer"] = self._zeros(p)
+            return True
+        return False
+
+    @staticmethod
+    def _scalars(group: dict[str, Any]) -> dict[str, Any]:
+        return dict(
             lr=group["lr"],
-            momentum=momentum,
+            momentum=group["momentum"],
             dampening=group["dampening"],
             weight_decay=group["weight_decay"],
             nesterov=group["nesterov"],
             maximize=group["maximize"],
-            first=first,
         )
 
 

@@ -146,3 +146,82 @@ __global__ void adadelta_update(T* __restrict__ p, const T* __restrict__ g, T* _
         p[i] = pi - lr * delta;
     }
 }
+
+// Multi-tensor versions (issue 12; PyTorch's multi-tensor apply): one launch updates every
+// tensor of a group. Each table holds one address per tensor (as unsigned long long; k-th
+// tensor's elements at table[k]), and offsets[k] .. offsets[k + 1] is the k-th tensor's range
+// in the flat index 0 .. n of the launch. Each element is updated exactly as the one-tensor
+// kernel above does (same arithmetic, same order), so results are bit-identical to it.
+
+// The tensor holding flat element i: the last k with offsets[k] <= i (binary search).
+__device__ __forceinline__ int tt_tensor_of(const long long* __restrict__ offsets, int count,
+                                            long long i) {
+    int lo = 0;
+    int hi = count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (offsets[mid] <= i) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+template <typename T>
+__global__ void sgd_update_multi(const unsigned long long* __restrict__ p_table,
+                                 const unsigned long long* __restrict__ g_table,
+                                 const unsigned long long* __restrict__ buf_table,
+                                 const long long* __restrict__ offsets, long long n, int count,
+                                 T lr, T momentum, T undamped, T weight_decay, int nesterov,
+                                 int maximize, int first) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const int k = tt_tensor_of(offsets, count, i);
+        const long long j = i - offsets[k];
+        T* p = (T*)p_table[k];
+        const T* g = (const T*)g_table[k];
+        const T pi = p[j];
+        T d = tt_direction(g[j], pi, weight_decay, maximize);
+        if (momentum != T(0)) {
+            T* buf = (T*)buf_table[k];
+            const T b = first ? d : momentum * buf[j] + undamped * d;
+            buf[j] = b;
+            d = nesterov ? d + momentum * b : b;
+        }
+        p[j] = pi - lr * d;
+    }
+}
+
+template <typename T>
+__global__ void adam_update_multi(const unsigned long long* __restrict__ p_table,
+                                  const unsigned long long* __restrict__ g_table,
+                                  const unsigned long long* __restrict__ m_table,
+                                  const unsigned long long* __restrict__ v_table,
+                                  const unsigned long long* __restrict__ vmax_table,
+                                  const long long* __restrict__ offsets, long long n, int count,
+                                  T step_size, T w1, T beta2, T w2, T eps, T weight_decay,
+                                  T decay, int amsgrad, int maximize) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const int k = tt_tensor_of(offsets, count, i);
+        const long long j = i - offsets[k];
+        T* p = (T*)p_table[k];
+        T* m = (T*)m_table[k];
+        T* v = (T*)v_table[k];
+        T pi = p[j];
+        const T d = tt_direction(((const T*)g_table[k])[j], pi, weight_decay, maximize);
+        pi *= decay;
+        const T mi = m[j] + w1 * (d - m[j]);
+        T vi = beta2 * v[j] + w2 * d * d;
+        m[j] = mi;
+        v[j] = vi;
+        if (amsgrad) {
+            T* vmax = (T*)vmax_table[k];
+            vi = vmax[j] > vi ? vmax[j] : vi;
+            vmax[j] = vi;
+        }
+        p[j] = pi - step_size * (mi / (sqrt(vi) + eps));
+    }
+}

@@ -207,8 +207,12 @@ def test_kernel_matches_cpu_update(module, name, index, dtype):
         np.testing.assert_array_equal(got["g"], arrays["g"])  # the gradient is read-only
 
 
+MULTI = {"sgd_update_multi", "adam_update_multi"}  # tested against the one-tensor kernels
+
+
 def test_every_kernel_is_covered():
-    assert {n.split("<")[0] for n in launch.name_expressions("optim.cu")} == set(KERNELS)
+    names = {n.split("<")[0] for n in launch.name_expressions("optim.cu")}
+    assert names == set(KERNELS) | MULTI
     assert set(KERNELS) == set(optim_cpu.__all__)
 
 
@@ -294,3 +298,61 @@ def test_optim_gpu_rejects_unsupported_dtype_and_shape():
             weight_decay=0.0,
             maximize=False,
         )
+
+
+# Multi-tensor kernels: one launch, the same bits as one launch per tensor ----------------------
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_multi_equals_one_launch_per_tensor(dtype, amsgrad):
+    sizes = [5, 0, 300, 1, 1031]
+    kw = dict(step_size=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01, decay=0.999,
+              maximize=False)  # fmt: skip
+    rng = np.random.default_rng(4)
+    one = [{k: rng.standard_normal(n).astype(dtype) for k in "pgmv"} for n in sizes]
+    for s in one:
+        s["v"] = np.abs(s["v"])
+        s["vmax"] = s["v"] * 1.5
+    many = [{k: sim.asarray(a) for k, a in s.items()} for s in one]
+    singles = [{k: sim.asarray(a) for k, a in s.items()} for s in one]
+    for s in singles:
+        optim_gpu.adam_update(s["p"], s["g"], s["m"], s["v"], s["vmax"] if amsgrad else None, **kw)
+    optim_gpu.adam_update_multi(
+        *([s[k] for s in many] for k in "pgmv"),
+        [s["vmax"] for s in many] if amsgrad else None,
+        **kw,
+    )
+    for a, b in zip(many, singles, strict=True):
+        for k in ("p", "m", "v", "vmax"):
+            np.testing.assert_array_equal(a[k].get(), b[k].get(), err_msg=k)
+
+
+@pytest.mark.parametrize("first", [False, True])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_multi_equals_one_launch_per_tensor(momentum, first):
+    kw = dict(lr=0.1, momentum=momentum, dampening=0.0, weight_decay=1e-3,
+              nesterov=momentum > 0, maximize=True, first=first)  # fmt: skip
+    rng = np.random.default_rng(5)
+    one = [{k: rng.standard_normal(n).astype(np.float32) for k in "pgb"} for n in (7, 260, 3)]
+    many = [{k: sim.asarray(a) for k, a in s.items()} for s in one]
+    singles = [{k: sim.asarray(a) for k, a in s.items()} for s in one]
+    for s in singles:
+        optim_gpu.sgd_update(s["p"], s["g"], s["b"] if momentum else None, **kw)
+    bufs = [s["b"] for s in many] if momentum else None
+    optim_gpu.sgd_update_multi([s["p"] for s in many], [s["g"] for s in many], bufs, **kw)
+    for a, b in zip(many, singles, strict=True):
+        np.testing.assert_array_equal(a["p"].get(), b["p"].get())
+        np.testing.assert_array_equal(a["b"].get(), b["b"].get())
+
+
+def test_multi_refuses_a_strided_parameter_or_mixed_dtypes():
+    p = [sim.asarray(np.zeros(4, np.float32)), sim.asarray(np.zeros((4, 2), np.float32))[:, 0]]
+    g = [sim.asarray(np.zeros(4, np.float32))] * 2
+    kw = dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+              maximize=False, first=False)  # fmt: skip
+    with pytest.raises(ValueError, match="parameter 1 .*C-contiguous"):
+        optim_gpu.sgd_update_multi(p, g, None, **kw)
+    p64 = [p[0], sim.asarray(np.zeros(4, np.float64))]
+    with pytest.raises(ValueError, match="parameter 1 .*float32"):
+        optim_gpu.sgd_update_multi(p64, g, None, **kw)
