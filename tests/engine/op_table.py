@@ -947,6 +947,8 @@ NOT_OPS = {
                 "is_grad_enabled",
                 "detect_anomaly",
                 "gradcheck",
+                "use_deterministic_algorithms",
+                "are_deterministic_algorithms_enabled",
                 "manual_seed",
                 "seed",
                 "set_num_threads",
