@@ -60,7 +60,6 @@ MOVES = {"Tensor.cpu", "Tensor.cuda", "engine.to_device"}  # results meant to le
 RANDOM = {"engine.rand_like", "engine.randn_like", "F.dropout", "F.dropout2d"}  # per-device RNG
 
 
-
 @pytest.mark.parametrize("name, op, row", _cases())
 def test_every_op_runs_on_cuda_1_as_on_cuda_0(two_gpus, name, op, row):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
