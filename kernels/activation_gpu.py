@@ -11,18 +11,18 @@ from kernels import launch
 
 
 def leaky_relu_forward(x: Any, slope: float) -> Any:
-    """y = x > 0 ? x : slope x, a new contiguous array."""
+    """y = x > 0 ? x : slope x, a new contiguous array of x's shape."""
     cp = launch._cupy()
-    x = cp.ascontiguousarray(x)
-    y = cp.empty(x.shape, dtype=x.dtype)
-    launch.launch("activation.cu", "leaky_relu_forward", (x, y), x.size, scalars=(slope,))
+    y = cp.empty(x.shape, dtype=x.dtype)  # (before ascontiguousarray, which makes 0-d (1,))
+    xc = cp.ascontiguousarray(x)
+    launch.launch("activation.cu", "leaky_relu_forward", (xc, y), x.size, scalars=(slope,))
     return y
 
 
 def leaky_relu_backward(y: Any, gy: Any, slope: float) -> Any:
     """gx = y > 0 ? gy : slope gy from the forward's output (0 <= slope; ReLU at 0)."""
     cp = launch._cupy()
-    y, gy = cp.ascontiguousarray(y), cp.ascontiguousarray(gy)
     gx = cp.empty(y.shape, dtype=y.dtype)
+    y, gy = cp.ascontiguousarray(y), cp.ascontiguousarray(gy)
     launch.launch("activation.cu", "leaky_relu_backward", (y, gy, gx), y.size, scalars=(slope,))
     return gx

@@ -45,8 +45,8 @@ def cross_entropy_backward(
 def bce_logits_forward(x: Any, t: Any) -> Any:
     """Elementwise max(x, 0) - x t + log1p(exp(-|x|)), a new contiguous array."""
     cp = launch._cupy()
+    y = cp.empty(x.shape, dtype=x.dtype)  # (before ascontiguousarray, which makes 0-d (1,))
     x, t = cp.ascontiguousarray(x), cp.ascontiguousarray(t)
-    y = cp.empty(x.shape, dtype=x.dtype)
     launch.launch("loss.cu", "bce_logits_forward", (x, t, y), x.size)
     return y
 
@@ -55,7 +55,7 @@ def bce_logits_backward(x: Any, t: Any, gy: Any, scale: float) -> Any:
     """gx = gy * scale * (sigmoid(x) - t); gy a one-element device array (the gradient of the
     mean, scale 1 / n, or of the sum, scale 1)."""
     cp = launch._cupy()
+    gx = cp.empty(x.shape, dtype=x.dtype)  # (before ascontiguousarray, which makes 0-d (1,))
     x, t = cp.ascontiguousarray(x), cp.ascontiguousarray(t)
-    gx = cp.empty(x.shape, dtype=x.dtype)
     launch.launch("loss.cu", "bce_logits_backward", (x, t, gy, gx), x.size, scalars=(scale,))
     return gx

@@ -371,3 +371,8 @@ def test_flags_have_exactly_cupys_attributes() -> None:
         a.flags["WRITEABLE"]
     with pytest.raises(AttributeError):
         a.flags.c_contiguous = False  # read-only, as in CuPy
+
+
+def test_empty_memory_reads_as_nan_also_0_d_and_fortran_order():
+    assert np.isnan(cp.empty((), np.float32).get())
+    assert np.isnan(cp.empty((3, 2), np.float64, order="F").get()).all()

@@ -316,7 +316,10 @@ class ndarray:  # noqa: N801 (CuPy's name)
 def _empty(shape, dtype, order="C") -> np.ndarray:
     host = np.empty(shape, dtype=dtype, order=order)
     if host.dtype.kind in "fciub":
-        host.view(np.uint8)[...] = _EMPTY_BYTE if host.dtype.kind != "b" else 0
+        # (through a 1-D view: NumPy cannot view a 0-d array as bytes of another size)
+        host.reshape(-1, order="A").view(np.uint8)[...] = (
+            _EMPTY_BYTE if host.dtype.kind != "b" else 0
+        )
     return host
 
 
