@@ -53,8 +53,8 @@ Where the cross-cutting parts attach (one place each):
   different noise and a resumed run continues exactly (cpu), and `is_main_process`
   (`engine.distributed.is_main_process()`) is rank 0 alone: only it shows bars and writes
   samples, metrics.json, logs and checkpoints. Each rank's history holds its own losses;
-  BatchNorm statistics stay per rank (use `layers.SyncBatchNorm` in the network for whole-batch
-  statistics).
+  every BatchNorm becomes a `layers.SyncBatchNorm` (statistics over the whole global batch;
+  `sync_batchnorm = False` keeps per-rank statistics).
 
 Optional hooks: `preview()` (images for the per-epoch grid; default `sample(64)`), `config()`
 (JSON-able hyper-parameters for checkpoints and metrics.json), `extra_state()` /
@@ -252,6 +252,10 @@ class Trainer:
     preview_nrow: int = 8
     #: Steps between log points: the loop reads the (device-resident) losses only there.
     log_every: int = 20
+    #: On ranks, fit converts every network's BatchNorm1d/2d/3d to SyncBatchNorm (in place,
+    #: sharing parameters and buffers; checkpoints keep their keys), so N ranks x batch b train
+    #: like one process x batch N b. False keeps per-rank statistics.
+    sync_batchnorm: bool = True
 
     def __init__(
         self,
@@ -419,10 +423,14 @@ class Trainer:
         if world == 1:
             return loader
         from engine.data import DataLoader, DistributedSampler  # noqa: PLC0415
+        from layers import SyncBatchNorm  # noqa: PLC0415
         from layers.parallel import DistributedDataParallel  # noqa: PLC0415
 
-        for name, network in self.networks.items():
+        for name, network in list(self.networks.items()):
             if name not in self._ddp:
+                if self.sync_batchnorm:  # whole-batch statistics: results do not depend on N
+                    network = SyncBatchNorm.convert_sync_batchnorm(network)
+                    self.networks[name] = network
                 self._ddp[name] = DistributedDataParallel(network, broadcast_buffers=False)
         if not isinstance(loader, DataLoader) or loader.sampler is not None:
             return loader

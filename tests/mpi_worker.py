@@ -413,6 +413,65 @@ def _momenta(trainer) -> list:
     return [np.asarray(state[k]["momentum_buffer"]) for k in sorted(state)]
 
 
+def bn_trainer_run(out, batch: int, sync: bool = True):
+    """A BatchNorm MLP classifier on the Trainer, no noise, no shuffling: N ranks x batch/N
+    (the loader's batch is the global one) must train like one process x batch."""
+    from engine.data import DataLoader, TensorDataset
+    from generative.trainer import Trainer
+
+    class BNTrainer(Trainer):
+        sync_batchnorm = sync
+
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.net = nn.Sequential(
+                nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 3)
+            )
+            self.networks = {"net": self.net}
+            self.optimizers = {"sgd": optim.SGD(self.net.parameters(), lr=0.1, momentum=0.9)}
+
+        def train_step(self, batch):
+            x, y = batch
+            loss = F.cross_entropy(self.net(x), y)
+            self.optimizers["sgd"].zero_grad()
+            self.backward(loss)
+            self.step(self.optimizers["sgd"])
+            return {"loss": loss}
+
+        def preview(self):
+            return None
+
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(128, 6)) * [1, 2, 3, 0.5, 1, 4] + 1).astype(np.float32)
+    data = TensorDataset(x, rng.integers(0, 3, 128))
+    t = BNTrainer(device="cpu", seed=0, out_dir=out, progress=False)
+    t.fit(DataLoader(data, batch, shuffle=False), 3)
+    return t
+
+
+def bn_state(trainer) -> list:
+    """Parameters, then the BatchNorm's running statistics, as flat lists."""
+    bn = trainer.net[1]
+    return [
+        _flat(trainer.net).tolist(),
+        bn.running_mean.numpy().tolist(),
+        bn.running_var.numpy().tolist(),
+    ]
+
+
+@case
+def trainer_bn(rank, world, args):
+    """The Trainer on ranks converts BatchNorm to SyncBatchNorm (or not, with sync_batchnorm =
+    False); the test compares with the one-process run of the same global batch."""
+    sync = args[0] == "sync"
+    t = bn_trainer_run(None, 8, sync=sync)
+    return {
+        "state": bn_state(t),
+        "kind": type(t.net[1]).__name__,
+        "identical": _replicas_identical(t.net),
+    }
+
+
 # Evaluation, failures ------------------------------------------------------------------------
 
 

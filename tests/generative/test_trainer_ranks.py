@@ -4,6 +4,7 @@ resume rank 0 alone reads the checkpoint and broadcasts it (rank 1's path does n
 
 from __future__ import annotations
 
+import numpy as np
 from helpers import requires_mpi, run_ranks
 
 
@@ -18,3 +19,21 @@ def test_trainer_fits_on_two_ranks_and_resumes_exactly(tmp_path):
         assert r["resume_steps"] == [2, 16, 2, 16]  # 8 steps of 4 per rank
     assert r0["resume_history"]  # rank 0's losses (rank 1 took the history rank 0 wrote)
     assert (tmp_path / "run_rank0" / "checkpoint.npz").exists()
+
+
+@requires_mpi
+def test_batchnorm_becomes_syncbatchnorm_on_ranks_and_matches_one_process(tmp_path):
+    """2 ranks x batch 4 == 1 process x batch 8 for a BatchNorm model (48 steps), because fit
+    converts BatchNorm to SyncBatchNorm on ranks; with sync_batchnorm = False it differs."""
+    import mpi_worker
+
+    ref = mpi_worker.bn_state(mpi_worker.bn_trainer_run(None, 8))  # one process, world of 1
+    proc, (r0, r1), _ = run_ranks("trainer_bn", "sync", tmp_path=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert r0["kind"] == "SyncBatchNorm" and r0["identical"] and r1["identical"]
+    for got, want in zip(r0["state"], ref, strict=True):  # parameters, running mean and var
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    proc, (p0, _), _ = run_ranks("trainer_bn", "plain", tmp_path=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert p0["kind"] == "BatchNorm1d"
+    assert np.abs(np.array(p0["state"][0]) - ref[0]).max() > 1e-3  # per-rank statistics
