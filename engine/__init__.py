@@ -1,6 +1,7 @@
 """tensortape's engine: a device-agnostic Tensor (NumPy on cpu, CuPy on cuda) and its tape."""
 
-from . import memory, random
+from . import amp, backends, memory, random
+from .autocast_mode import autocast, get_autocast_dtype, is_autocast_enabled
 from .autograd import (
     Function,
     backward,
@@ -42,7 +43,7 @@ from .tensor import Tensor, as_tensor, from_numpy, tensor
 from .tensorbase import promote_types, result_type
 from .threads import get_num_threads, set_num_threads
 
-float16, float32, float64 = "float16", "float32", "float64"
+float16, bfloat16, float32, float64 = "float16", "bfloat16", "float32", "float64"
 int32, int64, uint8, bool = "int32", "int64", "uint8", "bool"  # noqa: A001
 half, float, double, long = float16, float32, float64, int64
 
@@ -57,6 +58,11 @@ from .serialization import load, save  # noqa: E402
 __all__ = [
     "Tensor",
     "tensor",
+    "autocast",
+    "amp",
+    "backends",
+    "is_autocast_enabled",
+    "get_autocast_dtype",
     "result_type",
     "promote_types",
     "as_tensor",

@@ -18,8 +18,10 @@ import itertools
 import weakref
 from typing import Any, Iterable, Sequence
 
+from .dtypes import kind as _kind
 from .grad_mode import (
     _mode,
+    backward_walk,
     detect_anomaly,
     enable_grad,
     is_grad_enabled,
@@ -128,7 +130,7 @@ def _check_finite(fn_name: str, phase: str, xp, arrays: Iterable[Any]) -> None:
     """AnomalyError unless every float array is finite; `xp` is the op's array module (a
     forward may return a NumPy scalar rather than an ndarray)."""
     for a in arrays:
-        if a is None or a.dtype.kind not in "fc":
+        if a is None or _kind(a.dtype) not in "fc":
             continue
         if not bool(xp.isfinite(a).all()):
             raise AnomalyError(f"Function '{fn_name}' returned NaN or Inf values in its {phase}")
@@ -299,7 +301,13 @@ def _freed_error(fn) -> RuntimeError:
     )
 
 
-def _run_backward(
+def _run_backward(*args, **kwargs):
+    """The walk, with autocast off inside it (the gradient ops run in their forward's dtypes)."""
+    with backward_walk():
+        return _walk(*args, **kwargs)
+
+
+def _walk(
     roots: Sequence,
     root_grads: Sequence,
     retain_graph: bool,

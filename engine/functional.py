@@ -11,10 +11,12 @@ import math
 import numpy
 
 from . import random
+from .autocast_mode import autocast_op as _autocast_op
 from .autograd import Function
 from .creation import full_like
 from .device import check_later as _check_later
 from .device import on_device as _on_device
+from .dtypes import kind as _kind
 from .grad_mode import is_grad_enabled as _is_grad_enabled
 from .ops import (
     abs,
@@ -114,7 +116,7 @@ class LeakyReLU(Function):
             self.mask = None  # y > 0 where x > 0: the backward reads the output
             return activation_gpu.leaky_relu_forward(x, self.slope)
         self.mask = x > 0
-        slope = x.dtype.type(self.slope) if x.dtype.kind == "f" else self.slope
+        slope = x.dtype.type(self.slope) if _kind(x.dtype) == "f" else self.slope
         y = x * slope
         if 0 <= self.slope <= 1 and y.dtype == x.dtype and isinstance(y, self.xp.ndarray):
             # max(x, slope x) is leaky_relu for 0 <= slope <= 1; ~10x faster than a where()
@@ -168,6 +170,7 @@ def relu6(x: Tensor) -> Tensor:
     return clip(x, 0.0, 6.0)
 
 
+@_autocast_op("softplus")
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, linear above `threshold` (PyTorch's rule)."""
     bx = x * beta if beta != 1.0 else x
@@ -239,6 +242,7 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
     return a * sigmoid(b)
 
 
+@_autocast_op("prelu")
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """x where x > 0, else weight * x; `weight` has one value or one per channel (dim 1)."""
     if weight.ndim > 1 or (weight.numel() != 1 and (input.ndim < 2 or
@@ -292,19 +296,23 @@ def _softmax_dim(x: Tensor, dim):
     return _norm_dim(dim, x.ndim)
 
 
+@_autocast_op("softmax")
 def softmax(x: Tensor, dim: int | None = None) -> Tensor:
     return Softmax(_softmax_dim(x, dim))(x)
 
 
+@_autocast_op("log_softmax")
 def log_softmax(x: Tensor, dim: int | None = None) -> Tensor:
     return LogSoftmax(_softmax_dim(x, dim))(x)
 
 
+@_autocast_op("normalize")
 def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
     n = x.norm(p, dim, keepdim=True)
     return x / maximum(n, as_tensor(eps, like=x))
 
 
+@_autocast_op("cosine_similarity")
 def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     num = sum(a * b, dim)
     den = maximum(a.norm(2, dim) * b.norm(2, dim), as_tensor(eps, like=a))
@@ -346,23 +354,27 @@ def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = 
 
 
 # Losses ------------------------------------------------------------------------------------
+@_autocast_op("mse_loss")
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     _same_shape("mse_loss", input, target)
     d = input - target
     return _reduce(d * d, reduction)
 
 
+@_autocast_op("l1_loss")
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     _same_shape("l1_loss", input, target)
     return _reduce(abs(input - target), reduction)
 
 
+@_autocast_op("smooth_l1_loss")
 def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0):
     _same_shape("smooth_l1_loss", input, target)
     d = abs(input - target)
     return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
 
 
+@_autocast_op("binary_cross_entropy")
 def binary_cross_entropy(input: Tensor, target: Tensor, weight=None, reduction: str = "mean"):
     """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 as in PyTorch."""
     _same_shape("binary_cross_entropy", input, target)
@@ -443,6 +455,7 @@ class BCEWithLogitsReduced(Function):
         return gy * scale * (sigmoid(x) - Tensor._wrap(self.target, x.device))
 
 
+@_autocast_op("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(
     input: Tensor, target: Tensor, weight=None, reduction: str = "mean", pos_weight=None
 ) -> Tensor:
@@ -584,6 +597,7 @@ class NLLScatter(Function):
         return NLLGather(self.target, self.weight)(ggx)
 
 
+@_autocast_op("nll_loss")
 @_on_device
 def nll_loss(
     input: Tensor,
@@ -601,7 +615,7 @@ def nll_loss(
             f"nll_loss: expected target of shape {input.shape[:1] + input.shape[2:]} for input of "
             f"shape {input.shape}, got {target.shape}"
         )
-    if target.dtype.kind not in "iu":
+    if _kind(target.dtype) not in "iu":
         raise TypeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
     logp = _classes_last(input)
     t = target.array.reshape(-1)
@@ -625,6 +639,7 @@ def nll_loss(
     return _reduce(loss, reduction)
 
 
+@_autocast_op("cross_entropy")
 @_on_device
 def cross_entropy(
     input: Tensor,
@@ -649,7 +664,7 @@ def cross_entropy(
         t = input.xp.ascontiguousarray(target.array.astype(numpy.int64, copy=False))
         return CrossEntropy(t, ignore_index, reduction)(input)
     logp = log_softmax(input, 1)
-    if target.dtype.kind == "f":
+    if _kind(target.dtype) == "f":
         _same_shape("cross_entropy", input, target)
         if label_smoothing:
             target = target * (1.0 - label_smoothing) + label_smoothing / input.shape[1]
@@ -673,6 +688,7 @@ def cross_entropy(
     return loss * (1.0 - label_smoothing) + smooth * label_smoothing
 
 
+@_autocast_op("kl_div")
 def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False):
     """KL(target || exp(input)) pointwise: target * (log target - input)."""
     if log_target:
@@ -685,6 +701,7 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     return _reduce(loss, reduction)
 
 
+@_autocast_op("gaussian_nll_loss")
 @_on_device
 def gaussian_nll_loss(
     input: Tensor,

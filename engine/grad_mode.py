@@ -1,6 +1,7 @@
-"""The tape's thread-local modes: grad mode (`no_grad`, `enable_grad`, `set_grad_enabled`) and
-anomaly detection. The lowest layer of the engine's tape: it imports nothing of the project, so the
-tensor record and the tape above it can both ask whether to record."""
+"""The tape's thread-local modes: grad mode (`no_grad`, `enable_grad`, `set_grad_enabled`),
+anomaly detection and whether a backward walk runs (autocast casts nothing inside one). The lowest
+layer of the engine's tape: it imports nothing of the project, so the tensor record and the tape
+above it can both ask whether to record."""
 
 from __future__ import annotations
 
@@ -20,9 +21,21 @@ class _Mode(threading.local):
     grad_enabled = True
     anomaly = False
     callbacks: list | None = None  # autograd.queue_callback's list while a backward walk runs
+    backward_depth = 0  # backward walks running (nested with create_graph): autocast casts none
 
 
 _mode = _Mode()
+
+
+class backward_walk:  # noqa: N801
+    """Entered by the tape around a backward walk: `engine.autocast` casts nothing inside it
+    (PyTorch's backward is not autocast either: gradient ops run in their forward's dtypes)."""
+
+    def __enter__(self) -> None:
+        _mode.backward_depth += 1
+
+    def __exit__(self, *exc) -> None:
+        _mode.backward_depth -= 1
 
 
 def is_grad_enabled() -> bool:

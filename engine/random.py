@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy
 
 from .device import CPU, Device, cupy
+from .dtypes import kind as _kind
 
 __all__ = ["manual_seed", "seed", "generator", "get_rng_state", "set_rng_state", "initial_seed"]
 
@@ -64,7 +65,7 @@ def set_rng_state(state: dict) -> None:
 def _float(dtype) -> tuple[numpy.dtype, numpy.dtype]:
     """(the float dtype to return, the dtype to draw in: float16 draws in float32)."""
     dtype = numpy.dtype(dtype)
-    dt = dtype if dtype.kind == "f" else numpy.dtype(numpy.float32)
+    dt = dtype if _kind(dtype) == "f" else numpy.dtype(numpy.float32)
     return dt, dt if dt in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
 
 

@@ -14,6 +14,9 @@ import numpy
 from . import autograd
 from .device import CPU, Device, array_device, cupy
 from .device import device as _device
+from .dtypes import BFLOAT16
+from .dtypes import as_dtype as _dtype
+from .dtypes import kind as _kind
 from .ops import indexing as _indexing
 from .ops import linalg as _linalg
 from .ops import logical as _logical
@@ -24,33 +27,6 @@ from .ops import shape as _shape
 from .tensorbase import TensorBase, default_dtype
 
 __all__ = ["Tensor", "tensor", "as_tensor", "from_numpy"]
-
-_DTYPES = {
-    "float16": numpy.float16,
-    "float32": numpy.float32,
-    "float64": numpy.float64,
-    "int8": numpy.int8,
-    "int16": numpy.int16,
-    "int32": numpy.int32,
-    "int64": numpy.int64,
-    "uint8": numpy.uint8,
-    "bool": numpy.bool_,
-    "float": numpy.float32,
-    "double": numpy.float64,
-    "half": numpy.float16,
-    "long": numpy.int64,
-    "int": numpy.int32,
-}
-
-
-def _dtype(dtype) -> numpy.dtype | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise TypeError(f"unknown dtype {dtype!r}")
-        return numpy.dtype(_DTYPES[dtype])
-    return numpy.dtype(dtype)
 
 
 class Tensor(TensorBase):
@@ -73,7 +49,7 @@ class Tensor(TensorBase):
         """A number takes this tensor's dtype (float32 when a float meets an integer tensor); an
         array keeps its own and moves to this tensor's device (a cpu NumPy array is not copied)."""
         if isinstance(data, numbers.Number):
-            kind = self.dtype.kind
+            kind = _kind(self.dtype)
             if isinstance(data, bool) or (isinstance(data, numbers.Integral) and kind in "fciu"):
                 dtype = self.dtype
             elif kind in "fc":
@@ -116,6 +92,9 @@ class Tensor(TensorBase):
 
     def half(self) -> Tensor:
         return self.to(numpy.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(BFLOAT16)
 
     def long(self) -> Tensor:
         return self.to(numpy.int64)

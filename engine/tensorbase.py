@@ -13,6 +13,7 @@ import numpy
 
 from . import random
 from .device import Device, array_device, cupy, on_device, raise_deferred
+from .dtypes import kind as _kind
 from .grad_mode import is_grad_enabled
 
 __all__ = ["TensorBase", "default_dtype", "promote_types", "result_type", "floating"]
@@ -156,7 +157,7 @@ class TensorBase:
         return bool(self.item())
 
     def __index__(self) -> int:
-        if self.dtype.kind not in "iub" or self.array.size != 1:
+        if _kind(self.dtype) not in "iub" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
@@ -171,7 +172,7 @@ class TensorBase:
         return self.array.__dlpack_device__()
 
     def is_floating_point(self) -> bool:
-        return self.dtype.kind == "f"
+        return _kind(self.dtype) == "f"
 
     # Autograd -----------------------------------------------------------------------------
     def detach(self) -> TensorBase:
@@ -188,7 +189,7 @@ class TensorBase:
     def requires_grad_(self, requires_grad: bool = True) -> TensorBase:
         if not self.is_leaf and not requires_grad:
             raise RuntimeError("you can only change requires_grad flags of leaf tensors")
-        if requires_grad and self.dtype.kind not in "fc":
+        if requires_grad and _kind(self.dtype) not in "fc":
             raise RuntimeError(
                 f"only floating point tensors can require gradients, got {self.dtype}"
             )
@@ -396,7 +397,7 @@ def split_int_indices(index):
             then.append(i)
         else:
             mask = i if hasattr(i, "dtype") else numpy.asarray(i)
-            first.extend([slice(None)] * (mask.ndim if mask.dtype.kind == "b" else 1))
+            first.extend([slice(None)] * (mask.ndim if _kind(mask.dtype) == "b" else 1))
             then.append(i)
     return tuple(first), tuple(then)
 
@@ -404,9 +405,9 @@ def split_int_indices(index):
 def default_dtype(value) -> numpy.dtype:
     """Python floats become float32, ints int64, bools bool (PyTorch's defaults)."""
     arr = numpy.asarray(value)
-    if arr.dtype.kind == "f":
+    if _kind(arr.dtype) == "f":
         return numpy.dtype(numpy.float32)
-    if arr.dtype.kind in "iu":
+    if _kind(arr.dtype) in "iu":
         return numpy.dtype(numpy.int64)
     return arr.dtype
 
@@ -421,7 +422,7 @@ def promote_types(a, b) -> numpy.dtype:
     a, b = numpy.dtype(a), numpy.dtype(b)
     if a == b:
         return a
-    fa, fb = a.kind in "fc", b.kind in "fc"
+    fa, fb = _kind(a) in "fc", _kind(b) in "fc"
     if fa != fb:
         return a if fa else b
     return numpy.result_type(a, b)
@@ -443,9 +444,9 @@ def _combine(higher, lower):
     higher category (bool < integer < float) than the higher-priority ones."""
     if higher is None:
         return lower
-    if lower is None or higher.kind in "fc":
+    if lower is None or _kind(higher) in "fc":
         return higher
-    if higher.kind == "b" or lower.kind in "fc":
+    if _kind(higher) == "b" or _kind(lower) in "fc":
         return promote_types(higher, lower)
     return higher
 
@@ -476,4 +477,4 @@ def floating(dtype) -> numpy.dtype:
     """The dtype a float-only op (exp, sqrt, true division) computes in: integers and bools in
     the default float32, as PyTorch."""
     dtype = numpy.dtype(dtype)
-    return dtype if dtype.kind in "fc" else _FLOAT
+    return dtype if _kind(dtype) in "fc" else _FLOAT

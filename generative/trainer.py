@@ -116,6 +116,10 @@ __all__ = [
     "Trainer",
     "Callback",
     "Precision",
+    "MixedPrecision",
+    "TF32Precision",
+    "PRECISIONS",
+    "make_precision",
     "NonFiniteLossError",
     "resolve_device",
     "frozen",
@@ -221,12 +225,18 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Precision:
-    """The float32 policy (the default): no autocast, plain backward and step.
+    """The float32 policy (`--precision 32`, the default): no autocast, plain backward and step.
 
-    A mixed-precision policy subclasses it: `autocast()` around each train_step, a scaled
-    `backward`, a `step` that unscales, checks for inf/NaN and may skip, and its scaler state in
-    `state_dict()` (checkpointed with the trainer).
+    A mixed-precision policy subclasses it: `autocast()` around each train_step (the loop's one
+    context per step: a scaler updates its scale when it closes), a scaled `backward`, a `step`
+    that unscales, checks for inf/NaN and may skip, and its scaler state in `state_dict()`
+    (checkpointed with the trainer). `setup(device)` tells it the trainer's device.
     """
+
+    name = "32"
+
+    def setup(self, device: engine.Device) -> None:
+        pass
 
     def autocast(self) -> AbstractContextManager:
         return nullcontext()
@@ -242,6 +252,90 @@ class Precision:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class MixedPrecision(Precision):
+    """`--precision 16-mixed` / `bf16-mixed` (Lightning's words): each train_step under
+    `engine.autocast(device, dtype)`; float32 master weights and optimizer state. float16 takes a
+    `GradScaler` (its gradients underflow below ~6e-8 without one); bfloat16 has float32's range
+    and needs none (Lightning's and PyTorch's practice)."""
+
+    def __init__(self, dtype: str = "float16", scaler: Any = None) -> None:
+        if dtype not in ("float16", "bfloat16"):
+            raise ValueError(
+                f"MixedPrecision: dtype must be 'float16' or 'bfloat16', got {dtype!r}"
+            )
+        self.dtype = dtype
+        self.name = "16-mixed" if dtype == "float16" else "bf16-mixed"
+        if scaler is None and dtype == "float16":
+            scaler = engine.amp.GradScaler()
+        self.scaler = scaler
+        self._device_type = "cpu"
+        self._stepped = False
+
+    def setup(self, device: engine.Device) -> None:
+        self._device_type = device.type
+
+    @contextmanager
+    def autocast(self) -> Iterator[None]:
+        with engine.autocast(self._device_type, dtype=self.dtype):
+            yield
+        if self.scaler is not None and self._stepped:  # once per iteration, after every step
+            self.scaler.update()
+        self._stepped = False
+
+    def backward(self, loss: Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, optimizer: Any) -> None:
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+        self._stepped = True
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "scaler": self.scaler.state_dict() if self.scaler else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+class TF32Precision(Precision):
+    """`--precision tf32`: float32 everywhere, with `engine.backends.cuda.matmul.allow_tf32` on
+    during each train_step (cuda GEMMs round their inputs to TF32; no effect on the cpu)."""
+
+    name = "tf32"
+
+    @contextmanager
+    def autocast(self) -> Iterator[None]:
+        matmul = engine.backends.cuda.matmul
+        before = matmul.allow_tf32
+        matmul.allow_tf32 = True
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = before
+
+    def state_dict(self) -> dict:
+        return {"name": self.name}
+
+
+#: The `--precision` values (Lightning's names) and their policies.
+PRECISIONS = {
+    "32": Precision,
+    "16-mixed": lambda: MixedPrecision("float16"),
+    "bf16-mixed": lambda: MixedPrecision("bfloat16"),
+    "tf32": TF32Precision,
+}
+
+
+def make_precision(name: str) -> Precision:
+    """The policy of a `--precision` value."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {name!r}")
+    return PRECISIONS[name]()
 
 
 class Trainer:
@@ -274,6 +368,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.precision = precision if precision is not None else Precision()
+        # Chosen: given here or set later; else the default, which a checkpoint's replaces.
+        self._precision_chosen = precision is not None
         self.callbacks: list[Callback] = list(callbacks)
         if isinstance(logger, str) and logger not in ("auto", "tensorboard", "csv", "none"):
             raise ValueError(f"logger must be auto, tensorboard, csv or none, got {logger!r}")
@@ -292,6 +388,17 @@ class Trainer:
         self.checkpoint_meta: dict[str, Any] = {}
         self._loader_state: dict | None = None  # from a checkpoint, for the next fit()
         self._ddp: dict[str, Any] = {}  # name -> DistributedDataParallel, in a multi-rank fit
+
+    @property
+    def precision(self) -> Precision:
+        """The precision policy (see `Precision`); setting it tells it the device."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, policy: Precision) -> None:
+        policy.setup(self.device)
+        self._precision = policy
+        self._precision_chosen = True
 
     # ---------------------------------------------------------------------------------------
     # The subclass contract
@@ -583,6 +690,7 @@ class Trainer:
         return {
             "model": type(self).__name__,
             "config": self.config(),
+            "precision": self.precision.name,
             "epochs": self.epoch,
             "steps": self.global_step,
             "history": self.history,
@@ -643,13 +751,27 @@ class Trainer:
             opt.load_state_dict(state["optimizers"][name])
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
-        self.precision.load_state_dict(state.get("precision") or {})
+        self._load_precision(state.get("precision") or {})
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
         engine.random.set_rng_state(state["rng"])
         self._loader_state = state.get("loader")
         self.load_extra_state(state.get("extra") or {})
+
+    def _load_precision(self, saved: dict) -> None:
+        """The checkpoint's precision and scaler state: adopted when this trainer runs the
+        default policy, an error when it was given another one (a resumed run keeps its
+        precision)."""
+        name = saved.get("name", "32")
+        if name != self.precision.name:
+            if self._precision_chosen:
+                raise ValueError(
+                    f"checkpoint was trained with precision {name!r}, this run asks for "
+                    f"{self.precision.name!r}: resume with --precision {name} (or none)"
+                )
+            self.precision = make_precision(name)
+        self.precision.load_state_dict(saved)
 
     def save_checkpoint(self, path: str | os.PathLike, loader: Any = None) -> None:
         """`engine.save` of `state_dict(loader)` (atomic: a crash keeps the previous file);

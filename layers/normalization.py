@@ -12,6 +12,7 @@ import math
 import engine
 import engine.functional as F
 from engine import Tensor
+from engine.autocast_mode import autocast_op as _autocast_op
 from engine.ops.norm import batch_norm_train, sync_batch_norm_train
 
 from . import init
@@ -112,6 +113,7 @@ def batch_norm(
     return out + bias.reshape(shape) if bias is not None else out
 
 
+@_autocast_op("layer_norm")
 def layer_norm(
     input: Tensor,
     normalized_shape,
@@ -137,6 +139,7 @@ def layer_norm(
     return out + bias if bias is not None else out
 
 
+@_autocast_op("group_norm")
 def group_norm(
     input: Tensor,
     num_groups: int,

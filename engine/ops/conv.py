@@ -24,8 +24,11 @@ import kernels
 from kernels import geometry
 from kernels.geometry import Geometry
 
+from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
+from ..dtypes import is_low_precision
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .linalg import einsum, matmul
 from .shape import broadcast_to, getitem, pad, reshape, squeeze, unsqueeze
@@ -43,10 +46,29 @@ __all__ = [
 IntPair = int | Sequence[int]
 
 
+def _in_float32(kernel, *args):
+    """`kernel(*args)`; float16/bfloat16 arrays go in as float32 and the result is rounded
+    back: the tensor-core recipe (half inputs, float32 products and sums, one rounding of the
+    output). The float32 conv kernels are the only ones so far (none in half precision yet), on
+    both devices, so low precision saves no time here, only keeps the numerics honest.
+    Pooling too (max is exact in any dtype; an average is summed in float32). A tuple result
+    (conv's kept columns, max pooling's argmax) rounds only its first array: the columns stay
+    float32 for the weight gradient, which takes them as they are."""
+    dtypes = [a.dtype for a in args if hasattr(a, "dtype")]
+    low = next((d for d in dtypes if is_low_precision(d)), None)
+    if low is None:
+        return kernel(*args)
+    f32 = numpy.float32
+    out = kernel(*(a.astype(f32) if getattr(a, "dtype", None) == low else a for a in args))
+    if isinstance(out, tuple):
+        return (out[0].astype(low),) + out[1:]
+    return out.astype(low)
+
+
 def _check_float(name: str, *tensors: TensorBase | None) -> None:
     ts = [t for t in tensors if t is not None]
     for t in ts:
-        if t.dtype.kind != "f":
+        if _kind(t.dtype) != "f":
             raise TypeError(f"{name}: expected floating point tensors, got dtype {t.dtype}")
     if len({t.dtype for t in ts}) > 1:
         raise TypeError(
@@ -83,8 +105,8 @@ class Conv2d(Function):
         self.cols = None
 
     def forward(self, x, w, b=None):
-        kern = kernels.backend(self.device.type)
-        y, self.cols = kern.conv2d_forward(x, w, b, self.geo, self.keep_cols)
+        kern = kernels.backend(self.device.type).conv2d_forward
+        y, self.cols = _in_float32(kern, x, w, b, self.geo, self.keep_cols)
         return y
 
     def backward(self, gy):
@@ -122,7 +144,7 @@ class Conv2dGradInput(Function):
         self.geo = geo
 
     def forward(self, gy, w):
-        return kernels.backend(self.device.type).conv2d_backward_input(gy, w, self.geo)
+        return _in_float32(kernels.backend(self.device.type).conv2d_backward_input, gy, w, self.geo)
 
     def backward(self, ggx):
         # <ggx, T(gy, w)> = <conv(ggx, w), gy>: differentiate that in gy and in w.
@@ -140,8 +162,8 @@ class Conv2dGradWeight(Function):
         self.geo, self.cols = geo, cols
 
     def forward(self, x, gy):
-        kern = kernels.backend(self.device.type)
-        gw = kern.conv2d_backward_weight(gy, x, self.geo, self.cols)
+        kern = kernels.backend(self.device.type).conv2d_backward_weight
+        gw = _in_float32(kern, gy, x, self.geo, self.cols)
         self.cols = None  # the Conv2d node owns them; this node's backward never reads them
         return gw
 
@@ -153,6 +175,7 @@ class Conv2dGradWeight(Function):
         return g_x, g_gy
 
 
+@_autocast_op("conv2d")
 def conv2d(
     input: TensorBase,
     weight: TensorBase,
@@ -184,6 +207,7 @@ def conv2d(
     return fn(input, weight) if bias is None else fn(input, weight, bias)
 
 
+@_autocast_op("conv_transpose2d")
 def conv_transpose2d(
     input: TensorBase,
     weight: TensorBase,
@@ -228,7 +252,8 @@ class MaxPool2d(Function):
         self.geo = geo
 
     def forward(self, x):
-        y, self.argmax = kernels.backend(self.device.type).max_pool2d_forward(x, self.geo)
+        kern = kernels.backend(self.device.type).max_pool2d_forward
+        y, self.argmax = _in_float32(kern, x, self.geo)
         return y
 
     def backward(self, gy):
@@ -244,8 +269,8 @@ class MaxPool2dGrad(Function):
         self.geo, self.argmax = geo, argmax
 
     def forward(self, gy):
-        kern = kernels.backend(self.device.type)
-        return kern.max_pool2d_backward(gy, self.argmax, self.geo)
+        kern = kernels.backend(self.device.type).max_pool2d_backward
+        return _in_float32(kern, gy, self.argmax, self.geo)
 
     def backward(self, ggx):
         return MaxPool2dGather(self.geo, self.argmax)(ggx)
@@ -304,7 +329,7 @@ class AvgPool2d(Function):
         self.geo = geo
 
     def forward(self, x):
-        return kernels.backend(self.device.type).avg_pool2d_forward(x, self.geo)
+        return _in_float32(kernels.backend(self.device.type).avg_pool2d_forward, x, self.geo)
 
     def backward(self, gy):
         return AvgPool2dGrad(self.geo)(gy)
@@ -319,7 +344,7 @@ class AvgPool2dGrad(Function):
         self.geo = geo
 
     def forward(self, gy):
-        return kernels.backend(self.device.type).avg_pool2d_backward(gy, self.geo)
+        return _in_float32(kernels.backend(self.device.type).avg_pool2d_backward, gy, self.geo)
 
     def backward(self, ggx):
         return AvgPool2d(self.geo)(ggx)

@@ -20,6 +20,7 @@ import numpy
 from kernels import geometry
 from kernels.geometry import ntuple, pair, transposed_size, window_lengths
 
+from ..autocast_mode import autocast_op as _autocast_op
 from ..device import on_device
 from ..tensorbase import TensorBase
 from .conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
@@ -64,6 +65,7 @@ def _as_1d(out: TensorBase, batched: bool) -> TensorBase:
     return out if batched else squeeze(out, 0)
 
 
+@_autocast_op("conv1d")
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
     """1-D cross-correlation of (N, C, L) with weight (C_out, C/groups, k); `padding` may be
     an int or "valid" / "same"."""
@@ -81,6 +83,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     return _as_1d(y, batched)
 
 
+@_autocast_op("conv_transpose1d")
 def conv_transpose1d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1
 ):
@@ -239,6 +242,7 @@ def _depth_windows(x: TensorBase, od: int, kd: int, sd: int, dd: int, fill: floa
     return where(mask, win, fill)
 
 
+@_autocast_op("conv3d")
 @on_device
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
     """3-D cross-correlation of (N, C, D, H, W) with weight (C_out, C/groups, kd, kh, kw):
@@ -260,6 +264,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     return y if batched else squeeze(y, 0)
 
 
+@_autocast_op("conv_transpose3d")
 @on_device
 def conv_transpose3d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1

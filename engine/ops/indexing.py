@@ -13,6 +13,7 @@ import numpy
 from ..autograd import Function, is_grad_enabled
 from ..determinism import add_at
 from ..device import on_device
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .math import where
 from .reduction import ValuesIndices
@@ -341,7 +342,7 @@ class ScatterReduce(Function):
             identity = {"sum": 0, "mean": 0, "prod": 1}.get(r)
             if identity is None:  # amax / amin start from the dtype's lowest / highest value
                 identity = -numpy.inf if r == "amax" else numpy.inf
-                if x.dtype.kind != "f":
+                if _kind(x.dtype) != "f":
                     info = numpy.iinfo(x.dtype) if x.dtype.kind in "iu" else None
                     identity = (info.min if r == "amax" else info.max) if info else r == "amin"
             out[w] = identity
@@ -363,7 +364,7 @@ class ScatterReduce(Function):
     def _prod_by_logs(self, out, src):
         """CuPy has no multiply.at: the product as sign * exp(sum log|v|), zeros counted apart."""
         xp, w = self.xp, self.where_
-        if out.dtype.kind != "f":
+        if _kind(out.dtype) != "f":
             raise NotImplementedError(
                 "scatter_reduce(reduce='prod') on cuda supports floating-point tensors only"
             )

@@ -7,8 +7,11 @@ import string
 
 import numpy
 
+from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
+from ..dtypes import is_low_precision
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .indexing import index_select
 from .math import abs as _abs
@@ -18,18 +21,36 @@ from .reduction import sum as _sum
 from .shape import _norm_dim, broadcast_to, permute, reduce_to, reshape, squeeze, sum_to, unsqueeze
 
 
+def gemm(xp, a, b):
+    """`a @ b` on raw arrays. float16/bfloat16 on the CPU as tensor cores compute it: NumPy has
+    no half-precision BLAS (its float16 matmul is a slow C loop, bfloat16 none at all), so the
+    rounded inputs are multiplied by float32 BLAS (products of two half values are exact in
+    float32), accumulated in float32 and the output rounded once to the inputs' dtype. On cuda,
+    cuBLAS does the same in hardware (float32 accumulation for half inputs)."""
+    if xp is numpy and is_low_precision(a.dtype) and a.dtype == b.dtype:
+        f32 = numpy.float32
+        return numpy.matmul(a.astype(f32), b.astype(f32)).astype(a.dtype)
+    return xp.matmul(a, b)
+
+
+def _mm(a, b, xp):
+    """`a @ b` in a backward formula: engine ops when recorded (Tensors), `gemm` on arrays."""
+    return a @ b if isinstance(a, TensorBase) else gemm(xp, a, b)
+
+
 class MatMul(Function):
     def forward(self, a, b):
-        return self.xp.matmul(a, b)
+        return gemm(self.xp, a, b)
 
     def backward(self, gy):
         (a, b), g = self.operands(gy)  # Tensors when recorded, raw arrays otherwise
         xp, (ta, tb) = self.xp, self.inputs
-        ga = reduce_to(g @ b.mT, a.shape, xp) if ta.requires_grad else None
-        gb = reduce_to(a.mT @ g, b.shape, xp) if tb.requires_grad else None
+        ga = reduce_to(_mm(g, b.mT, xp), a.shape, xp) if ta.requires_grad else None
+        gb = reduce_to(_mm(a.mT, g, xp), b.shape, xp) if tb.requires_grad else None
         return self.results(gy, ga, gb)
 
 
+@_autocast_op("matmul")
 def matmul(a: TensorBase, b: TensorBase) -> TensorBase:
     """`a @ b` with NumPy's rules: 1-D operands are promoted and the added dim removed."""
     if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
@@ -51,7 +72,7 @@ class Linear(Function):
     """y = x W^T + b over the last dim of x: one GEMM forward, two backward."""
 
     def forward(self, x, w, b=None):
-        y = self.xp.matmul(x, w.T)
+        y = gemm(self.xp, x, w.T)
         if b is not None:
             y += b
         return y
@@ -62,12 +83,13 @@ class Linear(Function):
         (x, w, *_), g = self.operands(gy)
         wanted = [t.requires_grad for t in self.inputs]
         g2 = g.reshape(-1, g.shape[-1])
-        gx = g @ w if wanted[0] else None
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if wanted[1] else None
+        gx = _mm(g, w, self.xp) if wanted[0] else None
+        gw = _mm(g2.T, x.reshape(-1, x.shape[-1]), self.xp) if wanted[1] else None
         gb = g2.sum(0) if len(wanted) == 3 and wanted[2] else None
         return self.results(gy, gx, gw, gb)[: len(wanted)]
 
 
+@_autocast_op("linear")
 def linear(x: TensorBase, weight: TensorBase, bias: TensorBase | None = None) -> TensorBase:
     """PyTorch's `F.linear`: x (..., in) @ weight (out, in)^T + bias (out)."""
     if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
@@ -90,6 +112,7 @@ def bmm(input: TensorBase, mat2: TensorBase) -> TensorBase:
     return matmul(input, mat2)
 
 
+@_autocast_op("baddbmm")
 def baddbmm(
     input: TensorBase, batch1: TensorBase, batch2: TensorBase, *, beta=1, alpha=1
 ) -> TensorBase:
@@ -261,7 +284,7 @@ def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=
     sum(|x|^ord)^(1/ord), max |x| for inf, min |x| for -inf, the count of non-zeros for 0."""
     if dtype is not None:
         x = x.to(dtype)
-    if x.dtype.kind not in "fc":
+    if _kind(x.dtype) not in "fc":
         raise RuntimeError(f"vector_norm: expected a floating-point tensor, got {x.dtype}")
     if x.ndim == 0:  # a vector of one (0-d with keepdim too, as PyTorch)
         return reshape(vector_norm(reshape(x, (1,)), ord, 0), ())
@@ -339,7 +362,7 @@ class SingularValues(Function):
 
 def svdvals(A: TensorBase) -> TensorBase:
     """Singular values of the matrices in the last two dims of `A` (torch.linalg.svdvals)."""
-    if A.ndim < 2 or A.dtype.kind != "f":
+    if A.ndim < 2 or _kind(A.dtype) != "f":
         raise RuntimeError(
             f"svdvals: expected floating (..., m, n) matrices, got {A.dtype} {A.shape}"
         )  # noqa: E501

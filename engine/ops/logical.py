@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy
 
 from ..device import on_device
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 
 
@@ -65,9 +66,9 @@ def _integer_arrays(name: str, a, b):
                                    f"{ref.device} and {x.device}")  # fmt: skip
             arrays.append(x.array)
         elif isinstance(x, (bool, numpy.bool_)):
-            arrays.append(ref.xp.asarray(x, dtype=ref.dtype if ref.dtype.kind != "b" else bool))
+            arrays.append(ref.xp.asarray(x, dtype=ref.dtype if _kind(ref.dtype) != "b" else bool))
         elif isinstance(x, (int, numpy.integer)):
-            dt = ref.dtype if ref.dtype.kind in "iu" else numpy.dtype(numpy.int64)
+            dt = ref.dtype if _kind(ref.dtype) in "iu" else numpy.dtype(numpy.int64)
             # A C cast wraps out-of-range ints as PyTorch does (0xFFFFFFFF -> -1 for int32).
             host = numpy.asarray(int(x) & ((1 << 64) - 1), dtype=numpy.uint64).astype(dt)
             arrays.append(ref.xp.asarray(host))
@@ -75,7 +76,7 @@ def _integer_arrays(name: str, a, b):
             raise TypeError(f"{name}: expected an integer or bool tensor or Python int, got "
                             f"{type(x).__name__}")  # fmt: skip
     for arr in arrays:
-        if arr.dtype.kind not in "iub":
+        if _kind(arr.dtype) not in "iub":
             raise TypeError(f"{name}: only integer and bool tensors are supported, got {arr.dtype}")
     if arrays[0].dtype != arrays[1].dtype:
         dt = numpy.result_type(arrays[0].dtype, arrays[1].dtype)
@@ -112,7 +113,7 @@ def bitwise_right_shift(input, other) -> TensorBase:
 
 @on_device
 def bitwise_not(input: TensorBase) -> TensorBase:
-    if input.dtype.kind not in "iub":
+    if _kind(input.dtype) not in "iub":
         raise TypeError(f"bitwise_not: only integer and bool tensors are supported, got "
                         f"{input.dtype}")  # fmt: skip
     return _wrap(input, input.xp.invert(input.array))

@@ -7,8 +7,10 @@ import numbers
 
 import numpy
 
+from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function
 from ..device import check_later, on_device
+from ..dtypes import kind as _kind
 from ..grad_mode import is_grad_enabled
 from ..tensorbase import TensorBase, default_dtype, floating, result_type
 from .shape import sum_to
@@ -113,9 +115,9 @@ def _binary_operands(a, b):
         if isinstance(b, TensorBase):
             if a.array.dtype == b.array.dtype:
                 return a, b
-        elif type(b) in (int, float) and a.dtype.kind == "f":
+        elif type(b) in (int, float) and _kind(a.dtype) == "f":
             return a, a._new(a.xp.asarray(b, dtype=a.dtype), a.device)
-    elif type(a) in (int, float) and isinstance(b, TensorBase) and b.dtype.kind == "f":
+    elif type(a) in (int, float) and isinstance(b, TensorBase) and _kind(b.dtype) == "f":
         return b._new(b.xp.asarray(a, dtype=b.dtype), b.device), b
     ref = a if isinstance(a, TensorBase) else b
     if not isinstance(a, (TensorBase, numbers.Number)):
@@ -163,7 +165,7 @@ class DivRounded(Function):
     def forward(self, a, b):
         xp = self.xp
         self.shapes = (a.shape, b.shape)
-        if a.dtype.kind in "fc":
+        if _kind(a.dtype) in "fc":
             return (xp.floor if self.mode == "floor" else xp.trunc)(a / b)
         # On cuda read at the next host read (no sync per division).
         check_later((b == 0).any(), lambda: ZeroDivisionError("div: integer division by zero"))
@@ -187,11 +189,12 @@ def div(a, b, rounding_mode: str | None = None) -> TensorBase:
                 f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}"
             )
         return DivRounded(rounding_mode)(a, b)
-    if a.dtype.kind in "iub":
+    if _kind(a.dtype) in "iub":
         a, b = a.to(floating(a.dtype)), b.to(floating(b.dtype))
     return Div()(a, b)
 
 
+@_autocast_op("pow")
 def pow(a, b) -> TensorBase:
     if isinstance(a, TensorBase) and isinstance(b, (int, float)) and not isinstance(b, bool):
         dtype = result_type(a, b)  # int ** 0.5 is float32, bool ** 2 int64, as PyTorch
@@ -408,13 +411,13 @@ def _unary(cls, float_only: bool = False):
     """The op of Function `cls`; a `float_only` one computes integers in the default float32."""
 
     def op(x: TensorBase) -> TensorBase:
-        if float_only and x.array.dtype.kind not in "fc":
+        if float_only and _kind(x.array.dtype) not in "fc":
             x = x.to(floating(x.dtype))
         return cls()(x)
 
     op.__name__ = cls.__name__.lower()
     op.__doc__ = f"Elementwise {cls.__name__.lower()}."
-    return op
+    return _autocast_op(op.__name__)(op)
 
 
 neg = _unary(Neg)
@@ -442,15 +445,17 @@ clamp = clip
 
 
 def square(x: TensorBase) -> TensorBase:
-    if x.dtype.kind == "b":  # x ** 2 of bools is int64 in PyTorch
+    if _kind(x.dtype) == "b":  # x ** 2 of bools is int64 in PyTorch
         x = x.to(numpy.int64)
     return x * x
 
 
+@_autocast_op("rsqrt")
 def rsqrt(x: TensorBase) -> TensorBase:
     return 1.0 / sqrt(x)
 
 
+@_autocast_op("log1p")
 def log1p(x: TensorBase) -> TensorBase:
     return Log1p()(_floating(x))
 
@@ -508,7 +513,7 @@ def lerp(a: TensorBase, b, weight) -> TensorBase:
 # More unary math (PyTorch's names). Integer inputs compute in the default float32, as PyTorch's
 # float ops do; the rounding family keeps integer tensors as they are. ------------------------
 def _floating(x: TensorBase) -> TensorBase:
-    return x if x.dtype.kind in "fc" else x.to(floating(x.dtype))
+    return x if _kind(x.dtype) in "fc" else x.to(floating(x.dtype))
 
 
 class _Rounding(Function):
@@ -521,7 +526,7 @@ class _Rounding(Function):
         self.decimals = decimals
 
     def forward(self, x):
-        if x.dtype.kind in "iub":
+        if _kind(x.dtype) in "iub":
             return x.copy()
         if self.how == "round":
             return self.xp.round(x, self.decimals)

@@ -7,8 +7,10 @@ from collections import namedtuple
 
 import numpy
 
+from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .math import exp, log, maximum, minimum, sqrt
 from .shape import _norm_dim, broadcast_to, reshape
@@ -51,10 +53,11 @@ class Sum(Function):
         return broadcast_to(gy, self.in_shape)
 
 
+@_autocast_op("sum")
 def sum(x: TensorBase, dim=None, keepdim: bool = False, dtype=None) -> TensorBase:
     if dtype is not None:
         x = x.to(dtype)
-    elif x.array.dtype.kind in "biu" and x.array.dtype != numpy.int64:
+    elif _kind(x.array.dtype) in "biu" and x.array.dtype != numpy.int64:
         x = x.to(numpy.int64)
     if dim is None and not keepdim:
         return Sum(None, False)(x)
@@ -62,7 +65,7 @@ def sum(x: TensorBase, dim=None, keepdim: bool = False, dtype=None) -> TensorBas
 
 
 def mean(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
-    if x.dtype.kind not in "fc":
+    if _kind(x.dtype) not in "fc":
         raise RuntimeError(
             f"mean(): could not infer output dtype; input dtype is {x.dtype}, "
             "use a floating point tensor"
@@ -105,7 +108,7 @@ def var(
     """Variance with Bessel's correction by default (PyTorch's `correction=1`)."""
     if correction is None:
         correction = 1 if unbiased in (None, True) else 0
-    if x.dtype.kind not in "fc":
+    if _kind(x.dtype) not in "fc":
         raise RuntimeError(f"var(): expected a floating point tensor, got {x.dtype}")
     return Var(_axes(dim, x.ndim), keepdim, correction)(x)
 
@@ -272,9 +275,10 @@ def _exclusive_cumprod(xp, a, ax):
     return out
 
 
+@_autocast_op("prod")
 def prod(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     """Product of elements, over all of them, one dim or a tuple of dims."""
-    if x.dtype.kind in "biu" and x.dtype != numpy.int64:  # integers multiply in int64 (PyTorch)
+    if _kind(x.dtype) in "biu" and x.dtype != numpy.int64:  # integers multiply in int64 (PyTorch)
         x = x.to(numpy.int64)
     if isinstance(dim, (tuple, list)):
         for d in sorted(_axes(dim, x.ndim), reverse=True):
@@ -284,6 +288,7 @@ def prod(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     return Prod(axis if x.ndim else None, keepdim)(x)
 
 
+@_autocast_op("logsumexp")
 @on_device
 def logsumexp(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     """log(sum(exp(x))) with the max shifted out, stable for large |x|."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy
 
+from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .math import exp, log, where
 from .reduction import ValuesIndices
@@ -50,11 +52,12 @@ class Cumsum(Function):
         return _reverse_cumsum(gy, self.axis)
 
 
+@_autocast_op("cumsum")
 def cumsum(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     """Running sums along `dim` (integers and bools sum in int64, as in PyTorch)."""
     if dtype is not None:
         input = input.to(dtype)
-    elif input.dtype.kind in "iub" and input.dtype != numpy.int64:
+    elif _kind(input.dtype) in "iub" and input.dtype != numpy.int64:
         input = input.to(numpy.int64)
     if input.ndim == 0:
         return input
@@ -90,11 +93,12 @@ class Cumprod(Function):
         return where(x._new(first, x.device), x._new(at_z, x.device), g)
 
 
+@_autocast_op("cumprod")
 def cumprod(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     """Running products along `dim` (integers and bools multiply in int64, as in PyTorch)."""
     if dtype is not None:
         input = input.to(dtype)
-    elif input.dtype.kind in "iub" and input.dtype != numpy.int64:
+    elif _kind(input.dtype) in "iub" and input.dtype != numpy.int64:
         input = input.to(numpy.int64)
     if input.ndim == 0:
         return input
@@ -112,7 +116,7 @@ def _cum_extremum(pick: str, input: TensorBase, dim: int):
     shape = [1] * a.ndim
     shape[d] = a.shape[d]
     pos = xp.arange(a.shape[d], dtype=numpy.int64).reshape(shape)
-    hit = (a == running) | (xp.isnan(a) if a.dtype.kind == "f" else False)
+    hit = (a == running) | (xp.isnan(a) if _kind(a.dtype) == "f" else False)
     idx = _scan(xp, xp.maximum, xp.where(hit, pos, 0), d)
     indices = input._new(idx, input.device)
     return ValuesIndices(input.gather(d, indices), indices)
@@ -152,7 +156,7 @@ class LogCumSumExp(Function):
 
 def logcumsumexp(input: TensorBase, dim: int) -> TensorBase:
     """log(cumsum(exp(input))) along `dim`, without overflow."""
-    if input.dtype.kind not in "f":
+    if _kind(input.dtype) not in "f":
         raise RuntimeError(f"logcumsumexp(): expected a floating-point tensor, got {input.dtype}")
     if input.ndim == 0:
         return input

@@ -9,6 +9,7 @@ import numpy
 from ..autograd import Function
 from ..determinism import add_at
 from ..device import on_device
+from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase, promote_types, split_int_indices
 
 
@@ -478,7 +479,7 @@ class AsType(Function):
 
 def astype(x: TensorBase, dtype) -> TensorBase:
     fn = AsType(numpy.dtype(dtype))
-    if numpy.dtype(dtype).kind not in "fc":
+    if _kind(numpy.dtype(dtype)) not in "fc":
         fn.differentiable = False
     return fn(x)
 

@@ -261,9 +261,13 @@ def resume(trainer, out: Path, args, plan=None) -> Path:
     --resume, loads it into `trainer` (saying so on stderr); --epochs is the total to reach.
     `plan(trainer, epochs, ckpt)`, when given, then fits the loaded schedule to --epochs (it
     returns a note for that line, or raises a UsageError). Also hands the trainer its run logs
-    (`--logger`, into OUT) and the options to log."""
+    (`--logger`, into OUT), the options to log and its `--precision` policy (a resumed run's
+    comes from the checkpoint's settings, as every option's: `prepare_run`)."""
+    from generative.trainer import make_precision  # noqa: PLC0415
+
     trainer.logger = getattr(args, "logger", None) or "auto"
     trainer.hparams = {k: v for k, v in vars(args).items() if _plain(v) and k != "func"}
+    trainer.precision = make_precision(getattr(args, "precision", None) or "32")
     ckpt = out / "checkpoint.npz"
     trainer.checkpoint_meta["args"] = run_settings(args)
     if args.resume:
@@ -350,6 +354,14 @@ def add_common_arguments(
         type=positive_int,
         default=1,
         help="train data-parallel on N ranks (mpiexec); --batch-size is then the global batch",
+    )
+    p.add_argument(
+        "--precision",
+        default="32",
+        choices=["32", "16-mixed", "bf16-mixed", "tf32"],
+        help="32 (default) | 16-mixed (float16 autocast + gradient scaler) | bf16-mixed "
+        "(bfloat16 autocast) | tf32 (cuda float32 GEMMs on TF32 tensor cores); "
+        "a --resume keeps the checkpoint's",
     )
 
 

@@ -202,8 +202,9 @@ SECOND_ORDER = {
     "bce_logits": lambda x: F.binary_cross_entropy_with_logits(
         x * x, engine.tensor([0.2, 0.5, 0.9], dtype=x.dtype, device=x.device)
     ),
-    "cross_entropy": lambda x: F.cross_entropy(x.reshape(1, 3) * x.reshape(3, 1),
-                                               engine.tensor([0, 2, 1], device=x.device)),
+    "cross_entropy": lambda x: F.cross_entropy(
+        x.reshape(1, 3) * x.reshape(3, 1), engine.tensor([0, 2, 1], device=x.device)
+    ),
     "softplus_elu": lambda x: (F.softplus(x) * F.elu(x - 1.0)).sum(),
     "cat_stack_split": lambda x: (engine.stack([x, x * x]).split(1, 1)[1] ** 2).sum(),
 }
@@ -269,8 +270,9 @@ def test_grad_functional_form(device):
 def test_grad_with_grad_outputs_and_retain(device):
     x = leaf([1.0, 2.0], device)
     y = x * x
-    (g,) = engine.grad(y, x, grad_outputs=engine.tensor([1.0, -1.0], device=device),
-                       retain_graph=True)
+    (g,) = engine.grad(
+        y, x, grad_outputs=engine.tensor([1.0, -1.0], device=device), retain_graph=True
+    )
     assert g.tolist() == [2.0, -4.0]
     (g,) = engine.grad(y.sum(), x)
     assert g.tolist() == [2.0, 4.0]

@@ -199,8 +199,9 @@ def test_max_with_tuple_dim_reduces_like_amax(device):
 
 
 def test_prod_tuple_dim(device):
-    helper_test_op([(2, 3, 4)], lambda x: x.prod(2).prod(0), lambda x: x.prod((0, 2)),
-                   device=device)
+    helper_test_op(
+        [(2, 3, 4)], lambda x: x.prod(2).prod(0), lambda x: x.prod((0, 2)), device=device
+    )
 
 
 def test_prod_gradient_with_zeros(device):
@@ -219,8 +220,13 @@ def test_max_values_and_indices(device):
 
 
 def test_max_tie_gradient_splits_evenly(device):
-    helper_test_op([], lambda x: x.max(), inputs=[np.array([1.0, 3.0, 3.0, 2.0])],
-                   device=device, gradcheck=False)
+    helper_test_op(
+        [],
+        lambda x: x.max(),
+        inputs=[np.array([1.0, 3.0, 3.0, 2.0])],
+        device=device,
+        gradcheck=False,
+    )
 
 
 @pytest.mark.parametrize("name", ["maximum", "minimum"])
@@ -339,8 +345,9 @@ GETITEM = {
 
 @pytest.mark.parametrize("name", list(GETITEM))
 def test_getitem(name, device):
-    helper_test_op([(3, 4, 2)] if name != "advanced_pair" else [(3, 4)], GETITEM[name],
-                   device=device)
+    helper_test_op(
+        [(3, 4, 2)] if name != "advanced_pair" else [(3, 4)], GETITEM[name], device=device
+    )
 
 
 def test_repeated_indices_accumulate(device):
@@ -351,8 +358,9 @@ def test_repeated_indices_accumulate(device):
 
 # Joining and splitting ------------------------------------------------------------------------
 def test_cat(device):
-    helper_test_op([(2, 3), (2, 1), (2, 0)], lambda a, b, c: lib(a).cat([a, b, c], 1),
-                   device=device)
+    helper_test_op(
+        [(2, 3), (2, 1), (2, 0)], lambda a, b, c: lib(a).cat([a, b, c], 1), device=device
+    )
     helper_test_op([(1, 3), (2, 3)], lambda a, b: lib(a).cat([a, b]), device=device)
 
 

@@ -530,4 +530,4 @@ class RawModule:
 
 # ---------------------------------------------------------------------- submodules
 
-from . import cuda, random, testing  # noqa: E402, F401 (submodules, as in CuPy)
+from . import _core, cuda, random, testing  # noqa: E402, F401 (submodules, as in CuPy)
