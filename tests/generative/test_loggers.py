@@ -14,7 +14,7 @@ import layers as nn
 import optimizers
 from engine.data import DataLoader, TensorDataset
 from generative.loggers import CSVLogger, TensorBoardLogger, make_loggers
-from generative.trainer import Callback, Trainer, evaluating
+from generative.trainer import Callback, MixedPrecision, Trainer, evaluating, make_precision
 
 pytest.importorskip("tensorboardX")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -177,3 +177,31 @@ def test_curves_png_from_the_history(tmp_path):
     assert image.format == "PNG"
     # panels: loss, sometimes, lr
     assert image.size == (3 * PANEL_SIZE[0], PANEL_SIZE[1])
+
+
+def test_grad_scale_is_logged_under_16_mixed_only(tmp_path):
+    """`amp/grad_scale` at each log point is the scaler's scale after that step: an overflowing
+    start (2**60: float16 gradients turn inf) halves it on every skipped step, as logged; a
+    float32 or bf16-mixed run (no scaler) logs no such scalar."""
+    scales = {}
+
+    class Recorder(Callback):
+        def on_log(self, trainer, values):
+            scales[trainer.global_step] = trainer.precision.scaler.get_scale()
+
+    scaler = engine.amp.GradScaler(init_scale=2.0**60, growth_interval=1000)
+    trainer = NoisyRegressor(
+        device="cpu", seed=0, progress=False, out_dir=tmp_path / "fp16", logger="tensorboard",
+        precision=MixedPrecision("float16", scaler=scaler), callbacks=[Recorder()],
+    )  # fmt: skip
+    trainer.log_every = 1
+    trainer.fit(DataLoader(_data(), batch_size=8), 2)  # 6 steps
+    logged = {e.step: e.value for e in _events(tmp_path / "fp16").Scalars("amp/grad_scale")}
+    assert logged == scales and len(logged) == 6
+    assert logged[1] < 2.0**60  # the first step overflowed, was skipped and backed off
+    assert min(logged.values()) < max(logged.values())
+    for name in ("32", "bf16-mixed"):
+        t = NoisyRegressor(device="cpu", seed=0, progress=False, out_dir=tmp_path / name,
+                           logger="tensorboard", precision=make_precision(name))  # fmt: skip
+        t.fit(DataLoader(_data(), batch_size=8), 1)
+        assert "amp/grad_scale" not in _events(tmp_path / name).Tags()["scalars"]
