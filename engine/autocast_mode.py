@@ -119,6 +119,12 @@ class autocast:  # noqa: N801  (PyTorch's name)
         return wrapper
 
 
+def is_active() -> bool:
+    """Whether any autocast region is on (and no backward walk runs): an op on the kernel's
+    hot path asks this inline instead of wearing the `autocast_op` wrapper frame."""
+    return _state.active()
+
+
 def cast_inputs(op: str, *xs):
     """`xs` as the op `op` takes them under the current autocast state (unchanged when autocast
     is off for their device type, or the op is on no list). Non-tensors pass through."""

@@ -25,6 +25,8 @@ from kernels import geometry
 from kernels.geometry import Geometry
 
 from ..autocast_mode import autocast_op as _autocast_op
+from ..autocast_mode import cast_inputs as _cast_inputs
+from ..autocast_mode import is_active as _autocast_active
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..dtypes import is_low_precision
@@ -106,7 +108,10 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         kern = kernels.backend(self.device.type).conv2d_forward
-        y, self.cols = _in_float32(kern, x, w, b, self.geo, self.keep_cols)
+        if is_low_precision(x.dtype):
+            y, self.cols = _in_float32(kern, x, w, b, self.geo, self.keep_cols)
+        else:  # called directly: the float32 path keeps its few frames to the kernel
+            y, self.cols = kern(x, w, b, self.geo, self.keep_cols)
         return y
 
     def backward(self, gy):
@@ -175,7 +180,6 @@ class Conv2dGradWeight(Function):
         return g_x, g_gy
 
 
-@_autocast_op("conv2d")
 def conv2d(
     input: TensorBase,
     weight: TensorBase,
@@ -190,6 +194,8 @@ def conv2d(
     Output (N, C_out, OH, OW), OH = (H + 2 padding - dilation (kh - 1) - 1) // stride + 1.
     `padding` may also be "valid" (no padding) or "same" (output size = input size, stride 1).
     """
+    if _autocast_active():  # inline, not the decorator: no frame between a layer and its kernel
+        input, weight, bias = _cast_inputs("conv2d", input, weight, bias)
     if input.ndim == 3:
         return _per_image(conv2d, input, weight, bias, stride, padding, dilation, groups)
     name = "conv2d"
