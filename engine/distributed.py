@@ -45,6 +45,7 @@ __all__ = [
     "all_gather",
     "broadcast_bytes",
     "abort_at_exit",
+    "reports_failure",
     "barrier",
 ]
 
@@ -52,6 +53,8 @@ __all__ = [
 # MPI, Intel MPI, PMIx, Slurm's PMI): without one of them this is not a multi-process job.
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 _LEAVE_TAG = 7117  # on the control communicator: "this rank has left"
+_FAIL_TAG = 7118  # on the control communicator, from rank 0: "I am failing and report it"
+_QUIET_S = 1.0  # how long a failing rank > 0 waits to hear that rank 0 reports the failure
 
 
 class ReduceOp:
@@ -188,7 +191,8 @@ def _abort_on_exception() -> None:
         global _failed
         _failed = True  # abort at exit: no goodbye to the other ranks, they are killed
         set_abort_status(value if isinstance(value, SystemExit) else 1)
-        previous(kind, value, tb)
+        if reports_failure():  # one traceback, not one per rank failing the same way
+            previous(kind, value, tb)
 
     hook._tensortape_abort = True
     sys.excepthook = hook
@@ -230,6 +234,33 @@ def abort_at_exit(status: int = 1) -> None:
 
     _failed = True
     set_abort_status(status)
+
+
+def reports_failure() -> bool:
+    """This rank is failing (the job will be aborted): whether it should print its error.
+
+    Ranks often fail together and alike (a bad option, a non-finite loss), and N copies of one
+    traceback bury the message. Rank 0 tells the others that it fails and reports; a rank > 0
+    stays silent if that news arrives within `_QUIET_S` seconds (rank 0 speaks for the job),
+    else it reports its own error: a rank failing alone still shows its traceback. Outside a
+    multi-rank group: always True.
+    """
+    g = _group
+    if g is None or g.comm is None:
+        return True
+    if g.rank == 0:
+        flag = numpy.ones(1, numpy.int64)
+        reqs = [g.ctrl.Isend(flag, dest=r, tag=_FAIL_TAG) for r in range(1, g.size)]
+        deadline = time.monotonic() + _QUIET_S
+        while not all(r.Test() for r in reqs) and time.monotonic() < deadline:
+            time.sleep(0.001)  # delivered (small messages go eagerly) before the abort
+        return True
+    deadline = time.monotonic() + _QUIET_S
+    while time.monotonic() < deadline:
+        if g.ctrl.Iprobe(source=0, tag=_FAIL_TAG):
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def _leave_at_exit() -> None:

@@ -230,12 +230,15 @@ def _train(args, argv: list[str]) -> int:
     from engine import distributed  # noqa: PLC0415
 
     from . import launch  # noqa: PLC0415
+    from .tasks.common import check_global_batch  # noqa: PLC0415
 
     if not distributed.is_mpi_launched():
         if args.nproc > 1:  # data parallel: this same command on N ranks under mpiexec
+            check_global_batch(args.batch_size, args.nproc)  # before any rank starts
             return launch.train_on_ranks(args.nproc, argv)
     else:  # one rank of `--nproc N`, or of `mpiexec -n N python -m mpi4py -m tensortape`
         launch.join_ranks(args.nproc)
+        check_global_batch(args.batch_size, distributed.get_world_size())
         if args.device == "auto":
             args.device = distributed.local_device()
     task_module(args.task).run(args)
@@ -272,7 +275,8 @@ def _fail(line: str, status: int) -> NoReturn:
     is aborted (the other ranks may be waiting for this one in a collective)."""
     from engine import distributed  # noqa: PLC0415
 
-    print(line, file=sys.stderr)
+    if distributed.reports_failure():  # on ranks: rank 0's line, or a lone failing rank's
+        print(line, file=sys.stderr)
     distributed.abort_at_exit(status)
     raise SystemExit(status) from None
 

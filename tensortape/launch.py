@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from .tasks.common import RunError, UsageError, positive_int
@@ -80,12 +81,14 @@ def train_on_ranks(nproc: int, argv: list[str]) -> int:
 
 def join_ranks(nproc: int) -> None:
     """In a rank of an MPI job: join the process group; ranks > 0 print nothing (rank 0 shows
-    the bars and summaries; errors still reach stderr)."""
+    the bars, summaries and warnings; an error is rank 0's line, or the failing rank's own
+    when rank 0 does not fail: `engine.distributed.reports_failure`)."""
     from engine import distributed as dist  # noqa: PLC0415
 
     dist.init_process_group()
     world = dist.get_world_size()
     if nproc > 1 and world != nproc:
         raise UsageError(f"--nproc {nproc} but this MPI job has {world} ranks")
-    if dist.get_rank() > 0:
+    if dist.get_rank() > 0:  # rank 0 speaks for the job; a failing rank's error still shows
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+        warnings.simplefilter("ignore")  # the same warnings as rank 0's, N times over

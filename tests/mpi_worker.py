@@ -496,9 +496,13 @@ def evaluate(rank, world, args):
 
 @case
 def fail(rank, world, args):
-    """Rank 1 raises (or exits) at step 3 while rank 0 goes on all-reducing."""
+    """Rank 1 raises (or exits) at step 3 while rank 0 goes on all-reducing; "both": every
+    rank raises the same error at step 3 (rank 1 a little earlier than rank 0)."""
     t = engine.tensor(np.ones(4))
     for step in range(100):
+        if args[0] == "both" and step == 3:
+            time.sleep(0.2 * (1 - rank))
+            raise ValueError(f"every rank fails at step 3 (this is rank {rank})")
         if rank == 1 and step == 3:
             if args[0] == "raise":
                 raise ValueError("rank 1 fails at step 3")

@@ -138,8 +138,22 @@ def load_dataset(name: str, data_dir: str = "data", download: bool = True):
             shutil.rmtree(fresh)
 
 
+def check_global_batch(batch_size: int | None, nproc: int) -> None:
+    """On N ranks --batch-size is the global batch: each rank takes batch_size / N a step."""
+    if batch_size is not None and nproc > 1 and batch_size % nproc:
+        raise UsageError(
+            f"--batch-size {batch_size} is the global batch over all ranks and must divide by "
+            f"--nproc {nproc}"
+        )
+
+
 def check_batch_size(batch_size: int, n_train: int, drop_last: bool) -> None:
-    """A batch larger than the training set would run no step when partial batches drop."""
+    """A batch larger than the training set would run no step when partial batches drop; on
+    ranks (a recipe's batch size is known only here) it must divide by their number."""
+    from engine import distributed  # noqa: PLC0415
+
+    if distributed.is_initialized():
+        check_global_batch(batch_size, distributed.get_world_size())
     if drop_last and batch_size > n_train:
         raise UsageError(
             f"--batch-size {batch_size} is larger than the {n_train} training images: with the "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine import distributed
 from engine.data import DataLoader
 from engine.distributed import is_main_process
 from generative.cyclegan import (
@@ -45,6 +46,7 @@ from .common import (
     UsageError,
     add_common_arguments,
     add_option,
+    check_global_batch,
     load_dataset,
     non_negative_float,
     non_negative_int,
@@ -169,6 +171,8 @@ def run(args) -> dict:
     recipe = RECIPES[task][args.dataset]  # every --dataset choice has one
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
     batch_size = args.batch_size if args.batch_size is not None else recipe["batch_size"]
+    if distributed.is_initialized():  # on ranks: the recipe's global batch divides too
+        check_global_batch(batch_size, distributed.get_world_size())
     train_set, test_set = load_dataset(args.dataset, args.data_dir)
     overrides = settings(args)
     l1_only = bool(getattr(args, "l1_only", False))

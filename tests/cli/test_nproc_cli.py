@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from helpers import requires_mpi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,14 +65,63 @@ def test_resume_on_two_ranks_equals_the_uninterrupted_run(tmp_path):
     assert resumed["test_loss"] == whole["test_loss"]
 
 
+def test_global_batch_must_divide_by_nproc_before_any_rank_starts(monkeypatch, capsys):
+    """Checked in the launching process: one line naming both options, exit status 2, and no
+    mpiexec started."""
+    import engine.distributed as dist
+    from tensortape import cli, launch
+
+    for var in dist._LAUNCHER_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+    def started(*_):
+        raise AssertionError("mpiexec was started")
+
+    monkeypatch.setattr(launch, "train_on_ranks", started)
+    args = ["train", "classifier", "--batch-size", "33", "--nproc", "2", "--epochs", "1"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(args + ["--out", "unused"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "tensortape train classifier: error: --batch-size 33 is the global batch over all ranks "
+        "and must divide by --nproc 2"
+    ]
+
+
+def _errors(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if "error:" in line]
+
+
 @requires_mpi
-def test_global_batch_must_divide_by_the_ranks(tmp_path):
-    cmd = [sys.executable, "-m", "tensortape", "train", "classifier", "--model", "mlp"]
-    cmd += ["--batch-size", "33", "--nproc", "2", "--epochs", "1", "--out", str(tmp_path)]
+def test_a_recipe_batch_that_does_not_divide_is_one_line_from_the_ranks(tmp_path):
+    """gan's batch size comes from the dataset's recipe (64), known only inside the ranks: 3
+    ranks refuse it with rank 0's one line (not one traceback per rank), exit status 2."""
+    cmd = [sys.executable, "-m", "tensortape", "train", "gan", "--nproc", "3", "--epochs", "1"]
+    cmd += ["--out", str(tmp_path / "g"), "--device", "cpu", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode != 0
-    assert "batch size 33 is the global batch of 2 ranks and must divide by 2" in proc.stderr
+    assert proc.returncode == 2
+    assert _errors(proc) == [
+        "tensortape train gan: error: --batch-size 64 is the global batch over all ranks and "
+        "must divide by --nproc 3"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@requires_mpi
+def test_an_error_every_rank_hits_is_printed_once(tmp_path):
+    """A diverging run (lr 1e9) on 2 ranks: both ranks' losses are nan and their NumPy warnings
+    alike; rank 0 alone prints the warnings and the error line."""
+    cmd = [sys.executable, "-m", "tensortape", "train", "classifier", "--model", "cnn"]
+    cmd += ["--lr", "1e9", "--nproc", "2", "--epochs", "1", "--out", str(tmp_path / "c")]
+    cmd += ["--device", "cpu", "--no-progress", "--logger", "none"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1
+    errors = _errors(proc)
+    assert len(errors) == 1 and "loss 'train_loss' is nan" in errors[0], proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "Warning:" in line]
+    assert warned and len(warned) == len(set(warned)), proc.stderr  # each warning once
 
 
 @requires_mpi

@@ -81,7 +81,18 @@ def test_a_rank_raising_ends_the_job_with_its_traceback(tmp_path):
     proc, _, seconds = run_ranks("fail", "raise", tmp_path=tmp_path, timeout=60)
     assert proc.returncode != 0
     assert seconds < 30
-    assert "ValueError: rank 1 fails at step 3" in proc.stderr
+    assert "ValueError: rank 1 fails at step 3" in proc.stderr  # a lone failing rank's own
+    assert proc.stderr.count("Traceback") == 1
+
+
+@requires_mpi
+def test_ranks_failing_alike_show_one_traceback_rank_0s(tmp_path):
+    """Every rank raises the same error (rank 1 first): rank 0 reports for the job, the other
+    ranks stay silent instead of printing N copies of one traceback."""
+    proc, _, seconds = run_ranks("fail", "both", tmp_path=tmp_path, timeout=60)
+    assert proc.returncode != 0 and seconds < 30
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "ValueError: every rank fails at step 3 (this is rank 0)" in proc.stderr
 
 
 @requires_mpi
