@@ -220,6 +220,35 @@ def syncbn_uneven(rank, world, args):
     return res
 
 
+@case
+def syncbn_double(rank, world, args):
+    """WGAN-GP and R1 through a SyncBatchNorm critic (double backward): the error each raises,
+    instead of a silently wrong gradient."""
+    from regularizers import gradient_penalty, r1_penalty
+
+    engine.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    ddp = nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(critic))
+    engine.manual_seed(1 + rank)
+    real, fake = engine.randn(4, 6), engine.randn(4, 6)
+    errors = {}
+    for name, penalty in (
+        ("wgan-gp", lambda: gradient_penalty(ddp, real, fake)),
+        ("r1", lambda: r1_penalty(ddp, real)),
+    ):
+        try:
+            penalty().backward()
+            errors[name] = None
+        except RuntimeError as e:
+            errors[name] = str(e)
+    ddp(real).mean().backward()  # first order still works after the refusals
+    return {"errors": errors, "grad_finite": bool(np.isfinite(_flat_grads(critic)).all())}
+
+
+def _flat_grads(module) -> np.ndarray:
+    return np.concatenate([p.grad.numpy().ravel() for p in module.parameters()])
+
+
 # Generative steps ----------------------------------------------------------------------------
 
 

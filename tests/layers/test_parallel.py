@@ -65,6 +65,22 @@ def test_sync_batch_norm_uneven_batches_match_batch_norm_on_the_whole_batch(tmp_
 
 
 @requires_mpi
+def test_sync_batch_norm_refuses_double_backward_with_one_clear_error(tmp_path):
+    """WGAN-GP and R1 through a SyncBatchNorm critic on 2 ranks raise one clear error (on every
+    rank, in step, so no rank hangs) instead of a gradient that ignores the other ranks'
+    statistics; first-order backward goes on working."""
+    proc, res, _ = run_ranks("syncbn_double", tmp_path=tmp_path)
+    _ok(proc)
+    for r in res:
+        for name in ("wgan-gp", "r1"):
+            assert r["errors"][name] == (
+                "SyncBatchNorm has no double backward (create_graph=True): use BatchNorm in a "
+                "network that needs gradients of gradients (WGAN-GP, R1)"
+            ), name
+        assert r["grad_finite"]
+
+
+@requires_mpi
 @pytest.mark.parametrize("case", ["gan", "vae"])
 def test_generative_steps_match_one_process(tmp_path, case):
     proc, (r0, r1), _ = run_ranks(case, 20, tmp_path=tmp_path)
