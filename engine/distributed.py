@@ -44,6 +44,7 @@ __all__ = [
     "broadcast",
     "all_gather",
     "broadcast_bytes",
+    "all_gather_bytes",
     "abort_at_exit",
     "reports_failure",
     "barrier",
@@ -588,3 +589,24 @@ def broadcast_bytes(data: bytes | None, src: int = 0) -> bytes:
     g.calls += 1
     _wait(g, g.comm.Ibcast(buf, root=src), "broadcast_bytes")
     return buf.tobytes()
+
+
+def all_gather_bytes(data: bytes) -> list[bytes]:
+    """Every rank's `data`, in rank order, on every rank (lengths may differ): the lengths, then
+    the bytes, as uint8 host buffers (MPI's buffer calls, never pickle). Checkpoints use it to
+    keep every rank's random state."""
+    g = _require()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"all_gather_bytes: expected bytes, got {type(data).__name__}")
+    if g.size == 1:
+        return [bytes(data)]
+    lengths = numpy.empty(g.size, numpy.int64)
+    g.calls += 1
+    _wait(g, g.comm.Iallgather(numpy.array([len(data)], numpy.int64), lengths), "all_gather")
+    offsets = numpy.concatenate([[0], numpy.cumsum(lengths)])
+    recv = numpy.empty(int(offsets[-1]), numpy.uint8)
+    send = numpy.frombuffer(bytes(data), numpy.uint8)
+    g.calls += 1
+    req = g.comm.Iallgatherv(send, [recv, (lengths, offsets[:-1]), _mpi().BYTE])
+    _wait(g, req, "all_gather")
+    return [recv[offsets[r] : offsets[r + 1]].tobytes() for r in range(g.size)]

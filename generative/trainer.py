@@ -23,9 +23,11 @@ The base class supplies the rest, each written once:
   `preview()` (skipped when it returns None, e.g. for a classifier), `metrics.json` with the
   per-epoch histories (NaN/inf written as null), `checkpoint.npz`;
 - `save_checkpoint(path)` / `load_checkpoint(path)`: networks, optimizers, schedulers, the
-  precision policy, the engine's random state, the loader's shuffling state, the epoch/step
-  counters and the histories, through `engine.save`/`engine.load`; a run resumed from a
-  checkpoint continues bit-exactly (cpu). Version-1 checkpoints (networks stored under
+  precision policy, the engine's random state (every rank's, on ranks), the loader's shuffling
+  state and position, the epoch/step counters and the histories, through
+  `engine.save`/`engine.load`; a run resumed from a checkpoint continues bit-exactly (cpu),
+  also from one a callback wrote mid-epoch (the resumed epoch's logged means then cover only
+  its remaining steps). Version-1 checkpoints (networks stored under
   "modules") still load;
 - `device="auto"|"cpu"|"cuda"` and `seed`.
 
@@ -387,6 +389,7 @@ class Trainer:
         # {"task": "gan", "dataset": "digits"}, so a checkpoint says how to rebuild its trainer.
         self.checkpoint_meta: dict[str, Any] = {}
         self._loader_state: dict | None = None  # from a checkpoint, for the next fit()
+        self._fit_loader: Any = None  # the loader fit is running (a mid-epoch checkpoint's)
         self._ddp: dict[str, Any] = {}  # name -> DistributedDataParallel, in a multi-rank fit
 
     @property
@@ -494,9 +497,13 @@ class Trainer:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
         loader = self._distribute(loader)
+        # A checkpoint written mid-epoch holds each rank's random state at that step: the
+        # resumed epoch continues from it instead of reseeding from (seed, rank, epoch).
+        midway = bool((self._loader_state or {}).get("batches_done"))
         if self._loader_state is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(self._loader_state)
         self._loader_state = None
+        self._fit_loader = loader
         for network in self.networks.values():
             network.train()
         self._loggers = make_loggers(self.logger, self.out_dir)
@@ -505,7 +512,8 @@ class Trainer:
             while self.epoch < epochs:
                 start = time.perf_counter()
                 if self._ddp:
-                    self._seed_rank_epoch(loader)
+                    self._seed_rank_epoch(loader, reseed=not midway)
+                midway = False
                 rates = self.learning_rates()  # the epoch's rates, before the schedulers step
                 means = self._run_epoch(loader, epochs)
                 for scheduler in self.schedulers.values():
@@ -515,9 +523,12 @@ class Trainer:
                 means["seconds"] = time.perf_counter() - start
                 self._record(means)
                 self._call("on_epoch_end", means)
-                if self.out_dir is not None and self.is_main_process:
-                    self._write_outputs(loader)
+                if self.out_dir is not None:
+                    if self.is_main_process:
+                        self._write_outputs()
+                    self.save_checkpoint(self.out_dir / "checkpoint.npz", loader)  # every rank
         finally:
+            self._fit_loader = None
             self._call("on_fit_end")
         if self.out_dir is not None and self.is_main_process and self.history["epoch"]:
             self.plot_curves(self.out_dir / "curves.png")
@@ -550,9 +561,9 @@ class Trainer:
             loader.dataset, shuffle=loader.shuffle, seed=self._base_seed(),
             drop_last=loader.drop_last,
         )  # fmt: skip
-        return DataLoader(
-            loader.dataset, loader.batch_size // world, drop_last=loader.drop_last,
-            device=loader.device, sampler=sampler,
+        return DataLoader(  # seed: its generator is unused, and drawing one would move the
+            loader.dataset, loader.batch_size // world, drop_last=loader.drop_last,  # random
+            device=loader.device, sampler=sampler, seed=0,  # state a checkpoint restored
         )  # fmt: skip
 
     def _base_seed(self) -> int:
@@ -561,14 +572,16 @@ class Trainer:
             self._rank_seed = self.seed if self.seed is not None else engine.random.initial_seed()
         return self._rank_seed
 
-    def _seed_rank_epoch(self, loader: Any) -> None:
+    def _seed_rank_epoch(self, loader: Any, reseed: bool = True) -> None:
         """Each rank's draws this epoch from (seed, rank, epoch): they differ between ranks (or
-        N ranks would train like one) and do not depend on where a run was resumed."""
+        N ranks would train like one) and do not depend on where a run was resumed (an epoch
+        resumed midway keeps the random state its checkpoint restored: `reseed=False`)."""
         rank = engine.distributed.get_rank()
         seed = self._base_seed()
-        engine.random.manual_seed(
-            int(numpy.random.SeedSequence([seed, rank, self.epoch]).generate_state(1)[0])
-        )
+        if reseed:
+            engine.random.manual_seed(
+                int(numpy.random.SeedSequence([seed, rank, self.epoch]).generate_state(1)[0])
+            )
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):
             loader.sampler.set_epoch(self.epoch)
 
@@ -646,7 +659,8 @@ class Trainer:
     # ---------------------------------------------------------------------------------------
     # Outputs
 
-    def _write_outputs(self, loader: Any = None) -> None:
+    def _write_outputs(self) -> None:
+        """The epoch's pictures and metrics.json (rank 0; fit writes the checkpoint after)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with _cpu_rng_preserved():  # writing a grid must not change the training trajectory
             images = self.preview()
@@ -656,7 +670,6 @@ class Trainer:
             (self.out_dir / "samples").mkdir(exist_ok=True)
             self.save_samples(self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png", images)
         self.write_metrics(self.out_dir / "metrics.json")
-        self.save_checkpoint(self.out_dir / "checkpoint.npz", loader)
 
     def save_samples(
         self, path: str | os.PathLike, images: Tensor | None = None, nrow: int | None = None
@@ -755,7 +768,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
-        engine.random.set_rng_state(state["rng"])
+        engine.random.set_rng_state(_my_rng_state(state))
         self._loader_state = state.get("loader")
         self.load_extra_state(state.get("extra") or {})
 
@@ -774,11 +787,19 @@ class Trainer:
         self.precision.load_state_dict(saved)
 
     def save_checkpoint(self, path: str | os.PathLike, loader: Any = None) -> None:
-        """`engine.save` of `state_dict(loader)` (atomic: a crash keeps the previous file);
-        rank 0 alone writes."""
+        """`engine.save` of `state_dict(loader)` (atomic: a crash keeps the previous file).
+        `loader` defaults to the one `fit` is running, so a callback may checkpoint mid-epoch.
+
+        On ranks every rank calls it (a collective): each rank's random state is gathered
+        into the file ("rank_rng"), so a run resumed mid-epoch on the same number of ranks
+        draws what each rank would have drawn; rank 0 alone writes."""
+        rank_rng = _gather_rank_rng()
         if not self.is_main_process:
             return
-        engine.save(self.state_dict(loader), path)
+        state = self.state_dict(loader if loader is not None else self._fit_loader)
+        if rank_rng is not None:
+            state["rank_rng"] = rank_rng
+        engine.save(state, path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint written by `save_checkpoint`, onto `self.device` (on ranks: the
@@ -813,6 +834,24 @@ def _named_bytes(data: bytes, path: str | os.PathLike) -> io.BytesIO:
 def _world_size() -> int:
     dist = engine.distributed
     return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _gather_rank_rng() -> list | None:
+    """Every rank's engine random state, in rank order, on every rank (None in one process)."""
+    if _world_size() == 1:
+        return None
+    mine = json.dumps(engine.random.get_rng_state()).encode()
+    return [json.loads(b) for b in engine.distributed.all_gather_bytes(mine)]
+
+
+def _my_rng_state(state: dict) -> dict:
+    """This rank's random state from a checkpoint: its own when the checkpoint holds one per
+    rank of a job of this size, else the checkpoint's (rank 0's) state."""
+    ranks = state.get("rank_rng")
+    world = _world_size()
+    if ranks and len(ranks) == world and world > 1:
+        return ranks[engine.distributed.get_rank()]
+    return state["rng"]
 
 
 def _empty_epoch_message(loader: Any, epoch: int) -> str:

@@ -380,7 +380,7 @@ def cuda(rank, world, args):
 # The Trainer on ranks --------------------------------------------------------------------------
 
 
-def _trainer_run(out, epochs, batch, resume_from=None):
+def _trainer_run(out, epochs, batch, resume_from=None, callbacks=(), log_every=20):
     from engine.data import DataLoader, TensorDataset
     from generative.trainer import Trainer
 
@@ -404,10 +404,12 @@ def _trainer_run(out, epochs, batch, resume_from=None):
 
     rng = np.random.default_rng(4)
     data = TensorDataset(rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64))
-    t = MLPTrainer(device="cpu", seed=0, out_dir=out, progress=False)
+    t = MLPTrainer(device="cpu", seed=0, out_dir=out, progress=False, callbacks=callbacks)
+    t.log_every = log_every
+    loader = DataLoader(data, batch, shuffle=False)  # (draws its seed: before the restore)
     if resume_from:
         t.load_checkpoint(resume_from)
-    t.fit(DataLoader(data, batch, shuffle=False), epochs)
+    t.fit(loader, epochs)
     return t
 
 
@@ -433,6 +435,53 @@ def trainer(rank, world, args):
     )
     res["resume_history"] = resumed.history["loss"] == t.history["loss"]
     res["resume_steps"] = [resumed.epoch, resumed.global_step, t.epoch, t.global_step]
+    return res
+
+
+class _Stop(Exception):
+    pass
+
+
+@case
+def trainer_midepoch(rank, world, args):
+    """A checkpoint written mid-epoch (every rank calling save_checkpoint from a callback at
+    global step 11, epoch 2 of 8 steps each, then the job stops): resumed on 2 ranks, it ends
+    where the uninterrupted run does. The model draws noise every step, so each rank's own
+    random state must come back; with rank 0's state everywhere (the checkpoint's rank_rng
+    removed) the resumed run differs."""
+    import os.path as osp
+
+    import generative.callbacks
+
+    out = args[0]
+    ckpt = osp.join(out, "mid.npz")
+
+    class SaveAndStop(generative.callbacks.Callback):
+        def on_log(self, trainer, values):
+            if trainer.global_step == 11:
+                trainer.save_checkpoint(ckpt)  # the loader: the one fit runs
+                raise _Stop
+
+    whole = _trainer_run(None, 3, 8)
+    try:
+        _trainer_run(None, 3, 8, callbacks=[SaveAndStop()], log_every=1)
+    except _Stop:
+        pass
+    dist.barrier()
+    resumed = _trainer_run(None, 3, 8, resume_from=ckpt)
+    res = {
+        "diff": float(np.abs(_flat(resumed.net) - _flat(whole.net)).max()),
+        "steps": [resumed.epoch, resumed.global_step, whole.epoch, whole.global_step],
+        "identical": _replicas_identical(resumed.net),
+    }
+    state = engine.load(ckpt)
+    res["rank_rng"] = len(state.get("rank_rng") or [])
+    if rank == 0:
+        del state["rank_rng"]
+        engine.save(state, osp.join(out, "one_rng.npz"))
+    dist.barrier()
+    one = _trainer_run(None, 3, 8, resume_from=osp.join(out, "one_rng.npz"))
+    res["diff_one_rng"] = float(np.abs(_flat(one.net) - _flat(whole.net)).max())
     return res
 
 
@@ -549,7 +598,8 @@ def main() -> None:
         cuda_sim.install()
     dist.init_process_group(os.environ.get("TENSORTAPE_TEST_BACKEND") or None)
     rank, world = dist.get_rank(), dist.get_world_size()
-    result = CASES[name](rank, world, sys.argv[3:] if name != "trainer" else [out])
+    takes_out = name in ("trainer", "trainer_midepoch")
+    result = CASES[name](rank, world, [out] if takes_out else sys.argv[3:])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
 

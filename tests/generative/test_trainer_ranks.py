@@ -37,3 +37,41 @@ def test_batchnorm_becomes_syncbatchnorm_on_ranks_and_matches_one_process(tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert p0["kind"] == "BatchNorm1d"
     assert np.abs(np.array(p0["state"][0]) - ref[0]).max() > 1e-3  # per-rank statistics
+
+
+@requires_mpi
+def test_a_mid_epoch_checkpoint_on_two_ranks_resumes_exactly(tmp_path):
+    """save_checkpoint from a callback at global step 11 (epoch 2, step 3 of 8) on every rank,
+    then the job stops; the resumed run equals the uninterrupted one exactly (cpu) because the
+    file holds every rank's random state and the loader's position."""
+    proc, res, _ = run_ranks("trainer_midepoch", tmp_path=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in res:
+        assert r["rank_rng"] == 2  # one random state per rank in the file
+        assert r["diff"] == 0.0 and r["identical"]
+        assert r["steps"] == [3, 24, 3, 24]
+        assert r["diff_one_rng"] > 1e-6  # rank 0's random state on rank 1 changes the run
+
+
+def test_a_mid_epoch_checkpoint_in_one_process_resumes_exactly(tmp_path):
+    """The same without ranks: save_checkpoint(path) from a callback takes the loader fit is
+    running, so the resumed run skips the batches done and continues from the saved random
+    state."""
+    import mpi_worker
+
+    import generative.callbacks
+
+    class SaveAndStop(generative.callbacks.Callback):
+        def on_log(self, trainer, values):
+            if trainer.global_step == 11:
+                trainer.save_checkpoint(tmp_path / "mid.npz")
+                raise mpi_worker._Stop
+
+    whole = mpi_worker._trainer_run(None, 3, 8)
+    try:
+        mpi_worker._trainer_run(None, 3, 8, callbacks=[SaveAndStop()], log_every=1)
+    except mpi_worker._Stop:
+        pass
+    resumed = mpi_worker._trainer_run(None, 3, 8, resume_from=tmp_path / "mid.npz")
+    assert resumed.global_step == whole.global_step == 24
+    np.testing.assert_array_equal(mpi_worker._flat(resumed.net), mpi_worker._flat(whole.net))
