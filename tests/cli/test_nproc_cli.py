@@ -65,6 +65,55 @@ def test_resume_on_two_ranks_equals_the_uninterrupted_run(tmp_path):
     assert resumed["test_loss"] == whole["test_loss"]
 
 
+@requires_mpi
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["gan", "--gan-loss", "wgan-gp"],  # double backward through the critic on ranks
+        ["cgan"],
+        ["pix2pix"],
+        ["cyclegan"],
+        ["stylegan"],  # R1
+        ["vae"],
+        ["conv-vae"],
+    ],
+    ids=lambda v: v[0],
+)
+def test_every_train_verb_runs_on_two_ranks(tmp_path, verb):
+    """One epoch of each generative verb on 2 ranks: exit 0, rank 0's one summary line, its
+    outputs, no traceback and no warning twice."""
+    proc, metrics = _train(verb[0], tmp_path / "run", *verb[1:], "--epochs", "1", "--nproc", "2")
+    assert metrics["epochs"] == 1
+    assert len(proc.stdout.strip().splitlines()) == 1, proc.stdout  # rank 0's summary alone
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
+    assert "Traceback" not in proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "Warning:" in line]
+    assert len(warned) == len(set(warned)), proc.stderr
+
+
+@requires_mpi
+def test_the_cli_under_mpiexec_directly(tmp_path):
+    """`mpiexec -n 2 python -m mpi4py -m tensortape train ...` (what a hostfile run does) joins
+    the ranks without --nproc: one summary, the outputs of the --nproc run."""
+    from helpers import MPIEXEC
+
+    out = tmp_path / "direct"
+    cmd = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "tensortape"]
+    cmd += ["train", "ae", "--epochs", "1", "--out", str(out), "--device", "cpu"]
+    cmd += ["--no-progress", "--logger", "none"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(proc.stdout.strip().splitlines()) == 1, proc.stdout
+    _, via_nproc = _train(
+        "ae", tmp_path / "nproc", "--epochs", "1", "--logger", "none", "--nproc", "2"
+    )
+    direct = json.loads((out / "metrics.json").read_text())
+    for key, values in via_nproc["history"].items():  # the same job, to the bit (cpu)
+        if key != "seconds":
+            assert direct["history"][key] == values, key
+
+
 def test_global_batch_must_divide_by_nproc_before_any_rank_starts(monkeypatch, capsys):
     """Checked in the launching process: one line naming both options, exit status 2, and no
     mpiexec started."""
