@@ -8,7 +8,9 @@ batch: 64, 64, 128) it times one process with 1 and with `nproc` BLAS threads, a
 ranks with one thread each (each rank a batch of global / nproc), for both libraries; samples/s
 is the global batch over the step time of rank 0 (median of 3 blocks of `steps` steps, after 3
 warm-up steps). Scaling efficiency = (nproc ranks' samples/s) / (nproc x 1 process 1 thread).
-Each configuration runs in its own processes (`mpiexec -n N python -m mpi4py` for ranks).
+Each configuration runs in its own processes (`mpiexec -n N python -m mpi4py` for ranks); the
+whole sweep repeats `--repeats` times and the table shows the median (min-max) of the runs.
+Also reachable as `python -m benchmarks.run --nproc 2`.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def _setup(lib_name: str):
 
         lib = ours_lib("cpu")
         dist.init_process_group("mpi")
-        lib.ddp = layers.parallel.DistributedDataParallel if world > 1 else (lambda m: m)
+        comm = world > 1 and os.environ.get("TT_BENCH_NO_COMM") != "1"
+        lib.ddp = layers.parallel.DistributedDataParallel if comm else (lambda m: m)
         lib.cat = engine.cat
         lib.barrier = dist.barrier
     else:
@@ -193,12 +196,13 @@ def allreduce_worker(out: str, mib: float = 4.0, repeats: int = 50) -> None:
 # The driver -----------------------------------------------------------------------------------
 
 
-def _run(args: list[str], nproc: int, threads: int) -> dict:
+def _run(args: list[str], nproc: int, threads: int, comm: bool = True) -> dict:
     env = dict(os.environ)
     env.update(
         OMP_NUM_THREADS=str(threads),
         OPENBLAS_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads),
+        TT_BENCH_NO_COMM="0" if comm else "1",
     )
     for var in ("PMI_RANK", "PMI_SIZE"):
         env.pop(var, None)
@@ -212,10 +216,33 @@ def _run(args: list[str], nproc: int, threads: int) -> dict:
         return json.loads(Path(out).read_text())
 
 
+def _spread(values: list[float], fmt: str = ".0f") -> str:
+    """median (min-max) of repeated measurements."""
+    lo, hi = min(values), max(values)
+    return f"{np.median(values):{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
+
+
+#: (ranks, threads, all-reduce) of the timed configurations; the last: N ranks of our step with
+#: no DDP, the machine's own ceiling for N processes (shared cores, memory bandwidth).
+_SHAPES = ((1, 1, True), (1, "n", True), ("n", 1, True), ("n", 1, False))
+
+
+def _configs(workloads: list[str], libs: list[str], n: int) -> list[tuple]:
+    """(workload, lib, ranks, threads, comm) of every timed configuration."""
+    out = []
+    for w in workloads:
+        for lib in libs:
+            for r, t, comm in _SHAPES:
+                if comm or lib == "ours":
+                    out.append((w, lib, n if r == "n" else r, n if t == "n" else t, comm))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.distributed")
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3, help="runs of every configuration")
     p.add_argument("--only", default="cnn,dcgan,vae")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -226,32 +253,54 @@ def main(argv: list[str] | None = None) -> int:
         else:
             worker(a.worker[0], a.worker[1], int(a.worker[2]), a.worker[3])
         return 0
-    n = a.nproc
+    n, workloads = a.nproc, a.only.split(",")
     libs = ["ours"] + ([] if a.no_torch else ["torch"])
-    print(f"samples/s (global batch fixed), CPU, {os.cpu_count()} cores; rank configs: 1 thread")
-    head = (
-        f"{'workload':8} {'lib':6} {'1p x 1t':>9} {f'1p x {n}t':>9} {f'{n}r x 1t':>9} {'eff.':>6}"
+    configs = _configs(workloads, libs, n)
+    rates = {c: [] for c in configs}
+    reduce_s: dict[str, list[float]] = {}
+    nbytes = 0
+    for _ in range(a.repeats):  # repeat the whole sweep: load drift hits every config alike
+        for c in configs:
+            w, lib, ranks, threads, comm = c
+            step_s = _run([lib, w, str(a.steps)], ranks, threads, comm)["step_s"]
+            rates[c].append(GLOBAL_BATCH[w] / step_s)
+        r = _run(["allreduce"], n, 1)
+        nbytes = r["bytes"]
+        for name, seconds in r["seconds"].items():
+            reduce_s.setdefault(name, []).append(seconds)
+    print(
+        f"samples/s (global batch fixed), CPU, {os.cpu_count()} cores, median (min-max) of "
+        f"{a.repeats} runs of {a.steps} steps; efficiency = {n} ranks / ({n} x 1 process 1 thread)"
     )
-    print(head)
-    rows = {}
-    for w in a.only.split(","):
+    print(
+        f"{'workload':8} {'lib':6} {'1p x 1t':>16} {f'1p x {n}t':>16} {f'{n}r x 1t':>16} eff. "
+        f"{f'{n}r, no all-reduce':>18}"
+    )
+    for w in workloads:
         for lib in libs:
-            one = _run([lib, w, str(a.steps)], 1, 1)["step_s"]
-            threads = _run([lib, w, str(a.steps)], 1, n)["step_s"]
-            ranks = _run([lib, w, str(a.steps)], n, 1)["step_s"]
-            b = GLOBAL_BATCH[w]
-            sps = [b / one, b / threads, b / ranks]
-            rows[(w, lib)] = sps
-            eff = sps[2] / (n * sps[0])
-            print(f"{w:8} {lib:6} {sps[0]:9.0f} {sps[1]:9.0f} {sps[2]:9.0f} {eff:6.2f}")
+            cols = [rates[(w, lib, n, 1, False)]] if lib == "ours" else []
+            cols = (
+                [rates[(w, lib, 1, 1, True)], rates[(w, lib, 1, n, True)]]
+                + [rates[(w, lib, n, 1, True)]]
+                + cols
+            )
+            eff = np.median(cols[2]) / (n * np.median(cols[0]))
+            cells = [f"{_spread(c):>16}" for c in cols[:3]] + [f"{eff:4.2f}"]
+            cells += [f"{_spread(c):>18}" for c in cols[3:]]
+            print(f"{w:8} {lib:6} " + " ".join(cells))
         if "torch" in libs:
-            ratio = rows[(w, "torch")][2] / rows[(w, "ours")][2]
+            ratio = np.median(rates[(w, "torch", n, 1, True)]) / np.median(
+                rates[(w, "ours", n, 1, True)]
+            )
             print(f"{w:8} {n}-rank step time ours / PyTorch DDP (gloo): {ratio:.2f}")
-    r = _run(["allreduce"], n, 1)
-    mb = r["bytes"] / 1e6
-    for name, s in r["seconds"].items():
-        rate = mb / s / 1e3
-        print(f"all-reduce {mb:.1f} MB on {n} ranks, {name:22}: {s * 1e3:7.2f} ms {rate:6.2f} GB/s")
+    mb = nbytes / 1e6
+    for name, seconds in reduce_s.items():
+        ms = [s * 1e3 for s in seconds]
+        gbs = [mb / s / 1e3 for s in seconds]
+        print(
+            f"all-reduce {mb:.1f} MB on {n} ranks, {name:22}: {_spread(ms, '.2f')} ms, "
+            f"{_spread(gbs, '.2f')} GB/s"
+        )
     return 0
 
 

@@ -436,6 +436,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run both libraries in one process per workload (default: one process each)",
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="data parallel instead: CNN, DCGAN, VAE on N MPI ranks vs PyTorch DDP on gloo "
+        "(benchmarks/distributed.py; --repeats is then its runs per configuration)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one workload, JSON out
     p.add_argument("--lib", default=None, choices=("ours", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--cpu-time", action="store_true",
@@ -519,6 +526,11 @@ def _setup(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.nproc is not None:
+        from benchmarks import distributed  # noqa: PLC0415
+
+        repeats = ["--repeats", str(args.repeats)] if args.repeats else []
+        return distributed.main(["--nproc", str(args.nproc), *repeats])
     note = _busy_machine_mode(args)
     threads = _setup(args)
     if args.child:

@@ -183,3 +183,16 @@ def test_a_library_process_never_loads_the_other_library(lib, absent):
     result, loaded = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
     assert len(result["times"]) == 2 and result["steps"] == 2
     assert loaded == []
+
+
+def test_run_with_nproc_is_the_data_parallel_benchmark(monkeypatch):
+    """`python -m benchmarks.run --nproc 2` runs benchmarks/distributed.py's sweep."""
+    from benchmarks import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "main", lambda argv: calls.append(argv) or 0)
+    assert run.main(["--nproc", "2", "--repeats", "5"]) == 0
+    assert calls == [["--nproc", "2", "--repeats", "5"]]
+    configs = distributed._configs(["cnn"], ["ours", "torch"], 2)
+    assert ("cnn", "ours", 2, 1, False) in configs  # the no-all-reduce ceiling, ours only
+    assert ("cnn", "torch", 2, 1, True) in configs and len(configs) == 7
