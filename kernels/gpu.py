@@ -23,6 +23,11 @@ import numpy
 from kernels import launch
 from kernels.geometry import Geometry
 
+# The conv and pool kernels run float16 and bfloat16 themselves (kernels/cuda/*.cu sum in
+# float32; CuPy's float16 GEMMs accumulate in float32 on cuBLAS): engine.ops.conv calls them
+# directly in those dtypes instead of through float32 copies.
+LOW_PRECISION_KERNELS = True
+
 
 def _cp() -> Any:
     return launch._cupy()
@@ -31,7 +36,8 @@ def _cp() -> Any:
 def _cols(x: Any, g: Geometry) -> Any:
     """x (N, C, H, W) -> col (C, kh, kw, N, OH, OW), zero padding (a new contiguous array)."""
     col = _cp().empty((g.C, g.kh, g.kw, g.N, g.OH, g.OW), dtype=x.dtype)
-    launch.launch("conv.cu", "im2col", (x, col), col.size, g.launch_ints())
+    # One thread per (channel, image, output pixel), each writing its kh * kw window.
+    launch.launch("conv.cu", "im2col", (x, col), g.C * g.N * g.OH * g.OW, g.launch_ints())
     return col
 
 

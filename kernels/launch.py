@@ -1,15 +1,18 @@
 """The one way a RawKernel of ``kernels/cuda/*.cu`` is compiled, cached and launched.
 
-Every kernel in those sources is a ``template <typename T>`` grid-stride loop whose parameters
-come in one order::
+Every kernel in those sources is a grid-stride loop whose parameters come in one order::
 
     kernel<T>(arrays..., long long total, int ints..., T scalars..., int flags...)
+    kernel<T, A>(arrays..., long long total, int ints..., A scalars..., int flags...)
 
+The second form (the sources of :data:`MIXED`: conv, pooling, optimizers) also runs in
+float16 and bfloat16: ``T`` is the storage type and ``A`` the type sums, scalars and optimizer
+state are computed in, :data:`OPMATH` (float for the low dtypes, as PyTorch's ``opmath_type``).
 :func:`launch` packs the arguments in that order with the types the C signature wants (CuPy
 passes a Python ``int`` as ``long long`` and a ``float`` as ``double``: on a GPU a mismatch is
 silent garbage), computes the grid, and runs the launch under the arrays' device. The module of
-each source is compiled once per CuPy module, for every template instantiation in
-:data:`KERNELS` (float and double), and cached with its kernels. CuPy is imported lazily, so
+each source is compiled once per CuPy module, for every template instantiation of
+:func:`name_expressions`, and cached with its kernels. CuPy is imported lazily, so
 ``import kernels.launch`` works without it.
 """
 
@@ -22,9 +25,22 @@ from typing import Any, Sequence
 import numpy
 
 CUDA_DIR = Path(__file__).resolve().parent / "cuda"
-# NumPy dtype name -> the C type the templates are instantiated for.
-C_TYPES = {"float32": "float", "float64": "double"}
-FLOAT_DTYPES = tuple(C_TYPES)
+# dtype name -> the C type the templates are instantiated for (the one place dtypes map to C
+# types). float16 and bfloat16 are CUDA's __half and __nv_bfloat16 (cuda_fp16.h, cuda_bf16.h);
+# bfloat16 arrays are ml_dtypes.bfloat16 on NumPy and on CuPy 14.
+C_TYPES = {
+    "float16": "__half",
+    "bfloat16": "__nv_bfloat16",
+    "float32": "float",
+    "float64": "double",
+}
+# The dtype a kernel computes in for each storage dtype (PyTorch's opmath_type): sums are
+# formed, scalars passed and optimizer state kept in float32 for float16/bfloat16.
+OPMATH = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
+FLOAT_DTYPES = ("float32", "float64")
+# Sources whose templates are <T, A> and instantiated for every dtype of C_TYPES; the others
+# are <T> for FLOAT_DTYPES only.
+MIXED = ("conv.cu", "pool.cu", "optim.cu")
 # Kernel templates per source file; each is instantiated for every type in C_TYPES.
 KERNELS = {
     "conv.cu": ("im2col", "col2im"),
@@ -54,6 +70,7 @@ KERNELS = {
     ),
 }
 OPTIONS = ("--std=c++14",)
+_NUMPY_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 THREADS = 256
 # Grid-stride loops cover whatever a capped grid leaves: 4,096 blocks of 256 threads is 1M
 # threads, several times what any current card holds resident (an H100: 132 SMs x 2,048).
@@ -72,24 +89,46 @@ def _cupy() -> Any:
     return cupy
 
 
+def dtypes(source: str) -> tuple[str, ...]:
+    """The dtype names the kernels of ``source`` are instantiated for."""
+    return tuple(C_TYPES) if source in MIXED else FLOAT_DTYPES
+
+
+def template_args(source: str, dtype_name: str) -> str:
+    """``"float"`` (a ``<T>`` source) or ``"__half, float"`` (a ``<T, A>`` one)."""
+    if source in MIXED:
+        return f"{C_TYPES[dtype_name]}, {C_TYPES[OPMATH[dtype_name]]}"
+    return C_TYPES[dtype_name]
+
+
 def name_expressions(source: str) -> tuple[str, ...]:
     """The template instantiations compiled for one ``kernels/cuda`` source file."""
-    return tuple(f"{k}<{t}>" for k in KERNELS[source] for t in C_TYPES.values())
+    return tuple(
+        f"{k}<{template_args(source, d)}>" for k in KERNELS[source] for d in dtypes(source)
+    )
 
 
-def c_type(dtype: Any, what: str = "CUDA kernels") -> str:
-    """The C type for a NumPy/CuPy dtype; TypeError naming the dtype when there is none."""
+def opmath(dtype: Any) -> numpy.dtype:
+    """The dtype the kernels compute in for storage ``dtype`` (float32 for float16/bfloat16)."""
     name = numpy.dtype(dtype).name
-    ctype = C_TYPES.get(name)
-    if ctype is None:
-        raise TypeError(f"{what} support dtypes {FLOAT_DTYPES}, got {name}")
-    return ctype
+    return numpy.dtype(_NUMPY_DTYPES[OPMATH.get(name, name)])
+
+
+def c_type(dtype: Any, what: str = "CUDA kernels", source: str = "optim.cu") -> str:
+    """The C type for a NumPy/CuPy dtype; TypeError naming the dtype when ``source``'s kernels
+    have no instantiation for it."""
+    name = numpy.dtype(dtype).name
+    if name not in dtypes(source):
+        raise TypeError(f"{what} support dtypes {dtypes(source)}, got {name}")
+    return C_TYPES[name]
 
 
 def kernel(source: str, name: str, dtype: Any) -> Any:
-    """The compiled ``name<T>`` of ``kernels/cuda/<source>`` for ``dtype``, built once."""
+    """The compiled ``name<T>`` (or ``name<T, A>``) of ``kernels/cuda/<source>`` for ``dtype``,
+    built once."""
     cupy = _cupy()
-    expr = f"{name}<{c_type(dtype)}>"
+    c_type(dtype, f"{source} kernels", source)
+    expr = f"{name}<{template_args(source, numpy.dtype(dtype).name)}>"
     key = (id(cupy), source, expr)
     fn = _functions.get(key)
     if fn is None:
@@ -118,10 +157,11 @@ def pack(
     flags: Sequence[bool] = (),
     dtype: Any = None,
 ) -> tuple:
-    """The argument tuple ``(arrays..., long long total, int..., T..., int flags...)`` with T
-    ``dtype`` (default: the first array's). Arrays must be C-contiguous (a RawKernel ignores
-    strides)."""
-    t = numpy.dtype(dtype).type if dtype is not None else arrays[0].dtype.type
+    """The argument tuple ``(arrays..., long long total, int..., A..., int flags...)`` with A
+    the compute dtype :func:`opmath` of ``dtype`` (default: the first array's): float32 scalars
+    for float16/bfloat16 (an eps of 1e-8 is 0 in float16). Arrays must be C-contiguous (a
+    RawKernel ignores strides)."""
+    t = opmath(dtype if dtype is not None else arrays[0].dtype).type
     return (
         *arrays,
         numpy.int64(total),

@@ -12,10 +12,16 @@ parameter's dtype (``_complement``), as PyTorch passes ``1 - beta2`` to its kern
 
 Optional state is ``None`` when the rule does not use it (SGD without momentum, Adam without
 AMSGrad, RMSprop uncentered or without momentum).
+
+A float16/bfloat16 parameter (and gradient) is updated in float32 with float32 state and
+rounded once, as the CUDA kernels do (``kernels.launch.OPMATH``; PyTorch's opmath_type).
 """
 
 from __future__ import annotations
 
+import functools
+
+import ml_dtypes
 import numpy as np
 
 __all__ = [
@@ -26,6 +32,25 @@ __all__ = [
     "adagrad_update",
     "adadelta_update",
 ]
+
+
+_LOW_PRECISION = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+def _opmath(update):
+    """``update(p, g, *state, **kw)`` for a float16/bfloat16 ``p`` (and ``g``): run in float32 on
+    copies of both (the state is float32 already), then round ``p`` once, in place."""
+
+    @functools.wraps(update)
+    def wrapper(p: np.ndarray, g: np.ndarray, *state, **kw) -> None:
+        if p.dtype not in _LOW_PRECISION:
+            return update(p, g, *state, **kw)
+        p32 = p.astype(np.float32)
+        update(p32, g.astype(np.float32), *state, **kw)
+        p[...] = p32
+        return None
+
+    return wrapper
 
 
 def _complement(decay: float) -> float:
@@ -62,6 +87,7 @@ def _direction(p: np.ndarray, g: np.ndarray, weight_decay: float, maximize: bool
     return d
 
 
+@_opmath
 def sgd_update(
     p: np.ndarray,
     g: np.ndarray,
@@ -96,6 +122,7 @@ def sgd_update(
     p -= np.multiply(d, t(lr))
 
 
+@_opmath
 def momentum_update(
     p: np.ndarray,
     g: np.ndarray,
@@ -120,6 +147,7 @@ def momentum_update(
         p += v
 
 
+@_opmath
 def adam_update(
     p: np.ndarray,
     g: np.ndarray,
@@ -156,6 +184,7 @@ def adam_update(
     p -= tmp
 
 
+@_opmath
 def rmsprop_update(
     p: np.ndarray,
     g: np.ndarray,
@@ -193,6 +222,7 @@ def rmsprop_update(
     p -= tmp
 
 
+@_opmath
 def adagrad_update(
     p: np.ndarray,
     g: np.ndarray,
@@ -215,6 +245,7 @@ def adagrad_update(
     p -= tmp
 
 
+@_opmath
 def adadelta_update(
     p: np.ndarray,
     g: np.ndarray,

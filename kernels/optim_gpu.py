@@ -6,6 +6,10 @@ Same functions and arguments as :mod:`kernels.optim_cpu`; the kernels are in
 dtype ``T``, flags as ``int``, the length as ``long long``). CuPy is imported lazily, only when a
 launch happens. Decay weights (``1 - beta2``, ...) are computed here in double and
 rounded once, as PyTorch does.
+
+Parameters and gradients may be float16 or bfloat16: the kernels then compute in float32, take
+float32 scalars and keep the optimizer state in float32 (``kernels.launch.opmath``), rounding
+the parameter once per step, as PyTorch's fused Adam computes in its opmath type.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ __all__ = [
 ]
 
 
-def _check_shapes(p: Any, arrays: Sequence[Any]) -> None:
-    for a in arrays:
-        if a is not None and (a.shape != p.shape or a.dtype != p.dtype):
+def _check_shapes(p: Any, g: Any, state: Sequence[Any]) -> None:
+    """The gradient is shaped and typed as ``p``; the state shaped as ``p``, of its compute
+    dtype (float32 for a float16/bfloat16 parameter)."""
+    want = launch.opmath(p.dtype)
+    for a, dtype in ((g, p.dtype), *((s, want) for s in state)):
+        if a is not None and (a.shape != p.shape or a.dtype != dtype):
             raise ValueError(
                 f"optimizer update: array {a.dtype.name}{tuple(a.shape)} does not match the "
-                f"parameter {p.dtype.name}{tuple(p.shape)}"
+                f"parameter {p.dtype.name}{tuple(p.shape)} (wanted {numpy.dtype(dtype).name})"
             )
 
 
@@ -48,7 +55,7 @@ def _launch(
     """Run ``name<T>(p, g, *state, n, *scalars, *flags)`` over every element of ``p``."""
     cp = launch._cupy()
     launch.c_type(p.dtype, f"fused CUDA optimizer updates (parameter of shape {tuple(p.shape)})")
-    _check_shapes(p, (g, *state))
+    _check_shapes(p, g, state)
     for s in state:
         if s is not None and not s.flags.c_contiguous:
             raise ValueError(
@@ -203,7 +210,7 @@ def _launch_multi(name: str, tensors: Sequence[Sequence[Any]], scalars, flags) -
                 f"{p0.dtype.name} array on device {p0.device.id} like parameter 0"
             )
         arrays = [t[i] for t in tensors[1:]]
-        _check_shapes(p, arrays)
+        _check_shapes(p, arrays[0], arrays[1:])
         if any(a is not None and not a.flags.c_contiguous for a in arrays):
             raise ValueError(f"{name}: the gradients and state of parameter {i} must be contiguous")
     used = [t for t in tensors if t[0] is not None]

@@ -24,6 +24,7 @@ import numpy
 import engine
 from engine import Tensor
 from engine.autograd import zero_grads
+from engine.dtypes import is_float, is_low_precision
 
 __all__ = ["Optimizer", "required"]
 
@@ -155,7 +156,7 @@ class Optimizer:
             )
         if not p.is_leaf:
             raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i}, shape {p.shape})")
-        if p.dtype.kind != "f":
+        if not is_float(p.dtype) or p.dtype.kind == "c":
             raise TypeError(
                 f"optimizer needs floating-point parameters, parameter {i} is "
                 f"{p.dtype.name} of shape {p.shape}"
@@ -242,8 +243,9 @@ class Optimizer:
 
     @staticmethod
     def _zeros(p: Tensor, fill: float = 0.0) -> Tensor:
-        """A C-contiguous state tensor shaped like ``p`` on its device."""
-        return engine.full(p.shape, fill, dtype=p.dtype, device=p.device)
+        """A C-contiguous state tensor shaped like ``p`` on its device, of ``p``'s dtype, or
+        float32 for a float16/bfloat16 ``p`` (the fused updates compute in float32)."""
+        return engine.full(p.shape, fill, dtype=_state_dtype(p.dtype), device=p.device)
 
     # State dicts -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -327,6 +329,12 @@ def _plain(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def _state_dtype(dtype: Any) -> numpy.dtype:
+    """The dtype of optimizer state for a parameter of ``dtype``: float32 for float16/bfloat16
+    (an exp_avg_sq of 1e-9 is 0 in float16), the parameter's own otherwise."""
+    return numpy.dtype(numpy.float32) if is_low_precision(dtype) else numpy.dtype(dtype)
+
+
 def _restore(p: Tensor, name: str, value: Any, key: Any) -> Any:
     """A saved state entry as live state for ``p``: arrays as Tensors on p's device."""
     if isinstance(value, Tensor):
@@ -344,5 +352,5 @@ def _restore(p: Tensor, name: str, value: Any, key: Any) -> Any:
             f"loaded state {name!r} of parameter {key} has shape {value.shape}, "
             f"the parameter has {p.shape}"
         )
-    dtype = p.dtype if value.dtype.kind == "f" else value.dtype
+    dtype = _state_dtype(p.dtype) if is_float(value.dtype) else value.dtype
     return engine.tensor(numpy.ascontiguousarray(value), dtype=dtype, device=p.device)

@@ -16,6 +16,7 @@ work (WGAN-GP, R1):
 from __future__ import annotations
 
 import math
+import sys
 from typing import Sequence
 
 import numpy
@@ -49,22 +50,29 @@ IntPair = int | Sequence[int]
 
 
 def _in_float32(kernel, *args):
-    """`kernel(*args)`; float16/bfloat16 arrays go in as float32 and the result is rounded
-    back: the tensor-core recipe (half inputs, float32 products and sums, one rounding of the
-    output). The float32 conv kernels are the only ones so far (none in half precision yet), on
-    both devices, so low precision saves no time here, only keeps the numerics honest.
+    """`kernel(*args)`; on the CPU, float16/bfloat16 arrays go in as float32 and the result is
+    rounded back: the tensor-core recipe (half inputs, float32 products and sums, one rounding
+    of the output), so low precision there saves no time, only keeps the numerics honest.
     Pooling too (max is exact in any dtype; an average is summed in float32). A tuple result
     (conv's kept columns, max pooling's argmax) rounds only its first array: the columns stay
-    float32 for the weight gradient, which takes them as they are."""
+    float32 for the weight gradient, which takes them as they are.
+    A backend with kernels of its own in the low dtypes (``kernels.gpu``: float32 sums inside
+    its RawKernels and cuBLAS GEMMs) is called directly: its columns and outputs stay in the
+    low dtype, half the memory of float32."""
     dtypes = [a.dtype for a in args if hasattr(a, "dtype")]
     low = next((d for d in dtypes if is_low_precision(d)), None)
-    if low is None:
+    if low is None or _has_low_precision_kernels(kernel):
         return kernel(*args)
     f32 = numpy.float32
     out = kernel(*(a.astype(f32) if getattr(a, "dtype", None) == low else a for a in args))
     if isinstance(out, tuple):
         return (out[0].astype(low),) + out[1:]
     return out.astype(low)
+
+
+def _has_low_precision_kernels(kernel) -> bool:
+    """Whether ``kernel``'s backend module runs float16/bfloat16 natively."""
+    return getattr(sys.modules.get(kernel.__module__), "LOW_PRECISION_KERNELS", False)
 
 
 def _check_float(name: str, *tensors: TensorBase | None) -> None:

@@ -4,65 +4,97 @@
 // x is (N, C, H, W), C-contiguous. col is (C, kh, kw, N, OH, OW), C-contiguous: read as the
 // (C kh kw, N OH OW) matrix, each conv GEMM (forward, input and weight gradient) is one product
 // with it, the batch folded into the GEMM (kernels/gpu.py).
-// Both kernels are gathers with 1-D grid-stride loops: no atomics, no shared memory. Indices are
-// split with one division per level and a multiply-subtract for the remainder.
+// Both kernels are gathers with 1-D grid-stride loops: no atomics, no shared memory.
 // The integer parameters are kernels.geometry.LAUNCH_FIELDS, in that order, in every kernel.
+//
+// T is the storage type (__half, __nv_bfloat16, float, double) and A the type sums are formed
+// in (float for the 16-bit types, kernels.launch.OPMATH). Integer division is slow on a GPU
+// (a div.s32 is a ~20-instruction sequence, a div.s64 a call), so each thread splits its index
+// once and then steps through its window with additions (issue 12).
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
 
-template <typename T>
+// One thread per (channel, image, output pixel): writes the kh * kw column entries of its
+// window, each a coalesced row of the (C kh kw, N OH OW) matrix across the threads of a warp.
+// Three divisions per thread (was five per column entry).
+template <typename T, typename A>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ col, long long total, int N,
                        int C, int H, int W, int OH, int OW, int kh, int kw, int sy, int sx,
                        int ph, int pw, int dy, int dx) {
     const long long L = (long long)OH * OW;
+    const long long NL = N * L;  // the stride between rows of the column matrix
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        const long long r = i / L;  // (c, ky, kx, n)
+        const long long r = i / L;  // (c, n); i = (c * N + n) * L + l
         const int l = (int)(i - r * L);
         const int oh = l / OW;
         const int ow = l - oh * OW;
-        const long long q = r / N;  // (c, ky, kx)
-        const int n = (int)(r - q * N);
-        const long long t = q / kw;  // (c, ky)
-        const int kx = (int)(q - t * kw);
-        const long long c = t / kh;
-        const int ky = (int)(t - c * kh);
-        const int iy = oh * sy - ph + ky * dy;
-        const int ix = ow * sx - pw + kx * dx;
-        T v = (T)0;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-            v = x[(((long long)n * C + c) * H + iy) * W + ix];
+        const int c = (int)(r / N);
+        const int n = (int)(r - (long long)c * N);
+        const T* plane = x + ((long long)n * C + c) * H * W;
+        T* out = col + (long long)c * kh * kw * NL + n * L + l;
+        const int y0 = oh * sy - ph;
+        const int x0 = ow * sx - pw;
+        for (int ky = 0, iy = y0; ky < kh; ++ky, iy += dy) {
+            const bool row = iy >= 0 && iy < H;
+            for (int kx = 0, ix = x0; kx < kw; ++kx, ix += dx) {
+                *out = (row && ix >= 0 && ix < W) ? plane[iy * W + ix] : T(0);
+                out += NL;
+            }
         }
-        col[i] = v;
     }
 }
 
-// One thread per image element (n, c, iy, ix): sums the columns whose window covers it.
-template <typename T>
+// (t / s, t % s) for t >= 0, s > 0, kept as a pair that steps down by a fixed amount without
+// dividing again: col2im walks t = iy + ph - ky * dy for ky = 0, 1, ...
+struct tt_divmod {
+    int q, m;  // t = q * s + m, 0 <= m < s
+};
+
+__device__ __forceinline__ void tt_step_down(tt_divmod& t, tt_divmod by, int s) {
+    t.q -= by.q;
+    t.m -= by.m;
+    if (t.m < 0) {
+        t.m += s;
+        t.q -= 1;
+    }
+}
+
+// One thread per image element (n, c, iy, ix): sums, in A, the columns whose window covers it.
+// The window offset ky covers iy from output row oh when iy + ph - ky * dy = oh * sy: the
+// quotient and remainder of that by sy step down with ky (tt_step_down), so a thread divides
+// seven times in all (was three plus one per window row and one per window element).
+template <typename T, typename A>
 __global__ void col2im(const T* __restrict__ col, T* __restrict__ x, long long total, int N,
                        int C, int H, int W, int OH, int OW, int kh, int kw, int sy, int sx,
                        int ph, int pw, int dy, int dx) {
     const long long L = (long long)OH * OW;
+    const tt_divmod ystep = {dy / sy, dy - (dy / sy) * sy};
+    const tt_divmod xstep = {dx / sx, dx - (dx / sx) * sx};
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
         const long long r = i / W;  // (n, c, iy)
         const int ix = (int)(i - r * W);
         const long long q = r / H;  // (n, c)
         const int iy = (int)(r - q * H);
-        const long long n = q / C;
-        const int c = (int)(q - n * C);
-        T sum = (T)0;
-        for (int ky = 0; ky < kh; ++ky) {
-            const int ty = iy + ph - ky * dy;  // = oh * sy for a covering window
-            if (ty < 0) break;                 // ty only falls as ky grows
-            const int oh = ty / sy;
-            if (oh * sy != ty || oh >= OH) continue;
-            for (int kx = 0; kx < kw; ++kx) {
-                const int tx = ix + pw - kx * dx;
-                if (tx < 0) break;
-                const int ow = tx / sx;
-                if (ow * sx != tx || ow >= OW) continue;
-                sum += col[((((long long)c * kh + ky) * kw + kx) * N + n) * L + oh * OW + ow];
+        const int n = (int)(q / C);
+        const int c = (int)(q - (long long)n * C);
+        const T* base = col + ((long long)c * kh * kw * N + n) * L;
+        const int ty0 = iy + ph;  // >= 0
+        const int tx0 = ix + pw;
+        const tt_divmod xstart = {tx0 / sx, tx0 - (tx0 / sx) * sx};
+        tt_divmod ty = {ty0 / sy, ty0 - (ty0 / sy) * sy};
+        A sum = A(0);
+        for (int ky = 0; ky < kh; ++ky, tt_step_down(ty, ystep, sy)) {
+            if (ty.q < 0) break;  // ty only falls as ky grows
+            if (ty.m != 0 || ty.q >= OH) continue;
+            tt_divmod tx = xstart;
+            for (int kx = 0; kx < kw; ++kx, tt_step_down(tx, xstep, sx)) {
+                if (tx.q < 0) break;
+                if (tx.m != 0 || tx.q >= OW) continue;
+                sum += (A)base[(long long)(ky * kw + kx) * N * L + ty.q * OW + tx.q];
             }
         }
-        x[i] = sum;
+        x[i] = (T)sum;
     }
 }

@@ -5,8 +5,12 @@
 // kernels.geometry.LAUNCH_FIELDS, in that order, in every kernel (then flags). argmax holds the
 // offset ky * kw + kx of the maximum inside its window (-1 for a window entirely in padding).
 // The backward kernels are gathers, one thread per input element: no atomics.
+// T is the storage type (__half, __nv_bfloat16, float, double) and A the type sums are formed in
+// (float for the 16-bit types, kernels.launch.OPMATH); a maximum is exact in any of them.
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
 
-template <typename T>
+template <typename T, typename A>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                    int* __restrict__ argmax, long long total, int N, int C,
                                    int H, int W, int OH, int OW, int kh, int kw, int sy, int sx,
@@ -18,8 +22,8 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
         const long long nc = r / OH;
         const int oh = (int)(r - nc * OH);
         const T* plane = x + nc * H * W;
-        const T zero = (T)0;
-        T best = -(T)1 / zero;  // -inf: padding never wins
+        const A zero = (A)0;
+        A best = -(A)1 / zero;  // -inf: padding never wins
         int best_k = -1;
         for (int ky = 0; ky < kh; ++ky) {
             const int iy = oh * sy - ph + ky * dy;
@@ -27,7 +31,7 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
             for (int kx = 0; kx < kw; ++kx) {
                 const int ix = ow * sx - pw + kx * dx;
                 if (ix < 0 || ix >= W) continue;
-                const T v = plane[iy * W + ix];
+                const A v = (A)plane[iy * W + ix];
                 // First valid element, then strict improvements; NaN always wins (PyTorch).
                 if (best_k < 0 || v > best || v != v) {
                     best = v;
@@ -35,13 +39,13 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                 }
             }
         }
-        y[i] = best;
+        y[i] = (T)best;
         argmax[i] = best_k;
     }
 }
 
 // One thread per input element: sums gy over the windows covering it whose argmax it is.
-template <typename T>
+template <typename T, typename A>
 __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restrict__ argmax,
                                     T* __restrict__ gx, long long total, int N, int C, int H,
                                     int W, int OH, int OW, int kh, int kw, int sy, int sx,
@@ -53,7 +57,7 @@ __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restr
         const long long nc = r / H;
         const int iy = (int)(r - nc * H);
         const long long base = nc * OH * OW;
-        T sum = (T)0;
+        A sum = (A)0;
         for (int ky = 0; ky < kh; ++ky) {
             const int ty = iy + ph - ky * dy;
             if (ty < 0) break;  // ty only falls as ky grows
@@ -65,10 +69,10 @@ __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restr
                 const int ow = tx / sx;
                 if (ow * sx != tx || ow >= OW) continue;
                 const long long o = base + oh * OW + ow;
-                if (argmax[o] == ky * kw + kx) sum += gy[o];
+                if (argmax[o] == ky * kw + kx) sum += (A)gy[o];
             }
         }
-        gx[i] = sum;
+        gx[i] = (T)sum;
     }
 }
 
@@ -92,7 +96,7 @@ __device__ inline int avg_pool_divisor(int oh, int ow, int H, int W, int kh, int
     return (y1 - y0) * (x1 - x0);
 }
 
-template <typename T>
+template <typename T, typename A>
 __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long total,
                                    int N, int C, int H, int W, int OH, int OW, int kh, int kw,
                                    int sy, int sx, int ph, int pw, int dy, int dx,
@@ -104,19 +108,19 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, l
         const long long nc = r / OH;
         const int oh = (int)(r - nc * OH);
         const T* plane = x + nc * H * W;
-        T sum = (T)0;
+        A sum = (A)0;
         for (int iy = max(oh * sy - ph, 0); iy < min(oh * sy - ph + kh, H); ++iy) {
             for (int ix = max(ow * sx - pw, 0); ix < min(ow * sx - pw + kw, W); ++ix) {
-                sum += plane[iy * W + ix];
+                sum += (A)plane[iy * W + ix];
             }
         }
-        y[i] = sum / (T)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
-                                         count_include_pad, divisor_override);
+        y[i] = (T)(sum / (A)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
+                                         count_include_pad, divisor_override));
     }
 }
 
 // One thread per input element: sums gy / divisor over the windows covering it.
-template <typename T>
+template <typename T, typename A>
 __global__ void avg_pool2d_backward(const T* __restrict__ gy, T* __restrict__ gx,
                                     long long total, int N, int C, int H, int W, int OH, int OW,
                                     int kh, int kw, int sy, int sx, int ph, int pw, int dy,
@@ -128,7 +132,7 @@ __global__ void avg_pool2d_backward(const T* __restrict__ gy, T* __restrict__ gx
         const long long nc = r / H;
         const int iy = (int)(r - nc * H);
         const long long base = nc * OH * OW;
-        T sum = (T)0;
+        A sum = (A)0;
         for (int ky = 0; ky < kh; ++ky) {
             const int ty = iy + ph - ky;
             if (ty < 0) break;
@@ -139,11 +143,11 @@ __global__ void avg_pool2d_backward(const T* __restrict__ gy, T* __restrict__ gx
                 if (tx < 0) break;
                 const int ow = tx / sx;
                 if (ow * sx != tx || ow >= OW) continue;
-                sum += gy[base + oh * OW + ow] /
-                       (T)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
+                sum += (A)gy[base + oh * OW + ow] /
+                       (A)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
                                            count_include_pad, divisor_override);
             }
         }
-        gx[i] = sum;
+        gx[i] = (T)sum;
     }
 }

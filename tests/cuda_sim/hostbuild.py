@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import ml_dtypes
 import numpy as np
 
 SHIM_PATH = Path(__file__).with_name("shim.h")
@@ -71,7 +72,17 @@ C_DTYPES: dict[str, np.dtype] = {
     "size_t": np.dtype(np.uint64),
     "float": np.dtype(np.float32),
     "double": np.dtype(np.float64),
+    # CUDA's 16-bit floats (cuda_fp16.h, cuda_bf16.h); shim.h defines them in software.
+    "__half": np.dtype(np.float16),
+    "__nv_bfloat16": np.dtype(ml_dtypes.bfloat16),
 }
+# The only headers a source may include: CUDA's half and bfloat16 types, which NVRTC finds on
+# CuPy's include path and which the host build takes from shim.h instead (the line is blanked).
+ALLOWED_INCLUDES = ("cuda_fp16.h", "cuda_bf16.h")
+_ALLOWED_INCLUDE_RE = re.compile(
+    r"^[ \t]*#[ \t]*include[ \t]*<(?:" + "|".join(map(re.escape, ALLOWED_INCLUDES)) + r")>[ \t]*$",
+    re.M,
+)
 _CTYPES = {
     np.dtype(np.bool_): ctypes.c_bool,
     np.dtype(np.int8): ctypes.c_int8,
@@ -84,6 +95,9 @@ _CTYPES = {
     np.dtype(np.uint64): ctypes.c_uint64,
     np.dtype(np.float32): ctypes.c_float,
     np.dtype(np.float64): ctypes.c_double,
+    # A 16-bit float struct is passed by value as its 16 bits (an INTEGER-class argument).
+    np.dtype(np.float16): ctypes.c_uint16,
+    np.dtype(ml_dtypes.bfloat16): ctypes.c_uint16,
 }
 _QUALIFIERS = {"const", "volatile", "__restrict__", "__restrict", "restrict"}
 _SYNONYMS = {
@@ -108,6 +122,8 @@ _SCALAR_HINT = {
     "long": "a Python int or numpy.int64(...)",
     "double": "a Python float or numpy.float64(...)",
     "bool": "a Python bool or numpy.bool_(...)",
+    "__half": "numpy.float16(...)",
+    "__nv_bfloat16": "ml_dtypes.bfloat16(...)",
 }
 
 
@@ -171,6 +187,11 @@ _FORBIDDEN = (
 )
 
 
+def _blank_allowed_includes(source: str) -> str:
+    """``source`` with the includes of :data:`ALLOWED_INCLUDES` blanked, line numbers kept."""
+    return _ALLOWED_INCLUDE_RE.sub("", source)
+
+
 def strip_comments(source: str) -> str:
     """``source`` with comments blanked out, line numbers kept."""
     return _COMMENT_RE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
@@ -178,7 +199,7 @@ def strip_comments(source: str) -> str:
 
 def check_conventions(source: str, label: str = "<source>") -> None:
     """Raise ``KernelConventionError`` listing every construct the conventions forbid."""
-    code = strip_comments(source)
+    code = _blank_allowed_includes(strip_comments(source))
     problems = []
     for pattern, why in _FORBIDDEN:
         for m in re.finditer(pattern, code, re.M):
@@ -360,6 +381,7 @@ extern "C" __attribute__((visibility("default"))) void tt_launch_{index}(
 def translation_unit(source: str, signatures: Sequence[Signature], label: str) -> str:
     """The C++ file compiled for the host: shim, the source unchanged, the launchers."""
     shim = SHIM_PATH.read_text()
+    source = _blank_allowed_includes(source)  # shim.h has the half and bfloat16 types
     parts = [f'#line 1 "{SHIM_PATH}"\n', shim, f'\n#line 1 "{label}"\n', source]
     parts.append('\n#line 1 "<hostbuild launchers>"\n')
     parts.extend(_launcher(i, sig) for i, sig in enumerate(signatures))
@@ -598,8 +620,10 @@ class HostFunction:
         if sent != want:
             why = f"CuPy sends it as {sent} ({sent.itemsize} bytes) but the kernel reads {want}"
             return self._bad(i, p, arg, f"{why}; {hint}")
-        value = np.asarray(arg).reshape(()).item()
-        return value
+        value = np.asarray(arg).reshape(())
+        if value.dtype.itemsize == 2 and value.dtype.kind not in "iub":
+            return value.view(np.uint16).item()  # a 16-bit float goes by its bits
+        return value.item()
 
     def _bad(self, i: int, p: Param, arg: Any, why: str) -> Any:
         raise self._error(i, p, arg, why)
@@ -618,6 +642,10 @@ def _canary(dtype: np.dtype, index: int) -> np.ndarray:
         bits = np.array([0x7FC00000 | tag], np.uint32)
     elif dtype == np.float64:
         bits = np.array([0x7FF8000000000000 | tag], np.uint64)
+    elif dtype == np.float16:
+        bits = np.array([0x7E00 | tag], np.uint16)
+    elif dtype == np.dtype(ml_dtypes.bfloat16):
+        bits = np.array([0x7FC0 | (tag & 0x3F)], np.uint16)
     else:
         n = dtype.itemsize
         bits = np.frombuffer(bytes([0xA5, tag & 0xFF] * 4)[:n], np.dtype(f"u{n}"))

@@ -99,4 +99,78 @@ inline long long __double_as_longlong(double d) {
     return v;
 }
 
+// CUDA's __half (cuda_fp16.h) and __nv_bfloat16 (cuda_bf16.h) in software. hostbuild.py blanks
+// the two #include lines of a source, so these stand in for them: 16 bits of storage, conversion
+// from float rounded to nearest even (as __float2half_rn / __float2bfloat16_rn, subnormals and
+// overflow to infinity included), exact conversion to float, and arithmetic and comparisons
+// through float, rounded once per operation (as the CUDA operators on these types are).
+inline unsigned short tt_float_to_half_bits(float f) {
+    unsigned int x;
+    memcpy(&x, &f, sizeof x);
+    const unsigned int sign = (x >> 16) & 0x8000u;
+    const unsigned int mag = x & 0x7fffffffu;
+    if (mag >= 0x7f800000u) return (unsigned short)(sign | (mag > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (mag >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // >= 65520: rounds to inf
+    if (mag < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
+        float a;
+        memcpy(&a, &mag, sizeof a);
+        return (unsigned short)(sign | (unsigned int)nearbyintf(a * 16777216.0f));  // ties even
+    }
+    unsigned int h = (mag >> 13) - ((127u - 15u) << 10);  // rebias; 10 of 23 mantissa bits
+    const unsigned int rest = mag & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h += 1;  // a carry moves the exponent
+    return (unsigned short)(sign | h);
+}
+inline float tt_half_bits_to_float(unsigned short h) {
+    const unsigned int sign = (unsigned int)(h & 0x8000u) << 16;
+    const unsigned int exp = (h >> 10) & 0x1fu;
+    const unsigned int man = h & 0x3ffu;
+    if (exp == 0) {
+        const float v = ldexpf((float)man, -24);
+        return sign ? -v : v;
+    }
+    const unsigned int bits = sign | (exp == 31 ? 0x7f800000u : (exp + 112u) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+inline unsigned short tt_float_to_bfloat16_bits(float f) {
+    unsigned int x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u);  // quiet NaN
+    return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);  // to nearest, ties even
+}
+inline float tt_bfloat16_bits_to_float(unsigned short b) {
+    const unsigned int bits = (unsigned int)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+#define TT_SIM_FLOAT16(NAME, TO_BITS, FROM_BITS)                                              \
+    struct NAME {                                                                             \
+        unsigned short __x;                                                                   \
+        NAME() = default;                                                                     \
+        NAME(float f) : __x(TO_BITS(f)) {}                                                    \
+        NAME(double d) : __x(TO_BITS((float)d)) {}                                            \
+        NAME(int i) : __x(TO_BITS((float)i)) {}                                               \
+        operator float() const { return FROM_BITS(__x); }                                     \
+    };                                                                                        \
+    inline NAME operator+(NAME a, NAME b) { return NAME((float)a + (float)b); }               \
+    inline NAME operator-(NAME a, NAME b) { return NAME((float)a - (float)b); }               \
+    inline NAME operator*(NAME a, NAME b) { return NAME((float)a * (float)b); }               \
+    inline NAME operator/(NAME a, NAME b) { return NAME((float)a / (float)b); }               \
+    inline NAME operator-(NAME a) { return NAME(-(float)a); }                                 \
+    inline bool operator<(NAME a, NAME b) { return (float)a < (float)b; }                     \
+    inline bool operator>(NAME a, NAME b) { return (float)a > (float)b; }                     \
+    inline bool operator==(NAME a, NAME b) { return (float)a == (float)b; }                   \
+    inline bool operator!=(NAME a, NAME b) { return (float)a != (float)b; }
+TT_SIM_FLOAT16(__half, tt_float_to_half_bits, tt_half_bits_to_float)
+TT_SIM_FLOAT16(__nv_bfloat16, tt_float_to_bfloat16_bits, tt_bfloat16_bits_to_float)
+#undef TT_SIM_FLOAT16
+inline float __half2float(__half h) { return (float)h; }
+inline __half __float2half_rn(float f) { return __half(f); }
+inline float __bfloat162float(__nv_bfloat16 b) { return (float)b; }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
+
 #endif  // TT_CUDA_SIM_SHIM_H

@@ -10,6 +10,7 @@ groups, pooling) through whatever ``cupy`` the suite has: the stand-in, or a rea
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 import window_calls as K
@@ -22,7 +23,10 @@ CUDA_DIR = launch.CUDA_DIR
 SOURCES = ("conv.cu", "pool.cu")
 # (blocks, threads): sequential, wrapping grid-stride loops, and what kernels.launch launches.
 GRIDS = [(1, 1), (3, 32), (None, launch.THREADS)]
-CTYPE = {np.float32: "float", np.float64: "double"}
+BF16 = np.dtype(ml_dtypes.bfloat16)
+# Unit roundoff of the 16-bit dtypes: one rounding of a float32 result is within u of it.
+UNIT = {np.dtype(np.float16): 2.0**-11, BF16: 2.0**-8}
+LOW = [np.float16, BF16]
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +39,23 @@ def run_kernel(modules, source, name, dtype, arrays, total, ints, grid):
     ``ints`` is a Geometry (its launch integers) or the integers themselves."""
     if isinstance(ints, geometry.Geometry):
         ints = ints.launch_ints()
-    fn = modules[source].get_function(f"{name}<{CTYPE[dtype]}>")
-    dev = [sim.asarray(a) for a in arrays]
+    fn = modules[source].get_function(
+        f"{name}<{launch.template_args(source, np.dtype(dtype).name)}>"
+    )
+    dev = [device_array(a) for a in arrays]
     blocks, threads = grid
     if blocks is None:
         blocks = launch.blocks(total)
     fn((blocks,), (threads,), (*dev, np.int64(total), *(np.int32(v) for v in ints)))
     return [d.get() for d in dev]
+
+
+def device_array(a):
+    """A stand-in device copy of ``a``. The stand-in's cupy.asarray refuses bfloat16 (as it models
+    no bfloat16 in CuPy 14's routines), so a bfloat16 kernel argument is wrapped directly: these
+    tests launch the kernels, they do not use CuPy's bfloat16 API."""
+    a = np.ascontiguousarray(a)
+    return sim.ndarray._wrap(a.copy()) if a.dtype == BF16 else sim.asarray(a)
 
 
 def random_configs(count, seed, pool=False):
@@ -96,7 +110,8 @@ def test_im2col_and_col2im_kernels(modules, cfg, dtype, grid):
     expected = np.ascontiguousarray(cpu.im2col(x, geo).transpose(1, 2, 3, 0, 4, 5))
 
     col = np.full(expected.shape, np.nan, dtype=dtype)
-    _, col = run_kernel(modules, "conv.cu", "im2col", dtype, (x, col), col.size, geo, grid)
+    threads = geo.C * geo.N * geo.OH * geo.OW  # one per (channel, image, output pixel)
+    _, col = run_kernel(modules, "conv.cu", "im2col", dtype, (x, col), threads, geo, grid)
     np.testing.assert_array_equal(col, expected)
 
     c = rng.standard_normal(expected.shape).astype(dtype)
@@ -167,6 +182,101 @@ def test_avg_pool_kernels(modules, cfg, count_include_pad, grid):
         np.testing.assert_allclose(gx, expected, rtol=1e-12, atol=1e-12)
 
 
+# ---------------------------------------------------------------- float16 and bfloat16 kernels
+
+
+def close_to_rounded(got, want32, dtype, what):
+    """``got`` (dtype) is the float32 result ``want32`` rounded once: within one unit roundoff
+    (two for slack on float32 sums taken in another order), subnormals within their spacing."""
+    assert got.dtype == np.dtype(dtype), what
+    u = UNIT[np.dtype(dtype)]
+    tiny = float(np.finfo(np.float16).smallest_subnormal) if dtype == np.float16 else 0.0
+    np.testing.assert_allclose(
+        got.astype(np.float32), want32, rtol=2 * u, atol=tiny + 1e-30, err_msg=what
+    )
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=["half", "bfloat16"])
+@pytest.mark.parametrize("cfg", CONV_CFGS[:6])
+def test_im2col_and_col2im_kernels_in_low_precision(modules, cfg, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(cfg["shape"]).astype(dtype)
+    geo = K.window_geo(x.shape, *wargs(cfg))
+    x32 = x.astype(np.float32)
+    expected = np.ascontiguousarray(cpu.im2col(x32, geo).transpose(1, 2, 3, 0, 4, 5))
+    col = np.zeros(expected.shape, dtype=dtype)
+    threads = geo.C * geo.N * geo.OH * geo.OW
+    _, col = run_kernel(modules, "conv.cu", "im2col", dtype, (x, col), threads, geo, GRIDS[1])
+    np.testing.assert_array_equal(col.astype(np.float32), expected)  # a copy: exact
+
+    c = rng.standard_normal(expected.shape).astype(dtype)
+    img = np.zeros(x.shape, dtype=dtype)
+    _, img = run_kernel(modules, "conv.cu", "col2im", dtype, (c, img), img.size, geo, GRIDS[2])
+    c32 = np.ascontiguousarray(c.astype(np.float32).transpose(3, 0, 1, 2, 4, 5))
+    close_to_rounded(img, cpu.col2im(c32, geo), dtype, f"col2im {cfg}")
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=["half", "bfloat16"])
+@pytest.mark.parametrize("cfg", POOL_CFGS[:6])
+def test_pool_kernels_in_low_precision(modules, cfg, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(cfg["shape"]).astype(dtype)
+    x32 = x.astype(np.float32)
+    geo = K.pool_geo(x.shape, *wargs(cfg), ceil_mode=cfg["ceil_mode"])
+    y_ref, am_ref = cpu.max_pool2d_forward(x32, geo)
+    ints = geo.launch_ints()
+    y = np.zeros(y_ref.shape, dtype=dtype)
+    am = np.full(y_ref.shape, -7, dtype=np.int32)
+    grid = GRIDS[2]
+    _, y, am = run_kernel(modules, "pool.cu", "max_pool2d_forward", dtype, (x, y, am), y.size,
+                          ints, grid)  # fmt: skip
+    np.testing.assert_array_equal(y.astype(np.float32), y_ref)  # a maximum is exact
+    np.testing.assert_array_equal(am, am_ref)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = np.zeros(x.shape, dtype=dtype)
+    _, _, gx = run_kernel(modules, "pool.cu", "max_pool2d_backward", dtype, (gy, am, gx),
+                          gx.size, ints, grid)  # fmt: skip
+    want = cpu.max_pool2d_backward(gy.astype(np.float32), am_ref, geo)
+    close_to_rounded(gx, want, dtype, "max_pool2d_backward")
+
+    kh, kw, sy, sx, ph, pw, _, _ = wargs(cfg)
+    geo = geometry.pool2d(x.shape, (kh, kw), (sy, sx), (ph, pw), 1, cfg["ceil_mode"], False)
+    ints = (*geo.launch_ints(), 0, geo.divisor_override)
+    y = np.zeros(geo.y_shape, dtype=dtype)
+    _, y = run_kernel(modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), y.size, ints, grid)
+    close_to_rounded(y, cpu.avg_pool2d_forward(x32, geo), dtype, "avg_pool2d_forward")
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = np.zeros(x.shape, dtype=dtype)
+    _, gx = run_kernel(modules, "pool.cu", "avg_pool2d_backward", dtype, (gy, gx), gx.size,
+                       ints, grid)  # fmt: skip
+    want = cpu.avg_pool2d_backward(gy.astype(np.float32), geo)
+    close_to_rounded(gx, want, dtype, "avg_pool2d_backward")
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=["half", "bfloat16"])
+def test_low_precision_sums_are_formed_in_float32(modules, dtype):
+    """1024 + 1/2 + 1/2: summed in float16 each 1/2 is lost (a tie, rounded to the even 1024);
+    in float32 the sum is 1025, which float16 holds. (bfloat16: 256 + 1 + 1 -> 258.)"""
+    big, small = (1024.0, 0.5) if dtype == np.float16 else (256.0, 1.0)
+    # col2im over a 1x3 window, padding 2: image pixel 0 gathers window entries kx = 0, 1, 2.
+    geo = K.window_geo((1, 1, 1, 3), 1, 3, 1, 1, 0, 2, 1, 1)
+    c = np.zeros((1, 1, 3, 1, 1, geo.OW), dtype=dtype)
+    for kx, v in enumerate((big, small, small)):
+        c[0, 0, kx, 0, 0, 2 - kx] = v  # window entry kx of output column ow = 2 - kx: pixel 0
+    img = np.zeros((1, 1, 1, 3), dtype=dtype)
+    _, img = run_kernel(modules, "conv.cu", "col2im", dtype, (c, img), img.size, geo, (1, 1))
+    want32 = cpu.col2im(np.ascontiguousarray(c.astype(np.float32).transpose(3, 0, 1, 2, 4, 5)),
+                        geo)  # fmt: skip
+    assert float(img[0, 0, 0, 0]) == float(want32[0, 0, 0, 0]) == big + 2 * small
+    # avg pooling: one window over [big, small, small], divisor 1.
+    x = np.array([[[[big, small, small]]]], dtype=dtype)
+    geo = geometry.pool2d(x.shape, (1, 3), 1, 0, 1, False, True, 1)
+    y = np.zeros(geo.y_shape, dtype=dtype)
+    ints = (*geo.launch_ints(), 1, 1)
+    _, y = run_kernel(modules, "pool.cu", "avg_pool2d_forward", dtype, (x, y), 1, ints, (1, 1))
+    assert float(y[0, 0, 0, 0]) == big + 2 * small
+
+
 def test_avg_pool_divisors_match_torch():
     # Geometry.avg_divisors (and pool.cu's avg_pool_divisor, held to it above) is PyTorch's rule.
     torch = pytest.importorskip("torch")
@@ -186,7 +296,7 @@ def test_kernel_parameters_are_the_geometry_launch_fields():
     for src in SOURCES:
         code = (CUDA_DIR / src).read_text()
         for name in launch.KERNELS[src]:
-            sig = hostbuild.signature(code, f"{name}<float>")
+            sig = hostbuild.signature(code, f"{name}<float, float>")
             ints = [p.name for p in sig.params if p.ctype == "int" and not p.pointer]
             assert tuple(ints[: len(geometry.LAUNCH_FIELDS)]) == geometry.LAUNCH_FIELDS, name
 
@@ -315,5 +425,5 @@ def test_gpu_pooling_matches_cpu(cupy, cfg):
 
 
 def test_gpu_rejects_unsupported_dtype(cupy):
-    with pytest.raises(TypeError, match="float16"):
-        K.max_pool2d_forward(cupy.zeros((1, 1, 4, 4), dtype=np.float16), 2, 2, 2, 2, 0, 0, kern=gpu)
+    with pytest.raises(TypeError, match="int32"):
+        K.max_pool2d_forward(cupy.zeros((1, 1, 4, 4), dtype=np.int32), 2, 2, 2, 2, 0, 0, kern=gpu)

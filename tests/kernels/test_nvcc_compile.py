@@ -1,9 +1,11 @@
 """Every ``kernels/cuda/*.cu`` compiles for the GPU: ``nvcc --ptx`` for sm_80 and sm_90.
 
 CuPy compiles these sources with NVRTC at run time, instantiating templates from the name
-expressions; here a generated translation unit includes the source and instantiates each template
-kernel for ``float`` and ``double`` (plus any literal ``kernel<...>`` name expression found in the
-project's Python), so template bodies are type-checked without a GPU. ``nvcc`` implicitly includes
+expressions; here a generated translation unit includes the source and instantiates every name
+expression ``kernels.launch`` compiles (``float``/``double``, and for conv, pooling and the
+optimizers ``__half``/``__nv_bfloat16`` with ``float`` arithmetic, against CUDA's own
+``cuda_fp16.h``/``cuda_bf16.h``), plus any literal ``kernel<...>`` name expression found in the
+project's Python, so template bodies are type-checked without a GPU. ``nvcc`` implicitly includes
 host headers that NVRTC lacks (``INFINITY``, ``M_PI``, ``std::``), so the kernel conventions are
 checked as well. Skips when ``nvcc`` is absent.
 """
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from cuda_sim import hostbuild
+
+from kernels import launch
 
 ROOT = Path(__file__).resolve().parents[2]
 CU_FILES = sorted((ROOT / "kernels" / "cuda").glob("*.cu"))
@@ -39,19 +43,24 @@ def _literal_name_expressions(kernel_names: set[str]) -> set[str]:
     return found
 
 
-def instantiations(source: str) -> list[str]:
-    """The name expressions to instantiate: every template kernel for float and double."""
+def instantiations(source: str, name: str | None = None) -> list[str]:
+    """The name expressions to instantiate: those ``kernels.launch`` compiles for the source
+    file ``name`` of kernels/cuda; for any other source, every template kernel for float and
+    double."""
     kernels = hostbuild.find_kernels(source)
-    exprs = set()
+    exprs = set(launch.name_expressions(name)) if name in launch.KERNELS else set()
     for kdef in kernels.values():
         if not kdef.tparams:
             continue
-        if len(kdef.tparams) != 1:
+        if kdef.tparams not in (("T",), ("T", "A")) or (
+            len(kdef.tparams) == 2 and name not in launch.MIXED
+        ):
             raise hostbuild.KernelConventionError(
                 f"kernel {kdef.name!r} has template parameters {kdef.tparams}; the convention is "
-                "one `template <typename T>`"
+                "`template <typename T>`, or `<typename T, typename A>` in kernels.launch.MIXED"
             )
-        exprs.update(f"{kdef.name}<{t}>" for t in FLOAT_TYPES)
+        if name not in launch.KERNELS:
+            exprs.update(f"{kdef.name}<{t}>" for t in FLOAT_TYPES)
     exprs |= _literal_name_expressions({k.name for k in kernels.values() if k.tparams})
     return sorted(exprs)
 
@@ -70,7 +79,7 @@ def compile_ptx(cu_path: Path, tmp_path: Path, archs: tuple[str, ...] = ARCHS) -
     """PTX of ``cu_path`` per arch (one nvcc per arch, run concurrently; cached by content)."""
     source = cu_path.read_text()
     hostbuild.check_conventions(source, str(cu_path))
-    exprs = instantiations(source)
+    exprs = instantiations(source, cu_path.name)
     for expr in exprs:  # the host build must be able to parse every signature too
         hostbuild.signature(source, expr)
     wrapper = tmp_path / f"{cu_path.stem}_instantiate.cu"
@@ -165,3 +174,34 @@ def test_harness_reports_a_template_body_error(tmp_path: Path) -> None:
 def test_harness_rejects_what_nvrtc_or_the_host_build_cannot_take(snippet: str) -> None:
     with pytest.raises(hostbuild.KernelConventionError):
         hostbuild.check_conventions(GOOD.replace("y[i] = a * x[i];", snippet), "snippet.cu")
+
+
+# ---------------------------------------------------------------- integer division in conv.cu
+
+# div/rem instructions in the PTX of each conv.cu kernel (nvcc 13.0, sm_80 and sm_90, every
+# instantiation). A div.s32 is a ~20-instruction sequence on the GPU, a div.s64 a call (nvcc
+# pairs each with a div.u32 fast path), so im2col/col2im split their indices once per thread
+# and step through the window by additions (issue 12). Before: im2col 29 (5 divisions per
+# column entry, the grid-stride loop unrolled 4x), col2im 10 (3 per thread plus one per window
+# row and one per window element, inside the loops). Now im2col 5 (3 per thread, for kh * kw
+# entries); col2im 14 (7 per thread, 2 per launch; none in the window loops).
+DIV_REM_LIMITS = {"im2col": 5, "col2im": 14}
+
+
+def div_rem_counts(ptx: str) -> dict[str, int]:
+    """{entry name: div/rem instructions in its body} of a PTX module."""
+    out = {}
+    for m in re.finditer(r"\.entry\s+(\S+)\((.*?)\n\}", ptx, re.S):
+        out[m.group(1)] = len(re.findall(r"^\s*(?:@!?%p\d+\s+)?(?:div|rem)\.", m.group(0), re.M))
+    return out
+
+
+@needs_nvcc
+def test_conv_kernels_divide_once_per_thread(tmp_path: Path) -> None:
+    ptx = compile_ptx(ROOT / "kernels" / "cuda" / "conv.cu", tmp_path)
+    for arch, text in ptx.items():
+        counts = div_rem_counts(text)
+        assert len(counts) == len(launch.name_expressions("conv.cu")), arch
+        for entry, n in counts.items():
+            kernel = re.match(r"_Z\d+(\w+?)I", entry).group(1)
+            assert n <= DIV_REM_LIMITS[kernel], f"{arch} {entry}: {n} div/rem instructions"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 
+import ml_dtypes
 import numpy as np
 import pytest
 from cuda_sim import cupy as sim
@@ -20,7 +21,7 @@ from cuda_sim import hostbuild
 
 from kernels import launch, optim_cpu, optim_gpu
 
-CTYPE = {np.float32: "float", np.float64: "double"}
+BF16 = np.dtype(ml_dtypes.bfloat16)
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-14, atol=1e-15)}
 # (blocks, threads): sequential, wrapping grid-stride loops, what optim_gpu launches.
 GRIDS = [(1, 1), (3, 32), (None, launch.THREADS)]
@@ -162,13 +163,19 @@ def run_cpu(name, states, arrays, kw):
     return out
 
 
+def device_array(a):
+    """A stand-in copy of ``a``; bfloat16 wrapped directly (the stand-in's cupy.asarray refuses
+    it: these tests launch kernels, they use no CuPy bfloat16 routine)."""
+    return sim.ndarray._wrap(a.copy()) if a.dtype == BF16 else sim.asarray(a)
+
+
 def run_kernel(module, name, dtype, states, scalars, flags, arrays, kw, grid):
-    dev = {k: sim.asarray(v) for k, v in arrays.items()}
+    dev = {k: device_array(v) for k, v in arrays.items()}
     n = arrays["p"].size
     blocks, threads = grid
     if blocks is None:
         blocks = launch.blocks(n)
-    t = np.dtype(dtype).type
+    t = launch.opmath(dtype).type  # scalars in the compute dtype
     args = (
         dev["p"],
         dev["g"],
@@ -177,7 +184,8 @@ def run_kernel(module, name, dtype, states, scalars, flags, arrays, kw, grid):
         *[t(kw[s]) for s in scalars],
         *[i32(kw[f]) for f in flags],
     )
-    module.get_function(f"{name}<{CTYPE[dtype]}>")((blocks,), (threads,), args)
+    targs = launch.template_args("optim.cu", np.dtype(dtype).name)
+    module.get_function(f"{name}<{targs}>")((blocks,), (threads,), args)
     return {k: v.get() for k, v in dev.items()}
 
 
@@ -207,6 +215,34 @@ def test_kernel_matches_cpu_update(module, name, index, dtype):
         np.testing.assert_array_equal(got["g"], arrays["g"])  # the gradient is read-only
 
 
+@pytest.mark.parametrize("dtype", [np.float16, BF16], ids=["half", "bfloat16"])
+@pytest.mark.parametrize("name, index", CASES[::3], ids=[f"{n}-{i}" for n, i in CASES[::3]])
+def test_low_precision_kernel_is_the_float32_update_rounded(module, name, index, dtype):
+    """A float16/bfloat16 parameter and gradient with float32 state and scalars: the state is
+    the float32 update's, and the parameter that update's result rounded once to the dtype."""
+    make_case, configs = KERNELS[name]
+    kw = dict(configs[index])
+    states, scalars, flags = make_case(kw)
+    cpu_kw = {k: v for k, v in kw.items() if k not in ("amsgrad", "centered")}
+    u = 2.0**-11 if dtype == np.float16 else 2.0**-8
+    for size, grid in zip(SIZES, itertools.cycle(GRIDS)):
+        arrays = random_state(states, size, np.float32, seed=index * 7 + size)
+        arrays["p"] = arrays["p"].astype(dtype)
+        arrays["g"] = arrays["g"].astype(dtype)
+        ref = {k: v.astype(np.float32) for k, v in arrays.items()}
+        want = run_cpu(name, states, ref, cpu_kw)
+        got = run_kernel(
+            module, name, dtype, states, scalars, flags, arrays, with_weights(kw), grid
+        )
+        assert got["p"].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got["p"].astype(np.float32), want["p"], rtol=2 * u, atol=1e-7)
+        for key in states:
+            if key is not None:
+                assert got[key].dtype == np.float32
+                np.testing.assert_allclose(got[key], want[key], **TOL[np.float32], err_msg=key)
+        np.testing.assert_array_equal(got["g"], arrays["g"])
+
+
 MULTI = {"sgd_update_multi", "adam_update_multi"}  # tested against the one-tensor kernels
 
 
@@ -219,7 +255,7 @@ def test_every_kernel_is_covered():
 def test_every_kernel_checks_its_arguments(module):
     """A Python float where the kernel reads float is refused (CuPy would send a double)."""
     p = sim.asarray(np.zeros(4, np.float32))
-    fn = module.get_function("adagrad_update<float>")
+    fn = module.get_function("adagrad_update<float, float>")
     with pytest.raises(hostbuild.KernelArgumentError, match="clr"):
         fn((1,), (32,), (p, p, p, np.int64(4), 0.1, np.float32(1e-10), np.float32(0), i32(0)))
 
@@ -284,8 +320,11 @@ def test_optim_gpu_functions_match_cpu():
 
 def test_optim_gpu_rejects_unsupported_dtype_and_shape():
     cupy = pytest.importorskip("cupy")
-    p = cupy.zeros(3, dtype=cupy.float16)
-    with pytest.raises(TypeError, match="float16"):
+    p = cupy.zeros(3, dtype=cupy.int32)
+    with pytest.raises(TypeError, match="int32"):
+        optim_gpu.adagrad_update(p, p, p, clr=0.1, eps=1e-10, weight_decay=0.0, maximize=False)
+    p = cupy.zeros(3, dtype=cupy.float16)  # a float16 parameter keeps float32 state
+    with pytest.raises(ValueError, match="wanted float32"):
         optim_gpu.adagrad_update(p, p, p, clr=0.1, eps=1e-10, weight_decay=0.0, maximize=False)
     p = cupy.zeros(3, dtype=cupy.float32)
     with pytest.raises(ValueError, match=r"\(4,\)"):
