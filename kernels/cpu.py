@@ -84,32 +84,26 @@ def col2im(col: np.ndarray, g: Geometry) -> np.ndarray:
     return _unpad(img, g)
 
 
-def _workspace_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array in this thread's reusable buffer (or a fresh one if too big)."""
+def _workspace_array(shape: tuple[int, ...], dtype: np.dtype, keep: bool = False) -> np.ndarray:
+    """An uninitialised array: scratch in this thread's reusable buffer (a fresh one if too
+    big), or with ``keep`` one the caller keeps (the spare buffer :func:`give_back` returned,
+    when it fits, else a fresh one). One function, not two nested ones: it sits under every
+    conv forward, whose depth to its kernel is held down (tests/benchmarks/test_call_depth.py)."""
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
-    if nbytes > WORKSPACE_MAX_BYTES:
+    if keep:
+        buf = getattr(_workspace, "spare", None)
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(nbytes, dtype=np.uint8)
+        else:
+            _workspace.spare = None
+    elif nbytes > WORKSPACE_MAX_BYTES:
         return np.empty(shape, dtype=dtype)
-    buf = getattr(_workspace, "buf", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = _workspace.buf = np.empty(nbytes, dtype=np.uint8)
-    return buf[:nbytes].view(dtype).reshape(shape)
-
-
-def _scratch_or_new(shape: tuple[int, ...], dtype: np.dtype, keep: bool) -> np.ndarray:
-    """An array the caller keeps (the spare buffer :func:`give_back` returned, when it fits,
-    else a fresh one), or workspace scratch."""
-    if not keep:
-        return _workspace_array(shape, dtype)
-    nbytes = dtype.itemsize
-    for n in shape:
-        nbytes *= n
-    buf = getattr(_workspace, "spare", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(nbytes, dtype=np.uint8)
     else:
-        _workspace.spare = None
+        buf = getattr(_workspace, "buf", None)
+        if buf is None or buf.nbytes < nbytes:
+            buf = _workspace.buf = np.empty(nbytes, dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
@@ -178,13 +172,6 @@ def _fill_cols(col: np.ndarray, x: np.ndarray, g: Geometry) -> None:
             ]
 
 
-def _cols(x: np.ndarray, g: Geometry, keep: bool = False) -> np.ndarray:
-    """Contiguous (N, C, kh, kw, OH, OW) im2col columns: fresh if kept, else workspace."""
-    out = _scratch_or_new((g.N, g.C, g.kh, g.kw, g.OH, g.OW), x.dtype, keep)
-    _fill_cols(out, x, g)
-    return out
-
-
 # Strided convs in batch-last layout ----------------------------------------------------------
 # With stride > 1 every NCHW window row is OW (often 7-14) strided elements, and NumPy's cost
 # per row dominates im2col and, worse, col2im. In (C, H, W, N) layout a window row is N
@@ -201,11 +188,6 @@ def _use_batch_last(N: int, C: int, sy: int, sx: int, OW: int, groups: int) -> b
     return (sy, sx) != (1, 1) or OW <= BATCH_LAST_MAX_STRIDE1_WIDTH
 
 
-def _batch_last(g: Geometry) -> bool:
-    """The layout a conv of geometry ``g`` runs in (and keeps its columns in)."""
-    return _use_batch_last(g.N, g.C, g.sy, g.sx, g.OW, g.groups)
-
-
 def _to_batch_last(a: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> contiguous (C, H, W, N)."""
     return np.ascontiguousarray(a.transpose(1, 2, 3, 0))
@@ -214,7 +196,7 @@ def _to_batch_last(a: np.ndarray) -> np.ndarray:
 def _cols_batch_last(x: np.ndarray, g: Geometry, keep: bool = False) -> np.ndarray:
     """x (N, C, H, W) -> columns (C, kh, kw, OH, OW, N), zero padding: fresh if kept."""
     xt = _to_batch_last(x)
-    col = _scratch_or_new((g.C, g.kh, g.kw, g.OH, g.OW, g.N), x.dtype, keep)
+    col = _workspace_array((g.C, g.kh, g.kw, g.OH, g.OW, g.N), x.dtype, keep)
     _fill_cols(col.transpose(5, 0, 1, 2, 3, 4), xt.transpose(3, 0, 1, 2), g)
     return col
 
@@ -232,14 +214,16 @@ def conv2d_forward(
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
-    if _batch_last(g):
+    if _use_batch_last(g.N, g.C, g.sy, g.sx, g.OW, g.groups):
         col = _cols_batch_last(x, g, keep_cols)
         yt = wm[0] @ col.reshape(K, -1)
         if b is not None:
             yt += b.reshape(Co, 1)
         y = np.ascontiguousarray(yt.reshape(Co, g.OH, g.OW, N).transpose(3, 0, 1, 2))
     else:
-        col = _cols(x, g, keep_cols)
+        # Contiguous (N, C, kh, kw, OH, OW) columns: fresh if kept, else workspace.
+        col = _workspace_array((N, g.C, g.kh, g.kw, g.OH, g.OW), x.dtype, keep_cols)
+        _fill_cols(col, x, g)
         y = np.matmul(wm, col.reshape(N, G, K, g.OH * g.OW)).reshape(g.y_shape)
         if b is not None:
             y += b.reshape(1, Co, 1, 1)
@@ -256,7 +240,7 @@ def conv2d_backward_weight(
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     L = g.OH * g.OW
-    if _batch_last(g):
+    if _use_batch_last(g.N, g.C, g.sy, g.sx, g.OW, g.groups):
         col = _cols_batch_last(x, g) if cols is None else cols
         gyt = _to_batch_last(gy).reshape(Co, -1)
         return (gyt @ col.reshape(K, -1).T).reshape(g.w_shape)

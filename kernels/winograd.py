@@ -28,8 +28,9 @@ with V recomputed chunk by chunk (cheaper than keeping 2.25x the input between f
 backward). The input gradient is a stride-1 conv of gy with the flipped, transposed filter
 (``kernels.cpu.conv2d_backward_input``), so it takes this path through the forward.
 
-``TENSORTAPE_WINOGRAD=0`` (read at each call) or :func:`set_enabled` turns it off, for A/B
-benchmarks and tests; im2col + GEMM then runs every conv.
+``TENSORTAPE_WINOGRAD=0`` (read once, when this module is imported), :func:`set_mode` (from
+then on) or :func:`set_enabled` (within a block) turns it off, for A/B benchmarks and tests;
+im2col + GEMM then runs every conv.
 """
 
 from __future__ import annotations
@@ -87,33 +88,52 @@ M_OUT, TILE = 4, 6  # outputs per tile side, input tile side (M_OUT + 3 - 1)
 CHUNK_BYTES = 1 << 20
 
 MODES = ("0", "1", "all")  # off; on where the rule below says; every 3x3 stride-1 conv
-_override: str | None = None
 
 
-def mode() -> str:
-    """:func:`set_enabled`'s mode when set, else ``TENSORTAPE_WINOGRAD``: "1" (the default,
-    where :func:`applies`'s size rule says), "0" (never) or "all" (every 3x3 stride-1 conv
-    whatever its size: for tests and A/B measurements)."""
-    if _override is not None:
-        return _override
+def mode_from_env() -> str:
+    """``TENSORTAPE_WINOGRAD`` as a mode: "1" (the default, where :func:`applies`'s size rule
+    says), "0" (never) or "all" (every 3x3 stride-1 conv whatever its size: for tests and A/B
+    measurements). Read once, at import, into the process's mode."""
     raw = os.environ.get(ENV_VAR, "").strip() or "1"
     if raw not in MODES:
         raise ValueError(f"{ENV_VAR} must be 0, 1 or all, got {raw!r}")
     return raw
 
 
+# The process's mode: the environment's at import, then :func:`set_mode` / :func:`set_enabled`.
+# A module global, not an environment read per conv: the conv forward asks for it every call.
+_mode = mode_from_env()
+
+
+def mode() -> str:
+    """The mode in force: "1", "0" or "all" (see :func:`mode_from_env`)."""
+    return _mode
+
+
+def _as_mode(flag: bool | str, name: str) -> str:
+    new = {True: "1", False: "0"}.get(flag, flag)  # type: ignore[arg-type]
+    if new not in MODES:
+        raise ValueError(f"{name}: expected a bool, '0', '1' or 'all', got {flag!r}")
+    return new
+
+
+def set_mode(flag: bool | str) -> None:
+    """Sets the process's mode from now on: on (True or "1"), off (False or "0") or "all".
+    Changing ``TENSORTAPE_WINOGRAD`` after import has no effect; this is the call for it."""
+    global _mode
+    _mode = _as_mode(flag, "set_mode")
+
+
 @contextlib.contextmanager
 def set_enabled(flag: bool | str | None):
-    """Within the block: on (True or "1"), off (False or "0"), "all", or the env var (None)."""
-    global _override
-    new = {True: "1", False: "0"}.get(flag, flag)  # type: ignore[arg-type]
-    if new is not None and new not in MODES:
-        raise ValueError(f"set_enabled: expected a bool, 'all' or None, got {flag!r}")
-    before, _override = _override, new
+    """Within the block: on (True or "1"), off (False or "0"), "all", or unchanged (None)."""
+    global _mode
+    new = _mode if flag is None else _as_mode(flag, "set_enabled")
+    before, _mode = _mode, new
     try:
         yield
     finally:
-        _override = before
+        _mode = before
 
 
 # Which convs take this path: measured A/B against im2col + GEMM, forward, input and weight
@@ -135,11 +155,12 @@ def applies(g: Geometry, dtype: np.dtype) -> bool:
         return False
     if dtype not in (np.float32, np.float64):
         return False
-    m = mode()
-    if m != "1":
-        return m == "all"
+    if _mode != "1":
+        return _mode == "all"
+    if g.C < MIN_CHANNELS:
+        return False
     th, tw = _tiles(g.OH, g.OW)
-    return g.C >= MIN_CHANNELS and g.N * th * tw >= MIN_TILES and th * tw > 1
+    return g.N * th * tw >= MIN_TILES and th * tw > 1
 
 
 @functools.cache

@@ -15,8 +15,8 @@ work (WGAN-GP, R1):
 
 from __future__ import annotations
 
+import functools
 import math
-import sys
 from typing import Sequence
 
 import numpy
@@ -57,11 +57,11 @@ def _in_float32(kernel, *args):
     (conv's kept columns, max pooling's argmax) rounds only its first array: the columns stay
     float32 for the weight gradient, which takes them as they are.
     A backend with kernels of its own in the low dtypes (``kernels.gpu``: float32 sums inside
-    its RawKernels and cuBLAS GEMMs) is called directly: its columns and outputs stay in the
-    low dtype, half the memory of float32."""
+    its RawKernels and cuBLAS GEMMs) is called directly (:func:`_kernel`): its columns and
+    outputs stay in the low dtype, half the memory of float32."""
     dtypes = [a.dtype for a in args if hasattr(a, "dtype")]
     low = next((d for d in dtypes if is_low_precision(d)), None)
-    if low is None or _has_low_precision_kernels(kernel):
+    if low is None:
         return kernel(*args)
     f32 = numpy.float32
     out = kernel(*(a.astype(f32) if getattr(a, "dtype", None) == low else a for a in args))
@@ -70,9 +70,16 @@ def _in_float32(kernel, *args):
     return out.astype(low)
 
 
-def _has_low_precision_kernels(kernel) -> bool:
-    """Whether ``kernel``'s backend module runs float16/bfloat16 natively."""
-    return getattr(sys.modules.get(kernel.__module__), "LOW_PRECISION_KERNELS", False)
+def _kernel(fn: Function, name: str, dtype):
+    """The device's kernel ``name`` for data of ``dtype``: the kernel itself, or on a backend
+    without kernels of its own in float16/bfloat16 (the CPU; ``kernels.gpu`` has them, its
+    ``LOW_PRECISION_KERNELS``) that kernel run in float32 (:func:`_in_float32`). Returned, not
+    called, so the op reaches its kernel with no frame between (benchmarks.call_depth)."""
+    backend = kernels.backend(fn.device.type)
+    kern = getattr(backend, name)
+    if is_low_precision(dtype) and not getattr(backend, "LOW_PRECISION_KERNELS", False):
+        return functools.partial(_in_float32, kern)
+    return kern
 
 
 def _check_float(name: str, *tensors: TensorBase | None) -> None:
@@ -115,11 +122,8 @@ class Conv2d(Function):
         self.cols = None
 
     def forward(self, x, w, b=None):
-        kern = kernels.backend(self.device.type).conv2d_forward
-        if is_low_precision(x.dtype):
-            y, self.cols = _in_float32(kern, x, w, b, self.geo, self.keep_cols)
-        else:  # called directly: the float32 path keeps its few frames to the kernel
-            y, self.cols = kern(x, w, b, self.geo, self.keep_cols)
+        kern = _kernel(self, "conv2d_forward", x.dtype)
+        y, self.cols = kern(x, w, b, self.geo, self.keep_cols)
         return y
 
     def backward(self, gy):
@@ -157,7 +161,7 @@ class Conv2dGradInput(Function):
         self.geo = geo
 
     def forward(self, gy, w):
-        return _in_float32(kernels.backend(self.device.type).conv2d_backward_input, gy, w, self.geo)
+        return _kernel(self, "conv2d_backward_input", gy.dtype)(gy, w, self.geo)
 
     def backward(self, ggx):
         # <ggx, T(gy, w)> = <conv(ggx, w), gy>: differentiate that in gy and in w.
@@ -175,8 +179,7 @@ class Conv2dGradWeight(Function):
         self.geo, self.cols = geo, cols
 
     def forward(self, x, gy):
-        kern = kernels.backend(self.device.type).conv2d_backward_weight
-        gw = _in_float32(kern, gy, x, self.geo, self.cols)
+        gw = _kernel(self, "conv2d_backward_weight", x.dtype)(gy, x, self.geo, self.cols)
         self.cols = None  # the Conv2d node owns them; this node's backward never reads them
         return gw
 
@@ -266,8 +269,7 @@ class MaxPool2d(Function):
         self.geo = geo
 
     def forward(self, x):
-        kern = kernels.backend(self.device.type).max_pool2d_forward
-        y, self.argmax = _in_float32(kern, x, self.geo)
+        y, self.argmax = _kernel(self, "max_pool2d_forward", x.dtype)(x, self.geo)
         return y
 
     def backward(self, gy):
@@ -283,8 +285,7 @@ class MaxPool2dGrad(Function):
         self.geo, self.argmax = geo, argmax
 
     def forward(self, gy):
-        kern = kernels.backend(self.device.type).max_pool2d_backward
-        return _in_float32(kern, gy, self.argmax, self.geo)
+        return _kernel(self, "max_pool2d_backward", gy.dtype)(gy, self.argmax, self.geo)
 
     def backward(self, ggx):
         return MaxPool2dGather(self.geo, self.argmax)(ggx)
@@ -343,7 +344,7 @@ class AvgPool2d(Function):
         self.geo = geo
 
     def forward(self, x):
-        return _in_float32(kernels.backend(self.device.type).avg_pool2d_forward, x, self.geo)
+        return _kernel(self, "avg_pool2d_forward", x.dtype)(x, self.geo)
 
     def backward(self, gy):
         return AvgPool2dGrad(self.geo)(gy)
@@ -358,7 +359,7 @@ class AvgPool2dGrad(Function):
         self.geo = geo
 
     def forward(self, gy):
-        return _in_float32(kernels.backend(self.device.type).avg_pool2d_backward, gy, self.geo)
+        return _kernel(self, "avg_pool2d_backward", gy.dtype)(gy, self.geo)
 
     def backward(self, ggx):
         return AvgPool2d(self.geo)(ggx)

@@ -154,6 +154,13 @@ def test_col2im_is_the_adjoint_of_im2col(cfg):
     np.testing.assert_allclose(np.vdot(col, c), np.vdot(x, back), rtol=1e-12)
 
 
+def _nchw_cols(x, g, keep=False):
+    """The NCHW columns as conv2d_forward writes them (workspace, or fresh when kept)."""
+    col = cpu._workspace_array((g.N, g.C, g.kh, g.kw, g.OH, g.OW), x.dtype, keep)
+    cpu._fill_cols(col, x, g)
+    return col
+
+
 @pytest.mark.parametrize("batch_last", [False, True])
 @pytest.mark.parametrize(
     "cfg", CONV_CONFIGS[:8] + [dict(H=1, W=4, k=(3, 2), s=(1, 2), p=(1, 3), d=(1, 3), N=2, C=2)]
@@ -165,7 +172,7 @@ def test_conv_columns_match_im2col(cfg, batch_last):
     x = rng.standard_normal((cfg["N"], cfg["C"], cfg["H"], cfg["W"]))
     expected = np.asarray(K.im2col(x, *window_args(cfg)))
     geo = K.window_geo(x.shape, *window_args(cfg))
-    fill = cpu._cols_batch_last if batch_last else cpu._cols
+    fill = cpu._cols_batch_last if batch_last else _nchw_cols
     fill(x + np.nan, geo)  # leave garbage in the buffer
     cols = fill(x, geo)
     if batch_last:

@@ -229,20 +229,42 @@ def test_dispatch_rule():
         assert not winograd.applies(geo(), f32)
 
 
-def test_env_var_switch(monkeypatch):
+def test_env_var_is_read_once_at_import(monkeypatch):
+    # The conv forward asks for the mode every call: an environment read each time cost a
+    # frame and a dict lookup per conv. The variable is read at import; set_mode after that.
     g = geometry.conv2d((4, 16, 16, 16), (16, 16, 3, 3), 1, 1)
     f32 = np.dtype(np.float32)
-    with winograd.set_enabled(None):  # follow the environment
-        monkeypatch.delenv(winograd.ENV_VAR, raising=False)
+    before = winograd.mode()
+    monkeypatch.setenv(winograd.ENV_VAR, "0" if before != "0" else "1")
+    assert winograd.mode() == before  # changing the variable now changes nothing
+    monkeypatch.setenv(winograd.ENV_VAR, "yes")
+    with pytest.raises(ValueError, match="TENSORTAPE_WINOGRAD must be 0, 1 or all"):
+        winograd.mode_from_env()
+    try:
+        winograd.set_mode(False)
+        assert winograd.mode() == "0" and not winograd.applies(g, f32)
+        winograd.set_mode("1")
         assert winograd.applies(g, f32)
-        monkeypatch.setenv(winograd.ENV_VAR, "0")
-        assert not winograd.applies(g, f32)
-        monkeypatch.setenv(winograd.ENV_VAR, "yes")
-        with pytest.raises(ValueError, match="TENSORTAPE_WINOGRAD must be 0, 1 or all"):
-            winograd.applies(g, f32)
+        with pytest.raises(ValueError, match="set_mode"):
+            winograd.set_mode("sometimes")
+    finally:
+        winograd.set_mode(before)
     with pytest.raises(ValueError, match="set_enabled"):
         with winograd.set_enabled("sometimes"):
             pass
+
+
+@pytest.mark.parametrize("value, mode", [("0", "0"), ("all", "all"), ("", "1")])
+def test_env_var_at_start_sets_the_mode(value, mode):
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, TENSORTAPE_WINOGRAD=value)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    code = "from kernels import winograd; print(winograd.mode())"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == mode
 
 
 def test_off_switch_gives_the_im2col_path():
