@@ -20,7 +20,6 @@ negative ELBO is within 2% of PyTorch's.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.run import set_threads  # noqa: E402
+from dataio.files import write_json  # noqa: E402
 
 RECIPES = {
     "mlp-vae": {"arch": "mlp", "latent_dim": 8, "width": 128},
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     results = compare(models, [int(s) for s in args.seeds.split(",")], args.epochs)
     print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.json, results, indent=1)
     return 0 if all(r["within_tolerance"] for r in results.values()) else 1
 
 

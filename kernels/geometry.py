@@ -249,11 +249,8 @@ def conv2d(
     name: str = "conv2d",
 ) -> Geometry:
     """The geometry of conv2d(x, w): x (N, C, H, W), w (C_out, C/groups, kh, kw)."""
-    N, C, H, W = check_4d(name, x_shape)
-    if len(w_shape) != 4:
-        raise GeometryError(
-            f"{name}: expected a 4-D weight (C_out, C/groups, kh, kw), got {tuple(w_shape)}"
-        )
+    N, C, H, W = _check_dims(name, x_shape, "NCHW", "input")
+    _check_dims(name, w_shape, ("C_out", "C/groups", "kh", "kw"), "weight")
     sy, sx = pair(stride, "stride", 1)
     ph, pw = pair(padding, "padding", 0)
     dy, dx = pair(dilation, "dilation", 1)
@@ -299,11 +296,8 @@ def conv_transpose2d(
     zero rows/columns x needs to match its output (output_padding >= stride, allowed when the
     dilation is larger, gives the conv more outputs than x has)."""
     name = "conv_transpose2d"
-    N, C, H, W = check_4d(name, x_shape)
-    if len(w_shape) != 4:
-        raise GeometryError(
-            f"{name}: expected a 4-D weight (C, C_out/groups, kh, kw), got {tuple(w_shape)}"
-        )
+    N, C, H, W = _check_dims(name, x_shape, "NCHW", "input")
+    _check_dims(name, w_shape, ("C", "C_out/groups", "kh", "kw"), "weight")
     s = pair(stride, "stride", 1)
     p = pair(padding, "padding", 0)
     d = pair(dilation, "dilation", 1)
@@ -332,7 +326,7 @@ def pool2d(
     name: str = "max_pool2d",
 ) -> Geometry:
     """The geometry of max/avg pooling over x (N, C, H, W); stride defaults to the kernel."""
-    N, C, H, W = check_4d(name, x_shape)
+    N, C, H, W = _check_dims(name, x_shape, "NCHW", "input")
     kernel = pair(kernel_size, "kernel_size", 1)
     s = kernel if stride is None or stride == [] else pair(stride, "stride", 1)
     p = pair(padding, "padding", 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import engine
 import engine.functional as F
 from engine import Tensor
-from kernels.geometry import ntuple, pair, same_padding, string_padding
+from kernels.geometry import ntuple, pair, same_padding, string_padding, transposed_size
 
 from . import init
 from .module import Module, Parameter
@@ -14,6 +14,28 @@ from .module import Module, Parameter
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _add_weight_and_bias(
+    layer: Module, kernel_size: tuple[int, ...], transposed: bool, bias: bool, device, dtype
+) -> None:
+    """A conv layer's weight, (C_out, C_in/groups, *k) or transposed (C_in, C_out/groups, *k),
+    and bias (C_out,) or None, initialised by ``layer.reset_parameters``: for every conv layer,
+    1-D to 3-D. Checks the groups against the channels first (a layer's constructor error,
+    before any input is seen)."""
+    cin, cout, groups = layer.in_channels, layer.out_channels, layer.groups
+    if groups <= 0:
+        raise ValueError(f"groups must be a positive integer, got {groups}")
+    if cin % groups or cout % groups:
+        raise ValueError(
+            f"in_channels ({cin}) and out_channels ({cout}) must both be divisible by groups "
+            f"({groups})"
+        )
+    shape = (cin, cout // groups) if transposed else (cout, cin // groups)
+    kw = {"device": device, "dtype": dtype}
+    layer.weight = Parameter(engine.empty(*shape, *kernel_size, **kw))
+    layer.register_parameter("bias", Parameter(engine.empty(cout, **kw)) if bias else None)
+    layer.reset_parameters()
 
 
 class _ConvNd(Module):
@@ -36,13 +58,6 @@ class _ConvNd(Module):
         dtype,
     ) -> None:
         super().__init__()
-        if groups <= 0:
-            raise ValueError(f"groups must be a positive integer, got {groups}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
-                f"divisible by groups ({groups})"
-            )
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -53,15 +68,7 @@ class _ConvNd(Module):
         self.output_padding = pair(output_padding, "output_padding", 0)
         self.transposed = transposed
         self.groups, self.padding_mode = groups, padding_mode
-        if transposed:
-            shape = (in_channels, out_channels // groups) + self.kernel_size
-        else:
-            shape = (out_channels, in_channels // groups) + self.kernel_size
-        kw = {"device": device, "dtype": dtype}
-        self.weight = Parameter(engine.empty(*shape, **kw))
-        bias_param = Parameter(engine.empty(out_channels, **kw)) if bias else None
-        self.register_parameter("bias", bias_param)
-        self.reset_parameters()
+        _add_weight_and_bias(self, self.kernel_size, transposed, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         """kaiming_uniform(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias, as in PyTorch."""
@@ -200,7 +207,7 @@ class ConvTranspose2d(_ConvNd):
         for i, want in enumerate(size):
             n = input.shape[-2 + i]
             s, p, d, k = self.stride[i], self.padding[i], self.dilation[i], self.kernel_size[i]
-            smallest = (n - 1) * s - 2 * p + d * (k - 1) + 1
+            smallest = transposed_size(n, k, s, p, d)
             if not smallest <= want < smallest + s:
                 raise ValueError(
                     f"requested an output size of {size}, but valid sizes range from "
@@ -345,25 +352,11 @@ class _Conv3dBase(Module):
         transposed, device, dtype,
     ) -> None:  # fmt: skip
         super().__init__()
-        if groups <= 0 or in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
-                f"divisible by groups ({groups})"
-            )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = ntuple(kernel_size, 3, "kernel_size", 1)
         self.stride, self.padding = ntuple(stride, 3, "stride", 1), ntuple(padding, 3, "padding", 0)
         self.dilation = ntuple(dilation, 3, "dilation", 1)
-        if transposed:
-            shape = (in_channels, out_channels // groups) + self.kernel_size
-        else:
-            shape = (out_channels, in_channels // groups) + self.kernel_size
-        kw = {"device": device, "dtype": dtype}
-        self.weight = Parameter(engine.empty(*shape, **kw))
-        self.register_parameter(
-            "bias", Parameter(engine.empty(out_channels, **kw)) if bias else None
-        )
-        self.reset_parameters()
+        _add_weight_and_bias(self, self.kernel_size, transposed, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         init._linear_default_(self.weight, self.bias)

@@ -21,7 +21,6 @@ Writes `OUT/vae_*.png`, `OUT/ae_*.png`, `OUT/naive_mse_*.png`, `OUT/vae_report.j
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 import engine  # noqa: E402
 from benchmarks import vae_reference as ref  # noqa: E402
 from benchmarks.run import set_threads  # noqa: E402
+from dataio.files import atomic_write, write_json  # noqa: E402
 from dataio.images import save_grid  # noqa: E402
 from dataio.plots import save_latent_plot, save_scatter  # noqa: E402
 from engine.data import DataLoader, TensorDataset  # noqa: E402
@@ -255,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     report["ae"] = autoencoder_runs(args.epochs, out)
     report["naive"] = naive_demo(out)
     report["mnist"] = mnist_run(args.data_dir, args.mnist_epochs)
-    (out / "vae_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out / "vae_report.json", report, indent=1)
     table = markdown(report)
-    (out / "vae_report.md").write_text(table)
+    with atomic_write(out / "vae_report.md", "w") as f:
+        f.write(table)
     print(table)
     return 0
 

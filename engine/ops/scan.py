@@ -52,13 +52,20 @@ class Cumsum(Function):
         return _reverse_cumsum(gy, self.axis)
 
 
+def _scan_input(input: TensorBase, dtype) -> TensorBase:
+    """The input a running sum or product works on: in ``dtype`` when given, else integers and
+    bools in int64 (PyTorch's rule for cumsum and cumprod)."""
+    if dtype is not None:
+        return input.to(dtype)
+    if _kind(input.dtype) in "iub" and input.dtype != numpy.int64:
+        return input.to(numpy.int64)
+    return input
+
+
 @_autocast_op("cumsum")
 def cumsum(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     """Running sums along `dim` (integers and bools sum in int64, as in PyTorch)."""
-    if dtype is not None:
-        input = input.to(dtype)
-    elif _kind(input.dtype) in "iub" and input.dtype != numpy.int64:
-        input = input.to(numpy.int64)
+    input = _scan_input(input, dtype)
     if input.ndim == 0:
         return input
     return Cumsum(_dim(input, dim))(input)
@@ -96,10 +103,7 @@ class Cumprod(Function):
 @_autocast_op("cumprod")
 def cumprod(input: TensorBase, dim: int, *, dtype=None) -> TensorBase:
     """Running products along `dim` (integers and bools multiply in int64, as in PyTorch)."""
-    if dtype is not None:
-        input = input.to(dtype)
-    elif _kind(input.dtype) in "iub" and input.dtype != numpy.int64:
-        input = input.to(numpy.int64)
+    input = _scan_input(input, dtype)
     if input.ndim == 0:
         return input
     return Cumprod(_dim(input, dim))(input)
