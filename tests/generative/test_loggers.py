@@ -8,40 +8,15 @@ import shutil
 
 import numpy
 import pytest
+from noisy_regressor import NoisyRegressor
 
 import engine
-import layers as nn
-import optimizers
 from engine.data import DataLoader, TensorDataset
 from generative.loggers import CSVLogger, TensorBoardLogger, make_loggers
-from generative.trainer import Callback, MixedPrecision, Trainer, evaluating, make_precision
+from generative.trainer import Callback, MixedPrecision, make_precision
 
 pytest.importorskip("tensorboardX")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-
-
-class NoisyRegressor(Trainer):
-    """A linear map fit to targets with input noise; a "sometimes" loss on even steps."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.net = nn.Linear(4, 4).to(self.device)
-        self.networks = {"net": self.net}
-        self.optimizers = {"net": optimizers.Adam(self.net.parameters(), lr=1e-2)}
-
-    def train_step(self, batch):
-        x, y = batch
-        noisy = x + 0.1 * engine.randn(*x.shape, device=self.device)
-        opt = self.optimizers["net"]
-        opt.zero_grad()
-        loss = ((self.net(noisy) - y) ** 2).mean()
-        self.backward(loss)
-        self.step(opt)
-        return {"loss": loss, **({"sometimes": 1.0} if self.global_step % 2 == 0 else {})}
-
-    def sample(self, n):
-        with evaluating(self.net):
-            return self.net(engine.rand(n, 4, device=self.device)).sigmoid().reshape(n, 1, 2, 2)
 
 
 def _data(n=24, seed=0):

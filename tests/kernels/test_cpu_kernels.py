@@ -20,10 +20,15 @@ requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the oracle) 
 # ---------------------------------------------------------------- naive references (tests only)
 
 
+def _ref_out(n, k, s, p, d):
+    """The output length, written here from the definition (the oracle does not use the
+    geometry it checks)."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
 def ref_im2col(x, kh, kw, sy, sx, ph, pw, dy, dx):
     N, C, H, W = x.shape
-    OH = (H + 2 * ph - dy * (kh - 1) - 1) // sy + 1
-    OW = (W + 2 * pw - dx * (kw - 1) - 1) // sx + 1
+    OH, OW = _ref_out(H, kh, sy, ph, dy), _ref_out(W, kw, sx, pw, dx)
     col = np.zeros((N, C, kh, kw, OH, OW), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -39,8 +44,7 @@ def ref_conv2d(x, w, b, s, p, d, groups):
     """Direct definition: y[n, o] = sum over the o's group channels and the window."""
     N, C, H, W = x.shape
     Co, Cg, kh, kw = w.shape
-    OH = (H + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
-    OW = (W + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    OH, OW = _ref_out(H, kh, s[0], p[0], d[0]), _ref_out(W, kw, s[1], p[1], d[1])
     xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
     y = np.zeros((N, Co, OH, OW))
     for o in range(Co):
@@ -57,8 +61,7 @@ def ref_conv2d(x, w, b, s, p, d, groups):
 def ref_max_pool(x, kh, kw, s, p, d):
     """(y, argmax) by scanning each window in order: first max wins, -inf padding."""
     N, C, H, W = x.shape
-    OH = (H + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
-    OW = (W + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    OH, OW = _ref_out(H, kh, s[0], p[0], d[0]), _ref_out(W, kw, s[1], p[1], d[1])
     y = np.full((N, C, OH, OW), -np.inf)
     am = np.full((N, C, OH, OW), -1, dtype=np.int32)
     for n in range(N):
