@@ -301,12 +301,6 @@ def _freed_error(fn) -> RuntimeError:
     )
 
 
-def _run_backward(*args, **kwargs):
-    """The walk, with autocast off inside it (the gradient ops run in their forward's dtypes)."""
-    with backward_walk():
-        return _walk(*args, **kwargs)
-
-
 def _walk(
     roots: Sequence,
     root_grads: Sequence,
@@ -501,7 +495,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False) 
 
     tensors = [tensors] if isinstance(tensors, TensorBase) else list(tensors)
     retain = create_graph if retain_graph is None else retain_graph
-    _run_backward(tensors, _root_grads(tensors, grad_tensors), retain, create_graph)
+    with backward_walk():  # autocast is off in the walk: gradients in their forward's dtypes
+        _walk(tensors, _root_grads(tensors, grad_tensors), retain, create_graph)
 
 
 def grad(
@@ -519,7 +514,8 @@ def grad(
     inputs = [inputs] if single_input else list(inputs)
     retain = create_graph if retain_graph is None else retain_graph
     gs = _root_grads(outputs, grad_outputs)
-    return _run_backward(outputs, gs, retain, create_graph, inputs, allow_unused)
+    with backward_walk():
+        return _walk(outputs, gs, retain, create_graph, inputs, allow_unused)
 
 
 def owns_memory(array) -> bool:

@@ -16,6 +16,9 @@ OP_TO_KERNEL = 4
 # op's count is where Chainer's F.convolution_2d starts (about 6 frames in 4 files, issue 16).
 OP_FRAMES, OP_FILES = 6, 4
 LAYER_FRAMES = 8
+# One backward of the layer's output sum: the tape's walk, the conv's backward, its input
+# gradient's Function and kernel (a stride-1 conv of the flipped weight) and the im2col fill.
+BACKWARD_FRAMES = 10
 
 
 def _frames_to_kernel(c: call_depth._Counter) -> int:
@@ -33,6 +36,9 @@ def test_the_conv_forward_reaches_its_kernel_in_few_frames():
     assert op.max_own_depth <= OP_FRAMES, op.deepest_own
     assert len({f.split(":")[0] for f in op.deepest_own}) <= OP_FILES, op.deepest_own
     assert layer.max_own_depth <= LAYER_FRAMES, layer.deepest_own
+    loss = conv(x).sum()
+    back = call_depth.measure(lambda: loss.backward())
+    assert back.max_own_depth <= BACKWARD_FRAMES, back.deepest_own
     assert op.deepest_own[:3] == [
         "engine/ops/conv.py:conv2d",
         "engine/autograd.py:__call__",
