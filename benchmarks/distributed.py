@@ -261,15 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     rates = {c: [] for c in configs}
     reduce_s: dict[str, list[float]] = {}
     nbytes = 0
-    for _ in range(a.repeats):  # repeat the whole sweep: load drift hits every config alike
+    for i in range(a.repeats):  # repeat the whole sweep: load drift hits every config alike
         for c in configs:
             w, lib, ranks, threads, comm = c
             step_s = _run([lib, w, str(a.steps)], ranks, threads, comm)["step_s"]
             rates[c].append(GLOBAL_BATCH[w] / step_s)
+            shape = f"{ranks}r x {threads}t" + ("" if comm else ", no all-reduce")
+            print(f"run {i + 1}: {w} {lib} {shape}: {rates[c][-1]:.0f} samples/s", flush=True)
         r = _run(["allreduce"], n, 1)
         nbytes = r["bytes"]
         for name, seconds in r["seconds"].items():
             reduce_s.setdefault(name, []).append(seconds)
+            print(f"run {i + 1}: all-reduce {name}: {seconds * 1e3:.2f} ms", flush=True)
     print(
         f"samples/s (global batch fixed), CPU, {os.cpu_count()} cores, median (min-max) of "
         f"{a.repeats} runs of {a.steps} steps; efficiency = {n} ranks / ({n} x 1 process 1 thread)"
