@@ -13,7 +13,8 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from kernels import winograd
+from kernels import polyphase, winograd
+from kernels.layout import batch_first
 from kernels.geometry import Geometry
 
 # Scratch for arrays that never leave a kernel call (im2col columns consumed by the GEMM right
@@ -219,7 +220,7 @@ def conv2d_forward(
         yt = wm[0] @ col.reshape(K, -1)
         if b is not None:
             yt += b.reshape(Co, 1)
-        y = np.ascontiguousarray(yt.reshape(Co, g.OH, g.OW, N).transpose(3, 0, 1, 2))
+        y = batch_first(yt.reshape(Co, g.OH, g.OW, N))
     else:
         # Contiguous (N, C, kh, kw, OH, OW) columns: fresh if kept, else workspace.
         col = _workspace_array((N, g.C, g.kh, g.kw, g.OH, g.OW), x.dtype, keep_cols)
@@ -282,6 +283,9 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
     if g.sy == g.sx == 1 and g.ph <= g.dy * (kh - 1) and g.pw <= g.dx * (kw - 1):
         wf, gf = _flipped(w, g)
         return conv2d_forward(gy, wf, None, gf)[0]
+    if polyphase.applies(g, gy.dtype):  # the phases' slabs, shifted and interleaved
+        buf = _workspace_array(polyphase.col_shape(g), gy.dtype)
+        return polyphase.conv2d_backward_input(gy, w, g, buf)
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
     if _use_batch_last(N, C, g.sy, g.sx, W, G):
         # Columns W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window.
@@ -294,7 +298,7 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
         for ky in range(kh):
             for kx in range(kw):
                 _window(imgw, ky, kx, g)[...] += gcol[:, ky, kx].transpose(3, 0, 1, 2)
-        return np.ascontiguousarray(img[:, g.ph : g.ph + H, g.pw : g.pw + W].transpose(3, 0, 1, 2))
+        return batch_first(img[:, g.ph : g.ph + H, g.pw : g.pw + W])
     gyr = np.ascontiguousarray(gy).reshape(N, G, Co // G, OH * OW)
     gcol = np.matmul(wm.transpose(0, 2, 1), gyr).reshape(N, C, kh, kw, OH, OW)
     return col2im(gcol, g)
