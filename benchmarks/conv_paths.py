@@ -8,7 +8,9 @@ that runs (Winograd F(4x4,3x3) or im2col + GEMM), the FLOPs it executes (multipl
 transforms included), its median time, its rate, and that rate against this machine's float32
 GEMM rate (1024^3); where Winograd applies, also im2col with it switched off, timed in turn
 with it. ``effective`` is the direct conv's FLOPs over the time: above the GEMM rate means
-faster than any im2col could be.
+faster than any im2col could be. For a strided conv's input gradient where the opt-in
+polyphase path (``TENSORTAPE_POLYPHASE=1``) is eligible, a second row times it in turn with
+im2col (same FLOPs: its ratio column is polyphase / im2col).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 import numpy as np
 
 from benchmarks.run import set_threads
-from kernels import cpu, geometry, winograd
+from kernels import cpu, geometry, polyphase, winograd
 
 # name, x shape, w shape, stride, padding
 CONVS = [
@@ -110,7 +112,29 @@ def main(argv: list[str] | None = None) -> int:
                 + (f"{base * 1e3:10.2f}{t / base:7.2f}" if base else ""),
                 flush=True,
             )
+            if which == "input grad" and polyphase.eligible(g):
+                _polyphase_row(name, fn, direct, rate, args.repeats, clock)
     return 0
+
+
+def _polyphase_row(name, fn, flops, rate, repeats, clock) -> None:
+    """The opt-in polyphase input gradient, timed in turn with im2col."""
+
+    def on(fn=fn):
+        with polyphase.set_enabled(True):
+            fn()
+
+    def off(fn=fn):
+        with polyphase.set_enabled(False):
+            fn()
+
+    t, base = _median_times([on, off], repeats, clock)
+    print(
+        f"{name:<17}{'input grad':<12}{'polyphase':<10}{flops / 1e9:7.2f}{t * 1e3:8.2f}"
+        f"{flops / t / 1e9:9.1f}{flops / t / rate:8.0%}{flops / t / 1e9:10.1f}"
+        f"{base * 1e3:10.2f}{t / base:7.2f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
