@@ -91,17 +91,28 @@ def test_ineligible_geometries_fall_through_to_im2col(on, ws, s, d, groups):
     np.testing.assert_array_equal(cpu.conv2d_backward_input(gy, w, g), want)
 
 
-def test_off_by_default_and_the_switch(monkeypatch):
+def test_off_by_default_and_the_switches(monkeypatch):
     g = geometry.conv2d((8, 8, 14, 14), (16, 8, 4, 4), 2, 1)
     monkeypatch.delenv(polyphase.ENV_VAR, raising=False)
-    assert not polyphase.applies(g, np.dtype(np.float32))
+    assert polyphase.mode_from_env() == "0"
     monkeypatch.setenv(polyphase.ENV_VAR, "1")
-    assert polyphase.applies(g, np.dtype(np.float32))
-    with polyphase.set_enabled(False):
-        assert not polyphase.applies(g, np.dtype(np.float32))
+    assert polyphase.mode_from_env() == "1"
     monkeypatch.setenv(polyphase.ENV_VAR, "yes")
     with pytest.raises(ValueError, match="TENSORTAPE_POLYPHASE must be 0 or 1"):
-        polyphase.mode()
+        polyphase.mode_from_env()
+    before = polyphase.mode()
+    try:
+        polyphase.set_mode(True)
+        assert polyphase.applies(g, np.dtype(np.float32))
+        with polyphase.set_enabled(False):
+            assert not polyphase.applies(g, np.dtype(np.float32))
+        assert polyphase.applies(g, np.dtype(np.float32))
+        polyphase.set_mode("0")
+        assert not polyphase.applies(g, np.dtype(np.float32))
+        with pytest.raises(ValueError, match="set_mode: expected a bool"):
+            polyphase.set_mode("all")
+    finally:
+        polyphase.set_mode(before)
 
 
 # Through the engine ------------------------------------------------------------------------
