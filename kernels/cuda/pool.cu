@@ -4,11 +4,33 @@
 // x is (N, C, H, W) and y (N, C, OH, OW), both C-contiguous. The integer parameters are
 // kernels.geometry.LAUNCH_FIELDS, in that order, in every kernel (then flags). argmax holds the
 // offset ky * kw + kx of the maximum inside its window (-1 for a window entirely in padding).
-// The backward kernels are gathers, one thread per input element: no atomics.
+// The backward kernels are gathers, one thread per input element: no atomics, and no integer
+// division inside the window loops.
 // T is the storage type (__half, __nv_bfloat16, float, double) and A the type sums are formed in
 // (float for the 16-bit types, kernels.launch.OPMATH); a maximum is exact in any of them.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+
+// (t / s, t % s) for t >= 0, s > 0, kept as a pair that steps down by a fixed amount without
+// dividing again (as in conv.cu's col2im): the backward kernels walk t = iy + ph - ky * dy for
+// ky = 0, 1, ..., and the window covers iy from output row t / s when t % s == 0.
+struct tt_divmod {
+    int q, m;  // t = q * s + m, 0 <= m < s
+};
+
+__device__ __forceinline__ tt_divmod tt_divide(int t, int s) {
+    const int q = t / s;
+    return {q, t - q * s};
+}
+
+__device__ __forceinline__ void tt_step_down(tt_divmod& t, tt_divmod by, int s) {
+    t.q -= by.q;
+    t.m -= by.m;
+    if (t.m < 0) {
+        t.m += s;
+        t.q -= 1;
+    }
+}
 
 template <typename T, typename A>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
@@ -50,6 +72,8 @@ __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restr
                                     T* __restrict__ gx, long long total, int N, int C, int H,
                                     int W, int OH, int OW, int kh, int kw, int sy, int sx,
                                     int ph, int pw, int dy, int dx) {
+    const tt_divmod ystep = tt_divide(dy, sy);
+    const tt_divmod xstep = tt_divide(dx, sx);
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
         const long long r = i / W;
@@ -57,18 +81,17 @@ __global__ void max_pool2d_backward(const T* __restrict__ gy, const int* __restr
         const long long nc = r / H;
         const int iy = (int)(r - nc * H);
         const long long base = nc * OH * OW;
+        const tt_divmod xstart = tt_divide(ix + pw, sx);
+        tt_divmod ty = tt_divide(iy + ph, sy);
         A sum = (A)0;
-        for (int ky = 0; ky < kh; ++ky) {
-            const int ty = iy + ph - ky * dy;
-            if (ty < 0) break;  // ty only falls as ky grows
-            const int oh = ty / sy;
-            if (oh * sy != ty || oh >= OH) continue;
-            for (int kx = 0; kx < kw; ++kx) {
-                const int tx = ix + pw - kx * dx;
-                if (tx < 0) break;
-                const int ow = tx / sx;
-                if (ow * sx != tx || ow >= OW) continue;
-                const long long o = base + oh * OW + ow;
+        for (int ky = 0; ky < kh; ++ky, tt_step_down(ty, ystep, sy)) {
+            if (ty.q < 0) break;  // ty only falls as ky grows
+            if (ty.m != 0 || ty.q >= OH) continue;
+            tt_divmod tx = xstart;
+            for (int kx = 0; kx < kw; ++kx, tt_step_down(tx, xstep, sx)) {
+                if (tx.q < 0) break;
+                if (tx.m != 0 || tx.q >= OW) continue;
+                const long long o = base + ty.q * OW + tx.q;
                 if (argmax[o] == ky * kw + kx) sum += (A)gy[o];
             }
         }
@@ -125,6 +148,8 @@ __global__ void avg_pool2d_backward(const T* __restrict__ gy, T* __restrict__ gx
                                     long long total, int N, int C, int H, int W, int OH, int OW,
                                     int kh, int kw, int sy, int sx, int ph, int pw, int dy,
                                     int dx, int count_include_pad, int divisor_override) {
+    const tt_divmod ystep = tt_divide(1, sy);  // average pooling has no dilation
+    const tt_divmod xstep = tt_divide(1, sx);
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
         const long long r = i / W;
@@ -132,19 +157,18 @@ __global__ void avg_pool2d_backward(const T* __restrict__ gy, T* __restrict__ gx
         const long long nc = r / H;
         const int iy = (int)(r - nc * H);
         const long long base = nc * OH * OW;
+        const tt_divmod xstart = tt_divide(ix + pw, sx);
+        tt_divmod ty = tt_divide(iy + ph, sy);
         A sum = (A)0;
-        for (int ky = 0; ky < kh; ++ky) {
-            const int ty = iy + ph - ky;
-            if (ty < 0) break;
-            const int oh = ty / sy;
-            if (oh * sy != ty || oh >= OH) continue;
-            for (int kx = 0; kx < kw; ++kx) {
-                const int tx = ix + pw - kx;
-                if (tx < 0) break;
-                const int ow = tx / sx;
-                if (ow * sx != tx || ow >= OW) continue;
-                sum += (A)gy[base + oh * OW + ow] /
-                       (A)avg_pool_divisor(oh, ow, H, W, kh, kw, sy, sx, ph, pw,
+        for (int ky = 0; ky < kh; ++ky, tt_step_down(ty, ystep, sy)) {
+            if (ty.q < 0) break;
+            if (ty.m != 0 || ty.q >= OH) continue;
+            tt_divmod tx = xstart;
+            for (int kx = 0; kx < kw; ++kx, tt_step_down(tx, xstep, sx)) {
+                if (tx.q < 0) break;
+                if (tx.m != 0 || tx.q >= OW) continue;
+                sum += (A)gy[base + ty.q * OW + tx.q] /
+                       (A)avg_pool_divisor(ty.q, tx.q, H, W, kh, kw, sy, sx, ph, pw,
                                            count_include_pad, divisor_override);
             }
         }

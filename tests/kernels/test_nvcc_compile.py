@@ -189,10 +189,11 @@ DIV_REM_LIMITS = {"im2col": 5, "col2im": 14}
 
 
 def div_rem_counts(ptx: str) -> dict[str, int]:
-    """{entry name: div/rem instructions in its body} of a PTX module."""
+    """{entry name: integer div/rem instructions in its body} of a PTX module."""
     out = {}
     for m in re.finditer(r"\.entry\s+(\S+)\((.*?)\n\}", ptx, re.S):
-        out[m.group(1)] = len(re.findall(r"^\s*(?:@!?%p\d+\s+)?(?:div|rem)\.", m.group(0), re.M))
+        found = re.findall(r"^\s*(?:@!?%p\d+\s+)?(?:div|rem)\.[su]\d+", m.group(0), re.M)
+        out[m.group(1)] = len(found)  # integer division only (not div.rn.f32)
     return out
 
 
