@@ -1,14 +1,16 @@
 """Kernel launches, host syncs, host-to-device copies and peak device bytes per training step.
 
-    python -m benchmarks.launches [mlp cnn ...] [--kinds]
+    python -m benchmarks.launches [mlp cnn ...] [--kinds] [--ops]
 
 Runs each benchmark workload (benchmarks/workloads.py) on cuda through the CuPy stand-in of
 the tests (tests/cuda_sim; no GPU needed, and none used: the stand-in is installed in place of
 any CuPy) and counts one step after two warm-up steps with `cuda_sim.counters`: what the code
 asks a GPU for, as CuPy 14 would dispatch it (see tests/cuda_sim/README.md). `--kinds` adds
-which calls the launches come from. The PyTorch column is issue 12's count for the same step
-(PyTorch 2.x's top-level aten ops with its default foreach optimizers, its proxy for CUDA
-launches); the goal there is launches <= 1.25x PyTorch's and 0 syncs.
+which calls the launches come from; `--ops` which ops asked for them (an engine Function's
+forward/backward, and the line below it that launched: where to look first when cutting).
+The PyTorch column is issue 12's count for the same step (PyTorch 2.x's top-level aten ops
+with its default foreach optimizers, its proxy for CUDA launches); the goal there is launches
+<= 1.25x PyTorch's and 0 syncs.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [w.name for w in WORKLOADS]
     p.add_argument("workloads", nargs="*", metavar="workload", help=f"of {', '.join(names)}")
     p.add_argument("--kinds", action="store_true", help="list the launches by kind")
+    p.add_argument("--ops", action="store_true", help="list the launches by the op that asked")
     args = p.parse_args(argv)
     unknown = [n for n in args.workloads if n not in names]
     if unknown:
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    sync: {site}")
         if args.kinds:
             print("    " + ", ".join(f"{k} {n}" for k, n in c.launch_kinds.most_common()))
+        if args.ops:
+            for op, n in c.launch_sites.most_common():
+                print(f"    {n:>5}  {op}")
     return 0
 
 

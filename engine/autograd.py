@@ -318,7 +318,9 @@ def _walk(
     wanted: dict[int, TensorBase | None] = {} if inputs is None else {id(t): None for t in inputs}
     heap: list = []
     seen: set[int] = set()
-    stored: set[int] = set()  # arrays already stored as some leaf's .grad during this walk
+    # Arrays already stored as some leaf's .grad during this walk, by id, held so that an id
+    # is not reused by a new array (which would then be copied for nothing).
+    stored: dict[int, object] = {}
     counter = 0
 
     def push(fn):
@@ -379,7 +381,7 @@ def _walk(
                     array = g.array
                     if id(array) in stored or getattr(array, "base", None) is not None:
                         array = array.copy()
-                    stored.add(id(array))
+                    stored[id(array)] = array
                     t.grad = t._new(array, t.device)
             if t.grad_fn is None:
                 return
@@ -387,7 +389,7 @@ def _walk(
         grads[key] = (t, g if prev is None else prev[1] + g)
         push(t.grad_fn)
 
-    stored.update(id(g.array) for g in root_grads)  # the caller's arrays: never alias them
+    stored.update((id(g.array), g.array) for g in root_grads)  # the caller's: never alias
     outer_callbacks, _mode.callbacks = _mode.callbacks, []
     try:
         with set_grad_enabled(create_graph):

@@ -440,8 +440,8 @@ class BCEWithLogitsReduced(Function):
     def forward(self, x):
         from kernels import loss_gpu  # noqa: PLC0415 (CuPy only on cuda)
 
-        total = loss_gpu.bce_logits_forward(x, self.target).sum()
-        return total / x.dtype.type(x.size) if self.mean else total
+        losses = loss_gpu.bce_logits_forward(x, self.target)
+        return losses.mean() if self.mean else losses.sum()  # one reduction, divided in it
 
     def backward(self, gy):
         (x,) = self.inputs

@@ -53,8 +53,9 @@ def _mm(a: Any, b: Any, G: int) -> Any:
     return _cp().matmul(a[0], b[0])[None] if G == 1 else _cp().matmul(a, b)
 
 
-def _gy_t(gy: Any, g: Geometry) -> Any:
-    """gy (N, C_out, OH, OW) -> (G, C_out/G, N OH OW), contiguous."""
+def gy_t(gy: Any, g: Geometry) -> Any:
+    """gy (N, C_out, OH, OW) -> (G, C_out/G, N OH OW), contiguous: the output gradient in the
+    layout both backward GEMMs read (one copy, shared by them when a conv's backward makes both)."""
     G = g.groups
     gyt = _cp().ascontiguousarray(gy.reshape(g.N, g.K, g.OH * g.OW).transpose(1, 0, 2))
     return gyt.reshape(G, g.K // G, -1)
@@ -87,18 +88,34 @@ def conv2d_forward(
     return y, (col if keep_cols else None)
 
 
-def conv2d_backward_weight(gy: Any, x: Any, g: Geometry, cols: Any | None = None) -> Any:
-    """dL/dw of conv2d, shape (C_out, C/groups, kh, kw); ``cols`` from the forward, or None."""
+def conv2d_backward_weight(
+    gy: Any, x: Any, g: Geometry, cols: Any | None = None, gyt: Any | None = None
+) -> Any:
+    """dL/dw of conv2d, shape (C_out, C/groups, kh, kw); ``cols`` from the forward, or None;
+    ``gyt`` the :func:`gy_t` of gy when the caller has it (the input gradient shares it).
+
+    The GEMM writes into the gradient's own array (no base), so autograd stores it as the
+    parameter's ``.grad`` without the copy it makes of a view."""
+    cp = _cp()
     G = g.groups
-    col = _cols(_cp().ascontiguousarray(x), g) if cols is None else cols
+    col = _cols(cp.ascontiguousarray(x), g) if cols is None else cols
     col = col.reshape(G, -1, g.N * g.OH * g.OW)
-    return _mm(_gy_t(gy, g), col.transpose(0, 2, 1), G).reshape(g.w_shape)
+    a = gy_t(gy, g) if gyt is None else gyt
+    gw = cp.empty(g.w_shape, dtype=a.dtype)
+    out = gw.reshape(G, g.K // G, -1)
+    if G == 1:
+        cp.matmul(a[0], col[0].T, out=out[0])
+    else:
+        cp.matmul(a, col.transpose(0, 2, 1), out=out)
+    return gw
 
 
-def conv2d_backward_input(gy: Any, w: Any, g: Geometry) -> Any:
-    """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d."""
+def conv2d_backward_input(gy: Any, w: Any, g: Geometry, gyt: Any | None = None) -> Any:
+    """dL/dx of conv2d for output gradient gy (N, C_out, OH, OW); also conv_transpose2d.
+    ``gyt``: the :func:`gy_t` of gy when the caller has it."""
     G = g.groups
-    gcol = _mm(_w(w, g).transpose(0, 2, 1), _gy_t(gy, g), G)  # (G, C/G kh kw, N L)
+    a = gy_t(gy, g) if gyt is None else gyt
+    gcol = _mm(_w(w, g).transpose(0, 2, 1), a, G)  # (G, C/G kh kw, N L)
     return _col2im(gcol, g)
 
 

@@ -128,13 +128,24 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w = self.inputs[:2]
-        gx = Conv2dGradInput(self.geo)(gy, w) if x.requires_grad else None
-        gw = Conv2dGradWeight(self.geo, self.cols)(x, gy) if w.requires_grad else None
+        gyt = self._shared_gy_t(gy, x.requires_grad or w.requires_grad)
+        gx = Conv2dGradInput(self.geo, gyt)(gy, w) if x.requires_grad else None
+        gw = Conv2dGradWeight(self.geo, self.cols, gyt)(x, gy) if w.requires_grad else None
         if len(self.inputs) < 3 or not self.inputs[2].requires_grad:
             return gx, gw, None
+        if gyt is not None:  # the bias gradient: row sums of the transposed gy, one reduction
+            return gx, gw, gy._new(gyt.reshape(self.geo.K, -1).sum(axis=1), gy.device)
         # The bias gradient: one formula for both modes (Function.operands).
         _, g = self.operands(gy)
         return (gx, gw) + self.results(gy, _channel_sum(g, self.xp))
+
+    def _shared_gy_t(self, gy, needed: bool):
+        """On cuda, when the backward is not recorded: gy transposed once into the layout both
+        backward GEMMs read (kernels.gpu.gy_t), for the input, weight and bias gradients;
+        else None (each kernel makes its own)."""
+        if not needed or is_grad_enabled() or not _raw_cuda(self.device, gy.dtype):
+            return None
+        return kernels.backend("cuda").gy_t(gy.array, self.geo)
 
     def _release(self) -> None:
         # The graph is freed and nothing else holds the columns: their buffer goes back to
@@ -157,29 +168,50 @@ def _channel_sum(g, xp):
 class Conv2dGradInput(Function):
     """gx = conv's input gradient of gy for weight w: the transposed convolution."""
 
-    def __init__(self, geo: Geometry):
-        self.geo = geo
+    def __init__(self, geo: Geometry, gyt=None, keep_gyt: bool = False):
+        # gyt: gy already transposed by Conv2d.backward (cuda). keep_gyt (conv_transpose2d,
+        # weight wanting a gradient): keep the transposed input for this node's weight gradient.
+        self.geo, self.gyt, self.keep_gyt = geo, gyt, keep_gyt
 
     def forward(self, gy, w):
+        if self.gyt is None and self.keep_gyt and _raw_cuda(self.device, gy.dtype):
+            self.gyt = kernels.backend("cuda").gy_t(gy, self.geo)
+        if self.gyt is not None:  # transposed by Conv2d.backward, or kept (conv_transpose2d)
+            gyt, self.gyt = self.gyt, (self.gyt if self.keep_gyt else None)
+            return kernels.backend("cuda").conv2d_backward_input(gy, w, self.geo, gyt=gyt)
         return _kernel(self, "conv2d_backward_input", gy.dtype)(gy, w, self.geo)
 
     def backward(self, ggx):
         # <ggx, T(gy, w)> = <conv(ggx, w), gy>: differentiate that in gy and in w.
         gy, w = self.inputs
-        g_gy = Conv2d(self.geo)(ggx, w) if gy.requires_grad else None
-        g_w = Conv2dGradWeight(self.geo)(ggx, gy) if w.requires_grad else None
+        # Not recorded, both wanted: conv(ggx, w) keeps its columns of ggx for the weight GEMM.
+        share = gy.requires_grad and w.requires_grad and not is_grad_enabled()
+        conv = Conv2d(self.geo, keep_cols=share and _raw_cuda(self.device, ggx.dtype))
+        g_gy = conv(ggx, w) if gy.requires_grad else None
+        gyt = None if is_grad_enabled() else self.gyt
+        g_w = Conv2dGradWeight(self.geo, conv.cols, gyt)(ggx, gy) if w.requires_grad else None
         return g_gy, g_w
+
+
+def _raw_cuda(device, dtype) -> bool:
+    """Whether the cuda kernels take this dtype as it is (not through a float32 cast)."""
+    return device.type == "cuda" and dtype.name in ("float32", "float64")
 
 
 class Conv2dGradWeight(Function):
     """gw = conv's weight gradient of gy for input x (from the forward's columns of x when
     the conv kept them)."""
 
-    def __init__(self, geo: Geometry, cols=None):
-        self.geo, self.cols = geo, cols
+    def __init__(self, geo: Geometry, cols=None, gyt=None):
+        self.geo, self.cols, self.gyt = geo, cols, gyt
 
     def forward(self, x, gy):
-        gw = _kernel(self, "conv2d_backward_weight", x.dtype)(gy, x, self.geo, self.cols)
+        if self.gyt is not None:  # gy already transposed by Conv2d.backward (cuda)
+            gyt, self.gyt = self.gyt, None
+            backend = kernels.backend("cuda")
+            gw = backend.conv2d_backward_weight(gy, x, self.geo, self.cols, gyt=gyt)
+        else:
+            gw = _kernel(self, "conv2d_backward_weight", x.dtype)(gy, x, self.geo, self.cols)
         self.cols = None  # the Conv2d node owns them; this node's backward never reads them
         return gw
 
@@ -253,10 +285,22 @@ def conv_transpose2d(
         # output_padding >= stride: the matching conv has more outputs than the input has
         # pixels; those get zero gradient-input, i.e. zero padding.
         input = pad(input, (0, right, 0, bottom))
-    y = Conv2dGradInput(geo)(input, weight)
-    if bias is not None:
-        y = y + reshape(bias, (1, geo.C, 1, 1))
-    return y
+    y = Conv2dGradInput(geo, keep_gyt=weight.requires_grad and is_grad_enabled())(input, weight)
+    return y if bias is None else ChannelBias()(y, bias)
+
+
+class ChannelBias(Function):
+    """y + b over dim 1 of (N, C, H, W). Its backward sums gy straight to b's shape (C,):
+    broadcasting through a reshape would hand b a view, which autograd copies for ``.grad``."""
+
+    def forward(self, y, b):
+        return y + b.reshape(1, -1, 1, 1)
+
+    def backward(self, gy):
+        _, g = self.operands(gy)
+        wanted = [t.requires_grad for t in self.inputs]
+        gb = _channel_sum(g, self.xp) if wanted[1] else None
+        return (gy if wanted[0] else None,) + self.results(gy, gb)
 
 
 # Max pooling -------------------------------------------------------------------------------

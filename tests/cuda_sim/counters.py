@@ -22,6 +22,9 @@
   outside the stand-in).
 - ``h2d``: host-to-device copies (``cupy.array``/``cupy.asarray`` of host data or a Python
   scalar, ``ndarray.set``, a host index list or array).
+- ``launch_kinds`` / ``launch_sites``: the launches by the stand-in call that made them
+  (``RawKernel``, ``cupy.matmul``, ``operator``, ...), and by the op that asked for them (see
+  :func:`_op`; ``python -m benchmarks.launches --ops`` prints them).
 - ``peak_bytes``: the most device memory allocated inside the block that was alive at once.
 
 Counting costs nothing when no ``count()`` block is open (one truth test per operation).
@@ -38,6 +41,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 _STANDIN = (str(_HERE / "cupy"), str(_HERE / "cupyx"), str(_HERE / "counters.py"))
+_LAUNCHER = (str(_HERE.parent.parent / "kernels" / "launch.py"),)
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Counts:
     live_bytes: int = 0
     sync_sites: list[str] = field(default_factory=list)
     launch_kinds: collections.Counter = field(default_factory=collections.Counter)
+    launch_sites: collections.Counter = field(default_factory=collections.Counter)
 
 
 _open: list[Counts] = []  # the active count() blocks, innermost last
@@ -75,10 +80,36 @@ def _site() -> str:
     return f"{Path(f.f_code.co_filename).name}:{f.f_lineno} ({f.f_code.co_name})"
 
 
+def _where(f) -> str:
+    return f"{Path(f.f_code.co_filename).name}:{f.f_lineno} ({f.f_code.co_name})"
+
+
+def _op() -> str:
+    """Who asked for a launch: the nearest ``forward``/``backward`` method around the call
+    (``Class.forward``: an engine Function's, or a Module's for code outside any op) and, when
+    the call is deeper, the first project frame below it (``Conv2d.forward <- gpu.py:34
+    (_cols)``); outside any such method, that frame alone (``autograd.py:387 (store)``). Frames
+    of the stand-in and of the kernel launcher (kernels/launch.py) are skipped."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_STANDIN + _LAUNCHER):
+        f = f.f_back
+    first = f
+    while f is not None:
+        if f.f_code.co_name in ("forward", "backward") and "self" in f.f_locals:
+            op = f"{type(f.f_locals['self']).__name__}.{f.f_code.co_name}"
+            return op if f is first else f"{op} <- {_where(first)}"
+        f = f.f_back
+    return "?" if first is None else _where(first)
+
+
 def launch(where: str, n: int = 1) -> None:
+    if not _open:
+        return
+    site = _op()
     for c in _open:
         c.launches += n
         c.launch_kinds[where] += n
+        c.launch_sites[site] += n
 
 
 def sync(where: str) -> None:
