@@ -1,4 +1,5 @@
-"""Leaky ReLU and ReLU's backward on CuPy arrays, one kernel each (``kernels/cuda/activation.cu``).
+"""Leaky ReLU, ReLU's, tanh's and sigmoid's backwards and sigmoid on CuPy arrays, one kernel
+each (``kernels/cuda/activation.cu``).
 
 CuPy is imported lazily, only when a launch happens.
 """
@@ -26,3 +27,30 @@ def leaky_relu_backward(y: Any, gy: Any, slope: float) -> Any:
     y, gy = cp.ascontiguousarray(y), cp.ascontiguousarray(gy)
     launch.launch("activation.cu", "leaky_relu_backward", (y, gy, gx), y.size, scalars=(slope,))
     return gx
+
+
+def _from_output(name: str, y: Any, gy: Any) -> Any:
+    """gx of an activation whose backward reads only its output y: kernel ``name``."""
+    cp = launch._cupy()
+    gx = cp.empty(y.shape, dtype=y.dtype)
+    y, gy = cp.ascontiguousarray(y), cp.ascontiguousarray(gy)
+    launch.launch("activation.cu", name, (y, gy, gx), y.size)
+    return gx
+
+
+def tanh_backward(y: Any, gy: Any) -> Any:
+    """gx = gy (1 - y^2) from tanh's output y."""
+    return _from_output("tanh_backward", y, gy)
+
+
+def sigmoid_backward(y: Any, gy: Any) -> Any:
+    """gx = gy y (1 - y) from sigmoid's output y."""
+    return _from_output("sigmoid_backward", y, gy)
+
+
+def sigmoid_forward(x: Any) -> Any:
+    """y = 1 / (1 + exp(-x)), a new contiguous array of x's shape."""
+    cp = launch._cupy()
+    y = cp.empty(x.shape, dtype=x.dtype)  # (before ascontiguousarray, which makes 0-d (1,))
+    launch.launch("activation.cu", "sigmoid_forward", (cp.ascontiguousarray(x), y), x.size)
+    return y

@@ -50,7 +50,13 @@ KERNELS = {
         "avg_pool2d_forward",
         "avg_pool2d_backward",
     ),
-    "activation.cu": ("leaky_relu_forward", "leaky_relu_backward"),
+    "activation.cu": (
+        "leaky_relu_forward",
+        "leaky_relu_backward",
+        "tanh_backward",
+        "sigmoid_forward",
+        "sigmoid_backward",
+    ),
     "loss.cu": (
         "cross_entropy_forward",
         "cross_entropy_backward",
@@ -58,6 +64,12 @@ KERNELS = {
         "bce_logits_backward",
     ),
     "scatter.cu": ("segment_add",),
+    "norm.cu": (
+        "batch_norm_partials",
+        "batch_norm_forward",
+        "batch_norm_backward_partials",
+        "batch_norm_backward",
+    ),
     "optim.cu": (
         "sgd_update",
         "momentum_update",

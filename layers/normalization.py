@@ -86,13 +86,9 @@ def batch_norm(
         if input.dtype.kind == "f" and all(
             t is None or t.dtype == input.dtype for t in (weight, bias)
         ):  # one fused op (engine.ops.norm): ~3x fewer passes than the composition below
-            out, mean, var = batch_norm_train(input, weight, bias, eps)
-            if running_mean is not None:
-                _update_running(running_mean, engine.Tensor._wrap(mean, input.device), momentum)
-            if running_var is not None:
-                _update_running(
-                    running_var, engine.Tensor._wrap(var, input.device), momentum, n / (n - 1)
-                )
+            out, _, _ = batch_norm_train(
+                input, weight, bias, eps, running_mean, running_var, momentum
+            )  # the running statistics move inside (in the forward kernel on cuda)
             return out
         mean = input.mean(axes, keepdim=True)
         centred = input - mean

@@ -2,7 +2,9 @@
 
 Written as engine ops, training-mode batch norm records ~8 full-size ops forward and twice that
 backward; fused it makes 6 passes forward and ~6 backward, with the per-channel sums done by
-`einsum` (no full-size temporaries). When the backward itself is recorded (`create_graph=True`,
+`einsum` (no full-size temporaries). On cuda (float32/64) it is two kernels each way
+(kernels/cuda/norm.cu: per-slice sums, then one thread per element), the running statistics
+moved inside the forward kernel. When the backward itself is recorded (`create_graph=True`,
 gradient penalties) it is written in engine ops, so gradients of gradients stay exact.
 """
 
@@ -27,13 +29,21 @@ def _subscripts(ndim: int) -> str:
 class BatchNormTrain(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics over all dims but 1.
 
-    After the call, `mean` and `var` (biased) hold the batch statistics per channel.
+    After the call, `mean` and `var` (biased) hold the batch statistics per channel. On cuda
+    (float32/64) forward and backward are two kernels each (kernels/norm_gpu.py), and the
+    `running` arrays (mean, var; contiguous, x's dtype) move toward the batch statistics inside
+    the forward kernel; `moved_running` says whether they did.
     """
 
-    def __init__(self, eps: float):
-        self.eps = eps
+    fused = False  # the forward ran the cuda kernels (SyncBatchNormTrain never does)
+    moved_running = False
+
+    def __init__(self, eps: float, running=None, momentum: float = 0.0):
+        self.eps, self.running, self.momentum = eps, running, momentum
 
     def forward(self, x, weight=None, bias=None):
+        if self.device.type == "cuda" and x.dtype.name in ("float32", "float64"):
+            return self._forward_cuda(x, weight, bias)
         xp = self.xp
         sub = _subscripts(x.ndim)
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -52,7 +62,36 @@ class BatchNormTrain(Function):
             y += bias.reshape(shape)
         return y
 
+    def _forward_cuda(self, x, weight, bias):
+        from kernels import norm_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        self.x = x = self.xp.ascontiguousarray(x)
+        self.n = x.size // x.shape[1]
+        rm, rv = self.running if self.running is not None else (None, None)
+        self.moved_running = all(
+            r is not None and r.dtype == x.dtype and r.flags.c_contiguous for r in (rm, rv)
+        )
+        running = (rm, rv) if self.moved_running else (None, None)
+        y, self.mean, self.var, self.invstd = norm_gpu.batch_norm_forward(
+            x, weight, bias, self.eps, *running, self.momentum
+        )
+        self.fused, self.running = True, None
+        return y
+
+    def _backward_cuda(self, gy):
+        from kernels import norm_gpu  # noqa: PLC0415
+
+        wanted = [t.requires_grad for t in self.inputs]
+        weight = self.inputs[1].array if len(self.inputs) > 1 else None
+        gx, gw, gb = norm_gpu.batch_norm_backward(
+            gy.array, self.x, self.mean, self.invstd, weight, want_gx=wanted[0]
+        )
+        grads = (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
+        return self.results(gy, *grads)
+
     def backward(self, gy):
+        if self.fused and not is_grad_enabled():
+            return self._backward_cuda(gy)
         # gx = w invstd (gy - mean(gy) - xhat mean(gy xhat)) = gy a + xhat k + c with per-channel
         # a = w invstd, k = -a sum(gy xhat) / n, c = -a sum(gy) / n; written once
         # (Function.operands) for raw arrays and, when recorded, for Tensors.
@@ -91,14 +130,42 @@ class BatchNormTrain(Function):
 
 @on_device
 def batch_norm_train(
-    input: TensorBase, weight: TensorBase | None, bias: TensorBase | None, eps: float
+    input: TensorBase,
+    weight: TensorBase | None,
+    bias: TensorBase | None,
+    eps: float,
+    running_mean: TensorBase | None = None,
+    running_var: TensorBase | None = None,
+    momentum: float = 0.0,
 ) -> tuple[TensorBase, object, object]:
-    """(normalised input, batch mean, biased batch variance); the statistics are raw arrays."""
-    fn = BatchNormTrain(eps)
+    """(normalised input, batch mean, biased batch variance); the statistics are raw arrays.
+
+    `running_mean` / `running_var` (either may be None) move in place toward the batch mean and
+    the unbiased batch variance by `momentum`, outside the graph: inside the forward kernel on
+    cuda, else by two in-place ops each. The input must have more than one value per channel
+    when a running variance is given (the caller checks)."""
+    running = [t for t in (running_mean, running_var) if t is not None]
+    for t in running:
+        t._inplace(None)  # a buffer about to change: its version moves (and it may not be a leaf)
+    both = len(running) == 2
+    fn = BatchNormTrain(eps, (running_mean.array, running_var.array) if both else None, momentum)
     if weight is None and bias is not None:
         weight = input._new(input.xp.ones(input.shape[1], input.dtype), input.device)
     args = [a for a in (input, weight, bias) if a is not None]
-    return fn(*args), fn.mean, fn.var
+    out = fn(*args)
+    if not fn.moved_running and running:
+        n = input.numel() // input.shape[1]
+        _move_running(running_mean, fn.mean, momentum)
+        _move_running(running_var, fn.var, momentum, n / (n - 1) if n > 1 else 1.0)
+    return out, fn.mean, fn.var
+
+
+def _move_running(running: TensorBase | None, batch_value, factor: float, scale: float = 1.0):
+    """running <- (1 - factor) running + factor scale batch_value (an array), in place."""
+    if running is None:
+        return
+    new = batch_value.reshape(running.shape).astype(running.dtype, copy=False)
+    running.mul_(1.0 - factor).add_(new, alpha=factor * scale)
 
 
 class SyncBatchNormTrain(BatchNormTrain):

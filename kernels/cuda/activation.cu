@@ -25,3 +25,35 @@ __global__ void leaky_relu_forward(const T* __restrict__ x, T* __restrict__ y, l
         y[i] = v > T(0) ? v : slope * v;
     }
 }
+
+// tanh's backward from its output: gx = gy (1 - y^2) (was three kernels).
+template <typename T>
+__global__ void tanh_backward(const T* __restrict__ y, const T* __restrict__ gy,
+                              T* __restrict__ gx, long long n) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T v = y[i];
+        gx[i] = gy[i] * (T(1) - v * v);
+    }
+}
+
+// Sigmoid forward: y = 1 / (1 + exp(-x)), the cpu formula (exp(-x) = inf gives 0); was three
+// kernels.
+template <typename T>
+__global__ void sigmoid_forward(const T* __restrict__ x, T* __restrict__ y, long long n) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        y[i] = T(1) / (T(1) + exp(-x[i]));
+    }
+}
+
+// Sigmoid's backward from its output: gx = gy y (1 - y) (was three kernels).
+template <typename T>
+__global__ void sigmoid_backward(const T* __restrict__ y, const T* __restrict__ gy,
+                                 T* __restrict__ gx, long long n) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T v = y[i];
+        gx[i] = gy[i] * v * (T(1) - v);
+    }
+}

@@ -1,5 +1,6 @@
 """The activation kernels of ``kernels/cuda/activation.cu`` against NumPy (float and double,
-three grids), then ReLU / LeakyReLU on cuda against the cpu, first and second derivatives."""
+three grids), then ReLU / LeakyReLU / tanh / sigmoid on cuda against the cpu, first and second
+derivatives."""
 
 from __future__ import annotations
 
@@ -45,6 +46,47 @@ def test_leaky_relu_kernels(module, dtype, grid, slope):
     bwd = module.get_function(f"leaky_relu_backward<{c}>")
     bwd(*_grid(grid, x.size), (y, sim.asarray(gy), gx, n, dtype(slope)))
     np.testing.assert_array_equal(gx.get(), np.where(x > 0, gy, dtype(slope) * gy))
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_and_sigmoid_kernels(module, dtype, grid):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(1001) * 4).astype(dtype)
+    x[:4] = [0, 100, -100, -1000]  # saturated ends: exp(-x) = inf gives 0
+    gy = rng.standard_normal(1001).astype(dtype)
+    c, n = CTYPE[dtype], np.int64(x.size)
+    with np.errstate(over="ignore"):
+        want_s = (1 / (1 + np.exp(-x))).astype(dtype)
+    s = sim.empty(x.shape, dtype)
+    module.get_function(f"sigmoid_forward<{c}>")(*_grid(grid, x.size), (sim.asarray(x), s, n))
+    np.testing.assert_allclose(s.get(), want_s, rtol=4 * np.finfo(dtype).eps, atol=0)
+    t = np.tanh(x)
+    for name, y, want in (
+        ("tanh_backward", t, gy * (1 - t * t)),
+        ("sigmoid_backward", want_s, gy * want_s * (1 - want_s)),
+    ):
+        gx = sim.empty(x.shape, dtype)
+        fn = module.get_function(f"{name}<{c}>")
+        fn(*_grid(grid, x.size), (sim.asarray(y), sim.asarray(gy), gx, n))
+        np.testing.assert_allclose(gx.get(), want, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_tanh_and_sigmoid_on_cuda_match_the_cpu_to_the_second_derivative(cuda, act):
+    x = np.random.default_rng(3).standard_normal((5, 7)) * 3
+    fn = getattr(engine, act)
+    got = []
+    for device in ("cpu", cuda):
+        xt = engine.tensor(x, device=device, requires_grad=True)
+        y = fn(xt)
+        (gx,) = engine.autograd.grad((y * y).sum(), (xt,), create_graph=True)
+        (gx * xt).sum().backward()
+        xt2 = engine.tensor(x, device=device, requires_grad=True)
+        (fn(xt2) * 3).sum().backward()
+        got.append([y.numpy(), gx.detach().numpy(), xt.grad.numpy(), xt2.grad.numpy()])
+    for a, b in zip(*got, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
 @pytest.fixture
