@@ -301,6 +301,44 @@ def _freed_error(fn) -> RuntimeError:
     )
 
 
+def _deferrable(t, g) -> bool:
+    """Whether adding g into t's existing .grad may wait for the end of the walk: on cuda,
+    float32/64 of the grad's dtype and shape, and no hook of t that could read .grad first."""
+    a = t.grad.array
+    return (
+        t.device.type == "cuda"
+        and not _has_hooks(t)
+        and a.dtype == g.dtype
+        and a.dtype.name in ("float32", "float64")
+        and a.shape == g.shape
+    )
+
+
+def _add_deferred(entries) -> None:
+    """``t.grad = t.grad + g`` for every deferred (t, g): the C-contiguous ones of a (device,
+    dtype) group in one kernel (kernels.grad_gpu.add_multi), the rest one addition each. The
+    sums are new arrays, as the undeferred addition makes."""
+    groups: dict[tuple, list] = {}
+    for t, g in entries:
+        a = t.grad.array
+        if a.flags.c_contiguous and g.flags.c_contiguous:
+            groups.setdefault((str(t.device), a.dtype.name), []).append((t, g))
+        else:
+            with t.device:
+                t.grad = t._new(a + g, t.device)
+    for group in groups.values():
+        if len(group) == 1:
+            t, g = group[0]
+            with t.device:
+                t.grad = t._new(t.grad.array + g, t.device)
+            continue
+        from kernels import grad_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        sums = grad_gpu.add_multi([t.grad.array for t, _ in group], [g for _, g in group])
+        for (t, _), total in zip(group, sums, strict=True):
+            t.grad = t._new(total, t.device)
+
+
 def _walk(
     roots: Sequence,
     root_grads: Sequence,
@@ -321,6 +359,9 @@ def _walk(
     # Arrays already stored as some leaf's .grad during this walk, by id, held so that an id
     # is not reused by a new array (which would then be copied for nothing).
     stored: dict[int, object] = {}
+    # Additions into a .grad that already exists, on cuda: id -> [tensor, array to add], done
+    # together after the walk, one launch per (device, dtype) (_add_deferred).
+    deferred: dict[int, list] = {}
     counter = 0
 
     def push(fn):
@@ -373,7 +414,11 @@ def _walk(
                 if create_graph:
                     t.grad = g if t.grad is None else t.grad + g
                 elif t.grad is not None:
-                    t.grad = t._new(t.grad.array + g.array, t.device)
+                    if _deferrable(t, g):
+                        entry = deferred.setdefault(key, [t, None])
+                        entry[1] = g.array if entry[1] is None else entry[1] + g.array
+                    else:
+                        t.grad = t._new(t.grad.array + g.array, t.device)
                 else:
                     # Backward may hand one array to several inputs (add), or a view (a
                     # read-only broadcast, a reshape of another leaf's gradient): each .grad
@@ -445,6 +490,7 @@ def _walk(
                         fn.device.restore(previous)
                 if not retain_graph:
                     fn._release()
+            _add_deferred(deferred.values())
             while _mode.callbacks:
                 _mode.callbacks.pop(0)()
     finally:

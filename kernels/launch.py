@@ -64,6 +64,7 @@ KERNELS = {
         "bce_logits_backward",
     ),
     "scatter.cu": ("segment_add",),
+    "grad.cu": ("add_multi",),
     "norm.cu": (
         "batch_norm_partials",
         "batch_norm_forward",
