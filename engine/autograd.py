@@ -301,6 +301,15 @@ def _freed_error(fn) -> RuntimeError:
     )
 
 
+def _own(g):
+    """g, or a copy when its array is a shared implicit ones (_ONES): grad() returns arrays
+    its caller may modify."""
+    a = g.array
+    if a.size != 1 or _ONES.get((id(g.device.xp), str(g.device), a.dtype.str, a.shape)) is not a:
+        return g
+    return g._new(a.copy(), g.device)
+
+
 def _deferrable(t, g) -> bool:
     """Whether adding g into t's existing .grad may wait for the end of the walk: on cuda,
     float32/64 of the grad's dtype and shape, and no hook of t that could read .grad first."""
@@ -406,7 +415,7 @@ def _walk(
         key = id(t)
         if key in wanted:
             prev = wanted[key]
-            wanted[key] = g if prev is None else prev + g
+            wanted[key] = _own(g) if prev is None else prev + g
             if t.grad_fn is None:
                 return
         elif t.grad_fn is None or t._retains_grad:
@@ -510,14 +519,28 @@ def _walk(
     return tuple(result)
 
 
+# The implicit gradient of a scalar on cuda, one array per (CuPy module, device, dtype, shape),
+# made once: a fill kernel less per backward. Never written: the walk hands a root's gradient
+# to backward formulas (which never modify their gy), and copies it before storing it as a
+# .grad (`stored`) or returning it from grad() (`_own`).
+_ONES: dict[tuple, object] = {}
+
+
 def _ones_grad(t):
     if t.array.size != 1:
         raise RuntimeError(
             f"grad can be implicitly created only for scalar outputs, got shape {t.shape}; "
             "pass a gradient of the same shape"
         )
-    with t.device:
-        return t._new(t.device.xp.ones(t.shape, t.dtype), t.device)
+    xp = t.device.xp
+    if t.device.type != "cuda":
+        return t._new(xp.ones(t.shape, t.dtype), t.device)
+    key = (id(xp), str(t.device), t.dtype.str, t.shape)
+    ones = _ONES.get(key)
+    if ones is None:
+        with t.device:
+            ones = _ONES[key] = xp.ones(t.shape, t.dtype)
+    return t._new(ones, t.device)
 
 
 def _as_grad(t, g):

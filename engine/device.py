@@ -233,8 +233,8 @@ _DEFERRED_MAX = 1024  # a loop that never reads device data still hears within t
 
 
 def check_later(bad, error: Callable[[], Exception]) -> None:
-    """Raise `error()` if the 0-d boolean `bad` is true: at once for a host array, at the next
-    `raise_deferred()` for a device one (no sync now)."""
+    """Raise `error()` if the 0-d `bad` (a boolean, or a number: nonzero is bad) is true: at
+    once for a host array, at the next `raise_deferred()` for a device one (no sync now)."""
     if isinstance(bad, (numpy.ndarray, numpy.generic, bool)):
         if bool(bad):
             raise error()

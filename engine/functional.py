@@ -336,7 +336,46 @@ def _dropout(x: Tensor, p: float, training: bool, mask_shape) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
+    if (
+        x.device.type == "cuda"
+        and x.dtype.name in ("float32", "float64")
+        and tuple(mask_shape) == tuple(x.shape)
+    ):
+        return FusedDropout(p)(x)
     return x * _dropout_mask(x, p, mask_shape)
+
+
+class FusedDropout(Function):
+    """Elementwise inverted dropout on cuda in one kernel each way (kernels/cuda/activation.cu):
+    the kernel draws its own counter-based numbers (engine.random.kernel_stream), and the
+    backward regenerates the forward's mask from the same (key, offset), so nothing is kept.
+    A recorded backward stays in engine ops (a product with the mask, made by the kernel)."""
+
+    saves_inputs = False
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def forward(self, x):
+        from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        self.stream = random.kernel_stream(self.device, x.size)
+        return activation_gpu.dropout_apply(x, self.p, self._scale(x.dtype), *self.stream)
+
+    def _scale(self, dtype):
+        return float(numpy.dtype(dtype).type(1.0 / (1.0 - self.p)))
+
+    def backward(self, gy):
+        from kernels import activation_gpu  # noqa: PLC0415
+
+        scale = self._scale(gy.dtype)
+        if not _is_grad_enabled():
+            return gy._new(
+                activation_gpu.dropout_apply(gy.array, self.p, scale, *self.stream), gy.device
+            )
+        ones = self.xp.ones(gy.shape, gy.dtype)
+        mask = activation_gpu.dropout_apply(ones, self.p, scale, *self.stream)
+        return gy * Tensor._wrap(mask, gy.device)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -500,6 +539,11 @@ def _classes_last(input: Tensor) -> Tensor:
     return input.permute(*perm).reshape(-1, input.shape[1])
 
 
+# Up to this many rows, cross-entropy's reduction is one thread's loop (a few microseconds on
+# a GPU, like a launch); a bigger batch sums in CuPy's parallel reductions.
+_SMALL_BATCH = 4096
+
+
 class CrossEntropy(Function):
     """Cross-entropy of logits (N, C) against int64 class indices, mean or sum, on cuda: one
     kernel forward (log-sum-exp, picked logit, row weights) and one backward
@@ -513,10 +557,17 @@ class CrossEntropy(Function):
 
         self.x = x = self.xp.ascontiguousarray(x)
         out, self.lse = loss_gpu.cross_entropy_forward(x, self.target, self.ignore_index)
-        sums = out.sum(axis=1)  # [sum of the row losses, rows that count (> N: a bad target)]
-        self.count, self.valid = sums[1:], out[1]
+        self.valid = out[1]
         t, n, c, ignore = self.target, x.shape[0], x.shape[1], self.ignore_index
-        _check_later(sums[1] > n, lambda: _target_range_error(t, c, ignore))
+        error = lambda: _target_range_error(t, c, ignore)  # noqa: E731
+        if n <= _SMALL_BATCH:  # the sums, the mean and the target check in one launch
+            loss, aux = loss_gpu.cross_entropy_reduce(out, self.mean)
+            self.count = aux[:1]
+            _check_later(aux[1], error)
+            return loss
+        sums = out.sum(axis=1)  # [sum of the row losses, rows that count (> N: a bad target)]
+        self.count = sums[1:]
+        _check_later(sums[1] > n, error)
         return sums[0] / sums[1] if self.mean else sums[0]
 
     def backward(self, gy):

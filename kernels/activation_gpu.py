@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from kernels import launch
 
 
@@ -54,3 +56,22 @@ def sigmoid_forward(x: Any) -> Any:
     y = cp.empty(x.shape, dtype=x.dtype)  # (before ascontiguousarray, which makes 0-d (1,))
     launch.launch("activation.cu", "sigmoid_forward", (cp.ascontiguousarray(x), y), x.size)
     return y
+
+
+def _halves(v: int) -> tuple[int, int]:
+    """A 64-bit unsigned value as two signed 32-bit ints (the kernels' int parameters)."""
+    lo, hi = v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF
+    return tuple(h - (1 << 32) if h >= 1 << 31 else h for h in (lo, hi))
+
+
+def dropout_apply(a: Any, p: float, scale: float, key: int, offset: int) -> Any:
+    """a * (u >= p ? scale : 0) with u_i the kernel's uniform number at ``offset + i`` of
+    stream ``key``; p compared in float32, scale rounded to a's dtype. The same (key, offset)
+    gives the same mask: the backward regenerates the forward's."""
+    cp = launch._cupy()
+    out = cp.empty(a.shape, dtype=a.dtype)  # (before ascontiguousarray, which makes 0-d (1,))
+    a = cp.ascontiguousarray(a)
+    ints = (*_halves(key), *_halves(offset))
+    scalars = (float(numpy.float32(p)), scale)
+    launch.launch("activation.cu", "dropout_apply", (a, out), a.size, ints, scalars)
+    return out

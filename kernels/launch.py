@@ -56,10 +56,12 @@ KERNELS = {
         "tanh_backward",
         "sigmoid_forward",
         "sigmoid_backward",
+        "dropout_apply",
     ),
     "loss.cu": (
         "cross_entropy_forward",
         "cross_entropy_backward",
+        "cross_entropy_reduce",
         "bce_logits_forward",
         "bce_logits_backward",
     ),

@@ -25,6 +25,18 @@ def cross_entropy_forward(x: Any, target: Any, ignore_index: int) -> tuple[Any, 
     return out, lse
 
 
+def cross_entropy_reduce(out: Any, mean: bool) -> tuple[Any, Any]:
+    """``(loss, aux)`` from :func:`cross_entropy_forward`'s out (2, N) in one single-thread
+    launch (for a small N): loss () the mean or sum of the row losses, aux (2,) the count of
+    rows in the mean and 1 if a target was out of range (else 0)."""
+    cp = launch._cupy()
+    loss = cp.empty((), dtype=out.dtype)
+    aux = cp.empty((2,), dtype=out.dtype)
+    launch.launch("loss.cu", "cross_entropy_reduce", (out, loss, aux), 1, (out.shape[1],),
+                  flags=(mean,))  # fmt: skip
+    return loss, aux
+
+
 def cross_entropy_backward(
     x: Any, target: Any, lse: Any, gy: Any, count: Any, ignore_index: int, mean: bool
 ) -> Any:

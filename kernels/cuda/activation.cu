@@ -57,3 +57,34 @@ __global__ void sigmoid_backward(const T* __restrict__ y, const T* __restrict__ 
         gx[i] = gy[i] * v * (T(1) - v);
     }
 }
+
+// Inverted dropout with its own counter-based random numbers (issue 12: the draws, a compare,
+// a cast and two products were five kernels): element i keeps when u_i >= p, where u_i is the
+// 24-bit float in [0, 1) of splitmix64 at position offset + i of the stream `key` (each 64-bit,
+// passed as two ints). out = a * (kept ? scale : 0), for the forward (a = x) and the backward
+// (a = gy: the same u_i regenerated, nothing stored). p is float32(p) widened to T (a float32
+// comparison); a non-finite a stays NaN where dropped, as a product with the mask.
+__device__ inline unsigned long long dropout_join(int lo, int hi) {
+    return (unsigned long long)(unsigned int)lo | ((unsigned long long)(unsigned int)hi << 32);
+}
+
+__device__ inline float dropout_uniform(unsigned long long key, unsigned long long position) {
+    unsigned long long z = key + (position + 1ULL) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+template <typename T>
+__global__ void dropout_apply(const T* __restrict__ a, T* __restrict__ out, long long n,
+                              int key_lo, int key_hi, int offset_lo, int offset_hi, T p,
+                              T scale) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    const unsigned long long key = dropout_join(key_lo, key_hi);
+    const unsigned long long offset = dropout_join(offset_lo, offset_hi);
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float u = dropout_uniform(key, offset + (unsigned long long)i);
+        out[i] = a[i] * ((T)u >= p ? scale : T(0));
+    }
+}

@@ -90,3 +90,25 @@ __global__ void bce_logits_backward(const T* __restrict__ x, const T* __restrict
         gx[i] = gy[0] * scale * (s - t[i]);
     }
 }
+
+// The cross-entropy forward's reduction for a small batch (n rows, the caller's threshold): one
+// thread sums out[0:n] (the row losses) and out[n:2n] (the row counts) in double and writes
+// loss[0] = sum / count (mean) or sum, aux[0] = count (the backward's divisor) and aux[1] = 1
+// when a target was out of range (count > n), else 0: three kernels (sum, divide, compare)
+// become one. total is 1.
+template <typename T>
+__global__ void cross_entropy_reduce(const T* __restrict__ out, T* __restrict__ loss,
+                                     T* __restrict__ aux, long long total, int n, int mean) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        double s = 0.0, c = 0.0;
+        for (int r = 0; r < n; ++r) {
+            s += (double)out[r];
+            c += (double)out[n + r];
+        }
+        const T count = (T)c;
+        loss[0] = mean ? (T)s / count : (T)s;
+        aux[0] = count;
+        aux[1] = c > (double)n ? T(1) : T(0);
+    }
+}

@@ -102,3 +102,21 @@ def test_add_multi_refuses_mismatched_pairs():
         grad_gpu.add_multi(a, [cp.zeros((2, 2), np.float32), cp.zeros(3, np.float64)])
     with pytest.raises(ValueError, match="pair 0"):
         grad_gpu.add_multi(a[:1], [cp.zeros((2, 2), np.float32).T[:, :1].reshape(2)[None]])
+
+
+def test_the_implicit_ones_gradient_is_shared_on_cuda_but_never_handed_out():
+    """A scalar's implicit gradient on cuda is one cached array (no fill kernel per backward);
+    grad() and .grad get copies of it, so writing them leaves the next backward right."""
+    _cuda()
+    x = engine.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    loss = (x * x).sum()
+    (g,) = engine.grad(loss, (loss,), retain_graph=True)
+    g.array[...] = 5.0
+    loss.retain_grad()
+    loss.backward()
+    loss.grad.array[...] = 7.0
+    y = (x * 3).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [2.0 + 3.0, 4.0 + 3.0])
+    (gy,) = engine.grad((x * 3).sum(), (x,))
+    np.testing.assert_allclose(gy.cpu().numpy(), [3.0, 3.0])

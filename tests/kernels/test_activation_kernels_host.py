@@ -72,6 +72,39 @@ def test_tanh_and_sigmoid_kernels(module, dtype, grid):
         np.testing.assert_allclose(gx.get(), want, rtol=4 * np.finfo(dtype).eps, atol=0)
 
 
+def splitmix_uniform(key: int, positions: np.ndarray) -> np.ndarray:
+    """The dropout kernel's numbers: 24-bit floats of splitmix64 at the given positions."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + (positions.astype(np.uint64) + np.uint64(1)) * np.uint64(
+            0x9E3779B97F4A7C15
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(1 / 16777216)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 1 / 3])
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_kernel(module, dtype, grid, p):
+    from kernels.activation_gpu import _halves
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal(1001).astype(dtype)
+    key, offset = 0xDEADBEEF12345678, 2**33 + 5  # halves >= 2**31: the signed-int packing
+    u = splitmix_uniform(key, offset + np.arange(a.size))
+    scale = dtype(1 / (1 - p))
+    out = sim.empty(a.shape, dtype)
+    fn = module.get_function(f"dropout_apply<{CTYPE[dtype]}>")
+    ints = tuple(np.int32(h) for h in (*_halves(key), *_halves(offset)))
+    fn(*_grid(grid, a.size), (sim.asarray(a), out, np.int64(a.size), *ints,
+                              dtype(np.float32(p)), scale))  # fmt: skip
+    want = a * np.where(u >= np.float32(p), scale, dtype(0))
+    np.testing.assert_array_equal(out.get(), want)
+    assert abs((u >= p).mean() - (1 - p)) < 0.06
+
+
 @pytest.mark.parametrize("act", ["tanh", "sigmoid"])
 def test_tanh_and_sigmoid_on_cuda_match_the_cpu_to_the_second_derivative(cuda, act):
     x = np.random.default_rng(3).standard_normal((5, 7)) * 3

@@ -84,6 +84,29 @@ def test_backward_kernel(module, dtype, grid, mean):
     np.testing.assert_allclose(gx.get(), want, **TOL[dtype])
 
 
+@pytest.mark.parametrize("mean", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reduce_kernel(module, dtype, mean):
+    """One thread sums the row losses and counts: the mean or sum, the count, the bad flag."""
+    x, t = _case(dtype)
+    n = x.shape[0]
+    out = sim.empty((2, n), dtype)
+    lse = sim.empty((n,), dtype)
+    args = (sim.asarray(x), sim.asarray(t), out, lse, np.int64(n), np.int32(7), np.int32(IGNORE))
+    module.get_function(f"cross_entropy_forward<{CTYPE[dtype]}>")((1,), (32,), args)
+    for bad in (True, False):
+        host = out.get()
+        if not bad:  # the two out-of-range rows counted as ignored
+            host[:, 3:5] = 0
+        loss, aux = sim.empty((), dtype), sim.empty((2,), dtype)
+        fn = module.get_function(f"cross_entropy_reduce<{CTYPE[dtype]}>")
+        fn((1,), (1,), (sim.asarray(host), loss, aux, np.int64(1), np.int32(n), np.int32(mean)))
+        total, count = host[0].astype(np.float64).sum(), host[1].astype(np.float64).sum()
+        want = total / count if mean else total
+        np.testing.assert_allclose(loss.get(), want, **TOL[dtype])
+        assert aux.get().tolist() == [count, 1.0 if bad else 0.0]
+
+
 # Part 2: the engine's cuda path ---------------------------------------------------------------
 
 
@@ -108,6 +131,21 @@ def test_cross_entropy_on_cuda_is_the_fused_function_and_matches_the_cpu(cuda, r
     assert fn1 == "CrossEntropy" and fn0 != fn1
     assert l1 == pytest.approx(l0, rel=1e-13)
     np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_large_batch_reduces_in_parallel_with_the_same_result(cuda, reduction, monkeypatch):
+    """Above F._SMALL_BATCH rows the sums are CuPy reductions (not one thread): same values,
+    and a bad target still reported at the next read."""
+    x, t = _case(np.float64)
+    t[3], t[4] = 1, 2
+    xt, tt = engine.tensor(x, device=cuda), engine.tensor(t, device=cuda)
+    small = F.cross_entropy(xt, tt, reduction=reduction).item()
+    monkeypatch.setattr(F, "_SMALL_BATCH", 0)
+    assert F.cross_entropy(xt, tt, reduction=reduction).item() == pytest.approx(small, rel=1e-13)
+    F.cross_entropy(xt, engine.tensor(np.full(x.shape[0], 9), device=cuda))
+    with pytest.raises(IndexError, match="nll_loss"):
+        xt.sum().item()
 
 
 def test_fused_cross_entropy_has_a_second_derivative(cuda):

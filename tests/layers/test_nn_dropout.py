@@ -85,3 +85,40 @@ def test_invalid_probability_raises():
     with pytest.raises(ValueError, match="between 0 and 1"):
         nn.Dropout2d(-0.1)
     assert repr(nn.Dropout(0.3)) == "Dropout(p=0.3, inplace=False)"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf * inf, nan sums: on purpose
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_fused_cuda_dropout_is_one_mask_forward_and_backward(p, dtype):
+    """On cuda, elementwise dropout is one kernel each way with its own counter-based numbers:
+    y = x * mask with mask in {0, 1 / (1 - p)}, about 1 - p kept; the backward regenerates the
+    same mask (first and second derivatives); a seed repeats it, the next call differs."""
+    if not engine.cuda.is_available():
+        pytest.skip("needs cuda (the CuPy stand-in in CI)")
+    import engine.functional as F
+
+    x0 = np.random.default_rng(3).uniform(0.5, 1.5, (40, 250)).astype(dtype)
+    x0[0, :3] = [np.inf, -np.inf, np.nan]  # non-finite inputs: NaN where dropped, as x * 0
+    engine.manual_seed(11)
+    x = engine.tensor(x0, device="cuda", requires_grad=True)
+    y = F.dropout(x, p)
+    assert y.dtype == dtype
+    yh = y.detach().cpu().numpy()
+    scale = dtype(1 / (1 - p))
+    mask = np.where(yh[1:] != 0, scale, dtype(0))  # x > 0 there: y != 0 exactly where kept
+    np.testing.assert_array_equal(yh[1:], x0[1:] * mask)
+    assert abs((mask != 0).mean() - (1 - p)) < 0.02
+    assert np.all(np.isnan(yh[0, :3]) | np.isinf(yh[0, :3]))  # NaN dropped, +-inf kept
+    gy = np.random.default_rng(4).standard_normal(x0.shape).astype(dtype)
+    (gx,) = engine.grad(y, (x,), engine.tensor(gy, device="cuda"), create_graph=True)
+    np.testing.assert_array_equal(gx.detach().cpu().numpy()[1:], gy[1:] * mask)
+    assert not gx.requires_grad  # gy * mask: no dependence on x, nothing further to record
+    x2 = engine.tensor(x0, device="cuda", requires_grad=True)
+    engine.manual_seed(11)
+    y2 = F.dropout(x2, p)
+    (y2 * engine.tensor(gy, device="cuda")).sum().backward()
+    np.testing.assert_array_equal(y2.detach().cpu().numpy(), y.detach().cpu().numpy())
+    np.testing.assert_array_equal(x2.grad.cpu().numpy()[1:], gy[1:] * mask)
+    y3 = F.dropout(x2, p).detach().cpu().numpy()
+    assert not np.array_equal(y3[1:] != 0, mask != 0)  # the stream moved on
