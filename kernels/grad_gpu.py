@@ -19,7 +19,7 @@ def add_multi(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
     copy carries the three address tables and the offsets."""
     cp = launch._cupy()
     first = a[0]
-    launch.c_type(first.dtype, "gradient accumulation kernels")
+    launch.c_type(first.dtype, "gradient accumulation kernels", "grad.cu")
     for k, (x, y) in enumerate(zip(a, b, strict=True)):
         if x.shape != y.shape or x.dtype != first.dtype or y.dtype != first.dtype:
             raise ValueError(f"add_multi: pair {k} differs in shape or dtype from pair 0")
