@@ -12,7 +12,12 @@ its gradient in float32. The lists are PyTorch's (torch/csrc/autograd/autocast_m
 in the low dtype, its CUDA autocast runs them in float32.
 
 Autocast is off while the tape runs backward (PyTorch's backward is not autocast either): the
-gradient ops run in the dtypes their forward ops ran in.
+gradient ops run in the dtypes their forward ops ran in. It is off inside an op too, once the op
+has cast its inputs (PyTorch's autocast kernel excludes its dispatch key below it): an op built
+of other ops (mean as sum / n, elu of exp, interpolate of matmuls) must not have those cast
+again, or a float16 mean would come out float32 on cuda and a float32 interpolate bfloat16.
+`autocast_op` wraps the listed ops; `native_op` wraps the composites that are one native op in
+PyTorch but no list's (they run in their inputs' dtype, whatever they call inside).
 """
 
 from __future__ import annotations
@@ -30,25 +35,35 @@ __all__ = ["autocast", "is_autocast_enabled", "get_autocast_dtype", "cast_inputs
 _FLOAT32 = numpy.dtype(numpy.float32)
 
 #: Ops that run in the autocast dtype (both device types).
+#: einsum is on no list, but PyTorch's is a composite of bmm, so it comes out low too;
+#: scaled_dot_product_attention is on both of torch 2.x's lists.
 LOWER = frozenset(
     {"matmul", "linear", "bmm", "baddbmm", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-     "conv_transpose2d", "conv_transpose3d", "prelu"}
+     "conv_transpose2d", "conv_transpose3d", "prelu", "einsum", "scaled_dot_product_attention"}
 )  # fmt: skip
 #: Ops that run in float32, by device type (PyTorch's CPU and CUDA lists).
 _LOSSES = {
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "nll_loss", "cross_entropy", "kl_div",
-    "binary_cross_entropy_with_logits", "gaussian_nll_loss", "poisson_nll_loss",
+    "binary_cross_entropy_with_logits", "poisson_nll_loss",
     "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "soft_margin_loss",
     "triplet_margin_loss", "multi_margin_loss", "multilabel_margin_loss",
 }  # fmt: skip
 FLOAT32 = {
-    "cpu": frozenset(_LOSSES | {"binary_cross_entropy", "prod", "cdist"}),
+    # The CPU list's pooling and padding entries (3-d pools, unpooling, reflect/replicate pads):
+    # PyTorch's CPU kernels for them have no bfloat16/float16 fast path.
+    "cpu": frozenset(
+        _LOSSES
+        | {"binary_cross_entropy", "prod", "cdist", "max_pool3d", "avg_pool3d",
+           "adaptive_avg_pool3d", "adaptive_max_pool3d", "max_unpool2d", "max_unpool3d",
+           "reflection_pad", "replication_pad", "trace"}
+    ),
     "cuda": frozenset(
         _LOSSES
         | {"exp", "expm1", "log", "log1p", "log2", "log10", "pow", "reciprocal", "rsqrt",
            "sinh", "cosh", "tan", "acos", "asin", "erfinv", "softplus", "softmax", "log_softmax",
            "softmin", "layer_norm", "group_norm", "norm", "normalize", "cosine_similarity",
-           "sum", "prod", "cumsum", "cumprod", "logsumexp", "dist", "cdist", "renorm"}
+           "sum", "prod", "cumsum", "cumprod", "logsumexp", "dist", "cdist", "renorm",
+           "linalg_vector_norm", "linalg_matrix_norm", "pdist"}
     ),
 }  # fmt: skip
 #: Ops PyTorch refuses under CUDA autocast (their float16 gradients overflow).
@@ -59,10 +74,13 @@ _LOW = {"cpu": BFLOAT16, "cuda": FLOAT16}  # PyTorch's default autocast dtype pe
 class _State(threading.local):
     def __init__(self):
         self.dtype = {"cpu": None, "cuda": None}  # None: autocast off for that device type
+        self.inside_op = 0  # > 0 while an autocast op's body runs: its inner ops are not cast
 
     def active(self) -> bool:
-        return not _mode.backward_depth and (
-            self.dtype["cpu"] is not None or self.dtype["cuda"] is not None
+        return (
+            not _mode.backward_depth
+            and not self.inside_op
+            and (self.dtype["cpu"] is not None or self.dtype["cuda"] is not None)
         )
 
 
@@ -169,13 +187,35 @@ def autocast_op(name: str):
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            if _state.active():
-                args = cast_inputs(name, *args)
-                if kwargs:
-                    keys = list(kwargs)
-                    kwargs = dict(zip(keys, cast_inputs(name, *kwargs.values()), strict=True))
-            return fn(*args, **kwargs)
+            if not _state.active():
+                return fn(*args, **kwargs)
+            args = cast_inputs(name, *args)
+            if kwargs:
+                keys = list(kwargs)
+                kwargs = dict(zip(keys, cast_inputs(name, *kwargs.values()), strict=True))
+            return _uncast_call(fn, args, kwargs)
 
         return wrapper
 
     return decorate
+
+
+def native_op(fn):
+    """Decorator of a composite op that PyTorch runs as one native kernel on no autocast list:
+    under autocast it runs in its inputs' dtype, its inner ops uncast."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not _state.active():
+            return fn(*args, **kwargs)
+        return _uncast_call(fn, args, kwargs)
+
+    return wrapper
+
+
+def _uncast_call(fn, args, kwargs):
+    _state.inside_op += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _state.inside_op -= 1

@@ -12,10 +12,12 @@ import numpy
 
 from . import random
 from .autocast_mode import autocast_op as _autocast_op
+from .autocast_mode import native_op as _native_op
 from .autograd import Function
 from .creation import full_like
 from .device import check_later as _check_later
 from .device import on_device as _on_device
+from .dtypes import is_low_precision
 from .dtypes import kind as _kind
 from .grad_mode import is_grad_enabled as _is_grad_enabled
 from .ops import (
@@ -143,6 +145,7 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -
     return LeakyReLU(negative_slope)(x)
 
 
+@_native_op
 def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     neg = (exp(clip(x, None, 0.0)) - 1.0) * alpha
     return where(x > 0, x, neg)
@@ -204,6 +207,7 @@ def hardswish(x: Tensor, inplace: bool = False) -> Tensor:
     return x * hardsigmoid(x)
 
 
+@_native_op
 def mish(x: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x))."""
     return x * tanh(softplus(x))
@@ -213,11 +217,13 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+@_native_op
 def selu(x: Tensor, inplace: bool = False) -> Tensor:
     """scale * elu(x, alpha) with the self-normalising constants of Klambauer et al. (2017)."""
     return elu(x, _SELU_ALPHA) * _SELU_SCALE
 
 
+@_native_op
 def celu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """max(0, x) + min(0, alpha (exp(x / alpha) - 1))."""
     if alpha == 0:
@@ -850,6 +856,7 @@ def scaled_dot_product_attention(
     return matmul(weights, value)
 
 
+@_native_op
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps=None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) over the trailing `normalized_shape` dims, times `weight`;
     `eps` defaults to the dtype's machine epsilon (as PyTorch)."""
@@ -865,5 +872,9 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps=
     if eps is None:
         eps = float(numpy.finfo(input.dtype).eps)
     axes = tuple(range(input.ndim - k, input.ndim))
-    out = input * ((input * input).mean(axes, keepdim=True) + eps).rsqrt()
-    return out * weight if weight is not None else out
+    # float16/bfloat16 in float32 (their squares overflow or lose the mean), and the result in
+    # the input's dtype whatever the weight's, as PyTorch's
+    x = input.float() if is_low_precision(input.dtype) else input
+    out = x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+    out = out * weight if weight is not None else out
+    return out if out.dtype == input.dtype else out.to(input.dtype)

@@ -11,6 +11,7 @@ import numbers
 
 import numpy
 
+from . import autocast_mode as _autocast
 from . import autograd
 from .device import CPU, Device, array_device, cupy
 from .device import device as _device
@@ -154,6 +155,8 @@ class Tensor(TensorBase):
         return _math.div(self, other)
 
     def __rtruediv__(self, other):
+        if _autocast.is_active():  # PyTorch's: reciprocal (on the cuda float32 list) * other
+            (self,) = _autocast.cast_inputs("reciprocal", self)
         return _math.div(other, self)
 
     def __pow__(self, other):

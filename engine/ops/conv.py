@@ -28,6 +28,7 @@ from kernels.geometry import Geometry
 from ..autocast_mode import autocast_op as _autocast_op
 from ..autocast_mode import cast_inputs as _cast_inputs
 from ..autocast_mode import is_active as _autocast_active
+from ..autocast_mode import native_op as _native_op
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..dtypes import is_low_precision
@@ -453,6 +454,7 @@ def _adaptive_matrix(out: int, n: int, dtype) -> numpy.ndarray:
     return (inside / (end - start)[:, None]).astype(dtype)
 
 
+@_native_op
 def adaptive_avg_pool2d(input: TensorBase, output_size) -> TensorBase:
     """Average pooling to a fixed output size, with PyTorch's windows [floor(i H / OH),
     ceil((i + 1) H / OH)). A plain avg_pool2d when the sizes divide; two small matmuls
@@ -594,6 +596,7 @@ def _nearest(x: TensorBase, sizes, scales, exact: bool) -> TensorBase:
 
 
 @on_device  # its index and weight matrices are built on the input's GPU
+@_native_op
 def interpolate(
     input: TensorBase,
     size=None,

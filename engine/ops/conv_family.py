@@ -186,6 +186,7 @@ def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
 
 
 @on_device
+@_autocast_op("max_unpool2d")
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """The inverse of max_pool2d: each value goes to its flat index into the output's H*W,
     zeros elsewhere (differentiable in `input`)."""
@@ -299,6 +300,7 @@ def conv_transpose3d(
 
 
 @on_device
+@_autocast_op("max_pool3d")
 def max_pool3d(
     input,
     kernel_size,
@@ -336,6 +338,7 @@ def max_pool3d(
 
 
 @on_device
+@_autocast_op("avg_pool3d")
 def avg_pool3d(
     input,
     kernel_size,

@@ -8,6 +8,7 @@ import string
 import numpy
 
 from ..autocast_mode import autocast_op as _autocast_op
+from ..autocast_mode import cast_inputs as _cast_inputs
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..dtypes import is_low_precision
@@ -186,7 +187,11 @@ class Einsum(Function):
         self.subs, self.out = subs, out
 
     def forward(self, *xs):
-        return self.xp.einsum(",".join(self.subs) + "->" + self.out, *xs)
+        eq = ",".join(self.subs) + "->" + self.out
+        if is_low_precision(xs[0].dtype):  # tensor-core emulation, as matmul (NumPy's einsum
+            # refuses bfloat16 and sums float16 in float16): float32 products and sums, one rounding
+            return self.xp.einsum(eq, *(x.astype(numpy.float32) for x in xs)).astype(xs[0].dtype)
+        return self.xp.einsum(eq, *xs)
 
     def backward(self, gy):
         return tuple(
@@ -232,6 +237,8 @@ def einsum(equation: str, *operands) -> TensorBase:
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     subs, out = _parse_einsum(equation, [t.shape for t in operands])
+    if len(operands) > 1:  # PyTorch's einsum multiplies pairs with bmm (autocast's low list)
+        operands = _cast_inputs("einsum", *operands)
     dt = numpy.result_type(*[t.dtype for t in operands])
     operands = [t if t.dtype == dt else t.to(dt) for t in operands]
     # Size-1 sides broadcast (NumPy does it inside einsum, CuPy's einsum may refuse): expand
@@ -278,6 +285,7 @@ class Norm2(Function):
         return broadcast_to(gy / safe, x.shape) * x
 
 
+@_autocast_op("linalg_vector_norm")
 @on_device
 def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
     """The `ord`-norm of `x` over `dim` (all elements by default) seen as one vector:
@@ -303,6 +311,7 @@ def vector_norm(x: TensorBase, ord=2, dim=None, keepdim: bool = False, *, dtype=
     return _sum(_abs(x) ** ord, axes, keepdim) ** (1.0 / ord)
 
 
+@_autocast_op("linalg_matrix_norm")
 def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
     """Matrix norms over the two dims `dim`: 'fro', 'nuc' (sum of singular values), 2 / -2
     (largest / smallest singular value), 1 / -1 (max / min column sum of |A|), inf / -inf
@@ -331,6 +340,7 @@ def matrix_norm(A: TensorBase, ord="fro", dim=(-2, -1), keepdim: bool = False, *
     return out if keepdim else squeeze(out, (r, c))
 
 
+@_autocast_op("norm")
 def norm(x: TensorBase, p="fro", dim=None, keepdim: bool = False, dtype=None) -> TensorBase:
     """torch.norm: the p-norm over `dim` (all elements by default) as one vector; p may be a
     number, inf, -inf, 0 or 'fro'; 'nuc' (and 'fro' over two dims) are matrix norms."""

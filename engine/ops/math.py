@@ -407,7 +407,8 @@ class Clip(Function):
         self.lo, self.hi = lo, hi
 
     def forward(self, x):
-        return self.xp.clip(x, self.lo, self.hi)
+        # NumPy's clip of bfloat16 (ml_dtypes) between Python floats returns float32.
+        return self.xp.clip(x, self.lo, self.hi).astype(x.dtype, copy=False)
 
     def backward(self, gy):
         x = self.inputs[0].array
@@ -606,7 +607,7 @@ def _math(name, fn, grad, doc):
         return cls()(_floating(x))
 
     op.__name__, op.__qualname__, op.__doc__ = name, name, doc
-    return cls, op
+    return cls, _autocast_op(name)(op)
 
 
 _LN2, _LN10 = math.log(2.0), math.log(10.0)

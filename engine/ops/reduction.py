@@ -8,6 +8,7 @@ from collections import namedtuple
 import numpy
 
 from ..autocast_mode import autocast_op as _autocast_op
+from ..autocast_mode import native_op as _native_op
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..dtypes import kind as _kind
@@ -64,6 +65,7 @@ def sum(x: TensorBase, dim=None, keepdim: bool = False, dtype=None) -> TensorBas
     return Sum(_axes(dim, x.ndim), keepdim)(x)
 
 
+@_native_op
 def mean(x: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:
     if _kind(x.dtype) not in "fc":
         raise RuntimeError(
@@ -98,6 +100,7 @@ class Var(Function):
         return gy * (x - mean(x, self.axes, keepdim=True)) * (2.0 * self.scale)
 
 
+@_native_op
 def var(
     x: TensorBase,
     dim=None,
@@ -113,6 +116,7 @@ def var(
     return Var(_axes(dim, x.ndim), keepdim, correction)(x)
 
 
+@_native_op
 def std(
     x: TensorBase,
     dim=None,
@@ -324,12 +328,14 @@ def all(input: TensorBase, dim=None, keepdim: bool = False) -> TensorBase:  # no
     return _logical_reduce("all", input, dim, keepdim)
 
 
+@_native_op
 def var_mean(input: TensorBase, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
              correction: int | None = None):  # fmt: skip
     """(var, mean) over `dim` in one call, as torch.var_mean."""
     return var(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
 
 
+@_native_op
 def std_mean(input: TensorBase, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
              correction: int | None = None):  # fmt: skip
     """(std, mean) over `dim` in one call, as torch.std_mean."""

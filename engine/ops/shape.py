@@ -6,6 +6,7 @@ import functools
 
 import numpy
 
+from .. import autocast_mode as _autocast
 from ..autograd import Function
 from ..determinism import add_at
 from ..device import on_device
@@ -419,6 +420,12 @@ def pad(x: TensorBase, pad, mode: str = "constant", value: float = 0.0) -> Tenso
             x = getitem(x, index)
             pairs = [(max(lo, 0), max(hi, 0)) for lo, hi in pairs]
         return ConstantPad(pairs, value)(x)
+    if mode in ("reflect", "replicate") and _autocast.is_active():
+        # PyTorch's CPU autocast list runs reflection_pad1d/2d and replication_pad1d/2d/3d in
+        # float32 (its circular pad is a composite of cat, on no list).
+        if len(pad) // 2 <= (2 if mode == "reflect" else 3):
+            name = "reflection_pad" if mode == "reflect" else "replication_pad"
+            (x,) = _autocast.cast_inputs(name, x)
     if mode in ("reflect", "replicate", "circular"):
         # A gather with reflected/clamped/wrapped indices: its gradient is the matching scatter-add.
         index = []
