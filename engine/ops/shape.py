@@ -491,6 +491,9 @@ def astype(x: TensorBase, dtype) -> TensorBase:
     return fn(x)
 
 
+_autocast._differentiable_cast = astype  # autocast's casts (it cannot import this module)
+
+
 class ToDevice(Function):
     saves_inputs = False
 
