@@ -17,7 +17,7 @@ from .autograd import Function
 from .creation import full_like
 from .device import check_later as _check_later
 from .device import on_device as _on_device
-from .dtypes import is_low_precision
+from .dtypes import is_low_precision as _is_low_precision
 from .dtypes import kind as _kind
 from .grad_mode import is_grad_enabled as _is_grad_enabled
 from .ops import (
@@ -874,7 +874,7 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps=
     axes = tuple(range(input.ndim - k, input.ndim))
     # float16/bfloat16 in float32 (their squares overflow or lose the mean), and the result in
     # the input's dtype whatever the weight's, as PyTorch's
-    x = input.float() if is_low_precision(input.dtype) else input
+    x = input.float() if _is_low_precision(input.dtype) else input
     out = x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
     out = out * weight if weight is not None else out
     return out if out.dtype == input.dtype else out.to(input.dtype)
