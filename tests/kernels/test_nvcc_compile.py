@@ -176,16 +176,23 @@ def test_harness_rejects_what_nvrtc_or_the_host_build_cannot_take(snippet: str) 
         hostbuild.check_conventions(GOOD.replace("y[i] = a * x[i];", snippet), "snippet.cu")
 
 
-# ---------------------------------------------------------------- integer division in conv.cu
+# ---------------------------------------------------------------- integer division in the kernels
 
-# div/rem instructions in the PTX of each conv.cu kernel (nvcc 13.0, sm_80 and sm_90, every
-# instantiation). A div.s32 is a ~20-instruction sequence on the GPU, a div.s64 a call (nvcc
-# pairs each with a div.u32 fast path), so im2col/col2im split their indices once per thread
-# and step through the window by additions (issue 12). Before: im2col 29 (5 divisions per
-# column entry, the grid-stride loop unrolled 4x), col2im 10 (3 per thread plus one per window
-# row and one per window element, inside the loops). Now im2col 5 (3 per thread, for kh * kw
-# entries); col2im 14 (7 per thread, 2 per launch; none in the window loops).
-DIV_REM_LIMITS = {"im2col": 5, "col2im": 14}
+# div/rem instructions in the PTX of each kernel with window or slice loops (nvcc 13.0, sm_80 and
+# sm_90, every instantiation). A div.s32 is a ~20-instruction sequence on the GPU, a div.s64 a
+# call (nvcc pairs each with a div.u32 fast path), so the kernels split their indices once per
+# thread and step by additions (issue 12). conv.cu before: im2col 29 (5 divisions per column
+# entry, the grid-stride loop unrolled 4x), col2im 10 (3 per thread plus one per window row and
+# one per window element, inside the loops); now im2col 5 (3 per thread, for kh * kw entries),
+# col2im 14 (7 per thread, 2 per launch; none in the window loops). pool.cu's backward kernels
+# step through their windows as col2im does. norm.cu's per-element kernels combine S slice
+# partials per element: batch_norm_forward had 76 (two 64-bit divisions per slice, twice, the
+# slice loops unrolled) before next_slice_size walked the slice sizes by additions; now 6.
+DIV_REM_LIMITS = {
+    "conv.cu": {"im2col": 5, "col2im": 14},
+    "pool.cu": {"max_pool2d_backward": 10, "avg_pool2d_backward": 6},
+    "norm.cu": {"batch_norm_forward": 6, "batch_norm_backward": 4},
+}
 
 
 def div_rem_counts(ptx: str) -> dict[str, int]:
@@ -197,12 +204,22 @@ def div_rem_counts(ptx: str) -> dict[str, int]:
     return out
 
 
+def _kernel_name(entry: str) -> str:
+    """The kernel name of a mangled entry (``_Z6im2colIffE...`` -> ``im2col``)."""
+    m = re.match(r"_Z(\d+)", entry)
+    return entry[m.end() : m.end() + int(m.group(1))]
+
+
 @needs_nvcc
-def test_conv_kernels_divide_once_per_thread(tmp_path: Path) -> None:
-    ptx = compile_ptx(ROOT / "kernels" / "cuda" / "conv.cu", tmp_path)
+@pytest.mark.parametrize("source", sorted(DIV_REM_LIMITS))
+def test_window_and_slice_kernels_divide_once_per_thread(source: str, tmp_path: Path) -> None:
+    ptx = compile_ptx(ROOT / "kernels" / "cuda" / source, tmp_path)
+    limits = DIV_REM_LIMITS[source]
     for arch, text in ptx.items():
         counts = div_rem_counts(text)
-        assert len(counts) == len(launch.name_expressions("conv.cu")), arch
-        for entry, n in counts.items():
-            kernel = re.match(r"_Z\d+(\w+?)I", entry).group(1)
-            assert n <= DIV_REM_LIMITS[kernel], f"{arch} {entry}: {n} div/rem instructions"
+        assert len(counts) == len(launch.name_expressions(source)), arch
+        bounded = [e for e in counts if _kernel_name(e) in limits]
+        assert len(bounded) == len(limits) * len(launch.dtypes(source)), arch
+        for entry in bounded:
+            n = counts[entry]
+            assert n <= limits[_kernel_name(entry)], f"{arch} {entry}: {n} div/rem instructions"
