@@ -46,10 +46,16 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ col, long long t
 }
 
 // (t / s, t % s) for t >= 0, s > 0, kept as a pair that steps down by a fixed amount without
-// dividing again: col2im walks t = iy + ph - ky * dy for ky = 0, 1, ...
+// dividing again: col2im walks t = iy + ph - ky * dy for ky = 0, 1, ... pool.cu holds the same
+// three definitions: each source is compiled alone and may include no project header.
 struct tt_divmod {
     int q, m;  // t = q * s + m, 0 <= m < s
 };
+
+__device__ __forceinline__ tt_divmod tt_divide(int t, int s) {
+    const int q = t / s;
+    return {q, t - q * s};
+}
 
 __device__ __forceinline__ void tt_step_down(tt_divmod& t, tt_divmod by, int s) {
     t.q -= by.q;
@@ -69,8 +75,8 @@ __global__ void col2im(const T* __restrict__ col, T* __restrict__ x, long long t
                        int C, int H, int W, int OH, int OW, int kh, int kw, int sy, int sx,
                        int ph, int pw, int dy, int dx) {
     const long long L = (long long)OH * OW;
-    const tt_divmod ystep = {dy / sy, dy - (dy / sy) * sy};
-    const tt_divmod xstep = {dx / sx, dx - (dx / sx) * sx};
+    const tt_divmod ystep = tt_divide(dy, sy);
+    const tt_divmod xstep = tt_divide(dx, sx);
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
         const long long r = i / W;  // (n, c, iy)
@@ -82,8 +88,8 @@ __global__ void col2im(const T* __restrict__ col, T* __restrict__ x, long long t
         const T* base = col + ((long long)c * kh * kw * N + n) * L;
         const int ty0 = iy + ph;  // >= 0
         const int tx0 = ix + pw;
-        const tt_divmod xstart = {tx0 / sx, tx0 - (tx0 / sx) * sx};
-        tt_divmod ty = {ty0 / sy, ty0 - (ty0 / sy) * sy};
+        const tt_divmod xstart = tt_divide(tx0, sx);
+        tt_divmod ty = tt_divide(ty0, sy);
         A sum = A(0);
         for (int ky = 0; ky < kh; ++ky, tt_step_down(ty, ystep, sy)) {
             if (ty.q < 0) break;  // ty only falls as ky grows

@@ -5,9 +5,10 @@
 // Conventions (see docs/design.md): no #include, 1-D grid-stride loops, C-contiguous pointers,
 // parameters in the order (arrays..., long long total, int ints..., T scalars..., int flags...).
 // Each table holds one address per tensor (as unsigned long long); offsets[k] .. offsets[k + 1]
-// is the k-th tensor's range in the flat index 0 .. n of the launch (kernels/optim.cu's layout).
+// is the k-th tensor's range in the flat index 0 .. n of the launch (kernels/cuda/optim.cu's layout).
 
-// The tensor holding flat element i: the last k with offsets[k] <= i (binary search).
+// The tensor holding flat element i: the last k with offsets[k] <= i (binary search). A copy of
+// optim.cu's tt_tensor_of: each source is compiled alone and may include no project header.
 __device__ __forceinline__ int grad_tensor_of(const long long* __restrict__ offsets, int count,
                                               long long i) {
     int lo = 0;
