@@ -77,10 +77,15 @@ C_DTYPES: dict[str, np.dtype] = {
     "__nv_bfloat16": np.dtype(ml_dtypes.bfloat16),
 }
 # The only headers a source may include: CUDA's half and bfloat16 types, which NVRTC finds on
-# CuPy's include path and which the host build takes from shim.h instead (the line is blanked).
-ALLOWED_INCLUDES = ("cuda_fp16.h", "cuda_bf16.h")
+# CuPy's include path and which the host build takes from shim.h instead: the #include line
+# becomes the shim macros that define what the header does (cuda_bf16.h includes cuda_fp16.h),
+# each once, so a type is there only where its header was included.
+ALLOWED_INCLUDES = {
+    "cuda_fp16.h": ("TT_SIM_CUDA_FP16",),
+    "cuda_bf16.h": ("TT_SIM_CUDA_FP16", "TT_SIM_CUDA_BF16"),
+}
 _ALLOWED_INCLUDE_RE = re.compile(
-    r"^[ \t]*#[ \t]*include[ \t]*<(?:" + "|".join(map(re.escape, ALLOWED_INCLUDES)) + r")>[ \t]*$",
+    r"^[ \t]*#[ \t]*include[ \t]*<(" + "|".join(map(re.escape, ALLOWED_INCLUDES)) + r")>[ \t]*$",
     re.M,
 )
 _CTYPES = {
@@ -190,6 +195,20 @@ _FORBIDDEN = (
 def _blank_allowed_includes(source: str) -> str:
     """``source`` with the includes of :data:`ALLOWED_INCLUDES` blanked, line numbers kept."""
     return _ALLOWED_INCLUDE_RE.sub("", source)
+
+
+def _expand_allowed_includes(source: str) -> str:
+    """``source`` with each include of :data:`ALLOWED_INCLUDES` replaced, on its own line, by the
+    shim.h macros defining what that header defines and an earlier one did not (an include
+    guard's effect), line numbers kept."""
+    done: set[str] = set()
+
+    def expand(m: re.Match) -> str:
+        macros = [x for x in ALLOWED_INCLUDES[m.group(1)] if x not in done]
+        done.update(macros)
+        return " ".join(macros)
+
+    return _ALLOWED_INCLUDE_RE.sub(expand, source)
 
 
 def strip_comments(source: str) -> str:
@@ -381,7 +400,7 @@ extern "C" __attribute__((visibility("default"))) void tt_launch_{index}(
 def translation_unit(source: str, signatures: Sequence[Signature], label: str) -> str:
     """The C++ file compiled for the host: shim, the source unchanged, the launchers."""
     shim = SHIM_PATH.read_text()
-    source = _blank_allowed_includes(source)  # shim.h has the half and bfloat16 types
+    source = _expand_allowed_includes(source)  # shim.h's half and bfloat16 types
     parts = [f'#line 1 "{SHIM_PATH}"\n', shim, f'\n#line 1 "{label}"\n', source]
     parts.append('\n#line 1 "<hostbuild launchers>"\n')
     parts.extend(_launcher(i, sig) for i, sig in enumerate(signatures))

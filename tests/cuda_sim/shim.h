@@ -99,11 +99,15 @@ inline long long __double_as_longlong(double d) {
     return v;
 }
 
-// CUDA's __half (cuda_fp16.h) and __nv_bfloat16 (cuda_bf16.h) in software. hostbuild.py blanks
-// the two #include lines of a source, so these stand in for them: 16 bits of storage, conversion
-// from float rounded to nearest even (as __float2half_rn / __float2bfloat16_rn, subnormals and
-// overflow to infinity included), exact conversion to float, and arithmetic and comparisons
-// through float, rounded once per operation (as the CUDA operators on these types are).
+// CUDA's __half (cuda_fp16.h) and __nv_bfloat16 (cuda_bf16.h) in software: 16 bits of storage,
+// conversion from float rounded to nearest even (as __float2half_rn / __float2bfloat16_rn,
+// subnormals and overflow to infinity included), from double and int rounded once (through a
+// float rounded to odd, as __double2half / __double2bfloat16 do), exact conversion to float, and
+// arithmetic and comparisons through float, rounded once per operation (as the CUDA operators on
+// these types are). The types exist only where the source includes their header: hostbuild.py
+// puts TT_SIM_CUDA_FP16 / TT_SIM_CUDA_BF16 on the #include line (cuda_bf16.h brings __half too,
+// as CUDA's own includes cuda_fp16.h), so a source that forgets the include fails here as under
+// NVRTC.
 inline unsigned short tt_float_to_half_bits(float f) {
     unsigned int x;
     memcpy(&x, &f, sizeof x);
@@ -140,6 +144,18 @@ inline unsigned short tt_float_to_bfloat16_bits(float f) {
     if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u);  // quiet NaN
     return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);  // to nearest, ties even
 }
+// d as a float rounded to odd (toward zero, then the last bit set when inexact), so that rounding
+// it again to 11 or 8 bits gives d rounded once (float has more than 2 bits to spare).
+inline float tt_double_to_float_odd(double d) {
+    float f = (float)d;
+    if (d != d || (double)f == d) return f;
+    if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.0f);
+    unsigned int x;
+    memcpy(&x, &f, sizeof x);
+    x |= 1u;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
 inline float tt_bfloat16_bits_to_float(unsigned short b) {
     const unsigned int bits = (unsigned int)b << 16;
     float f;
@@ -152,8 +168,8 @@ inline float tt_bfloat16_bits_to_float(unsigned short b) {
         unsigned short __x;                                                                   \
         NAME() = default;                                                                     \
         NAME(float f) : __x(TO_BITS(f)) {}                                                    \
-        NAME(double d) : __x(TO_BITS((float)d)) {}                                            \
-        NAME(int i) : __x(TO_BITS((float)i)) {}                                               \
+        NAME(double d) : __x(TO_BITS(tt_double_to_float_odd(d))) {}                           \
+        NAME(int i) : __x(TO_BITS(tt_double_to_float_odd((double)i))) {}                      \
         operator float() const { return FROM_BITS(__x); }                                     \
     };                                                                                        \
     inline NAME operator+(NAME a, NAME b) { return NAME((float)a + (float)b); }               \
@@ -165,12 +181,14 @@ inline float tt_bfloat16_bits_to_float(unsigned short b) {
     inline bool operator>(NAME a, NAME b) { return (float)a > (float)b; }                     \
     inline bool operator==(NAME a, NAME b) { return (float)a == (float)b; }                   \
     inline bool operator!=(NAME a, NAME b) { return (float)a != (float)b; }
-TT_SIM_FLOAT16(__half, tt_float_to_half_bits, tt_half_bits_to_float)
-TT_SIM_FLOAT16(__nv_bfloat16, tt_float_to_bfloat16_bits, tt_bfloat16_bits_to_float)
-#undef TT_SIM_FLOAT16
-inline float __half2float(__half h) { return (float)h; }
-inline __half __float2half_rn(float f) { return __half(f); }
-inline float __bfloat162float(__nv_bfloat16 b) { return (float)b; }
-inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
+// What `#include <cuda_fp16.h>` and `#include <cuda_bf16.h>` define, one line each.
+#define TT_SIM_CUDA_FP16                                                                      \
+    TT_SIM_FLOAT16(__half, tt_float_to_half_bits, tt_half_bits_to_float)                      \
+    inline float __half2float(__half h) { return (float)h; }                                  \
+    inline __half __float2half_rn(float f) { return __half(f); }
+#define TT_SIM_CUDA_BF16                                                                      \
+    TT_SIM_FLOAT16(__nv_bfloat16, tt_float_to_bfloat16_bits, tt_bfloat16_bits_to_float)       \
+    inline float __bfloat162float(__nv_bfloat16 b) { return (float)b; }                       \
+    inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 
 #endif  // TT_CUDA_SIM_SHIM_H

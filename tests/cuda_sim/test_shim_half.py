@@ -60,3 +60,53 @@ def test_software_16_bit_floats_round_like_cuda(ctype, dtype):
     assert np.array_equal(np.isnan(got.astype(np.float32)), nan)
     np.testing.assert_array_equal(got[~nan].view(np.uint16), want[~nan].view(np.uint16))
     np.testing.assert_array_equal(back.get()[~nan], want[~nan].astype(np.float32))
+
+
+FROM_DOUBLE = """
+#include <cuda_bf16.h>
+template <typename T>
+__global__ void from_double(const double* __restrict__ x, T* __restrict__ y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        y[i] = (T)x[i];
+    }
+}
+"""
+
+
+def _rounded_once(d: np.ndarray, bits: int) -> np.ndarray:
+    """``d`` (normal, in range) rounded once to ``bits`` significant bits, ties to even."""
+    m, e = np.frexp(d)
+    return np.ldexp(np.round(np.ldexp(m, bits)), e - bits)  # np.round: ties to even
+
+
+@pytest.mark.parametrize(
+    "ctype, dtype, bits", [("__half", np.dtype(np.float16), 11), ("__nv_bfloat16", BF16, 8)]
+)
+def test_conversion_from_double_rounds_once(ctype, dtype, bits):
+    """As __double2half / __double2bfloat16 (cvt.rn from f64): no double rounding through float.
+    1 + 2^-bits + 2^-40 rounds up, though as a float it would be the tie 1 + 2^-bits, which
+    rounds to the even 1. (cuda_bf16.h alone also gives __half, as CUDA's includes cuda_fp16.h.)"""
+    rng = np.random.default_rng(1)
+    tie = 1 + 2.0**-bits
+    d = np.concatenate(
+        [[tie + 2.0**-40, tie - 2.0**-40, -(tie + 2.0**-40), tie, 3 * tie],
+         rng.choice([-1.0, 1.0], 20_000) * rng.uniform(1, 2, 20_000)
+         * 2.0 ** rng.integers(-14, 15, 20_000)]  # normal in both formats
+    )  # fmt: skip
+    mod = hostbuild.build(None, [f"from_double<{ctype}>"], code=FROM_DOUBLE, label="from_double.cu")
+    y = sim.ndarray._wrap(np.zeros(d.size, dtype))
+    mod.get_function(f"from_double<{ctype}>")((64,), (256,), (sim.asarray(d), y, np.int64(d.size)))
+    got = y.get().astype(np.float64)
+    np.testing.assert_array_equal(got, _rounded_once(d, bits))
+    assert got[0] == 1 + 2.0 ** (1 - bits) and got[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "include, ctype",
+    [(None, "__half"), (None, "__nv_bfloat16"), ("cuda_fp16.h", "__nv_bfloat16")],
+)
+def test_a_16_bit_type_needs_its_header_as_under_nvrtc(include, ctype):
+    code = FROM_DOUBLE.replace("#include <cuda_bf16.h>", f"#include <{include}>" if include else "")
+    with pytest.raises(hostbuild.HostBuildError):
+        hostbuild.build(None, [f"from_double<{ctype}>"], code=code, label="no_header.cu")
