@@ -105,20 +105,23 @@ def test_dropout_kernel(module, dtype, grid, p):
     assert abs((u >= p).mean() - (1 - p)) < 0.06
 
 
+def derivatives(fn, x, device):
+    """fn(x), the gradient of sum(fn(x)^2) made with create_graph, the gradient of
+    sum(that gradient * x) (a second derivative) and the gradient of sum(3 fn(x)), on ``device``."""
+    xt = engine.tensor(x, device=device, requires_grad=True)
+    y = fn(xt)
+    (gx,) = engine.autograd.grad((y * y).sum(), (xt,), create_graph=True)
+    (gx * xt).sum().backward()
+    xt2 = engine.tensor(x, device=device, requires_grad=True)
+    (fn(xt2) * 3).sum().backward()
+    return [y.numpy(), gx.detach().numpy(), xt.grad.numpy(), xt2.grad.numpy()]
+
+
 @pytest.mark.parametrize("act", ["tanh", "sigmoid"])
 def test_tanh_and_sigmoid_on_cuda_match_the_cpu_to_the_second_derivative(cuda, act):
     x = np.random.default_rng(3).standard_normal((5, 7)) * 3
     fn = getattr(engine, act)
-    got = []
-    for device in ("cpu", cuda):
-        xt = engine.tensor(x, device=device, requires_grad=True)
-        y = fn(xt)
-        (gx,) = engine.autograd.grad((y * y).sum(), (xt,), create_graph=True)
-        (gx * xt).sum().backward()
-        xt2 = engine.tensor(x, device=device, requires_grad=True)
-        (fn(xt2) * 3).sum().backward()
-        got.append([y.numpy(), gx.detach().numpy(), xt.grad.numpy(), xt2.grad.numpy()])
-    for a, b in zip(*got, strict=True):
+    for a, b in zip(derivatives(fn, x, "cpu"), derivatives(fn, x, cuda), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
@@ -134,14 +137,5 @@ def test_activations_on_cuda_match_the_cpu_to_the_second_derivative(cuda, act):
     x = np.random.default_rng(1).standard_normal((5, 7))
     x[0, :3] = 0
     fn = F.relu if act == "relu" else (lambda t: F.leaky_relu(t, 0.2))
-    got = []
-    for device in ("cpu", cuda):
-        xt = engine.tensor(x, device=device, requires_grad=True)
-        y = fn(xt)
-        (gx,) = engine.autograd.grad((y * y).sum(), (xt,), create_graph=True)
-        (gx * xt).sum().backward()
-        xt2 = engine.tensor(x, device=device, requires_grad=True)
-        (fn(xt2) * 3).sum().backward()
-        got.append([y.numpy(), gx.detach().numpy(), xt.grad.numpy(), xt2.grad.numpy()])
-    for a, b in zip(*got, strict=True):
+    for a, b in zip(derivatives(fn, x, "cpu"), derivatives(fn, x, cuda), strict=True):
         np.testing.assert_array_equal(a, b)
