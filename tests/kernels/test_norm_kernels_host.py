@@ -102,8 +102,9 @@ def test_without_weight_bias_running_or_gx_nothing_else_is_touched(module, dtype
     _run(module, "batch_norm_backward_partials", dtype, (None, 256), c * s,
          ((dgy, dx, mean, invstd, part2), ints))  # fmt: skip
     gw, gb = sim.empty(c, dtype), sim.empty(c, dtype)
-    arrays = (dgy, dx, mean, invstd, sentinel, part2, gw, gw, gb)
+    arrays = (dgy, dx, mean, invstd, sentinel, part2, sentinel, gw, gb)  # gx: want_gx = 0
     _run(module, "batch_norm_backward", dtype, (None, 256), c,
          (arrays, ints + (np.int32(0), np.int32(0))))  # fmt: skip
+    np.testing.assert_array_equal(sentinel.get(), np.full(c, 7, dtype))
     np.testing.assert_allclose(gw.get(), want["gw"], rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(gb.get(), want["gb"], rtol=tol * 10, atol=tol * 10)
