@@ -109,15 +109,13 @@ inline long long __double_as_longlong(double d) {
 // as CUDA's own includes cuda_fp16.h), so a source that forgets the include fails here as under
 // NVRTC.
 inline unsigned short tt_float_to_half_bits(float f) {
-    unsigned int x;
-    memcpy(&x, &f, sizeof x);
+    const unsigned int x = __float_as_uint(f);
     const unsigned int sign = (x >> 16) & 0x8000u;
     const unsigned int mag = x & 0x7fffffffu;
     if (mag >= 0x7f800000u) return (unsigned short)(sign | (mag > 0x7f800000u ? 0x7e00u : 0x7c00u));
     if (mag >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // >= 65520: rounds to inf
     if (mag < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
-        float a;
-        memcpy(&a, &mag, sizeof a);
+        const float a = __uint_as_float(mag);
         return (unsigned short)(sign | (unsigned int)nearbyintf(a * 16777216.0f));  // ties even
     }
     unsigned int h = (mag >> 13) - ((127u - 15u) << 10);  // rebias; 10 of 23 mantissa bits
@@ -133,14 +131,10 @@ inline float tt_half_bits_to_float(unsigned short h) {
         const float v = ldexpf((float)man, -24);
         return sign ? -v : v;
     }
-    const unsigned int bits = sign | (exp == 31 ? 0x7f800000u : (exp + 112u) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
+    return __uint_as_float(sign | (exp == 31 ? 0x7f800000u : (exp + 112u) << 23) | (man << 13));
 }
 inline unsigned short tt_float_to_bfloat16_bits(float f) {
-    unsigned int x;
-    memcpy(&x, &f, sizeof x);
+    const unsigned int x = __float_as_uint(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u);  // quiet NaN
     return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);  // to nearest, ties even
 }
@@ -150,17 +144,10 @@ inline float tt_double_to_float_odd(double d) {
     float f = (float)d;
     if (d != d || (double)f == d) return f;
     if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.0f);
-    unsigned int x;
-    memcpy(&x, &f, sizeof x);
-    x |= 1u;
-    memcpy(&f, &x, sizeof f);
-    return f;
+    return __uint_as_float(__float_as_uint(f) | 1u);
 }
 inline float tt_bfloat16_bits_to_float(unsigned short b) {
-    const unsigned int bits = (unsigned int)b << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
+    return __uint_as_float((unsigned int)b << 16);
 }
 
 #define TT_SIM_FLOAT16(NAME, TO_BITS, FROM_BITS)                                              \
