@@ -25,60 +25,19 @@ for a Winograd F(2x2, 2x2) on the phases, which would cut the GEMM itself).
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 import numpy as np
 
 from kernels.geometry import Geometry
 from kernels.layout import batch_first
+from kernels.switch import Switch
 
 ENV_VAR = "TENSORTAPE_POLYPHASE"
 MODES = ("0", "1")
 
-
-def mode_from_env() -> str:
-    """``TENSORTAPE_POLYPHASE`` as a mode: "0" (the default, off) or "1" (every eligible
-    geometry). Read once, at import, into the process's mode (as kernels.winograd does)."""
-    raw = os.environ.get(ENV_VAR, "").strip() or "0"
-    if raw not in MODES:
-        raise ValueError(f"{ENV_VAR} must be 0 or 1, got {raw!r}")
-    return raw
-
-
-# The process's mode: the environment's at import, then :func:`set_mode` / :func:`set_enabled`
-# (a module global: strided input gradients ask for it every call).
-_mode = mode_from_env()
-
-
-def mode() -> str:
-    """The mode in force: "0" or "1"."""
-    return _mode
-
-
-def _as_mode(flag: bool | str, name: str) -> str:
-    new = {True: "1", False: "0"}.get(flag, flag)  # type: ignore[arg-type]
-    if new not in MODES:
-        raise ValueError(f"{name}: expected a bool, '0' or '1', got {flag!r}")
-    return new
-
-
-def set_mode(flag: bool | str) -> None:
-    """Sets the process's mode from now on: on (True or "1") or off (False or "0")."""
-    global _mode
-    _mode = _as_mode(flag, "set_mode")
-
-
-@contextlib.contextmanager
-def set_enabled(flag: bool | str | None):
-    """Within the block: on (True or "1"), off (False or "0"), or unchanged (None)."""
-    global _mode
-    new = _mode if flag is None else _as_mode(flag, "set_enabled")
-    before, _mode = _mode, new
-    try:
-        yield
-    finally:
-        _mode = before
+# "0" (the default, off) or "1" (every eligible geometry), read once, at import.
+_switch = Switch(ENV_VAR, MODES, "0")
+mode_from_env, mode = _switch.mode_from_env, _switch.mode
+set_mode, set_enabled = _switch.set_mode, _switch.set_enabled
 
 
 def eligible(g: Geometry) -> bool:
@@ -90,7 +49,7 @@ def eligible(g: Geometry) -> bool:
 
 def applies(g: Geometry, dtype: np.dtype) -> bool:
     """Whether the input gradient of the conv of geometry ``g`` runs here."""
-    return _mode == "1" and eligible(g)
+    return _switch.value == "1" and eligible(g)
 
 
 def _phase_sizes(g: Geometry) -> tuple[int, int, int, int]:

@@ -35,14 +35,13 @@ im2col + GEMM then runs every conv.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from kernels.geometry import Geometry
+from kernels.switch import Switch
 
 ENV_VAR = "TENSORTAPE_WINOGRAD"
 
@@ -89,51 +88,11 @@ CHUNK_BYTES = 1 << 20
 
 MODES = ("0", "1", "all")  # off; on where the rule below says; every 3x3 stride-1 conv
 
-
-def mode_from_env() -> str:
-    """``TENSORTAPE_WINOGRAD`` as a mode: "1" (the default, where :func:`applies`'s size rule
-    says), "0" (never) or "all" (every 3x3 stride-1 conv whatever its size: for tests and A/B
-    measurements). Read once, at import, into the process's mode."""
-    raw = os.environ.get(ENV_VAR, "").strip() or "1"
-    if raw not in MODES:
-        raise ValueError(f"{ENV_VAR} must be 0, 1 or all, got {raw!r}")
-    return raw
-
-
-# The process's mode: the environment's at import, then :func:`set_mode` / :func:`set_enabled`.
-# A module global, not an environment read per conv: the conv forward asks for it every call.
-_mode = mode_from_env()
-
-
-def mode() -> str:
-    """The mode in force: "1", "0" or "all" (see :func:`mode_from_env`)."""
-    return _mode
-
-
-def _as_mode(flag: bool | str, name: str) -> str:
-    new = {True: "1", False: "0"}.get(flag, flag)  # type: ignore[arg-type]
-    if new not in MODES:
-        raise ValueError(f"{name}: expected a bool, '0', '1' or 'all', got {flag!r}")
-    return new
-
-
-def set_mode(flag: bool | str) -> None:
-    """Sets the process's mode from now on: on (True or "1"), off (False or "0") or "all".
-    Changing ``TENSORTAPE_WINOGRAD`` after import has no effect; this is the call for it."""
-    global _mode
-    _mode = _as_mode(flag, "set_mode")
-
-
-@contextlib.contextmanager
-def set_enabled(flag: bool | str | None):
-    """Within the block: on (True or "1"), off (False or "0"), "all", or unchanged (None)."""
-    global _mode
-    new = _mode if flag is None else _as_mode(flag, "set_enabled")
-    before, _mode = _mode, new
-    try:
-        yield
-    finally:
-        _mode = before
+# "1" (the default, where :func:`applies`'s size rule says), "0" (never) or "all" (every 3x3
+# stride-1 conv whatever its size: for tests and A/B measurements), read once, at import.
+_switch = Switch(ENV_VAR, MODES, "1")
+mode_from_env, mode = _switch.mode_from_env, _switch.mode
+set_mode, set_enabled = _switch.set_mode, _switch.set_enabled
 
 
 # Which convs take this path: measured A/B against im2col + GEMM, forward, input and weight
@@ -155,8 +114,8 @@ def applies(g: Geometry, dtype: np.dtype) -> bool:
         return False
     if dtype not in (np.float32, np.float64):
         return False
-    if _mode != "1":
-        return _mode == "all"
+    if _switch.value != "1":
+        return _switch.value == "all"
     if g.C < MIN_CHANNELS:
         return False
     th, tw = _tiles(g.OH, g.OW)
