@@ -14,8 +14,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from kernels import polyphase, winograd
-from kernels.layout import batch_first
 from kernels.geometry import Geometry
+from kernels.layout import batch_first
 
 # Scratch for arrays that never leave a kernel call (im2col columns consumed by the GEMM right
 # away, gradient columns, pooling temporaries): refilling one buffer instead of a fresh
