@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy
-
 from kernels import launch
 
 
 def add_multi(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
     """``[a_k + b_k]``, new contiguous arrays, in one launch. The arrays must be C-contiguous,
     of one float dtype and on one device, ``a_k`` and ``b_k`` of one shape. One host-to-device
-    copy carries the three address tables and the offsets."""
+    copy carries the three address tables and the offsets (:func:`launch.address_tables`)."""
     cp = launch._cupy()
     first = a[0]
     launch.c_type(first.dtype, "gradient accumulation kernels", "grad.cu")
@@ -25,16 +23,8 @@ def add_multi(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
             raise ValueError(f"add_multi: pair {k} differs in shape or dtype from pair 0")
         if not (x.flags.c_contiguous and y.flags.c_contiguous):
             raise ValueError(f"add_multi: pair {k} is not C-contiguous")
-    count = len(a)
-    offsets = numpy.cumsum([0] + [x.size for x in a], dtype=numpy.int64)
-    host = numpy.empty(4 * count + 1, numpy.uint64)
-    with first.device:  # the sums and the table on the arrays' device
+    with first.device:  # the sums on the arrays' device
         outs = [cp.empty(x.shape, dtype=x.dtype) for x in a]
-        for t, arrays in enumerate((a, b, outs)):
-            host[t * count : (t + 1) * count] = [x.data.ptr for x in arrays]
-        host[3 * count :] = offsets.view(numpy.uint64)
-        table = cp.asarray(host)  # the one copy to the device
-    tables = [table[t * count : (t + 1) * count] for t in range(3)]
-    tables.append(table[3 * count :].view(cp.int64))
-    launch.launch("grad.cu", "add_multi", tables, int(offsets[-1]), (count,), dtype=first.dtype)
+    tables, total = launch.address_tables((a, b, outs))
+    launch.launch("grad.cu", "add_multi", tables, total, (len(a),), dtype=first.dtype)
     return outs

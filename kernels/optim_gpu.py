@@ -197,9 +197,7 @@ def adadelta_update(
 def _launch_multi(name: str, tensors: Sequence[Sequence[Any]], scalars, flags) -> None:
     """Run ``name<T>(tables..., offsets, n, count, *scalars, *flags)`` over every element of the
     parameters ``tensors[0]``, with one address table per list in ``tensors`` (an all-None
-    list is a null table: state the update does not use). One host-to-device copy carries all
-    the tables and the offsets."""
-    cp = launch._cupy()
+    list is a null table: state the update does not use), from :func:`launch.address_tables`."""
     params = tensors[0]
     p0 = params[0]
     launch.c_type(p0.dtype, "fused CUDA optimizer updates")
@@ -213,25 +211,8 @@ def _launch_multi(name: str, tensors: Sequence[Sequence[Any]], scalars, flags) -
         _check_shapes(p, arrays[0], arrays[1:])
         if any(a is not None and not a.flags.c_contiguous for a in arrays):
             raise ValueError(f"{name}: the gradients and state of parameter {i} must be contiguous")
-    used = [t for t in tensors if t[0] is not None]
-    sizes = numpy.array([0] + [p.size for p in params], numpy.int64)
-    offsets = numpy.cumsum(sizes)
-    count = len(params)
-    host = numpy.empty(count * len(used) + count + 1, numpy.uint64)
-    for k, t in enumerate(used):
-        host[k * count : (k + 1) * count] = [a.data.ptr for a in t]
-    host[count * len(used) :] = offsets.view(numpy.uint64)
-    with p0.device:
-        table = cp.asarray(host)  # the one copy to the device
-    views, k = [], 0
-    for t in tensors:
-        if t[0] is None:
-            views.append(None)
-        else:
-            views.append(table[k * count : (k + 1) * count])
-            k += 1
-    views.append(table[count * len(used) :].view(cp.int64))
-    launch.launch("optim.cu", name, views, int(offsets[-1]), (count,), scalars, flags, p0.dtype)
+    views, total = launch.address_tables(tensors)
+    launch.launch("optim.cu", name, views, total, (len(params),), scalars, flags, p0.dtype)
 
 
 def sgd_update_multi(
