@@ -129,7 +129,7 @@ def opmath(dtype: Any) -> numpy.dtype:
     return numpy.dtype(_NUMPY_DTYPES[OPMATH.get(name, name)])
 
 
-def c_type(dtype: Any, what: str = "CUDA kernels", source: str = "optim.cu") -> str:
+def c_type(dtype: Any, what: str, source: str) -> str:
     """The C type for a NumPy/CuPy dtype; TypeError naming the dtype when ``source``'s kernels
     have no instantiation for it."""
     name = numpy.dtype(dtype).name

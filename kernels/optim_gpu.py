@@ -54,7 +54,8 @@ def _launch(
 ) -> None:
     """Run ``name<T>(p, g, *state, n, *scalars, *flags)`` over every element of ``p``."""
     cp = launch._cupy()
-    launch.c_type(p.dtype, f"fused CUDA optimizer updates (parameter of shape {tuple(p.shape)})")
+    what = f"fused CUDA optimizer updates (parameter of shape {tuple(p.shape)})"
+    launch.c_type(p.dtype, what, "optim.cu")
     _check_shapes(p, g, state)
     for s in state:
         if s is not None and not s.flags.c_contiguous:
@@ -200,7 +201,7 @@ def _launch_multi(name: str, tensors: Sequence[Sequence[Any]], scalars, flags) -
     list is a null table: state the update does not use), from :func:`launch.address_tables`."""
     params = tensors[0]
     p0 = params[0]
-    launch.c_type(p0.dtype, "fused CUDA optimizer updates")
+    launch.c_type(p0.dtype, "fused CUDA optimizer updates", "optim.cu")
     for i, p in enumerate(params):
         if p.dtype != p0.dtype or not p.flags.c_contiguous or p.device != p0.device:
             raise ValueError(
