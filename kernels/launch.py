@@ -85,7 +85,6 @@ KERNELS = {
     ),
 }
 OPTIONS = ("--std=c++14",)
-_NUMPY_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 THREADS = 256
 # Grid-stride loops cover whatever a capped grid leaves: 4,096 blocks of 256 threads is 1M
 # threads, several times what any current card holds resident (an H100: 132 SMs x 2,048).
@@ -126,7 +125,7 @@ def name_expressions(source: str) -> tuple[str, ...]:
 def opmath(dtype: Any) -> numpy.dtype:
     """The dtype the kernels compute in for storage ``dtype`` (float32 for float16/bfloat16)."""
     name = numpy.dtype(dtype).name
-    return numpy.dtype(_NUMPY_DTYPES[OPMATH.get(name, name)])
+    return numpy.dtype(OPMATH.get(name, name))
 
 
 def c_type(dtype: Any, what: str, source: str) -> str:
