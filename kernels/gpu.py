@@ -48,9 +48,12 @@ def _col2im(col: Any, g: Geometry) -> Any:
     return x
 
 
-def _mm(a: Any, b: Any, G: int) -> Any:
-    """a @ b over the group axis: 2-D products for one group, one batched product for G."""
-    return _cp().matmul(a[0], b[0])[None] if G == 1 else _cp().matmul(a, b)
+def _mm(a: Any, b: Any, G: int, out: Any | None = None) -> Any:
+    """a @ b over the group axis: 2-D products for one group, one batched product for G; into
+    ``out`` (G, m, n) when given."""
+    if G == 1:
+        return _cp().matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return _cp().matmul(a, b, out=out)
 
 
 def gy_t(gy: Any, g: Geometry) -> Any:
@@ -102,11 +105,7 @@ def conv2d_backward_weight(
     col = col.reshape(G, -1, g.N * g.OH * g.OW)
     a = gy_t(gy, g) if gyt is None else gyt
     gw = cp.empty(g.w_shape, dtype=a.dtype)
-    out = gw.reshape(G, g.K // G, -1)
-    if G == 1:
-        cp.matmul(a[0], col[0].T, out=out[0])
-    else:
-        cp.matmul(a, col.transpose(0, 2, 1), out=out)
+    _mm(a, col.transpose(0, 2, 1), G, out=gw.reshape(G, g.K // G, -1))
     return gw
 
 
