@@ -38,8 +38,10 @@ def batch_norm_forward(
 ) -> tuple[Any, Any, Any, Any]:
     """``(y, mean, biased var, invstd)`` of x (N, C, ...) contiguous, with the batch statistics;
     ``running_mean`` / ``running_var`` (contiguous, x's dtype; both or neither) move toward the
-    batch mean and unbiased variance in place, by ``momentum``."""
+    batch mean and unbiased variance in place, by ``momentum``. ``weight`` and ``bias`` may be
+    strided views (copied: the kernel ignores strides)."""
     cp = launch._cupy()
+    weight, bias = (None if a is None else cp.ascontiguousarray(a) for a in (weight, bias))
     n, c, hw = _dims(x)
     s = slices(c, n * hw)
     part = cp.empty((2, c, s), dtype=x.dtype)
@@ -72,6 +74,7 @@ def batch_norm_backward(
     gweight = sum(gy xhat) and gbias = sum(gy) per channel."""
     cp = launch._cupy()
     gy = cp.ascontiguousarray(gy)
+    weight = None if weight is None else cp.ascontiguousarray(weight)
     n, c, hw = _dims(x)
     s = slices(c, n * hw)
     part = cp.empty((2, c, s), dtype=x.dtype)

@@ -108,3 +108,25 @@ def test_without_weight_bias_running_or_gx_nothing_else_is_touched(module, dtype
     np.testing.assert_array_equal(sentinel.get(), np.full(c, 7, dtype))
     np.testing.assert_allclose(gw.get(), want["gw"], rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(gb.get(), want["gb"], rtol=tol * 10, atol=tol * 10)
+
+
+def test_strided_weight_and_bias_read_as_their_values():
+    """kernels.norm_gpu with weight and bias views (every other element of a parameter): the
+    kernels ignore strides, so the wrapper must hand them contiguous copies."""
+    from kernels import norm_gpu
+
+    rng = np.random.default_rng(1)
+    x = sim.asarray(rng.standard_normal((4, 3, 5)))
+    gy = sim.asarray(rng.standard_normal((4, 3, 5)))
+    w6, b6 = sim.asarray(rng.standard_normal(6)), sim.asarray(rng.standard_normal(6))
+    w, b = w6[::2], b6[::2]
+    assert not w.flags.c_contiguous
+    got = norm_gpu.batch_norm_forward(x, w, b, 1e-5)
+    want = norm_gpu.batch_norm_forward(x, w.copy(), b.copy(), 1e-5)
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g.get(), e.get())
+    mean, invstd = want[1], want[3]
+    got = norm_gpu.batch_norm_backward(gy, x, mean, invstd, w)
+    want = norm_gpu.batch_norm_backward(gy, x, mean, invstd, w.copy())
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g.get(), e.get())
