@@ -76,7 +76,12 @@ def test_input_gradient_matches_float64_direct_and_im2col(on, xs, ws, s, p, dtyp
 
 @pytest.mark.parametrize(
     "ws, s, d, groups",
-    [((4, 4, 3, 3), 2, 1, 1), ((4, 4, 4, 4), 2, 2, 1), ((4, 2, 4, 4), 2, 1, 2), ((4, 4, 4, 4), 1, 1, 1)],
+    [
+        ((4, 4, 3, 3), 2, 1, 1),
+        ((4, 4, 4, 4), 2, 2, 1),
+        ((4, 2, 4, 4), 2, 1, 2),
+        ((4, 4, 4, 4), 1, 1, 1),
+    ],
     ids=["kernel-not-multiple", "dilated", "groups", "stride-1"],
 )
 def test_ineligible_geometries_fall_through_to_im2col(on, ws, s, d, groups):
