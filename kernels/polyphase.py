@@ -58,11 +58,6 @@ def _phase_sizes(g: Geometry) -> tuple[int, int, int, int]:
     return qy, qx, g.OH + qy - 1, g.OW + qx - 1
 
 
-def _inside(n: int, p: int, span: int) -> int:
-    """How many input rows (from the first) land inside a padded span of ``span`` rows."""
-    return max(0, min(n, span - p))
-
-
 def _span(n: int, p: int, s: int, r: int, size: int) -> tuple[int, int, int]:
     """Along one axis, phase r of the padded input: (i0, count, first input row) of the
     phase rows i in [0, size) whose padded row s i + r - p is an input row in [0, n)."""
@@ -78,7 +73,7 @@ def _from_phases(ps: np.ndarray, g: Geometry) -> np.ndarray:
     rows no window reaches zero. Back to batch-first in blocks, then one strided copy a phase."""
     _, _, H2, W2 = _phase_sizes(g)
     pt = batch_first(ps.reshape(-1, 1, 1, g.N)).reshape(g.N, g.sy, g.sx, g.C, H2, W2)
-    covered = _inside(g.H, g.ph, H2 * g.sy) == g.H and _inside(g.W, g.pw, W2 * g.sx) == g.W
+    covered = H2 * g.sy - g.ph >= g.H and W2 * g.sx - g.pw >= g.W  # the phases span the input
     gx = (np.empty if covered else np.zeros)(g.x_shape, dtype=ps.dtype)
     for ry in range(g.sy):
         i0, ni, y0 = _span(g.H, g.ph, g.sy, ry, H2)
@@ -118,8 +113,3 @@ def col_shape(g: Geometry) -> tuple[int, int]:
     """The size of the slabs' buffer :func:`conv2d_backward_input` takes."""
     qy, qx, _, _ = _phase_sizes(g)
     return (g.sy * g.sx * qy * qx * g.C, g.OH * g.OW * g.N)
-
-
-def flops(g: Geometry) -> float:
-    """Multiply-adds x 2 of :func:`conv2d_backward_input`: the direct count (its GEMM)."""
-    return 2.0 * g.N * g.K * g.OH * g.OW * g.C * g.kh * g.kw
