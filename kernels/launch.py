@@ -90,10 +90,10 @@ THREADS = 256
 # threads, several times what any current card holds resident (an H100: 132 SMs x 2,048).
 MAX_BLOCKS = 4096
 
-# (id of the cupy module, source) -> RawModule; (id, source, expression) -> kernel. Keyed by the
+# (id of the cupy module, source) -> RawModule; (id, source, name, dtype) -> kernel. Keyed by the
 # module so that a CuPy stand-in swapped in by the tests never gets a kernel built by another.
 _modules: dict[tuple[int, str], Any] = {}
-_functions: dict[tuple[int, str, str], Any] = {}
+_functions: dict[tuple[int, str, str, numpy.dtype], Any] = {}
 _lock = threading.Lock()
 
 
@@ -141,11 +141,12 @@ def kernel(source: str, name: str, dtype: Any) -> Any:
     """The compiled ``name<T>`` (or ``name<T, A>``) of ``kernels/cuda/<source>`` for ``dtype``,
     built once."""
     cupy = _cupy()
-    c_type(dtype, f"{source} kernels", source)
-    expr = f"{name}<{template_args(source, numpy.dtype(dtype).name)}>"
-    key = (id(cupy), source, expr)
+    # Looked up before anything is checked or formatted: this runs at every launch.
+    key = (id(cupy), source, name, numpy.dtype(dtype))
     fn = _functions.get(key)
     if fn is None:
+        c_type(dtype, f"{source} kernels", source)  # TypeError naming the dtype
+        expr = f"{name}<{template_args(source, key[3].name)}>"
         with _lock:
             mod = _modules.get(key[:2])
             if mod is None:
