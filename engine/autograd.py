@@ -420,8 +420,8 @@ def _walk(
                 return
         elif t.grad_fn is None or t._retains_grad:
             if inputs is None and t.requires_grad:
-                if create_graph:
-                    t.grad = g if t.grad is None else t.grad + g
+                if create_graph:  # the Tensor itself (its graph), but never the shared ones
+                    t.grad = _own(g) if t.grad is None else t.grad + g
                 elif t.grad is not None:
                     if _deferrable(t, g):
                         entry = deferred.setdefault(key, [t, None])
@@ -522,7 +522,7 @@ def _walk(
 # The implicit gradient of a scalar on cuda, one array per (CuPy module, device, dtype, shape),
 # made once: a fill kernel less per backward. Never written: the walk hands a root's gradient
 # to backward formulas (which never modify their gy), and copies it before storing it as a
-# .grad (`stored`) or returning it from grad() (`_own`).
+# .grad (`stored`; `_own` when create_graph) or returning it from grad() (`_own`).
 _ONES: dict[tuple, object] = {}
 
 

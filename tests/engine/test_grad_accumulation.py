@@ -120,3 +120,20 @@ def test_the_implicit_ones_gradient_is_shared_on_cuda_but_never_handed_out():
     np.testing.assert_allclose(x.grad.cpu().numpy(), [2.0 + 3.0, 4.0 + 3.0])
     (gy,) = engine.grad((x * 3).sum(), (x,))
     np.testing.assert_allclose(gy.cpu().numpy(), [3.0, 3.0])
+
+
+def test_create_graph_never_stores_the_shared_ones_as_a_grad():
+    """With create_graph=True the walk stores gradients as they are (their graph kept): a
+    scalar leaf or retained root gets a copy of the cached ones, so writing its .grad leaves
+    the next backward's implicit gradient 1."""
+    _cuda()
+    x = engine.tensor(3.0, device="cuda", requires_grad=True)
+    x.backward(create_graph=True)
+    x.grad.array[...] = 9.0
+    s = (engine.tensor([1.0, 2.0], device="cuda", requires_grad=True) ** 2).sum()
+    s.retain_grad()
+    s.backward(create_graph=True)
+    s.grad.array[...] = 5.0
+    w = engine.tensor(2.0, device="cuda", requires_grad=True)
+    (w * w).backward()
+    np.testing.assert_allclose(w.grad.cpu().numpy(), 4.0)
