@@ -24,7 +24,7 @@ def manual_seed(n: int) -> None:
     _seed = int(n)
     _cpu = numpy.random.default_rng(_seed)
     _cuda.clear()
-    _positions.clear()
+    _streams.clear()
 
 
 def seed() -> int:
@@ -51,19 +51,23 @@ def generator(device: Device = CPU):
     return gen
 
 
-# Host-side counters of the kernels' own random streams (the fused cuda dropout): per device,
-# the next position; restarted with the generators (manual_seed, set_rng_state), as CuPy's are.
-_positions: dict[int, int] = {}
+# The kernels' own counter-based random streams (the fused cuda dropout): per device, [key,
+# next position], the key hashed once per seed (a SeedSequence costs ~7 us, a dropout's whole
+# host budget); restarted with the generators (manual_seed, set_rng_state), as CuPy's are.
+_streams: dict[int, list] = {}
 
 
 def kernel_stream(device: Device, n: int) -> tuple[int, int]:
     """(key, offset) of n fresh numbers of `device`'s counter-based stream: the key from the
     seed and the device, the offset advanced by n on the host (no device work, no sync)."""
     index = device.index or 0
-    offset = _positions.get(index, 0)
-    _positions[index] = offset + n
-    mixed = numpy.random.SeedSequence([_seed % 2**63, 7919, index]).generate_state(2, numpy.uint32)
-    return int(mixed[0]) | int(mixed[1]) << 32, offset
+    stream = _streams.get(index)
+    if stream is None:
+        words = numpy.random.SeedSequence([_seed % 2**63, 7919, index]).generate_state(2)
+        stream = _streams[index] = [int(words[0]) | int(words[1]) << 32, 0]
+    offset = stream[1]
+    stream[1] = offset + n
+    return stream[0], offset
 
 
 def get_rng_state() -> dict:
@@ -76,7 +80,7 @@ def set_rng_state(state: dict) -> None:
     _seed = int(state["seed"])
     _cpu.bit_generator.state = state["cpu"]
     _cuda.clear()
-    _positions.clear()
+    _streams.clear()
 
 
 def _float(dtype) -> tuple[numpy.dtype, numpy.dtype]:
