@@ -13,7 +13,7 @@ import engine
 import engine.functional as F
 from engine import Tensor
 from engine.autocast_mode import autocast_op as _autocast_op
-from engine.ops.norm import batch_norm_train, sync_batch_norm_train
+from engine.ops.norm import batch_norm_train, sync_batch_norm_train, update_running
 
 from . import init
 from .module import Module, Parameter
@@ -37,12 +37,6 @@ __all__ = [
 
 def _channel_shape(input: Tensor) -> tuple[int, ...]:
     return (1, input.shape[1]) + (1,) * (input.ndim - 2)
-
-
-def _update_running(running: Tensor, batch_value: Tensor, factor: float, scale: float = 1.0):
-    """running <- (1 - factor) running + factor scale batch_value, outside the graph."""
-    new = batch_value.array.reshape(running.shape).astype(running.dtype, copy=False)
-    running.mul_(1.0 - factor).add_(new, alpha=factor * scale)
 
 
 def batch_norm(
@@ -93,10 +87,8 @@ def batch_norm(
         mean = input.mean(axes, keepdim=True)
         centred = input - mean
         var = (centred * centred).mean(axes, keepdim=True)
-        if running_mean is not None:
-            _update_running(running_mean, mean, momentum)
-        if running_var is not None:
-            _update_running(running_var, var, momentum, n / (n - 1))
+        update_running(running_mean, mean.array, momentum)
+        update_running(running_var, var.array, momentum, n / (n - 1))
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are needed in eval mode")
@@ -330,8 +322,8 @@ class _InstanceNorm(_BatchNorm):
         with engine.no_grad():
             mean = input.mean(axes).mean(0)
             var = input.var(axes, unbiased=False).mean(0) * (m / max(m - 1, 1))
-        _update_running(self.running_mean, mean, factor)
-        _update_running(self.running_var, var, factor)
+        update_running(self.running_mean, mean.array, factor)
+        update_running(self.running_var, var.array, factor)
 
 
 class InstanceNorm1d(_InstanceNorm):
@@ -504,8 +496,8 @@ class SyncBatchNorm(_BatchNorm):
                 factor = 1.0 / float(self.num_batches_tracked.item())
             xp = input.xp
             unbiased = var * (count / xp.maximum(count - 1, 1)).astype(var.dtype)
-            _update_running(self.running_mean, Tensor._wrap(mean, input.device), factor)
-            _update_running(self.running_var, Tensor._wrap(unbiased, input.device), factor)
+            update_running(self.running_mean, mean, factor)
+            update_running(self.running_var, unbiased, factor)
         return out
 
     @classmethod

@@ -155,13 +155,14 @@ def batch_norm_train(
     out = fn(*args)
     if not fn.moved_running and running:
         n = input.numel() // input.shape[1]
-        _move_running(running_mean, fn.mean, momentum)
-        _move_running(running_var, fn.var, momentum, n / (n - 1) if n > 1 else 1.0)
+        update_running(running_mean, fn.mean, momentum)
+        update_running(running_var, fn.var, momentum, n / (n - 1) if n > 1 else 1.0)
     return out, fn.mean, fn.var
 
 
-def _move_running(running: TensorBase | None, batch_value, factor: float, scale: float = 1.0):
-    """running <- (1 - factor) running + factor scale batch_value (an array), in place."""
+def update_running(running: TensorBase | None, batch_value, factor: float, scale: float = 1.0):
+    """running <- (1 - factor) running + factor scale batch_value (an array), in place, outside
+    the graph; nothing for running None. Every norm layer's running statistics move here."""
     if running is None:
         return
     new = batch_value.reshape(running.shape).astype(running.dtype, copy=False)
