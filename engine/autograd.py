@@ -312,11 +312,11 @@ def _own(g):
 
 def _deferrable(t, g) -> bool:
     """Whether adding g into t's existing .grad may wait for the end of the walk: on cuda,
-    float32/64 of the grad's dtype and shape, and no hook of t that could read .grad first."""
+    float32/64 of the grad's dtype and shape. The walk asks only when it runs no hooks: a
+    hook, t's or any other tensor's, may read t.grad and must see it as the cpu does."""
     a = t.grad.array
     return (
         t.device.type == "cuda"
-        and not _has_hooks(t)
         and a.dtype == g.dtype
         and a.dtype.name in ("float32", "float64")
         and a.shape == g.shape
@@ -423,7 +423,7 @@ def _walk(
                 if create_graph:  # the Tensor itself (its graph), but never the shared ones
                     t.grad = _own(g) if t.grad is None else t.grad + g
                 elif t.grad is not None:
-                    if _deferrable(t, g):
+                    if not counts and _deferrable(t, g):
                         entry = deferred.setdefault(key, [t, None])
                         entry[1] = g.array if entry[1] is None else entry[1] + g.array
                     else:

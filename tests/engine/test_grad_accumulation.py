@@ -137,3 +137,19 @@ def test_create_graph_never_stores_the_shared_ones_as_a_grad():
     w = engine.tensor(2.0, device="cuda", requires_grad=True)
     (w * w).backward()
     np.testing.assert_allclose(w.grad.cpu().numpy(), 4.0)
+
+
+def test_a_hook_on_another_tensor_reads_the_grad_as_the_cpu_does():
+    """w's accumulation comes before u's hook in the walk (w's use is of a later generation):
+    the hook reads w.grad already summed on both devices, not a sum deferred past it."""
+    seen = {}
+    for device in ("cpu", _cuda()):
+        w = engine.tensor([1.0, 2.0], device=device, requires_grad=True)
+        w.grad = engine.tensor([10.0, 10.0], device=device)
+        v, v2 = (engine.ones(2, device=device, requires_grad=True) for _ in range(2))
+        y = (v * 1.0 * 1.0 * 1.0 * 1.0 * w).sum()
+        u = v2 * 1.0
+        u.register_hook(lambda g, w=w, d=device: seen.setdefault(d, w.grad.cpu().numpy().copy()))
+        ((u * u).sum() + y).backward()
+    np.testing.assert_array_equal(seen["cuda"], seen["cpu"])
+    np.testing.assert_array_equal(seen["cpu"], [11.0, 11.0])
