@@ -23,7 +23,7 @@ The base class supplies the rest, each written once:
   `preview()` (skipped when it returns None, e.g. for a classifier), `metrics.json` with the
   per-epoch histories (NaN/inf written as null), `checkpoint.npz`;
 - `save_checkpoint(path)` / `load_checkpoint(path)`: networks, optimizers, schedulers, the
-  precision policy, the engine's random state (every rank's, on ranks), the loader's shuffling
+  precision policy, the engine's random state (every rank's, mid-epoch on ranks), the loader's
   state and position, the epoch/step counters and the histories, through
   `engine.save`/`engine.load`; a run resumed from a checkpoint continues bit-exactly (cpu),
   also from one a callback wrote mid-epoch (the resumed epoch's logged means then cover only
@@ -789,14 +789,19 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike, loader: Any = None) -> None:
         """`engine.save` of `state_dict(loader)` (atomic: a crash keeps the previous file).
         `loader` defaults to the one `fit` is running, so a callback may checkpoint mid-epoch.
+        On ranks rank 0 alone writes.
 
-        On ranks every rank calls it (a collective): each rank's random state is gathered
-        into the file ("rank_rng"), so a run resumed mid-epoch on the same number of ranks
-        draws what each rank would have drawn; rank 0 alone writes."""
-        rank_rng = _gather_rank_rng()
+        On ranks a checkpoint written mid-epoch (from a callback during `fit`) is a
+        collective, which every rank must call: each rank's random state is gathered into the
+        file ("rank_rng"), so a run resumed there on the same number of ranks draws what each
+        rank would have drawn. At an epoch's end or outside `fit` (the next epoch reseeds every
+        rank) it is not: rank 0 alone may call it (PyTorch's `if rank == 0: save`)."""
+        loader = loader if loader is not None else self._fit_loader
+        midway = hasattr(loader, "state_dict") and loader.state_dict()["batches_done"] > 0
+        rank_rng = _gather_rank_rng() if midway else None
         if not self.is_main_process:
             return
-        state = self.state_dict(loader if loader is not None else self._fit_loader)
+        state = self.state_dict(loader)
         if rank_rng is not None:
             state["rank_rng"] = rank_rng
         engine.save(state, path)
@@ -836,10 +841,25 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
+# Gathered first by a mid-epoch save on ranks: a rank that meets another collective there (a
+# save that only rank 0 makes, its peers in their next step's gradient all-reduce) reads
+# something else and stops the job with a clear error instead of misreading the sizes.
+_SAVE_MARK = 0x7E5A9E_C4EC
+
+
 def _gather_rank_rng() -> list | None:
     """Every rank's engine random state, in rank order, on every rank (None in one process)."""
-    if _world_size() == 1:
+    world = _world_size()
+    if world == 1:
         return None
+    mark = engine.tensor(numpy.array([_SAVE_MARK], numpy.int64))
+    marks = [engine.tensor(numpy.zeros(1, numpy.int64)) for _ in range(world)]
+    engine.distributed.all_gather(marks, mark)
+    if any(int(m.numpy()[0]) != _SAVE_MARK for m in marks):
+        raise RuntimeError(
+            "save_checkpoint mid-epoch on ranks is a collective: every rank must call it "
+            "(not under `if trainer.is_main_process:`; rank 0 alone writes the file)"
+        )
     mine = json.dumps(engine.random.get_rng_state()).encode()
     return [json.loads(b) for b in engine.distributed.all_gather_bytes(mine)]
 

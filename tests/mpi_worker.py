@@ -485,6 +485,30 @@ def trainer_midepoch(rank, world, args):
     return res
 
 
+@case
+def trainer_rank0_save(rank, world, args):
+    """`if trainer.is_main_process: trainer.save_checkpoint(...)` (PyTorch's idiom): at an
+    epoch's end and after fit rank 0 writes the file alone; "midway" (a callback at step 5 of
+    8) needs every rank, and rank 0 stops the job with a clear error instead of hanging."""
+    import os.path as osp
+
+    import generative.callbacks
+
+    out, when = args
+    step = 5 if when == "midway" else 8
+
+    class SaveOnRank0(generative.callbacks.Callback):
+        def on_log(self, trainer, values):
+            if trainer.global_step == step and trainer.is_main_process:
+                trainer.save_checkpoint(osp.join(out, "step.npz"))
+
+    t = _trainer_run(None, 2, 8, callbacks=[SaveOnRank0()], log_every=1)
+    if t.is_main_process:
+        t.save_checkpoint(osp.join(out, "after.npz"))
+    dist.barrier()
+    return {"files": sorted(f for f in os.listdir(out) if f.endswith(".npz"))}
+
+
 def _momenta(trainer) -> list:
     """The optimizer's per-parameter momentum buffers, in parameter order."""
     state = trainer.optimizers["sgd"].state_dict()["state"]
@@ -598,8 +622,8 @@ def main() -> None:
         cuda_sim.install()
     dist.init_process_group(os.environ.get("TENSORTAPE_TEST_BACKEND") or None)
     rank, world = dist.get_rank(), dist.get_world_size()
-    takes_out = name in ("trainer", "trainer_midepoch")
-    result = CASES[name](rank, world, [out] if takes_out else sys.argv[3:])
+    takes_out = name in ("trainer", "trainer_midepoch", "trainer_rank0_save")
+    result = CASES[name](rank, world, [out, *sys.argv[3:]] if takes_out else sys.argv[3:])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
 

@@ -53,6 +53,21 @@ def test_a_mid_epoch_checkpoint_on_two_ranks_resumes_exactly(tmp_path):
         assert r["diff_one_rng"] > 1e-6  # rank 0's random state on rank 1 changes the run
 
 
+@requires_mpi
+def test_a_checkpoint_saved_by_rank_0_alone_is_written_or_refused_without_a_hang(tmp_path):
+    """save_checkpoint under `if trainer.is_main_process:` (PyTorch's idiom): written at an
+    epoch's end and after fit; mid-epoch (a collective) the job stops with one clear error
+    within the timeout instead of misreading the other ranks' gradient all-reduce."""
+    (tmp_path / "end").mkdir(), (tmp_path / "mid").mkdir()
+    proc, res, _ = run_ranks("trainer_rank0_save", "end", tmp_path=tmp_path / "end", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert res[0]["files"] == res[1]["files"] == ["after.npz", "step.npz"]
+    proc, res, _ = run_ranks("trainer_rank0_save", "midway", tmp_path=tmp_path / "mid", timeout=120)
+    assert proc.returncode != 0 and res == [None, None]
+    assert "save_checkpoint mid-epoch on ranks is a collective" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "mid" / "step.npz").exists()
+
+
 def test_a_mid_epoch_checkpoint_in_one_process_resumes_exactly(tmp_path):
     """The same without ranks: save_checkpoint(path) from a callback takes the loader fit is
     running, so the resumed run skips the batches done and continues from the saved random
