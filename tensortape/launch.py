@@ -10,13 +10,17 @@ one `host[:slots]` per line; the script and its environment must be on every mac
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 from .tasks.common import RunError, UsageError, positive_int
+
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
 
 def add_arguments(parser) -> None:
@@ -69,14 +73,30 @@ def _env(nproc: int) -> dict:
     return env
 
 
+def _call(cmd: list[str], nproc: int) -> int:
+    """Run mpiexec and return its status. On Linux it is asked for SIGTERM when this launcher
+    dies, even of SIGKILL (a test's or a batch system's timeout): mpiexec then ends its ranks,
+    which would otherwise run on, or wait in a collective, forever. (Killing mpiexec itself
+    already ends them; elsewhere, without prctl, kill mpiexec rather than the launcher.)"""
+    return subprocess.call(cmd, env=_env(nproc), preexec_fn=_parent_death_signal())
+
+
+def _parent_death_signal():
+    try:  # looked up here, before the fork: the child only makes the call
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def run(args) -> int:
-    return subprocess.call(command(args), env=_env(args.nproc))
+    return _call(command(args), args.nproc)
 
 
 def train_on_ranks(nproc: int, argv: list[str]) -> int:
     """`tensortape train ... --nproc N` outside an MPI job: the same command on N ranks."""
     cmd = [str(mpiexec()), "-n", str(nproc), sys.executable, "-m", "mpi4py", "-m", "tensortape"]
-    return subprocess.call(cmd + list(argv), env=_env(nproc))
+    return _call(cmd + list(argv), nproc)
 
 
 def join_ranks(nproc: int) -> None:

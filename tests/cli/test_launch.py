@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,50 @@ def test_launch_ends_the_job_non_zero_when_a_rank_raises(tmp_path):
     proc = _launch(tmp_path, "fail")
     assert proc.returncode != 0
     assert "KeyError: 'rank 1 fails'" in proc.stderr
+
+
+HANG = """
+import os, sys, time
+import engine.distributed as dist
+
+dist.init_process_group()
+open(sys.argv[1] + f".{dist.get_rank()}", "w").write(str(os.getpid()))
+if dist.get_rank() == 0:
+    dist.barrier()  # waits for rank 1, which sleeps
+time.sleep(600)
+"""
+
+
+@requires_mpi
+def test_killing_the_launcher_ends_its_ranks(tmp_path):
+    """A test's timeout (SIGKILL of `tensortape launch`, or of `train --nproc`) must not leave
+    mpiexec and its ranks running, or waiting in a collective, for ever."""
+    script = tmp_path / "hang.py"
+    script.write_text(HANG)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    cmd = [sys.executable, "-m", "tensortape", "launch", "--nproc", "2", str(script)]
+    launcher = subprocess.Popen(cmd + [str(tmp_path / "pid")], env=env)
+    try:
+        files = [tmp_path / f"pid.{rank}" for rank in (0, 1)]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(f.exists() and f.read_text() for f in files):
+            time.sleep(0.1)
+        pids = [int(f.read_text()) for f in files]  # both ranks started (one waits, one sleeps)
+    finally:
+        launcher.kill()  # what subprocess.run's timeout does
+        launcher.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)], "ranks outlived their killed launcher"
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_launch_command_and_its_errors(tmp_path):
