@@ -256,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             worker(a.worker[0], a.worker[1], int(a.worker[2]), a.worker[3])
         return 0
     n, workloads = a.nproc, a.only.split(",")
+    unknown = sorted(set(workloads) - set(GLOBAL_BATCH))
+    if unknown:
+        p.error(f"--only: unknown workload(s) {unknown}; known: {','.join(GLOBAL_BATCH)}")
+    if n < 2 or a.steps < 1 or a.repeats < 1:
+        p.error("--nproc must be at least 2, --steps and --repeats at least 1")
     libs = ["ours"] + ([] if a.no_torch else ["torch"])
     configs = _configs(workloads, libs, n)
     rates = {c: [] for c in configs}

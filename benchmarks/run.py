@@ -455,6 +455,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = (names or set()) - {w.name for w in WORKLOADS} - {"overhead"}
     if unknown:
         p.error(f"unknown workload(s) {sorted(unknown)}")
+    if args.nproc is not None:  # benchmarks/distributed.py: say so rather than ignore options
+        ignored = [
+            opt for opt, used in (
+                ("--device cuda", args.device != "cpu"), ("--threads", args.threads is not None),
+                ("--cpu-time", args.cpu_time), ("--same-process", args.same_process),
+                ("--in-process", args.in_process), ("--builds", args.builds != 3),
+                ("--warmup", args.warmup != 2),
+            ) if used
+        ]  # fmt: skip
+        if ignored:
+            p.error(f"--nproc (the data-parallel sweep) does not take {', '.join(ignored)}")
+        from benchmarks.distributed import GLOBAL_BATCH  # noqa: PLC0415
+
+        if args.only and set(args.only.split(",")) - set(GLOBAL_BATCH):
+            p.error(f"--nproc runs only {','.join(GLOBAL_BATCH)}, not --only {args.only}")
     if args.in_process:
         args.same_process = True
     args.names = names
@@ -530,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import distributed  # noqa: PLC0415
 
         repeats = ["--repeats", str(args.repeats)] if args.repeats else []
-        return distributed.main(["--nproc", str(args.nproc), *repeats])
+        only = ["--only", args.only] if args.only else []
+        return distributed.main(["--nproc", str(args.nproc), *repeats, *only])
     note = _busy_machine_mode(args)
     threads = _setup(args)
     if args.child:

@@ -193,6 +193,15 @@ def test_run_with_nproc_is_the_data_parallel_benchmark(monkeypatch):
     monkeypatch.setattr(distributed, "main", lambda argv: calls.append(argv) or 0)
     assert run.main(["--nproc", "2", "--repeats", "5"]) == 0
     assert calls == [["--nproc", "2", "--repeats", "5"]]
+    assert run.main(["--nproc", "2", "--only", "vae"]) == 0
+    assert calls[-1] == ["--nproc", "2", "--only", "vae"]
+    for refused in (["--threads", "1"], ["--cpu-time"], ["--device", "cuda"]):
+        with pytest.raises(SystemExit) as e:  # options the sweep has no use for: refused
+            run.main(["--nproc", "2", *refused])
+        assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        run.main(["--nproc", "2", "--only", "mlp"])  # not a data-parallel workload
+    assert e.value.code == 2 and len(calls) == 2
     configs = distributed._configs(["cnn"], ["ours", "torch"], 2)
     assert ("cnn", "ours", 2, 1, False) in configs  # the no-all-reduce ceiling, ours only
     assert ("cnn", "torch", 2, 1, True) in configs and len(configs) == 7
