@@ -797,7 +797,7 @@ class Trainer:
         rank would have drawn. At an epoch's end or outside `fit` (the next epoch reseeds every
         rank) it is not: rank 0 alone may call it (PyTorch's `if rank == 0: save`)."""
         loader = loader if loader is not None else self._fit_loader
-        midway = hasattr(loader, "state_dict") and loader.state_dict()["batches_done"] > 0
+        midway = hasattr(loader, "state_dict") and loader.state_dict().get("batches_done", 0) > 0
         rank_rng = _gather_rank_rng() if midway else None
         if not self.is_main_process:
             return
