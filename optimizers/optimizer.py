@@ -24,7 +24,7 @@ import numpy
 import engine
 from engine import Tensor
 from engine.autograd import zero_grads
-from engine.dtypes import is_float, is_low_precision
+from engine.dtypes import is_low_precision, kind
 
 __all__ = ["Optimizer", "required"]
 
@@ -156,7 +156,7 @@ class Optimizer:
             )
         if not p.is_leaf:
             raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i}, shape {p.shape})")
-        if not is_float(p.dtype) or p.dtype.kind == "c":
+        if kind(p.dtype) != "f":  # bfloat16 (ml_dtypes) included
             raise TypeError(
                 f"optimizer needs floating-point parameters, parameter {i} is "
                 f"{p.dtype.name} of shape {p.shape}"
@@ -352,5 +352,5 @@ def _restore(p: Tensor, name: str, value: Any, key: Any) -> Any:
             f"loaded state {name!r} of parameter {key} has shape {value.shape}, "
             f"the parameter has {p.shape}"
         )
-    dtype = _state_dtype(p.dtype) if is_float(value.dtype) else value.dtype
+    dtype = _state_dtype(p.dtype) if kind(value.dtype) == "f" else value.dtype
     return engine.tensor(numpy.ascontiguousarray(value), dtype=dtype, device=p.device)
