@@ -16,9 +16,7 @@ __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _add_weight_and_bias(
-    layer: Module, kernel_size: tuple[int, ...], transposed: bool, bias: bool, device, dtype
-) -> None:
+def _add_weight_and_bias(layer: Module, transposed: bool, bias: bool, device, dtype) -> None:
     """A conv layer's weight, (C_out, C_in/groups, *k) or transposed (C_in, C_out/groups, *k),
     and bias (C_out,) or None, initialised by ``layer.reset_parameters``: for every conv layer,
     1-D to 3-D. Checks the groups against the channels first (a layer's constructor error,
@@ -33,7 +31,7 @@ def _add_weight_and_bias(
         )
     shape = (cin, cout // groups) if transposed else (cout, cin // groups)
     kw = {"device": device, "dtype": dtype}
-    layer.weight = Parameter(engine.empty(*shape, *kernel_size, **kw))
+    layer.weight = Parameter(engine.empty(*shape, *layer.kernel_size, **kw))
     layer.register_parameter("bias", Parameter(engine.empty(cout, **kw)) if bias else None)
     layer.reset_parameters()
 
@@ -68,7 +66,7 @@ class _ConvNd(Module):
         self.output_padding = pair(output_padding, "output_padding", 0)
         self.transposed = transposed
         self.groups, self.padding_mode = groups, padding_mode
-        _add_weight_and_bias(self, self.kernel_size, transposed, bias, device, dtype)
+        _add_weight_and_bias(self, transposed, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         """kaiming_uniform(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias, as in PyTorch."""
@@ -356,7 +354,7 @@ class _Conv3dBase(Module):
         self.kernel_size = ntuple(kernel_size, 3, "kernel_size", 1)
         self.stride, self.padding = ntuple(stride, 3, "stride", 1), ntuple(padding, 3, "padding", 0)
         self.dilation = ntuple(dilation, 3, "dilation", 1)
-        _add_weight_and_bias(self, self.kernel_size, transposed, bias, device, dtype)
+        _add_weight_and_bias(self, transposed, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         init._linear_default_(self.weight, self.bias)
