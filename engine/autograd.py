@@ -445,6 +445,7 @@ def _walk(
 
     stored.update((id(g.array), g.array) for g in root_grads)  # the caller's: never alias
     outer_callbacks, _mode.callbacks = _mode.callbacks, []
+    walked = False
     try:
         with set_grad_enabled(create_graph):
             for t, g in zip(roots, root_grads):
@@ -499,9 +500,14 @@ def _walk(
                         fn.device.restore(previous)
                 if not retain_graph:
                     fn._release()
+            walked = True
             _add_deferred(deferred.values())
             while _mode.callbacks:
                 _mode.callbacks.pop(0)()
+    except BaseException:
+        if not walked:  # an error mid-walk: the additions made so far land, as on the cpu
+            _add_deferred(deferred.values())
+        raise
     finally:
         _mode.callbacks = outer_callbacks
 

@@ -153,3 +153,27 @@ def test_a_hook_on_another_tensor_reads_the_grad_as_the_cpu_does():
         ((u * u).sum() + y).backward()
     np.testing.assert_array_equal(seen["cuda"], seen["cpu"])
     np.testing.assert_array_equal(seen["cpu"], [11.0, 11.0])
+
+
+def test_an_error_mid_walk_leaves_the_grads_as_the_cpu_does():
+    """A backward that raises after w's accumulation (w's use is of a later generation than
+    the failing op): w.grad holds that addition on both devices, not a sum deferred and lost."""
+
+    class Boom(engine.autograd.Function):
+        def forward(self, x):
+            return x.copy()
+
+        def backward(self, gy):
+            raise ValueError("boom")
+
+    got = {}
+    for device in ("cpu", _cuda()):
+        w = engine.tensor([1.0, 2.0], device=device, requires_grad=True)
+        v = engine.tensor([1.0, 2.0], device=device, requires_grad=True)
+        w.grad = engine.tensor([10.0, 10.0], device=device)
+        loss = (v * 1.0 * 1.0 * 1.0 * w).sum() + Boom()(v).sum()
+        with pytest.raises(ValueError, match="boom"):
+            loss.backward()
+        got[device] = w.grad.cpu().numpy()
+    np.testing.assert_array_equal(got["cuda"], got["cpu"])
+    np.testing.assert_array_equal(got["cpu"], [11.0, 12.0])
