@@ -25,6 +25,11 @@ from typing import Any, Sequence
 import numpy
 
 CUDA_DIR = Path(__file__).resolve().parent / "cuda"
+# The one project header a source may include (device helpers several sources share). Its
+# include line is replaced by the header's text (source_code), never resolved by the compiler:
+# CuPy's kernel cache keys on the code string, which must change when the header does.
+COMMON_HEADER = "tt_common.cuh"
+_COMMON_INCLUDE = f'#include "{COMMON_HEADER}"'
 # dtype name -> the C type the templates are instantiated for (the one place dtypes map to C
 # types). float16 and bfloat16 are CUDA's __half and __nv_bfloat16 (cuda_fp16.h, cuda_bf16.h);
 # bfloat16 arrays are ml_dtypes.bfloat16 on NumPy and on CuPy 14.
@@ -137,6 +142,20 @@ def c_type(dtype: Any, what: str, source: str) -> str:
     return C_TYPES[name]
 
 
+def source_code(source: str) -> str:
+    """The text compiled for ``kernels/cuda/<source>`` (NVRTC, the host build and nvcc alike):
+    the file with its ``#include "tt_common.cuh"`` line replaced by that header, between
+    ``#line`` markers so that compiler messages name the right file and line."""
+    text = (CUDA_DIR / source).read_text()
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.split("//")[0].strip() == _COMMON_INCLUDE:
+            header = (CUDA_DIR / COMMON_HEADER).read_text()
+            lines[i] = f'#line 1 "{COMMON_HEADER}"\n{header}#line {i + 2} "{source}"'
+            break
+    return "\n".join(lines)
+
+
 def kernel(source: str, name: str, dtype: Any) -> Any:
     """The compiled ``name<T>`` (or ``name<T, A>``) of ``kernels/cuda/<source>`` for ``dtype``,
     built once."""
@@ -151,7 +170,7 @@ def kernel(source: str, name: str, dtype: Any) -> Any:
             mod = _modules.get(key[:2])
             if mod is None:
                 mod = _modules[key[:2]] = cupy.RawModule(
-                    code=(CUDA_DIR / source).read_text(),
+                    code=source_code(source),
                     options=OPTIONS,
                     name_expressions=name_expressions(source),
                 )

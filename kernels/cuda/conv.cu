@@ -13,6 +13,7 @@
 // once and then steps through its window with additions (issue 12).
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include "tt_common.cuh"  // tt_divmod, tt_divide, tt_step_down, tt_tensor_of
 
 // One thread per (channel, image, output pixel): writes the kh * kw column entries of its
 // window, each a coalesced row of the (C kh kw, N OH OW) matrix across the threads of a warp.
@@ -42,27 +43,6 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ col, long long t
                 out += NL;
             }
         }
-    }
-}
-
-// (t / s, t % s) for t >= 0, s > 0, kept as a pair that steps down by a fixed amount without
-// dividing again: col2im walks t = iy + ph - ky * dy for ky = 0, 1, ... pool.cu holds the same
-// three definitions: each source is compiled alone and may include no project header.
-struct tt_divmod {
-    int q, m;  // t = q * s + m, 0 <= m < s
-};
-
-__device__ __forceinline__ tt_divmod tt_divide(int t, int s) {
-    const int q = t / s;
-    return {q, t - q * s};
-}
-
-__device__ __forceinline__ void tt_step_down(tt_divmod& t, tt_divmod by, int s) {
-    t.q -= by.q;
-    t.m -= by.m;
-    if (t.m < 0) {
-        t.m += s;
-        t.q -= 1;
     }
 }
 

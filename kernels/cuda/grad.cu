@@ -2,27 +2,13 @@
 // 12: autograd added each parameter's gradient into its .grad in a kernel of its own, e.g. a
 // GAN discriminator's parameters, reached twice per backward and again by the generator's).
 //
-// Conventions (see docs/design.md): no #include, 1-D grid-stride loops, C-contiguous pointers,
-// parameters in the order (arrays..., long long total, int ints..., T scalars..., int flags...).
+// Conventions (see docs/design.md): no #include but tt_common.cuh, 1-D grid-stride loops,
+// C-contiguous pointers, parameters in the order (arrays..., long long total, int ints...,
+// T scalars..., int flags...).
 // Each table holds one address per tensor (as unsigned long long); offsets[k] .. offsets[k + 1]
 // is the k-th tensor's range in the flat index 0 .. n of the launch (kernels/cuda/optim.cu's layout).
 
-// The tensor holding flat element i: the last k with offsets[k] <= i (binary search). A copy of
-// optim.cu's tt_tensor_of: each source is compiled alone and may include no project header.
-__device__ __forceinline__ int grad_tensor_of(const long long* __restrict__ offsets, int count,
-                                              long long i) {
-    int lo = 0;
-    int hi = count - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (offsets[mid] <= i) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    return lo;
-}
+#include "tt_common.cuh"  // tt_divmod, tt_divide, tt_step_down, tt_tensor_of
 
 template <typename T>
 __global__ void add_multi(const unsigned long long* __restrict__ a_table,
@@ -31,7 +17,7 @@ __global__ void add_multi(const unsigned long long* __restrict__ a_table,
                           const long long* __restrict__ offsets, long long n, int count) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const int k = grad_tensor_of(offsets, count, i);
+        const int k = tt_tensor_of(offsets, count, i);
         const long long j = i - offsets[k];
         const T* a = (const T*)a_table[k];
         const T* b = (const T*)b_table[k];

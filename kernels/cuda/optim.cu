@@ -17,6 +17,7 @@
 // only dereferenced when the matching flag or hyper-parameter says they exist.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include "tt_common.cuh"  // tt_divmod, tt_divide, tt_step_down, tt_tensor_of
 
 template <typename A>
 __device__ __forceinline__ A tt_direction(const A g, const A p, const A weight_decay,
@@ -158,22 +159,6 @@ __global__ void adadelta_update(T* __restrict__ p, const T* __restrict__ g, A* _
 // tensor's elements at table[k]), and offsets[k] .. offsets[k + 1] is the k-th tensor's range
 // in the flat index 0 .. n of the launch. Each element is updated exactly as the one-tensor
 // kernel above does (same arithmetic, same order), so results are bit-identical to it.
-
-// The tensor holding flat element i: the last k with offsets[k] <= i (binary search).
-__device__ __forceinline__ int tt_tensor_of(const long long* __restrict__ offsets, int count,
-                                            long long i) {
-    int lo = 0;
-    int hi = count - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (offsets[mid] <= i) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    return lo;
-}
 
 template <typename T, typename A>
 __global__ void sgd_update_multi(const unsigned long long* __restrict__ p_table,

@@ -11,26 +11,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
-// (t / s, t % s) for t >= 0, s > 0, kept as a pair that steps down by a fixed amount without
-// dividing again (as in conv.cu's col2im): the backward kernels walk t = iy + ph - ky * dy for
-// ky = 0, 1, ..., and the window covers iy from output row t / s when t % s == 0.
-struct tt_divmod {
-    int q, m;  // t = q * s + m, 0 <= m < s
-};
-
-__device__ __forceinline__ tt_divmod tt_divide(int t, int s) {
-    const int q = t / s;
-    return {q, t - q * s};
-}
-
-__device__ __forceinline__ void tt_step_down(tt_divmod& t, tt_divmod by, int s) {
-    t.q -= by.q;
-    t.m -= by.m;
-    if (t.m < 0) {
-        t.m += s;
-        t.q -= 1;
-    }
-}
+#include "tt_common.cuh"  // tt_divmod, tt_divide, tt_step_down, tt_tensor_of
 
 template <typename T, typename A>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,

@@ -451,6 +451,16 @@ _LIBS: dict[Path, ctypes.CDLL] = {}
 _LAUNCH_LOCK = threading.Lock()  # the shim's thread/block indices are library globals
 
 
+def read_source(path: Path) -> str:
+    """A ``kernels/cuda`` source as its kernels are compiled (its ``tt_common.cuh`` include
+    expanded, ``kernels.launch.source_code``); any other file as it is."""
+    from kernels import launch
+
+    if path.resolve().parent == launch.CUDA_DIR:
+        return launch.source_code(path.name)
+    return path.read_text()
+
+
 def build(
     cu_path: str | os.PathLike | None,
     name_expressions: Sequence[str] = (),
@@ -467,7 +477,7 @@ def build(
     if (cu_path is None) == (code is None):
         raise TypeError("give exactly one of cu_path and code")
     if code is None:
-        code = Path(cu_path).read_text()
+        code = read_source(Path(cu_path))
         label = label or str(Path(cu_path).resolve())
     label = label or "<cuda source>"
     check_conventions(code, label)

@@ -236,3 +236,19 @@ def test_builds_are_cached_by_content(tmp_path: Path) -> None:
     again = hostbuild.build(None, code=src)
     assert first.so_path == again.so_path and first.so_path.exists()
     assert hostbuild.build(None, code=src + "\n").so_path != first.so_path
+
+
+def test_the_common_header_is_expanded_by_the_loader_and_a_raw_include_is_refused():
+    # NVRTC gets no include path from us: the sources' `#include "tt_common.cuh"` must be
+    # expanded by kernels.launch.source_code, and a source handed over unexpanded is refused.
+    from kernels import launch
+
+    raw = (launch.CUDA_DIR / "pool.cu").read_text()
+    with pytest.raises(hostbuild.KernelConventionError, match="#include"):
+        hostbuild.build(None, code=raw, label="pool.cu")
+    code = hostbuild.strip_comments(launch.source_code("pool.cu"))
+    assert code.count("struct tt_divmod") == 1 and '#include "' not in code
+    # The line after the include keeps its number in the source (the #line marker back).
+    (i,) = [i for i, line in enumerate(raw.split("\n")) if line.startswith('#include "')]
+    after = i + 2  # 1-based number of the line after the include
+    assert f'#line {after} "pool.cu"' in launch.source_code("pool.cu")

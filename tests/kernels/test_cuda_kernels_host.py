@@ -294,7 +294,7 @@ def test_avg_pool_divisors_match_torch():
 def test_kernel_parameters_are_the_geometry_launch_fields():
     # Every conv/pool kernel takes the geometry's integers by name, in LAUNCH_FIELDS order.
     for src in SOURCES:
-        code = (CUDA_DIR / src).read_text()
+        code = launch.source_code(src)
         for name in launch.KERNELS[src]:
             sig = hostbuild.signature(code, f"{name}<float, float>")
             ints = [p.name for p in sig.params if p.ctype == "int" and not p.pointer]
@@ -316,7 +316,7 @@ def test_max_pool_kernel_window_in_padding(modules):
 def test_every_kernel_is_covered(modules):
     # A kernel added to a .cu file must be added to kernels.launch.KERNELS (and tested here).
     for src in SOURCES:
-        found = set(hostbuild.find_kernels((CUDA_DIR / src).read_text()))
+        found = set(hostbuild.find_kernels(launch.source_code(src)))
         assert found == set(launch.KERNELS[src]), src
     tested = {
         "im2col",

@@ -65,8 +65,9 @@ def instantiations(source: str, name: str | None = None) -> list[str]:
     return sorted(exprs)
 
 
-def wrapper_source(cu_path: Path, exprs: list[str]) -> str:
-    lines = [f'#include "{cu_path}"']
+def wrapper_source(cu_path: Path, source: str, exprs: list[str]) -> str:
+    """The text nvcc compiles: ``source`` as NVRTC gets it, then its instantiations."""
+    lines = [f'#line 1 "{cu_path}"', source, '#line 1 "<instantiations>"']
     lines += [f"template __global__ decltype({e}) {e};" for e in exprs]
     return "\n".join(lines) + "\n"
 
@@ -77,13 +78,13 @@ def _nvcc_version() -> str:
 
 def compile_ptx(cu_path: Path, tmp_path: Path, archs: tuple[str, ...] = ARCHS) -> dict[str, str]:
     """PTX of ``cu_path`` per arch (one nvcc per arch, run concurrently; cached by content)."""
-    source = cu_path.read_text()
+    source = hostbuild.read_source(cu_path)  # tt_common.cuh expanded, as NVRTC gets it
     hostbuild.check_conventions(source, str(cu_path))
     exprs = instantiations(source, cu_path.name)
     for expr in exprs:  # the host build must be able to parse every signature too
         hostbuild.signature(source, expr)
     wrapper = tmp_path / f"{cu_path.stem}_instantiate.cu"
-    wrapper.write_text(wrapper_source(cu_path, exprs))
+    wrapper.write_text(wrapper_source(cu_path, source, exprs))
     key = hashlib.sha256("\0".join([_nvcc_version(), source, *exprs]).encode()).hexdigest()[:24]
     cache = {arch: hostbuild.cache_dir().parent / "ptx" / f"{key}.{arch}.ptx" for arch in archs}
     procs = {

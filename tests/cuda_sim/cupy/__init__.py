@@ -396,9 +396,11 @@ _modules: dict[tuple, _hostbuild.HostModule] = {}
 
 def _label(code: str) -> str:
     """The path of the ``kernels/cuda/*.cu`` file holding exactly ``code``, for messages."""
+    from kernels import launch
+
     for path in sorted(_KERNEL_DIR.glob("*.cu")):
         try:
-            if path.read_text() == code:
+            if launch.source_code(path.name) == code:
                 return str(path)
         except OSError:
             continue
