@@ -143,22 +143,26 @@ def _pool_scratch(*specs: tuple[int, np.dtype]) -> list[np.ndarray]:
     return out
 
 
-def _valid(O: int, size: int, offset: int, s: int, p: int) -> tuple[int, int]:
-    """Outputs [lo, hi) whose tap ``o*s - p + offset`` lies inside [0, size)."""
-    lo = max(0, -((offset - p) // s))  # ceil((p - offset) / s)
-    hi = min(O, (size - 1 + p - offset) // s + 1)
-    return lo, max(lo, hi)
-
-
 def _fill_cols(col: np.ndarray, x: np.ndarray, g: Geometry) -> None:
     """Writes im2col columns into ``col``, an (N, C, kh, kw, OH, OW) view of any layout, from
     x, an (N, C, H, W) view: offset by offset, the in-image rectangle copied, the rest zeroed
     (no padded copy)."""
-    sy, sx, ph, pw, OH, OW = g.sy, g.sx, g.ph, g.pw, g.OH, g.OW
-    for ky in range(g.kh):
-        r0, r1 = _valid(OH, g.H, ky * g.dy, sy, ph)
-        for kx in range(g.kw):
-            c0, c1 = _valid(OW, g.W, kx * g.dx, sx, pw)
+    # Per axis and kernel offset i, the outputs [lo, hi) whose tap o*s - p + i*d lies inside
+    # [0, size): one formula for rows and columns, in this loop rather than in a helper, which
+    # would be a frame under every conv forward (tests/benchmarks/test_call_depth.py).
+    spans_y: list[tuple[int, int]] = []
+    spans_x: list[tuple[int, int]] = []
+    for spans, O, size, k, d, s, p in (
+        (spans_y, g.OH, g.H, g.kh, g.dy, g.sy, g.ph),
+        (spans_x, g.OW, g.W, g.kw, g.dx, g.sx, g.pw),
+    ):
+        for i in range(k):
+            lo = max(0, -((i * d - p) // s))  # ceil((p - i d) / s)
+            hi = min(O, (size - 1 + p - i * d) // s + 1)
+            spans.append((lo, max(lo, hi)))
+    sy, sx, ph, pw = g.sy, g.sx, g.ph, g.pw
+    for ky, (r0, r1) in enumerate(spans_y):
+        for kx, (c0, c1) in enumerate(spans_x):
             dst = col[:, :, ky, kx]
             if r1 == r0 or c1 == c0:
                 dst[...] = 0

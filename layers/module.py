@@ -57,6 +57,36 @@ def _addindent(text: str, spaces: int) -> str:
     return "\n".join(lines[:1] + [" " * spaces + line for line in lines[1:]])
 
 
+def _call_with_hooks(module: Module, *args, **kwargs):
+    """``module(*args)`` with forward hooks: the pre-hooks (which may replace the arguments),
+    ``forward``, then the hooks (which may replace the output)."""
+    for hook in list(module._forward_pre_hooks.values()):
+        result = hook(module, args)
+        if result is not None:
+            args = result if isinstance(result, tuple) else (result,)
+    out = module.forward(*args, **kwargs)
+    for hook in list(module._forward_hooks.values()):
+        result = hook(module, args, out)
+        if result is not None:
+            out = result
+    return out
+
+
+class _Call:
+    """``Module.__call__``: a descriptor rather than a method, so that calling a module with no
+    forward hooks (the usual case) calls its bound ``forward`` directly. The call then puts no
+    frame of this file between the caller and ``forward`` (a layer's traceback and stack start
+    at its forward: benchmarks.call_depth); with hooks it is :func:`_call_with_hooks`. Looked
+    up on the class (``Module.__call__(m, x)``, ``inspect.signature``), it is that function."""
+
+    def __get__(self, module: Module | None, owner: type | None = None):
+        if module is None:
+            return _call_with_hooks
+        if module._forward_pre_hooks or module._forward_hooks:
+            return _call_with_hooks.__get__(module, owner)
+        return module.forward
+
+
 class Module:
     """Base class of every layer and model: subclasses set attributes in `__init__` (after
     `super().__init__()`) and implement `forward`."""
@@ -81,19 +111,7 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing "forward"')
 
-    def __call__(self, *args, **kwargs):
-        if not (self._forward_pre_hooks or self._forward_hooks):  # the usual case: no hooks
-            return self.forward(*args, **kwargs)
-        for hook in list(self._forward_pre_hooks.values()):
-            result = hook(self, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
-        out = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, out)
-            if result is not None:
-                out = result
-        return out
+    __call__ = _Call()
 
     # Registration -------------------------------------------------------------------------
     def _check_init(self, what: str) -> None:
