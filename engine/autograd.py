@@ -210,7 +210,6 @@ class Function:
         wrap = ref._new  # engine.Tensor (also for a Parameter input)
         if not record:
             return wrap(ys[0], dev) if single else tuple(wrap(y, dev) for y in ys)
-        outputs = [wrap(y, dev, True, self) for y in ys]
         self.inputs = inputs
         gen = 0
         for t in inputs:
@@ -220,9 +219,11 @@ class Function:
         self.generation = gen + 1
         if self.saves_inputs:
             self._versions = [t._version[0] for t in inputs]
-        if single:
-            self._outputs = (weakref.ref(outputs[0]),)
-            return outputs[0]
+        if single:  # no list for one output: a comprehension is a call of its own
+            out = wrap(ys[0], dev, True, self)
+            self._outputs = (weakref.ref(out),)
+            return out
+        outputs = [wrap(y, dev, True, self) for y in ys]
         self._outputs = tuple([weakref.ref(o) for o in outputs])
         self._out_meta = tuple([(y.shape, y.dtype) for y in ys])  # zero grads for unused outputs
         return tuple(outputs)
