@@ -7,7 +7,8 @@ channel Conv2d on a (2, 8, 16, 16) input, after a warm-up call:
 
 - frames: the deepest stack of the project's Python frames below the call (NumPy's own
   Python wrappers are counted apart, in "all frames");
-- in files: the project files on that deepest stack (Chainer's conv: about 6 frames in 4);
+- in files: the project files on that deepest stack, the first one reached when several are
+  as deep (Chainer's conv: about 6 frames in 4);
 - files: the distinct project source files touched at all (all files, NumPy's too, apart);
 - calls: Python function calls (all), and calls into C (NumPy/CuPy functions, builtins).
 
@@ -40,6 +41,8 @@ class _Counter:
         self.max_own_depth = 0
         self.own: list[bool] = []
         self.deepest_own: list[str] = []
+        # Each project function's depth (in project frames) when it was first entered.
+        self.entered: dict[str, int] = {}
         self.calls = 0
         self.c_calls = 0
         self.files: set[str] = set()
@@ -55,11 +58,13 @@ class _Counter:
             own = code.co_filename.startswith(ROOT)
             self.own.append(own)
             self.own_depth += own
+            name = f"{_short(code.co_filename)}:{code.co_name}"
+            if own:
+                self.entered.setdefault(name, self.own_depth)
             if self.own_depth > self.max_own_depth:
                 self.max_own_depth = self.own_depth
-                name = f"{_short(code.co_filename)}:{code.co_name}"
                 self.deepest_own = [f for f, o in zip(self.stack + [name], self.own) if o]
-            self.stack.append(f"{_short(code.co_filename)}:{code.co_name}")
+            self.stack.append(name)
             if self.depth > self.max_depth:
                 self.max_depth = self.depth
                 self.deepest = list(self.stack)
@@ -98,6 +103,7 @@ def measure(fn: Callable[[], object]) -> _Counter:
     counter.calls -= 1
     counter.deepest = counter.deepest[1:]
     counter.deepest_own = counter.deepest_own[1:]
+    counter.entered = {k: d - 1 for k, d in counter.entered.items() if d > 1}
     return counter
 
 
@@ -144,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{name}: deepest stack of project frames")
             for i, f in enumerate(c.deepest_own, 1):
                 print(f"  {i:2d} {f}")
+            print(f"{name}: kernels entered, at the depth of their first call")
+            for d, f in sorted((d, f) for f, d in c.entered.items() if f.startswith("kernels/")):
+                print(f"  {d:2d} {f}")
             print(f"{name}: files")
             for f in sorted(_short(f) for f in c.files):
                 print(f"  {f}")

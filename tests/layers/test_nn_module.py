@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 from collections import OrderedDict
 
@@ -165,6 +166,28 @@ def test_forward_hooks_can_observe_and_be_removed():
     pre.remove()
     lin(engine.ones(1, 2))
     assert seen == [(3, 2)]
+
+
+def test_module_call_is_forward_without_hooks_and_a_function_on_the_class():
+    # Module.__call__ hands back the bound forward when no hook is registered (no frame of
+    # its own); looked up on the class, through super() or by inspect it is a plain function.
+    lin = nn.Linear(2, 2)
+    x = engine.ones(3, 2)
+    assert lin.__call__ == lin.forward
+    np.testing.assert_allclose(nn.Module.__call__(lin, x).numpy(), lin(x).numpy())
+    assert str(inspect.signature(lin)) == "(*args, **kwargs)"
+
+    class Doubled(nn.Linear):
+        def __call__(self, x):
+            return super().__call__(x) * 2.0
+
+    d = Doubled(2, 2)
+    np.testing.assert_allclose(d(x).numpy(), 2.0 * d.forward(x).numpy())
+    seen = []
+    d.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    d(x)
+    assert seen == [(3, 2)]
+    assert lin.__call__ == lin.forward  # a hook on one module leaves the others plain
 
 
 # state_dict -------------------------------------------------------------------------------
