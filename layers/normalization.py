@@ -457,8 +457,9 @@ class SyncBatchNorm(_BatchNorm):
     normalises by per-rank statistics, which is a different (noisier) model than one process
     with the whole batch. SyncBatchNorm all-reduces the per-channel sum, sum of squares and count
     in the forward and the two gradient sums in the backward, so N ranks x batch b train like
-    one process x batch N b (per-rank batch sizes may differ). Outside a process group, or in a
-    world of one, or in eval mode, it is BatchNorm. Inputs (N, C, ...) of any rank >= 2.
+    one process x batch N b (per-rank batch sizes may differ). Gradient penalties (WGAN-GP, R1:
+    `create_graph=True`) differentiate through it across the ranks. Outside a process group, or
+    in a world of one, or in eval mode, it is BatchNorm. Inputs (N, C, ...) of any rank >= 2.
     """
 
     _dims = (2, 3, 4, 5)

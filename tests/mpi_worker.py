@@ -36,7 +36,12 @@ def _flat(module) -> np.ndarray:
 
 def _replicas_identical(module) -> bool:
     """All ranks' parameters bit-identical (compared as raw bytes, gathered from every rank)."""
-    mine = engine.tensor(_flat(module).view(np.int32).astype(np.int64))
+    return _same_everywhere(_flat(module))
+
+
+def _same_everywhere(array: np.ndarray) -> bool:
+    """`array` bit-identical on every rank (its raw bytes gathered from every rank)."""
+    mine = engine.tensor(np.ascontiguousarray(array).view(np.int32).astype(np.int64))
     out = [engine.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(out, mine)
     return all(np.array_equal(o.numpy(), out[0].numpy()) for o in out)
@@ -220,29 +225,144 @@ def syncbn_uneven(rank, world, args):
     return res
 
 
-@case
-def syncbn_double(rank, world, args):
-    """WGAN-GP and R1 through a SyncBatchNorm critic (double backward): the error each raises,
-    instead of a silently wrong gradient."""
+def _critics(conv: bool):
+    """A float64 critic with BatchNorm (a conv one for (N, C, H, W) inputs); seeded."""
+    engine.manual_seed(0)
+    if conv:
+        net = nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.BatchNorm2d(3),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(3 * 4 * 4, 1),
+        )
+    else:
+        net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    return net.double()
+
+
+def _penalty_grads(critic, real, fake, alpha) -> dict:
+    """The parameter gradients of a WGAN-GP critic loss, then of an R1 loss (fresh .grad each)."""
     from regularizers import gradient_penalty, r1_penalty
 
+    module = getattr(critic, "module", critic)
+    out = {}
+    for name in ("wgan-gp", "r1"):
+        module.zero_grad()
+        if name == "wgan-gp":
+            loss = critic(fake).mean() - critic(real).mean()
+            loss = loss + gradient_penalty(critic, real, fake, alpha=alpha)
+        else:
+            loss = critic(real).mean() + r1_penalty(critic, real)
+        loss.backward()
+        out[name] = _flat_grads(module)
+    return out
+
+
+def _input_penalty(critic, x):
+    """||d sum critic(x) / dx||^2 summed over this rank's samples: its x-gradient is a
+    Hessian-vector product of the critic (SyncBatchNorm's recorded backward differentiated)."""
+    (g,) = engine.grad(critic(x).sum(), (x,), create_graph=True)
+    return (g * g).sum()
+
+
+def _global(value: float) -> float:
+    t = engine.tensor(np.array([value], np.float64))
+    dist.all_reduce(t)
+    return float(t.numpy()[0])
+
+
+@case
+def syncbn_double(rank, world, args):
+    """WGAN-GP and R1 through a SyncBatchNorm critic (double backward) on 2 ranks x 4 samples,
+    float64, against BatchNorm on the global 8 samples in one process; central differences of
+    the all-ranks penalty in the inputs (the recorded backward's x-dependence crosses ranks);
+    and the collectives a plain step and a penalty step make."""
+    res = {}
+    rng = np.random.default_rng(7)
+    b, lo, hi = 4, rank * 4, (rank + 1) * 4
+    for conv in (False, True):
+        shape = (b * world, 2, 4, 4) if conv else (b * world, 6)
+        real_all = rng.normal(size=shape) * 1.5 + 0.5
+        fake_all = rng.normal(size=shape)
+        alpha_all = rng.uniform(size=b * world)
+        ddp = nn.parallel.DistributedDataParallel(
+            nn.SyncBatchNorm.convert_sync_batchnorm(_critics(conv)), broadcast_buffers=False
+        )
+        real, fake = engine.tensor(real_all[lo:hi]), engine.tensor(fake_all[lo:hi])
+        got = _penalty_grads(ddp, real, fake, engine.tensor(alpha_all[lo:hi]))
+        key = "conv" if conv else "linear"
+        res[key] = {"identical": all(_same_everywhere(g) for g in got.values())}
+        if rank == 0:
+            ref = _penalty_grads(
+                _critics(conv),
+                engine.tensor(real_all),
+                engine.tensor(fake_all),
+                engine.tensor(alpha_all),
+            )
+            res[key].update(
+                {k: float(np.abs(got[k] - ref[k]).max()) for k in got}
+                | {k + "_scale": float(np.abs(ref[k]).max()) for k in got}
+            )
+        # Central differences of sum over ranks of _input_penalty in a few inputs of each
+        # rank; every rank evaluates every perturbation (a collective), the owner moves x.
+        x = engine.tensor(real_all[lo:hi], requires_grad=True)
+        _input_penalty(ddp, x).backward()
+        analytic = x.grad.numpy().ravel()
+        picks, errors, eps = [(0, 0), (0, 5), (1, 3), (1, 11)], [], 1e-6
+        for owner, j in picks:
+            values = []
+            for step in (eps, -eps):
+                xs = real_all[lo:hi].copy().ravel()
+                if rank == owner:
+                    xs[j] += step
+                xt = engine.tensor(xs.reshape(x.shape), requires_grad=True)
+                values.append(_global(float(_input_penalty(ddp, xt).item())))
+            numeric = (values[0] - values[1]) / (2 * eps)
+            mine = _global(analytic[j] if rank == owner else 0.0)
+            errors.append(abs(numeric - mine) / max(1.0, abs(numeric)))
+        res[key]["fd_rel_err"] = max(errors)
+        res[key]["fd_grad_scale"] = float(np.abs(analytic).max())
+    # Collectives: one SyncBatchNorm and one DDP bucket. A plain step: the forward's statistics,
+    # the backward's gradient sums, the bucket (3). A penalty step adds the recorded backward's
+    # two sums and their adjoints in the second backward.
+    group = dist._group
+    ddp = nn.parallel.DistributedDataParallel(
+        nn.SyncBatchNorm.convert_sync_batchnorm(_critics(False)), broadcast_buffers=False
+    )
+    x = engine.tensor(rng.normal(size=(b, 6)))
+    before = group.calls
+    ddp(x).mean().backward()
+    res["plain_step_collectives"] = group.calls - before
+    before = group.calls
+    from regularizers import r1_penalty
+
+    r1_penalty(ddp, x).backward()
+    res["r1_step_collectives"] = group.calls - before
+    return res
+
+
+@case
+def gan_gp_syncbn(rank, world, args):
+    """The GAN Trainer with WGAN-GP and a BatchNorm critic on ranks: the Trainer converts it to
+    SyncBatchNorm and the penalty's double backward runs through it; replicas stay equal."""
+    from engine.data import DataLoader, TensorDataset
+    from generative import GAN
+
     engine.manual_seed(0)
-    critic = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
-    ddp = nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(critic))
-    engine.manual_seed(1 + rank)
-    real, fake = engine.randn(4, 6), engine.randn(4, 6)
-    errors = {}
-    for name, penalty in (
-        ("wgan-gp", lambda: gradient_penalty(ddp, real, fake)),
-        ("r1", lambda: r1_penalty(ddp, real)),
-    ):
-        try:
-            penalty().backward()
-            errors[name] = None
-        except RuntimeError as e:
-            errors[name] = str(e)
-    ddp(real).mean().backward()  # first order still works after the refusals
-    return {"errors": errors, "grad_finite": bool(np.isfinite(_flat_grads(critic)).all())}
+    g = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 6))
+    d = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    gan = GAN(g, d, latent_dim=4, loss="wgan-gp", device="cpu", seed=0, progress=False)
+    gan.preview = lambda: None
+    rng = np.random.default_rng(2)
+    data = TensorDataset(rng.normal(size=(32, 6)).astype(np.float32))
+    gan.fit(DataLoader(data, 8, shuffle=False), 2)
+    return {
+        "kinds": [type(net[1]).__name__ for net in (gan.generator, gan.discriminator)],
+        "identical": _replicas_identical(gan.generator) and _replicas_identical(gan.discriminator),
+        "finite": all(np.isfinite(v) for v in gan.history["loss_d"] + gan.history["loss_g"]),
+        "steps": gan.global_step,
+    }
 
 
 def _flat_grads(module) -> np.ndarray:

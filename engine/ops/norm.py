@@ -14,9 +14,9 @@ from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..tensorbase import TensorBase
 from .reduction import sum
-from .shape import reshape
+from .shape import cat, reshape
 
-__all__ = ["batch_norm_train", "sync_batch_norm_train"]
+__all__ = ["batch_norm_train", "sync_batch_norm_train", "AllReduceSum"]
 
 _LETTERS = "abdefghijklm"  # "c" is the channel axis
 
@@ -169,6 +169,27 @@ def update_running(running: TensorBase | None, batch_value, factor: float, scale
     running.mul_(1.0 - factor).add_(new, alpha=factor * scale)
 
 
+class AllReduceSum(Function):
+    """y = the sum of x over every rank (a new array on every rank; x unchanged).
+
+    Its own adjoint: each rank's y has every rank's x with weight 1, so dL/dx_r = sum_s dL/dy_s,
+    the all-reduced gradient. The backward is this op again, so when it is recorded
+    (`create_graph=True`) gradients of gradients cross the ranks too. Every rank must reach it
+    in the same order, forward and backward: it is a collective."""
+
+    saves_inputs = False
+
+    def forward(self, x):
+        from .. import distributed
+
+        y = x.copy()  # C-contiguous, and x stays as it was
+        distributed.all_reduce_array(y, what="SyncBatchNorm").wait()
+        return y
+
+    def backward(self, gy):
+        return AllReduceSum()(gy)
+
+
 class SyncBatchNormTrain(BatchNormTrain):
     """BatchNormTrain with the statistics of the whole process group (SyncBatchNorm).
 
@@ -177,6 +198,11 @@ class SyncBatchNormTrain(BatchNormTrain):
     and bias gradients stay this rank's sums (DistributedDataParallel averages them), and the
     input gradient is that of the sum of every rank's loss, so after DDP's average the
     parameters get the gradient of the mean loss, as one process with the whole batch would.
+
+    Recorded (`create_graph=True`: WGAN-GP, R1) the backward is BatchNormTrain's formula in
+    engine ops with both cross-rank sums as `AllReduceSum` (two collectives, not one: the
+    statistics are recomputed from x on the tape, so x's second derivative reaches every
+    rank); the plain backward stays one float64 all-reduce of raw arrays.
     """
 
     def __init__(self, eps: float):
@@ -206,23 +232,44 @@ class SyncBatchNormTrain(BatchNormTrain):
         y = xhat if weight is None else xhat * weight.reshape(shape)
         return y + bias.reshape(shape) if bias is not None else y.copy() if y is xhat else y
 
-    def backward(self, gy):
-        if is_grad_enabled():
-            raise RuntimeError(
-                "SyncBatchNorm has no double backward (create_graph=True): use BatchNorm in a "
-                "network that needs gradients of gradients (WGAN-GP, R1)"
-            )
-        return super().backward(gy)  # BatchNormTrain's formula with _channel_totals below
+    def _statistics(self, x):
+        """The forward's arrays on the fast path; recorded, xhat and invstd of every rank's
+        x in engine ops: the per-channel sums of (x - m) and (x - m)^2 all-reduced (m, the
+        forward's mean, a constant shift against cancellation in float32)."""
+        if not isinstance(x, TensorBase):
+            return super()._statistics(x)
+        c, axes = x.shape[1], (0,) + tuple(range(2, x.ndim))
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        shift = x._new(self.mean.reshape(shape), x.device)
+        d = x - shift
+        totals = AllReduceSum()(cat([sum(d, axes), sum(d * d, axes)]))
+        n = self._count(x)
+        dmean = totals[:c] / n
+        invstd = (totals[c:] / n - dmean * dmean + self.eps).rsqrt()
+        xhat = (d - reshape(dmean, shape)) * reshape(invstd, shape)
+        return xhat, invstd, lambda v: sum(v, axes)
+
+    def _count(self, like):
+        """The total sample count (shape (1,), like's dtype) as an array, or a constant Tensor
+        when recorded: read on the device, no host sync."""
+        count = self.count.astype(like.dtype)
+        return like._new(count, like.device) if isinstance(like, TensorBase) else count
 
     def _channel_totals(self, g, xhat, sum_gy, sum_gyx):
-        """(sum gy, sum gy xhat) of every rank, summed in float64 and all-reduced in one
-        buffer, and the total sample count: the input gradient of the sum of all ranks' losses.
-        The weight and bias gradients stay this rank's sums (DDP averages them)."""
-        c, axes = g.shape[1], (0,) + tuple(range(2, g.ndim))
+        """(sum gy, sum gy xhat) of every rank and the total sample count: the input gradient
+        of the sum of all ranks' losses. Fast path: summed in float64 and all-reduced in one
+        buffer; recorded: this rank's sums (the ones the weight and bias gradients use)
+        through AllReduceSum. The weight and bias gradients stay this rank's sums (DDP
+        averages them)."""
+        c = g.shape[1]
+        if isinstance(g, TensorBase):
+            totals = AllReduceSum()(cat([sum_gy, sum_gyx]))
+            return totals[:c], totals[c:], self._count(g)
+        axes = (0,) + tuple(range(2, g.ndim))
         sums = self.xp.empty(2 * c, "float64")
         sums[:c], sums[c:] = g.sum(axes, dtype="float64"), (g * xhat).sum(axes, dtype="float64")
         self._all_reduce(sums)
-        return sums[:c].astype(g.dtype), sums[c:].astype(g.dtype), self.count.astype(g.dtype)
+        return sums[:c].astype(g.dtype), sums[c:].astype(g.dtype), self._count(g)
 
 
 def sync_batch_norm_train(
