@@ -99,6 +99,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -735,6 +736,7 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "precision": self.precision.state_dict(),
             "rng": engine.random.get_rng_state(),
+            "world_size": _world_size(),  # a mid-epoch position is exact on this many ranks
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
             "extra": self.extra_state(),
         }
@@ -769,8 +771,28 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
         engine.random.set_rng_state(_my_rng_state(state))
-        self._loader_state = state.get("loader")
+        self._loader_state = self._resume_position(state)
         self.load_extra_state(state.get("extra") or {})
+
+    def _resume_position(self, state: dict) -> dict | None:
+        """The checkpoint's loader state for the next `fit`. A mid-epoch position is exact only
+        on the rank count that saved it (each rank's shard and random state belong to it): on
+        another count the epoch restarts from its first batch of the sampler order (the steps
+        already taken in it are trained again), with one warning line from rank 0."""
+        loader = state.get("loader")
+        done = int((loader or {}).get("batches_done") or 0)
+        saved, world = _saved_world_size(state), _world_size()
+        if not done or saved == world:
+            return loader
+        if self.is_main_process:
+            warnings.warn(
+                f"checkpoint saved mid-epoch on {_ranks(saved)} ({done} steps into epoch "
+                f"{int(state['epoch']) + 1}), resumed on {_ranks(world)}: the epoch restarts "
+                f"from its first batch, its first {done} steps trained again (--nproc {saved} "
+                "continues exactly)",
+                stacklevel=3,
+            )
+        return {**loader, "batches_done": 0}
 
     def _load_precision(self, saved: dict) -> None:
         """The checkpoint's precision and scaler state: adopted when this trainer runs the
@@ -794,8 +816,10 @@ class Trainer:
         On ranks a checkpoint written mid-epoch (from a callback during `fit`) is a
         collective, which every rank must call: each rank's random state is gathered into the
         file ("rank_rng"), so a run resumed there on the same number of ranks draws what each
-        rank would have drawn. At an epoch's end or outside `fit` (the next epoch reseeds every
-        rank) it is not: rank 0 alone may call it (PyTorch's `if rank == 0: save`)."""
+        rank would have drawn; resumed on another rank count, that epoch restarts from its
+        first batch (one warning: `_resume_position`). At an epoch's end or outside `fit` (the
+        next epoch reseeds every rank) it is not: rank 0 alone may call it (PyTorch's
+        `if rank == 0: save`), and the file resumes on any rank count."""
         loader = loader if loader is not None else self._fit_loader
         midway = hasattr(loader, "state_dict") and loader.state_dict().get("batches_done", 0) > 0
         rank_rng = _gather_rank_rng() if midway else None
@@ -864,9 +888,19 @@ def _gather_rank_rng() -> list | None:
     return [json.loads(b) for b in engine.distributed.all_gather_bytes(mine)]
 
 
+def _saved_world_size(state: dict) -> int:
+    """The number of ranks that wrote a checkpoint (older files: from their per-rank states)."""
+    return int(state.get("world_size") or len(state.get("rank_rng") or []) or 1)
+
+
+def _ranks(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} ranks"
+
+
 def _my_rng_state(state: dict) -> dict:
     """This rank's random state from a checkpoint: its own when the checkpoint holds one per
-    rank of a job of this size, else the checkpoint's (rank 0's) state."""
+    rank of a job of this size, else the checkpoint's (rank 0's) state; on ranks an epoch that
+    restarts (`_resume_position`) reseeds from (seed, rank, epoch) anyway."""
     ranks = state.get("rank_rng")
     world = _world_size()
     if ranks and len(ranks) == world and world > 1:

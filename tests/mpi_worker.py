@@ -21,6 +21,7 @@ import engine.distributed as dist
 import engine.functional as F
 import layers as nn
 import optimizers as optim
+from generative.callbacks import Callback
 
 CASES = {}
 
@@ -500,7 +501,7 @@ def cuda(rank, world, args):
 # The Trainer on ranks --------------------------------------------------------------------------
 
 
-def _trainer_run(out, epochs, batch, resume_from=None, callbacks=(), log_every=20):
+def _trainer_run(out, epochs, batch, resume_from=None, callbacks=(), log_every=20, noise=0.01):
     from engine.data import DataLoader, TensorDataset
     from generative.trainer import Trainer
 
@@ -513,7 +514,7 @@ def _trainer_run(out, epochs, batch, resume_from=None, callbacks=(), log_every=2
 
         def train_step(self, batch):
             x, y = batch
-            loss = F.cross_entropy(self.net(x + 0.01 * engine.randn_like(x)), y)
+            loss = F.cross_entropy(self.net(x + noise * engine.randn_like(x)), y)
             self.optimizers["sgd"].zero_grad()
             self.backward(loss)
             self.step(self.optimizers["sgd"])
@@ -603,6 +604,71 @@ def trainer_midepoch(rank, world, args):
     one = _trainer_run(None, 3, 8, resume_from=osp.join(out, "one_rng.npz"))
     res["diff_one_rng"] = float(np.abs(_flat(one.net) - _flat(whole.net)).max())
     return res
+
+
+class SaveAndStop(Callback):
+    """Every rank saves a checkpoint at global step `step`, then the run stops."""
+
+    def __init__(self, path, step: int = 11):
+        self.path, self.step = path, step
+
+    def on_log(self, trainer, values):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+            raise _Stop
+
+
+def stopped_run(path, noise: float = 0.01) -> None:
+    """3 epochs of 8 steps that save at step 11 (3 steps into epoch 2) and stop."""
+    try:
+        _trainer_run(None, 3, 8, callbacks=[SaveAndStop(path)], log_every=1, noise=noise)
+    except _Stop:
+        pass
+
+
+def restart_copy(path, out, world: int) -> None:
+    """`path` (a mid-epoch checkpoint) as if saved at its epoch's start on `world` ranks: what
+    a resume on another rank count must run."""
+    state = engine.load(path)
+    state["loader"]["batches_done"] = 0
+    state["world_size"] = world
+    engine.save(state, out)
+
+
+def resume_warnings(path, noise: float = 0.0):
+    """(trainer resumed from `path` up to 3 epochs, the warning lines it gave)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = _trainer_run(None, 3, 8, resume_from=path, noise=noise)
+    return t, [str(w.message) for w in caught]
+
+
+@case
+def trainer_recount(rank, world, args):
+    """Another rank count than the checkpoint's: "save" writes, on these ranks, a mid-epoch
+    checkpoint (step 11) and an epoch-end one (epoch 1), no noise, for one process to resume;
+    "resume" resumes the one-process files out/mid.npz (its epoch restarts: warned once, by
+    rank 0), out/mid_start.npz (restart_copy of it) and out/end/checkpoint.npz."""
+    import os.path as osp
+
+    out, what = args
+    if what == "save":
+        stopped_run(osp.join(out, "mid.npz"), noise=0.0)
+        dist.barrier()
+        _trainer_run(osp.join(out, "end"), 1, 8, noise=0.0)
+        return {}
+    t, warned = resume_warnings(osp.join(out, "mid.npz"))
+    ref, warned_ref = resume_warnings(osp.join(out, "mid_start.npz"))
+    end, warned_end = resume_warnings(osp.join(out, "end", "checkpoint.npz"))
+    return {
+        "warned": warned + warned_ref + warned_end,
+        "steps": [t.epoch, t.global_step, end.epoch, end.global_step],
+        "restart_diff": float(np.abs(_flat(t.net) - _flat(ref.net)).max()),
+        "end_net": _flat(end.net).tolist(),
+        "identical": _replicas_identical(t.net) and _replicas_identical(end.net),
+    }
 
 
 @case
@@ -742,7 +808,7 @@ def main() -> None:
         cuda_sim.install()
     dist.init_process_group(os.environ.get("TENSORTAPE_TEST_BACKEND") or None)
     rank, world = dist.get_rank(), dist.get_world_size()
-    takes_out = name in ("trainer", "trainer_midepoch", "trainer_rank0_save")
+    takes_out = name in ("trainer", "trainer_midepoch", "trainer_rank0_save", "trainer_recount")
     result = CASES[name](rank, world, [out, *sys.argv[3:]] if takes_out else sys.argv[3:])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)

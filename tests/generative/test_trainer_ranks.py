@@ -90,3 +90,57 @@ def test_a_mid_epoch_checkpoint_in_one_process_resumes_exactly(tmp_path):
     resumed = mpi_worker._trainer_run(None, 3, 8, resume_from=tmp_path / "mid.npz")
     assert resumed.global_step == whole.global_step == 24
     np.testing.assert_array_equal(mpi_worker._flat(resumed.net), mpi_worker._flat(whole.net))
+
+
+_RESTART = (
+    "checkpoint saved mid-epoch on {saved} (3 steps into epoch 2), resumed on {now}: the "
+    "epoch restarts from its first batch, its first 3 steps trained again (--nproc {n} "
+    "continues exactly)"
+)
+
+
+@requires_mpi
+def test_two_ranks_checkpoints_resumed_in_one_process(tmp_path):
+    """Saved on 2 ranks, resumed in one process (no noise, no shuffling). At an epoch's end
+    the run continues as if one process had trained throughout (to float rounding); mid-epoch
+    it cannot be exact (the shards and per-rank random states belong to 2 ranks): the epoch
+    restarts from its first batch, with one warning, and equals a resume from that epoch's
+    start."""
+    import mpi_worker
+    import pytest
+
+    proc, _, _ = run_ranks("trainer_recount", "save", tmp_path=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    whole = mpi_worker._trainer_run(None, 3, 8, noise=0.0)
+    end, warned = mpi_worker.resume_warnings(tmp_path / "end" / "checkpoint.npz")
+    assert warned == [] and end.global_step == 24
+    np.testing.assert_allclose(mpi_worker._flat(end.net), mpi_worker._flat(whole.net), atol=1e-5)
+    mpi_worker.restart_copy(tmp_path / "mid.npz", tmp_path / "mid_start.npz", world=1)
+    with pytest.warns(UserWarning) as caught:
+        t = mpi_worker._trainer_run(None, 3, 8, resume_from=tmp_path / "mid.npz", noise=0.0)
+    assert [str(w.message) for w in caught] == [
+        _RESTART.format(saved="2 ranks", now="1 process", n=2)
+    ]
+    assert (t.epoch, t.global_step) == (3, 27)  # 11, then epoch 2 in full (8) and epoch 3 (8)
+    ref, warned = mpi_worker.resume_warnings(tmp_path / "mid_start.npz")
+    assert warned == []
+    np.testing.assert_array_equal(mpi_worker._flat(t.net), mpi_worker._flat(ref.net))
+
+
+@requires_mpi
+def test_one_process_checkpoints_resumed_on_two_ranks(tmp_path):
+    """The other way: saved in one process, resumed on 2 ranks; rank 0 alone warns."""
+    import mpi_worker
+
+    whole = mpi_worker._trainer_run(None, 3, 8, noise=0.0)
+    mpi_worker._trainer_run(tmp_path / "end", 1, 8, noise=0.0)
+    mpi_worker.stopped_run(tmp_path / "mid.npz", noise=0.0)
+    mpi_worker.restart_copy(tmp_path / "mid.npz", tmp_path / "mid_start.npz", world=2)
+    proc, (r0, r1), _ = run_ranks("trainer_recount", "resume", tmp_path=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert r0["warned"] == [_RESTART.format(saved="1 process", now="2 ranks", n=1)]
+    assert r1["warned"] == []
+    for r in (r0, r1):
+        assert r["steps"] == [3, 27, 3, 24] and r["identical"]
+        assert r["restart_diff"] == 0.0
+        np.testing.assert_allclose(r["end_net"], mpi_worker._flat(whole.net), atol=1e-5)
