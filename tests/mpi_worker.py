@@ -278,8 +278,10 @@ def syncbn_double(rank, world, args):
     """WGAN-GP and R1 through a SyncBatchNorm critic (double backward) on 2 ranks x 4 samples,
     float64, against BatchNorm on the global 8 samples in one process; central differences of
     the all-ranks penalty in the inputs (the recorded backward's x-dependence crosses ranks);
-    and the collectives a plain step and a penalty step make."""
-    res = {}
+    and the collectives a plain step and a penalty step make. args: [device] ("cpu", or
+    "cuda": the rank's GPU, against one cpu process)."""
+    dev = dist.local_device() if args and args[0] == "cuda" else "cpu"
+    res = {"device": str(engine.zeros(1, device=dev).device)}
     rng = np.random.default_rng(7)
     b, lo, hi = 4, rank * 4, (rank + 1) * 4
     for conv in (False, True):
@@ -288,10 +290,11 @@ def syncbn_double(rank, world, args):
         fake_all = rng.normal(size=shape)
         alpha_all = rng.uniform(size=b * world)
         ddp = nn.parallel.DistributedDataParallel(
-            nn.SyncBatchNorm.convert_sync_batchnorm(_critics(conv)), broadcast_buffers=False
+            nn.SyncBatchNorm.convert_sync_batchnorm(_critics(conv)).to(dev), broadcast_buffers=False
         )
-        real, fake = engine.tensor(real_all[lo:hi]), engine.tensor(fake_all[lo:hi])
-        got = _penalty_grads(ddp, real, fake, engine.tensor(alpha_all[lo:hi]))
+        real = engine.tensor(real_all[lo:hi], device=dev)
+        fake = engine.tensor(fake_all[lo:hi], device=dev)
+        got = _penalty_grads(ddp, real, fake, engine.tensor(alpha_all[lo:hi], device=dev))
         key = "conv" if conv else "linear"
         res[key] = {"identical": all(_same_everywhere(g) for g in got.values())}
         if rank == 0:
@@ -307,9 +310,9 @@ def syncbn_double(rank, world, args):
             )
         # Central differences of sum over ranks of _input_penalty in a few inputs of each
         # rank; every rank evaluates every perturbation (a collective), the owner moves x.
-        x = engine.tensor(real_all[lo:hi], requires_grad=True)
+        x = engine.tensor(real_all[lo:hi], requires_grad=True, device=dev)
         _input_penalty(ddp, x).backward()
-        analytic = x.grad.numpy().ravel()
+        analytic = x.grad.cpu().numpy().ravel()
         picks, errors, eps = [(0, 0), (0, 5), (1, 3), (1, 11)], [], 1e-6
         for owner, j in picks:
             values = []
@@ -317,7 +320,7 @@ def syncbn_double(rank, world, args):
                 xs = real_all[lo:hi].copy().ravel()
                 if rank == owner:
                     xs[j] += step
-                xt = engine.tensor(xs.reshape(x.shape), requires_grad=True)
+                xt = engine.tensor(xs.reshape(x.shape), requires_grad=True, device=dev)
                 values.append(_global(float(_input_penalty(ddp, xt).item())))
             numeric = (values[0] - values[1]) / (2 * eps)
             mine = _global(analytic[j] if rank == owner else 0.0)
@@ -329,9 +332,9 @@ def syncbn_double(rank, world, args):
     # two sums and their adjoints in the second backward.
     group = dist._group
     ddp = nn.parallel.DistributedDataParallel(
-        nn.SyncBatchNorm.convert_sync_batchnorm(_critics(False)), broadcast_buffers=False
+        nn.SyncBatchNorm.convert_sync_batchnorm(_critics(False)).to(dev), broadcast_buffers=False
     )
-    x = engine.tensor(rng.normal(size=(b, 6)))
+    x = engine.tensor(rng.normal(size=(b, 6)), device=dev)
     before = group.calls
     ddp(x).mean().backward()
     res["plain_step_collectives"] = group.calls - before
@@ -367,7 +370,7 @@ def gan_gp_syncbn(rank, world, args):
 
 
 def _flat_grads(module) -> np.ndarray:
-    return np.concatenate([p.grad.numpy().ravel() for p in module.parameters()])
+    return np.concatenate([p.grad.cpu().numpy().ravel() for p in module.parameters()])
 
 
 # Generative steps ----------------------------------------------------------------------------

@@ -65,14 +65,18 @@ def test_sync_batch_norm_uneven_batches_match_batch_norm_on_the_whole_batch(tmp_
 
 
 @requires_mpi
-def test_sync_batch_norm_double_backward_matches_batch_norm_on_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_sync_batch_norm_double_backward_matches_batch_norm_on_the_whole_batch(tmp_path, device):
     """WGAN-GP and R1 through a SyncBatchNorm critic (linear and conv) on 2 ranks x 4 samples,
     float64: the averaged parameter gradients equal one process's BatchNorm critic on the 8
     samples, the all-ranks input penalty's x-gradient (a Hessian-vector product through the
     recorded backward, across ranks) matches central differences, and a plain step makes no
-    more collectives than before (statistics, gradient sums, the bucket, DDP's used-map)."""
-    proc, res, _ = run_ranks("syncbn_double", tmp_path=tmp_path, timeout=120)
+    more collectives than before (statistics, gradient sums, the bucket, DDP's used-map).
+    cuda: a simulated GPU per rank (the CuPy and NCCL stand-ins), against one cpu process."""
+    env = {"TENSORTAPE_TEST_SIM": "1", "TENSORTAPE_SIM_DEVICES": "2"} if device == "cuda" else {}
+    proc, res, _ = run_ranks("syncbn_double", device, tmp_path=tmp_path, env=env, timeout=120)
     _ok(proc)
+    assert [r["device"] for r in res] == (["cuda:0", "cuda:1"] if device == "cuda" else ["cpu"] * 2)
     for key in ("linear", "conv"):
         r0 = res[0][key]
         for name in ("wgan-gp", "r1"):
