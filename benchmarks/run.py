@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--device cpu|cuda] [--repeats N] [--builds B] [--only mlp,cnn]
                              [--threads T] [--cpu-time] [--same-process] [--in-process]
+                             [--precision 32,16-mixed,bf16-mixed]
 
 By default each library runs each workload (see `benchmarks.workloads`) in a process of its
 own, so that neither library's thread pool (OpenBLAS's spinning workers, torch's OpenMP pool)
@@ -23,6 +24,11 @@ Threads: both libraries get the same count: NumPy's BLAS pool (threadpoolctl) an
 `torch.set_num_threads` are both set to `--threads`, by default the BLAS pool's current size.
 On cuda, steps are bracketed by device synchronisation and the peak memory is that of the
 memory pools (CuPy's pool via a memory hook, `torch.cuda.max_memory_allocated`).
+
+Precision (issue 14): `--precision` lists Lightning's words; each workload runs under each, both
+libraries with the same recipe (autocast around the forward, a GradScaler for 16-mixed; see
+`benchmarks.workloads`). On the CPU, torch's peer is its own CPU autocast (bfloat16, and
+float16 since torch 2.x); ours emulates tensor cores there (float32 kernels on rounded inputs).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from .workloads import WORKLOADS, Workload, ours_lib, torch_lib
+from .workloads import PRECISIONS, WORKLOADS, Workload, ours_lib, torch_lib
 
 OVERHEAD_OPS = 2000  # ops per overhead sample
 STEP_BUDGET_S = 0.6  # default timed seconds per build and library
@@ -203,15 +209,17 @@ def _auto_repeats(step_s: float) -> int:
     return int(min(MAX_REPEATS, max(MIN_REPEATS, STEP_BUDGET_S / max(step_s, 1e-6))))
 
 
-def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, warmup: int) -> dict:
+def bench_workload(
+    w: Workload, device: str, builds: int, repeats: int | None, warmup: int, precision: str = "32"
+) -> dict:
     """Medians (s) of ours and torch over `builds` fresh models x `repeats` steps in blocks
     (`repeats=None`: as many as fit STEP_BUDGET_S per build and library)."""
     torch = _torch(device)
     ours_sync, torch_sync = _syncs(device)
     mine, theirs, counts = [], [], []
     for b in range(builds):
-        ours = w.build(ours_lib(device))
-        ref = w.build(torch_lib(device)) if torch else None
+        ours = w.build(ours_lib(device, precision))
+        ref = w.build(torch_lib(device, precision)) if torch else None
         slowest = 0.0
         for _ in range(max(warmup, 1)):
             slowest = _time(ours, ours_sync)
@@ -235,19 +243,23 @@ def bench_workload(w: Workload, device: str, builds: int, repeats: int | None, w
     return {"ours": m, "torch": t, "ratio": m / t if t else None, "mem": mem, "steps": counts}
 
 
-def bench_one_library(w: Workload, device: str, lib: str, repeats: int | None, warmup: int) -> dict:
+def bench_one_library(
+    w: Workload, device: str, lib: str, repeats: int | None, warmup: int, precision: str = "32"
+) -> dict:
     """One fresh model of one library in this process: the step times (s) after a warm-up, and
     the peak memory of one step."""
     build = ours_lib if lib == "ours" else torch_lib
     sync = _syncs(device)[0 if lib == "ours" else 1]
-    step = w.build(build(device))
+    step = w.build(build(device, precision))
     slowest = max(_time(step, sync) for _ in range(max(warmup, 1)))
     n = repeats or _auto_repeats(slowest)
     times = [_time(step, sync) for _ in range(n)]
     return {"times": times, "mem": _peak(step, device, lib), "steps": n}
 
 
-def bench_separate(args: argparse.Namespace, threads: int, w: Workload) -> dict:
+def bench_separate(
+    args: argparse.Namespace, threads: int, w: Workload, precision: str = "32"
+) -> dict:
     """`args.builds` pairs of processes, one per library each, in turn (torch first on odd
     builds); medians over all timed steps and the per-build ratios."""
     times = {"ours": [], "torch": []}
@@ -257,7 +269,7 @@ def bench_separate(args: argparse.Namespace, threads: int, w: Workload) -> dict:
         order = ["ours", "torch"] if torch else ["ours"]
         medians = {}
         for lib in order[:: -1 if b % 2 else 1]:
-            r = _run_isolated(args, threads, w.name, lib)
+            r = _run_isolated(args, threads, w.name, lib, precision)
             times[lib] += r["times"]
             medians[lib] = statistics.median(r["times"])
             mem[lib] = r["mem"]
@@ -342,10 +354,11 @@ def _fmt(value, spec: str, width: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:{width}{spec}}"
 
 
-def _row(w: Workload, r: dict, rate: dict) -> str:
+def _row(w: Workload, r: dict, rate: dict, precision: str = "32") -> str:
     floor = w.flops / rate["ours"] * 1e3 if w.flops else None
+    name = w.name + ": " + w.description if precision == "32" else f"{w.name} {precision}"
     return (
-        f"{w.name + ': ' + w.description:<44}{r['ours'] * 1e3:9.2f}"
+        f"{name:<44}{r['ours'] * 1e3:9.2f}"
         f"{_fmt(r['torch'] and r['torch'] * 1e3, '.2f', 10)}{_fmt(r['ratio'], '.2f', 7)}"
         f"{_fmt(floor, '.2f', 10)}{_fmt(r['mem'][0], '.1f', 10)}{_fmt(r['mem'][1], '.1f', 10)}"
         f"{sum(r['steps']):7d}{_range(r.get('build_ratios')):>14}"
@@ -443,6 +456,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="data parallel instead: CNN, DCGAN, VAE on N MPI ranks vs PyTorch DDP on gloo "
         "(benchmarks/distributed.py; --repeats is then its runs per configuration)",
     )
+    p.add_argument(
+        "--precision",
+        default="32",
+        help="comma-separated, of " + ",".join(PRECISIONS) + " (default 32)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one workload, JSON out
     p.add_argument("--lib", default=None, choices=("ours", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--cpu-time", action="store_true",
@@ -461,7 +479,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                 ("--device cuda", args.device != "cpu"), ("--threads", args.threads is not None),
                 ("--cpu-time", args.cpu_time), ("--same-process", args.same_process),
                 ("--in-process", args.in_process), ("--builds", args.builds != 3),
-                ("--warmup", args.warmup != 2),
+                ("--warmup", args.warmup != 2), ("--precision", args.precision != "32"),
             ) if used
         ]  # fmt: skip
         if ignored:
@@ -473,6 +491,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.in_process:
         args.same_process = True
     args.names = names
+    args.precisions = [q for q in PRECISIONS if q in args.precision.split(",")]
+    if set(args.precision.split(",")) - set(PRECISIONS):
+        p.error(f"--precision: expected a comma-separated list of {', '.join(PRECISIONS)}")
     return args
 
 
@@ -494,8 +515,11 @@ def _busy_machine_mode(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _child_argv(args: argparse.Namespace, threads: int, name: str, lib: str | None) -> list[str]:
+def _child_argv(
+    args: argparse.Namespace, threads: int, name: str, lib: str | None, precision: str = "32"
+) -> list[str]:
     argv = ["--child", name, "--device", args.device, "--builds", str(args.builds)]
+    argv += ["--precision", precision]
     argv += ["--lib", lib] if lib else []
     argv += ["--warmup", str(args.warmup), "--threads", str(threads)]
     argv += ["--repeats", str(args.repeats)] if args.repeats else []
@@ -503,13 +527,14 @@ def _child_argv(args: argparse.Namespace, threads: int, name: str, lib: str | No
 
 
 def _run_isolated(
-    args: argparse.Namespace, threads: int, name: str, lib: str | None = None
+    args: argparse.Namespace, threads: int, name: str, lib: str | None = None, precision="32"
 ) -> dict:
     """One workload (of one library, or both) in a fresh interpreter: the allocator state left
     by the previous workloads moved ratios by up to 0.3 (benchmarks/NOTES.md)."""
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "benchmarks.run", *_child_argv(args, threads, name, lib)]
+    argv = _child_argv(args, threads, name, lib, precision)
+    cmd = [sys.executable, "-m", "benchmarks.run", *argv]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
     if done.returncode:
         raise SystemExit(f"benchmarks.run: workload {name} failed:\n{done.stderr}")
@@ -551,24 +576,27 @@ def main(argv: list[str] | None = None) -> int:
     threads = _setup(args)
     if args.child:
         w = next(w for w in WORKLOADS if w.name == args.child)
+        p = args.precisions[0]
         if args.lib:
-            r = bench_one_library(w, args.device, args.lib, args.repeats, args.warmup)
+            r = bench_one_library(w, args.device, args.lib, args.repeats, args.warmup, p)
         else:
-            r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup)
+            r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup, p)
         print(json.dumps(r))
         return 0
     selected = [w for w in WORKLOADS if args.names is None or w.name in args.names]
     isolate = len(selected) > 1 and not args.in_process
     rate = gemm_rate(args.device)
     print(_header(args, threads, rate, note), flush=True)
+    isolate = isolate or len(args.precisions) > 1
     for w in selected:
-        if not args.same_process:
-            r = bench_separate(args, threads, w)
-        elif isolate:
-            r = _run_isolated(args, threads, w.name)
-        else:
-            r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup)
-        print(_row(w, r, rate), flush=True)
+        for p in args.precisions:
+            if not args.same_process:
+                r = bench_separate(args, threads, w, p)
+            elif isolate:
+                r = _run_isolated(args, threads, w.name, precision=p)
+            else:
+                r = bench_workload(w, args.device, args.builds, args.repeats, args.warmup, p)
+            print(_row(w, r, rate, p), flush=True)
     if args.names is None or "overhead" in args.names:
         print(_overhead_row(bench_overhead(args.device)))
     print(

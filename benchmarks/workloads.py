@@ -4,10 +4,16 @@ Each workload is a builder `build(lib) -> step` where `lib` is a namespace holdi
 tensortape's modules (`layers` as nn, `engine.functional` as F, `optimizers` as optim) or
 PyTorch's: the model code is the same text for both, which is the port-by-imports promise.
 `step()` runs one forward + backward + optimizer step on a fresh model built by `build`.
+
+Precision (issue 14): `ours_lib(device, precision)` / `torch_lib(...)` with Lightning's words
+"32", "16-mixed" (float16 autocast and a GradScaler) or "bf16-mixed" (bfloat16 autocast, no
+scaler): the steps run their forward under `lib.autocast()` and their backward and optimizer
+step through `lib.backward(loss)` / `lib.step(opt)` (the scaler's scale/step/update, or plain).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
@@ -15,6 +21,8 @@ from typing import Callable
 import numpy as np
 
 Step = Callable[[], None]
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+_LOW = {"16-mixed": "float16", "bf16-mixed": "bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -25,13 +33,39 @@ class Workload:
     build: Callable[[SimpleNamespace], Step]
 
 
-def ours_lib(device: str) -> SimpleNamespace:
+def _amp(lib_autocast, scaler, device: str, precision: str) -> dict:
+    """autocast / backward / step for `precision`, PyTorch's recipe in either library."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    low = _LOW.get(precision)
+    device_type = device.split(":")[0]
+
+    def autocast():
+        return lib_autocast(device_type, low) if low else contextlib.nullcontext()
+
+    def backward(loss):
+        (scaler.scale(loss) if scaler else loss).backward()
+
+    def step(opt):
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    return {"autocast": autocast, "backward": backward, "step": step, "precision": precision}
+
+
+def ours_lib(device: str, precision: str = "32") -> SimpleNamespace:
     import engine
     import engine.functional as F
     import layers
     import optimizers
 
+    scaler = engine.amp.GradScaler(device.split(":")[0]) if precision == "16-mixed" else None
+    amp = _amp(lambda t, d: engine.autocast(t, dtype=getattr(engine, d)), scaler, device, precision)
     return SimpleNamespace(
+        **amp,
         name="ours",
         nn=layers,
         F=F,
@@ -43,10 +77,13 @@ def ours_lib(device: str) -> SimpleNamespace:
     )
 
 
-def torch_lib(device: str) -> SimpleNamespace:
+def torch_lib(device: str, precision: str = "32") -> SimpleNamespace:
     import torch
 
+    scaler = torch.amp.GradScaler(device.split(":")[0]) if precision == "16-mixed" else None
+    amp = _amp(lambda t, d: torch.autocast(t, dtype=getattr(torch, d)), scaler, device, precision)
     return SimpleNamespace(
+        **amp,
         name="torch",
         nn=torch.nn,
         F=torch.nn.functional,
@@ -84,8 +121,10 @@ def _classifier_step(lib, model, opt, x, y) -> Step:
 
     def step():
         opt.zero_grad()
-        lib.F.cross_entropy(model(x), y).backward()
-        opt.step()
+        with lib.autocast():
+            loss = lib.F.cross_entropy(model(x), y)
+        lib.backward(loss)
+        lib.step(opt)
 
     return step
 
@@ -134,7 +173,9 @@ def build_conv(lib) -> Step:
 
     def step():
         x.grad = w.grad = b.grad = None
-        lib.F.conv2d(x, w, b, padding=1).backward(gy)
+        with lib.autocast():
+            y = lib.F.conv2d(x, w, b, padding=1)
+        y.backward(gy.to(y.dtype))
 
     return step
 
@@ -148,9 +189,11 @@ def build_maxpool(lib) -> Step:
     x = lib.tensor(xa, requires_grad=True)
     gy = lib.tensor(ga)
 
-    def step():
+    def step():  # max_pool2d is on no autocast list: float32 under every precision
         x.grad = None
-        lib.F.max_pool2d(x, 2).backward(gy)
+        with lib.autocast():
+            y = lib.F.max_pool2d(x, 2)
+        y.backward(gy)
 
     return step
 
@@ -182,14 +225,18 @@ def build_dcgan(lib) -> Step:
     bce = lib.F.binary_cross_entropy_with_logits
 
     def step():
-        fake = g(z)
+        with lib.autocast():
+            fake = g(z)
         opt_d.zero_grad()
-        loss_d = bce(d(real), ones) + bce(d(fake.detach()), zeros)
-        loss_d.backward()
-        opt_d.step()
+        with lib.autocast():
+            loss_d = bce(d(real), ones) + bce(d(fake.detach()), zeros)
+        lib.backward(loss_d)
+        lib.step(opt_d)
         opt_g.zero_grad()
-        bce(d(fake), ones).backward()
-        opt_g.step()
+        with lib.autocast():
+            loss_g = bce(d(fake), ones)
+        lib.backward(loss_g)
+        lib.step(opt_g)
 
     return step
 
@@ -210,13 +257,14 @@ def build_vae(lib) -> Step:
 
     def step():
         opt.zero_grad()
-        h = enc(x)
-        mu, logvar = h[:, :20], h[:, 20:]
-        z = mu + (0.5 * logvar).exp() * lib.randn_like(mu)
-        rec = F.binary_cross_entropy_with_logits(dec(z), x, reduction="sum")
-        kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum()
-        (rec + kl).backward()
-        opt.step()
+        with lib.autocast():
+            h = enc(x)
+            mu, logvar = h[:, :20], h[:, 20:]
+            z = mu + (0.5 * logvar).exp() * lib.randn_like(mu)
+            rec = F.binary_cross_entropy_with_logits(dec(z), x, reduction="sum")
+            kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum()
+        lib.backward(rec + kl)
+        lib.step(opt)
 
     return step
 

@@ -13,6 +13,8 @@ import engine
 import engine.functional as F
 from engine import Tensor
 from engine.autocast_mode import autocast_op as _autocast_op
+from engine.dtypes import is_low_precision as _low
+from engine.dtypes import kind as _kind
 from engine.ops.norm import batch_norm_train, sync_batch_norm_train, update_running
 
 from . import init
@@ -77,9 +79,12 @@ def batch_norm(
                 f"Expected more than 1 value per channel when training, "
                 f"got input size {input.shape}"
             )
-        if input.dtype.kind == "f" and all(
-            t is None or t.dtype == input.dtype for t in (weight, bias)
-        ):  # one fused op (engine.ops.norm): ~3x fewer passes than the composition below
+        if _kind(input.dtype) == "f" and all(
+            t is None or t.dtype == input.dtype or (_low(input.dtype) and t.dtype == "float32")
+            for t in (weight, bias)
+        ):  # one fused op (engine.ops.norm): ~3x fewer passes than the composition below;
+            # float16/bfloat16 input with float32 parameters (autocast) too, output in the
+            # input's dtype as PyTorch's
             out, _, _ = batch_norm_train(
                 input, weight, bias, eps, running_mean, running_var, momentum
             )  # the running statistics move inside (in the forward kernel on cuda)

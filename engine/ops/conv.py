@@ -55,8 +55,9 @@ def _in_float32(kernel, *args):
     rounded back: the tensor-core recipe (half inputs, float32 products and sums, one rounding
     of the output), so low precision there saves no time, only keeps the numerics honest.
     Pooling too (max is exact in any dtype; an average is summed in float32). A tuple result
-    (conv's kept columns, max pooling's argmax) rounds only its first array: the columns stay
-    float32 for the weight gradient, which takes them as they are.
+    (conv's kept columns, max pooling's argmax) rounds its float arrays too: the columns are
+    the input's own values rearranged, so the low dtype holds them exactly, at half the memory
+    the graph keeps until backward (the weight gradient widens them again for its product).
     A backend with kernels of its own in the low dtypes (``kernels.gpu``: float32 sums inside
     its RawKernels and cuBLAS GEMMs) is called directly (:func:`_kernel`): its columns and
     outputs stay in the low dtype, half the memory of float32."""
@@ -67,7 +68,7 @@ def _in_float32(kernel, *args):
     f32 = numpy.float32
     out = kernel(*(a.astype(f32) if getattr(a, "dtype", None) == low else a for a in args))
     if isinstance(out, tuple):
-        return (out[0].astype(low),) + out[1:]
+        return tuple(_round_float32(o, low) for o in out)
     return out.astype(low)
 
 
@@ -81,6 +82,10 @@ def _kernel(fn: Function, name: str, dtype):
     if is_low_precision(dtype) and not getattr(backend, "LOW_PRECISION_KERNELS", False):
         return functools.partial(_in_float32, kern)
     return kern
+
+
+def _round_float32(a, low):
+    return a.astype(low) if getattr(a, "dtype", None) == numpy.float32 else a
 
 
 def _check_float(name: str, *tensors: TensorBase | None) -> None:

@@ -10,8 +10,11 @@ gradient penalties) it is written in engine ops, so gradients of gradients stay 
 
 from __future__ import annotations
 
+import numpy
+
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
+from ..dtypes import is_low_precision
 from ..tensorbase import TensorBase
 from .reduction import sum
 from .shape import cat, reshape
@@ -33,6 +36,12 @@ class BatchNormTrain(Function):
     (float32/64) forward and backward are two kernels each (kernels/norm_gpu.py), and the
     `running` arrays (mean, var; contiguous, x's dtype) move toward the batch statistics inside
     the forward kernel; `moved_running` says whether they did.
+
+    float16/bfloat16 input (autocast's, with float32 weight and bias or its own): statistics,
+    normalisation and gradients in float32 (the cuda kernels on float32 copies there), as
+    PyTorch's (cuDNN's) opmath, with float32 copies that live only inside forward/backward; the
+    output, what backward keeps (xhat, or x on cuda) and the input gradient in the input's
+    dtype, the weight and bias gradients in theirs.
     """
 
     fused = False  # the forward ran the cuda kernels (SyncBatchNormTrain never does)
@@ -42,8 +51,23 @@ class BatchNormTrain(Function):
         self.eps, self.running, self.momentum = eps, running, momentum
 
     def forward(self, x, weight=None, bias=None):
+        if is_low_precision(x.dtype):
+            return self._forward_low(x, weight, bias)
         if self.device.type == "cuda" and x.dtype.name in ("float32", "float64"):
             return self._forward_cuda(x, weight, bias)
+        return self._forward(x, weight, bias)
+
+    def _forward_low(self, x, weight, bias):
+        """float16/bfloat16 x: the float32 forward on widened copies, output rounded to x's
+        dtype; what backward keeps is held in x's dtype (half the memory until backward)."""
+        y = self.forward(*(None if a is None else _float32(a) for a in (x, weight, bias)))
+        if self.fused:  # the kernels' backward reads x: the half input, widened there
+            self.x = self.xp.ascontiguousarray(x)
+        else:
+            self.xhat = self.xhat.astype(x.dtype)
+        return y.astype(x.dtype)
+
+    def _forward(self, x, weight, bias):
         xp = self.xp
         sub = _subscripts(x.ndim)
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -79,23 +103,32 @@ class BatchNormTrain(Function):
         return y
 
     def _backward_cuda(self, gy):
+        """(gx or None, gw, gb) from the kernels, in float32 for a float16/bfloat16 x."""
         from kernels import norm_gpu  # noqa: PLC0415
 
         wanted = [t.requires_grad for t in self.inputs]
-        weight = self.inputs[1].array if len(self.inputs) > 1 else None
+        weight = _float32(self.inputs[1].array) if len(self.inputs) > 1 else None
         gx, gw, gb = norm_gpu.batch_norm_backward(
-            gy.array, self.x, self.mean, self.invstd, weight, want_gx=wanted[0]
+            _float32(gy), _float32(self.x), self.mean, self.invstd, weight, want_gx=wanted[0]
         )
-        grads = (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
-        return self.results(gy, *grads)
+        return (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
 
     def backward(self, gy):
         if self.fused and not is_grad_enabled():
-            return self._backward_cuda(gy)
-        # gx = w invstd (gy - mean(gy) - xhat mean(gy xhat)) = gy a + xhat k + c with per-channel
-        # a = w invstd, k = -a sum(gy xhat) / n, c = -a sum(gy) / n; written once
-        # (Function.operands) for raw arrays and, when recorded, for Tensors.
-        (x, *params), g = self.operands(gy)
+            grads = self._backward_cuda(gy.array)
+        else:
+            # gx = w invstd (gy - mean(gy) - xhat mean(gy xhat)) = gy a + xhat k + c with
+            # per-channel a = w invstd, k = -a sum(gy xhat) / n, c = -a sum(gy) / n; written
+            # once (Function.operands) for raw arrays and, when recorded, for Tensors.
+            (x, *params), g = self.operands(gy)
+            grads = self._backward(_float32(x), params, _float32(g))
+        # float32 inside for a float16/bfloat16 x: each gradient in its input's dtype
+        dtypes = [t.dtype for t in self.inputs]
+        return self.results(
+            gy, *[None if d is None else _cast(d, t) for d, t in zip(grads, dtypes)]
+        )
+
+    def _backward(self, x, params, g):
         wanted = [t.requires_grad for t in self.inputs]
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         xhat, invstd, csum = self._statistics(x)
@@ -107,8 +140,7 @@ class BatchNormTrain(Function):
             a = invstd if not params else invstd * params[0]
             k, c = a * sum_gyx * (-1 / n), a * sum_gy * (-1 / n)
             gx = g * a.reshape(shape) + xhat * k.reshape(shape) + c.reshape(shape)
-        grads = (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
-        return self.results(gy, *grads)
+        return (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, gb)))
 
     def _channel_totals(self, g, xhat, sum_gy, sum_gyx):
         """(sum gy, sum gy xhat, n) over every sample the statistics saw: this batch's here;
@@ -121,11 +153,24 @@ class BatchNormTrain(Function):
         flows through them)."""
         if not isinstance(x, TensorBase):
             sub = _subscripts(x.ndim)
-            return self.xhat, self.invstd, lambda v: self.xp.einsum(f"{sub}->c", v)
+            return _float32(self.xhat), self.invstd, lambda v: self.xp.einsum(f"{sub}->c", v)
         axes = (0,) + tuple(range(2, x.ndim))
         centred = x - x.mean(axes, keepdim=True)
         invstd = ((centred * centred).mean(axes, keepdim=True) + self.eps).rsqrt()
         return centred * invstd, reshape(invstd, (x.shape[1],)), lambda v: sum(v, axes)
+
+
+def _float32(v):
+    """`v` (array or Tensor) in float32 if it is float16/bfloat16."""
+    if not is_low_precision(v.dtype):
+        return v
+    return v.float() if isinstance(v, TensorBase) else v.astype(numpy.float32)
+
+
+def _cast(v, dtype):
+    if v.dtype == dtype:
+        return v
+    return v.to(dtype) if isinstance(v, TensorBase) else v.astype(dtype)
 
 
 @on_device
