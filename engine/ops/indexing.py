@@ -13,6 +13,7 @@ import numpy
 from ..autograd import Function, is_grad_enabled
 from ..determinism import add_at
 from ..device import on_device
+from ..dtypes import is_low_precision
 from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .math import where
@@ -351,15 +352,26 @@ class ScatterReduce(Function):
             if r == "mean":
                 c = self._counts(x)
                 out = xp.where(c > 0, out / xp.maximum(c, 1), x).astype(x.dtype, copy=False)
-        elif r == "amax":
-            xp.maximum.at(out, w, src)
-        elif r == "amin":
-            xp.minimum.at(out, w, src)
+        elif r in ("amax", "amin"):
+            out = self._extreme_at(out, src)
         elif xp is numpy:
             numpy.multiply.at(out, w, src)
         else:
             out = self._prod_by_logs(out, src)
         return out
+
+    def _extreme_at(self, out, src):
+        """maximum.at / minimum.at into `out`. CuPy's have no float16/bfloat16 (no such
+        atomics): there in float32 copies, rounded back, exact for a max/min of values the low
+        dtype holds (NaN and infinities included)."""
+        xp = self.xp
+        ufunc = xp.maximum if self.reduce == "amax" else xp.minimum
+        if xp is numpy or not is_low_precision(out.dtype):
+            ufunc.at(out, self.where_, src)
+            return out
+        wide = out.astype(numpy.float32)
+        ufunc.at(wide, self.where_, src.astype(numpy.float32))
+        return wide.astype(out.dtype)
 
     def _prod_by_logs(self, out, src):
         """CuPy has no multiply.at: the product as sign * exp(sum log|v|), zeros counted apart."""

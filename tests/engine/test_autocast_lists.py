@@ -41,8 +41,6 @@ CUDA_FLOAT32 = set(
     "soft_margin_loss softmax softmin softplus sum renorm tan triplet_margin_loss huber_loss "
     "logsumexp vector_norm matrix_norm".split()
 )
-# Not autocast rules: float16 kernels still missing on cuda (CuPy's ufunc.at has no float16).
-CUDA_KNOWN_GAPS = {("scatter_reduce", "low")}
 # einsum is on no list, but torch's multiplies operand pairs with bmm: float16 on cuda too.
 # binary_cross_entropy is refused under cuda autocast (as PyTorch): test_autocast.py checks it.
 CUDA_REFUSED = {"binary_cross_entropy"}
@@ -168,8 +166,5 @@ def test_every_op_under_cuda_autocast_follows_torch_cuda_lists(device):
             return _dtypes(row.call(_resolve(_SPACES, name), *args))
 
     wrong, ran = _sweep(ours, theirs)
-    wrong = [w for w in wrong if not any(w.startswith(f"{s}.{op} ({v}")
-                                          for op, v in CUDA_KNOWN_GAPS
-                                          for s in ("engine", "Tensor"))]  # fmt: skip
     assert ran > 900, ran
     assert not wrong, "\n".join(wrong)
