@@ -407,6 +407,11 @@ def _header(args, threads: int, rate: dict, note: str | None) -> str:
     ]
     if note:
         lines.append(note)
+    if args.device == "cpu" and "16-mixed" in args.precisions:
+        lines.append(
+            "16-mixed on the cpu: torch's float16 autocast has no float16 CPU kernels (slow by "
+            "design); torch's CPU peer is its bf16-mixed row"
+        )
     tgf = f"{rate['torch'] / 1e9:.1f}" if rate["torch"] else "-"
     lines.append(f"float32 GEMM 1024^3: ours {rate['ours'] / 1e9:.1f} GFLOP/s, torch {tgf} GFLOP/s")
     lines.append(

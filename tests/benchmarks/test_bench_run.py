@@ -104,6 +104,24 @@ def test_main_prints_the_table(capsys, mode):
     assert "GFLOP/s" in out
 
 
+def test_precision_rows_for_both_libraries(capsys):
+    """--precision: one row per workload and precision, both libraries under autocast."""
+    argv = ["--only", "mlp", "--builds", "1", "--repeats", "2", "--warmup", "1", "--threads", "1"]
+    assert run.main(argv + ["--cpu-time", "--precision", "bf16-mixed,32"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [r[:2] for r in rows if r[0].startswith("mlp")] == [
+        ["mlp:", "MLP"],
+        ["mlp", "bf16-mixed"],
+    ]
+    ours, theirs = (float(v) for v in rows[-2][2:4])  # the bf16-mixed row; then the memory line
+    assert ours > 0 and theirs > 0
+    assert run._parse(["--precision", "16-mixed"]).precisions == ["16-mixed"]
+    with pytest.raises(SystemExit):
+        run.main(["--precision", "fp16"])
+    with pytest.raises(SystemExit):
+        run.main(["--nproc", "2", "--precision", "bf16-mixed"])
+
+
 def test_auto_repeats_and_bad_arguments():
     assert run._auto_repeats(10.0) == run.MIN_REPEATS
     assert run._auto_repeats(1e-5) == run.MAX_REPEATS

@@ -42,6 +42,16 @@ def test_the_table_prints_every_asked_workload(sim, capsys):
         launches.main(["resnet"])
 
 
+def test_precision_adds_a_row_and_the_peak_ratio(sim, capsys):
+    assert launches.main(["maxpool", "--precision", "16-mixed,32"]) == 0
+    out = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert out[0][:2] == ["step", "precision"] and out[0][-1] == "peak/32"
+    assert [r[:2] for r in out[1:]] == [["maxpool", "32"], ["maxpool", "16-mixed"]]
+    assert out[1][-1] == "1.00" and out[2][-1] == "1.00"  # max-pool stays float32 (no list)
+    with pytest.raises(SystemExit):
+        launches.main(["maxpool", "--precision", "bf16-mixed"])  # the stand-in has no bfloat16
+
+
 def test_ops_lists_the_launches_by_the_op_that_asked(sim, capsys):
     assert launches.main(["conv2d", "--ops"]) == 0
     out = capsys.readouterr().out.splitlines()[2:]
