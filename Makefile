@@ -28,8 +28,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	@$(VENV)/bin/tensortape train classifier --model cnn --dataset digits --device cpu --out runs/demo --overwrite
 
+# PRECISION=32,16-mixed,bf16-mixed adds the mixed-precision rows (issue 14; about 3x as long on
+# the CPU, torch's float16 autocast there alone minutes: it has no float16 CPU kernels).
+PRECISION ?= 32
 bench: $(STAMP)
-	@$(PY) -m benchmarks.run
+	@$(PY) -m benchmarks.run --precision $(PRECISION)
 
 # The README's pictures and result numbers (docs/img/*.png, *.json, vae_report.md): every report
 # trains its models from scratch, ours and the PyTorch prototypes, on the CPU with seed 0

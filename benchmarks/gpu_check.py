@@ -5,9 +5,10 @@
 Stops at once, exit status 1, when CuPy is missing, older than 14, or finds no working GPU (the
 CuPy stand-in of the tests is never used here). Otherwise runs the whole suite on the cuda device
 with ``TENSORTAPE_REQUIRE_GPU=1`` (so a broken CuPy can't silently fall back to the stand-in),
-then ``benchmarks.run --device cuda``, and prints and writes ``<out>/report.json``: card name,
-compute capability, driver and CUDA runtime versions, CuPy version, the suite's result and the
-cuda benchmark table. The exit status is non-zero when any part failed.
+then ``benchmarks.run --device cuda`` (float32, then 16-mixed and bf16-mixed), and prints and
+writes ``<out>/report.json``: card name, compute capability, driver and CUDA runtime versions,
+CuPy version, the suite's result and the cuda benchmark tables. The exit status is non-zero
+when any part failed.
 """
 
 from __future__ import annotations
@@ -104,8 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         bench = [sys.executable, "-m", "benchmarks.run", "--device", "cuda"]
         status_b, lines_b, _ = _run(bench, env)
         report["benchmarks"] = {"passed": status_b == 0, "table": lines_b}
+        # Issue 14's table: each workload under autocast against PyTorch's on the same card
+        # (one build each, to stay within the 10 minutes).
+        amp = bench + ["--precision", "16-mixed,bf16-mixed", "--builds", "1"]
+        status_a, lines_a, _ = _run(amp, env)
+        report["mixed_precision"] = {"passed": status_a == 0, "table": lines_a}
     _write(path, report)
-    ok = report["suite"]["passed"] and report.get("benchmarks", {"passed": True})["passed"]
+    parts = [report["suite"]] + [
+        report[k] for k in ("benchmarks", "mixed_precision") if k in report
+    ]
+    ok = all(part["passed"] for part in parts)
     print(f"gpu-check: {'ok' if ok else 'FAILED'}: {report['suite']['summary']} ({path})")
     return 0 if ok else 1
 

@@ -116,3 +116,23 @@ def test_gpu_check_reads_the_card_it_runs_on():
     info = gpu_check.device_info()
     assert info["card"].startswith("CuPy stand-in") and info["compute_capability"] == "8.0"
     assert info["cupy"].endswith("+cuda_sim") and info["driver"] == info["cuda_runtime"] == "13.0"
+
+
+def test_gpu_check_runs_the_suite_and_both_benchmark_tables(tmp_path, monkeypatch):
+    """On a card: the suite, the float32 table and the mixed-precision one (issue 14), each in
+    the report; a failing mixed-precision table fails the check."""
+    from benchmarks import gpu_check
+
+    calls = []
+
+    def run(cmd, env):
+        calls.append(cmd)
+        return (1 if "--precision" in cmd else 0), ["table"], 1.0
+
+    monkeypatch.setattr(gpu_check, "device_info", lambda: {"card": "test"})
+    monkeypatch.setattr(gpu_check, "_run", run)
+    assert gpu_check.main(["--out", str(tmp_path)]) == 1
+    assert calls[0][-3:] == ["pytest", "tests", "-q"] and calls[1][-2:] == ["--device", "cuda"]
+    assert calls[2][-4:] == ["--precision", "16-mixed,bf16-mixed", "--builds", "1"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["benchmarks"]["passed"] and not report["mixed_precision"]["passed"]
