@@ -87,7 +87,7 @@ def test_sync_batch_norm_double_backward_matches_batch_norm_on_the_whole_batch(t
             assert r[key]["fd_rel_err"] <= 1e-7, (key, r[key])
     for r in res:
         assert r["plain_step_collectives"] == 4  # forward 1, backward 1, bucket 1, used-map 1
-        assert r["r1_step_collectives"] == 7  # + recorded backward 2, their adjoints 2
+        assert r["r1_step_collectives"] == 7  # backward 1 -> recorded 2, + their 2 adjoints
 
 
 @requires_mpi
