@@ -216,6 +216,8 @@ def conv2d_forward(
     """
     if winograd.applies(g, x.dtype):
         return winograd.conv2d(x, w, b, g), None  # its weight gradient keeps no columns
+    if winograd.strided_applies(g, x.dtype):
+        return winograd.strided_conv2d(x, w, b, g), None  # the same, on the phases
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
@@ -242,6 +244,8 @@ def conv2d_backward_weight(
     columns of x (recomputed when None)."""
     if cols is None and winograd.applies(g, x.dtype):
         return winograd.conv2d_backward_weight(gy, x, g)
+    if cols is None and winograd.strided_applies(g, x.dtype):
+        return winograd.strided_backward_weight(gy, x, g)
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     L = g.OH * g.OW
@@ -287,9 +291,11 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
     if g.sy == g.sx == 1 and g.ph <= g.dy * (kh - 1) and g.pw <= g.dx * (kw - 1):
         wf, gf = _flipped(w, g)
         return conv2d_forward(gy, wf, None, gf)[0]
-    if polyphase.applies(g, gy.dtype):  # the phases' slabs, shifted and interleaved
+    if polyphase.applies(g, gy.dtype):  # opt-in: the phases' slabs, shifted and interleaved
         buf = _workspace_array(polyphase.col_shape(g), gy.dtype)
         return polyphase.conv2d_backward_input(gy, w, g, buf)
+    if winograd.strided_applies(g, gy.dtype):  # F(4x4, 2x2) on the phases
+        return winograd.strided_backward_input(gy, w, g)
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
     if _use_batch_last(N, C, g.sy, g.sx, W, G):
         # Columns W^T gy in (C, kh, kw, OH, OW, N), summed into the image window by window.

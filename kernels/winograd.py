@@ -85,6 +85,9 @@ M_OUT, TILE = 4, 6  # outputs per tile side, input tile side (M_OUT + 3 - 1)
 # 4, 38 with the whole batch at once; the 64x32x14x14 one (0.3 MB an image) 6.8 ms with 2 or 4
 # images, 10.6 with 8, 12.6 with 14, 14.2 with 32.
 CHUNK_BYTES = 1 << 20
+# Bytes of a product group's tile arrays (V and the products) when its filters are too big to
+# stay in cache (see _Plan).
+GROUP_BYTES = 32 << 20
 
 MODES = ("0", "1", "all")  # off; on where the rule below says; every 3x3 stride-1 conv
 
@@ -122,26 +125,181 @@ def applies(g: Geometry, dtype: np.dtype) -> bool:
     return g.N * th * tw >= MIN_TILES and th * tw > 1
 
 
+# F(4x4, 2x2) with points 0, 1, -1, 2 and infinity: the polyphase components of a 4x4 stride-2
+# conv are 2x2 stride-1 convs (see "Strided convs" below). B^T solved from A^T and G (integer).
+BT2 = np.array(
+    [
+        [2, -1, -2, 1, 0],
+        [0, -2, -1, 1, 0],
+        [0, 2, -3, 1, 0],
+        [0, -1, 0, 1, 0],
+        [0, 2, -1, -2, 1],
+    ],
+    dtype=np.float64,
+)
+G2 = np.array(
+    [[1 / 2, 0], [-1 / 2, -1 / 2], [-1 / 6, 1 / 6], [1 / 6, 1 / 3], [0, 1]], dtype=np.float64
+)
+AT2 = np.array(
+    [[1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 0], [0, 1, -1, 8, 1]], dtype=np.float64
+)
+_ALGORITHMS = {3: (BT, G, AT), 2: (BT2, G2, AT2)}  # by kernel side r; M_OUT outputs a side
+
+
 @functools.cache
-def _matrices(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(B^T, A^T, A) in ``dtype`` and kron(G, G) (36x9) in float64. Row-major (a, b) tile
-    positions throughout."""
-    A = np.ascontiguousarray(AT.T, dtype=dtype)
-    return BT.astype(dtype), AT.astype(dtype), A, np.kron(G, G)
+def _matrices(r: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """F(4x4, r x r)'s (B^T, A^T, A) and kron(G, G) (n^2 x r^2) in ``dtype`` (the Kronecker
+    product formed in float64). Row-major (a, b) tile positions throughout."""
+    bt, gm, at = _ALGORITHMS[r]
+    A = np.ascontiguousarray(at.T, dtype=dtype)
+    return bt.astype(dtype), at.astype(dtype), A, np.kron(gm, gm).astype(dtype)
 
 
 def _both_sides(m: np.ndarray, d: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> None:
-    """out (p, p, X) = m d m^T on every column: d (q, q, X), m (p, q), tmp >= p*q*X scratch.
-    First along the rows (one GEMM over all q*X columns), then along the columns (p GEMMs)."""
+    """out (p, p, X) = m d m^T on every column: d (q, q, X), m (p, q), tmp >= p*q*X scratch;
+    d and out may be views with any strides on their first two axes (slices of a group's
+    arrays), X contiguous. Along one axis, then the other: 2 p GEMMs of (p x q) @ (q x X)."""
     p, q = m.shape
-    X = d.shape[-1]
-    t = tmp[: p * q * X].reshape(p, q * X)
-    np.matmul(m, d.reshape(q, q * X), out=t)
-    np.matmul(m, t.reshape(p, q, X), out=out.reshape(p, p, X))
+    t = tmp[: q * p * d.shape[-1]].reshape(q, p, -1)
+    np.matmul(m, d, out=t)  # t[i] = m @ d[i]
+    np.matmul(m, t.transpose(1, 0, 2), out=out.transpose(1, 0, 2))
 
 
 def _tiles(OH: int, OW: int) -> tuple[int, int]:
     return -(-OH // M_OUT), -(-OW // M_OUT)
+
+
+class _Plan:
+    """One stride-1 Winograd conv F(4x4, r x r) of C' = sy sx C input channels into K outputs
+    of (OH, OW), on the tiles of an NCHW source x (C, H, W) zero-padded by (ph, pw) and split
+    into its (sy, sx) phases: input channel (ry, rx, c) at phase pixel (i, j) is the padded
+    x[c, sy i + ry, sx j + rx]. Stride 1 is sy = sx = 1 (C' = C).
+
+    The copies and transforms run in chunks of ``nb`` images (CHUNK_BYTES); the products run
+    over groups of ``ng`` images, a multiple of nb: nb itself by default, the whole batch (up
+    to GROUP_BYTES of tiles) with ``group_all``, for filters U too big to stay in cache
+    between chunks (DCGAN's 4x4 stride-2 conv: U is 3.3 MB and was streamed from memory for
+    every 4-image chunk)."""
+
+    def __init__(self, r, C, H, W, ph, pw, K, OH, OW, N, dtype, phases=(1, 1), group_all=False):
+        self.r, self.n = r, M_OUT + r - 1
+        self.C, self.H, self.W, self.ph, self.pw, self.K, self.N = C, H, W, ph, pw, K, N
+        self.OH, self.OW, self.dtype, (self.sy, self.sx) = OH, OW, dtype, phases
+        self.th, self.tw = _tiles(OH, OW)
+        self.T = self.th * self.tw
+        self.Ci = self.sy * self.sx * C
+        per_image = self.n**2 * self.T * (2 * self.Ci + K) * dtype.itemsize
+        self.nb = max(1, min(N, CHUNK_BYTES // per_image))
+        self.ng = self.nb
+        if group_all:
+            per_image = self.n**2 * self.T * (self.Ci + K) * dtype.itemsize
+            fit = min(N, GROUP_BYTES // per_image)
+            self.ng = N if fit == N else max(1, fit // self.nb) * self.nb
+        self.BT, self.AT, self.A, self.GG = _matrices(r, dtype)
+
+    def filters(self, wt: np.ndarray) -> np.ndarray:
+        """U = G g G^T as (n^2, C', K) from the stride-1 weight with its taps first, wt (r, r,
+        C', K) (any strides: one gathering copy): one GEMM with kron(G, G) in the weight's
+        dtype, straight into U's layout. (In float64 and cast, as first written, it took 1.7
+        ms of a 14 ms DCGAN conv; the float32 sums of <= 9 terms add a few ulp to the rounding
+        of U itself, inside the tests' bounds.)"""
+        nn, r = self.n**2, self.r
+        U = self.GG @ wt.reshape(r * r, -1).astype(self.dtype, copy=False)
+        return U.reshape(nn, self.Ci, self.K)
+
+    def _chunks(self, g0: int):
+        """(first image, images, tile rows in the group) of each chunk of the group at g0."""
+        end = min(g0 + self.ng, self.N)
+        for n0 in range(g0, end, self.nb):
+            bn = min(self.nb, end - n0)
+            yield n0, bn, slice((n0 - g0) * self.T, (n0 - g0 + bn) * self.T)
+
+    def input_tiles(self):
+        """A function (x, n0, b, out) writing V = B^T d B of images n0 .. n0 + b into out,
+        (n^2, b T, C') (a slice of the group's array).
+
+        It holds a zero-padded channels-last buffer (images, rows, cols, C) whose border is
+        never written, so each chunk only copies the image into the interior; input rows that
+        no tile reaches are not copied."""
+        n, nb, C, sy, sx, th, tw = self.n, self.nb, self.C, self.sy, self.sx, self.th, self.tw
+        rows, cols = sy * (M_OUT * th + self.r - 1), sx * (M_OUT * tw + self.r - 1)
+        xc = np.zeros((nb, rows, cols, C), dtype=self.dtype)
+        hu, wu = max(0, min(self.H, rows - self.ph)), max(0, min(self.W, cols - self.pw))
+        d, tmp = (np.empty(n * n * nb * self.T * self.Ci, dtype=self.dtype) for _ in range(2))
+        s0, s1, s2, s3 = xc.strides
+        strides = (sy * s1, sx * s2, s0, M_OUT * sy * s1, M_OUT * sx * s2, s1, s2, s3)
+        ph, pw = self.ph, self.pw
+
+        def tiles(x: np.ndarray, n0: int, b: int, out: np.ndarray) -> None:
+            xc[:b, ph : ph + hu, pw : pw + wu] = x[n0 : n0 + b, :, :hu, :wu].transpose(0, 2, 3, 1)
+            view = as_strided(xc, (n, n, b, th, tw, sy, sx, C), strides)
+            dc = d[: view.size].reshape(view.shape)
+            np.copyto(dc, view)
+            _both_sides(self.BT, dc.reshape(n, n, -1), tmp, out.reshape(n, n, -1))
+
+        return tiles
+
+    def forward(self, x: np.ndarray, U: np.ndarray, write) -> None:
+        """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, 4 th, 4 tw, K)
+        (rows and columns beyond (OH, OW) are tile overhang)."""
+        n, nb, th, tw, T, K = self.n, self.nb, self.th, self.tw, self.T, self.K
+        tiles = self.input_tiles()
+        v = np.empty((n * n, self.ng * T, self.Ci), dtype=self.dtype)
+        m = np.empty((n * n, self.ng * T, K), dtype=self.dtype)
+        yt = np.empty((M_OUT, M_OUT, nb * T * K), dtype=self.dtype)
+        tmp = np.empty(M_OUT * n * nb * T * K, dtype=self.dtype)
+        yc = np.empty((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)
+        for g0 in range(0, self.N, self.ng):
+            chunks = list(self._chunks(g0))
+            for n0, bn, rows in chunks:
+                tiles(x, n0, bn, v[:, rows])
+            P = chunks[-1][2].stop
+            np.matmul(v[:, :P], U, out=m[:, :P])
+            for n0, bn, rows in chunks:
+                ytc = yt[:, :, : bn * T * K]
+                _both_sides(self.AT, m[:, rows].reshape(n, n, -1), tmp, ytc)
+                # (4, 4, images, th, tw, K) -> channels-last (images, 4 th, 4 tw, K)
+                ycc = yc[:bn]
+                ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)[...] = ytc.reshape(
+                    M_OUT, M_OUT, bn, th, tw, K
+                ).transpose(2, 3, 0, 4, 1, 5)
+                write(n0, bn, ycc)
+
+    def weight_grad(self, gy: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """dL/dw1 (K, C', r, r) for output gradient gy (N, K, OH, OW): the adjoint,
+        dU = sum over tiles of (A gy_tile A^T) * V, dw1 = G^T dU G."""
+        n, nb, th, tw, T, K, Ci = self.n, self.nb, self.th, self.tw, self.T, self.K, self.Ci
+        OH, OW = self.OH, self.OW
+        tiles = self.input_tiles()
+        v = np.empty((n * n, self.ng * T, Ci), dtype=self.dtype)
+        mg = np.empty((n * n, self.ng * T, K), dtype=self.dtype)
+        tmp = np.empty(n * M_OUT * nb * T * K, dtype=self.dtype)
+        gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)  # 0 beyond (OH, OW)
+        e = np.empty(16 * nb * T * K, dtype=self.dtype)
+        du = np.zeros((n * n, K, Ci), dtype=self.dtype)
+        part = np.empty_like(du) if self.ng < self.N else du
+        for g0 in range(0, self.N, self.ng):
+            chunks = list(self._chunks(g0))
+            for n0, bn, rows in chunks:
+                tiles(x, n0, bn, v[:, rows])
+                gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
+                # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
+                ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
+                ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
+                _both_sides(self.A, ec.reshape(M_OUT, M_OUT, -1), tmp,
+                            mg[:, rows].reshape(n, n, -1))  # fmt: skip
+            P = chunks[-1][2].stop
+            # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C')
+            np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, :P], out=part)
+            if part is not du:
+                du += part
+        gw = self.GG.T @ du.reshape(n * n, K * Ci)
+        r = self.r
+        return gw.reshape(r, r, K, Ci).transpose(2, 3, 0, 1)  # a view, (K, C', r, r)
+
+
+def _plan3(g: Geometry, dtype: np.dtype) -> _Plan:
+    return _Plan(3, g.C, g.H, g.W, g.ph, g.pw, g.K, g.OH, g.OW, g.N, dtype)
 
 
 def _chunk_images(g: Geometry, T: int, itemsize: int) -> int:
@@ -149,101 +307,116 @@ def _chunk_images(g: Geometry, T: int, itemsize: int) -> int:
     return max(1, min(g.N, CHUNK_BYTES // per_image))
 
 
-class _InputTiles:
-    """Transformed input tiles V = B^T d B of a chunk of images, (36, images * tiles, C).
-
-    Holds a zero-padded channels-last buffer (images, Hp, Wp, C) whose border is never written,
-    so each chunk only copies the image into the interior."""
-
-    def __init__(self, g: Geometry, dtype: np.dtype, nb: int):
-        self.g, self.nb = g, nb
-        self.th, self.tw = _tiles(g.OH, g.OW)
-        Hp, Wp = M_OUT * self.th + 2, M_OUT * self.tw + 2
-        self.xc = np.zeros((nb, Hp, Wp, g.C), dtype=dtype)
-        T = self.th * self.tw
-        self.d = np.empty(36 * nb * T * g.C, dtype=dtype)
-        self.v = np.empty(36 * nb * T * g.C, dtype=dtype)
-        self.tmp = np.empty(36 * nb * T * g.C, dtype=dtype)
-        self.BT = _matrices(dtype)[0]
-
-    def __call__(self, x: np.ndarray, n0: int, b: int) -> np.ndarray:
-        g, th, tw, xc = self.g, self.th, self.tw, self.xc
-        xc[:b, g.ph : g.ph + g.H, g.pw : g.pw + g.W] = x[n0 : n0 + b].transpose(0, 2, 3, 1)
-        s0, s1, s2, s3 = xc.strides
-        view = as_strided(
-            xc, (TILE, TILE, b, th, tw, g.C), (s1, s2, s0, M_OUT * s1, M_OUT * s2, s3)
-        )
-        d = self.d[: 36 * b * th * tw * g.C].reshape(view.shape)
-        np.copyto(d, view)
-        v = self.v[: d.size]
-        _both_sides(self.BT, d.reshape(TILE, TILE, -1), self.tmp, v)
-        return v.reshape(36, b * th * tw, g.C)
-
-
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> np.ndarray:
     """y = conv2d(x, w) + b for a geometry where :func:`applies` holds: (N, K, OH, OW)."""
-    N, C, K, OH, OW = g.N, g.C, g.K, g.OH, g.OW
-    dtype = x.dtype
-    _, AT_, _, GG = _matrices(dtype)
-    # U = G g G^T for every (out, in) channel pair, as (36, C, K): the GEMMs' right operand.
-    U = (GG @ w.reshape(K * C, 9).T.astype(np.float64)).reshape(36, K, C)
-    U = np.ascontiguousarray(U.transpose(0, 2, 1), dtype=dtype)
-    th, tw = _tiles(OH, OW)
-    T = th * tw
-    nb = _chunk_images(g, T, dtype.itemsize)
-    tiles = _InputTiles(g, dtype, nb)
-    m = np.empty(36 * nb * T * K, dtype=dtype)
-    yt = np.empty(16 * nb * T * K, dtype=dtype)
-    tmp = np.empty(24 * nb * T * K, dtype=dtype)
-    yc = np.empty((nb, M_OUT * th, M_OUT * tw, K), dtype=dtype)
-    y = np.empty(g.y_shape, dtype=dtype)
-    for n0 in range(0, N, nb):
-        bn = min(nb, N - n0)
-        v = tiles(x, n0, bn)
-        mc = m[: 36 * bn * T * K].reshape(36, bn * T, K)
-        np.matmul(v, U, out=mc)
-        ytc = yt[: 16 * bn * T * K]
-        _both_sides(AT_, mc.reshape(TILE, TILE, -1), tmp, ytc)
-        # (4, 4, images, th, tw, K) -> channels-last (images, 4 th, 4 tw, K), then NCHW.
-        ycc = yc[:bn]
-        ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)[...] = ytc.reshape(
-            M_OUT, M_OUT, bn, th, tw, K
-        ).transpose(2, 3, 0, 4, 1, 5)
+    plan = _plan3(g, x.dtype)
+    y = np.empty(g.y_shape, dtype=x.dtype)
+
+    def write(n0: int, bn: int, yc: np.ndarray) -> None:
         if b is not None:
-            ycc += b
-        y[n0 : n0 + bn] = ycc[:, :OH, :OW].transpose(0, 3, 1, 2)
+            yc += b
+        y[n0 : n0 + bn] = yc[:, : g.OH, : g.OW].transpose(0, 3, 1, 2)
+
+    plan.forward(x, plan.filters(w.transpose(2, 3, 1, 0)), write)
     return y
 
 
 def conv2d_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.ndarray:
     """dL/dw (K, C, 3, 3) of :func:`conv2d` for output gradient gy (N, K, OH, OW)."""
-    N, C, K, OH, OW = g.N, g.C, g.K, g.OH, g.OW
-    dtype = x.dtype
-    _, _, A, GG = _matrices(dtype)
-    th, tw = _tiles(OH, OW)
-    T = th * tw
-    nb = _chunk_images(g, T, dtype.itemsize)
-    tiles = _InputTiles(g, dtype, nb)
-    tmp = np.empty(24 * nb * T * K, dtype=dtype)
-    gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=dtype)  # zero beyond (OH, OW)
-    e = np.empty(16 * nb * T * K, dtype=dtype)
-    mg = np.empty(36 * nb * T * K, dtype=dtype)
-    du = np.zeros((36, K, C), dtype=dtype)
-    part = np.empty_like(du)
-    for n0 in range(0, N, nb):
-        bn = min(nb, N - n0)
-        v = tiles(x, n0, bn)
-        gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
-        # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (36, images * tiles, K).
-        ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
-        ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
-        mgc = mg[: 36 * bn * T * K].reshape(36, -1)
-        _both_sides(A, ec.reshape(M_OUT, M_OUT, -1), tmp, mgc)
-        # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C)
-        np.matmul(mgc.reshape(36, bn * T, K).transpose(0, 2, 1), v, out=part)
-        du += part
-    gw = GG.T @ du.reshape(36, K * C).astype(np.float64, copy=False)  # (9, K*C), dw = G^T dU G
-    return np.ascontiguousarray(gw.reshape(3, 3, K, C).transpose(2, 3, 0, 1), dtype=dtype)
+    gw = _plan3(g, x.dtype).weight_grad(gy, x)
+    return np.ascontiguousarray(gw, dtype=x.dtype)
+
+
+# Strided convs on their polyphase components ---------------------------------------------
+# A conv whose kernel is twice its stride (DCGAN's 4x4 stride 2) is, on the sy sx phases of its
+# padded input (kernels/polyphase.py), one stride-1 2x2 conv with sy sx C input channels; F(4x4,
+# 2x2) runs it with 25 multiplications per 4x4 outputs instead of 64. Its input gradient (the
+# transposed conv) is a stride-1 2x2 conv of gy, padded by 1, into the sy sx C phase channels,
+# interleaved back into the image; its weight gradient is that conv's, mapped back to the taps.
+
+
+def strided_eligible(g: Geometry) -> bool:
+    """Kernel twice the stride on both axes (each phase a 2x2 conv), strided, plain otherwise."""
+    if (g.sy, g.sx) == (1, 1) or (g.dy, g.dx, g.groups) != (1, 1, 1):
+        return False
+    return (g.kh, g.kw) == (2 * g.sy, 2 * g.sx)
+
+
+def strided_applies(g: Geometry, dtype: np.dtype) -> bool:
+    """Whether the conv of geometry ``g`` (all three passes) runs on its phases here.
+
+    Measured A/B against im2col + GEMM (forward / input grad / weight grad, one thread, CPU
+    time, 4x4 stride 2 pad 1, benchmarks/NOTES.md item 16): the input channels C decide as
+    for the 3x3 path: 64x1x28x28 -> 64 (DCGAN's D1) 4.9 / 2.7 / 2.2x slower, 64x8x28x28 ->
+    64 1.02 / 1.15 / 1.39, 64x16x14x14 -> 32 0.91 / 0.96 / 0.96, 64x64x14x14 -> 128 (D2, and
+    G1's transposed conv) 0.89 / 0.81 / 0.99; and so does the batch's tile count: 4x64x14x14
+    -> 128 (16 tiles) 1.14 / 0.93 / 1.61, 16x32x16x16 -> 64 (64 tiles) 0.62 / 0.93 / 0.71."""
+    if not strided_eligible(g) or dtype not in (np.float32, np.float64):
+        return False
+    if _switch.value != "1":
+        return _switch.value == "all"
+    th, tw = _tiles(g.OH, g.OW)
+    return g.C >= MIN_CHANNELS and g.N * th * tw >= MIN_TILES
+
+
+def _strided_plan(g: Geometry, dtype: np.dtype) -> _Plan:
+    return _Plan(2, g.C, g.H, g.W, g.ph, g.pw, g.K, g.OH, g.OW, g.N, dtype, (g.sy, g.sx), True)
+
+
+def _phase_taps(w: np.ndarray, g: Geometry, flip: bool = False) -> np.ndarray:
+    """w (K, C, 2 sy, 2 sx) as the phases' 2x2 conv with its taps first, (2, 2, sy sx C, K):
+    [a, b, (ry, rx, c), k] = w[k, c, sy a + ry, sx b + rx]. With ``flip``, the transposed conv's
+    (2, 2, K, sy sx C): [a, b, k, (ry, rx, c)] = w[k, c, sy (1 - a) + ry, sx (1 - b) + rx]."""
+    w6 = w.reshape(g.K, g.C, 2, g.sy, 2, g.sx)  # (k, c, a, ry, b, rx)
+    if flip:
+        w6 = w6[:, :, ::-1, :, ::-1].transpose(2, 4, 0, 3, 5, 1)
+        return w6.reshape(2, 2, g.K, -1)
+    return w6.transpose(2, 4, 3, 5, 1, 0).reshape(2, 2, -1, g.K)
+
+
+def strided_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> np.ndarray:
+    """y = conv2d(x, w) + b for a geometry where :func:`strided_applies` holds."""
+    plan = _strided_plan(g, x.dtype)
+    y = np.empty(g.y_shape, dtype=x.dtype)
+
+    def write(n0: int, bn: int, yc: np.ndarray) -> None:
+        if b is not None:
+            yc += b
+        y[n0 : n0 + bn] = yc[:, : g.OH, : g.OW].transpose(0, 3, 1, 2)
+
+    plan.forward(x, plan.filters(_phase_taps(w, g)), write)
+    return y
+
+
+def strided_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
+    """dL/dx (N, C, H, W) of :func:`strided_conv2d`, also the transposed conv: phase (ry, rx)
+    of the padded dL/dx is gy (padded by 1) correlated with the flipped phase filter,
+    (OH + 1, OW + 1) pixels; the phases are interleaved and the padding dropped per chunk."""
+    sy, sx, C = g.sy, g.sx, g.C
+    H2, W2 = g.OH + 1, g.OW + 1
+    plan = _Plan(2, g.K, g.OH, g.OW, 1, 1, sy * sx * C, H2, W2, g.N, gy.dtype, group_all=True)
+    hu, wu = min(g.H, sy * H2 - g.ph), min(g.W, sx * W2 - g.pw)  # rows no window reaches: 0
+    gx = (np.empty if (hu, wu) == (g.H, g.W) else np.zeros)(g.x_shape, dtype=gy.dtype)
+    full = np.empty((plan.nb, sy * H2, sx * W2, C), dtype=gy.dtype)  # padded, channels-last
+
+    def write(n0: int, bn: int, yc: np.ndarray) -> None:
+        f = full[:bn]
+        f.reshape(bn, H2, sy, W2, sx, C)[...] = (
+            yc[:, :H2, :W2].reshape(bn, H2, W2, sy, sx, C).transpose(0, 1, 3, 2, 4, 5)
+        )
+        gx[n0 : n0 + bn, :, :hu, :wu] = f[:, g.ph : g.ph + hu, g.pw : g.pw + wu].transpose(
+            0, 3, 1, 2
+        )
+
+    plan.forward(gy, plan.filters(_phase_taps(w, g, flip=True)), write)
+    return gx
+
+
+def strided_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.ndarray:
+    """dL/dw (K, C, 2 sy, 2 sx) of :func:`strided_conv2d`."""
+    gw1 = _strided_plan(g, x.dtype).weight_grad(gy, x)
+    gw = gw1.reshape(g.K, g.sy, g.sx, g.C, 2, 2).transpose(0, 3, 4, 1, 5, 2)
+    return np.ascontiguousarray(gw, dtype=x.dtype).reshape(g.w_shape)
 
 
 def flops(g: Geometry) -> dict[str, float]:
