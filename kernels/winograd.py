@@ -207,12 +207,16 @@ class _Plan:
         U = self.GG @ wt.reshape(r * r, -1).astype(self.dtype, copy=False)
         return U.reshape(nn, self.Ci, self.K)
 
-    def _chunks(self, g0: int):
-        """(first image, images, tile rows in the group) of each chunk of the group at g0."""
-        end = min(g0 + self.ng, self.N)
-        for n0 in range(g0, end, self.nb):
-            bn = min(self.nb, end - n0)
-            yield n0, bn, slice((n0 - g0) * self.T, (n0 - g0 + bn) * self.T)
+    def _groups(self) -> list[tuple[list[tuple[int, int, int]], int]]:
+        """Per product group: its chunks (first image, images, first tile row in the group)
+        and its tile rows."""
+        out = []
+        for g0 in range(0, self.N, self.ng):
+            end = min(g0 + self.ng, self.N)
+            chunks = [(n0, min(self.nb, end - n0), (n0 - g0) * self.T)
+                      for n0 in range(g0, end, self.nb)]  # fmt: skip
+            out.append((chunks, (end - g0) * self.T))
+        return out
 
     def input_tiles(self):
         """A function (x, n0, b, out) writing V = B^T d B of images n0 .. n0 + b into out,
@@ -228,14 +232,22 @@ class _Plan:
         d, tmp = (np.empty(n * n * nb * self.T * self.Ci, dtype=self.dtype) for _ in range(2))
         s0, s1, s2, s3 = xc.strides
         strides = (sy * s1, sx * s2, s0, M_OUT * sy * s1, M_OUT * sx * s2, s1, s2, s3)
-        ph, pw = self.ph, self.pw
+        views = {}  # images -> (interior, tile view, its copy, the copy as (n, n, X))
 
-        def tiles(x: np.ndarray, n0: int, b: int, out: np.ndarray) -> None:
-            xc[:b, ph : ph + hu, pw : pw + wu] = x[n0 : n0 + b, :, :hu, :wu].transpose(0, 2, 3, 1)
+        def views_of(b: int):
             view = as_strided(xc, (n, n, b, th, tw, sy, sx, C), strides)
             dc = d[: view.size].reshape(view.shape)
+            interior = xc[:b, self.ph : self.ph + hu, self.pw : self.pw + wu]
+            views[b] = (interior, view, dc, dc.reshape(n, n, -1))
+            return views[b]
+
+        def tiles(x: np.ndarray, n0: int, b: int, out: np.ndarray) -> None:
+            # The views are made once per chunk size: as_strided alone cost ~5 us a call, and
+            # the 14x14 convs of the CNN run ~60 chunks a step (benchmarks/NOTES.md item 17).
+            interior, view, dc, dn = views.get(b) or views_of(b)
+            np.copyto(interior, x[n0 : n0 + b, :, :hu, :wu].transpose(0, 2, 3, 1))
             np.copyto(dc, view)
-            _both_sides(self.BT, dc.reshape(n, n, -1), tmp, out.reshape(n, n, -1))
+            _both_sides(self.BT, dn, tmp, out.reshape(n, n, -1))
 
         return tiles
 
@@ -249,20 +261,24 @@ class _Plan:
         yt = np.empty((M_OUT, M_OUT, nb * T * K), dtype=self.dtype)
         tmp = np.empty(M_OUT * n * nb * T * K, dtype=self.dtype)
         yc = np.empty((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)
-        for g0 in range(0, self.N, self.ng):
-            chunks = list(self._chunks(g0))
-            for n0, bn, rows in chunks:
-                tiles(x, n0, bn, v[:, rows])
-            P = chunks[-1][2].stop
+        views = {}  # (first row, images) -> that chunk's slices of v and m, output views
+
+        def views_of(r0: int, bn: int):
+            ytc, ycc = yt[:, :, : bn * T * K], yc[:bn]
+            rows = slice(r0, r0 + bn * T)
+            src = ytc.reshape(M_OUT, M_OUT, bn, th, tw, K).transpose(2, 3, 0, 4, 1, 5)
+            dst = ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)
+            views[r0, bn] = (v[:, rows], m[:, rows].reshape(n, n, -1), ytc, ycc, dst, src)
+            return views[r0, bn]
+
+        for chunks, P in self._groups():
+            for n0, bn, r0 in chunks:
+                tiles(x, n0, bn, (views.get((r0, bn)) or views_of(r0, bn))[0])
             np.matmul(v[:, :P], U, out=m[:, :P])
-            for n0, bn, rows in chunks:
-                ytc = yt[:, :, : bn * T * K]
-                _both_sides(self.AT, m[:, rows].reshape(n, n, -1), tmp, ytc)
-                # (4, 4, images, th, tw, K) -> channels-last (images, 4 th, 4 tw, K)
-                ycc = yc[:bn]
-                ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)[...] = ytc.reshape(
-                    M_OUT, M_OUT, bn, th, tw, K
-                ).transpose(2, 3, 0, 4, 1, 5)
+            for n0, bn, r0 in chunks:
+                _, mc, ytc, ycc, dst, src = views[r0, bn]
+                _both_sides(self.AT, mc, tmp, ytc)
+                np.copyto(dst, src)  # (4, 4, images, th, tw, K) -> (images, 4 th, 4 tw, K)
                 write(n0, bn, ycc)
 
     def weight_grad(self, gy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -278,9 +294,9 @@ class _Plan:
         e = np.empty(16 * nb * T * K, dtype=self.dtype)
         du = np.zeros((n * n, K, Ci), dtype=self.dtype)
         part = np.empty_like(du) if self.ng < self.N else du
-        for g0 in range(0, self.N, self.ng):
-            chunks = list(self._chunks(g0))
-            for n0, bn, rows in chunks:
+        for chunks, P in self._groups():
+            for n0, bn, r0 in chunks:
+                rows = slice(r0, r0 + bn * T)
                 tiles(x, n0, bn, v[:, rows])
                 gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
                 # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
@@ -288,7 +304,6 @@ class _Plan:
                 ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
                 _both_sides(self.A, ec.reshape(M_OUT, M_OUT, -1), tmp,
                             mg[:, rows].reshape(n, n, -1))  # fmt: skip
-            P = chunks[-1][2].stop
             # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C')
             np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, :P], out=part)
             if part is not du:
