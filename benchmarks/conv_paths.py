@@ -4,13 +4,14 @@
 
 For each conv of the conv2d, CNN and DCGAN workloads and each pass (forward, input gradient,
 weight gradient; a transposed conv's forward is its matching conv's input gradient): the path
-that runs (Winograd F(4x4,3x3) or im2col + GEMM), the FLOPs it executes (multiply-adds x 2,
-transforms included), its median time, its rate, and that rate against this machine's float32
+that runs (``winograd``: F(4x4,3x3); ``wino-ph``: F(4x4,2x2) on the polyphase components of a
+4x4 stride-2 conv; or im2col + GEMM), the FLOPs it executes (multiply-adds x 2, transforms
+included), its median time, its rate, and that rate against this machine's float32
 GEMM rate (1024^3); where Winograd applies, also im2col with it switched off, timed in turn
 with it. ``effective`` is the direct conv's FLOPs over the time: above the GEMM rate means
 faster than any im2col could be. For a strided conv's input gradient where the opt-in
-polyphase path (``TENSORTAPE_POLYPHASE=1``) is eligible, a second row times it in turn with
-im2col (same FLOPs: its ratio column is polyphase / im2col).
+polyphase path (``TENSORTAPE_POLYPHASE=1``, no Winograd) is eligible, a second row times it in
+turn with im2col (same FLOPs: its ratio column is polyphase / im2col).
 """
 
 from __future__ import annotations
@@ -43,16 +44,20 @@ def _calls(x, w, gy, g):
     }
 
 
-def _winograd_flops(g, which: str) -> float | None:
-    """FLOPs of the Winograd path for this pass, None when the pass takes im2col."""
-    if which == "input grad":
-        if g.ph > 2 or g.pw > 2:
+def _winograd_flops(g, which: str) -> tuple[float, str] | None:
+    """FLOPs and name of the Winograd path for this pass, None when it takes im2col."""
+    f32 = np.dtype(np.float32)
+    if winograd.strided_applies(g, f32):  # F(4x4, 2x2) on the phases, all three passes
+        f, path = winograd.flops(g, which), "wino-ph"
+    else:
+        if which == "input grad":
+            if g.ph > 2 or g.pw > 2:
+                return None
+            g = cpu._flipped(np.zeros(g.w_shape, np.float32), g)[1]
+        if not winograd.applies(g, f32):
             return None
-        g = cpu._flipped(np.zeros(g.w_shape, np.float32), g)[1]
-    if not winograd.applies(g, np.dtype(np.float32)):
-        return None
-    f = winograd.flops(g)
-    return f["input transform"] + f["products"] + f["output transform"]
+        f, path = winograd.flops(g), "winograd"
+    return f["input transform"] + f["products"] + f["output transform"], path
 
 
 def _direct_flops(g) -> float:
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         fn()
 
                 t, base = _median_times([fn, off], args.repeats, clock)
-                flops, path = wf, "winograd"
+                flops, path = wf
             print(
                 f"{name:<17}{which:<12}{path:<10}{flops / 1e9:7.2f}{t * 1e3:8.2f}"
                 f"{flops / t / 1e9:9.1f}{flops / t / rate:8.0%}{direct / t / 1e9:10.1f}"
@@ -125,7 +130,7 @@ def _polyphase_row(name, fn, flops, rate, repeats, clock) -> None:
             fn()
 
     def off(fn=fn):
-        with polyphase.set_enabled(False):
+        with polyphase.set_enabled(False), winograd.set_enabled(False):
             fn()
 
     t, base = _median_times([on, off], repeats, clock)

@@ -409,7 +409,7 @@ def strided_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.nda
     (OH + 1, OW + 1) pixels; the phases are interleaved and the padding dropped per chunk."""
     sy, sx, C = g.sy, g.sx, g.C
     H2, W2 = g.OH + 1, g.OW + 1
-    plan = _Plan(2, g.K, g.OH, g.OW, 1, 1, sy * sx * C, H2, W2, g.N, gy.dtype, group_all=True)
+    plan = _gx_plan(g, gy.dtype)
     hu, wu = min(g.H, sy * H2 - g.ph), min(g.W, sx * W2 - g.pw)  # rows no window reaches: 0
     gx = (np.empty if (hu, wu) == (g.H, g.W) else np.zeros)(g.x_shape, dtype=gy.dtype)
     full = np.empty((plan.nb, sy * H2, sx * W2, C), dtype=gy.dtype)  # padded, channels-last
@@ -434,16 +434,33 @@ def strided_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.nd
     return np.ascontiguousarray(gw, dtype=x.dtype).reshape(g.w_shape)
 
 
-def flops(g: Geometry) -> dict[str, float]:
-    """Floating-point operations (multiply-adds x 2) of :func:`conv2d` on geometry ``g``: its
-    input transform, the 36 GEMMs, its output transform (the same counts for
-    :func:`conv2d_backward_weight`, whose gy transform mirrors the output transform); and, for
-    comparison, the direct (im2col) count."""
-    th, tw = _tiles(g.OH, g.OW)
-    P = g.N * th * tw
+def _plan_flops(plan: _Plan) -> dict[str, float]:
+    """FLOPs (multiply-adds x 2) of one pass of ``plan``: the input transform (2 n^3 per tile
+    and input channel: along rows, then columns), the n^2 GEMMs, the output transform (4 n
+    (n + 4) per tile and output channel; the weight gradient's gy transform is its adjoint,
+    the same count)."""
+    n, P = plan.n, plan.N * plan.T
     return {
-        "input transform": 2.0 * (36 * 6 + 36 * 6) * P * g.C,  # rows, then columns
-        "products": 2.0 * 36 * P * g.C * g.K,
-        "output transform": 2.0 * (24 * 6 + 16 * 6) * P * g.K,
-        "direct": 2.0 * g.N * g.K * g.OH * g.OW * g.C * 9,
+        "input transform": 2.0 * 2 * n**3 * P * plan.Ci,
+        "products": 2.0 * n * n * P * plan.Ci * plan.K,
+        "output transform": 2.0 * M_OUT * n * (n + M_OUT) * P * plan.K,
     }
+
+
+def _gx_plan(g: Geometry, dtype: np.dtype) -> _Plan:
+    """The plan of :func:`strided_backward_input`: gy padded by 1 into the phases' channels."""
+    sy, sx = g.sy, g.sx
+    return _Plan(2, g.K, g.OH, g.OW, 1, 1, sy * sx * g.C, g.OH + 1, g.OW + 1, g.N, dtype, (1, 1),
+                 True)  # fmt: skip
+
+
+def flops(g: Geometry, which: str = "forward") -> dict[str, float]:
+    """FLOPs of this module's pass ``which`` ("forward", "input grad", "weight grad") on
+    geometry ``g`` (a 3x3 stride-1 conv, whose input gradient is the forward of the flipped
+    conv, or a strided one on its phases), by stage, and the direct (im2col) count."""
+    f32 = np.dtype(np.float32)
+    if strided_eligible(g):
+        plan = _gx_plan(g, f32) if which == "input grad" else _strided_plan(g, f32)
+    else:
+        plan = _plan3(g, f32)
+    return {**_plan_flops(plan), "direct": 2.0 * g.N * g.K * g.OH * g.OW * g.C * g.kh * g.kw}
