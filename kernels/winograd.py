@@ -1,4 +1,5 @@
-"""Winograd F(4x4, 3x3) convolution on the CPU: 3x3, stride 1, dilation 1, groups 1.
+"""Winograd convolution on the CPU: F(4x4, 3x3) for 3x3 stride-1 convs, F(4x4, 2x2) on the
+polyphase components of 4x4 stride-2 ones; dilation 1, groups 1.
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016). Each 4x4 block of
 outputs comes from a 6x6 tile of the padded input d (tiles overlap by 2) and the 3x3 filter g:
@@ -28,8 +29,13 @@ with V recomputed chunk by chunk (cheaper than keeping 2.25x the input between f
 backward). The input gradient is a stride-1 conv of gy with the flipped, transposed filter
 (``kernels.cpu.conv2d_backward_input``), so it takes this path through the forward.
 
+Strided convs whose kernel is twice the stride (DCGAN's 4x4 stride 2, and its transposed
+conv) run the same machinery with F(4x4, 2x2) (5x5 tiles, 25 multiplications per 4x4 outputs
+instead of 64) on their polyphase components: see "Strided convs" below. Both take one
+:class:`_Plan`, a stride-1 Winograd conv over the (phase-split) tiles of an NCHW input.
+
 ``TENSORTAPE_WINOGRAD=0`` (read once, when this module is imported), :func:`set_mode` (from
-then on) or :func:`set_enabled` (within a block) turns it off, for A/B benchmarks and tests;
+then on) or :func:`set_enabled` (within a block) turns both off, for A/B benchmarks and tests;
 im2col + GEMM then runs every conv.
 """
 
