@@ -358,9 +358,8 @@ def conv2d_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.nda
 
 def strided_eligible(g: Geometry) -> bool:
     """Kernel twice the stride on both axes (each phase a 2x2 conv), strided, plain otherwise."""
-    if (g.sy, g.sx) == (1, 1) or (g.dy, g.dx, g.groups) != (1, 1, 1):
-        return False
-    return (g.kh, g.kw) == (2 * g.sy, 2 * g.sx)
+    plain = (g.dy, g.dx, g.groups) == (1, 1, 1) and (g.sy, g.sx) != (1, 1)
+    return plain and (g.kh, g.kw) == (2 * g.sy, 2 * g.sx)
 
 
 def strided_applies(g: Geometry, dtype: np.dtype) -> bool:
@@ -372,12 +371,15 @@ def strided_applies(g: Geometry, dtype: np.dtype) -> bool:
     64 1.02 / 1.15 / 1.39, 64x16x14x14 -> 32 0.91 / 0.96 / 0.96, 64x64x14x14 -> 128 (D2, and
     G1's transposed conv) 0.89 / 0.81 / 0.99; and so does the batch's tile count: 4x64x14x14
     -> 128 (16 tiles) 1.14 / 0.93 / 1.61, 16x32x16x16 -> 64 (64 tiles) 0.62 / 0.93 / 0.71."""
-    if not strided_eligible(g) or dtype not in (np.float32, np.float64):
+    # strided_eligible's test, inline: this runs under every conv forward, whose depth to its
+    # kernel is held down (tests/benchmarks/test_call_depth.py).
+    plain = (g.dy, g.dx, g.groups) == (1, 1, 1) and (g.sy, g.sx) != (1, 1)
+    if not plain or (g.kh, g.kw) != (2 * g.sy, 2 * g.sx) or dtype not in (np.float32, np.float64):
         return False
     if _switch.value != "1":
         return _switch.value == "all"
-    th, tw = _tiles(g.OH, g.OW)
-    return g.C >= MIN_CHANNELS and g.N * th * tw >= MIN_TILES
+    tiles = g.N * -(-g.OH // M_OUT) * -(-g.OW // M_OUT)  # _tiles, inline as above
+    return g.C >= MIN_CHANNELS and tiles >= MIN_TILES
 
 
 def _strided_plan(g: Geometry, dtype: np.dtype) -> _Plan:
