@@ -288,7 +288,13 @@ class MixedPrecision(Precision):
         self._stepped = False
 
     def backward(self, loss: Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.scaler is None:
+            loss.backward()
+            return
+        # A scaled float16 gradient that overflows is the scaler's signal (the step is skipped
+        # and the scale backs off), silent as in PyTorch: not NumPy's RuntimeWarning on the CPU.
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            self.scaler.scale(loss).backward()
 
     def step(self, optimizer: Any) -> None:
         if self.scaler is None:
