@@ -55,7 +55,7 @@ class _Counter:
             self.calls += 1
             code = frame.f_code
             self.files.add(code.co_filename)
-            own = code.co_filename.startswith(ROOT)
+            own = _is_project(code.co_filename)
             self.own.append(own)
             self.own_depth += own
             name = f"{_short(code.co_filename)}:{code.co_name}"
@@ -77,6 +77,13 @@ class _Counter:
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# The interpreter's own trees: `make` puts the virtualenv inside the checkout (.venv/), and
+# NumPy's Python wrappers there are not project frames (CI counted them: one frame too many).
+_INSTALLED = tuple({os.path.join(os.path.abspath(p), "") for p in (sys.prefix, sys.base_prefix)})
+
+
+def _is_project(path: str) -> bool:
+    return path.startswith(ROOT) and not path.startswith(_INSTALLED)
 
 
 def _short(path: str) -> str:
@@ -84,7 +91,7 @@ def _short(path: str) -> str:
 
 
 def _own_files(c: _Counter) -> set[str]:
-    return {f for f in c.files if f.startswith(ROOT)}
+    return {f for f in c.files if _is_project(f)}
 
 
 def measure(fn: Callable[[], object]) -> _Counter:

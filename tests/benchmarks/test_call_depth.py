@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import engine
 import engine.functional as F
 import layers
@@ -65,3 +67,11 @@ def test_the_table_has_the_three_rows(capsys):
     out = capsys.readouterr().out
     for row in ("forward", "backward", "F.conv2d"):
         assert any(line.startswith(row) for line in out.splitlines()), out
+
+
+def test_installed_packages_are_not_project_frames_even_inside_the_checkout(monkeypatch):
+    # `make` puts the virtualenv in the checkout (.venv/): CI counted NumPy's wrappers there
+    # as project frames, one frame past the bound above.
+    monkeypatch.setattr(call_depth, "_INSTALLED", (os.path.join(call_depth.ROOT, ".venv", ""),))
+    assert not call_depth._is_project(os.path.join(call_depth.ROOT, ".venv", "lib", "numpy.py"))
+    assert call_depth._is_project(os.path.join(call_depth.ROOT, "engine", "autograd.py"))
