@@ -75,6 +75,10 @@ class _State(threading.local):
     def __init__(self):
         self.dtype = {"cpu": None, "cuda": None}  # None: autocast off for that device type
         self.inside_op = 0  # > 0 while an autocast op's body runs: its inner ops are not cast
+        self.depth = 0  # autocast regions entered and not exited (enabled or not)
+        # The weight-cast cache: (id(leaf), dtype, grad mode) -> (leaf, its array, its version,
+        # the cast); emptied when the outermost region exits.
+        self.casts: dict = {}
 
     def active(self) -> bool:
         return (
@@ -123,10 +127,14 @@ class autocast:  # noqa: N801  (PyTorch's name)
     def __enter__(self) -> autocast:
         self._saved.append(_state.dtype[self.device_type])
         _state.dtype[self.device_type] = self.dtype if self.enabled else None
+        _state.depth += 1
         return self
 
     def __exit__(self, *exc) -> None:
         _state.dtype[self.device_type] = self._saved.pop()
+        _state.depth -= 1
+        if not _state.depth:  # PyTorch's clear_autocast_cache at the outermost exit
+            _state.casts.clear()
 
     def __call__(self, fn):
         @functools.wraps(fn)
@@ -166,12 +174,37 @@ def cast_inputs(op: str, *xs):
         )
     else:
         return xs
+    if target is low:
+        return tuple(_cast_weight(x, target) for x in xs)
     return tuple(_cast(x, target, _differentiable_cast) for x in xs)
 
 
 def _differentiable_cast(x, dtype):
     """engine.ops.shape.astype, which registers itself here (shape imports this module)."""
     raise RuntimeError("engine.ops.shape did not register its astype")
+
+
+def _cast_weight(x, target):
+    """`_cast(x, target)`, through the region's cache when x is a float32 leaf that requires
+    grad (PyTorch caches exactly those: the parameters; activations change with every op)."""
+    if not (getattr(x, "requires_grad", False) and x.grad_fn is None and x.dtype == _FLOAT32):
+        return _cast(x, target, _differentiable_cast)
+    grad_on = _mode.grad_enabled
+    key = (id(x), target, grad_on)
+    entry = _state.casts.get(key)
+    if entry is not None:
+        leaf, array, version, cast = entry
+        fn = cast.grad_fn
+        if (
+            leaf is x
+            and array is x.array
+            and version == x._version[0]
+            and not (fn is not None and getattr(fn, "_freed", False))
+        ):
+            return cast
+    cast = _differentiable_cast(x, target)
+    _state.casts[key] = (x, x.array, x._version[0], cast)
+    return cast
 
 
 def _cast(x, target, astype):

@@ -200,8 +200,15 @@ class Conv2dGradInput(Function):
 
 
 def _raw_cuda(device, dtype) -> bool:
-    """Whether the cuda kernels take this dtype as it is (not through a float32 cast)."""
-    return device.type == "cuda" and dtype.name in ("float32", "float64")
+    """Whether the cuda kernels take this dtype as it is (not through a float32 cast), so a
+    backward may share their intermediates (gy transposed, the columns): float32/float64, and
+    float16/bfloat16 too where the backend runs them itself (kernels.gpu's
+    LOW_PRECISION_KERNELS)."""
+    if device.type != "cuda":
+        return False
+    if is_low_precision(dtype):
+        return getattr(kernels.backend("cuda"), "LOW_PRECISION_KERNELS", False)
+    return dtype.name in ("float32", "float64")
 
 
 class Conv2dGradWeight(Function):

@@ -388,6 +388,8 @@ class ReLU(Function):
             from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
 
             return _const(gy, activation_gpu.leaky_relu_backward(y.array, gy.array, 0.0))
+        if not is_grad_enabled():  # gy times the boolean mask in one product, no cast of it
+            return _const(gy, gy.array * (y.array > 0))
         return gy * _const(y, y.array > 0)
 
 

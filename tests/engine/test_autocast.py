@@ -251,3 +251,28 @@ def test_double_backward_under_autocast_wgan_gp_style():
         grads.append(np.asarray(w.grad.detach().float().numpy()))
         assert str(w.grad.dtype).replace("torch.", "") == "float32"
     np.testing.assert_allclose(grads[0], grads[1], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_autocast_conv_gradients_with_bias_match_float32(device, transposed):
+    """The low-dtype conv backward shares its transposed gy for the input, weight and bias
+    gradients on cuda (as float32's does): all three within float16 rounding of float32's."""
+    low = np.float16 if device.startswith("cuda") else BFLOAT16
+    rng = np.random.default_rng(4)
+    x0 = rng.standard_normal((3, 4, 8, 8)).astype(np.float32)
+    w0 = (rng.standard_normal((4, 5, 4, 4)) * 0.2).astype(np.float32)
+    b0 = rng.standard_normal(5 if transposed else 4).astype(np.float32)
+    if not transposed:
+        w0 = w0.transpose(1, 0, 2, 3).copy()[:4]
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    grads = []
+    for dtype in (low, None):
+        x, w, b = (engine.tensor(a, device=device, requires_grad=True) for a in (x0, w0, b0))
+        with engine.autocast(device.split(":")[0], dtype=dtype or low, enabled=dtype is not None):
+            y = conv(x, w, b, stride=2, padding=1)
+        (y.float() * y.float()).sum().backward()
+        grads.append([t.grad.to("cpu").numpy() for t in (x, w, b)])
+        assert {t.grad.dtype for t in (x, w, b)} == {np.dtype(np.float32)}
+    tol = 2.0**-6 if low == BFLOAT16 else 2.0**-9
+    for g16, g32 in zip(*grads, strict=True):
+        np.testing.assert_allclose(g16, g32, rtol=8 * tol, atol=8 * tol * np.abs(g32).max())

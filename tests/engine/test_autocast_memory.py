@@ -17,6 +17,7 @@ from engine.dtypes import BFLOAT16
 
 LOW = {"cpu": ("bfloat16", BFLOAT16), "cuda": ("float16", np.float16)}  # the stand-in: no bf16
 TOL = {"bfloat16": 2.0**-7, "float16": 2.0**-10}
+DCGAN_16_MIXED_LAUNCHES = 230  # per step now; lower it when a change cuts launches
 
 
 def _bn_run(device, dtype, x0, create_graph=False):
@@ -113,14 +114,18 @@ def test_autocast_dcgan_keeps_activations_half():
 
 
 @pytest.mark.slow
-def test_dcgan_16_mixed_step_memory_on_the_standin():
-    """Issue 14's goal: <= 0.6x float32 (0.51x measured; 0.76x with BatchNorm returning
-    float32 and the CPU-style float32 round trip of the conv kernels)."""
+def test_dcgan_16_mixed_step_memory_and_launches_on_the_standin():
+    """Issue 14's goal: <= 0.6x float32 (0.54x measured; 0.76x with BatchNorm returning
+    float32 and the CPU-style float32 round trip of the conv kernels). The launches: 247 before
+    autocast's weight-cast cache (D's weights cast once for the real and the fake batch), the
+    float16 conv backward's shared gy transpose and ReLU's uncast mask; the limit is now's."""
     import cuda_sim
 
     from benchmarks import launches
 
     if not cuda_sim.is_installed():
         pytest.skip("device memory is counted on the CuPy stand-in")
-    peak = {p: launches.count("dcgan", precision=p).peak_bytes for p in ("32", "16-mixed")}
+    counts = {p: launches.count("dcgan", precision=p) for p in ("32", "16-mixed")}
+    peak = {p: c.peak_bytes for p, c in counts.items()}
     assert peak["16-mixed"] <= 0.6 * peak["32"], peak
+    assert counts["16-mixed"].launches <= DCGAN_16_MIXED_LAUNCHES, counts["16-mixed"].launches
