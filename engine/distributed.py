@@ -42,6 +42,7 @@ __all__ = [
     "is_mpi_launched",
     "all_reduce",
     "broadcast",
+    "broadcast_coalesced",
     "all_gather",
     "broadcast_bytes",
     "all_gather_bytes",
@@ -498,27 +499,101 @@ def all_reduce(tensor, op: str = ReduceOp.SUM, group=None, async_op: bool = Fals
 def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
     """Overwrite `tensor` on every rank with rank `src`'s values, in place."""
     _check_tensor(tensor, "broadcast")
-    g = _require()
+    _check_src(_require(), src, "broadcast")
+    return _contiguous_do(tensor, lambda a: broadcast_array(a, src), async_op)
+
+
+def _check_src(g: _Group, src: int, name: str) -> None:
     if not 0 <= src < g.size:
-        raise ValueError(f"broadcast: src={src} is not a rank of a world of size {g.size}")
+        raise ValueError(f"{name}: src={src} is not a rank of a world of size {g.size}")
 
-    def start(array):
-        if g.size == 1:
-            return Work(g)
-        g.calls += 1
-        if _uses_nccl(g, array):
-            cp = _cupy()
-            g.nccl_stream.wait_event(cp.cuda.get_current_stream().record())
-            g.nccl.bcast(
-                array.data.ptr, array.size, _nccl_type(array.dtype), src, g.nccl_stream.ptr
-            )
-            done = g.nccl_stream.record()
-            return Work(g, None, lambda: cp.cuda.get_current_stream().wait_event(done))
-        host = array if isinstance(array, numpy.ndarray) else array.get()
-        req = g.comm.Ibcast(host, root=src)
-        return Work(g, req, None if host is array else (lambda: array.set(host)), "broadcast")
 
-    return _contiguous_do(tensor, start, async_op)
+def broadcast_array(array, src: int = 0, what: str = "broadcast") -> Work:
+    """Start overwriting a contiguous raw array on every rank with rank `src`'s; `Work.wait()`
+    ends it. Host arrays: MPI `Ibcast`; CuPy arrays: NCCL on the group's stream, or staged
+    through host memory and MPI."""
+    g = _require()
+    _check_src(g, src, what)
+    if g.size == 1:
+        return Work(g)
+    g.calls += 1
+    if _uses_nccl(g, array):
+        cp = _cupy()
+        g.nccl_stream.wait_event(cp.cuda.get_current_stream().record())
+        g.nccl.bcast(array.data.ptr, array.size, _nccl_type(array.dtype), src, g.nccl_stream.ptr)
+        done = g.nccl_stream.record()
+        return Work(g, None, lambda: cp.cuda.get_current_stream().wait_event(done), what)
+    host = array if isinstance(array, numpy.ndarray) else array.get()
+    req = g.comm.Ibcast(host, root=src)
+    return Work(g, req, None if host is array else (lambda: array.set(host)), what)
+
+
+# PyTorch DDP's broadcast_bucket_size: a coalesced broadcast packs at most this many bytes into
+# one buffer (a tensor larger than that travels alone): the packed copy of a huge model is
+# made one bucket at a time.
+_COALESCE_BYTES = 250 * 2**20
+_ALIGN = 16  # each tensor's bytes start 16-aligned in the buffer: its typed view is aligned
+
+
+def broadcast_coalesced(tensors, src: int = 0, bucket_cap_bytes: int = _COALESCE_BYTES) -> None:
+    """Overwrite every tensor in `tensors` with rank `src`'s values, in one broadcast per device
+    (per `bucket_cap_bytes`) instead of one per tensor (PyTorch's `_broadcast_coalesced`, which
+    DDP uses for its parameters and buffers).
+
+    The tensors' raw bytes are packed into one flat uint8 buffer, broadcast, and unpacked: a
+    byte copy, so float and integer tensors (BatchNorm's `num_batches_tracked`) share a buffer
+    and every value round-trips exactly, whatever its dtype. Every rank must pass tensors of
+    the same devices, shapes and dtypes in the same order."""
+    g = _require()
+    _check_src(g, src, "broadcast_coalesced")
+    tensors = [_check_tensor(t, "broadcast_coalesced") for t in tensors]
+    if g.size == 1 or not tensors:
+        return
+    for bucket in _byte_buckets(tensors, bucket_cap_bytes):  # one packed copy at a time
+        flat, offsets = _pack_bytes(bucket)
+        broadcast_array(flat, src, "broadcast_coalesced").wait()
+        for t, off in zip(bucket, offsets):
+            if g.rank != src:  # the source's values are already in place
+                n = t.array.size * t.array.dtype.itemsize
+                t.array[...] = flat[off : off + n].view(t.array.dtype).reshape(t.array.shape)
+            t._version[0] += 1
+
+
+def _byte_buckets(tensors: list, cap: int) -> list:
+    """`tensors` grouped by device, in order, each group cut into runs of at most `cap` bytes."""
+    by_device: dict[str, list] = {}
+    for t in tensors:
+        by_device.setdefault(str(t.device), []).append(t)
+    buckets = []
+    for group in by_device.values():
+        current, size = [], 0
+        for t in group:
+            n = _aligned(t.array.size * t.array.dtype.itemsize)
+            if current and size + n > cap:
+                buckets.append(current)
+                current, size = [], 0
+            current.append(t)
+            size += n
+        buckets.append(current)
+    return buckets
+
+
+def _aligned(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _pack_bytes(tensors: list):
+    """(one flat uint8 array on the tensors' device holding their bytes, each one's offset)."""
+    xp = tensors[0].device.xp
+    offsets, total = [], 0
+    for t in tensors:
+        offsets.append(total)
+        total += _aligned(t.array.size * t.array.dtype.itemsize)
+    flat = xp.zeros(total, xp.uint8)
+    for t, off in zip(tensors, offsets):
+        raw = xp.ascontiguousarray(t.array).reshape(-1).view(xp.uint8)
+        flat[off : off + raw.size] = raw
+    return flat, offsets
 
 
 def all_gather(tensor_list: list, tensor, group=None, async_op: bool = False):

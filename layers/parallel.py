@@ -13,7 +13,12 @@ stream) while backward goes on with earlier layers; buckets always start in inde
 rank issues the same collectives in the same order. At the end of the backward walk DDP waits for
 them, zero-fills the slots of parameters that got no gradient this step (a frozen branch, the
 other network of a GAN) so no rank waits for a bucket that never fills, and writes the averages
-back into `.grad`. A parameter that got no gradient on any rank keeps `.grad` as it was.
+back into `.grad`. A parameter that got no gradient on any rank keeps `.grad` as it was: which
+ones, a map of 0/1 flags summed over the ranks, rides in the last bucket (host buckets; its own
+MPI all-reduce beside device buckets). Buffers (BatchNorm's running statistics) are broadcast
+from rank 0 before each training forward in one coalesced broadcast per device, as are the
+parameters and buffers when DDP is built. A step thus costs one collective per bucket, plus one
+per forward of a module with buffers.
 """
 
 from __future__ import annotations
@@ -32,16 +37,16 @@ __all__ = ["DistributedDataParallel", "distributed_evaluate"]
 
 
 class _Bucket:
-    """One flat buffer holding the gradients of `params`."""
+    """One flat buffer holding the gradients of `params`, then `extra` slots (the used-map)."""
 
-    def __init__(self, index: int, params: list, xp, dtype):
+    def __init__(self, index: int, params: list, xp, dtype, extra: int = 0):
         self.index, self.params = index, params
         self.offsets, total = [], 0
         for p in params:
             self.offsets.append(total)
             total += p.numel()
         self.size = total
-        self.buffer = xp.zeros(total, dtype)
+        self.buffer = xp.zeros(total + extra, dtype)
         self.ready = [False] * len(params)
         self.pending = len(params)
         self.work = None
@@ -96,9 +101,11 @@ class DistributedDataParallel(Module):
         self._sync_module_states()
         self._buckets = self._build_buckets(int(bucket_cap_mb * 2**20))
         self._where = {id(p): (b, i) for b in self._buckets for i, p in enumerate(b.params)}
-        # 1 where this rank has a gradient; summed over ranks once per step (a host buffer, so
-        # deciding which .grad to write needs no device sync), as PyTorch's local_used_map
+        # 1 where this rank has a gradient, summed over ranks once per backward (PyTorch's
+        # local_used_map), so that a parameter no rank used keeps its .grad. Read on the host.
         self._used = numpy.zeros(len(self._params), numpy.int32)
+        last = self._buckets[-1] if self._buckets else None
+        self._flags = last if last is not None and last.buffer.size > last.size else None
         self._index = {id(p): k for k, p in enumerate(self._params)}
         self._next = 0  # the next bucket to start: buckets start in index order on every rank
         self._armed = False  # a backward of this step has queued the final wait
@@ -109,29 +116,39 @@ class DistributedDataParallel(Module):
 
     # Construction ---------------------------------------------------------------------------
     def _sync_module_states(self) -> None:
-        for t in list(self.module.parameters()) + list(self.module.buffers()):
-            dist.broadcast(t, 0)
+        dist.broadcast_coalesced(list(self.module.parameters()) + list(self.module.buffers()), 0)
 
     def _build_buckets(self, cap_bytes: int) -> list:
-        buckets, current, nbytes, key = [], [], 0, None
+        groups, current, nbytes, key = [], [], 0, None
         for p in reversed(self._params):
             k = (str(p.device), p.dtype)
             size = p.numel() * p.dtype.itemsize
             if current and (k != key or nbytes + size > cap_bytes):
-                buckets.append(current)
+                groups.append(current)
                 current, nbytes = [], 0
             current.append(p)
             nbytes += size
             key = k
         if current:
-            buckets.append(current)
-        return [_Bucket(i, ps, ps[0].device.xp, ps[0].dtype) for i, ps in enumerate(buckets)]
+            groups.append(current)
+        # The used-map rides in the last bucket, as len(params) extra slots summed with its
+        # gradients: every rank starts that bucket only after every parameter's slot (and so
+        # its flag) is final, and a backward then costs one collective per bucket, no more.
+        # Only in a host bucket: on a device, reading the flags back would be a device-to-host
+        # copy (a sync) before any .grad is written, so there the map stays a host array of
+        # its own, all-reduced over MPI (as PyTorch all-reduces its map, separately).
+        buckets = []
+        for i, ps in enumerate(groups):
+            xp = ps[0].device.xp
+            extra = len(self._params) if i == len(groups) - 1 and xp is numpy else 0
+            buckets.append(_Bucket(i, ps, xp, ps[0].dtype, extra))
+        return buckets
 
     # Forward --------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
         if self.broadcast_buffers and self.world_size > 1 and self.module.training:
-            for b in self.module.buffers():
-                dist.broadcast(b, 0)
+            # all buffers in one coalesced broadcast per device (PyTorch's _sync_buffers)
+            dist.broadcast_coalesced(list(self.module.buffers()), 0)
         return self.module(*args, **kwargs)
 
     @contextlib.contextmanager
@@ -171,6 +188,8 @@ class DistributedDataParallel(Module):
     def _start_ready(self, inside_backward: bool) -> None:
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:
             b = self._buckets[self._next]
+            if b is self._flags:  # every flag is final now (see _flag_carrier)
+                b.buffer[b.size :] = self._used
             b.work = dist.all_reduce_array(b.buffer, what=f"DDP bucket {b.index}")
             self.bucket_log.append((b.index, inside_backward))
             self._next += 1
@@ -187,11 +206,14 @@ class DistributedDataParallel(Module):
                     b.ready[i] = True
             b.pending = 0
         self._start_ready(inside_backward=False)
-        used = dist.all_reduce_array(self._used, what="DistributedDataParallel used-map")
-        used.wait()
-        scale = 1.0 / self.world_size
+        if self._flags is None:
+            dist.all_reduce_array(self._used, what="DistributedDataParallel used-map").wait()
         for b in self._buckets:
             b.work.wait()
+        if self._flags is not None:  # sums of 0s and 1s: > 0 is exact in any float dtype
+            self._used[:] = self._flags.buffer[self._flags.size :] > 0
+        scale = 1.0 / self.world_size
+        for b in self._buckets:
             buf = b.buffer
             for i, p in enumerate(b.params):
                 if not self._used[self._index[id(p)]]:  # no rank had a gradient: keep .grad

@@ -71,6 +71,7 @@ def collectives(rank, world, args):
     got = dist.broadcast_bytes(sent, src=0)
     empty = dist.broadcast_bytes(b"" if rank == 0 else None)
     return {
+        "coalesced": _coalesced(rank, world, "cpu"),
         "bytes": list(got),
         "empty": len(empty),
         "main": dist.is_main_process(),
@@ -85,6 +86,28 @@ def collectives(rank, world, args):
         "local_rank": dist.get_local_rank(),
         "backend": dist.get_backend(),
     }
+
+
+def _coalesced(rank, world, dev) -> dict:
+    """broadcast_coalesced from the last rank of float32, int64 (beyond float64's exact range),
+    bool, float64, a 0-d and a transposed (non-contiguous) tensor, and an empty one: in one
+    buffer, then in buckets of at most 32 bytes."""
+    out = {}
+    for name, cap in (("one", 2**28), ("small", 32)):
+        big = 2**60 + 3 + rank
+        ts = {
+            "f32": engine.tensor(np.arange(5, dtype=np.float32) + 0.25 * rank, device=dev),
+            "i64": engine.tensor(np.array([big, -big, 7 * rank], np.int64), device=dev),
+            "bool": engine.tensor(np.array([rank == 0, rank == 1, True]), device=dev),
+            "f64_0d": engine.tensor(np.float64(1.0 / 3 + rank), device=dev),
+            "f64_T": engine.tensor(np.arange(6.0).reshape(2, 3) * (rank + 1), device=dev).T,
+            "empty": engine.zeros(0, device=dev),
+        }
+        before = dist._group.calls
+        dist.broadcast_coalesced(list(ts.values()), src=world - 1, bucket_cap_bytes=cap)
+        out[name] = {k: t.cpu().numpy().tolist() for k, t in ts.items()}
+        out[name]["calls"] = dist._group.calls - before
+    return out
 
 
 # Training: N ranks x b == 1 process x N b ----------------------------------------------------
@@ -421,6 +444,97 @@ def gan(rank, world, args):
     return res
 
 
+def _dcgan(sync: bool):
+    """The benchmark's DCGAN (benchmarks/workloads.py), small: a generator with two BatchNorms
+    (six buffers, two of them int64 num_batches_tracked), a critic without."""
+    engine.manual_seed(0)
+    g = nn.Sequential(
+        nn.Linear(8, 4 * 4 * 4), nn.Unflatten(1, (4, 4, 4)), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.ConvTranspose2d(4, 3, 4, 2, 1), nn.BatchNorm2d(3), nn.ReLU(),
+        nn.ConvTranspose2d(3, 1, 4, 2, 1), nn.Tanh(),
+    )  # fmt: skip
+    d = nn.Sequential(
+        nn.Conv2d(1, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, 8, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, 1),
+    )  # fmt: skip
+    return (nn.SyncBatchNorm.convert_sync_batchnorm(g) if sync else g), d
+
+
+def _dcgan_step(gd, dd, opts, real, z):
+    """The benchmark's step: one critic forward on real and fake, then the generator's."""
+    bce = F.binary_cross_entropy_with_logits
+    n, dev = real.shape[0], real.device
+    labels = engine.tensor(np.repeat([[1.0], [0.0]], n, 0).astype(np.float32), device=dev)
+    fake = gd(z)
+    opts[1].zero_grad()
+    bce(dd(engine.cat([real, fake.detach()])), labels).backward()
+    opts[1].step()
+    opts[0].zero_grad()
+    bce(dd(fake), engine.ones(n, 1, device=dev)).backward()
+    opts[0].step()
+
+
+_BIG = 2**60 + 3  # an int64 that float64 cannot hold: a buffer passed as floats would change
+
+
+@case
+def dcgan_collectives(rank, world, args):
+    """The DCGAN step on ranks, plain BatchNorm and SyncBatchNorm: the collectives of each step;
+    rank 1's buffers made to differ after DDP is built (only the forward's broadcast can make
+    them rank 0's again: num_batches_tracked = _BIG + 1000 rank, exact after the steps only if
+    int64 travels as int64); with SyncBatchNorm the buffers bit-equal on every rank after the
+    steps and the run equal to one process with the whole batch. args: [device]."""
+    dev = dist.local_device() if args and args[0] == "cuda" else "cpu"
+    steps, b = 3, 4
+    rng = np.random.default_rng(11)
+    real_all = rng.uniform(-1, 1, size=(steps, b * world, 1, 16, 16)).astype(np.float32)
+    z_all = rng.normal(size=(steps, b * world, 8)).astype(np.float32)
+    group, res = dist._group, {}
+    for sync in (False, True):
+        g, d = _dcgan(sync)
+        g, d = g.to(dev), d.to(dev)
+        gd = nn.parallel.DistributedDataParallel(g)
+        dd = nn.parallel.DistributedDataParallel(d)
+        opts = [optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (gd, dd)]
+        for bn in (m for m in g.modules() if hasattr(m, "running_mean")):
+            bn.running_mean.array[...] += rank
+            bn.running_var.array[...] *= 1 + rank
+            bn.num_batches_tracked.array[...] = _BIG + 1000 * rank
+        counts = []
+        for s in range(steps):
+            real = engine.tensor(real_all[s, rank * b : (rank + 1) * b], device=dev)
+            before = group.calls
+            _dcgan_step(
+                gd, dd, opts, real, engine.tensor(z_all[s, rank * b : (rank + 1) * b], device=dev)
+            )
+            counts.append(group.calls - before)
+        g, d = g.to("cpu"), d.to("cpu")
+        bufs = [t.numpy() for t in g.buffers()]
+        key = "sync" if sync else "bn"
+        res[key] = {
+            "step_collectives": counts,
+            "num_batches_tracked": [int(t) for t in bufs if t.dtype == np.int64],
+            "buffers_identical": _same_everywhere(
+                np.concatenate([t.ravel().view(np.uint8) for t in bufs])
+            ),
+            "identical": _replicas_identical(g) and _replicas_identical(d),
+        }
+        if sync and rank == 0:
+            rg, rd = _dcgan(False)
+            ropts = [optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (rg, rd)]
+            for s in range(steps):
+                _dcgan_step(rg, rd, ropts, engine.tensor(real_all[s]), engine.tensor(z_all[s]))
+            ours = np.concatenate(
+                [_flat(g), _flat(d)] + [t.ravel() for t in bufs if t.dtype != np.int64]
+            )
+            ref = [t.numpy() for t in rg.buffers()]
+            ref = np.concatenate(
+                [_flat(rg), _flat(rd)] + [t.ravel() for t in ref if t.dtype != np.int64]
+            )
+            res[key]["max_diff"] = float(np.abs(ours - ref).max())
+    return res
+
+
 def _vae():
     engine.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))  # (mu, logvar) x 2
@@ -486,6 +600,7 @@ def cuda(rank, world, args):
         F.cross_entropy(ddp(xb), engine.tensor(y[s, lo:hi], device=dev)).backward()
         opt.step()
     res = {
+        "coalesced": _coalesced(rank, world, dev),
         "backend": dist.get_backend(),
         "device": str(t.device),
         "sum": t.tolist(),

@@ -11,16 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import requires_mpi
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _train(verb, out, *args, timeout=300):
+def _train(verb, out, *args, timeout=300, pythonpath=None):
     cmd = [sys.executable, "-m", "tensortape", "train", verb, "--out", str(out), "--no-progress"]
     cmd += ["--device", "cpu", *args]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    path = os.pathsep.join([str(ROOT)] + ([pythonpath] if pythonpath else []))
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, json.loads((out / "metrics.json").read_text())
@@ -89,6 +91,70 @@ def test_every_train_verb_runs_on_two_ranks(tmp_path, verb):
     assert "Traceback" not in proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "Warning:" in line]
     assert len(warned) == len(set(warned)), proc.stderr
+
+
+@requires_mpi
+def test_a_dcgan_with_sync_batch_norm_under_wgan_gp_on_two_ranks_equals_one_process(tmp_path):
+    """`train gan --dataset mnist --gan-loss wgan-gp --nproc 2`: the one CLI run where
+    SyncBatchNorm (the DCGAN generator's two BatchNorms, converted on ranks) and a gradient
+    penalty (on the critic, a double backward) meet. 3 steps on 24 tiny images, global batch 8;
+    with the training draws aligned between the runs (tests/cli/global_draws), rank 0's
+    checkpoint equals one process's: networks, running statistics, Adam's moments. The
+    critic has no BatchNorm (by design: WGAN-GP's per-sample gradients), so no CLI penalty
+    differentiates through SyncBatchNorm itself: tests/layers/test_parallel.py does that."""
+    from helpers import make_mnist_dir
+
+    import engine
+
+    (tmp_path / "data").mkdir()
+    make_mnist_dir(tmp_path / "data", n_train=24, n_test=4)
+    args = ["--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--gan-loss", "wgan-gp"]
+    args += ["--batch-size", "8", "--epochs", "1", "--hidden-dim", "4", "--latent-dim", "8"]
+    args += ["--logger", "none"]
+    draws = str(ROOT / "tests" / "cli" / "global_draws")
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--nproc", "2"])):
+        _train("gan", tmp_path / name, *args, *extra, pythonpath=draws)
+        runs[name] = engine.load(tmp_path / name / "checkpoint.npz")
+    one, two = (_leaves(runs[k]) for k in ("one", "two"))
+    assert one.keys() == two.keys()
+    net_keys = [k for k in one if k.startswith("networks/")]
+    assert any("running_var" in k for k in net_keys) and any("optimizers/" in k for k in one)
+    assert runs["two"]["global_step"] == runs["one"]["global_step"] == 3
+    # The biases just before a BatchNorm (generator 0 and 4) have a zero gradient up to
+    # rounding (~1e-10: the normalisation removes any shift), which Adam scales up to steps of
+    # up to lr (2e-4) whose sign is the rounding's; they, their moments and the running means
+    # they shift agree to 3 steps x lr. Every other value agrees to 1e-4 of its largest.
+    noise = (
+        "generator/0.bias",
+        "generator/4.bias",
+        "running_mean",
+        "generator/state/1/",
+        "generator/state/5/",
+    )
+    for key in one:
+        if one[key].dtype.kind != "f":
+            np.testing.assert_array_equal(two[key], one[key], err_msg=key)  # step counters
+            continue
+        diff = float(np.abs(two[key] - one[key]).max(initial=0.0))
+        bound = 3 * 2e-4 if any(n in key for n in noise) else 1e-4 * np.abs(one[key]).max()
+        assert diff <= bound + 1e-12, (key, diff, bound)
+
+
+def _leaves(tree, prefix: str = "") -> dict:
+    """The arrays of a checkpoint's nested state, by their path ("networks/generator/...")."""
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_leaves(v, f"{prefix}{k}/"))
+        return out
+    if isinstance(tree, (list, tuple)):
+        return _leaves(dict(enumerate(tree)), prefix)
+    if hasattr(tree, "numpy"):
+        return {prefix[:-1]: tree.numpy()}
+    if isinstance(tree, np.ndarray):
+        return {prefix[:-1]: tree}
+    return {}
 
 
 @requires_mpi

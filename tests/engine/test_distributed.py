@@ -35,6 +35,12 @@ def test_world_of_one_without_a_launcher(world_of_one):
         dist.init_process_group()
     with pytest.raises(ValueError, match="src=1"):
         dist.broadcast(t, 1)
+    dist.broadcast_coalesced([t, engine.tensor([3], dtype="int64")], 0)
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
+    with pytest.raises(ValueError, match="broadcast_coalesced: src=1"):
+        dist.broadcast_coalesced([t], 1)
+    with pytest.raises(TypeError, match="broadcast_coalesced: expected a Tensor"):
+        dist.broadcast_coalesced([t.numpy()], 0)
     assert dist.broadcast_bytes(b"abc") == b"abc"
     assert dist.is_main_process()
     with pytest.raises(ValueError, match="unknown reduce op"):
@@ -74,6 +80,22 @@ def test_collectives_on_two_ranks(tmp_path):
         assert r["async"] == [2.0] * 5
         assert r["bytes"] == [0, 1, 2, 3, 255] * 200_000  # rank 0's 1 MB, read nowhere else
         assert r["empty"] == 0 and r["main"] == (rank == 0)
+        _check_coalesced(r["coalesced"])
+
+
+def _check_coalesced(got: dict) -> None:
+    """The last rank's values everywhere, integers to the last bit: in one collective, and in
+    buckets of at most 32 bytes (each tensor's bytes padded to 16: f32 | i64 | bool + 0-d |
+    f64_T, over the cap, alone | the empty one)."""
+    big = 2**60 + 4  # rank 1's: beyond float64's exact range
+    assert got["one"]["calls"] == 1 and got["small"]["calls"] == 5
+    for run in got.values():
+        assert run["f32"] == [0.25, 1.25, 2.25, 3.25, 4.25]
+        assert run["i64"] == [big, -big, 7]
+        assert run["bool"] == [False, True, True]
+        assert run["f64_0d"] == 1.0 / 3 + 1
+        assert run["f64_T"] == [[0.0, 6.0], [2.0, 8.0], [4.0, 10.0]]
+        assert run["empty"] == []
 
 
 @requires_mpi
@@ -163,6 +185,7 @@ def test_cuda_tensors_over_nccl_or_host_staged_mpi(tmp_path, gpus, backend):
         assert r["sum"] == [0.0, 3.0, 6.0, 9.0] and r["avg"] == [1.5] * 3
         assert r["bcast"] == [10.0] * 3 and r["gather"] == [[0.0, 0.5], [1.0, 1.5]]
         assert r["identical"]
+        _check_coalesced(r["coalesced"])
     assert res[0]["max_diff"] <= 1e-5
 
 

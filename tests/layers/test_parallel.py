@@ -71,7 +71,7 @@ def test_sync_batch_norm_double_backward_matches_batch_norm_on_the_whole_batch(t
     float64: the averaged parameter gradients equal one process's BatchNorm critic on the 8
     samples, the all-ranks input penalty's x-gradient (a Hessian-vector product through the
     recorded backward, across ranks) matches central differences, and a plain step makes no
-    more collectives than before (statistics, gradient sums, the bucket, DDP's used-map).
+    more collectives than before (statistics, gradient sums, the bucket with DDP's used-map).
     cuda: a simulated GPU per rank (the CuPy and NCCL stand-ins), against one cpu process."""
     env = {"TENSORTAPE_TEST_SIM": "1", "TENSORTAPE_SIM_DEVICES": "2"} if device == "cuda" else {}
     proc, res, _ = run_ranks("syncbn_double", device, tmp_path=tmp_path, env=env, timeout=120)
@@ -85,9 +85,41 @@ def test_sync_batch_norm_double_backward_matches_batch_norm_on_the_whole_batch(t
             assert r[key]["identical"]
             assert r[key]["fd_grad_scale"] > 1e-3  # the differences compare something
             assert r[key]["fd_rel_err"] <= 1e-7, (key, r[key])
+    # forward 1, backward 1, the bucket 1 (the used-map rides in it on the host; beside a
+    # device bucket it is its own host all-reduce, +1); R1: backward 1 -> recorded 2, + their
+    # 2 adjoints
+    used_map = 1 if device == "cuda" else 0
     for r in res:
-        assert r["plain_step_collectives"] == 4  # forward 1, backward 1, bucket 1, used-map 1
-        assert r["r1_step_collectives"] == 7  # backward 1 -> recorded 2, + their 2 adjoints
+        assert r["plain_step_collectives"] == 3 + used_map
+        assert r["r1_step_collectives"] == 6 + used_map
+
+
+@requires_mpi
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_dcgan_step_makes_one_buffer_broadcast_and_one_collective_per_bucket(tmp_path, device):
+    """The benchmark's DCGAN step (small) on 2 ranks. Its generator's six BatchNorm buffers go
+    in one coalesced broadcast (before: six), the used-map rides in the last bucket (before:
+    an all-reduce of its own after each of the three backward bucket sets): 4 collectives a
+    step, down from 12; SyncBatchNorm adds its own 2 per layer. cuda (the CuPy and NCCL
+    stand-ins): the buckets are device arrays, so each backward's used-map is one host
+    all-reduce more. Rank 1's buffers, made to differ after DDP was built, are rank 0's again
+    at the next forward: num_batches_tracked, an int64 beyond float64's exact range, counts on
+    exactly; with SyncBatchNorm every buffer is bit-equal on both ranks after the steps, and
+    the run equals one process with the whole batch."""
+    env = {"TENSORTAPE_TEST_SIM": "1", "TENSORTAPE_SIM_DEVICES": "2"} if device == "cuda" else {}
+    proc, res, _ = run_ranks("dcgan_collectives", device, tmp_path=tmp_path, env=env, timeout=120)
+    _ok(proc)
+    used_maps = 3 if device == "cuda" else 0  # D's backward, then D's and G's
+    big = 2**60 + 3
+    for r in res:
+        assert r["bn"]["step_collectives"] == [4 + used_maps] * 3  # buffers 1, buckets 3
+        assert r["sync"]["step_collectives"] == [8 + used_maps] * 3  # + 2 SyncBN x (fwd, bwd)
+        for key in ("bn", "sync"):
+            assert r[key]["num_batches_tracked"] == [big + 3, big + 3], key  # rank 0's, + 3
+            assert r[key]["identical"], key
+        assert r["sync"]["buffers_identical"]
+        assert not r["bn"]["buffers_identical"]  # per-rank statistics after the last forward
+    assert res[0]["sync"]["max_diff"] <= 1e-5
 
 
 @requires_mpi
