@@ -153,12 +153,12 @@ _ALGORITHMS = {3: (BT, G, AT), 2: (BT2, G2, AT2)}  # by kernel side r; M_OUT out
 
 
 @functools.cache
-def _matrices(r: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """F(4x4, r x r)'s (B^T, A^T, A) and kron(G, G) (n^2 x r^2) in ``dtype`` (the Kronecker
-    product formed in float64). Row-major (a, b) tile positions throughout."""
+def _matrices(r: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    """F(4x4, r x r)'s (B^T, A^T, A, G, G^T) in ``dtype``. Row-major (a, b) tile positions
+    throughout."""
     bt, gm, at = _ALGORITHMS[r]
-    A = np.ascontiguousarray(at.T, dtype=dtype)
-    return bt.astype(dtype), at.astype(dtype), A, np.kron(gm, gm).astype(dtype)
+    A, GT = (np.ascontiguousarray(m.T, dtype=dtype) for m in (at, gm))
+    return bt.astype(dtype), at.astype(dtype), A, gm.astype(dtype), GT
 
 
 def _both_sides(m: np.ndarray, d: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> None:
@@ -201,17 +201,23 @@ class _Plan:
             per_image = self.n**2 * self.T * (self.Ci + K) * dtype.itemsize
             fit = min(N, GROUP_BYTES // per_image)
             self.ng = N if fit == N else max(1, fit // self.nb) * self.nb
-        self.BT, self.AT, self.A, self.GG = _matrices(r, dtype)
+        self.BT, self.AT, self.A, self.G, self.GT = _matrices(r, dtype)
 
-    def filters(self, wt: np.ndarray) -> np.ndarray:
+    def filters(self, wt: np.ndarray, kc: bool = False) -> np.ndarray:
         """U = G g G^T as (n^2, C', K) from the stride-1 weight with its taps first, wt (r, r,
-        C', K) (any strides: one gathering copy): one GEMM with kron(G, G) in the weight's
-        dtype, straight into U's layout. (In float64 and cast, as first written, it took 1.7
-        ms of a 14 ms DCGAN conv; the float32 sums of <= 9 terms add a few ulp to the rounding
-        of U itself, inside the tests' bounds.)"""
-        nn, r = self.n**2, self.r
-        U = self.GG @ wt.reshape(r * r, -1).astype(self.dtype, copy=False)
-        return U.reshape(nn, self.Ci, self.K)
+        C', K), or with ``kc`` wt (r, r, K, C') and U returned as the transpose of an (n^2, K,
+        C') array (the products take either: a transposed operand is a BLAS flag). wt may have
+        any strides (one gathering copy): the caller picks the order whose gather reads the
+        weight most nearly in order (DCGAN's 4x4 stride-2 weight into (2, 2, K, 4C): 0.05 ms,
+        into (2, 2, 4C, K): 0.36). Then G along the taps' rows, then along their columns: two
+        GEMMs in the weight's dtype (one GEMM with the n^2 x r^2 kron(G, G) took 0.5 ms for
+        that U, whose inner dimension r^2 = 4 BLAS runs slowly; as two, 0.1). The float32 sums
+        of <= 3 terms add a few ulp to the rounding of U itself, inside the tests' bounds."""
+        n, r = self.n, self.r
+        w = np.ascontiguousarray(wt, dtype=self.dtype)
+        t = np.matmul(self.G, w.reshape(r, -1))  # along the rows: (n, r X)
+        U = np.matmul(self.G, t.reshape(n, r, -1)).reshape(n * n, *w.shape[2:])  # columns
+        return U.transpose(0, 2, 1) if kc else U
 
     def _groups(self) -> list[tuple[list[tuple[int, int, int]], int]]:
         """Per product group: its chunks (first image, images, first tile row in the group)
@@ -314,8 +320,10 @@ class _Plan:
             np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, :P], out=part)
             if part is not du:
                 du += part
-        gw = self.GG.T @ du.reshape(n * n, K * Ci)
+        # dw1 = G^T dU G, along the tile columns, then the rows (as in filters).
         r = self.r
+        t = np.matmul(self.GT, du.reshape(n, n, K * Ci))  # (n, r, K C')
+        gw = np.matmul(self.GT, t.reshape(n, -1))  # (r, r K C')
         return gw.reshape(r, r, K, Ci).transpose(2, 3, 0, 1)  # a view, (K, C', r, r)
 
 
@@ -387,14 +395,16 @@ def _strided_plan(g: Geometry, dtype: np.dtype) -> _Plan:
 
 
 def _phase_taps(w: np.ndarray, g: Geometry, flip: bool = False) -> np.ndarray:
-    """w (K, C, 2 sy, 2 sx) as the phases' 2x2 conv with its taps first, (2, 2, sy sx C, K):
-    [a, b, (ry, rx, c), k] = w[k, c, sy a + ry, sx b + rx]. With ``flip``, the transposed conv's
-    (2, 2, K, sy sx C): [a, b, k, (ry, rx, c)] = w[k, c, sy (1 - a) + ry, sx (1 - b) + rx]."""
+    """w (K, C, 2 sy, 2 sx) as the phases' 2x2 conv with its taps first, contiguous (2, 2, K,
+    sy sx C): [a, b, k, (ry, rx, c)] = w[k, c, sy a + ry, sx b + rx], the forward's filter with
+    its channels (C' = (ry, rx, c), K) swapped (``_Plan.filters(..., kc=True)``); with ``flip``,
+    w[k, c, sy (1 - a) + ry, sx (1 - b) + rx], the transposed conv's (C' = K, K' = (ry, rx, c))
+    as it is. The gather keeps c inner: with k inner it read w with a stride of 4 C sy sx floats,
+    7x slower for DCGAN's weight (0.36 ms against 0.05)."""
     w6 = w.reshape(g.K, g.C, 2, g.sy, 2, g.sx)  # (k, c, a, ry, b, rx)
     if flip:
-        w6 = w6[:, :, ::-1, :, ::-1].transpose(2, 4, 0, 3, 5, 1)
-        return w6.reshape(2, 2, g.K, -1)
-    return w6.transpose(2, 4, 3, 5, 1, 0).reshape(2, 2, -1, g.K)
+        w6 = w6[:, :, ::-1, :, ::-1]
+    return np.ascontiguousarray(w6.transpose(2, 4, 0, 3, 5, 1)).reshape(2, 2, g.K, -1)
 
 
 def strided_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> np.ndarray:
@@ -407,7 +417,7 @@ def strided_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geomet
             yc += b
         y[n0 : n0 + bn] = yc[:, : g.OH, : g.OW].transpose(0, 3, 1, 2)
 
-    plan.forward(x, plan.filters(_phase_taps(w, g)), write)
+    plan.forward(x, plan.filters(_phase_taps(w, g), kc=True), write)
     return y
 
 
