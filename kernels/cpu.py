@@ -111,8 +111,9 @@ def _workspace_array(shape: tuple[int, ...], dtype: np.dtype, keep: bool = False
 def give_back(cols: np.ndarray) -> None:
     """Columns a Conv2d node kept, handed back by the node when its graph is freed (nothing
     else holds them then): the next kept columns reuse the buffer. Columns above malloc's
-    32 MiB heap limit would otherwise be mapped, page-faulted in and unmapped every step."""
-    buf = cols
+    32 MiB heap limit would otherwise be mapped, page-faulted in and unmapped every step.
+    (The strided Winograd path's kept tiles are a plain array: nothing to hand back.)"""
+    buf = cols.v if isinstance(cols, winograd.KeptTiles) else cols
     while buf.base is not None:
         buf = buf.base
     spare = getattr(_workspace, "spare", None)
@@ -211,13 +212,14 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """conv2d (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C/groups, kh, kw).
 
-    Returns (y, cols): with ``keep_cols``, the im2col columns as
-    :func:`conv2d_backward_weight` takes them (the caller owns them), else None.
+    Returns (y, cols): with ``keep_cols``, the im2col columns (or, on the strided Winograd
+    path, its :class:`winograd.KeptTiles`) as :func:`conv2d_backward_weight` takes them (the
+    caller owns them), else None.
     """
     if winograd.applies(g, x.dtype):
         return winograd.conv2d(x, w, b, g), None  # its weight gradient keeps no columns
     if winograd.strided_applies(g, x.dtype):
-        return winograd.strided_conv2d(x, w, b, g), None  # the same, on the phases
+        return winograd.strided_conv2d(x, w, b, g, keep_cols)  # on the phases; keeps tiles
     N, Co, G = g.N, g.K, g.groups
     K = g.C // G * g.kh * g.kw
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
@@ -244,6 +246,8 @@ def conv2d_backward_weight(
     columns of x (recomputed when None)."""
     if cols is None and winograd.applies(g, x.dtype):
         return winograd.conv2d_backward_weight(gy, x, g)
+    if isinstance(cols, winograd.KeptTiles):  # the forward's, whatever the switch says now
+        return winograd.strided_backward_weight(gy, x, g, cols)
     if cols is None and winograd.strided_applies(g, x.dtype):
         return winograd.strided_backward_weight(gy, x, g)
     N, Co, G = g.N, g.K, g.groups

@@ -42,6 +42,7 @@ im2col + GEMM then runs every conv.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -263,9 +264,11 @@ class _Plan:
 
         return tiles
 
-    def forward(self, x: np.ndarray, U: np.ndarray, write) -> None:
+    def forward(self, x: np.ndarray, U: np.ndarray, write) -> np.ndarray | None:
         """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, 4 th, 4 tw, K)
-        (rows and columns beyond (OH, OW) are tile overhang)."""
+        (rows and columns beyond (OH, OW) are tile overhang). Returns the input's transformed
+        tiles V (n^2, N T, C') when one group held the whole batch (else None): what
+        :meth:`weight_grad` would compute again from x."""
         n, nb, th, tw, T, K = self.n, self.nb, self.th, self.tw, self.T, self.K
         tiles = self.input_tiles()
         v = np.empty((n * n, self.ng * T, self.Ci), dtype=self.dtype)
@@ -292,14 +295,17 @@ class _Plan:
                 _both_sides(self.AT, mc, tmp, ytc)
                 np.copyto(dst, src)  # (4, 4, images, th, tw, K) -> (images, 4 th, 4 tw, K)
                 write(n0, bn, ycc)
+        return v if self.ng == self.N else None
 
-    def weight_grad(self, gy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def weight_grad(self, gy: np.ndarray, x: np.ndarray, v: np.ndarray | None = None):
         """dL/dw1 (K, C', r, r) for output gradient gy (N, K, OH, OW): the adjoint,
-        dU = sum over tiles of (A gy_tile A^T) * V, dw1 = G^T dU G."""
+        dU = sum over tiles of (A gy_tile A^T) * V, dw1 = G^T dU G; V the forward's (read
+        only) when given, else computed from x chunk by chunk."""
         n, nb, th, tw, T, K, Ci = self.n, self.nb, self.th, self.tw, self.T, self.K, self.Ci
         OH, OW = self.OH, self.OW
-        tiles = self.input_tiles()
-        v = np.empty((n * n, self.ng * T, Ci), dtype=self.dtype)
+        tiles = self.input_tiles() if v is None else None
+        if v is None:
+            v = np.empty((n * n, self.ng * T, Ci), dtype=self.dtype)
         mg = np.empty((n * n, self.ng * T, K), dtype=self.dtype)
         tmp = np.empty(n * M_OUT * nb * T * K, dtype=self.dtype)
         gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)  # 0 beyond (OH, OW)
@@ -309,7 +315,8 @@ class _Plan:
         for chunks, P in self._groups():
             for n0, bn, r0 in chunks:
                 rows = slice(r0, r0 + bn * T)
-                tiles(x, n0, bn, v[:, rows])
+                if tiles is not None:
+                    tiles(x, n0, bn, v[:, rows])
                 gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
                 # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
                 ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
@@ -407,8 +414,22 @@ def _phase_taps(w: np.ndarray, g: Geometry, flip: bool = False) -> np.ndarray:
     return np.ascontiguousarray(w6.transpose(2, 4, 0, 3, 5, 1)).reshape(2, 2, g.K, -1)
 
 
-def strided_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> np.ndarray:
-    """y = conv2d(x, w) + b for a geometry where :func:`strided_applies` holds."""
+class KeptTiles(NamedTuple):
+    """A strided conv forward's transformed input tiles V (n^2, N T, 4C), kept by the conv's
+    node (as im2col's columns are) for :func:`strided_backward_weight`: its input transform,
+    the tile copy and the channels-last copy of x are then not done again (2.8 of a 9.3 ms
+    DCGAN weight gradient, benchmarks/NOTES.md item 18). V is 2.1x the input (6.5 MB for
+    DCGAN's 64x64x14x14; im2col's columns were 4x)."""
+
+    v: np.ndarray
+
+
+def strided_conv2d(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, keep: bool = False
+) -> tuple[np.ndarray, KeptTiles | None]:
+    """(y = conv2d(x, w) + b, its kept tiles or None) for a geometry where
+    :func:`strided_applies` holds; tiles only with ``keep`` and when the whole batch was
+    transformed at once (one product group)."""
     plan = _strided_plan(g, x.dtype)
     y = np.empty(g.y_shape, dtype=x.dtype)
 
@@ -417,8 +438,8 @@ def strided_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geomet
             yc += b
         y[n0 : n0 + bn] = yc[:, : g.OH, : g.OW].transpose(0, 3, 1, 2)
 
-    plan.forward(x, plan.filters(_phase_taps(w, g), kc=True), write)
-    return y
+    v = plan.forward(x, plan.filters(_phase_taps(w, g), kc=True), write)
+    return y, (KeptTiles(v) if keep and v is not None else None)
 
 
 def strided_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
@@ -445,9 +466,12 @@ def strided_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.nda
     return gx
 
 
-def strided_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.ndarray:
-    """dL/dw (K, C, 2 sy, 2 sx) of :func:`strided_conv2d`."""
-    gw1 = _strided_plan(g, x.dtype).weight_grad(gy, x)
+def strided_backward_weight(
+    gy: np.ndarray, x: np.ndarray, g: Geometry, kept: KeptTiles | None = None
+) -> np.ndarray:
+    """dL/dw (K, C, 2 sy, 2 sx) of :func:`strided_conv2d`, from the forward's ``kept`` tiles
+    of x when given."""
+    gw1 = _strided_plan(g, x.dtype).weight_grad(gy, x, None if kept is None else kept.v)
     gw = gw1.reshape(g.K, g.sy, g.sx, g.C, 2, 2).transpose(0, 3, 4, 1, 5, 2)
     return np.ascontiguousarray(gw, dtype=x.dtype).reshape(g.w_shape)
 

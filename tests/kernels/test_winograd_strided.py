@@ -88,8 +88,11 @@ def _check_all_passes(x, w, b, s, p, dtype):
     g = geometry.conv2d(x.shape, w.shape, s, p)
     assert winograd.strided_applies(g, np.dtype(dtype))
     gy = np.random.default_rng(1).standard_normal(g.y_shape).astype(dtype)
-    y, cols = cpu.conv2d_forward(x, w, b, g, keep_cols=True)
-    assert cols is None and y.dtype == dtype and y.shape == g.y_shape
+    y, kept = cpu.conv2d_forward(x, w, b, g, keep_cols=True)
+    assert y.dtype == dtype and y.shape == g.y_shape
+    # The forward keeps its transformed tiles of x when one product group held the batch.
+    plan = winograd._strided_plan(g, np.dtype(dtype))
+    assert isinstance(kept, winograd.KeptTiles) == (plan.ng == plan.N)
     ax, aw, agy = np.abs(x), np.abs(w), np.abs(gy)
     want = _forward64(x, w, s, p) + (0 if b is None else b.reshape(1, -1, 1, 1))
     _assert_within(y, want, _forward64(ax, aw, s, p).max(), dtype, "forward")
@@ -98,6 +101,12 @@ def _check_all_passes(x, w, b, s, p, dtype):
     gw = cpu.conv2d_backward_weight(gy, x, g)
     assert gw.dtype == dtype and gw.shape == w.shape and gw.flags.c_contiguous
     _assert_within(gw, gw_want, sw.max(), dtype, "weight gradient")
+    if kept is not None:  # from the kept tiles, not from x (zeros here): the same numbers
+        kept_v = kept.v.copy()
+        gw_kept = cpu.conv2d_backward_weight(gy, np.zeros_like(x), g, kept)
+        assert gw_kept.dtype == dtype and gw_kept.shape == w.shape and gw_kept.flags.c_contiguous
+        np.testing.assert_array_equal(gw_kept, gw)
+        np.testing.assert_array_equal(kept.v, kept_v)  # read, not written
     gx = cpu.conv2d_backward_input(gy, w, g)
     assert gx.dtype == dtype and gx.shape == x.shape and gx.flags.c_contiguous
     _assert_within(gx, gx_want, sx.max(), dtype, "input gradient")
