@@ -190,12 +190,17 @@ class Conv2dGradInput(Function):
     def backward(self, ggx):
         # <ggx, T(gy, w)> = <conv(ggx, w), gy>: differentiate that in gy and in w.
         gy, w = self.inputs
-        # Not recorded, both wanted: conv(ggx, w) keeps its columns of ggx for the weight GEMM.
+        # Not recorded, both wanted: conv(ggx, w) keeps its columns of ggx (on the CPU's
+        # strided Winograd path its transformed tiles) for the weight gradient, which then
+        # hands them back (this conv is no graph node: nothing releases it).
         share = gy.requires_grad and w.requires_grad and not is_grad_enabled()
-        conv = Conv2d(self.geo, keep_cols=share and _raw_cuda(self.device, ggx.dtype))
+        keep = share and (self.device.type == "cpu" or _raw_cuda(self.device, ggx.dtype))
+        conv = Conv2d(self.geo, keep_cols=keep)
         g_gy = conv(ggx, w) if gy.requires_grad else None
         gyt = None if is_grad_enabled() else self.gyt
         g_w = Conv2dGradWeight(self.geo, conv.cols, gyt)(ggx, gy) if w.requires_grad else None
+        if conv.cols is not None and self.device.type == "cpu":  # cuda: as before
+            kernels.backend(self.device.type).give_back(conv.cols)
         return g_gy, g_w
 
 

@@ -223,6 +223,34 @@ def test_dcgan_layers_match_torch_float32(batch):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_transposed_conv_backward_tiles_its_gradient_once(monkeypatch):
+    # conv_transpose2d's backward runs conv(ggx, w) for its input's gradient and hands that
+    # forward's kept tiles of ggx to its weight gradient: ggx is tiled once, not twice; and
+    # the gradients are the im2col path's.
+    rng = np.random.default_rng(7)
+    z_a = rng.standard_normal((16, 16, 7, 7)).astype(np.float32)
+    w_a = rng.standard_normal((16, 8, 4, 4)).astype(np.float32)
+    gy = engine.tensor(rng.standard_normal((16, 8, 14, 14)).astype(np.float32))
+    tiled = []
+    input_tiles = winograd._Plan.input_tiles
+    monkeypatch.setattr(winograd._Plan, "input_tiles", lambda p: tiled.append(p) or input_tiles(p))
+
+    def grads():
+        z, w = (engine.tensor(a, requires_grad=True) for a in (z_a, w_a))
+        y = F.conv_transpose2d(z, w, stride=2, padding=1)
+        tiled.clear()
+        y.backward(gy)
+        return z.grad.numpy(), w.grad.numpy()
+
+    with winograd.set_enabled("all"):
+        got = grads()
+    assert len(tiled) == 1
+    with winograd.set_enabled(False):
+        want = grads()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 # Dispatch rule -----------------------------------------------------------------------------
 def test_dispatch_rule():
     def geo(C=16, K=16, k=4, s=2, d=1, groups=1, N=16, H=14):
