@@ -32,7 +32,9 @@ backward). The input gradient is a stride-1 conv of gy with the flipped, transpo
 Strided convs whose kernel is twice the stride (DCGAN's 4x4 stride 2, and its transposed
 conv) run the same machinery with F(4x4, 2x2) (5x5 tiles, 25 multiplications per 4x4 outputs
 instead of 64) on their polyphase components: see "Strided convs" below. Both take one
-:class:`_Plan`, a stride-1 Winograd conv over the (phase-split) tiles of an NCHW input.
+:class:`_Plan`, a stride-1 Winograd conv over the (phase-split) tiles of an NCHW input. The
+strided forward transforms the whole batch before its products anyway (one product group), so
+it hands that V to the conv's node (:class:`KeptTiles`) and its weight gradient reuses it.
 
 ``TENSORTAPE_WINOGRAD=0`` (read once, when this module is imported), :func:`set_mode` (from
 then on) or :func:`set_enabled` (within a block) turns both off, for A/B benchmarks and tests;
