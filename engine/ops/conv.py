@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import Sequence
 
 import numpy
@@ -29,12 +30,13 @@ from ..autocast_mode import autocast_op as _autocast_op
 from ..autocast_mode import cast_inputs as _cast_inputs
 from ..autocast_mode import is_active as _autocast_active
 from ..autocast_mode import native_op as _native_op
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, _has_hooks, is_grad_enabled
 from ..device import on_device
 from ..dtypes import is_low_precision
 from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .linalg import einsum, matmul
+from .math import ReLU
 from .shape import broadcast_to, getitem, pad, reshape, squeeze, unsqueeze
 
 __all__ = [
@@ -335,7 +337,67 @@ class MaxPool2d(Function):
         return y
 
     def backward(self, gy):
+        gx = self._relu_fused_backward(gy)
+        if gx is not None:
+            return gx
         return MaxPool2dGrad(self.geo, self.argmax)(gy)
+
+    def _relu_fused_backward(self, gy):
+        """dL/dx of this pool and the ReLU in front of it at once, or None (the plain path).
+
+        For ``p = max_pool(y)``, ``y = relu(x)``: the ReLU's backward masks the scattered
+        gradient by ``y > 0``, and at each window's argmax ``y`` is ``p``. So the mask can be
+        applied to gy before the scatter, on a quarter of the floats (2x2 windows), and the
+        ReLU's backward then passes the gradient on untouched (`ReLU.premasked`). Bit for bit
+        the plain result: every element of gx outside the argmaxes is +0 either way, the
+        others ``gy * (p > 0)`` (ties, NaN and signed zeros included); the windows must not
+        overlap (a sum of masked gradients can differ from the masked sum in a zero's sign).
+
+        Only when dL/dy goes nowhere but the ReLU: y has no hooks and keeps no .grad, and
+        nothing else holds y (another consumer, a pending gradient of it, the caller of
+        engine.grad(..., inputs=[y]), a variable): CPython's reference count of y is then
+        this node's inputs tuple and this frame's own (`_SOLE_INPUT_REFS`). Any other holder
+        makes it higher, and the plain path runs. Also not when recorded
+        (create_graph), and not after an in-place change to y or p (the ReLU's backward
+        raises then, as it would alone)."""
+        g = self.geo
+        y = self.inputs[0]
+        relu = y.grad_fn
+        if (
+            type(relu) is not ReLU
+            or self.xp is not numpy
+            or is_grad_enabled()
+            or g.padding != (0, 0)
+            or g.dilation != (1, 1)
+            or g.sy < g.kh
+            or g.sx < g.kw
+            or gy.dtype != y.dtype
+            or y.dtype not in (numpy.float32, numpy.float64)
+            or y._version[0]
+            or y._retains_grad
+            or _has_hooks(y)
+            or sys.getrefcount(y) > _SOLE_INPUT_REFS
+        ):
+            return None
+        p = self._outputs[0]()
+        if p is None or p._version[0]:
+            return None
+        gym = gy.array * (p.array > 0)
+        gx = gy._new(kernels.backend("cpu").max_pool2d_backward(gym, self.argmax, g), gy.device)
+        relu.premasked = gx
+        return gx
+
+
+def _refs_of_first(inputs: tuple) -> int:
+    """sys.getrefcount of inputs[0] bound to a local, as `MaxPool2d._relu_fused_backward`
+    reads it."""
+    y = inputs[0]
+    return sys.getrefcount(y)
+
+
+# The count for an object that only the inputs tuple holds, measured once on this interpreter
+# rather than assumed (3 on CPython 3.11: the tuple, the local, getrefcount's argument).
+_SOLE_INPUT_REFS = _refs_of_first((object(),))
 
 
 class MaxPool2dGrad(Function):

@@ -377,6 +377,9 @@ class Sigmoid(Function):
 
 class ReLU(Function):
     saves_inputs = False
+    # The gradient a max-pool right after this ReLU already masked (engine.ops.conv.MaxPool2d's
+    # fused backward), passed on as it is when it arrives unchanged: the one object, not a sum.
+    premasked = None
 
     def forward(self, x):
         y = self.xp.maximum(x, 0)
@@ -384,6 +387,10 @@ class ReLU(Function):
 
     def backward(self, gy):
         y = self.output()
+        if self.premasked is not None:
+            premasked, self.premasked = self.premasked, None
+            if gy is premasked:
+                return gy
         if _one_kernel(self.xp, gy, y):
             from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
 
