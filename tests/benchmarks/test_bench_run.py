@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import MPIEXEC, requires_mpi
 
-from benchmarks import run, workloads
+from benchmarks import distributed, run, workloads
 
 torch = pytest.importorskip("torch")
 
@@ -205,8 +206,6 @@ def test_a_library_process_never_loads_the_other_library(lib, absent):
 
 def test_run_with_nproc_is_the_data_parallel_benchmark(monkeypatch):
     """`python -m benchmarks.run --nproc 2` runs benchmarks/distributed.py's sweep."""
-    from benchmarks import distributed
-
     calls = []
     monkeypatch.setattr(distributed, "main", lambda argv: calls.append(argv) or 0)
     assert run.main(["--nproc", "2", "--repeats", "5"]) == 0
@@ -223,3 +222,21 @@ def test_run_with_nproc_is_the_data_parallel_benchmark(monkeypatch):
     configs = distributed._configs(["cnn"], ["ours", "torch"], 2)
     assert ("cnn", "ours", 2, 1, False) in configs  # the no-all-reduce ceiling, ours only
     assert ("cnn", "torch", 2, 1, True) in configs and len(configs) == 7
+
+
+@requires_mpi
+def test_distributed_sweep_reports_the_slowest_rank(tmp_path):
+    """A multi-rank rate is the global batch over the SLOWEST rank's step time: rank 0's alone
+    flattered the runs without all-reduce, whose ranks never wait for each other."""
+    out = tmp_path / "slowest.txt"
+    code = (
+        "import os, sys; from benchmarks.distributed import _slowest_rank; "
+        "r = int(os.environ['PMI_RANK']); s = _slowest_rank(0.1 + r, 2); "
+        f"r == 0 and open({str(out)!r}, 'w').write(repr(s))"
+    )
+    cmd = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "mpi4py", "-c", code]
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    subprocess.run(cmd, check=True, timeout=60, env=env, capture_output=True)
+    assert float(out.read_text()) == 1.1  # rank 1's, the slower
+    assert distributed._slowest_rank(0.25, 1) == 0.25  # one process: its own
