@@ -515,31 +515,39 @@ class Trainer:
             network.train()
         self._loggers = make_loggers(self.logger, self.out_dir)
         self._call("on_fit_start")
-        try:
-            while self.epoch < epochs:
-                start = time.perf_counter()
-                if self._ddp:
-                    self._seed_rank_epoch(loader, reseed=not midway)
-                midway = False
-                rates = self.learning_rates()  # the epoch's rates, before the schedulers step
-                means = self._run_epoch(loader, epochs)
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
-                means.update(rates)
-                means.update(self.epoch_metrics())
-                means["seconds"] = time.perf_counter() - start
-                self._record(means)
-                self._call("on_epoch_end", means)
-                if self.out_dir is not None:
-                    if self.is_main_process:
-                        self._write_outputs()
-                    self.save_checkpoint(self.out_dir / "checkpoint.npz", loader)  # every rank
-        finally:
-            self._fit_loader = None
-            self._call("on_fit_end")
+        # Overflow and invalid values are silent inside training, as in PyTorch: the first
+        # non-finite loss stops the run with one line naming it (_read), where NumPy's
+        # RuntimeWarnings would print before it, one per op that met the inf or NaN.
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                while self.epoch < epochs:
+                    self._fit_epoch(loader, epochs, reseed=not midway)
+                    midway = False
+            finally:
+                self._fit_loader = None
+                self._call("on_fit_end")
         if self.out_dir is not None and self.is_main_process and self.history["epoch"]:
             self.plot_curves(self.out_dir / "curves.png")
         return self.history
+
+    def _fit_epoch(self, loader: Iterable, epochs: int, reseed: bool) -> None:
+        """One epoch of fit: the steps, the schedulers, the record and the outputs."""
+        start = time.perf_counter()
+        if self._ddp:
+            self._seed_rank_epoch(loader, reseed=reseed)
+        rates = self.learning_rates()  # the epoch's rates, before the schedulers step
+        means = self._run_epoch(loader, epochs)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        means.update(rates)
+        means.update(self.epoch_metrics())
+        means["seconds"] = time.perf_counter() - start
+        self._record(means)
+        self._call("on_epoch_end", means)
+        if self.out_dir is not None:
+            if self.is_main_process:
+                self._write_outputs()
+            self.save_checkpoint(self.out_dir / "checkpoint.npz", loader)  # every rank
 
     def _distribute(self, loader: Iterable) -> Iterable:
         """In a multi-rank run: DDP around every network (once) and this rank's shard of

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy
@@ -202,9 +203,12 @@ def test_a_non_finite_loss_stops_the_run_with_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "classifier", "--model", "mlp", "--device", "cpu", "--no-progress",
             "--out", str(out), "--epochs", "2", "--lr", "1e30", "--optimizer", "sgd"]  # fmt: skip
-    code, line = cli_error(argv, capsys)
+    with warnings.catch_warnings(record=True) as caught:  # what a terminal would print
+        warnings.simplefilter("always")
+        code, line = cli_error(argv, capsys)
     assert code == 1
     assert re.search(r"loss 'train_loss' is (nan|inf) at epoch 1, step \d+ \(global step", line)
+    assert not caught, [str(w.message) for w in caught]  # no NumPy overflow lines before it
     assert not out.exists()  # the first epoch never completed: nothing to keep
 
 
