@@ -225,8 +225,9 @@ def test_a_recipe_batch_that_does_not_divide_is_one_line_from_the_ranks(tmp_path
 
 @requires_mpi
 def test_an_error_every_rank_hits_is_printed_once(tmp_path):
-    """A diverging run (lr 1e9) on 2 ranks: both ranks' losses are nan and their NumPy warnings
-    alike; rank 0 alone prints the warnings and the error line."""
+    """A diverging run (lr 1e9) on 2 ranks: both ranks' losses are nan; rank 0 alone prints the
+    error line, and no NumPy overflow warning comes before it (training is silent about inf and
+    NaN, as PyTorch is: the loss check names it)."""
     cmd = [sys.executable, "-m", "tensortape", "train", "classifier", "--model", "cnn"]
     cmd += ["--lr", "1e9", "--nproc", "2", "--epochs", "1", "--out", str(tmp_path / "c")]
     cmd += ["--device", "cpu", "--no-progress", "--logger", "none"]
@@ -236,7 +237,7 @@ def test_an_error_every_rank_hits_is_printed_once(tmp_path):
     errors = _errors(proc)
     assert len(errors) == 1 and "loss 'train_loss' is nan" in errors[0], proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "Warning:" in line]
-    assert warned and len(warned) == len(set(warned)), proc.stderr  # each warning once
+    assert not warned, proc.stderr
 
 
 @requires_mpi
