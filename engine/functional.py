@@ -37,7 +37,7 @@ from .ops import (
     tanh,
     where,
 )
-from .ops.math import _one_kernel
+from .ops.math import _on_kernel, _one_kernel
 from .ops.shape import _norm_dim
 from .tensor import Tensor, as_tensor
 
@@ -112,7 +112,7 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
-        if self.xp is not numpy and x.dtype.name in ("float32", "float64") and self.slope >= 0:
+        if _on_kernel(self.xp, x.dtype) and self.slope >= 0:
             from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
 
             self.mask = None  # y > 0 where x > 0: the backward reads the output
@@ -342,11 +342,7 @@ def _dropout(x: Tensor, p: float, training: bool, mask_shape) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    if (
-        x.device.type == "cuda"
-        and x.dtype.name in ("float32", "float64")
-        and tuple(mask_shape) == tuple(x.shape)
-    ):
+    if _on_kernel(x.xp, x.dtype) and tuple(mask_shape) == tuple(x.shape):
         return FusedDropout(p)(x)
     return x * _dropout_mask(x, p, mask_shape)
 
@@ -355,7 +351,8 @@ class FusedDropout(Function):
     """Elementwise inverted dropout on cuda in one kernel each way (kernels/cuda/activation.cu):
     the kernel draws its own counter-based numbers (engine.random.kernel_stream), and the
     backward regenerates the forward's mask from the same (key, offset), so nothing is kept.
-    A recorded backward stays in engine ops (a product with the mask, made by the kernel)."""
+    float16/bfloat16 are scaled in float32 and rounded once. A recorded backward stays in
+    engine ops (a product with the mask, made by the kernel)."""
 
     saves_inputs = False
 
@@ -366,21 +363,15 @@ class FusedDropout(Function):
         from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
 
         self.stream = random.kernel_stream(self.device, x.size)
-        return activation_gpu.dropout_apply(x, self.p, self._scale(x.dtype), *self.stream)
-
-    def _scale(self, dtype):
-        return float(numpy.dtype(dtype).type(1.0 / (1.0 - self.p)))
+        return activation_gpu.dropout_apply(x, self.p, *self.stream)
 
     def backward(self, gy):
         from kernels import activation_gpu  # noqa: PLC0415
 
-        scale = self._scale(gy.dtype)
         if not _is_grad_enabled():
-            return gy._new(
-                activation_gpu.dropout_apply(gy.array, self.p, scale, *self.stream), gy.device
-            )
+            return gy._new(activation_gpu.dropout_apply(gy.array, self.p, *self.stream), gy.device)
         ones = self.xp.ones(gy.shape, gy.dtype)
-        mask = activation_gpu.dropout_apply(ones, self.p, scale, *self.stream)
+        mask = activation_gpu.dropout_apply(ones, self.p, *self.stream)
         return gy * Tensor._wrap(mask, gy.device)
 
 

@@ -1,5 +1,6 @@
-"""Leaky ReLU, ReLU's, tanh's and sigmoid's backwards and sigmoid on CuPy arrays, one kernel
-each (``kernels/cuda/activation.cu``).
+"""Leaky ReLU, ReLU's, tanh's and sigmoid's backwards, sigmoid and dropout on CuPy arrays, one
+kernel each (``kernels/cuda/activation.cu``), in every dtype of :data:`DTYPES`: float16 and
+bfloat16 computed in float32 and rounded once (``kernels.launch.OPMATH``).
 
 CuPy is imported lazily, only when a launch happens.
 """
@@ -12,6 +13,15 @@ import numpy
 
 from kernels import launch
 
+SOURCE = "activation.cu"
+# The dtype names the kernels are instantiated for (float16, bfloat16, float32, float64).
+DTYPES = launch.dtypes(SOURCE)
+
+
+def supports(dtype: Any) -> bool:
+    """Whether the kernels have an instantiation for ``dtype`` (floating, of :data:`DTYPES`)."""
+    return numpy.dtype(dtype).name in DTYPES
+
 
 def _elementwise(name: str, inputs: tuple[Any, ...], ints=(), scalars=()) -> Any:
     """Kernel ``name``(inputs..., out) of activation.cu over every element: out a new
@@ -20,7 +30,7 @@ def _elementwise(name: str, inputs: tuple[Any, ...], ints=(), scalars=()) -> Any
     first = inputs[0]
     out = cp.empty(first.shape, dtype=first.dtype)  # (before ascontiguousarray: 0-d -> (1,))
     arrays = [cp.ascontiguousarray(a) for a in inputs]
-    launch.launch("activation.cu", name, (*arrays, out), first.size, ints, scalars)
+    launch.launch(SOURCE, name, (*arrays, out), first.size, ints, scalars)
     return out
 
 
@@ -55,9 +65,17 @@ def _halves(v: int) -> tuple[int, int]:
     return tuple(h - (1 << 32) if h >= 1 << 31 else h for h in (lo, hi))
 
 
-def dropout_apply(a: Any, p: float, scale: float, key: int, offset: int) -> Any:
+def dropout_scale(p: float, dtype: Any) -> float:
+    """1 / (1 - p) rounded to the dtype :func:`dropout_apply` computes ``dtype`` in (float32
+    for float16/bfloat16, as PyTorch's fused dropout; a float16 scale would round twice)."""
+    return float(launch.opmath(dtype).type(1.0 / (1.0 - p)))
+
+
+def dropout_apply(a: Any, p: float, key: int, offset: int) -> Any:
     """a * (u >= p ? scale : 0) with u_i the kernel's uniform number at ``offset + i`` of
-    stream ``key``; p compared in float32, scale rounded to a's dtype. The same (key, offset)
-    gives the same mask: the backward regenerates the forward's."""
+    stream ``key`` and scale :func:`dropout_scale`; p compared in float32, the product formed
+    in a's compute dtype and rounded once. The same (key, offset) gives the same mask: the
+    backward regenerates the forward's."""
     ints = (*_halves(key), *_halves(offset))
-    return _elementwise("dropout_apply", (a,), ints, (float(numpy.float32(p)), scale))
+    scalars = (float(numpy.float32(p)), dropout_scale(p, a.dtype))
+    return _elementwise("dropout_apply", (a,), ints, scalars)

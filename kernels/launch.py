@@ -5,15 +5,15 @@ Every kernel in those sources is a grid-stride loop whose parameters come in one
     kernel<T>(arrays..., long long total, int ints..., T scalars..., int flags...)
     kernel<T, A>(arrays..., long long total, int ints..., A scalars..., int flags...)
 
-The second form (the sources of :data:`MIXED`: conv, pooling, optimizers) also runs in
-float16 and bfloat16: ``T`` is the storage type and ``A`` the type sums, scalars and optimizer
-state are computed in, :data:`OPMATH` (float for the low dtypes, as PyTorch's ``opmath_type``).
-:func:`launch` packs the arguments in that order with the types the C signature wants (CuPy
-passes a Python ``int`` as ``long long`` and a ``float`` as ``double``: on a GPU a mismatch is
-silent garbage), computes the grid, and runs the launch under the arrays' device. The module of
-each source is compiled once per CuPy module, for every template instantiation of
-:func:`name_expressions`, and cached with its kernels. CuPy is imported lazily, so
-``import kernels.launch`` works without it.
+The second form (the sources of :data:`MIXED`: conv, pooling, optimizers, activations) also
+runs in float16 and bfloat16: ``T`` is the storage type and ``A`` the type sums, scalars and
+optimizer state are computed in, :data:`OPMATH` (float for the low dtypes, as PyTorch's
+``opmath_type``). :func:`launch` packs the arguments in that order with the types the C
+signature wants (CuPy passes a Python ``int`` as ``long long`` and a ``float`` as ``double``:
+on a GPU a mismatch is silent garbage), computes the grid, and runs the launch under the
+arrays' device. The module of each source is compiled once per CuPy module, for every template
+instantiation of :func:`name_expressions`, and cached with its kernels. CuPy is imported
+lazily, so ``import kernels.launch`` works without it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ OPMATH = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "fl
 FLOAT_DTYPES = ("float32", "float64")
 # Sources whose templates are <T, A> and instantiated for every dtype of C_TYPES; the others
 # are <T> for FLOAT_DTYPES only.
-MIXED = ("conv.cu", "pool.cu", "optim.cu")
+MIXED = ("conv.cu", "pool.cu", "optim.cu", "activation.cu")
 # Kernel templates per source file; each is instantiated for every type in C_TYPES.
 KERNELS = {
     "conv.cu": ("im2col", "col2im"),

@@ -7,6 +7,8 @@ import numbers
 
 import numpy
 
+from kernels.activation_gpu import DTYPES as _KERNEL_DTYPES
+
 from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function
 from ..device import check_later, on_device
@@ -355,7 +357,7 @@ class Sigmoid(Function):
 
     def forward(self, x):
         xp = self.xp
-        if xp is not numpy and x.dtype.name in ("float32", "float64"):
+        if _on_kernel(xp, x.dtype):
             from kernels import activation_gpu  # noqa: PLC0415 (CuPy only on cuda)
 
             return activation_gpu.sigmoid_forward(x)  # one kernel (three below)
@@ -400,15 +402,18 @@ class ReLU(Function):
         return gy * _const(y, y.array > 0)
 
 
+def _on_kernel(xp, dtype) -> bool:
+    """Whether an activation of arrays of ``dtype`` runs as one kernel of
+    kernels/cuda/activation.cu: on cuda, float16, bfloat16, float32 or float64 (the 16-bit
+    ones computed in float32 and rounded once, as the several CuPy ops they replace did)."""
+    return xp is not numpy and dtype.name in _KERNEL_DTYPES
+
+
 def _one_kernel(xp, gy: TensorBase, y: TensorBase) -> bool:
-    """Whether an activation's backward runs as one CUDA kernel: on cuda, float32/float64,
-    not recorded (a recorded backward stays in engine ops, differentiable again)."""
-    return (
-        xp is not numpy
-        and gy.dtype == y.dtype
-        and gy.dtype.name in ("float32", "float64")
-        and not is_grad_enabled()
-    )
+    """Whether an activation's backward runs as one CUDA kernel: on cuda, a dtype of
+    :func:`_on_kernel`, not recorded (a recorded backward stays in engine ops, differentiable
+    again)."""
+    return gy.dtype == y.dtype and _on_kernel(xp, gy.dtype) and not is_grad_enabled()
 
 
 class Clip(Function):
