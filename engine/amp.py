@@ -6,11 +6,13 @@ optimizer step. A step whose gradients hold an inf or NaN (the scale was too lar
 and the scale shrinks (`backoff_factor`); after `growth_interval` clean steps it grows
 (`growth_factor`). Semantics and state_dict keys are torch.amp.GradScaler's.
 
-The inf/NaN check is one device-side reduction over all gradients of an optimizer: the gradients
-are unscaled into one flat buffer (one concatenation, one multiply), checked with one
-`isfinite(...).all()`, and handed back as views of it; `step` reads that one flag on the host
-(the step's only sync). The scale itself is a host number: `scale(loss)` multiplies by it with no
-device array, and `update()` needs no device read.
+The inf/NaN check is one device-side pass over all gradients of an optimizer: the gradients
+are unscaled into one flat buffer, checked for inf/NaN into one device flag, and handed back as
+views of it; `step` reads that one flag on the host (the step's only sync). On cuda with float32
+gradients (the master weights' under autocast) that is one kernel (kernels/cuda/grad.cu's
+`unscale_multi`, PyTorch's `_amp_foreach_non_finite_check_and_unscale_`); else one
+concatenation, one multiply and one `isfinite(...).all()`. The scale itself is a host number:
+`scale(loss)` multiplies by it with no device array, and `update()` needs no device read.
 """
 
 from __future__ import annotations
@@ -178,19 +180,36 @@ class GradScaler:
 
 
 def _unscale_grads(params: list, inv_scale: float):
-    """Multiply every gradient by `inv_scale` through one flat float32 buffer; the gradients
-    become views of it. Returns the device's 0-d "found inf/NaN" flag (None: no gradients)."""
+    """Multiply every gradient by `inv_scale` into one flat float32 buffer; the gradients
+    become views of it (none is written in place: two .grads may be one array). Returns the
+    device's 0-d "found inf/NaN" flag (None: no gradients)."""
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         return None
     xp = with_grad[0].grad.xp
     grads = [p.grad.array for p in with_grad]
-    flat = xp.concatenate([g.reshape(-1).astype(numpy.float32, copy=False) for g in grads])
-    flat *= numpy.float32(inv_scale)
-    found_inf = ~xp.isfinite(flat).all()  # the one reduction over all gradients
+    if _one_kernel(xp, grads):
+        from kernels import grad_gpu  # noqa: PLC0415 (CuPy only on cuda)
+
+        flat, found_inf = grad_gpu.unscale_multi(grads, inv_scale)
+    else:
+        flat = xp.concatenate([g.reshape(-1).astype(numpy.float32, copy=False) for g in grads])
+        flat *= numpy.float32(inv_scale)
+        found_inf = ~xp.isfinite(flat).all()  # the one reduction over all gradients
     offset = 0
     for p, g in zip(with_grad, grads, strict=True):
         view = flat[offset : offset + g.size].reshape(g.shape)
         offset += g.size
         p.grad = p.grad._new(view if view.dtype == g.dtype else view.astype(g.dtype), p.grad.device)
     return found_inf
+
+
+def _one_kernel(xp, grads: list) -> bool:
+    """Whether the unscale runs as one kernel: on cuda, float32 C-contiguous gradients on one
+    device (the flat buffer is float32 in either form, so a float64 gradient stays on the
+    concatenation, its result the same)."""
+    first = grads[0]
+    return xp is not numpy and all(
+        g.dtype == numpy.float32 and g.flags.c_contiguous and g.device == first.device
+        for g in grads
+    )

@@ -28,3 +28,29 @@ def add_multi(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
     tables, total = launch.address_tables((a, b, outs))
     launch.launch("grad.cu", "add_multi", tables, total, (len(a),), dtype=first.dtype)
     return outs
+
+
+def unscale_multi(grads: Sequence[Any], inv_scale: float) -> tuple[Any, Any]:
+    """GradScaler's unscale and inf/NaN check in one launch: a new flat array of every
+    ``grads[k] * inv_scale`` in turn (raveled, of their one float dtype) and a 0-d int32 device
+    flag, nonzero when a product is inf or NaN. The grads must be C-contiguous, of one float
+    dtype and on one device. One host-to-device copy carries the address table, the offsets
+    and the zeroed flag (:func:`launch.address_tables`); nothing is read back."""
+    cp = launch._cupy()
+    first = grads[0]
+    launch.c_type(first.dtype, "gradient unscale kernels", "grad.cu")
+    for k, g in enumerate(grads):
+        if g.dtype != first.dtype or not g.flags.c_contiguous or g.device != first.device:
+            raise ValueError(
+                f"unscale_multi: gradient {k} is not C-contiguous {first.dtype} on "
+                f"{first.device} (gradient 0's)"
+            )
+    (table, offsets, word), total = launch.address_tables((grads,), zeros=1)
+    found = word.view(cp.int32)  # the low half of the zeroed word (little-endian), then 0
+    with first.device:
+        flat = cp.empty(total, dtype=first.dtype)
+    launch.launch(
+        "grad.cu", "unscale_multi", (table, offsets, flat, found), total, (len(grads),),
+        (inv_scale,), dtype=first.dtype,
+    )  # fmt: skip
+    return flat, found[0]

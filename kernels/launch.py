@@ -71,7 +71,7 @@ KERNELS = {
         "bce_logits_backward",
     ),
     "scatter.cu": ("segment_add",),
-    "grad.cu": ("add_multi",),
+    "grad.cu": ("add_multi", "unscale_multi"),
     "norm.cu": (
         "batch_norm_partials",
         "batch_norm_forward",
@@ -226,23 +226,27 @@ def launch(
         fn((blocks(total),), (THREADS,), pack(arrays, total, ints, scalars, flags, dtype))
 
 
-def address_tables(lists: Sequence[Sequence[Any]]) -> tuple[list[Any], int]:
+def address_tables(lists: Sequence[Sequence[Any]], zeros: int = 0) -> tuple[list[Any], int]:
     """Per list of arrays a device table of their addresses (None for a list whose first entry
     is None: state an update does not use), then the int64 offsets of ``lists[0]``'s arrays
-    (count + 1, from 0), all built on the host and copied in one copy to the device of
-    ``lists[0][0]``; and the total element count of ``lists[0]``. For the multi-tensor kernels
-    (``tables..., offsets, total, count, ...``)."""
+    (count + 1, from 0), then (when ``zeros``) that many zeroed 64-bit words (a kernel's flags),
+    all built on the host and copied in one copy to the device of ``lists[0][0]``; and the
+    total element count of ``lists[0]``. For the multi-tensor kernels (``tables..., offsets,
+    total, count, ...``)."""
     cp = _cupy()
     count = len(lists[0])
     used = [t for t in lists if t[0] is not None]
     offsets = numpy.cumsum([0] + [a.size for a in lists[0]], dtype=numpy.int64)
-    host = numpy.empty(count * len(used) + count + 1, numpy.uint64)
+    end = count * len(used) + count + 1
+    host = numpy.zeros(end + zeros, numpy.uint64)
     for k, t in enumerate(used):
         host[k * count : (k + 1) * count] = [a.data.ptr for a in t]
-    host[count * len(used) :] = offsets.view(numpy.uint64)
+    host[count * len(used) : end] = offsets.view(numpy.uint64)
     with lists[0][0].device:
         table = cp.asarray(host)  # the one copy to the device
     slots = iter(range(0, count * len(used), count))
     views = [None if t[0] is None else table[(k := next(slots)) : k + count] for t in lists]
-    views.append(table[count * len(used) :].view(cp.int64))
+    views.append(table[count * len(used) : end].view(cp.int64))
+    if zeros:
+        views.append(table[end:])
     return views, int(offsets[-1])

@@ -141,3 +141,106 @@ def test_one_host_read_per_step(monkeypatch):
     scaler.update()
     assert len(reads) == 1 and np.asarray(reads[0]).shape == ()
     np.testing.assert_allclose(_np(params[0]), 1 - 0.1 * 0.5)
+
+
+# ------------------------------------------------ cuda: one kernel for the unscale and the check
+def _grad_module():
+    from cuda_sim import hostbuild
+
+    from kernels import launch
+
+    return hostbuild.build(launch.CUDA_DIR / "grad.cu", launch.name_expressions("grad.cu"))
+
+
+@pytest.mark.parametrize("bad", [None, np.inf, -np.inf, np.nan, 1e38])
+def test_unscale_multi_kernel_matches_numpy(bad):
+    """kernels/cuda/grad.cu's unscale_multi on the host build: the flat products equal the
+    concatenation times float32(inv_scale), and the flag is set exactly when one is inf/NaN (1e38
+    times 8 overflows: the check is on the product, as the concatenation's)."""
+    from cuda_sim import cupy as sim
+
+    from kernels import launch
+
+    rng = np.random.default_rng(1)
+    shapes = [(3, 4), (0,), (1,), (257,), (2, 3, 5)]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    if bad is not None:
+        grads[3][200] = bad
+    inv = np.float32(8.0)
+    want = np.concatenate([g.ravel() for g in grads]) * inv
+    dev = [sim.asarray(g) for g in grads]
+    offsets = np.cumsum([0] + [g.size for g in grads]).astype(np.int64)
+    fn = _grad_module().get_function("unscale_multi<float>")
+    for grid in ((1,), (3,), (launch.blocks(int(offsets[-1])),)):
+        table = sim.asarray(np.array([g.data.ptr for g in dev], np.uint64))
+        flat, found = sim.empty(int(offsets[-1]), np.float32), sim.zeros(2, np.int32)
+        args = (table, sim.asarray(offsets), flat, found, np.int64(offsets[-1]), np.int32(5), inv)
+        fn(grid, (32,), args)
+        np.testing.assert_array_equal(flat.get(), want)
+        assert found.get().tolist() == [int(bad is not None), 0]
+    for g, d in zip(grads, dev, strict=True):
+        np.testing.assert_array_equal(d.get(), g)  # the gradients are not written
+
+
+def _counted_unscale(params, scale):
+    import cuda_sim
+
+    if not cuda_sim.is_installed():
+        pytest.skip("launches are counted on the CuPy stand-in")
+    from cuda_sim import counters
+
+    opt = optim.SGD(params, lr=0.1)
+    scaler = GradScaler(init_scale=scale)
+    with counters.count() as c:
+        scaler.unscale_(opt)
+    return scaler, opt, c
+
+
+def test_unscale_on_cuda_is_one_launch_and_one_copy(cuda):
+    """An optimizer's unscale and inf/NaN check on cuda: one kernel and one host-to-device copy
+    (its address table and zeroed flag), no sync; before: a concatenation, a multiply,
+    isfinite, all and a negation (5 launches). The step then reads the flag once."""
+    rng = np.random.default_rng(2)
+    vals = [rng.standard_normal(s).astype(np.float32) for s in [(4, 3), (3,), (2, 2, 2)]]
+    params = [layers.Parameter(engine.zeros(v.shape, device=cuda)) for v in vals]
+    for p, v in zip(params, vals, strict=True):
+        p.grad = engine.tensor(v * 4, device=cuda)
+    scaler, opt, c = _counted_unscale(params, 4.0)
+    assert (c.launches, c.h2d, c.syncs) == (1, 1, 0), dict(c.launch_sites)
+    assert c.launch_kinds["RawKernel"] == 1
+    for p, v in zip(params, vals, strict=True):
+        np.testing.assert_array_equal(p.grad.numpy(), v)
+    scaler.step(opt)
+    np.testing.assert_array_equal(params[0].numpy(), -0.1 * vals[0])
+
+
+def test_unscale_on_cuda_finds_inf_and_skips(cuda):
+    vals = [np.ones((2, 3), np.float32), np.array([1.0, np.nan], np.float32)]
+    params = [layers.Parameter(engine.zeros(v.shape, device=cuda)) for v in vals]
+    for p, v in zip(params, vals, strict=True):
+        p.grad = engine.tensor(v, device=cuda)
+    scaler, opt, _ = _counted_unscale(params, 2.0)
+    assert scaler.step(opt) is None  # skipped
+    scaler.update()
+    assert scaler.get_scale() == 1.0
+    np.testing.assert_array_equal(params[0].numpy(), np.zeros((2, 3), np.float32))
+
+
+def test_unscale_on_cuda_never_writes_a_shared_gradient_twice(cuda):
+    """Two parameters whose .grad is one array (a backward may hand one gradient to both):
+    each is unscaled once, and the array itself is left as it was."""
+    params = [layers.Parameter(engine.zeros(3, device=cuda)) for _ in range(2)]
+    shared = engine.tensor(np.full(3, 8.0, np.float32), device=cuda)
+    for p in params:
+        p.grad = shared
+    _counted_unscale(params, 4.0)
+    for p in params:
+        np.testing.assert_array_equal(p.grad.numpy(), np.full(3, 2.0, np.float32))
+    np.testing.assert_array_equal(shared.numpy(), np.full(3, 8.0, np.float32))
+
+
+@pytest.fixture
+def cuda():
+    if not engine.cuda.is_available():
+        pytest.skip("needs cuda (the CuPy stand-in in CI)")
+    return "cuda"
