@@ -405,7 +405,7 @@ class ReLU(Function):
 def _on_kernel(xp, dtype) -> bool:
     """Whether an activation of arrays of ``dtype`` runs as one kernel of
     kernels/cuda/activation.cu: on cuda, float16, bfloat16, float32 or float64 (the 16-bit
-    ones computed in float32 and rounded once, as the several CuPy ops they replace did)."""
+    ones computed in float32 and rounded once)."""
     return xp is not numpy and dtype.name in _KERNEL_DTYPES
 
 
