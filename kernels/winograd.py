@@ -44,11 +44,13 @@ im2col + GEMM then runs every conv.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from kernels import parallel
 from kernels.geometry import Geometry
 from kernels.switch import Switch
 
@@ -222,16 +224,34 @@ class _Plan:
         U = np.matmul(self.G, t.reshape(n, r, -1)).reshape(n * n, *w.shape[2:])  # columns
         return U.transpose(0, 2, 1) if kc else U
 
-    def _groups(self) -> list[tuple[list[tuple[int, int, int]], int]]:
-        """Per product group: its chunks (first image, images, first tile row in the group)
-        and its tile rows."""
-        out = []
-        for g0 in range(0, self.N, self.ng):
-            end = min(g0 + self.ng, self.N)
+    def _groups(self, ng: int | None = None) -> list[tuple[list[tuple[int, int, int]], int, int]]:
+        """Per product group of ``ng`` images (default the plan's): its chunks (first image,
+        images, first tile row in the group), its tile rows and its first image."""
+        ng, out = ng or self.ng, []
+        for g0 in range(0, self.N, ng):
+            end = min(g0 + ng, self.N)
             chunks = [(n0, min(self.nb, end - n0), (n0 - g0) * self.T)
                       for n0 in range(g0, end, self.nb)]  # fmt: skip
-            out.append((chunks, (end - g0) * self.T))
+            out.append((chunks, (end - g0) * self.T, g0))
         return out
+
+    def _parts(self) -> list[list]:
+        """The groups cut into one run per BLAS thread (kernels/parallel.py), each run done
+        on a thread of its own with BLAS at one thread: the plan's groups when there are at
+        least two a thread (the 3x3 path: one chunk a group, 36 products far too small for
+        BLAS to split), else the batch re-cut into one group a thread (the strided path's
+        single group, whose 25 products BLAS splits, but not the copies and transforms
+        around them) when each holds at least two chunks: a hand-off costs ~0.1 ms, a chunk
+        0.2-0.6 ms. One run of all groups otherwise."""
+        groups, t = self._groups(), parallel.threads()
+        if t == 1:
+            return [groups]
+        if len(groups) >= 2 * t:
+            return parallel.split(groups, t)
+        chunks = -(-self.N // self.nb)
+        if chunks < 2 * t:
+            return [groups]
+        return [[g] for g in self._groups(-(-chunks // t) * self.nb)]
 
     def input_tiles(self):
         """A function (x, n0, b, out) writing V = B^T d B of images n0 .. n0 + b into out,
@@ -266,74 +286,116 @@ class _Plan:
 
         return tiles
 
-    def forward(self, x: np.ndarray, U: np.ndarray, write) -> np.ndarray | None:
-        """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, 4 th, 4 tw, K)
-        (rows and columns beyond (OH, OW) are tile overhang). Returns the input's transformed
-        tiles V (n^2, N T, C') when one group held the whole batch (else None): what
-        :meth:`weight_grad` would compute again from x."""
+    def _outputs(self):
+        """A function (m, n0, b, write) taking the products m (n^2, b T, K) of images n0 .. n0
+        + b through A^T . A into channels-last blocks and handing them to ``write(n0, b, yc)``,
+        yc (b, 4 th, 4 tw, K) (rows and columns beyond (OH, OW) are tile overhang); it holds
+        its own scratch, so each thread's run takes one."""
         n, nb, th, tw, T, K = self.n, self.nb, self.th, self.tw, self.T, self.K
-        tiles = self.input_tiles()
-        v = np.empty((n * n, self.ng * T, self.Ci), dtype=self.dtype)
-        m = np.empty((n * n, self.ng * T, K), dtype=self.dtype)
         yt = np.empty((M_OUT, M_OUT, nb * T * K), dtype=self.dtype)
         tmp = np.empty(M_OUT * n * nb * T * K, dtype=self.dtype)
         yc = np.empty((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)
-        views = {}  # (first row, images) -> that chunk's slices of v and m, output views
+        views = {}  # images -> output views
 
-        def views_of(r0: int, bn: int):
+        def views_of(bn: int):
             ytc, ycc = yt[:, :, : bn * T * K], yc[:bn]
-            rows = slice(r0, r0 + bn * T)
             src = ytc.reshape(M_OUT, M_OUT, bn, th, tw, K).transpose(2, 3, 0, 4, 1, 5)
             dst = ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)
-            views[r0, bn] = (v[:, rows], m[:, rows].reshape(n, n, -1), ytc, ycc, dst, src)
-            return views[r0, bn]
+            views[bn] = (ytc, ycc, dst, src)
+            return views[bn]
 
-        for chunks, P in self._groups():
+        def outputs(m: np.ndarray, n0: int, bn: int, write) -> None:
+            ytc, ycc, dst, src = views.get(bn) or views_of(bn)
+            _both_sides(self.AT, m.reshape(n, n, -1), tmp, ytc)
+            np.copyto(dst, src)  # (4, 4, images, th, tw, K) -> (images, 4 th, 4 tw, K)
+            write(n0, bn, ycc)
+
+        return outputs
+
+    def forward(self, x: np.ndarray, U: np.ndarray, write) -> np.ndarray | None:
+        """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, 4 th, 4 tw, K)
+        (rows and columns beyond (OH, OW) are tile overhang; on more than one BLAS thread
+        ``write`` runs on several threads at once, for disjoint images). Returns the input's
+        transformed tiles V (n^2, N T, C') when the plan's one group holds the whole batch
+        (else None): what :meth:`weight_grad` would compute again from x."""
+        v = None
+        if self.ng == self.N:
+            v = np.empty((self.n**2, self.N * self.T, self.Ci), dtype=self.dtype)
+        parallel.run([functools.partial(self._forward_groups, x, U, write, part, v)
+                      for part in self._parts()])  # fmt: skip
+        return v
+
+    def _forward_groups(self, x, U, write, groups: list, v_all: np.ndarray | None) -> None:
+        """:meth:`forward` on ``groups``, their V in rows of ``v_all`` (all N T) when given."""
+        n, T, K = self.n, self.T, self.K
+        rows = max(P for _, P, _ in groups)
+        v = v_all if v_all is not None else np.empty((n * n, rows, self.Ci), dtype=self.dtype)
+        m = np.empty((n * n, rows, K), dtype=self.dtype)
+        tiles, outputs = self.input_tiles(), self._outputs()
+        for chunks, P, g0 in groups:
+            base = g0 * T if v_all is not None else 0
             for n0, bn, r0 in chunks:
-                tiles(x, n0, bn, (views.get((r0, bn)) or views_of(r0, bn))[0])
-            np.matmul(v[:, :P], U, out=m[:, :P])
+                tiles(x, n0, bn, v[:, base + r0 : base + r0 + bn * T])
+            np.matmul(v[:, base : base + P], U, out=m[:, :P])
             for n0, bn, r0 in chunks:
-                _, mc, ytc, ycc, dst, src = views[r0, bn]
-                _both_sides(self.AT, mc, tmp, ytc)
-                np.copyto(dst, src)  # (4, 4, images, th, tw, K) -> (images, 4 th, 4 tw, K)
-                write(n0, bn, ycc)
-        return v if self.ng == self.N else None
+                outputs(m[:, r0 : r0 + bn * T], n0, bn, write)
+
+    def _gy_tiles(self):
+        """A function (gy, n0, b, out) writing A gy_tile A^T of images n0 .. n0 + b into out
+        (n^2, b T, K); its own scratch, as :meth:`_outputs`."""
+        n, nb, th, tw, T, K, OH, OW = (self.n, self.nb, self.th, self.tw, self.T, self.K,
+                                       self.OH, self.OW)  # fmt: skip
+        tmp = np.empty(n * M_OUT * nb * T * K, dtype=self.dtype)
+        gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)  # 0 beyond (OH, OW)
+        e = np.empty(16 * nb * T * K, dtype=self.dtype)
+
+        def gy_tiles(gy: np.ndarray, n0: int, bn: int, out: np.ndarray) -> None:
+            gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
+            # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
+            ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
+            ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
+            _both_sides(self.A, ec.reshape(M_OUT, M_OUT, -1), tmp, out.reshape(n, n, -1))
+
+        return gy_tiles
 
     def weight_grad(self, gy: np.ndarray, x: np.ndarray, v: np.ndarray | None = None):
         """dL/dw1 (K, C', r, r) for output gradient gy (N, K, OH, OW): the adjoint,
         dU = sum over tiles of (A gy_tile A^T) * V, dw1 = G^T dU G; V the forward's (read
-        only) when given, else computed from x chunk by chunk."""
-        n, nb, th, tw, T, K, Ci = self.n, self.nb, self.th, self.tw, self.T, self.K, self.Ci
-        OH, OW = self.OH, self.OW
-        tiles = self.input_tiles() if v is None else None
-        if v is None:
-            v = np.empty((n * n, self.ng * T, Ci), dtype=self.dtype)
-        mg = np.empty((n * n, self.ng * T, K), dtype=self.dtype)
-        tmp = np.empty(n * M_OUT * nb * T * K, dtype=self.dtype)
-        gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)  # 0 beyond (OH, OW)
-        e = np.empty(16 * nb * T * K, dtype=self.dtype)
+        only, all N T rows) when given, else computed from x chunk by chunk. On more than
+        one BLAS thread each thread's run sums its own dU, added up at the end."""
+        dus = parallel.run([functools.partial(self._weight_grad_groups, gy, x, v, part)
+                            for part in self._parts()])  # fmt: skip
+        du = dus[0]
+        for d in dus[1:]:
+            du += d
+        # dw1 = G^T dU G, along the tile columns, then the rows (as in filters).
+        n, r, K, Ci = self.n, self.r, self.K, self.Ci
+        h = np.matmul(self.GT, du.reshape(n, n, K * Ci))  # (n, r, K C')
+        gw = np.matmul(self.GT, h.reshape(n, -1))  # (r, r K C')
+        return gw.reshape(r, r, K, Ci).transpose(2, 3, 0, 1)  # a view, (K, C', r, r)
+
+    def _weight_grad_groups(self, gy, x, v_all: np.ndarray | None, groups: list) -> np.ndarray:
+        """dU (n^2, K, C') summed over ``groups``' tiles; their V read from ``v_all`` when
+        given, else computed."""
+        n, T, K, Ci = self.n, self.T, self.K, self.Ci
+        rows = max(P for _, P, _ in groups)
+        tiles = self.input_tiles() if v_all is None else None
+        v = v_all if v_all is not None else np.empty((n * n, rows, Ci), dtype=self.dtype)
+        mg = np.empty((n * n, rows, K), dtype=self.dtype)
+        gy_tiles = self._gy_tiles()
         du = np.zeros((n * n, K, Ci), dtype=self.dtype)
-        part = np.empty_like(du) if self.ng < self.N else du
-        for chunks, P in self._groups():
+        part = np.empty_like(du) if len(groups) > 1 else du
+        for chunks, P, g0 in groups:
+            base = g0 * T if v_all is not None else 0
             for n0, bn, r0 in chunks:
-                rows = slice(r0, r0 + bn * T)
                 if tiles is not None:
-                    tiles(x, n0, bn, v[:, rows])
-                gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
-                # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
-                ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
-                ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
-                _both_sides(self.A, ec.reshape(M_OUT, M_OUT, -1), tmp,
-                            mg[:, rows].reshape(n, n, -1))  # fmt: skip
+                    tiles(x, n0, bn, v[:, r0 : r0 + bn * T])
+                gy_tiles(gy, n0, bn, mg[:, r0 : r0 + bn * T])
             # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C')
-            np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, :P], out=part)
+            np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, base : base + P], out=part)
             if part is not du:
                 du += part
-        # dw1 = G^T dU G, along the tile columns, then the rows (as in filters).
-        r = self.r
-        t = np.matmul(self.GT, du.reshape(n, n, K * Ci))  # (n, r, K C')
-        gw = np.matmul(self.GT, t.reshape(n, -1))  # (r, r K C')
-        return gw.reshape(r, r, K, Ci).transpose(2, 3, 0, 1)  # a view, (K, C', r, r)
+        return du
 
 
 def _plan3(g: Geometry, dtype: np.dtype) -> _Plan:
@@ -453,9 +515,12 @@ def strided_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.nda
     plan = _gx_plan(g, gy.dtype)
     hu, wu = min(g.H, sy * H2 - g.ph), min(g.W, sx * W2 - g.pw)  # rows no window reaches: 0
     gx = (np.empty if (hu, wu) == (g.H, g.W) else np.zeros)(g.x_shape, dtype=gy.dtype)
-    full = np.empty((plan.nb, sy * H2, sx * W2, C), dtype=gy.dtype)  # padded, channels-last
+    fulls = {}  # thread -> its padded channels-last scratch (parts may write at once)
 
     def write(n0: int, bn: int, yc: np.ndarray) -> None:
+        full = fulls.get(threading.get_ident())
+        if full is None:
+            full = fulls[threading.get_ident()] = np.empty((plan.nb, sy * H2, sx * W2, C), gy.dtype)
         f = full[:bn]
         f.reshape(bn, H2, sy, W2, sx, C)[...] = (
             yc[:, :H2, :W2].reshape(bn, H2, W2, sy, sx, C).transpose(0, 1, 3, 2, 4, 5)
