@@ -48,6 +48,8 @@ from typing import Callable
 
 import numpy as np
 
+import kernels
+
 from .workloads import PRECISIONS, WORKLOADS, Workload, ours_lib, torch_lib
 
 OVERHEAD_OPS = 2000  # ops per overhead sample
@@ -538,6 +540,11 @@ def _run_isolated(
     by the previous workloads moved ratios by up to 0.3 (benchmarks/NOTES.md)."""
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    # Both libraries' processes load NumPy (and OpenBLAS) before tensortape, so they get the
+    # short idle spin that importing tensortape first gives (kernels/__init__.py) from here;
+    # torch's GEMMs do not run on OpenBLAS. Unless the caller set a value (A/B: 28 is the
+    # default spin).
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", kernels.OPENBLAS_SPIN)
     argv = _child_argv(args, threads, name, lib, precision)
     cmd = [sys.executable, "-m", "benchmarks.run", *argv]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)

@@ -1,5 +1,7 @@
 """tensortape's engine: a device-agnostic Tensor (NumPy on cpu, CuPy on cuda) and its tape."""
 
+import kernels  # first: it sets OpenBLAS's idle spin before NumPy loads OpenBLAS
+
 from . import amp, backends, memory, random
 from .autocast_mode import autocast, get_autocast_dtype, is_autocast_enabled
 from .autograd import (

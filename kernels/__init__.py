@@ -6,9 +6,20 @@ expose the same functions with the same signatures; :func:`backend` picks one by
 
 from __future__ import annotations
 
+import os
+import sys
 from types import ModuleType
 
-from kernels import cpu
+# OpenBLAS's idle workers spin on a core for 2^28 cycles (~0.1 s) after each threaded GEMM
+# before they sleep; meanwhile the Winograd convs' own threads (kernels/parallel.py) get half a
+# core each. 2^4 cycles: they sleep at once (a DCGAN step at 2 threads 138 -> 93 ms,
+# benchmarks/NOTES.md item 20). OpenBLAS reads this once, when NumPy loads it, and has no call to
+# change it later: so only when NumPy is not imported yet, and not over the user's own value.
+OPENBLAS_SPIN = "4"
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_SPIN)
+
+from kernels import cpu  # noqa: E402  (after the spin setting: it imports NumPy)
 
 
 def backend(device_type: str) -> ModuleType:
