@@ -176,6 +176,20 @@ def _both_sides(m: np.ndarray, d: np.ndarray, tmp: np.ndarray, out: np.ndarray) 
     np.matmul(m, t.transpose(1, 0, 2), out=out.transpose(1, 0, 2))
 
 
+def _channels_last(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst (b, h, w, C) = src (b, C, h, w) as channels-last. The copy reads one float from
+    each of the C planes in turn; planes a multiple of 4 KiB apart all fall in one set of the
+    L1 cache (8 ways) and evict each other, so then 8 channels at a time: a 64 x 32 x 32 float32
+    image 202 -> 72 us, 64 x 64 x 64 858 -> 243 (benchmarks/NOTES.md item 20). Other strides
+    (14 x 14 maps: 784 bytes) copy fastest in one go."""
+    C = src.shape[1]
+    if src.strides[1] % 4096 or C <= 8:
+        np.copyto(dst, src.transpose(0, 2, 3, 1))
+        return
+    for c0 in range(0, C, 8):
+        np.copyto(dst[..., c0 : c0 + 8], src[:, c0 : c0 + 8].transpose(0, 2, 3, 1))
+
+
 def _tiles(OH: int, OW: int) -> tuple[int, int]:
     return -(-OH // M_OUT), -(-OW // M_OUT)
 
@@ -280,7 +294,7 @@ class _Plan:
             # The views are made once per chunk size: as_strided alone cost ~5 us a call, and
             # the 14x14 convs of the CNN run ~60 chunks a step (benchmarks/NOTES.md item 17).
             interior, view, dc, dn = views.get(b) or views_of(b)
-            np.copyto(interior, x[n0 : n0 + b, :, :hu, :wu].transpose(0, 2, 3, 1))
+            _channels_last(interior, x[n0 : n0 + b, :, :hu, :wu])
             np.copyto(dc, view)
             _both_sides(self.BT, dn, tmp, out.reshape(n, n, -1))
 
@@ -350,7 +364,7 @@ class _Plan:
         e = np.empty(16 * nb * T * K, dtype=self.dtype)
 
         def gy_tiles(gy: np.ndarray, n0: int, bn: int, out: np.ndarray) -> None:
-            gyc[:bn, :OH, :OW] = gy[n0 : n0 + bn].transpose(0, 2, 3, 1)
+            _channels_last(gyc[:bn, :OH, :OW], gy[n0 : n0 + bn])
             # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
             ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
             ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)

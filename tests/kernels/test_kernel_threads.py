@@ -125,3 +125,15 @@ def test_openblas_spin_set_only_before_numpy_and_not_over_the_users(monkeypatch)
     assert _spin_after_import("sys", {}) == "4"  # engine first: set
     assert _spin_after_import("numpy", {}) == "None"  # NumPy first: too late, left alone
     assert _spin_after_import("sys", {"OPENBLAS_THREAD_TIMEOUT": "20"}) == "20"
+
+
+@pytest.mark.parametrize("shape", [(2, 20, 32, 32), (2, 20, 14, 14), (1, 8, 32, 32)])
+def test_channels_last_copy_blocked_where_planes_alias(shape):
+    # 32 x 32 float32 planes are 4 KiB apart: copied 8 channels at a time (the last block
+    # short); 14 x 14 ones and 8 channels in one go. The same values either way, also from a
+    # cropped view.
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    for src in (x, x[:, :, :-3, 1:]):
+        dst = np.full((src.shape[0], src.shape[2], src.shape[3], src.shape[1]), np.nan, np.float32)
+        winograd._channels_last(dst, src)
+        np.testing.assert_array_equal(dst, src.transpose(0, 2, 3, 1))
