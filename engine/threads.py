@@ -1,9 +1,10 @@
 """`engine.set_num_threads` / `engine.get_num_threads`: PyTorch's names for the CPU thread count.
 
-On the CPU the only parallel work is BLAS's (the GEMMs of matmul, linear and convolution);
-everything else runs on the calling thread (why not more: benchmarks/NOTES.md, item 12). So
-the count is BLAS's, set through threadpoolctl for every BLAS library NumPy has loaded. CuPy
-work is unaffected.
+On the CPU the parallel work is BLAS's (the GEMMs of matmul, linear and convolution) and the
+Winograd convs' chunks, which ``kernels.parallel`` shares out over the same count (NOTES.md
+item 20); everything else runs on the calling thread (why not more: benchmarks/NOTES.md, item
+12). So the count is BLAS's, set through threadpoolctl for every BLAS library NumPy has
+loaded. CuPy work is unaffected.
 """
 
 from __future__ import annotations
