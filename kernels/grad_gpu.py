@@ -39,12 +39,7 @@ def unscale_multi(grads: Sequence[Any], inv_scale: float) -> tuple[Any, Any]:
     cp = launch._cupy()
     first = grads[0]
     launch.c_type(first.dtype, "gradient unscale kernels", "grad.cu")
-    for k, g in enumerate(grads):
-        if g.dtype != first.dtype or not g.flags.c_contiguous or g.device != first.device:
-            raise ValueError(
-                f"unscale_multi: gradient {k} is not C-contiguous {first.dtype} on "
-                f"{first.device} (gradient 0's)"
-            )
+    launch.check_group(grads, "unscale_multi", "gradient")
     (table, offsets, word), total = launch.address_tables((grads,), zeros=1)
     found = word.view(cp.int32)  # the low half of the zeroed word (little-endian), then 0
     with first.device:

@@ -226,6 +226,19 @@ def launch(
         fn((blocks(total),), (THREADS,), pack(arrays, total, ints, scalars, flags, dtype))
 
 
+def check_group(arrays: Sequence[Any], name: str, what: str) -> None:
+    """Raise ValueError unless every array is C-contiguous, of ``arrays[0]``'s dtype and on its
+    device: what a multi-tensor kernel's one address table and one dtype need. ``name`` is the
+    kernel, ``what`` an array's role ("parameter", "gradient") for the message."""
+    first = arrays[0]
+    for k, a in enumerate(arrays):
+        if a.dtype != first.dtype or not a.flags.c_contiguous or a.device != first.device:
+            raise ValueError(
+                f"{name}: {what} {k} ({a.dtype.name}{tuple(a.shape)}) is not a C-contiguous "
+                f"{first.dtype.name} array on device {first.device.id} like {what} 0"
+            )
+
+
 def address_tables(lists: Sequence[Sequence[Any]], zeros: int = 0) -> tuple[list[Any], int]:
     """Per list of arrays a device table of their addresses (None for a list whose first entry
     is None: state an update does not use), then the int64 offsets of ``lists[0]``'s arrays

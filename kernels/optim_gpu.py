@@ -202,12 +202,8 @@ def _launch_multi(name: str, tensors: Sequence[Sequence[Any]], scalars, flags) -
     params = tensors[0]
     p0 = params[0]
     launch.c_type(p0.dtype, "fused CUDA optimizer updates", "optim.cu")
+    launch.check_group(params, name, "parameter")
     for i, p in enumerate(params):
-        if p.dtype != p0.dtype or not p.flags.c_contiguous or p.device != p0.device:
-            raise ValueError(
-                f"{name}: parameter {i} ({p.dtype.name}{tuple(p.shape)}) is not a C-contiguous "
-                f"{p0.dtype.name} array on device {p0.device.id} like parameter 0"
-            )
         arrays = [t[i] for t in tensors[1:]]
         _check_shapes(p, arrays[0], arrays[1:])
         if any(a is not None and not a.flags.c_contiguous for a in arrays):

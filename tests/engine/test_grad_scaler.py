@@ -239,6 +239,20 @@ def test_unscale_on_cuda_never_writes_a_shared_gradient_twice(cuda):
     np.testing.assert_array_equal(shared.numpy(), np.full(3, 8.0, np.float32))
 
 
+def test_unscale_multi_refuses_a_group_it_cannot_table(cuda):
+    """The kernel reads every gradient through one address table in one dtype: a strided or
+    differently typed gradient is one clear error naming it (the engine routes those to the
+    concatenation path before they get here)."""
+    from kernels import grad_gpu, launch
+
+    cp = launch._cupy()
+    ok = cp.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"unscale_multi: gradient 1 .*C-contiguous float32"):
+        grad_gpu.unscale_multi([ok, cp.ones((3, 4), np.float32)[:, ::2]], 0.5)
+    with pytest.raises(ValueError, match=r"unscale_multi: gradient 1 \(float64"):
+        grad_gpu.unscale_multi([ok, cp.ones(3, np.float64)], 0.5)
+
+
 @pytest.fixture
 def cuda():
     if not engine.cuda.is_available():
