@@ -112,7 +112,8 @@ def give_back(cols: np.ndarray) -> None:
     """Columns a Conv2d node kept, handed back by the node when its graph is freed (nothing
     else holds them then): the next kept columns reuse the buffer. Columns above malloc's
     32 MiB heap limit would otherwise be mapped, page-faulted in and unmapped every step.
-    (The strided Winograd path's kept tiles are a plain array: nothing to hand back.)"""
+    (The strided Winograd path's KeptTiles hold a plain array, no workspace buffer: the
+    check below leaves it to the garbage collector.)"""
     buf = cols.v if isinstance(cols, winograd.KeptTiles) else cols
     while buf.base is not None:
         buf = buf.base

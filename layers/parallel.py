@@ -188,7 +188,7 @@ class DistributedDataParallel(Module):
     def _start_ready(self, inside_backward: bool) -> None:
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:
             b = self._buckets[self._next]
-            if b is self._flags:  # every flag is final now (see _flag_carrier)
+            if b is self._flags:  # every flag is final now (see _build_buckets)
                 b.buffer[b.size :] = self._used
             b.work = dist.all_reduce_array(b.buffer, what=f"DDP bucket {b.index}")
             self.bucket_log.append((b.index, inside_backward))
