@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+import kernels
 from benchmarks.workloads import _data, _dcgan_models, ours_lib, torch_lib
 
 GLOBAL_BATCH = {"cnn": 64, "dcgan": 64, "vae": 128}
@@ -119,9 +120,11 @@ def _setup(lib_name: str):
     if lib_name == "ours":
         import engine
         import engine.distributed as dist
+        import engine.memory
         import layers
 
         lib = ours_lib("cpu")
+        engine.memory.configure_from_env()  # keep freed host memory, as `benchmarks.run` does
         dist.init_process_group("mpi")
         comm = world > 1 and os.environ.get("TT_BENCH_NO_COMM") != "1"
         lib.ddp = layers.parallel.DistributedDataParallel if comm else (lambda m: m)
@@ -220,6 +223,7 @@ def _run(args: list[str], nproc: int, threads: int, comm: bool = True) -> dict:
         MKL_NUM_THREADS=str(threads),
         TT_BENCH_NO_COMM="0" if comm else "1",
     )
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", kernels.OPENBLAS_SPIN)  # as `benchmarks.run`
     for var in ("PMI_RANK", "PMI_SIZE"):
         env.pop(var, None)
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,8 @@ step anyway). ``TENSORTAPE_HOST_CACHE_MB=0`` leaves malloc's defaults untouched;
 `release_host_memory()` gives the cached memory back (after training, before a fork).
 The setting is process-wide (other libraries in the process allocate the same way), so a library
 import never applies it: the `tensortape` command and the benchmarks call `configure_from_env()`
-at start; a training script of your own calls it once, before its first step.
+at start, `tensortape launch` passes it to its ranks as malloc's environment variables
+(`malloc_env`), and a training script of your own calls it once, before its first step.
 """
 
 from __future__ import annotations
@@ -73,11 +74,27 @@ def keep_freed_host_memory(cache_mib: int = DEFAULT_CACHE_MIB) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    trim = min(cache_mib, (2**31 - 1) // 2**20) * 2**20  # mallopt takes a C int
     ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-    ok = libc.mallopt(_M_TRIM_THRESHOLD, trim) == 1 and ok
+    ok = libc.mallopt(_M_TRIM_THRESHOLD, _trim_bytes(cache_mib)) == 1 and ok
     _applied_mib = cache_mib if ok else None
     return ok
+
+
+def malloc_env(cache_mib: int = DEFAULT_CACHE_MIB) -> dict[str, str]:
+    """The same policy for a process not yet started, as glibc's environment variables
+    (mallopt(3)): `tensortape launch` gives them to the ranks of a script of your own, which
+    would otherwise page-fault its activations in every step (in the 2-rank DCGAN benchmark
+    that was a quarter of the CPU time, in the kernel). Empty when `cache_mib` is 0."""
+    if cache_mib <= 0:
+        return {}
+    return {
+        "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
+        "MALLOC_TRIM_THRESHOLD_": str(_trim_bytes(cache_mib)),
+    }
+
+
+def _trim_bytes(cache_mib: int) -> int:
+    return min(cache_mib, (2**31 - 1) // 2**20) * 2**20  # mallopt takes a C int
 
 
 def applied_cache_mib() -> int | None:

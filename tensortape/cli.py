@@ -298,8 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     from engine import memory  # noqa: PLC0415  (`--help` stays fast without the engine)
 
-    memory.configure_from_env()  # keep freed host memory for the next step (README)
     prog = " ".join(["tensortape", args.verb] + ([args.task] if args.verb == "train" else []))
+    try:
+        memory.configure_from_env()  # keep freed host memory for the next step (README)
+    except ValueError as e:  # a malformed TENSORTAPE_HOST_CACHE_MB
+        _fail(f"{prog}: error: {e}", 2)
     try:
         code = _dispatch(args, argv)
     except UsageError as e:

@@ -4,8 +4,10 @@ In the spirit of torchrun, on MPI: it runs the `mpiexec` installed beside this P
 from the `mpi` extra) as `mpiexec -n N python -m mpi4py script.py args`. The `-m mpi4py` runner
 turns an unhandled exception on any rank into an MPI_Abort of the whole job (without it the
 other ranks would wait forever in their next collective). Each rank gets cores // N BLAS threads
-unless OMP_NUM_THREADS is set. `--hostfile` spreads the ranks over machines (MPICH's hydra `-f`:
-one `host[:slots]` per line; the script and its environment must be on every machine).
+unless OMP_NUM_THREADS is set, and the `tensortape` command's host memory policy
+(engine/memory.py) through malloc's environment variables. `--hostfile` spreads the ranks over
+machines (MPICH's hydra `-f`: one `host[:slots]` per line; the script and its environment must
+be on every machine).
 """
 
 from __future__ import annotations
@@ -66,7 +68,13 @@ def command(args) -> list[str]:
 
 
 def _env(nproc: int) -> dict:
+    from engine import memory  # noqa: PLC0415
+
     env = dict(os.environ)
+    # the host memory policy of the `tensortape` command (engine/memory.py), for ranks that
+    # run a script of your own: malloc reads it from the environment at start
+    for name, value in memory.malloc_env(memory.cache_mib_from_env()).items():
+        env.setdefault(name, value)
     if "OMP_NUM_THREADS" not in env:  # share this machine's cores between its ranks
         threads = str(max(1, (os.cpu_count() or 1) // nproc))
         env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import cli_error, requires_mpi
 
+from engine import memory
 from tensortape import launch
 from tensortape.tasks.common import RunError
 
@@ -135,3 +136,27 @@ def test_launch_user_errors_are_one_line_naming_the_option_or_file(tmp_path, cap
     code, line = cli_error(["launch", "--nproc", "2", str(script)], capsys)
     assert code == 1 and f"needs MPI: no mpiexec beside {tmp_path}/bin/python" in line
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_launched_ranks_get_the_host_memory_policy_unless_told_otherwise(monkeypatch):
+    """A script of your own never calls engine.memory.configure_from_env; the ranks get the
+    `tensortape` command's policy from the environment (glibc reads it at start)."""
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", memory.ENV_VAR):
+        monkeypatch.delenv(name, raising=False)
+    env = launch._env(2)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 * 2**20)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == str(memory.DEFAULT_CACHE_MIB * 2**20)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4096")  # the user's own setting wins
+    assert launch._env(2)["MALLOC_TRIM_THRESHOLD_"] == "4096"
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv(memory.ENV_VAR, "0")  # 0 leaves malloc alone, as for the command
+    assert not {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(launch._env(2))
+
+
+def test_a_malformed_host_cache_size_is_one_line(tmp_path, capsys, monkeypatch):
+    script = tmp_path / "t.py"
+    script.write_text("")
+    monkeypatch.setenv(memory.ENV_VAR, "lots")
+    code, line = cli_error(["launch", "--nproc", "2", str(script)], capsys)
+    assert code == 2, line
+    assert line.startswith("tensortape launch: error: TENSORTAPE_HOST_CACHE_MB must be a whole")

@@ -62,9 +62,9 @@ print(min(step() for _ in range(5)))
 """
 
 
-def _faults_per_step(env_value: str) -> int:
-    env = {**os.environ, memory.ENV_VAR: env_value}
-    out = subprocess.run([sys.executable, "-c", _FAULTS_OF_A_STEP], env=env, check=True,
+def _faults_per_step(env_value: str, script: str = _FAULTS_OF_A_STEP, extra_env=None) -> int:
+    env = {**os.environ, memory.ENV_VAR: env_value, **(extra_env or {})}
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     return int(out.stdout.split()[-1])
 
@@ -89,3 +89,18 @@ def test_release_host_memory_frees_the_kernel_scratch():
     assert cpu._workspace.buf is not None and cpu._workspace.pool is not None
     memory.release_host_memory()  # frees the kernels' scratch and trims; must not raise
     assert cpu._workspace.buf is None and cpu._workspace.pool is None
+
+
+@glibc_only
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_minflt is Linux's")
+def test_the_policy_as_environment_variables_for_a_process_not_yet_started(monkeypatch):
+    """`tensortape launch` gives `malloc_env` to the ranks of a script of your own, which never
+    calls configure_from_env: malloc's environment variables alone keep the freed memory."""
+    script = _FAULTS_OF_A_STEP.replace("engine.memory.configure_from_env()\n", "")
+    assert "configure_from_env" not in script
+    for name in memory.malloc_env():  # whatever this shell had set
+        monkeypatch.delenv(name, raising=False)
+    assert _faults_per_step("0", script) > 2048
+    assert _faults_per_step("0", script, memory.malloc_env(memory.DEFAULT_CACHE_MIB)) < 256
+    assert memory.malloc_env(0) == {}
+    assert memory.malloc_env(256)["MALLOC_TRIM_THRESHOLD_"] == str(256 * 2**20)
