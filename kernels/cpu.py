@@ -8,12 +8,13 @@ through ``numpy.matmul``.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from kernels import polyphase, winograd
+from kernels import parallel, polyphase, winograd
 from kernels.geometry import Geometry
 from kernels.layout import batch_first
 
@@ -77,8 +78,9 @@ def im2col(x: np.ndarray, g: Geometry) -> np.ndarray:
 
 
 def col2im(col: np.ndarray, g: Geometry) -> np.ndarray:
-    """Adjoint of :func:`im2col`: col (N, C, kh, kw, OH, OW) -> x (N, C, H, W), sums overlaps."""
-    img = np.zeros((g.N, g.C, g.H + 2 * g.ph, g.W + 2 * g.pw), dtype=col.dtype)
+    """Adjoint of :func:`im2col`: col (n, C, kh, kw, OH, OW) -> x (n, C, H, W), sums overlaps
+    (n: any number of images, e.g. a part of g's batch)."""
+    img = np.zeros((col.shape[0], g.C, g.H + 2 * g.ph, g.W + 2 * g.pw), dtype=col.dtype)
     for ky in range(g.kh):
         for kx in range(g.kw):
             _window(img, ky, kx, g)[...] += col[:, :, ky, kx]
@@ -272,8 +274,16 @@ def conv2d_backward_weight(
         gyt = _to_batch_last(gy).reshape(Co, -1)
         return (gyt @ col.reshape(K, -1).T).reshape(g.w_shape)
     if cols is not None and G == 1:
-        # The forward's (N, C kh kw, L) columns: one GEMM per image, summed over the batch.
-        gw = np.matmul(gy.reshape(N, Co, L), cols.reshape(N, K, L).transpose(0, 2, 1))
+        # The forward's (N, C kh kw, L) columns: one GEMM per image, summed over the batch
+        # (the GEMMs of each part of the batch on a thread of their own, when cut).
+        gyr, colr = gy.reshape(N, Co, L), cols.reshape(N, K, L).transpose(0, 2, 1)
+        parts = parallel.spans(N, cols.nbytes)
+        if len(parts) > 1:
+            gw = np.empty((N, Co, K), dtype=gy.dtype)
+            parallel.run([functools.partial(np.matmul, gyr[p], colr[p], out=gw[p])
+                          for p in parts])  # fmt: skip
+        else:
+            gw = np.matmul(gyr, colr)
         return gw.sum(axis=0).reshape(g.w_shape)
     # Batch folded into the GEMM's inner dimension: one (Co/G, N*L) x (N*L, K) product per
     # group instead of a (N, Co, K) temporary summed afterwards.
@@ -328,8 +338,34 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
                 _window(imgw, ky, kx, g)[...] += gcol[:, ky, kx].transpose(3, 0, 1, 2)
         return batch_first(img[:, g.ph : g.ph + H, g.pw : g.pw + W])
     gyr = np.ascontiguousarray(gy).reshape(N, G, Co // G, OH * OW)
+    parts = parallel.spans(N, N * K * OH * OW * gy.itemsize)  # the columns' bytes
+    if len(parts) > 1:
+        gx = np.empty(g.x_shape, dtype=gy.dtype)
+        parallel.run([functools.partial(_col2im_part, gyr[p], wm, g, gx[p]) for p in parts])
+        return gx
     gcol = np.matmul(wm.transpose(0, 2, 1), gyr).reshape(N, C, kh, kw, OH, OW)
     return col2im(gcol, g)
+
+
+# The NCHW im2col convs' backward on the BLAS thread count ------------------------------------
+# A conv with few input channels (DCGAN's D1, 1 -> 64 4x4/2, and its transposed twin G2; the
+# CNN's first conv) runs one GEMM per image with an inner dimension of 9-16 (forward, col2im
+# input gradient) or 196-784 (weight gradient): each far below the size at which OpenBLAS
+# splits a GEMM, and its copies are NumPy's, on one thread. The images are independent, so
+# the weight gradient's per-image GEMMs and the input gradient's GEMMs + col2im are cut into
+# one part of the batch per BLAS thread (kernels/parallel.py), each computing what one thread
+# would for its images: the same bits at any thread count (the weight gradient's per-image
+# products are summed after the parts, in the same order). Only calls with at least
+# parallel.MIN_SPLIT_BYTES of columns (DCGAN's D1: 0.8 MB). The forward (im2col fill + GEMM)
+# was cut the same way and measured slower at two threads (benchmarks/NOTES.md item 22): a
+# hand-off to a worker thread costs 40-270 us here, about what half of its ~0.5 ms saves.
+
+
+def _col2im_part(gyr: np.ndarray, wm: np.ndarray, g: Geometry, out: np.ndarray) -> None:
+    """out (n, C, H, W) = col2im(W^T gy) for gyr (n, G, Co/G, L), some images of g's batch."""
+    n = gyr.shape[0]
+    gcol = np.matmul(wm.transpose(0, 2, 1), gyr).reshape(n, g.C, g.kh, g.kw, g.OH, g.OW)
+    out[...] = col2im(gcol, g)
 
 
 # Pooling -------------------------------------------------------------------------------------

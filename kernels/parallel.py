@@ -27,6 +27,11 @@ _switch = Switch(ENV_VAR, ("0", "1"), "1")
 mode_from_env, mode = _switch.mode_from_env, _switch.mode
 set_mode, set_enabled = _switch.set_mode, _switch.set_enabled
 
+# A call is cut by spans() only when its arrays hold at least this many bytes: a hand-off to
+# the worker costs 40-270 us on the 2-core AMD machine of benchmarks/NOTES.md item 22 (the more
+# the longer the worker sat idle), and 256 KiB is ~0.1-0.3 ms of one of its calls' work.
+MIN_SPLIT_BYTES = 1 << 18
+
 _blas: list | None = None  # threadpoolctl's controllers of the BLAS libraries, found once
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -89,3 +94,17 @@ def split(items: list, n: int) -> list[list]:
         out.append(items[i:j])
         i = j
     return out
+
+
+def spans(n: int, nbytes: int) -> list[slice]:
+    """[0, n) cut into one run per thread (:func:`threads`) for a call whose arrays hold
+    ``nbytes``; one run below MIN_SPLIT_BYTES, on one thread, or when n < threads."""
+    # The size first: below it no further call, so a small conv's kernel stays as few frames
+    # deep as it was (tests/benchmarks/test_call_depth.py).
+    if nbytes < MIN_SPLIT_BYTES:
+        return [slice(0, n)]
+    t = threads()
+    if t == 1 or n < t:
+        return [slice(0, n)]
+    return [slice(r.start, r.stop) for r in split(range(n), t)]
+

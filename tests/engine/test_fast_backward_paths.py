@@ -181,3 +181,34 @@ def test_conv_bias_fast_backward_matches_the_recorded_one(dtype):
     tol = 1e-6 if dtype == np.float32 else 1e-12
     for f, r in zip(fast, recorded, strict=True):
         np.testing.assert_allclose(f.numpy(), r.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inner_dimension_one_is_a_multiply_with_blass_values(monkeypatch, dtype):
+    # Linear(6272, 1)'s input gradient is (N x 1) @ (1 x 6272): an outer product, which
+    # OpenBLAS ran ~10x slower than a multiply. gemm multiplies instead, with the GEMM's values
+    # (-0 products come out +0, as BLAS's sum from 0 gives them; inf and NaN alike).
+    from engine.ops.linalg import gemm
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 9)).astype(dtype)
+    w = rng.standard_normal((1, 9)).astype(dtype)
+    gy = rng.standard_normal((6, 1)).astype(dtype)
+    gy[0, 0], gy[1, 0], w[0, 2], w[0, 3] = 0.0, -np.inf, -0.0, np.nan
+    want = np.matmul(gy, w)
+    inner, matmul = [], np.matmul
+
+    def spy(a, b, **kw):
+        inner.append(a.shape[-1])
+        return matmul(a, b, **kw)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    got = gemm(np, gy, w)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert got.dtype == dtype and inner == []
+    xt, wt = engine.tensor(x, requires_grad=True), engine.tensor(w, requires_grad=True)
+    F.linear(xt, wt).backward(engine.tensor(gy))
+    assert 1 not in inner  # the input gradient's product took the multiply
+    np.testing.assert_array_equal(xt.grad.numpy(), want)
+    np.testing.assert_array_equal(wt.grad.numpy(), matmul(gy.T, x))

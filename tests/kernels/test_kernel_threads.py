@@ -1,7 +1,8 @@
-"""The Winograd convs' chunks on the BLAS thread count (kernels/parallel.py): the same numbers
-as one thread (forward bit for bit; summed weight gradients within the Winograd bounds of
-tests/kernels/test_winograd*.py against float64 im2col), the parts really cut, BLAS restored,
-and OpenBLAS's idle spin set by importing tensortape before NumPy."""
+"""The Winograd convs' chunks and the NCHW im2col convs' backward batch on the BLAS thread count
+(kernels/parallel.py): the same numbers as one thread (Winograd forward bit for bit, its summed
+weight gradients within the Winograd bounds of tests/kernels/test_winograd*.py against float64
+im2col; im2col all three passes bit for bit), the parts really cut, BLAS restored, and
+OpenBLAS's idle spin set by importing tensortape before NumPy."""
 
 from __future__ import annotations
 
@@ -83,6 +84,84 @@ def test_two_threads_match_one_and_float64(monkeypatch, two_blas_threads, parts_
         assert a.dtype == dtype and a.shape == b.shape
         err = np.abs(a.astype(np.float64) - b).max()
         assert err <= TOL[dtype] * sc, f"{what}: {err:.3g} > {TOL[dtype] * sc:.3g}"
+
+
+# The NCHW im2col paths (few input channels), whose weight gradient (from the kept columns)
+# and col2im input gradient are cut by images: DCGAN's D1 and its transposed twin G2 (4x4
+# stride 2, 1 channel; the bias a row of the forward's GEMM, and none), the CNN's first conv
+# (stride 1: its input gradient is a forward of gy, not cut), and groups (the weight gradient
+# keeps its one-thread path, the input gradient is cut). 5 images: parts of 3 and 2.
+IM2COL_CASES = [
+    ((5, 1, 12, 12), (6, 1, 4, 4), 2, 1, 1, True),
+    ((5, 1, 12, 12), (6, 1, 4, 4), 2, 1, 1, False),
+    ((5, 1, 9, 9), (4, 1, 3, 3), 1, 1, 1, True),
+    ((5, 4, 9, 9), (6, 2, 3, 3), 2, 1, 2, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("xs, ws, s, p, groups, bias", IM2COL_CASES,
+                         ids=["d1-bias", "d1", "cnn1", "groups"])  # fmt: skip
+def test_im2col_parts_match_one_thread_bit_for_bit(monkeypatch, two_blas_threads, parts_cut, xs,
+                                                   ws, s, p, groups, bias, dtype):  # fmt: skip
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    g = geometry.conv2d(xs, ws, s, p, 1, groups)
+    gy = rng.standard_normal(g.y_shape).astype(dtype)
+    x0, w0, gy0 = x.copy(), w.copy(), gy.copy()
+    monkeypatch.setattr(parallel, "MIN_SPLIT_BYTES", 0)
+
+    def passes():
+        y, cols = cpu.conv2d_forward(x, w, b, g, keep_cols=True)
+        return y, cpu.conv2d_backward_weight(gy, x, g, cols), cpu.conv2d_backward_input(gy, w, g)
+
+    got = passes()
+    assert parts_cut and min(parts_cut) == 2, "the batch was not cut between the threads"
+    with parallel.set_enabled(False):
+        one = passes()
+    for what, a, c in zip(("forward", "weight grad", "input grad"), got, one):
+        assert a.dtype == dtype and a.shape == c.shape, what
+        np.testing.assert_array_equal(a, c, err_msg=what)
+    for a, a0 in ((x, x0), (w, w0), (gy, gy0)):  # no pass wrote into its inputs
+        np.testing.assert_array_equal(a, a0)
+    # The cut passes against the direct definition in float64, within the tolerance relative
+    # to the same sums over absolute values.
+    f64 = [a.astype(np.float64) for a in (x, w, gy)]
+    want = _direct_grads(*f64, s, p, groups)
+    scale = _direct_grads(*(np.abs(a) for a in f64), s, p, groups)
+    for what, a, c, sc in zip(("weight grad", "input grad"), got[1:], want, scale):
+        err = np.abs(a.astype(np.float64) - c).max()
+        assert err <= TOL[dtype] * sc.max(), f"{what}: {err:.3g}"
+
+
+def _direct_grads(x, w, gy, s, p, groups):
+    """(dL/dw, dL/dx) of y[n, o] = sum over o's group channels and the taps, tap by tap."""
+    N, C, H, W = x.shape
+    Co, Cg, kh, kw = w.shape
+    OH, OW = gy.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    gw, gxp = np.zeros(w.shape), np.zeros(xp.shape)
+    for o in range(Co):
+        c0 = o // (Co // groups) * Cg
+        for i in range(kh):
+            for j in range(kw):
+                taps = (slice(None), slice(c0, c0 + Cg), slice(i, i + s * OH, s),
+                        slice(j, j + s * OW, s))  # fmt: skip
+                gw[o, :, i, j] = np.einsum("nchw,nhw->c", xp[taps], gy[:, o])
+                gxp[taps] += gy[:, o, None] * w[o, :, i, j, None, None]
+    return gw, gxp[:, :, p : p + H, p : p + W]
+
+
+def test_small_im2col_convs_stay_on_one_thread(two_blas_threads, parts_cut):
+    # Below parallel.MIN_SPLIT_BYTES of columns a hand-off would cost more than half the call.
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 1, 8, 8)), rng.standard_normal((3, 1, 4, 4))
+    g = geometry.conv2d(x.shape, w.shape, 2, 1)
+    y, cols = cpu.conv2d_forward(x, w, np.ones(3), g, keep_cols=True)
+    cpu.conv2d_backward_weight(y, x, g, cols)
+    cpu.conv2d_backward_input(y, w, g)
+    assert parts_cut == []
 
 
 def test_few_chunks_stay_on_one_thread(two_blas_threads, parts_cut):
