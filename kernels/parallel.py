@@ -1,4 +1,5 @@
-"""Independent parts of one CPU kernel call on the BLAS thread count (Winograd's chunk loops).
+"""Independent parts of one CPU kernel call on the BLAS thread count (Winograd's chunk loops;
+the images of an im2col conv's weight gradient and col2im input gradient, kernels/cpu.py).
 
 At two BLAS threads the Winograd convs (kernels/winograd.py) gained nothing from the second
 core: their 36 (25) per-position GEMMs per chunk are far below the size at which OpenBLAS
@@ -8,8 +9,9 @@ into one part per BLAS thread; part 0 runs on the calling thread, the others on 
 worker pool (NumPy releases the GIL in its copies and GEMMs), with BLAS pinned to one thread
 meanwhile so that the parts' GEMMs do not wake OpenBLAS's own workers.
 
-A hand-off costs ~0.1 ms on these machines (item 12), so the callers cut only calls of at
-least two chunks a part (a chunk is ~1 MiB of tile arrays, 0.2-0.6 ms of work).
+A hand-off costs ~0.1 ms on these machines (item 12; 40-270 us on item 22's, the more the
+longer the worker sat idle), so the callers cut only calls of at least two chunks a part (a
+chunk is ~1 MiB of tile arrays, 0.2-0.6 ms of work), or of MIN_SPLIT_BYTES (:func:`spans`).
 
 ``TENSORTAPE_KERNEL_THREADS=0`` (or :func:`set_enabled`) keeps every part on the calling thread,
 for A/B measurements and tests.
