@@ -41,13 +41,10 @@ _pool_size = 0
 
 def _blas_libraries() -> list:
     global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl comes with the dev extras
-            _blas = []
-        else:
-            _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    if _blas is None:  # threadpoolctl is a dependency (engine.set_num_threads uses it too)
+        from threadpoolctl import ThreadpoolController
+
+        _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
     return _blas
 
 

@@ -7,7 +7,7 @@ import numbers
 
 import numpy
 
-from kernels.activation_gpu import DTYPES as _KERNEL_DTYPES
+from kernels import activation_gpu as _activation_gpu
 
 from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function
@@ -406,7 +406,7 @@ def _on_kernel(xp, dtype) -> bool:
     """Whether an activation of arrays of ``dtype`` runs as one kernel of
     kernels/cuda/activation.cu: on cuda, float16, bfloat16, float32 or float64 (the 16-bit
     ones computed in float32 and rounded once)."""
-    return xp is not numpy and dtype.name in _KERNEL_DTYPES
+    return xp is not numpy and _activation_gpu.supports(dtype)
 
 
 def _one_kernel(xp, gy: TensorBase, y: TensorBase) -> bool:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import threadpoolctl  # a dependency of the package: these tests never skip for want of it
 
 from kernels import cpu, geometry, parallel, winograd
-
-threadpoolctl = pytest.importorskip("threadpoolctl")
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}  # relative to S = the same sums over |values|
 ROOT = Path(__file__).resolve().parents[2]
