@@ -94,7 +94,9 @@ def test_main_prints_the_table(capsys, mode):
     assert f"processes={mode}" in out
     row = next(line for line in out.splitlines() if line.startswith("maxpool:"))
     ours, theirs, ratio = (float(v) for v in row.split()[-9:-6])
-    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.02)
+    # The row prints the ratio to two decimals: at ours/theirs = 0.1248 it reads 0.12, 4% off,
+    # so the tolerance is the printed rounding (0.005) plus that of the two printed times.
+    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.01, abs=0.005)
     assert row.split()[-3] == "2"  # timed steps
     if mode == "one-per-library":  # one build: its ratio is the ratio; the fastest steps'
         assert row.split()[-2] == f"{ratio:.2f}-{ratio:.2f}"
