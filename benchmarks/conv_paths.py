@@ -4,10 +4,10 @@
 
 For each conv of the conv2d, CNN and DCGAN workloads and each pass (forward, input gradient,
 weight gradient; a transposed conv's forward is its matching conv's input gradient): the path
-that runs (``winograd``: F(4x4,3x3); ``wino-ph``: F(4x4,2x2) on the polyphase components of a
-4x4 stride-2 conv; or im2col + GEMM), the FLOPs it executes (multiply-adds x 2, transforms
-included), its median time, its rate, and that rate against this machine's float32
-GEMM rate (1024^3); where Winograd applies, also im2col with it switched off, timed in turn
+that runs (``winograd``: F(4x4,3x3); ``wino-ph``: F(4x4,2x2) or F(7x7,2x2) on the polyphase
+components of a 4x4 stride-2 conv; or im2col + GEMM), the FLOPs it executes (multiply-adds
+x 2, transforms included), its median time, its rate, and that rate against this machine's
+float32 GEMM rate (1024^3); where Winograd applies, also im2col with it switched off, timed in turn
 with it. ``effective`` is the direct conv's FLOPs over the time: above the GEMM rate means
 faster than any im2col could be. For a strided conv's input gradient where the opt-in
 polyphase path (``TENSORTAPE_POLYPHASE=1``, no Winograd) is eligible, a second row times it in
@@ -47,7 +47,7 @@ def _calls(x, w, gy, g):
 def _winograd_flops(g, which: str) -> tuple[float, str] | None:
     """FLOPs and name of the Winograd path for this pass, None when it takes im2col."""
     f32 = np.dtype(np.float32)
-    if winograd.strided_applies(g, f32):  # F(4x4, 2x2) on the phases, all three passes
+    if winograd.strided_applies(g, f32):  # F(4x4 or 7x7, 2x2) on the phases, all three passes
         f, path = winograd.flops(g, which), "wino-ph"
     else:
         if which == "input grad":

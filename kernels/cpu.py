@@ -322,7 +322,7 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
     if polyphase.applies(g, gy.dtype):  # opt-in: the phases' slabs, shifted and interleaved
         buf = _workspace_array(polyphase.col_shape(g), gy.dtype)
         return polyphase.conv2d_backward_input(gy, w, g, buf)
-    if winograd.strided_applies(g, gy.dtype):  # F(4x4, 2x2) on the phases
+    if winograd.strided_applies(g, gy.dtype):  # Winograd on the phases
         return winograd.strided_backward_input(gy, w, g)
     wm = np.ascontiguousarray(w).reshape(G, Co // G, K)
     if _use_batch_last(N, C, g.sy, g.sx, W, G):

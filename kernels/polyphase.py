@@ -20,8 +20,8 @@ weight gradient the same way (one GEMM over (phase, tap, channel), columns as qy
 copies of the phases) measured 1.03-1.05 and 1.04-1.06 and were dropped. The GEMM, the same
 in both, is 60% of each pass. So it is off by default; ``TENSORTAPE_POLYPHASE=1`` (or
 :func:`set_enabled`) takes it for every eligible conv's input gradient (tests, A/B), ahead of
-the Winograd F(4x4, 2x2) on the same phases (``kernels/winograd.py``, "Strided convs"), which
-cuts the GEMM itself and runs DCGAN's 4x4 stride-2 convs by default.
+the Winograd F(4x4, 2x2) / F(7x7, 2x2) on the same phases (``kernels/winograd.py``, "Strided
+convs"), which cuts the GEMM itself and runs DCGAN's 4x4 stride-2 convs by default.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Winograd convolution on the CPU: F(4x4, 3x3) for 3x3 stride-1 convs, F(4x4, 2x2) on the
-polyphase components of 4x4 stride-2 ones; dilation 1, groups 1.
+"""Winograd convolution on the CPU: F(4x4, 3x3) for 3x3 stride-1 convs, F(4x4, 2x2) or F(7x7,
+2x2) on the polyphase components of 4x4 stride-2 ones; dilation 1, groups 1.
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016). Each 4x4 block of
 outputs comes from a 6x6 tile of the padded input d (tiles overlap by 2) and the 3x3 filter g:
@@ -31,10 +31,12 @@ backward). The input gradient is a stride-1 conv of gy with the flipped, transpo
 
 Strided convs whose kernel is twice the stride (DCGAN's 4x4 stride 2, and its transposed
 conv) run the same machinery with F(4x4, 2x2) (5x5 tiles, 25 multiplications per 4x4 outputs
-instead of 64) on their polyphase components: see "Strided convs" below. Both take one
-:class:`_Plan`, a stride-1 Winograd conv over the (phase-split) tiles of an NCHW input. The
-strided forward transforms the whole batch before its products anyway (one product group), so
-it hands that V to the conv's node (:class:`KeptTiles`) and its weight gradient reuses it.
+instead of 64) or F(7x7, 2x2) (8x8 tiles, 64 per 7x7 outputs instead of 196), whichever
+computes fewer products over the output map, on their polyphase components: see "Strided
+convs" below. Both take one :class:`_Plan`, a stride-1 Winograd conv over the (phase-split)
+tiles of an NCHW input. The strided forward transforms the whole batch before its products
+(one product group, run in phases over the threads), so it hands that V to the conv's node
+(:class:`KeptTiles`) and its weight gradient reuses it.
 
 ``TENSORTAPE_WINOGRAD=0`` (read once, when this module is imported), :func:`set_mode` (from
 then on) or :func:`set_enabled` (within a block) turns both off, for A/B benchmarks and tests;
@@ -154,14 +156,61 @@ G2 = np.array(
 AT2 = np.array(
     [[1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 0], [0, 1, -1, 8, 1]], dtype=np.float64
 )
-_ALGORITHMS = {3: (BT, G, AT), 2: (BT2, G2, AT2)}  # by kernel side r; M_OUT outputs a side
+# F(7x7, 2x2) with points 0, +-1, +-2, +-1/2 and infinity: 64 multiplications per 7x7 outputs
+# (1.31 an output; F(4x4, 2x2) takes 1.56, and 2.04 on a 7x7 map, whose 2 x 2 tiles compute 64
+# outputs for 49). These are the points of F(6x6, 3x3) (NNPACK's float32 choice), so B^T is
+# its B^T; G and A^T from the points (Lavin & Gray, section 4), G's first row and B^T's signed
+# so that both start with +1. float32 error ~3.5x F(4x4, 2x2)'s: on random 256-channel tiles,
+# |error| / (the same sum over absolute values) at most 3.2e-6 (F(4x4, 2x2): 9.2e-7).
+BT7 = np.array(
+    [
+        [1, 0, -21 / 4, 0, 21 / 4, 0, -1, 0],
+        [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
+        [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0],
+        [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
+        [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0],
+        [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
+        [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0],
+        [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1],
+    ],
+    dtype=np.float64,
+)
+G7 = np.array(
+    [
+        [1, 0],
+        [-2 / 9, -2 / 9],
+        [-2 / 9, 2 / 9],
+        [1 / 90, 1 / 45],
+        [1 / 90, -1 / 45],
+        [32 / 45, 16 / 45],
+        [32 / 45, -16 / 45],
+        [0, 1],
+    ],
+    dtype=np.float64,
+)
+AT7 = np.array(
+    [[1, 1, 1, 1, 1, 1, 1, 0]]
+    + [[0, 1, (-1) ** i, 2**i, (-2) ** i, 2.0**-i, (-2.0) ** -i, i == 6] for i in range(1, 7)],
+    dtype=np.float64,
+)
+# By (outputs a side m, kernel side r).
+_ALGORITHMS = {(4, 3): (BT, G, AT), (4, 2): (BT2, G2, AT2), (7, 2): (BT7, G7, AT7)}
+
+
+def _strided_m(OH: int, OW: int) -> int:
+    """Outputs a tile side for a 2x2 phase conv of (OH, OW) outputs: the F(m x m, 2x2) with the
+    fewest products over the map (tiles times (m + 1)^2), the smaller m on a tie (the products
+    are ~60% of a pass; the transforms cost about the same per output). 7x7 (DCGAN's D2, and
+    G1's input gradient): F(7x7) 64 against F(4x4) 100; 8x8: 100 against 256; 14x14: 256
+    against 400; 16x16: 400 against 576."""
+    return min((M_OUT, 7), key=lambda m: -(-OH // m) * -(-OW // m) * (m + 1) ** 2)
 
 
 @functools.cache
-def _matrices(r: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-    """F(4x4, r x r)'s (B^T, A^T, A, G, G^T) in ``dtype``. Row-major (a, b) tile positions
+def _matrices(m: int, r: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    """F(m x m, r x r)'s (B^T, A^T, A, G, G^T) in ``dtype``. Row-major (a, b) tile positions
     throughout."""
-    bt, gm, at = _ALGORITHMS[r]
+    bt, gm, at = _ALGORITHMS[m, r]
     A, GT = (np.ascontiguousarray(m.T, dtype=dtype) for m in (at, gm))
     return bt.astype(dtype), at.astype(dtype), A, gm.astype(dtype), GT
 
@@ -190,12 +239,12 @@ def _channels_last(dst: np.ndarray, src: np.ndarray) -> None:
         np.copyto(dst[..., c0 : c0 + 8], src[:, c0 : c0 + 8].transpose(0, 2, 3, 1))
 
 
-def _tiles(OH: int, OW: int) -> tuple[int, int]:
-    return -(-OH // M_OUT), -(-OW // M_OUT)
+def _tiles(OH: int, OW: int, m: int = M_OUT) -> tuple[int, int]:
+    return -(-OH // m), -(-OW // m)
 
 
 class _Plan:
-    """One stride-1 Winograd conv F(4x4, r x r) of C' = sy sx C input channels into K outputs
+    """One stride-1 Winograd conv F(m x m, r x r) of C' = sy sx C input channels into K outputs
     of (OH, OW), on the tiles of an NCHW source x (C, H, W) zero-padded by (ph, pw) and split
     into its (sy, sx) phases: input channel (ry, rx, c) at phase pixel (i, j) is the padded
     x[c, sy i + ry, sx j + rx]. Stride 1 is sy = sx = 1 (C' = C).
@@ -204,13 +253,14 @@ class _Plan:
     over groups of ``ng`` images, a multiple of nb: nb itself by default, the whole batch (up
     to GROUP_BYTES of tiles) with ``group_all``, for filters U too big to stay in cache
     between chunks (DCGAN's 4x4 stride-2 conv: U is 3.3 MB and was streamed from memory for
-    every 4-image chunk)."""
+    every 4-image chunk). ``m`` outputs a tile side: 4, or 7 for F(7x7, 2x2)."""
 
-    def __init__(self, r, C, H, W, ph, pw, K, OH, OW, N, dtype, phases=(1, 1), group_all=False):
-        self.r, self.n = r, M_OUT + r - 1
+    def __init__(self, r, C, H, W, ph, pw, K, OH, OW, N, dtype, phases=(1, 1), group_all=False,
+                 m=M_OUT):  # fmt: skip
+        self.r, self.m, self.n = r, m, m + r - 1
         self.C, self.H, self.W, self.ph, self.pw, self.K, self.N = C, H, W, ph, pw, K, N
         self.OH, self.OW, self.dtype, (self.sy, self.sx) = OH, OW, dtype, phases
-        self.th, self.tw = _tiles(OH, OW)
+        self.th, self.tw = _tiles(OH, OW, m)
         self.T = self.th * self.tw
         self.Ci = self.sy * self.sx * C
         per_image = self.n**2 * self.T * (2 * self.Ci + K) * dtype.itemsize
@@ -220,7 +270,7 @@ class _Plan:
             per_image = self.n**2 * self.T * (self.Ci + K) * dtype.itemsize
             fit = min(N, GROUP_BYTES // per_image)
             self.ng = N if fit == N else max(1, fit // self.nb) * self.nb
-        self.BT, self.AT, self.A, self.G, self.GT = _matrices(r, dtype)
+        self.BT, self.AT, self.A, self.G, self.GT = _matrices(m, r, dtype)
 
     def filters(self, wt: np.ndarray, kc: bool = False) -> np.ndarray:
         """U = G g G^T as (n^2, C', K) from the stride-1 weight with its taps first, wt (r, r,
@@ -267,6 +317,18 @@ class _Plan:
             return [groups]
         return [[g] for g in self._groups(-(-chunks // t) * self.nb)]
 
+    def _runs(self, chunks: list) -> list[list]:
+        """The whole batch's ``chunks`` cut into one run per BLAS thread for the phased
+        passes (:meth:`forward`, :meth:`weight_grad`), as :meth:`_parts` cuts groups: one run
+        on one thread, or with fewer than two chunks a thread."""
+        t = parallel.threads()
+        return [chunks] if t == 1 or len(chunks) < 2 * t else parallel.split(chunks, t)
+
+    def _positions(self, runs: int) -> list[slice]:
+        """The n^2 tile positions cut into ``runs`` spans: each thread's share of the
+        products."""
+        return [slice(r.start, r.stop) for r in parallel.split(range(self.n**2), runs)]
+
     def input_tiles(self):
         """A function (x, n0, b, out) writing V = B^T d B of images n0 .. n0 + b into out,
         (n^2, b T, C') (a slice of the group's array).
@@ -274,13 +336,14 @@ class _Plan:
         It holds a zero-padded channels-last buffer (images, rows, cols, C) whose border is
         never written, so each chunk only copies the image into the interior; input rows that
         no tile reaches are not copied."""
-        n, nb, C, sy, sx, th, tw = self.n, self.nb, self.C, self.sy, self.sx, self.th, self.tw
-        rows, cols = sy * (M_OUT * th + self.r - 1), sx * (M_OUT * tw + self.r - 1)
+        n, nb, C, sy, sx, th, tw, m = (self.n, self.nb, self.C, self.sy, self.sx, self.th,
+                                       self.tw, self.m)  # fmt: skip
+        rows, cols = sy * (m * th + self.r - 1), sx * (m * tw + self.r - 1)
         xc = np.zeros((nb, rows, cols, C), dtype=self.dtype)
         hu, wu = max(0, min(self.H, rows - self.ph)), max(0, min(self.W, cols - self.pw))
         d, tmp = (np.empty(n * n * nb * self.T * self.Ci, dtype=self.dtype) for _ in range(2))
         s0, s1, s2, s3 = xc.strides
-        strides = (sy * s1, sx * s2, s0, M_OUT * sy * s1, M_OUT * sx * s2, s1, s2, s3)
+        strides = (sy * s1, sx * s2, s0, m * sy * s1, m * sx * s2, s1, s2, s3)
         views = {}  # images -> (interior, tile view, its copy, the copy as (n, n, X))
 
         def views_of(b: int):
@@ -301,112 +364,168 @@ class _Plan:
         return tiles
 
     def _outputs(self):
-        """A function (m, n0, b, write) taking the products m (n^2, b T, K) of images n0 .. n0
-        + b through A^T . A into channels-last blocks and handing them to ``write(n0, b, yc)``,
-        yc (b, 4 th, 4 tw, K) (rows and columns beyond (OH, OW) are tile overhang); it holds
-        its own scratch, so each thread's run takes one."""
-        n, nb, th, tw, T, K = self.n, self.nb, self.th, self.tw, self.T, self.K
-        yt = np.empty((M_OUT, M_OUT, nb * T * K), dtype=self.dtype)
-        tmp = np.empty(M_OUT * n * nb * T * K, dtype=self.dtype)
-        yc = np.empty((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)
+        """A function (prods, n0, b, write) taking the products (n^2, b T, K) of images n0 ..
+        n0 + b through A^T . A into channels-last blocks and handing them to ``write(n0, b,
+        yc)``, yc (b, m th, m tw, K) (rows and columns beyond (OH, OW) are tile overhang); it
+        holds its own scratch, so each thread's run takes one."""
+        n, m, nb, th, tw, T, K = self.n, self.m, self.nb, self.th, self.tw, self.T, self.K
+        yt = np.empty((m, m, nb * T * K), dtype=self.dtype)
+        tmp = np.empty(m * n * nb * T * K, dtype=self.dtype)
+        yc = np.empty((nb, m * th, m * tw, K), dtype=self.dtype)
         views = {}  # images -> output views
 
         def views_of(bn: int):
             ytc, ycc = yt[:, :, : bn * T * K], yc[:bn]
-            src = ytc.reshape(M_OUT, M_OUT, bn, th, tw, K).transpose(2, 3, 0, 4, 1, 5)
-            dst = ycc.reshape(bn, th, M_OUT, tw, M_OUT, K)
+            src = ytc.reshape(m, m, bn, th, tw, K).transpose(2, 3, 0, 4, 1, 5)
+            dst = ycc.reshape(bn, th, m, tw, m, K)
             views[bn] = (ytc, ycc, dst, src)
             return views[bn]
 
-        def outputs(m: np.ndarray, n0: int, bn: int, write) -> None:
+        def outputs(prods: np.ndarray, n0: int, bn: int, write) -> None:
             ytc, ycc, dst, src = views.get(bn) or views_of(bn)
-            _both_sides(self.AT, m.reshape(n, n, -1), tmp, ytc)
-            np.copyto(dst, src)  # (4, 4, images, th, tw, K) -> (images, 4 th, 4 tw, K)
+            _both_sides(self.AT, prods.reshape(n, n, -1), tmp, ytc)
+            np.copyto(dst, src)  # (m, m, images, th, tw, K) -> (images, m th, m tw, K)
             write(n0, bn, ycc)
 
         return outputs
 
     def forward(self, x: np.ndarray, U: np.ndarray, write) -> np.ndarray | None:
-        """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, 4 th, 4 tw, K)
+        """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, m th, m tw, K)
         (rows and columns beyond (OH, OW) are tile overhang; on more than one BLAS thread
         ``write`` runs on several threads at once, for disjoint images). Returns the input's
         transformed tiles V (n^2, N T, C') when the plan's one group holds the whole batch
-        (else None): what :meth:`weight_grad` would compute again from x."""
-        v = None
-        if self.ng == self.N:
-            v = np.empty((self.n**2, self.N * self.T, self.Ci), dtype=self.dtype)
-        parallel.run([functools.partial(self._forward_groups, x, U, write, part, v)
-                      for part in self._parts()])  # fmt: skip
+        (else None): what :meth:`weight_grad` would compute again from x.
+
+        One group of the whole batch (the strided path) runs in three phases, each cut over
+        the threads: the input tiles by images, the products by tile positions, the outputs
+        by images. Cut by images, the products were n^2 GEMMs of half the rows on each
+        thread, both reading all of U: DCGAN's 25 products of (256 x 256) @ (256 x 128) took
+        6.4 ms on one thread, 4.7 so cut on two, 3.7 cut by positions (benchmarks/NOTES.md
+        item 24). Each image and each position is computed as on one thread."""
+        if self.ng != self.N:
+            parallel.run([functools.partial(self._forward_groups, x, U, write, part)
+                          for part in self._parts()])  # fmt: skip
+            return None
+        n, NT = self.n, self.N * self.T
+        v = np.empty((n * n, NT, self.Ci), dtype=self.dtype)
+        prods = np.empty((n * n, NT, self.K), dtype=self.dtype)
+        ((chunks, _, _),) = self._groups()
+        runs = self._runs(chunks)
+        parallel.run([functools.partial(self._tiles_of, x, run, v) for run in runs])
+        parallel.run([functools.partial(np.matmul, v[s], U[s], out=prods[s])
+                      for s in self._positions(len(runs))])  # fmt: skip
+        parallel.run([functools.partial(self._outputs_of, prods, run, write) for run in runs])
         return v
 
-    def _forward_groups(self, x, U, write, groups: list, v_all: np.ndarray | None) -> None:
-        """:meth:`forward` on ``groups``, their V in rows of ``v_all`` (all N T) when given."""
+    def _tiles_of(self, x: np.ndarray, chunks: list, v: np.ndarray) -> None:
+        """V of the whole batch's ``chunks`` into their rows of v (n^2, N T, C')."""
+        tiles = self.input_tiles()
+        for n0, bn, r0 in chunks:
+            tiles(x, n0, bn, v[:, r0 : r0 + bn * self.T])
+
+    def _outputs_of(self, prods: np.ndarray, chunks: list, write) -> None:
+        """The whole batch's products (n^2, N T, K) of ``chunks`` through the output
+        transform to ``write``."""
+        outputs = self._outputs()
+        for n0, bn, r0 in chunks:
+            outputs(prods[:, r0 : r0 + bn * self.T], n0, bn, write)
+
+    def _forward_groups(self, x, U, write, groups: list) -> None:
+        """:meth:`forward` on ``groups`` of a plan of several, chunk by chunk."""
         n, T, K = self.n, self.T, self.K
         rows = max(P for _, P, _ in groups)
-        v = v_all if v_all is not None else np.empty((n * n, rows, self.Ci), dtype=self.dtype)
+        v = np.empty((n * n, rows, self.Ci), dtype=self.dtype)
         m = np.empty((n * n, rows, K), dtype=self.dtype)
         tiles, outputs = self.input_tiles(), self._outputs()
-        for chunks, P, g0 in groups:
-            base = g0 * T if v_all is not None else 0
+        for chunks, P, _ in groups:
             for n0, bn, r0 in chunks:
-                tiles(x, n0, bn, v[:, base + r0 : base + r0 + bn * T])
-            np.matmul(v[:, base : base + P], U, out=m[:, :P])
+                tiles(x, n0, bn, v[:, r0 : r0 + bn * T])
+            np.matmul(v[:, :P], U, out=m[:, :P])
             for n0, bn, r0 in chunks:
                 outputs(m[:, r0 : r0 + bn * T], n0, bn, write)
 
     def _gy_tiles(self):
         """A function (gy, n0, b, out) writing A gy_tile A^T of images n0 .. n0 + b into out
         (n^2, b T, K); its own scratch, as :meth:`_outputs`."""
-        n, nb, th, tw, T, K, OH, OW = (self.n, self.nb, self.th, self.tw, self.T, self.K,
-                                       self.OH, self.OW)  # fmt: skip
-        tmp = np.empty(n * M_OUT * nb * T * K, dtype=self.dtype)
-        gyc = np.zeros((nb, M_OUT * th, M_OUT * tw, K), dtype=self.dtype)  # 0 beyond (OH, OW)
-        e = np.empty(16 * nb * T * K, dtype=self.dtype)
+        n, m, nb, th, tw, T, K, OH, OW = (self.n, self.m, self.nb, self.th, self.tw, self.T,
+                                          self.K, self.OH, self.OW)  # fmt: skip
+        tmp = np.empty(n * m * nb * T * K, dtype=self.dtype)
+        gyc = np.zeros((nb, m * th, m * tw, K), dtype=self.dtype)  # 0 beyond (OH, OW)
+        e = np.empty(m * m * nb * T * K, dtype=self.dtype)
 
         def gy_tiles(gy: np.ndarray, n0: int, bn: int, out: np.ndarray) -> None:
             _channels_last(gyc[:bn, :OH, :OW], gy[n0 : n0 + bn])
-            # gy's 4x4 tiles (4, 4, images, th, tw, K), then A gy A^T: (n^2, images T, K).
-            ec = e[: 16 * bn * T * K].reshape(M_OUT, M_OUT, bn, th, tw, K)
-            ec[...] = gyc[:bn].reshape(bn, th, M_OUT, tw, M_OUT, K).transpose(2, 4, 0, 1, 3, 5)
-            _both_sides(self.A, ec.reshape(M_OUT, M_OUT, -1), tmp, out.reshape(n, n, -1))
+            # gy's m x m tiles (m, m, images, th, tw, K), then A gy A^T: (n^2, images T, K).
+            ec = e[: m * m * bn * T * K].reshape(m, m, bn, th, tw, K)
+            ec[...] = gyc[:bn].reshape(bn, th, m, tw, m, K).transpose(2, 4, 0, 1, 3, 5)
+            _both_sides(self.A, ec.reshape(m, m, -1), tmp, out.reshape(n, n, -1))
 
         return gy_tiles
 
     def weight_grad(self, gy: np.ndarray, x: np.ndarray, v: np.ndarray | None = None):
         """dL/dw1 (K, C', r, r) for output gradient gy (N, K, OH, OW): the adjoint,
         dU = sum over tiles of (A gy_tile A^T) * V, dw1 = G^T dU G; V the forward's (read
-        only, all N T rows) when given, else computed from x chunk by chunk. On more than
-        one BLAS thread each thread's run sums its own dU, added up at the end."""
-        dus = parallel.run([functools.partial(self._weight_grad_groups, gy, x, v, part)
-                            for part in self._parts()])  # fmt: skip
-        du = dus[0]
-        for d in dus[1:]:
-            du += d
+        only, all N T rows; only for a plan of one group) when given, else computed from x
+        chunk by chunk. One group runs in phases as :meth:`forward` does (the products cut
+        by positions: the same values as on one thread); with several groups, on more than
+        one BLAS thread, each thread's run sums its own dU, added up at the end."""
+        if self.ng == self.N:
+            du = self._weight_grad_phased(gy, x, v)
+        else:
+            assert v is None, "kept tiles come from a plan of one group"
+            dus = parallel.run([functools.partial(self._weight_grad_groups, gy, x, part)
+                                for part in self._parts()])  # fmt: skip
+            du = dus[0]
+            for d in dus[1:]:
+                du += d
         # dw1 = G^T dU G, along the tile columns, then the rows (as in filters).
         n, r, K, Ci = self.n, self.r, self.K, self.Ci
         h = np.matmul(self.GT, du.reshape(n, n, K * Ci))  # (n, r, K C')
         gw = np.matmul(self.GT, h.reshape(n, -1))  # (r, r K C')
         return gw.reshape(r, r, K, Ci).transpose(2, 3, 0, 1)  # a view, (K, C', r, r)
 
-    def _weight_grad_groups(self, gy, x, v_all: np.ndarray | None, groups: list) -> np.ndarray:
-        """dU (n^2, K, C') summed over ``groups``' tiles; their V read from ``v_all`` when
-        given, else computed."""
+    def _weight_grad_phased(self, gy, x, v: np.ndarray | None) -> np.ndarray:
+        """dU (n^2, K, C') of a plan of one group: the gradient's tiles (and V, unless given)
+        by images, then dU[ab] = Mg[ab]^T (K x tiles) @ V[ab] (tiles x C') by positions."""
+        n, NT = self.n, self.N * self.T
+        mg = np.empty((n * n, NT, self.K), dtype=self.dtype)
+        x_tiles = v is None
+        if x_tiles:
+            v = np.empty((n * n, NT, self.Ci), dtype=self.dtype)
+        ((chunks, _, _),) = self._groups()
+        runs = self._runs(chunks)
+        parallel.run([functools.partial(self._gy_tiles_of, gy, x, run, mg, v, x_tiles)
+                      for run in runs])  # fmt: skip
+        du = np.empty((n * n, self.K, self.Ci), dtype=self.dtype)
+        parallel.run([functools.partial(np.matmul, mg[s].transpose(0, 2, 1), v[s], out=du[s])
+                      for s in self._positions(len(runs))])  # fmt: skip
+        return du
+
+    def _gy_tiles_of(self, gy, x, chunks: list, mg, v, x_tiles: bool) -> None:
+        """A gy_tile A^T of the whole batch's ``chunks`` into their rows of mg, and with
+        ``x_tiles`` V into theirs of v."""
+        gy_tiles, tiles = self._gy_tiles(), self.input_tiles() if x_tiles else None
+        for n0, bn, r0 in chunks:
+            rows = slice(r0, r0 + bn * self.T)
+            if tiles is not None:
+                tiles(x, n0, bn, v[:, rows])
+            gy_tiles(gy, n0, bn, mg[:, rows])
+
+    def _weight_grad_groups(self, gy, x, groups: list) -> np.ndarray:
+        """dU (n^2, K, C') summed over ``groups``' tiles (a plan of several)."""
         n, T, K, Ci = self.n, self.T, self.K, self.Ci
         rows = max(P for _, P, _ in groups)
-        tiles = self.input_tiles() if v_all is None else None
-        v = v_all if v_all is not None else np.empty((n * n, rows, Ci), dtype=self.dtype)
+        tiles, gy_tiles = self.input_tiles(), self._gy_tiles()
+        v = np.empty((n * n, rows, Ci), dtype=self.dtype)
         mg = np.empty((n * n, rows, K), dtype=self.dtype)
-        gy_tiles = self._gy_tiles()
         du = np.zeros((n * n, K, Ci), dtype=self.dtype)
         part = np.empty_like(du) if len(groups) > 1 else du
-        for chunks, P, g0 in groups:
-            base = g0 * T if v_all is not None else 0
+        for chunks, P, _ in groups:
             for n0, bn, r0 in chunks:
-                if tiles is not None:
-                    tiles(x, n0, bn, v[:, r0 : r0 + bn * T])
+                tiles(x, n0, bn, v[:, r0 : r0 + bn * T])
                 gy_tiles(gy, n0, bn, mg[:, r0 : r0 + bn * T])
             # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C')
-            np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, base : base + P], out=part)
+            np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, :P], out=part)
             if part is not du:
                 du += part
         return du
@@ -444,7 +563,8 @@ def conv2d_backward_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.nda
 # Strided convs on their polyphase components ---------------------------------------------
 # A conv whose kernel is twice its stride (DCGAN's 4x4 stride 2) is, on the sy sx phases of its
 # padded input (kernels/polyphase.py), one stride-1 2x2 conv with sy sx C input channels; F(4x4,
-# 2x2) runs it with 25 multiplications per 4x4 outputs instead of 64. Its input gradient (the
+# 2x2) runs it with 25 multiplications per 4x4 outputs instead of 64, F(7x7, 2x2) with 64 per
+# 7x7 instead of 196 (:func:`_strided_m` picks). Its input gradient (the
 # transposed conv) is a stride-1 2x2 conv of gy, padded by 1, into the sy sx C phase channels,
 # interleaved back into the image; its weight gradient is that conv's, mapped back to the taps.
 
@@ -476,7 +596,8 @@ def strided_applies(g: Geometry, dtype: np.dtype) -> bool:
 
 
 def _strided_plan(g: Geometry, dtype: np.dtype) -> _Plan:
-    return _Plan(2, g.C, g.H, g.W, g.ph, g.pw, g.K, g.OH, g.OW, g.N, dtype, (g.sy, g.sx), True)
+    return _Plan(2, g.C, g.H, g.W, g.ph, g.pw, g.K, g.OH, g.OW, g.N, dtype, (g.sy, g.sx), True,
+                 _strided_m(g.OH, g.OW))  # fmt: skip
 
 
 def _phase_taps(w: np.ndarray, g: Geometry, flip: bool = False) -> np.ndarray:
@@ -493,11 +614,12 @@ def _phase_taps(w: np.ndarray, g: Geometry, flip: bool = False) -> np.ndarray:
 
 
 class KeptTiles(NamedTuple):
-    """A strided conv forward's transformed input tiles V (n^2, N T, 4C), kept by the conv's
-    node (as im2col's columns are) for :func:`strided_backward_weight`: its input transform,
+    """A strided conv forward's transformed input tiles V (n^2, N T, 4C) of its plan (F(4x4)
+    or F(7x7); the weight gradient's plan is the same one), kept by the conv's node (as
+    im2col's columns are) for :func:`strided_backward_weight`: its input transform,
     the tile copy and the channels-last copy of x are then not done again (2.8 of a 9.3 ms
-    DCGAN weight gradient, benchmarks/NOTES.md item 18). V is 2.1x the input (6.5 MB for
-    DCGAN's 64x64x14x14; im2col's columns were 4x)."""
+    DCGAN weight gradient, benchmarks/NOTES.md item 18). V is 2.1x the input in F(4x4)
+    (6.5 MB for DCGAN's 64x64x14x14; im2col's columns were 4x), 1.3x in F(7x7) (4.2 MB)."""
 
     v: np.ndarray
 
@@ -559,14 +681,14 @@ def strided_backward_weight(
 
 def _plan_flops(plan: _Plan) -> dict[str, float]:
     """FLOPs (multiply-adds x 2) of one pass of ``plan``: the input transform (2 n^3 per tile
-    and input channel: along rows, then columns), the n^2 GEMMs, the output transform (4 n
-    (n + 4) per tile and output channel; the weight gradient's gy transform is its adjoint,
+    and input channel: along rows, then columns), the n^2 GEMMs, the output transform (m n
+    (n + m) per tile and output channel; the weight gradient's gy transform is its adjoint,
     the same count)."""
     n, P = plan.n, plan.N * plan.T
     return {
         "input transform": 2.0 * 2 * n**3 * P * plan.Ci,
         "products": 2.0 * n * n * P * plan.Ci * plan.K,
-        "output transform": 2.0 * M_OUT * n * (n + M_OUT) * P * plan.K,
+        "output transform": 2.0 * plan.m * n * (n + plan.m) * P * plan.K,
     }
 
 
@@ -574,7 +696,7 @@ def _gx_plan(g: Geometry, dtype: np.dtype) -> _Plan:
     """The plan of :func:`strided_backward_input`: gy padded by 1 into the phases' channels."""
     sy, sx = g.sy, g.sx
     return _Plan(2, g.K, g.OH, g.OW, 1, 1, sy * sx * g.C, g.OH + 1, g.OW + 1, g.N, dtype, (1, 1),
-                 True)  # fmt: skip
+                 True, _strided_m(g.OH + 1, g.OW + 1))  # fmt: skip
 
 
 def flops(g: Geometry, which: str = "forward") -> dict[str, float]:

@@ -56,7 +56,8 @@ def _reference(x, w, gy, g):
 
 
 # 3x3 stride 1 (one chunk a group: groups shared out) and 4x4 stride 2 (one group of the
-# whole batch, re-cut into one a thread; its forward's kept tiles feed the weight gradient).
+# whole batch, in phases: tiles by images, products by positions, outputs by images; its
+# forward's kept tiles feed the weight gradient).
 CASES = [((8, 16, 9, 9), (12, 16, 3, 3), 1, 1), ((8, 16, 10, 10), (12, 16, 4, 4), 2, 1)]
 
 
@@ -78,6 +79,8 @@ def test_two_threads_match_one_and_float64(monkeypatch, two_blas_threads, parts_
             one = _passes(x, w, gy, g)
     np.testing.assert_array_equal(got[0], one[0])  # each image's chunk computed alike
     np.testing.assert_array_equal(got[2], one[2])
+    if s == 2:  # one product group, run in phases: each position's dU as on one thread
+        np.testing.assert_array_equal(got[1], one[1])
     want, scale = _reference(x, w, gy, g)
     for what, a, b, sc in zip(("forward", "weight grad", "input grad"), got, want, scale):
         assert a.dtype == dtype and a.shape == b.shape
