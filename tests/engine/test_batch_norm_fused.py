@@ -150,3 +150,83 @@ def test_running_statistics_move_inside_the_forward_on_cuda_as_on_the_cpu(device
         np.testing.assert_allclose(_np(ours.running_mean), _np(ref.running_mean), rtol=1e-12)
         np.testing.assert_allclose(_np(ours.running_var), _np(ref.running_var), rtol=1e-12)
         assert ours.running_mean._version[0] > version
+
+
+def _reference64(x, w, b, gy, eps=1e-5):
+    """y, gx, gw, gb of training-mode batch norm in float64 from the given arrays."""
+    x, w, b, gy = (a.astype(np.float64) for a in (x, w, b, gy))
+    axes, shape = (0,) + tuple(range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    centred = x - x.mean(axes).reshape(shape)
+    invstd = 1 / np.sqrt((centred * centred).mean(axes) + eps)
+    xhat = centred * invstd.reshape(shape)
+    n = x.size // x.shape[1]
+    gb, gw = gy.sum(axes), (gy * xhat).sum(axes)
+    gx = (w * invstd).reshape(shape) * (gy - gb.reshape(shape) / n - xhat * gw.reshape(shape) / n)
+    return xhat * w.reshape(shape) + b.reshape(shape), gx, gw, gb
+
+
+@pytest.mark.parametrize("shape, offset", [((8, 6, 7, 7), 0.5), ((8, 6, 5, 5), 30.0), ((16, 8), 5)])
+def test_float32_cpu_values_against_float64(shape, offset):
+    """The float32 CPU forward and backward (centred input kept, per-channel factors) stay
+    within float32 rounding of a float64 reference, a mean far from 0 included."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(shape) * 2 + offset).astype(np.float32)
+    w, b = (rng.standard_normal(shape[1]).astype(np.float32) for _ in range(2))
+    gy = rng.standard_normal(shape).astype(np.float32)
+    params = [engine.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y, _, _ = batch_norm_train(*params, 1e-5)
+    y.backward(engine.tensor(gy))
+    got = [y.numpy()] + [t.grad.numpy() for t in params]
+    for g, r, tol in zip(got, _reference64(x, w, b, gy), (1e-6, 1e-6, 1e-5, 1e-6), strict=True):
+        assert g.dtype == np.float32
+        assert np.max(np.abs(g - r)) <= tol * np.max(np.abs(r))
+
+
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, False)])
+def test_cpu_forward_is_one_scale_and_shift_of_the_centred_input(affine):
+    """y = (x - mean) (w invstd) + b with w invstd one per-channel factor (one pass, not
+    xhat = centred invstd and then xhat w), bit for bit; the forward keeps x - mean for the
+    backward and forms no xhat."""
+    from engine.ops.norm import BatchNormTrain
+
+    rng = np.random.default_rng(10)
+    shape = (4, 3, 5, 6)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    w, b = (rng.standard_normal(3).astype(np.float32) for _ in range(2))
+    args = [x] + [a for a, on in zip((w, b), affine) if on]
+    fn = BatchNormTrain(1e-5)
+    y = fn(*[engine.tensor(a, requires_grad=True) for a in args]).numpy()
+    shape = (1, 3, 1, 1)
+    centred = x - fn.mean.reshape(shape)
+    factor = fn.invstd * w if affine[0] else fn.invstd
+    want = centred * factor.reshape(shape)
+    if affine[1]:
+        want = want + b.reshape(shape)
+    assert y.tobytes() == want.tobytes()
+    assert fn.centred.tobytes() == centred.tobytes()
+    assert not hasattr(fn, "xhat")
+
+
+def test_sync_batch_norm_two_equal_ranks_against_one_process(monkeypatch):
+    """SyncBatchNormTrain on two ranks that hold the same batch (the all-reduce doubles, as a
+    sum over them would) against one process with the batch twice: the input gradient is the
+    whole batch's, the weight and bias gradients this rank's half of it (DDP averages them)."""
+    from engine.ops.norm import SyncBatchNormTrain, sync_batch_norm_train
+
+    monkeypatch.setattr(SyncBatchNormTrain, "_all_reduce", lambda self, a: a.__imul__(2))
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 3, 5)) * 2 + 1
+    w, b = rng.standard_normal(3), rng.standard_normal(3)
+    gy = rng.standard_normal(x.shape)
+    ours = [engine.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = sync_batch_norm_train(*ours, 1e-5)[0]
+    y.backward(engine.tensor(gy))
+    whole = [engine.tensor(a, requires_grad=True) for a in (np.concatenate([x, x]), w, b)]
+    ref = batch_norm_train(*whole, 1e-5)[0]
+    ref.backward(engine.tensor(np.concatenate([gy, gy])))
+    np.testing.assert_allclose(y.numpy(), ref.numpy()[:4], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        ours[0].grad.numpy(), whole[0].grad.numpy()[:4], rtol=1e-9, atol=1e-12
+    )
+    for got, want in zip(ours[1:], whole[1:], strict=True):
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy() / 2, rtol=1e-12)

@@ -31,8 +31,10 @@ def test_batchnorm_becomes_syncbatchnorm_on_ranks_and_matches_one_process(tmp_pa
     proc, (r0, r1), _ = run_ranks("trainer_bn", "sync", tmp_path=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert r0["kind"] == "SyncBatchNorm" and r0["identical"] and r1["identical"]
-    for got, want in zip(r0["state"], ref, strict=True):  # parameters, running mean and var
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # parameters, running mean and var (up to ~21) after 48 float32 steps: to a few ulps (two
+    # float32 roundings of the same batch-norm formulas moved the one-process values by 1.2e-5)
+    for got, want in zip(r0["state"], ref, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
     proc, (p0, _), _ = run_ranks("trainer_bn", "plain", tmp_path=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert p0["kind"] == "BatchNorm1d"
