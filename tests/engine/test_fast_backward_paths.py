@@ -92,6 +92,45 @@ def test_leaky_relu_float32_matches_torch():
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
 
 
+_SPECIAL = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 2.5, -2.5, 7e3, -7e3]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.2, 0.01, 0.0, 1.0, 1.5, -0.5])
+def test_leaky_relu_unrecorded_backward_is_one_array_product(dtype, slope, monkeypatch):
+    """Not recorded, the input gradient is the scale times gy on raw arrays (no Tensor Mul),
+    bit for bit gy where x > 0 and gy * slope elsewhere: NaN, inf and -0.0 in x and in gy."""
+    from engine.ops.math import Mul
+
+    rng = np.random.default_rng(7)
+    values = np.array(_SPECIAL * 3 + list(rng.standard_normal(64)))
+    xa = rng.permutation(values).astype(dtype)
+    gya = rng.permutation(values).astype(dtype)
+    x = engine.tensor(xa, requires_grad=True)
+    y = F.leaky_relu(x, slope)
+    calls = []
+    monkeypatch.setattr(Mul, "forward", lambda self, *a: calls.append(a) or a[0] * a[1])
+    y.backward(engine.tensor(gya))
+    assert calls == []
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = np.where(xa > 0, gya, gya * dtype(slope))
+    assert x.grad.dtype == dtype
+    assert x.grad.numpy().tobytes() == want.tobytes()
+
+
+def test_leaky_relu_special_values_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    xa = rng.permutation(np.array(_SPECIAL * 4, np.float32))
+    gya = rng.permutation(np.array(_SPECIAL * 4, np.float32))
+    x, tx = engine.tensor(xa, requires_grad=True), torch.tensor(xa, requires_grad=True)
+    y, ty = F.leaky_relu(x, 0.2), torch.nn.functional.leaky_relu(tx, 0.2)
+    y.backward(engine.tensor(gya))
+    ty.backward(torch.tensor(gya))
+    assert y.numpy().tobytes() == ty.detach().numpy().tobytes()
+    assert x.grad.numpy().tobytes() == tx.grad.numpy().tobytes()
+
+
 def test_bce_with_logits_extremes_match_log1p():
     x = np.array([-1000, -104, -90, -20, -17, -1, 0, 1, 17, 90, 1000], np.float32)
     for t in (0.0, 0.25, 1.0):
