@@ -341,10 +341,9 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
     parts = parallel.spans(N, N * K * OH * OW * gy.itemsize)  # the columns' bytes
     if len(parts) > 1:
         gx = np.empty(g.x_shape, dtype=gy.dtype)
-        parallel.run([functools.partial(_col2im_part, gyr[p], wm, g, gx[p]) for p in parts])
+        parallel.run([functools.partial(_col2im_gemm, gyr[p], wm, g, gx[p]) for p in parts])
         return gx
-    gcol = np.matmul(wm.transpose(0, 2, 1), gyr).reshape(N, C, kh, kw, OH, OW)
-    return col2im(gcol, g)
+    return _col2im_gemm(gyr, wm, g)
 
 
 # The NCHW im2col convs' backward on the BLAS thread count ------------------------------------
@@ -361,11 +360,15 @@ def conv2d_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndar
 # hand-off to a worker thread costs 40-270 us here, about what half of its ~0.5 ms saves.
 
 
-def _col2im_part(gyr: np.ndarray, wm: np.ndarray, g: Geometry, out: np.ndarray) -> None:
-    """out (n, C, H, W) = col2im(W^T gy) for gyr (n, G, Co/G, L), some images of g's batch."""
+def _col2im_gemm(gyr: np.ndarray, wm: np.ndarray, g: Geometry, out: np.ndarray | None = None):
+    """col2im(W^T gy) (n, C, H, W) for gyr (n, G, Co/G, L), n images of g's batch (all, or a
+    part's into ``out``)."""
     n = gyr.shape[0]
     gcol = np.matmul(wm.transpose(0, 2, 1), gyr).reshape(n, g.C, g.kh, g.kw, g.OH, g.OW)
+    if out is None:
+        return col2im(gcol, g)
     out[...] = col2im(gcol, g)
+    return None
 
 
 # Pooling -------------------------------------------------------------------------------------

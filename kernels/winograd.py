@@ -411,24 +411,14 @@ class _Plan:
         prods = np.empty((n * n, NT, self.K), dtype=self.dtype)
         ((chunks, _, _),) = self._groups()
         runs = self._runs(chunks)
-        parallel.run([functools.partial(self._tiles_of, x, run, v) for run in runs])
+        T = self.T
+        parallel.run([functools.partial(_into_rows, self.input_tiles(), x, run, T, v)
+                      for run in runs])  # fmt: skip
         parallel.run([functools.partial(np.matmul, v[s], U[s], out=prods[s])
                       for s in self._positions(len(runs))])  # fmt: skip
-        parallel.run([functools.partial(self._outputs_of, prods, run, write) for run in runs])
+        parallel.run([functools.partial(_from_rows, self._outputs(), prods, run, T, write)
+                      for run in runs])  # fmt: skip
         return v
-
-    def _tiles_of(self, x: np.ndarray, chunks: list, v: np.ndarray) -> None:
-        """V of the whole batch's ``chunks`` into their rows of v (n^2, N T, C')."""
-        tiles = self.input_tiles()
-        for n0, bn, r0 in chunks:
-            tiles(x, n0, bn, v[:, r0 : r0 + bn * self.T])
-
-    def _outputs_of(self, prods: np.ndarray, chunks: list, write) -> None:
-        """The whole batch's products (n^2, N T, K) of ``chunks`` through the output
-        transform to ``write``."""
-        outputs = self._outputs()
-        for n0, bn, r0 in chunks:
-            outputs(prods[:, r0 : r0 + bn * self.T], n0, bn, write)
 
     def _forward_groups(self, x, U, write, groups: list) -> None:
         """:meth:`forward` on ``groups`` of a plan of several, chunk by chunk."""
@@ -438,11 +428,9 @@ class _Plan:
         m = np.empty((n * n, rows, K), dtype=self.dtype)
         tiles, outputs = self.input_tiles(), self._outputs()
         for chunks, P, _ in groups:
-            for n0, bn, r0 in chunks:
-                tiles(x, n0, bn, v[:, r0 : r0 + bn * T])
+            _into_rows(tiles, x, chunks, T, v)
             np.matmul(v[:, :P], U, out=m[:, :P])
-            for n0, bn, r0 in chunks:
-                outputs(m[:, r0 : r0 + bn * T], n0, bn, write)
+            _from_rows(outputs, m, chunks, T, write)
 
     def _gy_tiles(self):
         """A function (gy, n0, b, out) writing A gy_tile A^T of images n0 .. n0 + b into out
@@ -487,29 +475,24 @@ class _Plan:
     def _weight_grad_phased(self, gy, x, v: np.ndarray | None) -> np.ndarray:
         """dU (n^2, K, C') of a plan of one group: the gradient's tiles (and V, unless given)
         by images, then dU[ab] = Mg[ab]^T (K x tiles) @ V[ab] (tiles x C') by positions."""
-        n, NT = self.n, self.N * self.T
-        mg = np.empty((n * n, NT, self.K), dtype=self.dtype)
+        n, T = self.n, self.T
+        mg = np.empty((n * n, self.N * T, self.K), dtype=self.dtype)
         x_tiles = v is None
         if x_tiles:
-            v = np.empty((n * n, NT, self.Ci), dtype=self.dtype)
+            v = np.empty((n * n, self.N * T, self.Ci), dtype=self.dtype)
+
+        def gradient_tiles(chunks: list) -> None:  # each run its own scratch
+            if x_tiles:
+                _into_rows(self.input_tiles(), x, chunks, T, v)
+            _into_rows(self._gy_tiles(), gy, chunks, T, mg)
+
         ((chunks, _, _),) = self._groups()
         runs = self._runs(chunks)
-        parallel.run([functools.partial(self._gy_tiles_of, gy, x, run, mg, v, x_tiles)
-                      for run in runs])  # fmt: skip
+        parallel.run([functools.partial(gradient_tiles, run) for run in runs])
         du = np.empty((n * n, self.K, self.Ci), dtype=self.dtype)
         parallel.run([functools.partial(np.matmul, mg[s].transpose(0, 2, 1), v[s], out=du[s])
                       for s in self._positions(len(runs))])  # fmt: skip
         return du
-
-    def _gy_tiles_of(self, gy, x, chunks: list, mg, v, x_tiles: bool) -> None:
-        """A gy_tile A^T of the whole batch's ``chunks`` into their rows of mg, and with
-        ``x_tiles`` V into theirs of v."""
-        gy_tiles, tiles = self._gy_tiles(), self.input_tiles() if x_tiles else None
-        for n0, bn, r0 in chunks:
-            rows = slice(r0, r0 + bn * self.T)
-            if tiles is not None:
-                tiles(x, n0, bn, v[:, rows])
-            gy_tiles(gy, n0, bn, mg[:, rows])
 
     def _weight_grad_groups(self, gy, x, groups: list) -> np.ndarray:
         """dU (n^2, K, C') summed over ``groups``' tiles (a plan of several)."""
@@ -521,14 +504,27 @@ class _Plan:
         du = np.zeros((n * n, K, Ci), dtype=self.dtype)
         part = np.empty_like(du) if len(groups) > 1 else du
         for chunks, P, _ in groups:
-            for n0, bn, r0 in chunks:
-                tiles(x, n0, bn, v[:, r0 : r0 + bn * T])
-                gy_tiles(gy, n0, bn, mg[:, r0 : r0 + bn * T])
+            _into_rows(tiles, x, chunks, T, v)
+            _into_rows(gy_tiles, gy, chunks, T, mg)
             # dU[ab] += Mg[ab]^T (K x tiles) @ V[ab] (tiles x C')
             np.matmul(mg[:, :P].transpose(0, 2, 1), v[:, :P], out=part)
             if part is not du:
                 du += part
         return du
+
+
+def _into_rows(tiles, src: np.ndarray, chunks: list, T: int, out: np.ndarray) -> None:
+    """``tiles(src, n0, b, rows)`` (a plan's input_tiles or _gy_tiles function) for each chunk
+    (n0, b, r0) of a group: its images' T rows each, from row r0 of out."""
+    for n0, bn, r0 in chunks:
+        tiles(src, n0, bn, out[:, r0 : r0 + bn * T])
+
+
+def _from_rows(outputs, prods: np.ndarray, chunks: list, T: int, write) -> None:
+    """``outputs(rows, n0, b, write)`` (a plan's _outputs function) for each chunk (n0, b, r0)
+    of a group: the products' rows of its images, from row r0."""
+    for n0, bn, r0 in chunks:
+        outputs(prods[:, r0 : r0 + bn * T], n0, bn, write)
 
 
 def _plan3(g: Geometry, dtype: np.dtype) -> _Plan:
