@@ -1,5 +1,6 @@
 """Independent parts of one CPU kernel call on the BLAS thread count (Winograd's chunk loops;
-the images of an im2col conv's weight gradient and col2im input gradient, kernels/cpu.py).
+the images of an im2col conv's weight gradient and col2im input gradient, kernels/cpu.py; the
+batch spans of the big elementwise ops of engine/ops, :func:`each_span`).
 
 At two BLAS threads the Winograd convs (kernels/winograd.py) gained nothing from the second
 core: their 36 (25) per-position GEMMs per chunk are far below the size at which OpenBLAS
@@ -34,6 +35,13 @@ set_mode, set_enabled = _switch.set_mode, _switch.set_enabled
 # the longer the worker sat idle), and 256 KiB is ~0.1-0.3 ms of one of its calls' work.
 MIN_SPLIT_BYTES = 1 << 18
 
+# each_span cuts only arrays of at least this many bytes. Measured inside the DCGAN step at two
+# threads (benchmarks/NOTES.md item 26), an elementwise call on 3.2 MB (64x64x14x14 float32)
+# went 0.44 -> 0.35 ms a call cut in two, one on 1.6 MB (64x128x7x7) 0.21 -> 0.21: the hand-off
+# (~25 us to start the worker, ~60 us for the caller to wake when the worker ends last) eats
+# what a second core saves on half of 1.6 MB.
+EACH_SPAN_MIN_BYTES = 1 << 21
+
 _blas: list | None = None  # threadpoolctl's controllers of the BLAS libraries, found once
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -55,21 +63,27 @@ def threads() -> int:
     return max(1, min((lib.num_threads for lib in _blas_libraries()), default=1))
 
 
+def _workers(n: int) -> ThreadPoolExecutor:
+    """The persistent pool, grown to at least n worker threads."""
+    global _pool, _pool_size
+    if _pool is None or _pool_size < n:
+        _pool, _pool_size = ThreadPoolExecutor(n, "tensortape-kernel"), n
+    return _pool
+
+
 def run(parts: list[Callable[[], object]]) -> list:
     """Each part's result, in order; with more than one part, part 0 on the calling thread and
     the rest on worker threads, BLAS at one thread until all are done. An exception in any
     part is raised here once every part has finished."""
     if len(parts) == 1:
         return [parts[0]()]
-    global _pool, _pool_size
-    if _pool is None or _pool_size < len(parts) - 1:
-        _pool, _pool_size = ThreadPoolExecutor(len(parts) - 1, "tensortape-kernel"), len(parts) - 1
+    pool = _workers(len(parts) - 1)
     libs = _blas_libraries()
     before = [lib.num_threads for lib in libs]
     for lib in libs:
         lib.set_num_threads(1)
     try:
-        futures = [_pool.submit(p) for p in parts[1:]]
+        futures = [pool.submit(p) for p in parts[1:]]
         try:
             first = parts[0]()
         finally:
@@ -107,3 +121,26 @@ def spans(n: int, nbytes: int) -> list[slice]:
         return [slice(0, n)]
     return [slice(r.start, r.stop) for r in split(range(n), t)]
 
+
+def each_span(part: Callable[[slice], object], n: int, nbytes: int) -> None:
+    """``part(span)`` for the spans of [0, n) that :func:`spans` cuts for ``nbytes`` (one below
+    EACH_SPAN_MIN_BYTES), span 0 on the calling thread and the others on the pool: an
+    elementwise op's whole sequence of NumPy calls on each span of its arrays' leading axis
+    (the CPU ops of engine/ops that run on the BLAS thread count), one hand-off a call. Each
+    part writes only its own span of the outputs, so the result is bit for bit one thread's.
+    Unlike :func:`run`, BLAS is left as it is (the parts make no BLAS calls; pinning and
+    restoring it cost ~30 us a call). An exception in any part is raised once every part has
+    finished."""
+    parts = spans(n, nbytes) if nbytes >= EACH_SPAN_MIN_BYTES else [slice(0, n)]
+    if len(parts) == 1:
+        part(parts[0])
+        return
+    pool = _workers(len(parts) - 1)
+    futures = [pool.submit(part, s) for s in parts[1:]]
+    try:
+        part(parts[0])
+    finally:
+        errors = [f.exception() for f in futures]  # waits for all
+    for e in errors:
+        if e is not None:
+            raise e

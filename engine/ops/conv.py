@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy
 
 import kernels
-from kernels import geometry
+from kernels import geometry, parallel
 from kernels.geometry import Geometry
 
 from ..autocast_mode import autocast_op as _autocast_op
@@ -36,7 +36,7 @@ from ..dtypes import is_low_precision
 from ..dtypes import kind as _kind
 from ..tensorbase import TensorBase
 from .linalg import einsum, matmul
-from .math import ReLU
+from .math import ReLU, _cut
 from .shape import broadcast_to, getitem, pad, reshape, squeeze, unsqueeze
 
 __all__ = [
@@ -314,7 +314,12 @@ class ChannelBias(Function):
     broadcasting through a reshape would hand b a view, which autograd copies for ``.grad``."""
 
     def forward(self, y, b):
-        return y + b.reshape(1, -1, 1, 1)
+        b = b.reshape(1, -1, 1, 1)
+        if not _cut(self.xp, y):
+            return y + b
+        out = numpy.empty_like(y, dtype=numpy.result_type(y, b))
+        parallel.each_span(lambda s: numpy.add(y[s], b, out=out[s]), len(y), y.nbytes)
+        return out
 
     def backward(self, gy):
         _, g = self.operands(gy)

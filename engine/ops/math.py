@@ -8,6 +8,7 @@ import numbers
 import numpy
 
 from kernels import activation_gpu as _activation_gpu
+from kernels import parallel as _parallel
 
 from ..autocast_mode import autocast_op as _autocast_op
 from ..autograd import Function
@@ -384,8 +385,11 @@ class ReLU(Function):
     premasked = None
 
     def forward(self, x):
-        y = self.xp.maximum(x, 0)
-        return y
+        if _cut(self.xp, x):
+            y = numpy.empty_like(x)
+            _parallel.each_span(lambda s: numpy.maximum(x[s], 0, out=y[s]), len(x), x.nbytes)
+            return y
+        return self.xp.maximum(x, 0)
 
     def backward(self, gy):
         y = self.output()
@@ -398,7 +402,14 @@ class ReLU(Function):
 
             return _const(gy, activation_gpu.leaky_relu_backward(y.array, gy.array, 0.0))
         if not is_grad_enabled():  # gy times the boolean mask in one product, no cast of it
-            return _const(gy, gy.array * (y.array > 0))
+            g, ya = gy.array, y.array
+            if _cut(self.xp, g) and g.shape == ya.shape:
+                gx = numpy.empty_like(g)
+                _parallel.each_span(
+                    lambda s: numpy.multiply(g[s], ya[s] > 0, out=gx[s]), len(g), g.nbytes
+                )
+                return _const(gy, gx)
+            return _const(gy, g * (ya > 0))
         return gy * _const(y, y.array > 0)
 
 
@@ -407,6 +418,23 @@ def _on_kernel(xp, dtype) -> bool:
     kernels/cuda/activation.cu: on cuda, float16, bfloat16, float32 or float64 (the 16-bit
     ones computed in float32 and rounded once)."""
     return xp is not numpy and _activation_gpu.supports(dtype)
+
+
+def _cut(xp, a) -> bool:
+    """Whether an elementwise op's CPU passes over ``a`` are cut into one span of the leading
+    axis per BLAS thread (kernels.parallel.each_span): NumPy float32/float64 arrays of at
+    least EACH_SPAN_MIN_BYTES, more than one thread. Otherwise the op runs its NumPy calls on
+    the whole arrays as before (no closure, no extra call for small arrays or one thread)."""
+    return (
+        xp is numpy
+        and a.nbytes >= _parallel.EACH_SPAN_MIN_BYTES
+        and a.ndim > 0
+        and a.dtype in _CUT_DTYPES
+        and _parallel.threads() > 1
+    )
+
+
+_CUT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 
 def _one_kernel(xp, gy: TensorBase, y: TensorBase) -> bool:

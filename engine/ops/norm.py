@@ -6,18 +6,25 @@ scale by w invstd, add the bias) and 6 backward (two sums, four for the input gr
 the per-channel sums done by `einsum` (no full-size temporaries) and only the centred input
 kept between them. On cuda (float32/64) it is two kernels each way
 (kernels/cuda/norm.cu: per-slice sums, then one thread per element), the running statistics
-moved inside the forward kernel. When the backward itself is recorded (`create_graph=True`,
-gradient penalties) it is written in engine ops, so gradients of gradients stay exact.
+moved inside the forward kernel. On the CPU at more than one BLAS thread the elementwise
+passes over big arrays (centre, scale and shift; the input gradient's four) run on one span of
+the batch per thread (kernels.parallel.each_span, bit for bit one thread's numbers); the
+per-channel sums stay on one thread (their order of summation is the result's). When the
+backward itself is recorded (`create_graph=True`, gradient penalties) it is written in engine
+ops, so gradients of gradients stay exact.
 """
 
 from __future__ import annotations
 
 import numpy
 
+from kernels import parallel
+
 from ..autograd import Function, is_grad_enabled
 from ..device import on_device
 from ..dtypes import is_low_precision
 from ..tensorbase import TensorBase
+from .math import _cut
 from .reduction import sum
 from .shape import cat, reshape
 
@@ -78,7 +85,7 @@ class BatchNormTrain(Function):
         n = x.size // x.shape[1]
         self.n = n
         self.mean = xp.einsum(f"{sub}->c", x) / x.dtype.type(n)
-        centred = x - _per_channel(xp, self.mean, x)
+        centred = _centre(xp, x, self.mean)
         self.var = xp.einsum(f"{sub},{sub}->c", centred, centred) / x.dtype.type(n)
         self.invstd = 1 / xp.sqrt(self.var + x.dtype.type(self.eps))
         self.centred = centred
@@ -141,10 +148,8 @@ class BatchNormTrain(Function):
         if wanted[0]:  # every rank's sums (SyncBatchNormTrain); gw and gb stay this rank's
             total_gy, total_gyd, n = self._channel_totals(g, d, sum_gy, sum_gyd)
             a = invstd if not params else invstd * params[0]
-            gx = d * _per_channel(xp, total_gyd * (invstd * invstd / n), d)
-            xp.subtract(g, gx, out=gx)
-            gx -= _per_channel(xp, total_gy / n, d)
-            gx *= _per_channel(xp, a, d)
+            k = _per_channel(xp, total_gyd * (invstd * invstd / n), d)
+            gx = _input_grad(xp, g, d, k, _per_channel(xp, total_gy / n, d), _per_channel(xp, a, d))
         return (gx,) + tuple(g if w else None for w, g in zip(wanted[1:], (gw, sum_gy)))
 
     def _backward(self, x, params, g):
@@ -182,10 +187,55 @@ class BatchNormTrain(Function):
 def _affine(xp, centred, invstd, weight, bias):
     """centred (w invstd) + b: the normalisation and the weight as one per-channel factor, one
     pass over the array where xhat = centred invstd, then xhat w, took two."""
-    y = centred * _per_channel(xp, invstd if weight is None else invstd * weight, centred)
-    if bias is not None:
-        y += _per_channel(xp, bias, centred)
+    factor = _per_channel(xp, invstd if weight is None else invstd * weight, centred)
+    shift = None if bias is None else _per_channel(xp, bias, centred)
+    if _cut(xp, centred):
+        y = numpy.empty_like(centred, dtype=numpy.result_type(centred, factor))
+
+        def part(s):
+            numpy.multiply(centred[s], factor, out=y[s])
+            if shift is not None:
+                y[s] += shift
+
+        parallel.each_span(part, len(y), y.nbytes)
+        return y
+    y = centred * factor
+    if shift is not None:
+        y += shift
     return y
+
+
+def _centre(xp, x, mean):
+    """x - mean per channel (C,), cut over the BLAS threads as the module says."""
+    m = _per_channel(xp, mean, x)
+    if not (_cut(xp, x) and x.flags.c_contiguous):
+        # x - m's layout (NumPy's choice for a strided x) decides the order of the variance's
+        # einsum sums: only a C-contiguous x, whose x - m is C-contiguous, is cut
+        return x - m
+    centred = numpy.empty_like(x, dtype=numpy.result_type(x, m))
+    parallel.each_span(lambda s: numpy.subtract(x[s], m, out=centred[s]), len(x), x.nbytes)
+    return centred
+
+
+def _input_grad(xp, g, d, k, m, a):
+    """(g - d k - m) a with per-channel operands k, m, a: the input gradient's four passes."""
+    if not _cut(xp, g) or g.shape != d.shape:
+        gx = d * k
+        xp.subtract(g, gx, out=gx)
+        gx -= m
+        gx *= a
+        return gx
+    gx = numpy.empty_like(d, dtype=numpy.result_type(d, k))
+
+    def part(s):
+        gs = gx[s]
+        numpy.multiply(d[s], k, out=gs)
+        numpy.subtract(g[s], gs, out=gs)
+        gs -= m
+        gs *= a
+
+    parallel.each_span(part, len(gx), gx.nbytes)
+    return gx
 
 
 def _per_channel(xp, v, like):
@@ -313,7 +363,7 @@ class SyncBatchNormTrain(BatchNormTrain):
         var = xp.maximum(stats[c : 2 * c] / self.count - mean * mean, 0.0)
         self.mean, self.var = mean.astype(x.dtype), var.astype(x.dtype)
         self.invstd = 1 / xp.sqrt(self.var + x.dtype.type(self.eps))
-        self.centred = x - _per_channel(xp, self.mean, x)
+        self.centred = _centre(xp, x, self.mean)
         return _affine(xp, self.centred, self.invstd, weight, bias)
 
     def _statistics(self, x):
