@@ -226,17 +226,22 @@ def _both_sides(m: np.ndarray, d: np.ndarray, tmp: np.ndarray, out: np.ndarray) 
 
 
 def _channels_last(dst: np.ndarray, src: np.ndarray) -> None:
-    """dst (b, h, w, C) = src (b, C, h, w) as channels-last. The copy reads one float from
-    each of the C planes in turn; planes a multiple of 4 KiB apart all fall in one set of the
-    L1 cache (8 ways) and evict each other, so then 8 channels at a time: a 64 x 32 x 32 float32
-    image 202 -> 72 us, 64 x 64 x 64 858 -> 243 (benchmarks/NOTES.md item 20). Other strides
-    (14 x 14 maps: 784 bytes) copy fastest in one go."""
-    C = src.shape[1]
-    if src.strides[1] % 4096 or C <= 8:
-        np.copyto(dst, src.transpose(0, 2, 3, 1))
+    """dst (b, h, w, C) = src (b, C, h, w) as channels-last (:func:`_gather`): a 64 x 32 x 32
+    float32 image 202 -> 72 us in blocks, 64 x 64 x 64 858 -> 243 (benchmarks/NOTES.md item
+    20); 14 x 14 maps (784 bytes) copy fastest in one go."""
+    _gather(dst, src.transpose(0, 2, 3, 1))
+
+
+def _gather(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst = src for a view src whose last axis is strided. The copy reads one float from each
+    of the last axis's rows in turn; rows a multiple of 4 KiB apart all fall in one set of the
+    L1 cache (8 ways) and evict each other, so then 8 of the last axis at a time."""
+    n = src.shape[-1]
+    if src.strides[-1] % 4096 or n <= 8:
+        np.copyto(dst, src)
         return
-    for c0 in range(0, C, 8):
-        np.copyto(dst[..., c0 : c0 + 8], src[:, c0 : c0 + 8].transpose(0, 2, 3, 1))
+    for i in range(0, n, 8):
+        np.copyto(dst[..., i : i + 8], src[..., i : i + 8])
 
 
 def _tiles(OH: int, OW: int, m: int = M_OUT) -> tuple[int, int]:
@@ -272,21 +277,49 @@ class _Plan:
             self.ng = N if fit == N else max(1, fit // self.nb) * self.nb
         self.BT, self.AT, self.A, self.G, self.GT = _matrices(m, r, dtype)
 
-    def filters(self, wt: np.ndarray, kc: bool = False) -> np.ndarray:
-        """U = G g G^T as (n^2, C', K) from the stride-1 weight with its taps first, wt (r, r,
-        C', K), or with ``kc`` wt (r, r, K, C') and U returned as the transpose of an (n^2, K,
-        C') array (the products take either: a transposed operand is a BLAS flag). wt may have
-        any strides (one gathering copy): the caller picks the order whose gather reads the
-        weight most nearly in order (DCGAN's 4x4 stride-2 weight into (2, 2, K, 4C): 0.05 ms,
-        into (2, 2, 4C, K): 0.36). Then G along the taps' rows, then along their columns: two
-        GEMMs in the weight's dtype (one GEMM with the n^2 x r^2 kron(G, G) took 0.5 ms for
-        that U, whose inner dimension r^2 = 4 BLAS runs slowly; as two, 0.1). The float32 sums
-        of <= 3 terms add a few ulp to the rounding of U itself, inside the tests' bounds."""
-        n, r = self.n, self.r
+    def taps(self, wt: np.ndarray) -> np.ndarray:
+        """The weight's taps transformed along their rows, G wt: (n, r C' K), from the stride-1
+        weight with its taps first, wt (r, r, C', K) (any strides: one gathering copy; the
+        caller picks the order whose gather reads the weight most nearly in order). U's row
+        a of tile positions is then G along the columns of row a (:meth:`_filter_row`): the
+        strided passes make each U row on the thread that multiplies by it, just before (U is
+        16x the weight in F(7x7), 8.4 MB for DCGAN's D2), the others all of U at once
+        (:meth:`filters`). Two GEMMs in the weight's dtype (one GEMM with the n^2 x r^2
+        kron(G, G) took 0.5 ms for DCGAN's F(4x4) U, whose inner dimension r^2 = 4 BLAS runs
+        slowly; as two, 0.1). The float32 sums of <= 3 terms add a few ulp to the rounding of
+        U itself, inside the tests' bounds."""
         w = np.ascontiguousarray(wt, dtype=self.dtype)
-        t = np.matmul(self.G, w.reshape(r, -1))  # along the rows: (n, r X)
-        U = np.matmul(self.G, t.reshape(n, r, -1)).reshape(n * n, *w.shape[2:])  # columns
-        return U.transpose(0, 2, 1) if kc else U
+        return np.matmul(self.G, w.reshape(self.r, -1))
+
+    def _filter_row(self, rows: np.ndarray, a: int, out: np.ndarray) -> np.ndarray:
+        """U's tile positions (a, 0 .. n - 1), (n, C', K), into out (n C' K scratch), from
+        ``rows`` = :meth:`taps`. The same GEMM whichever thread makes it, so the products
+        do not depend on the thread count."""
+        u = out[: self.n * self.Ci * self.K].reshape(self.n, -1)
+        np.matmul(self.G, rows[a].reshape(self.r, -1), out=u)
+        return u.reshape(self.n, self.Ci, self.K)
+
+    def filters(self, rows: np.ndarray) -> np.ndarray:
+        """U = G g G^T as (n^2, C', K), from ``rows`` = :meth:`taps` (each row as
+        :meth:`_filter_row` makes it)."""
+        U = np.matmul(self.G, rows.reshape(self.n, self.r, -1))  # along the columns, per row
+        return U.reshape(self.n**2, self.Ci, self.K)
+
+    def _row_spans(self, s: slice):
+        """The tile-position rows a that span ``s`` touches, with the positions (p0, p1) of
+        row a in s and whether s holds the whole row."""
+        n = self.n
+        for a in range(s.start // n, -(-s.stop // n)):
+            p0, p1 = max(s.start, a * n), min(s.stop, (a + 1) * n)
+            yield a, p0, p1, (p0, p1) == (a * n, (a + 1) * n)
+
+    def _products(self, v: np.ndarray, rows: np.ndarray, prods: np.ndarray, s: slice) -> None:
+        """prods[p] = V[p] @ U[p] for the positions p of span s, U made row by row into this
+        thread's scratch (:meth:`_filter_row`) while it is still in the cache."""
+        u = np.empty(self.n * self.Ci * self.K, dtype=self.dtype)
+        for a, p0, p1, _ in self._row_spans(s):
+            U = self._filter_row(rows, a, u)
+            np.matmul(v[p0:p1], U[p0 - a * self.n : p1 - a * self.n], out=prods[p0:p1])
 
     def _groups(self, ng: int | None = None) -> list[tuple[list[tuple[int, int, int]], int, int]]:
         """Per product group of ``ng`` images (default the plan's): its chunks (first image,
@@ -389,8 +422,9 @@ class _Plan:
 
         return outputs
 
-    def forward(self, x: np.ndarray, U: np.ndarray, write) -> np.ndarray | None:
-        """Per chunk, ``write(n0, b, yc)`` gets the outputs channels-last, (b, m th, m tw, K)
+    def forward(self, x: np.ndarray, rows: np.ndarray, write) -> np.ndarray | None:
+        """The conv of x with the filters whose :meth:`taps` are ``rows``. Per chunk,
+        ``write(n0, b, yc)`` gets the outputs channels-last, (b, m th, m tw, K)
         (rows and columns beyond (OH, OW) are tile overhang; on more than one BLAS thread
         ``write`` runs on several threads at once, for disjoint images). Returns the input's
         transformed tiles V (n^2, N T, C') when the plan's one group holds the whole batch
@@ -403,6 +437,7 @@ class _Plan:
         6.4 ms on one thread, 4.7 so cut on two, 3.7 cut by positions (benchmarks/NOTES.md
         item 24). Each image and each position is computed as on one thread."""
         if self.ng != self.N:
+            U = self.filters(rows)
             parallel.run([functools.partial(self._forward_groups, x, U, write, part)
                           for part in self._parts()])  # fmt: skip
             return None
@@ -414,7 +449,7 @@ class _Plan:
         T = self.T
         parallel.run([functools.partial(_into_rows, self.input_tiles(), x, run, T, v)
                       for run in runs])  # fmt: skip
-        parallel.run([functools.partial(np.matmul, v[s], U[s], out=prods[s])
+        parallel.run([functools.partial(self._products, v, rows, prods, s)
                       for s in self._positions(len(runs))])  # fmt: skip
         parallel.run([functools.partial(_from_rows, self._outputs(), prods, run, T, write)
                       for run in runs])  # fmt: skip
@@ -457,8 +492,9 @@ class _Plan:
         chunk by chunk. One group runs in phases as :meth:`forward` does (the products cut
         by positions: the same values as on one thread); with several groups, on more than
         one BLAS thread, each thread's run sums its own dU, added up at the end."""
+        n, r, K, Ci = self.n, self.r, self.K, self.Ci
         if self.ng == self.N:
-            du = self._weight_grad_phased(gy, x, v)
+            h = self._weight_grad_phased(gy, x, v)
         else:
             assert v is None, "kept tiles come from a plan of one group"
             dus = parallel.run([functools.partial(self._weight_grad_groups, gy, x, part)
@@ -466,15 +502,29 @@ class _Plan:
             du = dus[0]
             for d in dus[1:]:
                 du += d
-        # dw1 = G^T dU G, along the tile columns, then the rows (as in filters).
-        n, r, K, Ci = self.n, self.r, self.K, self.Ci
-        h = np.matmul(self.GT, du.reshape(n, n, K * Ci))  # (n, r, K C')
+            h = np.matmul(self.GT, du.reshape(n, n, K * Ci))  # each row as _grad_row
+        # dw1 = G^T dU G: h along the tile columns (per row, :meth:`_grad_row`), then the rows.
         gw = np.matmul(self.GT, h.reshape(n, -1))  # (r, r K C')
         return gw.reshape(r, r, K, Ci).transpose(2, 3, 0, 1)  # a view, (K, C', r, r)
 
+    def _grad_row(self, du: np.ndarray, h: np.ndarray, a: int) -> None:
+        """h[a] = G^T along the columns of dU's row a of tile positions: (r, K C')."""
+        n = self.n
+        np.matmul(self.GT, du[a * n : (a + 1) * n].reshape(n, -1), out=h[a])
+
+    def _grad_products(self, mg, v, du, h, s: slice) -> None:
+        """dU[p] = Mg[p]^T (K x tiles) @ V[p] (tiles x C') for the positions p of span s, and
+        h of the rows s holds whole, each just after its dU (still in the cache)."""
+        for a, p0, p1, whole in self._row_spans(s):
+            np.matmul(mg[p0:p1].transpose(0, 2, 1), v[p0:p1], out=du[p0:p1])
+            if whole:
+                self._grad_row(du, h, a)
+
     def _weight_grad_phased(self, gy, x, v: np.ndarray | None) -> np.ndarray:
-        """dU (n^2, K, C') of a plan of one group: the gradient's tiles (and V, unless given)
-        by images, then dU[ab] = Mg[ab]^T (K x tiles) @ V[ab] (tiles x C') by positions."""
+        """h = G^T along the columns of dU (n, r, K C'), dU (n^2, K, C') of a plan of one
+        group: the gradient's tiles (and V, unless given) by images, then dU[ab] = Mg[ab]^T
+        (K x tiles) @ V[ab] (tiles x C') and h by positions (the rows two threads share made
+        after, from their dU: h the same on any thread count)."""
         n, T = self.n, self.T
         mg = np.empty((n * n, self.N * T, self.K), dtype=self.dtype)
         x_tiles = v is None
@@ -490,9 +540,14 @@ class _Plan:
         runs = self._runs(chunks)
         parallel.run([functools.partial(gradient_tiles, run) for run in runs])
         du = np.empty((n * n, self.K, self.Ci), dtype=self.dtype)
-        parallel.run([functools.partial(np.matmul, mg[s].transpose(0, 2, 1), v[s], out=du[s])
-                      for s in self._positions(len(runs))])  # fmt: skip
-        return du
+        h = np.empty((n, self.r, self.K * self.Ci), dtype=self.dtype)
+        spans = self._positions(len(runs))
+        parallel.run([functools.partial(self._grad_products, mg, v, du, h, s) for s in spans])
+        for s in spans[1:]:  # a row cut between two spans
+            a, p0, _, whole = next(self._row_spans(s))
+            if not whole:
+                self._grad_row(du, h, a)
+        return h
 
     def _weight_grad_groups(self, gy, x, groups: list) -> np.ndarray:
         """dU (n^2, K, C') summed over ``groups``' tiles (a plan of several)."""
@@ -546,7 +601,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> n
             yc += b
         y[n0 : n0 + bn] = yc[:, : g.OH, : g.OW].transpose(0, 3, 1, 2)
 
-    plan.forward(x, plan.filters(w.transpose(2, 3, 1, 0)), write)
+    plan.forward(x, plan.taps(w.transpose(2, 3, 1, 0)), write)
     return y
 
 
@@ -597,16 +652,21 @@ def _strided_plan(g: Geometry, dtype: np.dtype) -> _Plan:
 
 
 def _phase_taps(w: np.ndarray, g: Geometry, flip: bool = False) -> np.ndarray:
-    """w (K, C, 2 sy, 2 sx) as the phases' 2x2 conv with its taps first, contiguous (2, 2, K,
-    sy sx C): [a, b, k, (ry, rx, c)] = w[k, c, sy a + ry, sx b + rx], the forward's filter with
-    its channels (C' = (ry, rx, c), K) swapped (``_Plan.filters(..., kc=True)``); with ``flip``,
-    w[k, c, sy (1 - a) + ry, sx (1 - b) + rx], the transposed conv's (C' = K, K' = (ry, rx, c))
-    as it is. The gather keeps c inner: with k inner it read w with a stride of 4 C sy sx floats,
-    7x slower for DCGAN's weight (0.36 ms against 0.05)."""
+    """w (K, C, 2 sy, 2 sx) as the phases' 2x2 conv with its taps first, contiguous: (2, 2,
+    sy sx C, K), [a, b, (ry, rx, c), k] = w[k, c, sy a + ry, sx b + rx]; with ``flip`` (2, 2,
+    K, sy sx C), [a, b, k, (ry, rx, c)] = w[k, c, sy (1 - a) + ry, sx (1 - b) + rx], the
+    transposed conv's (C' = K, K' = (ry, rx, c)). The products' U then has K' inner (its
+    GEMM with U (C', K) ran at 93 GFLOP/s for DCGAN's F(7x7), as the transpose of (K, C')
+    at 73). k inner, the gather reads w with a stride of C kh kw floats (4 KiB for DCGAN):
+    in blocks (:func:`_gather`), 0.36 -> 0.10 ms."""
     w6 = w.reshape(g.K, g.C, 2, g.sy, 2, g.sx)  # (k, c, a, ry, b, rx)
     if flip:
-        w6 = w6[:, :, ::-1, :, ::-1]
-    return np.ascontiguousarray(w6.transpose(2, 4, 0, 3, 5, 1)).reshape(2, 2, g.K, -1)
+        flipped = w6[:, :, ::-1, :, ::-1].transpose(2, 4, 0, 3, 5, 1)
+        return np.ascontiguousarray(flipped).reshape(2, 2, g.K, -1)
+    src = w6.transpose(2, 4, 3, 5, 1, 0)
+    out = np.empty(src.shape, dtype=w.dtype)
+    _gather(out, src)
+    return out.reshape(2, 2, -1, g.K)
 
 
 class KeptTiles(NamedTuple):
@@ -634,7 +694,7 @@ def strided_conv2d(
             yc += b
         y[n0 : n0 + bn] = yc[:, : g.OH, : g.OW].transpose(0, 3, 1, 2)
 
-    v = plan.forward(x, plan.filters(_phase_taps(w, g), kc=True), write)
+    v = plan.forward(x, plan.taps(_phase_taps(w, g)), write)
     return y, (KeptTiles(v) if keep and v is not None else None)
 
 
@@ -661,7 +721,7 @@ def strided_backward_input(gy: np.ndarray, w: np.ndarray, g: Geometry) -> np.nda
             0, 3, 1, 2
         )
 
-    plan.forward(gy, plan.filters(_phase_taps(w, g, flip=True)), write)
+    plan.forward(gy, plan.taps(_phase_taps(w, g, flip=True)), write)
     return gx
 
 
