@@ -544,7 +544,7 @@ class _Plan:
         spans = self._positions(len(runs))
         parallel.run([functools.partial(self._grad_products, mg, v, du, h, s) for s in spans])
         for s in spans[1:]:  # a row cut between two spans
-            a, p0, _, whole = next(self._row_spans(s))
+            a, _, _, whole = next(self._row_spans(s))
             if not whole:
                 self._grad_row(du, h, a)
         return h

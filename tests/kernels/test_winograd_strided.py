@@ -179,6 +179,21 @@ def test_float32_bound_on_the_dcgan_shape_at_a_large_magnitude():
     _check_all_passes(x, w, None, (2, 2), (1, 1), np.float32)
 
 
+@pytest.mark.parametrize("C, dtype", [(64, np.float32), (32, np.float64), (5, np.float32)])
+def test_phase_taps_gather_in_blocks_where_filters_alias(C, dtype):
+    # The forward's taps are gathered k-inner, reading w a filter (C kh kw values) apart: 4 KiB
+    # for 64 float32 channels of 4x4 and 32 float64 ones, copied 8 filters at a time (20
+    # filters: the last block short); 5 channels in one go. The same values either way, and
+    # the transposed conv's (flip) unchanged.
+    w = np.random.default_rng(8).standard_normal((20, C, 4, 4)).astype(dtype)
+    g = geometry.conv2d((2, C, 8, 8), w.shape, 2, 1)
+    w6 = w.reshape(20, C, 2, 2, 2, 2)  # (k, c, a, ry, b, rx)
+    want = w6.transpose(2, 4, 3, 5, 1, 0).reshape(2, 2, 4 * C, 20)
+    np.testing.assert_array_equal(winograd._phase_taps(w, g), want)
+    flipped = w6[:, :, ::-1, :, ::-1].transpose(2, 4, 0, 3, 5, 1).reshape(2, 2, 20, 4 * C)
+    np.testing.assert_array_equal(winograd._phase_taps(w, g, flip=True), flipped)
+
+
 @pytest.mark.parametrize("chunk, group", [(1, 1), (1, 3), (2, 1 << 30)])
 def test_chunks_and_product_groups_with_short_last_ones(monkeypatch, chunk, group):
     # Budgets in images' worth of tile bytes: one image per chunk and per group; chunks of
