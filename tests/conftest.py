@@ -138,3 +138,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def torch():
     """PyTorch, the reference implementation; skips the test when it is not installed."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def two_blas_threads():
+    """Two BLAS threads for the test (the suite runs at one): kernels/parallel.py then cuts
+    the CPU kernels' and elementwise ops' work into two parts."""
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 (a dependency of the package)
+
+    with threadpool_limits(2, user_api="blas"):
+        yield

@@ -10,19 +10,12 @@ import threading
 
 import numpy as np
 import pytest
-import threadpoolctl
 
 import engine
 import engine.functional as F
 from engine.ops.conv import ChannelBias
 from engine.ops.norm import batch_norm_train
 from kernels import parallel
-
-
-@pytest.fixture
-def two_blas_threads():
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        yield
 
 
 @pytest.fixture

@@ -13,18 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import threadpoolctl  # a dependency of the package: these tests never skip for want of it
 
 from kernels import cpu, geometry, parallel, winograd
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}  # relative to S = the same sums over |values|
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def two_blas_threads():
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        yield
 
 
 @pytest.fixture
