@@ -460,12 +460,12 @@ class _Plan:
         n, T, K = self.n, self.T, self.K
         rows = max(P for _, P, _ in groups)
         v = np.empty((n * n, rows, self.Ci), dtype=self.dtype)
-        m = np.empty((n * n, rows, K), dtype=self.dtype)
+        prods = np.empty((n * n, rows, K), dtype=self.dtype)
         tiles, outputs = self.input_tiles(), self._outputs()
         for chunks, P, _ in groups:
             _into_rows(tiles, x, chunks, T, v)
-            np.matmul(v[:, :P], U, out=m[:, :P])
-            _from_rows(outputs, m, chunks, T, write)
+            np.matmul(v[:, :P], U, out=prods[:, :P])
+            _from_rows(outputs, prods, chunks, T, write)
 
     def _gy_tiles(self):
         """A function (gy, n0, b, out) writing A gy_tile A^T of images n0 .. n0 + b into out
